@@ -1,0 +1,1 @@
+// Table operations exported to the control plane (owned by the tables work).

@@ -1,0 +1,58 @@
+// Loading the compiled data-path module. Synchronous on purpose: the daemon's
+// workers and the tests instantiate it once at start-up.
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export type BuildKind = "release" | "debug";
+
+/** The repository root, found from this file whether it runs from src/ (tsx,
+ *  vitest) or from dist/src/ (compiled). */
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    try {
+      readFileSync(resolve(dir, "asconfig.json"));
+      return dir;
+    } catch {
+      dir = resolve(dir, "..");
+    }
+  }
+  throw new Error("cannot find the wasm-overlay root (asconfig.json) above " + fileURLToPath(import.meta.url));
+}
+
+export function wasmPath(kind: BuildKind = "release"): string {
+  return resolve(repoRoot(), "build", kind === "release" ? "overlay.wasm" : "overlay.debug.wasm");
+}
+
+/** The raw exports of the module: functions take and return numbers (i64 as bigint). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type RawExports = Record<string, any> & { memory: WebAssembly.Memory };
+
+const moduleCache = new Map<string, WebAssembly.Module>();
+
+/** Instantiate a fresh, independent copy of the data path (own memory, own tables). */
+export function instantiateDataplane(kind: BuildKind = "release", path = wasmPath(kind)): RawExports {
+  let mod = moduleCache.get(path);
+  if (!mod) {
+    try {
+      mod = new WebAssembly.Module(readFileSync(path));
+    } catch (e) {
+      throw new Error(`cannot load ${path}: ${(e as Error).message} (run \`npm run build\` first)`);
+    }
+    moduleCache.set(path, mod);
+  }
+  const instance = new WebAssembly.Instance(mod, {
+    env: {
+      // AssemblyScript calls abort() on a failed assertion or an explicit throw.
+      // The data path never throws; reaching this is a bug worth a loud error.
+      abort(msgPtr: number, filePtr: number, line: number, col: number) {
+        throw new Error(`wasm abort at ${line}:${col} (msg@${msgPtr} file@${filePtr})`);
+      },
+      seed() {
+        return Date.now() * Math.random();
+      },
+    },
+  });
+  return instance.exports as unknown as RawExports;
+}
