@@ -1,0 +1,125 @@
+// Underlay sockets: where tunnel packets enter and leave this node.
+//
+//   VXLAN in:   UDP socket on port 4789; the kernel strips outer IPv4 + UDP and
+//               hands us the VXLAN header onwards, with the outer TOS
+//               (IP_RECVTOS) and outer destination (IP_PKTINFO) as cmsgs.
+//   IPIP in:    raw socket, protocol 4: the whole outer IPv4 packet. Works
+//               without the ipip module; raw sockets see a protocol before
+//               (and whether or not) a kernel handler exists, and the kernel
+//               sends no "protocol unreachable" while one is open.
+//   All out:    one raw IPPROTO_RAW socket (IP_HDRINCL implied): the WASM data
+//               path builds complete outer IPv4 packets (VXLAN/UDP or IPIP) or
+//               forwards inner ones unchanged (direct routing).
+//
+// Addresses are host-order u32 numbers (a.b.c.d => (a<<24|b<<16|c<<8|d)>>>0).
+import * as libc from "./libc.js";
+
+export const SOCKADDR_IN_SIZE = 16;
+
+/** Write a struct sockaddr_in for `addr`:`port` at `off` of `dv`. */
+export function writeSockaddrIn(dv: DataView, off: number, addr: number, port: number): void {
+  dv.setUint16(off, libc.AF_INET, true);
+  dv.setUint16(off + 2, port, false);
+  dv.setUint32(off + 4, addr >>> 0, false);
+  dv.setUint32(off + 8, 0, true);
+  dv.setUint32(off + 12, 0, true);
+}
+
+/** "198.18.0.1" => host-order u32. Throws on anything but a dotted quad. */
+export function parseIPv4(s: string): number {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (!m) throw new Error(`not an IPv4 address: "${s}"`);
+  const p = m.slice(1).map(Number);
+  if (p.some((x) => x > 255)) throw new Error(`not an IPv4 address: "${s}"`);
+  return ((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0;
+}
+
+export function formatIPv4(a: number): string {
+  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
+}
+
+export interface VxlanSocketOptions {
+  /** Local address to bind, "0.0.0.0" for any. */
+  bindAddr: string;
+  port?: number;
+  /** SO_REUSEPORT: one socket per worker, the kernel spreads flows by hash. */
+  reusePort?: boolean;
+  /** SO_RCVBUF in bytes (forced past rmem_max when root). */
+  rcvBuf?: number;
+}
+
+/**
+ * A nonblocking UDP socket bound to bindAddr:port that reports each
+ * datagram's outer TOS (IP_RECVTOS) and outer destination address
+ * (IP_PKTINFO). Read it with BatchIO.recvVxlan. Throws SyscallError on failure
+ * (EADDRINUSE with a hint when the kernel's own vxlan device holds the port).
+ */
+export function openVxlanSocket(opts: VxlanSocketOptions): number {
+  const port = opts.port ?? 4789;
+  const addr = parseIPv4(opts.bindAddr);
+  const fd = libc.check("socket(AF_INET, SOCK_DGRAM)", libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, 0));
+  try {
+    if (opts.reusePort) libc.setIntOpt(fd, libc.SOL_SOCKET, libc.SO_REUSEPORT, 1, "SO_REUSEPORT");
+    libc.setIntOpt(fd, libc.IPPROTO_IP, libc.IP_RECVTOS, 1, "IP_RECVTOS");
+    libc.setIntOpt(fd, libc.IPPROTO_IP, libc.IP_PKTINFO, 1, "IP_PKTINFO");
+    if (opts.rcvBuf) setBuf(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.rcvBuf);
+    const sa = new libc.Scratch(SOCKADDR_IN_SIZE);
+    writeSockaddrIn(sa.dv, 0, addr, port);
+    libc.check(`bind(${opts.bindAddr}:${port})`, libc.bind(fd, sa.addr, SOCKADDR_IN_SIZE), (e) =>
+      e === libc.EADDRINUSE ? `port ${port} is taken (a kernel vxlan device or another overlayd in this namespace?); use reusePort for several workers` : undefined);
+    return fd;
+  } catch (e) {
+    libc.closeQuiet(fd);
+    throw e;
+  }
+}
+
+/**
+ * A nonblocking raw socket for IPv4 protocol 4 (IP-in-IP): each read yields a
+ * whole outer IPv4 packet, header included. Read it with BatchIO.recvIpip.
+ */
+export function openIpipRecvSocket(opts: { rcvBuf?: number } = {}): number {
+  const fd = libc.check("socket(AF_INET, SOCK_RAW, IPPROTO_IPIP)",
+    libc.socket(libc.AF_INET, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, libc.IPPROTO_IPIP),
+    (e) => (e === libc.EPERM ? "raw sockets need root or CAP_NET_RAW" : undefined));
+  try {
+    if (opts.rcvBuf) setBuf(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.rcvBuf);
+    return fd;
+  } catch (e) {
+    libc.closeQuiet(fd);
+    throw e;
+  }
+}
+
+/**
+ * A nonblocking raw IPPROTO_RAW socket (IP_HDRINCL implied) that sends
+ * complete IPv4 packets, routed by the sockaddr address (the next hop: the
+ * kernel resolves the neighbour for it, not for the header's destination).
+ * The kernel always rewrites total length and header checksum, fills the ID
+ * when it is 0 and the source when it is 0.0.0.0; it never fragments and
+ * refuses (EMSGSIZE) any packet larger than the route's MTU, DF or not.
+ */
+export function openRawSendSocket(opts: { sndBuf?: number } = {}): number {
+  const fd = libc.check("socket(AF_INET, SOCK_RAW, IPPROTO_RAW)",
+    libc.socket(libc.AF_INET, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, libc.IPPROTO_RAW),
+    (e) => (e === libc.EPERM ? "raw sockets need root or CAP_NET_RAW" : undefined));
+  try {
+    if (opts.sndBuf) setBuf(fd, libc.SO_SNDBUFFORCE, libc.SO_SNDBUF, opts.sndBuf);
+    return fd;
+  } catch (e) {
+    libc.closeQuiet(fd);
+    throw e;
+  }
+}
+
+export function closeSocket(fd: number): void {
+  libc.closeQuiet(fd);
+}
+
+function setBuf(fd: number, force: number, plain: number, bytes: number): void {
+  try {
+    libc.setIntOpt(fd, libc.SOL_SOCKET, force, bytes, "SO_*BUFFORCE");
+  } catch {
+    libc.setIntOpt(fd, libc.SOL_SOCKET, plain, bytes, "SO_*BUF");
+  }
+}
