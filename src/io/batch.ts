@@ -1,0 +1,426 @@
+// Zero-copy batch I/O between the kernel and WASM linear memory.
+//
+// The kernel reads and writes packet bytes straight into the data path's
+// slots: every iovec points at an absolute address inside the
+// WebAssembly.Memory (its native base + slot offset), so no byte passes
+// through JavaScript. The message headers (mmsghdr, iovec, sockaddr_in,
+// control buffers) live in a native scratch area laid out once here; per batch
+// only lengths and addresses are patched. One native call moves a whole batch
+// where the kernel allows it (recvmmsg, sendmmsg); tun/tap has no batch call,
+// so readTun/writeTun make one read()/write() per packet.
+//
+// Slot i is [slotBase + i*slotSize, +slotSize); its metadata record is at
+// metaBase + i*META_SIZE (src/dataplane/abi.ts). Input is placed at HEADROOM.
+// Per-packet failures are counted in `stats`, never thrown.
+import * as abi from "../dataplane/abi.js";
+import koffi from "koffi";
+import * as libc from "./libc.js";
+import { SOCKADDR_IN_SIZE, writeSockaddrIn } from "./sockets.js";
+
+// struct mmsghdr on LP64 Linux (x86_64, aarch64).
+const MMSG_SIZE = 64;
+const MH_NAME = 0; // void *msg_name
+const MH_NAMELEN = 8; // socklen_t msg_namelen
+const MH_IOV = 16; // struct iovec *msg_iov
+const MH_IOVLEN = 24; // size_t msg_iovlen
+const MH_CONTROL = 32; // void *msg_control
+const MH_CONTROLLEN = 40; // size_t msg_controllen
+const MH_FLAGS = 48; // int msg_flags
+const MH_LEN = 56; // unsigned int msg_len
+const IOV_SIZE = 16; // { void *iov_base; size_t iov_len }
+const CTRL_SIZE = 64; // room for IP_TOS (24) + IP_PKTINFO (32) cmsgs
+const CMSG_HDR = 16; // { size_t cmsg_len; int cmsg_level; int cmsg_type }
+const POLLFD_SIZE = 8; // { int fd; short events; short revents }
+const MAX_POLL_FDS = 32;
+const IPV4_MIN = 20;
+
+export interface BatchIOOptions {
+  memory: WebAssembly.Memory;
+  slotBase: number;
+  slotSize: number;
+  metaBase: number;
+  /** Number of slots (and metadata records). */
+  batch: number;
+}
+
+/** Counters of per-packet failures; plain numbers, read them any time. */
+export interface BatchIOStats {
+  rxErrors: number; // read/recvmmsg failures other than EAGAIN/EINTR
+  rxTruncated: number; // datagrams longer than a slot (MSG_TRUNC); delivered cut short
+  txErrors: number; // packets sendRaw could not send (all causes)
+  txTooBig: number; // ... of which EMSGSIZE: larger than the route MTU
+  txNoBuffer: number; // ... of which EAGAIN/ENOBUFS after one wait
+  txBadSlot: number; // ... of which off/len outside the slot
+  tunWriteErrors: number;
+  lastErrno: number;
+}
+
+export interface SendResult {
+  /** Packets the kernel accepted. */
+  sent: number;
+  /** Packets dropped: sent + errors === count. */
+  errors: number;
+}
+
+export interface WriteResult {
+  written: number;
+  errors: number;
+}
+
+export class BatchIO {
+  readonly memory: WebAssembly.Memory;
+  readonly slotBase: number;
+  readonly slotSize: number;
+  readonly metaBase: number;
+  readonly batch: number;
+  readonly stats: BatchIOStats = {
+    rxErrors: 0, rxTruncated: 0, txErrors: 0, txTooBig: 0, txNoBuffer: 0, txBadSlot: 0, tunWriteErrors: 0, lastErrno: 0,
+  };
+
+  private buffer!: ArrayBuffer; // memory.buffer the views below were made for
+  private mem!: DataView; // over all of linear memory: metadata and headers
+  private memAddr = 0; // native address of linear memory byte 0
+
+  private readonly scratch: libc.Scratch;
+  private readonly s: DataView;
+  private readonly rxMsgs: number; // scratch offsets
+  private readonly rxIovs: number;
+  private readonly rxNames: number;
+  private readonly rxCtrl: number;
+  private readonly txMsgs: number;
+  private readonly txIovs: number;
+  private readonly txNames: number;
+  private readonly pollFds: number;
+
+  constructor(opts: BatchIOOptions) {
+    if (opts.slotSize <= abi.HEADROOM + IPV4_MIN) throw new RangeError(`slotSize ${opts.slotSize} leaves no room after HEADROOM`);
+    if (opts.batch < 1 || opts.batch > 0xffff) throw new RangeError(`batch ${opts.batch} out of range`);
+    this.memory = opts.memory;
+    this.slotBase = opts.slotBase;
+    this.slotSize = opts.slotSize;
+    this.metaBase = opts.metaBase;
+    this.batch = opts.batch;
+    const end = opts.slotBase + opts.batch * opts.slotSize;
+    const metaEnd = opts.metaBase + opts.batch * abi.META_SIZE;
+    if (end > opts.memory.buffer.byteLength || metaEnd > opts.memory.buffer.byteLength) {
+      throw new RangeError("slots or metadata lie outside linear memory");
+    }
+
+    const n = opts.batch;
+    let at = 0;
+    const take = (bytes: number) => {
+      const off = at;
+      at += (bytes + 63) & ~63;
+      return off;
+    };
+    this.rxMsgs = take(n * MMSG_SIZE);
+    this.rxIovs = take(n * IOV_SIZE);
+    this.rxNames = take(n * SOCKADDR_IN_SIZE);
+    this.rxCtrl = take(n * CTRL_SIZE);
+    this.txMsgs = take(n * MMSG_SIZE);
+    this.txIovs = take(n * IOV_SIZE);
+    this.txNames = take(n * SOCKADDR_IN_SIZE);
+    this.pollFds = take(MAX_POLL_FDS * POLLFD_SIZE);
+    this.scratch = new libc.Scratch(at);
+    this.s = this.scratch.dv;
+
+    // Fixed pointers: each message i owns iovec i, name i and control buffer i.
+    const base = this.scratch.addr;
+    for (let i = 0; i < n; i++) {
+      const rm = this.rxMsgs + i * MMSG_SIZE;
+      this.setPtr(rm + MH_NAME, base + this.rxNames + i * SOCKADDR_IN_SIZE);
+      this.setPtr(rm + MH_IOV, base + this.rxIovs + i * IOV_SIZE);
+      this.setPtr(rm + MH_IOVLEN, 1);
+      this.setPtr(rm + MH_CONTROL, base + this.rxCtrl + i * CTRL_SIZE);
+      const tm = this.txMsgs + i * MMSG_SIZE;
+      this.setPtr(tm + MH_NAME, base + this.txNames + i * SOCKADDR_IN_SIZE);
+      this.s.setUint32(tm + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
+      this.setPtr(tm + MH_IOV, base + this.txIovs + i * IOV_SIZE);
+      this.setPtr(tm + MH_IOVLEN, 1);
+      writeSockaddrIn(this.s, this.txNames + i * SOCKADDR_IN_SIZE, 0, 0);
+    }
+    this.rebase();
+  }
+
+  /** Absolute native address of slot i's byte 0. */
+  slotAddress(i: number): number {
+    this.sync();
+    return this.memAddr + this.slotBase + i * this.slotSize;
+  }
+
+  // --- receive ---------------------------------------------------------------
+
+  /**
+   * Read up to `max` packets (capped at `batch`) from a nonblocking tun/tap fd
+   * into slots 0.. at HEADROOM, one read() each, stopping at EAGAIN. Sets each
+   * packet's meta off = HEADROOM, len, and zeroes addr, addr2, tos. Returns
+   * the number of packets read.
+   */
+  readTun(fd: number, max: number): number {
+    this.sync();
+    const n = max < this.batch ? max : this.batch;
+    const cap = this.slotSize - abi.HEADROOM;
+    let got = 0;
+    while (got < n) {
+      const r = libc.read(fd, this.memAddr + this.slotBase + got * this.slotSize + abi.HEADROOM, cap);
+      if (r < 0) {
+        const e = libc.errno();
+        if (e === libc.EINTR) continue;
+        if (e !== libc.EAGAIN) this.rxError(e);
+        break;
+      }
+      if (r === 0) break;
+      this.setInputMeta(got, r, 0, 0, 0);
+      got++;
+    }
+    return got;
+  }
+
+  /**
+   * Receive up to `max` datagrams from the VXLAN UDP socket with one
+   * recvmmsg(MSG_DONTWAIT) into slots 0.. at HEADROOM. Meta: off = HEADROOM,
+   * len = UDP payload bytes, addr = outer source, addr2 = outer destination
+   * (IP_PKTINFO), tos = outer TOS (IP_RECVTOS). Returns the count (0 when
+   * none is waiting).
+   */
+  recvVxlan(fd: number, max: number): number {
+    const got = this.recvBatch(fd, max);
+    const s = this.s;
+    for (let i = 0; i < got; i++) {
+      const m = this.rxMsgs + i * MMSG_SIZE;
+      const src = s.getUint32(this.rxNames + i * SOCKADDR_IN_SIZE + 4, false);
+      // Walk the control messages: IP_TOS (1 byte) and IP_PKTINFO (ipi_addr).
+      let tos = 0, dst = 0;
+      const ctrl = this.rxCtrl + i * CTRL_SIZE;
+      const clen = s.getUint32(m + MH_CONTROLLEN, true);
+      let c = 0;
+      while (c + CMSG_HDR <= clen) {
+        const len = s.getUint32(ctrl + c, true);
+        if (len < CMSG_HDR || c + len > clen) break;
+        if (s.getInt32(ctrl + c + 8, true) === libc.IPPROTO_IP) {
+          const type = s.getInt32(ctrl + c + 12, true);
+          if (type === libc.IP_TOS) tos = s.getUint8(ctrl + c + CMSG_HDR);
+          else if (type === libc.IP_PKTINFO) dst = s.getUint32(ctrl + c + CMSG_HDR + 8, false);
+        }
+        c += (len + 7) & ~7;
+      }
+      this.setInputMeta(i, s.getUint32(m + MH_LEN, true), src, dst, tos);
+    }
+    return got;
+  }
+
+  /**
+   * Receive up to `max` packets from the raw IPIP socket with one
+   * recvmmsg(MSG_DONTWAIT): each slot holds the whole outer IPv4 packet at
+   * HEADROOM. Meta: off, len, addr = outer source, and, when the packet has
+   * an IPv4 header, addr2 = outer destination and tos = outer TOS.
+   */
+  recvIpip(fd: number, max: number): number {
+    const got = this.recvBatch(fd, max);
+    const s = this.s;
+    const mem = this.mem;
+    for (let i = 0; i < got; i++) {
+      const len = s.getUint32(this.rxMsgs + i * MMSG_SIZE + MH_LEN, true);
+      const src = s.getUint32(this.rxNames + i * SOCKADDR_IN_SIZE + 4, false);
+      const p = this.slotBase + i * this.slotSize + abi.HEADROOM;
+      const hasHeader = len >= IPV4_MIN;
+      this.setInputMeta(i, len, src, hasHeader ? mem.getUint32(p + 16, false) : 0, hasHeader ? mem.getUint8(p + 1) : 0);
+    }
+    return got;
+  }
+
+  // --- send ------------------------------------------------------------------
+
+  /**
+   * Send the complete IPv4 packets in slots idx[0..count) - bytes
+   * [off, off+len) of each - through a raw IPPROTO_RAW socket, each to
+   * sockaddr_in(meta.addr), with sendmmsg. After a partial send the rest is
+   * retried; a packet the kernel refuses (EMSGSIZE above the route MTU,
+   * unreachable, filtered) is counted and skipped. On EAGAIN/ENOBUFS the call
+   * waits once, up to 1 ms, for room, then drops what remains.
+   */
+  sendRaw(fd: number, idx: Uint16Array, count: number): SendResult {
+    this.sync();
+    const s = this.s, mem = this.mem;
+    const base = this.scratch.addr;
+    let n = 0, errors = 0;
+    for (let k = 0; k < count; k++) {
+      const i = idx[k];
+      const meta = this.metaBase + i * abi.META_SIZE;
+      const off = i < this.batch ? mem.getUint32(meta + abi.META_OFF, true) : 0;
+      const len = i < this.batch ? mem.getUint32(meta + abi.META_LEN, true) : 0;
+      if (off + len > this.slotSize || len < IPV4_MIN) {
+        errors++;
+        this.stats.txBadSlot++;
+        continue;
+      }
+      const iov = this.txIovs + n * IOV_SIZE;
+      this.setPtr(iov, this.memAddr + this.slotBase + i * this.slotSize + off);
+      this.setPtr(iov + 8, len);
+      s.setUint32(this.txNames + n * SOCKADDR_IN_SIZE + 4, mem.getUint32(meta + abi.META_ADDR, true), false);
+      n++;
+    }
+    let start = 0, waited = false;
+    while (start < n) {
+      const r = libc.sendmmsg(fd, base + this.txMsgs + start * MMSG_SIZE, n - start, 0);
+      if (r > 0) {
+        start += r;
+        continue;
+      }
+      const e = r < 0 ? libc.errno() : libc.EAGAIN;
+      if (e === libc.EINTR) continue;
+      this.stats.lastErrno = e;
+      if (e === libc.EAGAIN || e === libc.ENOBUFS) {
+        if (!waited) {
+          waited = true;
+          this.waitWritable(fd, 1);
+          continue;
+        }
+        const rest = n - start;
+        errors += rest;
+        this.stats.txNoBuffer += rest;
+        break;
+      }
+      // The first message of the remainder failed: drop it, go on.
+      if (e === libc.EMSGSIZE) this.stats.txTooBig++;
+      errors++;
+      start++;
+    }
+    this.stats.txErrors += errors;
+    return { sent: count - errors, errors };
+  }
+
+  /**
+   * Write slots idx[0..count) - bytes [off, off+len) of each - to a tun/tap
+   * fd, one write() per packet. Failures (EAGAIN on a full queue, EINVAL on a
+   * malformed packet, EIO when the link is down) are counted, not thrown.
+   */
+  writeTun(fd: number, idx: Uint16Array, count: number): WriteResult {
+    this.sync();
+    const mem = this.mem;
+    let written = 0, errors = 0;
+    for (let k = 0; k < count; k++) {
+      const i = idx[k];
+      const meta = this.metaBase + i * abi.META_SIZE;
+      const off = i < this.batch ? mem.getUint32(meta + abi.META_OFF, true) : 0;
+      const len = i < this.batch ? mem.getUint32(meta + abi.META_LEN, true) : 0;
+      if (off + len > this.slotSize || len === 0) {
+        errors++;
+        continue;
+      }
+      const addr = this.memAddr + this.slotBase + i * this.slotSize + off;
+      let r = libc.write(fd, addr, len);
+      if (r < 0 && libc.errno() === libc.EINTR) r = libc.write(fd, addr, len);
+      if (r < 0) {
+        this.stats.lastErrno = libc.errno();
+        errors++;
+      } else written++;
+    }
+    this.stats.tunWriteErrors += errors;
+    return { written, errors };
+  }
+
+  // --- waiting -----------------------------------------------------------------
+
+  /**
+   * Block in poll() until one of `fds` is readable (or has an error to
+   * report, which the next read returns) or `timeoutMs` passes (-1: forever).
+   * Returns a bitmask: bit k set when fds[k] is ready; 0 on timeout or EINTR.
+   * Negative fds are ignored. Throws if an fd is not open (POLLNVAL).
+   */
+  pollReadable(fds: readonly number[], timeoutMs: number): number {
+    const nfds = fds.length;
+    if (nfds > MAX_POLL_FDS) throw new RangeError(`pollReadable takes at most ${MAX_POLL_FDS} fds`);
+    const s = this.s;
+    for (let k = 0; k < nfds; k++) {
+      const p = this.pollFds + k * POLLFD_SIZE;
+      s.setInt32(p, fds[k], true);
+      s.setInt16(p + 4, libc.POLLIN, true);
+      s.setInt16(p + 6, 0, true);
+    }
+    const r = libc.poll(this.scratch.addr + this.pollFds, nfds, timeoutMs);
+    if (r <= 0) {
+      if (r < 0 && libc.errno() !== libc.EINTR) throw new libc.SyscallError("poll", libc.errno());
+      return 0;
+    }
+    let mask = 0;
+    for (let k = 0; k < nfds; k++) {
+      const re = s.getInt16(this.pollFds + k * POLLFD_SIZE + 6, true);
+      if (re & libc.POLLNVAL) throw new Error(`pollReadable: fd ${fds[k]} is not open`);
+      if (re & (libc.POLLIN | libc.POLLERR | libc.POLLHUP)) mask |= 1 << k;
+    }
+    return mask;
+  }
+
+  // --- internals -----------------------------------------------------------------
+
+  private recvBatch(fd: number, max: number): number {
+    this.sync();
+    const n = max < this.batch ? max : this.batch;
+    if (n <= 0) return 0;
+    const s = this.s;
+    for (let i = 0; i < n; i++) {
+      const m = this.rxMsgs + i * MMSG_SIZE;
+      // The kernel overwrote these with the previous batch's actual sizes.
+      s.setUint32(m + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
+      this.setPtr(m + MH_CONTROLLEN, CTRL_SIZE);
+      s.setInt32(m + MH_FLAGS, 0, true);
+    }
+    const r = libc.recvmmsg(fd, this.scratch.addr + this.rxMsgs, n, libc.MSG_DONTWAIT, 0);
+    if (r < 0) {
+      const e = libc.errno();
+      if (e !== libc.EAGAIN && e !== libc.EINTR) this.rxError(e);
+      return 0;
+    }
+    for (let i = 0; i < r; i++) {
+      if (s.getInt32(this.rxMsgs + i * MMSG_SIZE + MH_FLAGS, true) & libc.MSG_TRUNC) this.stats.rxTruncated++;
+    }
+    return r;
+  }
+
+  private setInputMeta(i: number, len: number, addr: number, addr2: number, tos: number): void {
+    const m = this.metaBase + i * abi.META_SIZE;
+    const mem = this.mem;
+    mem.setUint32(m + abi.META_OFF, abi.HEADROOM, true);
+    mem.setUint32(m + abi.META_LEN, len, true);
+    mem.setUint32(m + abi.META_ADDR, addr, true);
+    mem.setUint32(m + abi.META_ADDR2, addr2, true);
+    mem.setUint8(m + abi.META_TOS, tos);
+  }
+
+  private rxError(e: number): void {
+    this.stats.rxErrors++;
+    this.stats.lastErrno = e;
+  }
+
+  private waitWritable(fd: number, timeoutMs: number): void {
+    const p = this.pollFds;
+    this.s.setInt32(p, fd, true);
+    this.s.setInt16(p + 4, libc.POLLOUT, true);
+    this.s.setInt16(p + 6, 0, true);
+    libc.poll(this.scratch.addr + p, 1, timeoutMs);
+  }
+
+  /** Store a 64-bit pointer or size as two u32 halves (no BigInt allocated). */
+  private setPtr(off: number, value: number): void {
+    this.s.setUint32(off, value >>> 0, true);
+    this.s.setUint32(off + 4, Math.floor(value / 0x1_0000_0000), true);
+  }
+
+  /** Re-derive views and the native base if linear memory was replaced (grown). */
+  private sync(): void {
+    if (this.memory.buffer !== this.buffer) this.rebase();
+  }
+
+  private rebase(): void {
+    this.buffer = this.memory.buffer;
+    this.mem = new DataView(this.buffer);
+    this.memAddr = Number(koffi.address(new Uint8Array(this.buffer)));
+    const cap = this.slotSize - abi.HEADROOM;
+    for (let i = 0; i < this.batch; i++) {
+      const iov = this.rxIovs + i * IOV_SIZE;
+      this.setPtr(iov, this.memAddr + this.slotBase + i * this.slotSize + abi.HEADROOM);
+      this.setPtr(iov + 8, cap);
+    }
+  }
+}
