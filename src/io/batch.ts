@@ -91,6 +91,7 @@ export class BatchIO {
   private readonly txIovs: number;
   private readonly txNames: number;
   private readonly pollFds: number;
+  private rxFilled: number; // rx messages whose name/control lengths the kernel changed
 
   constructor(opts: BatchIOOptions) {
     if (opts.slotSize <= abi.HEADROOM + IPV4_MIN) throw new RangeError(`slotSize ${opts.slotSize} leaves no room after HEADROOM`);
@@ -139,6 +140,7 @@ export class BatchIO {
       this.setPtr(tm + MH_IOVLEN, 1);
       writeSockaddrIn(this.s, this.txNames + i * SOCKADDR_IN_SIZE, 0, 0);
     }
+    this.rxFilled = n; // all rx headers get their lengths on first use
     this.rebase();
   }
 
@@ -359,14 +361,16 @@ export class BatchIO {
     const n = max < this.batch ? max : this.batch;
     if (n <= 0) return 0;
     const s = this.s;
-    for (let i = 0; i < n; i++) {
+    // The kernel overwrote these in the messages the previous call filled.
+    for (let i = 0; i < this.rxFilled; i++) {
       const m = this.rxMsgs + i * MMSG_SIZE;
-      // The kernel overwrote these with the previous batch's actual sizes.
       s.setUint32(m + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
       this.setPtr(m + MH_CONTROLLEN, CTRL_SIZE);
       s.setInt32(m + MH_FLAGS, 0, true);
     }
+    this.rxFilled = 0;
     const r = libc.recvmmsg(fd, this.scratch.addr + this.rxMsgs, n, libc.MSG_DONTWAIT, 0);
+    if (r > 0) this.rxFilled = r;
     if (r < 0) {
       const e = libc.errno();
       if (e !== libc.EAGAIN && e !== libc.EINTR) this.rxError(e);
