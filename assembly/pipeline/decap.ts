@@ -1,0 +1,167 @@
+// Underlay -> pod side: VXLAN datagrams from the UDP socket and IPIP packets
+// from the raw socket. Validates the encapsulation, checks that the sender
+// is a configured peer and that the inner source belongs to that peer
+// (anti-spoofing, like a strict reverse-path check), applies the RFC 6040
+// ECN decapsulation rules and delivers the inner packet to the device.
+import { ld8 } from "../wire/bytes";
+import { ethDst, ethType, ETHERTYPE_IPV4, ETH_HDR_LEN } from "../wire/ethernet";
+import {
+  checkIpv4, ipDst, ipHeaderLen, ipIsMartian, ipSetTos, ipSrc, ipTos, ipTotalLen, ECN_CE, ECN_ECT0, ECN_ECT1,
+  ECN_NOT_ECT, IP_TOS,
+} from "../wire/ipv4";
+import { checkIpip } from "../wire/ipip";
+import { checkVxlan, vxlanVni, VXLAN_HDR_LEN } from "../wire/vxlan";
+import {
+  C_BATCHES, C_RX_IPIP_BYTES, C_RX_IPIP_PKTS, C_RX_VXLAN_BYTES, C_RX_VXLAN_PKTS, META_ADDR, META_LEN,
+  META_OFF, META_PEER, META_TOS, NH_DIRECT, NH_IPIP, NH_VXLAN, R_BAD_ETHERTYPE, R_BAD_OFFSET, R_DST_MAC_MISMATCH,
+  R_ECN_CE_NOT_ECT, R_MARTIAN, R_NONE, R_NOT_LOCAL_UNDERLAY, R_SPOOFED_SOURCE, R_UNKNOWN_PEER, R_VXLAN_BAD_VNI,
+} from "../abi";
+import { lpmLookup, LPM_MISS } from "../tables/lpm";
+import { htFind, htValueAt } from "../tables/hash";
+import { batchMax, cfgUnderlay, cfgVni, cfgVtepMac, count, metaBase, peerAddrTable, slotBase, slotSize } from "./state";
+import { nhKind, nhPeer, peerValid } from "./peers";
+import { deliverIpv4, MIN_OFF } from "./forward";
+import { drop, metaPtr, metaReset } from "./verdict";
+
+/** RFC 6040 section 4.2 (Figure 4): the inner ECN field after
+ *  decapsulation, or -1 when the packet must be dropped (outer CE on a
+ *  Not-ECT inner packet). */
+@inline export function ecnDecap(inner: u32, outer: u32): i32 {
+  if (inner == ECN_NOT_ECT) return outer == ECN_CE ? -1 : <i32>ECN_NOT_ECT;
+  if (outer == ECN_CE) return <i32>ECN_CE;
+  if (outer == ECN_ECT1 && inner == ECN_ECT0) return <i32>ECN_ECT1;
+  return <i32>inner;
+}
+
+/** Resolve the sending peer from the outer source address. */
+@inline function peerOf(outerSrc: u32): i32 {
+  const s = htFind(peerAddrTable, <u64>outerSrc);
+  if (s < 0) return -1;
+  const peer = <u32>htValueAt(peerAddrTable, s);
+  return peerValid(peer) ? <i32>peer : -1;
+}
+
+/** Common tail: inner IPv4 at `p` (slot offset `off`, `avail` bytes up to the
+ *  end of the datagram), sent by `peer` with outer TOS `outerTos`. */
+function deliverInner(m: usize, off: u32, p: usize, avail: u32, peer: u32, outerTos: u32): void {
+  const r = checkIpv4(p, avail);
+  if (r != R_NONE) {
+    drop(m, r);
+    return;
+  }
+  const len = ipTotalLen(p);
+  const src = ipSrc(p);
+  if (ipIsMartian(src) || ipIsMartian(ipDst(p))) {
+    drop(m, R_MARTIAN);
+    return;
+  }
+  // Anti-spoofing: the inner source must route back through the same peer.
+  const nh = lpmLookup(src);
+  if (nh == LPM_MISS) {
+    drop(m, R_SPOOFED_SOURCE);
+    return;
+  }
+  const kind = nhKind(nh);
+  if ((kind != NH_VXLAN && kind != NH_IPIP && kind != NH_DIRECT) || nhPeer(nh) != peer) {
+    drop(m, R_SPOOFED_SOURCE);
+    return;
+  }
+  const tos = ipTos(p);
+  const ecn = ecnDecap(tos & 3, outerTos & 3);
+  if (ecn < 0) {
+    drop(m, R_ECN_CE_NOT_ECT);
+    return;
+  }
+  if (<u32>ecn != (tos & 3)) ipSetTos(p, (tos & 0xfc) | <u32>ecn);
+  store<u16>(m, <u16>peer, META_PEER);
+  deliverIpv4(m, off, p, len);
+}
+
+/** Process `n` VXLAN UDP payloads (bytes at [off, off+len) of each slot;
+ *  metadata addr = outer source, addr2 = outer destination, tos = outer
+ *  TOS). Returns the number processed. */
+export function processVxlanBatch(n: u32): u32 {
+  if (n > batchMax) n = batchMax;
+  count(C_BATCHES);
+  for (let i: u32 = 0; i < n; i++) {
+    const m = metaPtr(metaBase, i);
+    const slot = slotBase + <usize>i * slotSize;
+    const off = load<u32>(m, META_OFF);
+    const len = load<u32>(m, META_LEN);
+    const outerSrc = load<u32>(m, META_ADDR);
+    const outerTos = <u32>load<u8>(m, META_TOS);
+    metaReset(m);
+    if (off < MIN_OFF || <u64>off + <u64>len > <u64>slotSize) {
+      drop(m, R_BAD_OFFSET);
+      continue;
+    }
+    count(C_RX_VXLAN_PKTS);
+    count(C_RX_VXLAN_BYTES, len);
+    const p = slot + off;
+    const r = checkVxlan(p, len);
+    if (r != R_NONE) {
+      drop(m, r);
+      continue;
+    }
+    if (vxlanVni(p) != cfgVni) {
+      drop(m, R_VXLAN_BAD_VNI);
+      continue;
+    }
+    const peer = peerOf(outerSrc);
+    if (peer < 0) {
+      drop(m, R_UNKNOWN_PEER);
+      continue;
+    }
+    const e = p + VXLAN_HDR_LEN;
+    if (ethType(e) != ETHERTYPE_IPV4) {
+      drop(m, R_BAD_ETHERTYPE);
+      continue;
+    }
+    if (ethDst(e) != cfgVtepMac) {
+      drop(m, R_DST_MAC_MISMATCH);
+      continue;
+    }
+    const hdrs = VXLAN_HDR_LEN + ETH_HDR_LEN;
+    deliverInner(m, off + hdrs, p + hdrs, len - hdrs, <u32>peer, outerTos);
+  }
+  return n;
+}
+
+/** Process `n` whole outer IPv4 packets from the raw IPIP socket. Returns
+ *  the number processed. */
+export function processIpipBatch(n: u32): u32 {
+  if (n > batchMax) n = batchMax;
+  count(C_BATCHES);
+  for (let i: u32 = 0; i < n; i++) {
+    const m = metaPtr(metaBase, i);
+    const slot = slotBase + <usize>i * slotSize;
+    const off = load<u32>(m, META_OFF);
+    const len = load<u32>(m, META_LEN);
+    metaReset(m);
+    if (off < MIN_OFF || <u64>off + <u64>len > <u64>slotSize) {
+      drop(m, R_BAD_OFFSET);
+      continue;
+    }
+    count(C_RX_IPIP_PKTS);
+    count(C_RX_IPIP_BYTES, len);
+    const p = slot + off;
+    const r = checkIpip(p, len);
+    if (r != R_NONE) {
+      drop(m, r);
+      continue;
+    }
+    if (ipDst(p) != cfgUnderlay) {
+      drop(m, R_NOT_LOCAL_UNDERLAY);
+      continue;
+    }
+    const peer = peerOf(ipSrc(p));
+    if (peer < 0) {
+      drop(m, R_UNKNOWN_PEER);
+      continue;
+    }
+    const hl = ipHeaderLen(p);
+    deliverInner(m, off + hl, p + hl, ipTotalLen(p) - hl, <u32>peer, ld8(p + IP_TOS));
+  }
+  return n;
+}
+

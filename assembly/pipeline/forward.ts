@@ -1,0 +1,232 @@
+// Pod side -> underlay: packets the node's kernel routed into our tun (IPv4)
+// or tap (Ethernet) device. This is where a packet's route is looked up.
+//
+// Per packet: validate, answer ARP (tap), look the destination up (LPM),
+// enforce TTL and the tunnel MTU (ICMP errors like a router), decrement TTL
+// and hand the packet to the encapsulation its next hop names.
+import { ld16 } from "../wire/bytes";
+import { checkEthernet, emitEthernet, ethDst, ethType, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR_LEN, macIsMulticast } from "../wire/ethernet";
+import { ARP_REPLY, ARP_REQUEST, arpOper, arpSha, arpSpa, arpTpa, checkArp, emitArp } from "../wire/arp";
+import {
+  checkIpv4, ipChecksumOk, ipDecTtl, ipDst, ipIsMartian, ipSrc, ipTotalLen, ipTtl, IP_FLAG_DF, IP_FRAG,
+} from "../wire/ipv4";
+import { ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, UNREACH_FRAG_NEEDED, UNREACH_NET } from "../wire/icmp";
+import { VXLAN_OVERHEAD } from "../wire/vxlan";
+import { IPIP_OVERHEAD } from "../wire/ipip";
+import {
+  C_BATCHES, C_RX_POD_BYTES, C_RX_POD_PKTS, C_TO_DEVICE_BYTES, C_TO_DEVICE_PKTS, C_TX_DIRECT_BYTES, C_TX_DIRECT_PKTS,
+  META_HASH, META_LEN, META_OFF, META_PEER, MODE_TAP, NH_BLACKHOLE, NH_DIRECT, NH_IPIP, NH_LOCAL, NH_VXLAN,
+  R_ARP_IGNORED, R_BAD_ETHERTYPE, R_BAD_IP_CHECKSUM, R_BAD_OFFSET, R_BLACKHOLE, R_FRAG_NEEDED_NO_DF, R_MARTIAN, R_NONE,
+  R_NO_FDB, R_NO_NEIGH, R_NO_ROUTE, R_TOO_BIG, R_TTL_EXCEEDED, R_UNKNOWN_PEER, VERDICT_REPLY, VERDICT_TO_DEVICE,
+  VERDICT_TX_DIRECT,
+} from "../abi";
+import { lpmLookup, LPM_MISS } from "../tables/lpm";
+import { htFind, htValueAt } from "../tables/hash";
+import {
+  batchMax, cfgDevMac, cfgMode, cfgUnderlayMtu, cfgVtepMac, count, fdbTable, metaBase, neighTable, slotBase, slotSize,
+} from "./state";
+import { nhGateway, nhKind, nhPeer, peerValid } from "./peers";
+import { encapIpip, encapVxlan } from "./encap";
+import { flowHash } from "./flow";
+import { replyIcmpError } from "./icmperr";
+import { drop, emit, metaPtr, metaReset } from "./verdict";
+
+/** Smallest input offset a stage accepts: room for the largest prepend. */
+export const MIN_OFF: u32 = 64;
+
+/** Process `n` packets read from the pod-side device (slot i, metadata i,
+ *  bytes at [off, off+len) of the slot). Every record gets a verdict.
+ *  Returns the number processed (n clipped to the batch size). */
+export function processPodBatch(n: u32): u32 {
+  if (n > batchMax) n = batchMax;
+  count(C_BATCHES);
+  const tap = cfgMode == MODE_TAP;
+  for (let i: u32 = 0; i < n; i++) {
+    const m = metaPtr(metaBase, i);
+    const slot = slotBase + <usize>i * slotSize;
+    let off = load<u32>(m, META_OFF);
+    let len = load<u32>(m, META_LEN);
+    metaReset(m);
+    if (off < MIN_OFF || <u64>off + <u64>len > <u64>slotSize) {
+      drop(m, R_BAD_OFFSET);
+      continue;
+    }
+    count(C_RX_POD_PKTS);
+    count(C_RX_POD_BYTES, len);
+    let p = slot + off;
+    if (tap) {
+      if (checkEthernet(p, len) != R_NONE) {
+        drop(m, checkEthernet(p, len));
+        continue;
+      }
+      const et = ethType(p);
+      if (et == ETHERTYPE_ARP) {
+        answerArp(m, off, p, len);
+        continue;
+      }
+      if (et != ETHERTYPE_IPV4) {
+        drop(m, R_BAD_ETHERTYPE);
+        continue;
+      }
+      if (macIsMulticast(ethDst(p))) {
+        drop(m, R_MARTIAN);
+        continue;
+      }
+      p += ETH_HDR_LEN;
+      off += ETH_HDR_LEN;
+      len -= ETH_HDR_LEN;
+    }
+    routeIpv4(m, slot, off, p, len);
+  }
+  return n;
+}
+
+/** Route one IPv4 packet from the pod side. */
+function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
+  const r = checkIpv4(p, len);
+  if (r != R_NONE) {
+    drop(m, r);
+    return;
+  }
+  if (!ipChecksumOk(p)) {
+    drop(m, R_BAD_IP_CHECKSUM);
+    return;
+  }
+  len = ipTotalLen(p); // ignore link-layer padding
+  const dst = ipDst(p);
+  if (ipIsMartian(dst) || ipIsMartian(ipSrc(p))) {
+    drop(m, R_MARTIAN);
+    return;
+  }
+  const nh = lpmLookup(dst);
+  if (nh == LPM_MISS) {
+    replyIcmpError(m, slot, off, p, len, ICMP_DEST_UNREACH, UNREACH_NET, 0, R_NO_ROUTE);
+    return;
+  }
+  const kind = nhKind(nh);
+  if (kind == NH_BLACKHOLE) {
+    drop(m, R_BLACKHOLE);
+    return;
+  }
+  if (ipTtl(p) <= 1) {
+    replyIcmpError(m, slot, off, p, len, ICMP_TIME_EXCEEDED, 0, 0, R_TTL_EXCEEDED);
+    return;
+  }
+  const hash = flowHash(p, len);
+  store<u32>(m, hash, META_HASH);
+  if (kind == NH_VXLAN) {
+    if (len + VXLAN_OVERHEAD > cfgUnderlayMtu) {
+      tooBig(m, slot, off, p, len, cfgUnderlayMtu - VXLAN_OVERHEAD);
+      return;
+    }
+    const ns = htFind(neighTable, <u64>nhGateway(nh));
+    if (ns < 0) {
+      drop(m, R_NO_NEIGH);
+      return;
+    }
+    const mac = htValueAt(neighTable, ns);
+    const fs = htFind(fdbTable, mac);
+    if (fs < 0) {
+      drop(m, R_NO_FDB);
+      return;
+    }
+    const peer = <u32>htValueAt(fdbTable, fs);
+    if (!peerValid(peer)) {
+      drop(m, R_NO_FDB);
+      return;
+    }
+    ipDecTtl(p);
+    encapVxlan(m, off, p, len, peer, mac, hash);
+  } else if (kind == NH_IPIP) {
+    const peer = nhPeer(nh);
+    if (!peerValid(peer)) {
+      drop(m, R_UNKNOWN_PEER);
+      return;
+    }
+    if (len + IPIP_OVERHEAD > cfgUnderlayMtu) {
+      tooBig(m, slot, off, p, len, cfgUnderlayMtu - IPIP_OVERHEAD);
+      return;
+    }
+    ipDecTtl(p);
+    encapIpip(m, off, p, len, peer);
+  } else if (kind == NH_DIRECT) {
+    if (len > cfgUnderlayMtu) {
+      tooBig(m, slot, off, p, len, cfgUnderlayMtu);
+      return;
+    }
+    ipDecTtl(p);
+    store<u16>(m, <u16>nhPeer(nh), META_PEER);
+    emit(m, VERDICT_TX_DIRECT, R_NONE, off, len, nhGateway(nh));
+    count(C_TX_DIRECT_PKTS);
+    count(C_TX_DIRECT_BYTES, len);
+  } else if (kind == NH_LOCAL) {
+    ipDecTtl(p);
+    deliverIpv4(m, off, p, len);
+  } else {
+    drop(m, R_NO_ROUTE);
+  }
+}
+
+/** DF set: ICMP fragmentation needed with the tunnel MTU; otherwise a
+ *  counted drop (no userspace fragmentation: set the device MTU to the
+ *  tunnel MTU so the kernel fragments before us). */
+function tooBig(m: usize, slot: usize, off: u32, p: usize, len: u32, mtu: u32): void {
+  if ((ld16(p + IP_FRAG) & IP_FLAG_DF) != 0) {
+    replyIcmpError(m, slot, off, p, len, ICMP_DEST_UNREACH, UNREACH_FRAG_NEEDED, mtu, R_TOO_BIG);
+  } else {
+    drop(m, R_FRAG_NEEDED_NO_DF);
+  }
+}
+
+/** Hand an IPv4 packet at `p` (slot offset `off`) to the node's device: as is
+ *  in tun mode, behind an Ethernet header addressed to the kernel's side in
+ *  tap mode. Requires off >= 14. */
+export function deliverIpv4(m: usize, off: u32, p: usize, len: u32): void {
+  if (cfgMode == MODE_TAP) {
+    emitEthernet(p - ETH_HDR_LEN, cfgDevMac, cfgVtepMac, ETHERTYPE_IPV4);
+    off -= ETH_HDR_LEN;
+    len += ETH_HDR_LEN;
+  }
+  emit(m, VERDICT_TO_DEVICE, R_NONE, off, len, 0);
+  count(C_TO_DEVICE_PKTS);
+  count(C_TO_DEVICE_BYTES, len);
+}
+
+/** Tap mode: the kernel resolves its next hops with ARP. Requests for an
+ *  address in the neighbour table are answered with that MAC (the static
+ *  `ip neigh` entries of Hand CNI-7); requests for any other address we
+ *  route are answered with our own MAC (proxy ARP, as Calico's 169.254.1.1
+ *  gateway). Everything else is ignored. The reply is built in place. */
+function answerArp(m: usize, off: u32, p: usize, len: u32): void {
+  const a = p + ETH_HDR_LEN;
+  const r = checkArp(a, len - ETH_HDR_LEN);
+  if (r != R_NONE) {
+    drop(m, r);
+    return;
+  }
+  if (arpOper(a) != ARP_REQUEST) {
+    drop(m, R_ARP_IGNORED);
+    return;
+  }
+  const target = arpTpa(a);
+  const sender = arpSpa(a);
+  const senderMac = arpSha(a);
+  let mac: u64 = 0;
+  const ns = htFind(neighTable, <u64>target);
+  if (ns >= 0) {
+    mac = htValueAt(neighTable, ns);
+  } else {
+    const nh = lpmLookup(target);
+    if (nh == LPM_MISS || nhKind(nh) == NH_LOCAL || nhKind(nh) == NH_BLACKHOLE || target == sender) {
+      drop(m, R_ARP_IGNORED);
+      return;
+    }
+    mac = cfgVtepMac;
+  }
+  emitEthernet(p, senderMac, mac, ETHERTYPE_ARP);
+  emitArp(a, ARP_REPLY, mac, target, senderMac, sender);
+  // Ethernet minimum frame (without FCS) is 60 bytes; pad with zeros.
+  const outLen: u32 = 60;
+  memory.fill(a + 28, 0, outLen - ETH_HDR_LEN - 28);
+  emit(m, VERDICT_REPLY, R_NONE, off, outLen, 0);
+}

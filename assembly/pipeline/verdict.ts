@@ -1,0 +1,35 @@
+// Writing a packet's outcome into its metadata record, with its counters.
+import {
+  C_DROP_BASE, C_REPLY_PKTS, C_VERDICT_BASE, META_ADDR, META_HASH, META_LEN, META_OFF, META_PEER, META_REASON,
+  META_VERDICT, PEER_NONE, R_NONE, VERDICT_DROP, VERDICT_REPLY,
+} from "../abi";
+import { count } from "./state";
+
+@inline export function metaPtr(base: usize, i: u32): usize { return base + (<usize>i << 5); }
+
+/** Reset the output fields of a record before a stage fills them. */
+@inline export function metaReset(m: usize): void {
+  store<u16>(m, VERDICT_DROP, META_VERDICT);
+  store<u16>(m, R_NONE, META_REASON);
+  store<u16>(m, PEER_NONE, META_PEER);
+  store<u32>(m, 0, META_HASH);
+}
+
+@inline export function drop(m: usize, reason: u16): void {
+  store<u16>(m, VERDICT_DROP, META_VERDICT);
+  store<u16>(m, reason, META_REASON);
+  count(C_VERDICT_BASE + <u32>VERDICT_DROP);
+  count(C_DROP_BASE + <u32>reason);
+}
+
+/** Any non-drop verdict; `reason` is kept for replies that answer an error. */
+@inline export function emit(m: usize, verdict: u16, reason: u16, off: u32, len: u32, addr: u32): void {
+  store<u16>(m, verdict, META_VERDICT);
+  store<u16>(m, reason, META_REASON);
+  store<u32>(m, off, META_OFF);
+  store<u32>(m, len, META_LEN);
+  store<u32>(m, addr, META_ADDR);
+  count(C_VERDICT_BASE + <u32>verdict);
+  if (reason != R_NONE) count(C_DROP_BASE + <u32>reason);
+  if (verdict == VERDICT_REPLY) count(C_REPLY_PKTS);
+}

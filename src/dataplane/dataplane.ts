@@ -1,0 +1,232 @@
+// A typed wrapper over one instance of the WASM data path: init, node
+// configuration, table writes, batch calls and counters. One instance per
+// worker thread; all calls on it come from that thread.
+import * as abi from "./abi.js";
+import { instantiateDataplane, type BuildKind, type RawExports } from "./wasm.js";
+
+export interface DataplaneOptions {
+  kind?: BuildKind;
+  /** Packet slots per batch. */
+  batch?: number;
+  /** Bytes per slot (multiple of 64, >= HEADROOM + 1600). */
+  slotSize?: number;
+  /** LPM tbl8 groups (256 entries each); each /25../32 prefix under a distinct /24 uses one. */
+  tbl8Groups?: number;
+  maxNexthops?: number;
+  maxPeers?: number;
+  neighCapacity?: number;
+  fdbCapacity?: number;
+}
+
+export type DeviceMode = "tun" | "tap";
+
+export interface NodeParams {
+  mode: DeviceMode;
+  /** This node's underlay address (outer source), host-order u32. */
+  underlay: number;
+  /** This node's overlay address (VTEP IP; source of ICMP errors). */
+  overlay: number;
+  /** Our MAC on the overlay: inner Ethernet source, ARP answers. */
+  vtepMac: bigint;
+  /** Tap mode: MAC of the kernel's side of the tap device. */
+  devMac?: bigint;
+  vni: number;
+  port?: number;
+  sourcePortRange?: [number, number];
+  outerTtl?: number;
+  underlayMtu?: number;
+}
+
+export const NH_KIND = {
+  vxlan: abi.NH_VXLAN,
+  ipip: abi.NH_IPIP,
+  direct: abi.NH_DIRECT,
+  local: abi.NH_LOCAL,
+  blackhole: abi.NH_BLACKHOLE,
+} as const;
+export type NexthopKind = keyof typeof NH_KIND;
+
+export class DataplaneError extends Error {
+  constructor(what: string, public readonly status: number) {
+    super(`${what} failed: ${statusName(status)} (${status})`);
+  }
+}
+
+export function statusName(s: number): string {
+  switch (s) {
+    case abi.OK: return "ok";
+    case abi.E_FULL: return "table full";
+    case abi.E_RANGE: return "argument out of range";
+    case abi.E_NOT_FOUND: return "not found";
+    case abi.E_NOT_INIT: return "not initialised";
+    case abi.E_NO_MEMORY: return "out of memory";
+    default: return "unknown status";
+  }
+}
+
+function check(what: string, s: number): void {
+  if (s !== abi.OK) throw new DataplaneError(what, s);
+}
+
+export class Dataplane {
+  readonly raw: RawExports;
+  readonly batch: number;
+  readonly slotSize: number;
+  readonly slotBase: number;
+  readonly metaBase: number;
+  readonly countersBase: number;
+  private view8: Uint8Array;
+  private viewDv: DataView;
+
+  constructor(opts: DataplaneOptions = {}) {
+    this.raw = instantiateDataplane(opts.kind ?? "release");
+    this.batch = opts.batch ?? 256;
+    this.slotSize = opts.slotSize ?? 2048;
+    const maxPeers = opts.maxPeers ?? 1024;
+    check("init", this.raw.init(this.batch, this.slotSize, opts.tbl8Groups ?? 4096, opts.maxNexthops ?? 4096,
+      maxPeers, opts.neighCapacity ?? 4096, opts.fdbCapacity ?? 4096));
+    this.slotBase = Number(this.raw.slotBase());
+    this.metaBase = Number(this.raw.metaBase());
+    this.countersBase = Number(this.raw.countersBase());
+    this.view8 = new Uint8Array(this.raw.memory.buffer);
+    this.viewDv = new DataView(this.raw.memory.buffer);
+  }
+
+  get memory(): WebAssembly.Memory {
+    return this.raw.memory;
+  }
+
+  /** Byte view over all of linear memory (memory does not grow after init). */
+  get u8(): Uint8Array {
+    if (this.view8.buffer !== this.raw.memory.buffer) this.refreshViews();
+    return this.view8;
+  }
+
+  get dv(): DataView {
+    if (this.viewDv.buffer !== this.raw.memory.buffer) this.refreshViews();
+    return this.viewDv;
+  }
+
+  private refreshViews(): void {
+    this.view8 = new Uint8Array(this.raw.memory.buffer);
+    this.viewDv = new DataView(this.raw.memory.buffer);
+  }
+
+  configure(p: NodeParams): void {
+    const [smin, smax] = p.sourcePortRange ?? [32768, 60999];
+    check("configure", this.raw.configure(p.mode === "tap" ? abi.MODE_TAP : abi.MODE_TUN, p.underlay >>> 0,
+      p.overlay >>> 0, BigInt.asUintN(64, p.vtepMac), BigInt.asUintN(64, p.devMac ?? 0n), p.vni, p.port ?? 4789,
+      smin, smax, p.outerTtl ?? 64, p.underlayMtu ?? 1500));
+  }
+
+  // --- tables ------------------------------------------------------------
+  setNexthop(index: number, kind: NexthopKind, peer: number, gateway: number): void {
+    check(`next hop ${index}`, this.raw.setNexthop(index, NH_KIND[kind], peer, gateway >>> 0));
+  }
+
+  setPeer(index: number, underlay: number, vtepMac: bigint): void {
+    check(`peer ${index}`, this.raw.setPeer(index, underlay >>> 0, vtepMac));
+  }
+
+  clearPeer(index: number): void {
+    check(`peer ${index}`, this.raw.clearPeer(index));
+  }
+
+  /** The LPM operations, as the route-rule keeper drives them. */
+  get lpmBackend(): { insert(ip: number, depth: number, nh: number): number; delete(ip: number, depth: number, subNh: number, subDepth: number): number } {
+    const raw = this.raw;
+    return {
+      insert: (ip, depth, nh) => raw.lpmInsert(ip >>> 0, depth, nh),
+      delete: (ip, depth, subNh, subDepth) => raw.lpmDelete(ip >>> 0, depth, subNh >>> 0, subDepth),
+    };
+  }
+
+  lookup(ip: number): number | undefined {
+    const nh = this.raw.lpmLookup(ip >>> 0) >>> 0;
+    return nh === 0xffffffff ? undefined : nh;
+  }
+
+  neighSet(ip: number, mac: bigint): void {
+    check("neighbour", this.raw.htPut(this.raw.neighTable(), BigInt(ip >>> 0), mac));
+  }
+  neighDelete(ip: number): number {
+    return this.raw.htDelete(this.raw.neighTable(), BigInt(ip >>> 0));
+  }
+  fdbSet(mac: bigint, peer: number): void {
+    check("fdb", this.raw.htPut(this.raw.fdbTable(), mac, BigInt(peer)));
+  }
+  fdbDelete(mac: bigint): number {
+    return this.raw.htDelete(this.raw.fdbTable(), mac);
+  }
+
+  // --- packets (tests, benchmarks, fuzzing; the daemon uses BatchIO) -------
+  slotPtr(i: number): number {
+    return this.slotBase + i * this.slotSize;
+  }
+  metaPtr(i: number): number {
+    return this.metaBase + i * abi.META_SIZE;
+  }
+
+  /** Copy `bytes` into slot i at `off` and fill its input metadata. */
+  writePacket(i: number, bytes: Uint8Array, extra: { off?: number; addr?: number; addr2?: number; tos?: number } = {}): void {
+    const off = extra.off ?? abi.HEADROOM;
+    if (off + bytes.length > this.slotSize) throw new RangeError(`packet of ${bytes.length} bytes does not fit a slot`);
+    this.u8.set(bytes, this.slotPtr(i) + off);
+    const m = this.metaPtr(i);
+    const dv = this.dv;
+    dv.setUint32(m + abi.META_OFF, off, true);
+    dv.setUint32(m + abi.META_LEN, bytes.length, true);
+    dv.setUint32(m + abi.META_ADDR, (extra.addr ?? 0) >>> 0, true);
+    dv.setUint32(m + abi.META_ADDR2, (extra.addr2 ?? 0) >>> 0, true);
+    dv.setUint8(m + abi.META_TOS, extra.tos ?? 0);
+  }
+
+  /** A copy of slot i's current bytes [off, off+len). */
+  readPacket(i: number): Uint8Array {
+    const m = this.metaPtr(i);
+    const off = this.dv.getUint32(m + abi.META_OFF, true);
+    const len = this.dv.getUint32(m + abi.META_LEN, true);
+    const start = this.slotPtr(i) + off;
+    return this.u8.slice(start, start + len);
+  }
+
+  result(i: number): { verdict: number; reason: number; addr: number; peer: number; hash: number; off: number; len: number } {
+    const m = this.metaPtr(i);
+    const dv = this.dv;
+    return {
+      verdict: dv.getUint16(m + abi.META_VERDICT, true),
+      reason: dv.getUint16(m + abi.META_REASON, true),
+      addr: dv.getUint32(m + abi.META_ADDR, true),
+      peer: dv.getUint16(m + abi.META_PEER, true),
+      hash: dv.getUint32(m + abi.META_HASH, true),
+      off: dv.getUint32(m + abi.META_OFF, true),
+      len: dv.getUint32(m + abi.META_LEN, true),
+    };
+  }
+
+  processPod(n: number): number {
+    return this.raw.processPodBatch(n);
+  }
+  processVxlan(n: number): number {
+    return this.raw.processVxlanBatch(n);
+  }
+  processIpip(n: number): number {
+    return this.raw.processIpipBatch(n);
+  }
+
+  // --- counters -------------------------------------------------------------
+  counter(index: number): bigint {
+    return this.dv.getBigUint64(this.countersBase + index * 8, true);
+  }
+
+  /** Snapshot of every counter by name: named ones, `verdict_<name>`, `drop_<reason>`. */
+  counters(): Record<string, bigint> {
+    const out: Record<string, bigint> = {};
+    for (const [name, idx] of Object.entries(abi.COUNTER_NAMES)) out[name] = this.counter(idx);
+    abi.VERDICT_NAMES.forEach((name, v) => (out[`verdict_${name}`] = this.counter(abi.C_VERDICT_BASE + v)));
+    abi.REASON_NAMES.forEach((name, r) => {
+      if (r !== 0) out[`drop_${name}`] = this.counter(abi.C_DROP_BASE + r);
+    });
+    return out;
+  }
+}
