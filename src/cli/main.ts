@@ -1,0 +1,133 @@
+#!/usr/bin/env node
+// overlayd: the node daemon of wasm-overlay and its operator commands.
+import { Command, Option } from "commander";
+import { loadConfigFile } from "../config/load.js";
+import { deriveTables } from "../config/derive.js";
+import { u32ToIp } from "../config/net.js";
+import { createLogger } from "../control/log.js";
+import { Daemon } from "../daemon/daemon.js";
+
+const program = new Command();
+program
+  .name("overlayd")
+  .description(
+    "wasm-overlay node daemon: a VXLAN/IPIP overlay for Kubernetes-style pod networks, with the packet path in WebAssembly.\n" +
+      "Typical use: `overlayd check-config node.yaml`, then `sudo overlayd run --config node.yaml`, then `overlayd show peers`.",
+  )
+  .version("0.1.0");
+
+program
+  .command("run")
+  .description("run the daemon on this node (root): creates the tun/tap device, opens UDP 4789 and raw IPIP sockets, installs routes")
+  .requiredOption("-c, --config <file>", "node config (YAML or JSON); see examples/")
+  .option("--no-watch", "do not reload when the config file changes (SIGHUP still reloads)")
+  .addOption(new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error"]))
+  .action(async (opts: { config: string; watch: boolean; logLevel?: string }) => {
+    const log = createLogger({ level: opts.logLevel });
+    const daemon = new Daemon({ configPath: opts.config, log, watchConfig: opts.watch });
+    try {
+      await daemon.start();
+    } catch (e) {
+      log.error((e as Error).message);
+      process.exitCode = 1;
+      return;
+    }
+    let stopping = false;
+    const stop = async (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal: sig }, "shutting down");
+      await daemon.stop();
+      process.exit(0);
+    };
+    process.on("SIGTERM", () => void stop("SIGTERM"));
+    process.on("SIGINT", () => void stop("SIGINT"));
+    process.on("SIGHUP", () => void daemon.reload("SIGHUP"));
+  });
+
+program
+  .command("check-config")
+  .description("validate a config file and print the tables it yields; exit 1 on errors")
+  .argument("<file>")
+  .option("--json", "print the derived tables as JSON")
+  .action((file: string, opts: { json?: boolean }) => {
+    const r = loadConfigFile(file);
+    if (!r.ok) {
+      console.error(`${file}: invalid`);
+      for (const e of r.errors) console.error("  " + e);
+      process.exitCode = 1;
+      return;
+    }
+    const d = deriveTables(r.config);
+    if (opts.json) {
+      console.log(JSON.stringify(d, (_k, v) => (typeof v === "bigint" ? v.toString() : v), 2));
+      return;
+    }
+    console.log(`${file}: ok — node ${r.config.node.name}, ${d.peers.length} peers, ${d.routes.length} routes`);
+    for (const p of d.peers) console.log(`  peer ${p.name.padEnd(12)} ${u32ToIp(p.underlay).padEnd(15)} ${p.encapsulation.padEnd(6)} ${p.reason}`);
+  });
+
+const SHOW = ["status", "routes", "peers", "fdb", "neigh", "stats"] as const;
+program
+  .command("show")
+  .description("query the running daemon: " + SHOW.join(" | "))
+  .argument("<what>", SHOW.join("|"))
+  .option("--json", "raw JSON")
+  .option("--admin <host:port>", "admin API of the daemon", process.env.OVERLAYD_ADMIN ?? "127.0.0.1:9469")
+  .action(async (what: string, opts: { json?: boolean; admin: string }) => {
+    if (!(SHOW as readonly string[]).includes(what)) {
+      console.error(`unknown "${what}"; one of: ${SHOW.join(", ")}`);
+      process.exitCode = 2;
+      return;
+    }
+    let body: unknown;
+    try {
+      const res = await fetch(`http://${opts.admin}/${what}`);
+      body = await res.json();
+    } catch (e) {
+      console.error(`cannot reach overlayd at ${opts.admin}: ${(e as Error).message} (is it running? pass --admin host:port)`);
+      process.exitCode = 1;
+      return;
+    }
+    if (opts.json) {
+      console.log(JSON.stringify(body, null, 2));
+      return;
+    }
+    printTable(what, body);
+  });
+
+program
+  .command("demo")
+  .description("build the seed's three-worker topology in network namespaces, run one overlayd per worker, ping pod to pod over VXLAN, IPIP and direct routing, print a summary and clean up (root)")
+  .option("--keep", "leave the topology running until Ctrl-C")
+  .action(async (opts: { keep?: boolean }) => {
+    const { runDemo } = await import("../demo/demo.js");
+    process.exitCode = await runDemo({ keep: opts.keep });
+  });
+
+function printTable(what: string, body: unknown): void {
+  if (what === "stats") {
+    const s = body as { counters: Record<string, string>; io: Record<string, number> };
+    for (const [k, v] of Object.entries(s.counters)) if (v !== "0") console.log(`${k.padEnd(28)} ${v}`);
+    for (const [k, v] of Object.entries(s.io)) console.log(`io_${k.padEnd(25)} ${v}`);
+    return;
+  }
+  if (!Array.isArray(body)) {
+    for (const [k, v] of Object.entries(body as Record<string, unknown>)) console.log(`${k.padEnd(14)} ${typeof v === "object" ? JSON.stringify(v) : v}`);
+    return;
+  }
+  if (body.length === 0) {
+    console.log("(none)");
+    return;
+  }
+  const cols = Object.keys(body[0] as object);
+  const rows = body.map((r) => cols.map((c) => {
+    const v = (r as Record<string, unknown>)[c];
+    return v === undefined ? "-" : typeof v === "object" ? JSON.stringify(v) : String(v);
+  }));
+  const w = cols.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i].length)));
+  console.log(cols.map((c, i) => c.padEnd(w[i])).join("  "));
+  for (const r of rows) console.log(r.map((v, i) => v.padEnd(w[i])).join("  "));
+}
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,357 @@
+// overlayd's control plane: config -> tables -> worker; the node's device,
+// sockets and kernel routes; hot reload; admin API and metrics; shutdown.
+import { watch, type FSWatcher } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { fileURLToPath } from "node:url";
+import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
+import type { Logger } from "pino";
+import { loadConfigFile } from "../config/load.js";
+import { deriveTables, type DerivedTables } from "../config/derive.js";
+import type { Config } from "../config/schema.js";
+import { u32ToIp, formatMac } from "../config/net.js";
+import { createMetrics, type Metrics } from "../control/metrics.js";
+import type { DataplaneTables } from "../dataplane/tables.js";
+import { closeTun, configureLink, openTun, type TunDevice } from "../io/tun.js";
+import { openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/sockets.js";
+import { closeQuiet } from "../io/libc.js";
+import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
+import { checkPrivileges, KernelRoutes, setSysctl } from "./system.js";
+
+export interface DaemonOptions {
+  configPath: string;
+  log: Logger;
+  /** Watch the config file and reload on change (SIGHUP always reloads). */
+  watchConfig?: boolean;
+}
+
+function toDataplaneTables(d: DerivedTables): DataplaneTables {
+  return {
+    node: d.node,
+    peers: d.peers.map((p) => ({ underlay: p.underlay, vtepMac: p.vtepMac })),
+    nexthops: d.nexthops.map((n) => ({ kind: n.kind, peer: n.peer ?? 0xffff, gateway: n.gateway ?? 0 })),
+    routes: d.routes,
+    neigh: d.neigh,
+    fdb: d.fdb,
+  };
+}
+
+export class Daemon {
+  private config!: Config;
+  private derived!: DerivedTables;
+  private tun?: TunDevice;
+  private fds: number[] = [];
+  private worker?: Worker;
+  private port?: MessagePort;
+  private server?: Server;
+  private watcher?: FSWatcher;
+  private kernelRoutes = new KernelRoutes();
+  private counters: Record<string, bigint> = {};
+  private ioStats: IoStats = { sendErrors: 0, writeErrors: 0, polls: 0 };
+  private reloadSeq = 0;
+  private reloadTimer?: NodeJS.Timeout;
+  private readonly startedAt = Date.now();
+  private lastReload: { at: number; ok: boolean; errors: string[] } | undefined;
+  readonly metrics: Metrics;
+
+  constructor(private readonly opts: DaemonOptions) {
+    this.metrics = createMetrics();
+  }
+
+  get log(): Logger {
+    return this.opts.log;
+  }
+
+  /** Validate the config, set up the node and start the data path. Throws
+   *  (with a message naming the cause) when the node cannot be set up;
+   *  whatever was set up by then is torn down first. */
+  async start(): Promise<void> {
+    const loaded = loadConfigFile(this.opts.configPath);
+    if (!loaded.ok) throw new Error(`invalid config ${this.opts.configPath}:\n  ${loaded.errors.join("\n  ")}`);
+    checkPrivileges();
+    this.config = loaded.config;
+    this.derived = deriveTables(this.config);
+    try {
+      this.setupNode();
+      await this.startWorker();
+      await this.startAdmin();
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+    if (this.opts.watchConfig !== false) this.watchConfigFile();
+    const d = this.derived;
+    this.log.info({
+      node: this.config.node.name, device: this.tun?.name, mode: d.node.mode, underlay: u32ToIp(d.node.underlay),
+      peers: d.peers.map((p) => `${p.name}=${p.encapsulation}`), routes: d.routes.length,
+    }, "overlayd started");
+  }
+
+  private setupNode(): void {
+    const c = this.config;
+    const d = this.derived;
+    this.tun = openTun({ name: c.node.device.name, mode: d.node.mode });
+    configureLink(this.tun.name, {
+      mtu: c.node.device.mtu,
+      mac: d.node.mode === "tap" ? formatMac(d.node.devMac) : undefined,
+      addresses: [`${u32ToIp(d.node.overlay)}/32`],
+      up: true,
+    });
+    // We route between the tunnel and local pods, and our ICMP errors come
+    // from the node's own overlay address: let the kernel accept those.
+    setSysctl("net.ipv4.ip_forward", "1");
+    setSysctl(`net.ipv4.conf.${this.tun.name}.accept_local`, "1");
+    setSysctl(`net.ipv4.conf.${this.tun.name}.rp_filter`, "0");
+    setSysctl("net.ipv4.conf.all.rp_filter", "0");
+    const errs = this.kernelRoutes.sync(this.kernelRouteList(d));
+    if (errs.length) throw new Error(`installing routes: ${errs.join("; ")}`);
+  }
+
+  private kernelRouteList(d: DerivedTables) {
+    return d.kernelRoutes.map((r) => ({
+      dst: r.dst,
+      via: r.via,
+      dev: r.dev === "tunnel" ? this.tun!.name : (this.config.node.underlay.device ?? this.underlayDevice(r.via)),
+    }));
+  }
+
+  /** The interface that reaches `via` (for direct routes when the config names no underlay device). */
+  private underlayDevice(via?: string): string {
+    if (!via) throw new Error("a direct route needs a gateway");
+    const out = execIpRouteGet(via);
+    if (!out) throw new Error(`no interface reaches ${via}; set node.underlay.device`);
+    return out;
+  }
+
+  private async startWorker(): Promise<void> {
+    const c = this.config;
+    const underlay = u32ToIp(this.derived.node.underlay);
+    const vx = openVxlanSocket({ bindAddr: underlay, port: c.tunnel.port });
+    this.fds.push(vx);
+    const ipip = openIpipRecvSocket();
+    this.fds.push(ipip);
+    const send = openRawSendSocket();
+    this.fds.push(send);
+    const { port1, port2 } = new MessageChannel();
+    const config: WorkerConfig = {
+      tunFd: this.tun!.fd,
+      vxlanFd: vx,
+      ipipFd: ipip,
+      sendFd: send,
+      batch: 256,
+      slotSize: 2048,
+      tbl8Groups: 4096,
+      tables: toDataplaneTables(this.derived),
+      statsIntervalMs: 1000,
+    };
+    const workerFile = fileURLToPath(new URL("./worker.js", import.meta.url));
+    this.worker = new Worker(workerFile, { workerData: { port: port2, config }, transferList: [port2] });
+    this.port = port1;
+    this.worker.on("error", (e) => this.log.error({ err: e }, "data-path worker crashed"));
+    await new Promise<void>((resolve, reject) => {
+      const onMsg = (m: FromWorker) => {
+        if (m.type === "ready") resolve();
+        else if (m.type === "fatal") reject(new Error("data-path worker failed: " + m.message));
+      };
+      port1.on("message", onMsg);
+      this.worker!.once("error", reject);
+      this.worker!.once("exit", (code) => reject(new Error(`data-path worker exited with ${code}`)));
+    });
+    port1.on("message", (m: FromWorker) => this.onWorker(m));
+  }
+
+  private pending = new Map<number, (m: Extract<FromWorker, { type: "applied" }>) => void>();
+
+  private onWorker(m: FromWorker): void {
+    if (m.type === "stats") {
+      this.counters = m.counters;
+      this.ioStats = m.io;
+      this.metrics.updateFromCounters(m.counters);
+    } else if (m.type === "applied") {
+      if (m.errors.length) this.log.warn({ errors: m.errors }, "some table entries were not applied");
+      this.pending.get(m.id)?.(m);
+      this.pending.delete(m.id);
+    } else if (m.type === "fatal") {
+      this.log.fatal({ error: m.message }, "data-path worker failed");
+    }
+  }
+
+  private send(msg: ToWorker): void {
+    this.port?.postMessage(msg);
+  }
+
+  /** Load the config again and swap the tables in without restarting the
+   *  worker. An invalid config is rejected and the old one stays in force.
+   *  Changing node identity (device, underlay address, mode) needs a restart. */
+  async reload(reason: string): Promise<{ ok: boolean; errors: string[] }> {
+    const loaded = loadConfigFile(this.opts.configPath);
+    if (!loaded.ok) {
+      this.lastReload = { at: Date.now(), ok: false, errors: loaded.errors };
+      this.metrics.configReloads.inc({ result: "error" });
+      this.log.error({ reason, errors: loaded.errors }, "config rejected; keeping the running one");
+      return { ok: false, errors: loaded.errors };
+    }
+    const next = loaded.config;
+    const fixed = ["name", "device", "underlay"] as const;
+    const changed = fixed.filter((k) => JSON.stringify(next.node[k]) !== JSON.stringify(this.config.node[k]));
+    if (changed.length || next.tunnel.port !== this.config.tunnel.port) {
+      const errors = [`node.${changed[0] ?? "tunnel.port"} changed: restart overlayd to apply it`];
+      this.lastReload = { at: Date.now(), ok: false, errors };
+      this.metrics.configReloads.inc({ result: "error" });
+      this.log.error({ reason, errors }, "config rejected; keeping the running one");
+      return { ok: false, errors };
+    }
+    const derived = deriveTables(next);
+    const id = ++this.reloadSeq;
+    const applied = new Promise<Extract<FromWorker, { type: "applied" }>>((r) => this.pending.set(id, r));
+    this.send({ type: "tables", tables: toDataplaneTables(derived), id });
+    const res = await applied;
+    const routeErrors = this.kernelRoutes.sync(this.kernelRouteList(derived));
+    this.config = next;
+    this.derived = derived;
+    const errors = [...res.errors, ...routeErrors];
+    this.lastReload = { at: Date.now(), ok: errors.length === 0, errors };
+    this.metrics.configReloads.inc({ result: errors.length ? "error" : "ok" });
+    this.log.info({ reason, routesAdded: res.routesAdded, routesRemoved: res.routesRemoved, peers: derived.peers.length, errors }, "config reloaded");
+    return { ok: errors.length === 0, errors };
+  }
+
+  scheduleReload(reason: string): void {
+    clearTimeout(this.reloadTimer);
+    this.reloadTimer = setTimeout(() => void this.reload(reason), 200);
+  }
+
+  private watchConfigFile(): void {
+    try {
+      this.watcher = watch(this.opts.configPath, () => this.scheduleReload("file changed"));
+    } catch (e) {
+      this.log.warn({ err: e }, "cannot watch the config file; reload with SIGHUP");
+    }
+  }
+
+  // --- admin API -------------------------------------------------------------
+  private async startAdmin(): Promise<void> {
+    const [host, portStr] = splitListen(this.config.admin.listen);
+    this.server = createServer((req, res) => void this.handle(req.url ?? "/", res));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once("error", (e) => reject(new Error(`admin API cannot listen on ${this.config.admin.listen}: ${e.message}`)));
+      this.server!.listen(Number(portStr), host, () => resolve());
+    });
+  }
+
+  private async handle(url: string, res: import("node:http").ServerResponse): Promise<void> {
+    const path = url.split("?")[0];
+    const json = (v: unknown) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x), 2));
+    };
+    try {
+      if (path === "/metrics") {
+        await this.refreshStats();
+        res.writeHead(200, { "content-type": this.metrics.registry.contentType });
+        res.end(await this.metrics.registry.metrics());
+      } else if (path === "/stats") {
+        await this.refreshStats();
+        json({ counters: this.counters, io: this.ioStats });
+      } else if (path === "/status" || path === "/") json(this.status());
+      else if (path === "/routes") json(this.showRoutes());
+      else if (path === "/peers") json(this.derived.peers.map((p, i) => ({ index: i, name: p.name, underlay: u32ToIp(p.underlay), vtepMac: formatMac(p.vtepMac), vtepAddress: u32ToIp(p.vtepAddress), podCIDRs: p.podCIDRs, encapsulation: p.encapsulation, reason: p.reason, source: "config" })));
+      else if (path === "/fdb") json(this.derived.fdb.map((f) => ({ mac: formatMac(f.mac), peer: this.derived.peers[f.peer]?.name, dst: u32ToIp(this.derived.peers[f.peer]?.underlay ?? 0) })));
+      else if (path === "/neigh") json(this.derived.neigh.map((n) => ({ ip: u32ToIp(n.ip), mac: formatMac(n.mac) })));
+      else if (path === "/reload" ) json(await this.reload("admin API"));
+      else {
+        res.writeHead(404, { "content-type": "text/plain" });
+        res.end("unknown path; try /status /routes /peers /fdb /neigh /stats /metrics\n");
+      }
+    } catch (e) {
+      res.writeHead(500, { "content-type": "text/plain" });
+      res.end(String((e as Error).message) + "\n");
+    }
+  }
+
+  private refreshStats(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.port) return resolve();
+      const onMsg = (m: FromWorker) => {
+        if (m.type === "stats") {
+          this.port!.off("message", onMsg);
+          resolve();
+        }
+      };
+      this.port.on("message", onMsg);
+      this.send({ type: "stats" });
+      setTimeout(() => {
+        this.port?.off("message", onMsg);
+        resolve();
+      }, 500);
+    });
+  }
+
+  status() {
+    return {
+      node: this.config.node.name,
+      device: this.tun?.name,
+      mode: this.derived.node.mode,
+      underlay: u32ToIp(this.derived.node.underlay),
+      overlay: u32ToIp(this.derived.node.overlay),
+      vni: this.derived.node.vni,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      peers: this.derived.peers.length,
+      routes: this.derived.routes.length,
+      kernelRoutes: this.kernelRoutes.list(),
+      lastReload: this.lastReload,
+    };
+  }
+
+  private showRoutes() {
+    const d = this.derived;
+    return d.routes.map((r) => {
+      const nh = d.nexthops[r.nh];
+      const peer = nh && nh.peer !== undefined && nh.peer !== 0xffff ? d.peers[nh.peer] : undefined;
+      return { prefix: `${u32ToIp(r.prefix)}/${r.len}`, kind: nh?.kind, peer: peer?.name, via: nh?.gateway ? u32ToIp(nh.gateway) : undefined, underlay: peer ? u32ToIp(peer.underlay) : undefined };
+    });
+  }
+
+  /** Stop the worker, remove routes, the device and the sockets. Idempotent. */
+  async stop(): Promise<void> {
+    clearTimeout(this.reloadTimer);
+    this.watcher?.close();
+    this.watcher = undefined;
+    if (this.worker) {
+      const w = this.worker;
+      this.worker = undefined;
+      const exited = new Promise<void>((r) => w.once("exit", () => r()));
+      this.send({ type: "stop" });
+      const timer = setTimeout(() => void w.terminate(), 2000);
+      await exited;
+      clearTimeout(timer);
+    }
+    this.port?.close();
+    this.port = undefined;
+    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
+    this.server = undefined;
+    try {
+      this.kernelRoutes.removeAll();
+    } catch {
+      // device gone already
+    }
+    if (this.tun) closeTun(this.tun);
+    this.tun = undefined;
+    for (const fd of this.fds.splice(0)) closeQuiet(fd);
+    this.log.info("overlayd stopped");
+  }
+}
+
+function splitListen(listen: string): [string, string] {
+  const i = listen.lastIndexOf(":");
+  return [listen.slice(0, i) || "127.0.0.1", listen.slice(i + 1)];
+}
+
+import { execFileSync } from "node:child_process";
+function execIpRouteGet(addr: string): string | undefined {
+  try {
+    const out = execFileSync("ip", ["-o", "route", "get", addr], { encoding: "utf8" });
+    return /\bdev (\S+)/.exec(out)?.[1];
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,128 @@
+// The data-path worker thread: one WASM instance, one queue of the tun/tap
+// device and the tunnel sockets. It loops poll -> read a batch -> one WASM
+// call -> send the batch, and applies table updates between batches. The
+// main thread is the control plane; it talks to us only by messages.
+import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from "node:worker_threads";
+import { Dataplane } from "../dataplane/dataplane.js";
+import { TableState, type DataplaneTables } from "../dataplane/tables.js";
+import { BatchIO } from "../io/batch.js";
+
+export interface WorkerConfig {
+  tunFd: number;
+  vxlanFd: number; // -1: none
+  ipipFd: number; // -1: none
+  sendFd: number;
+  batch: number;
+  slotSize: number;
+  tbl8Groups: number;
+  tables: DataplaneTables;
+  statsIntervalMs: number;
+}
+
+export type ToWorker = { type: "tables"; tables: DataplaneTables; id: number } | { type: "stop" } | { type: "stats" };
+export type FromWorker =
+  | { type: "ready" }
+  | { type: "applied"; id: number; errors: string[]; routesAdded: number; routesRemoved: number }
+  | { type: "stats"; counters: Record<string, bigint>; io: IoStats }
+  | { type: "fatal"; message: string }
+  | { type: "stopped" };
+
+export interface IoStats {
+  sendErrors: number;
+  writeErrors: number;
+  polls: number;
+}
+
+function run(cfg: WorkerConfig, port: MessagePort): void {
+  const dp = new Dataplane({ batch: cfg.batch, slotSize: cfg.slotSize, tbl8Groups: cfg.tbl8Groups });
+  const state = new TableState(dp);
+  const first = state.apply(cfg.tables);
+  if (first.errors.length) port.postMessage({ type: "applied", id: 0, ...first } satisfies FromWorker);
+  const io = new BatchIO({ memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch });
+  // Index lists live in linear memory: collectVerdicts() fills them in WASM.
+  const listBytes = dp.batch * 2;
+  const toUnderlayPtr = Number(dp.raw.allocScratch(listBytes));
+  const toDevicePtr = Number(dp.raw.allocScratch(listBytes));
+  let toUnderlay = new Uint16Array(dp.memory.buffer, toUnderlayPtr, dp.batch);
+  let toDevice = new Uint16Array(dp.memory.buffer, toDevicePtr, dp.batch);
+  const ioStats: IoStats = { sendErrors: 0, writeErrors: 0, polls: 0 };
+  const fds = [cfg.tunFd, cfg.vxlanFd, cfg.ipipFd].filter((fd) => fd >= 0);
+  const bitOf = (fd: number) => (fd < 0 ? 0 : 1 << fds.indexOf(fd));
+  const TUN = bitOf(cfg.tunFd), VX = bitOf(cfg.vxlanFd), IPIP = bitOf(cfg.ipipFd);
+  port.postMessage({ type: "ready" } satisfies FromWorker);
+
+  const flush = (n: number) => {
+    if (toUnderlay.buffer !== dp.memory.buffer) {
+      toUnderlay = new Uint16Array(dp.memory.buffer, toUnderlayPtr, dp.batch);
+      toDevice = new Uint16Array(dp.memory.buffer, toDevicePtr, dp.batch);
+    }
+    const packed = dp.raw.collectVerdicts(n, toUnderlayPtr, toDevicePtr) >>> 0;
+    const nu = packed & 0xffff, nd = packed >>> 16;
+    if (nu) ioStats.sendErrors += io.sendRaw(cfg.sendFd, toUnderlay, nu).errors;
+    if (nd) ioStats.writeErrors += io.writeTun(cfg.tunFd, toDevice, nd).errors;
+  };
+
+  let lastStats = Date.now();
+  for (;;) {
+    // Control messages first, between batches.
+    for (let msg = receiveMessageOnPort(port); msg; msg = receiveMessageOnPort(port)) {
+      const m = msg.message as ToWorker;
+      if (m.type === "stop") {
+        port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats } satisfies FromWorker);
+        port.postMessage({ type: "stopped" } satisfies FromWorker);
+        return;
+      }
+      if (m.type === "tables") {
+        const r = state.apply(m.tables);
+        port.postMessage({ type: "applied", id: m.id, errors: r.errors, routesAdded: r.routesAdded, routesRemoved: r.routesRemoved } satisfies FromWorker);
+      }
+      if (m.type === "stats") port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats } satisfies FromWorker);
+    }
+    const ready = io.pollReadable(fds, 50);
+    ioStats.polls++;
+    // Drain each readable source a bounded number of batches, so one busy
+    // direction cannot starve the other or the control messages.
+    for (let round = 0; round < 8 && ready; round++) {
+      let moved = 0;
+      if (ready & TUN) {
+        const n = io.readTun(cfg.tunFd, dp.batch);
+        if (n) {
+          dp.processPod(n);
+          flush(n);
+          moved += n;
+        }
+      }
+      if (ready & VX) {
+        const n = io.recvVxlan(cfg.vxlanFd, dp.batch);
+        if (n) {
+          dp.processVxlan(n);
+          flush(n);
+          moved += n;
+        }
+      }
+      if (ready & IPIP) {
+        const n = io.recvIpip(cfg.ipipFd, dp.batch);
+        if (n) {
+          dp.processIpip(n);
+          flush(n);
+          moved += n;
+        }
+      }
+      if (!moved) break;
+    }
+    const now = Date.now();
+    if (now - lastStats >= cfg.statsIntervalMs) {
+      lastStats = now;
+      port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats } satisfies FromWorker);
+    }
+  }
+}
+
+if (parentPort && workerData) {
+  const { port, config } = workerData as { port: MessagePort; config: WorkerConfig };
+  try {
+    run(config, port);
+  } catch (e) {
+    port.postMessage({ type: "fatal", message: (e as Error).stack ?? String(e) } satisfies FromWorker);
+  }
+}

@@ -1,0 +1,65 @@
+// The tables a data-path instance runs with, and applying a new set on top
+// of the current one so that a reload touches only what changed: routes are
+// diffed by RouteRules, neighbour/FDB keys that vanished are deleted, the
+// rest is written in place. Called between batches on the worker's thread,
+// so a packet sees either the old or the new entry, never a torn one.
+import type { Dataplane, NexthopKind, NodeParams } from "./dataplane.js";
+import { RouteRules } from "./routes.js";
+
+export interface DataplaneTables {
+  node: NodeParams;
+  peers: Array<{ underlay: number; vtepMac: bigint }>;
+  nexthops: Array<{ kind: NexthopKind; peer: number; gateway: number }>;
+  routes: Array<{ prefix: number; len: number; nh: number }>;
+  neigh: Array<{ ip: number; mac: bigint }>;
+  fdb: Array<{ mac: bigint; peer: number }>;
+}
+
+export interface ApplyResult {
+  routesAdded: number;
+  routesRemoved: number;
+  peers: number;
+  errors: string[];
+}
+
+export class TableState {
+  readonly rules: RouteRules;
+  private current?: DataplaneTables;
+
+  constructor(private readonly dp: Dataplane) {
+    this.rules = new RouteRules(dp.lpmBackend);
+  }
+
+  get tables(): DataplaneTables | undefined {
+    return this.current;
+  }
+
+  /** Bring the instance from the current tables to `next`. Errors (a full
+   *  table, an out-of-range index) are collected, not thrown, so one bad
+   *  entry does not stop the rest from applying. */
+  apply(next: DataplaneTables): ApplyResult {
+    const errors: string[] = [];
+    const prev = this.current;
+    const attempt = (what: string, fn: () => void) => {
+      try {
+        fn();
+      } catch (e) {
+        errors.push(`${what}: ${(e as Error).message}`);
+      }
+    };
+    attempt("node", () => this.dp.configure(next.node));
+    next.peers.forEach((p, i) => attempt(`peer ${i}`, () => this.dp.setPeer(i, p.underlay, p.vtepMac)));
+    for (let i = next.peers.length; i < (prev?.peers.length ?? 0); i++) attempt(`peer ${i}`, () => this.dp.clearPeer(i));
+    next.nexthops.forEach((n, i) => attempt(`next hop ${i}`, () => this.dp.setNexthop(i, n.kind, n.peer, n.gateway)));
+    const keepNeigh = new Set(next.neigh.map((n) => n.ip >>> 0));
+    for (const n of prev?.neigh ?? []) if (!keepNeigh.has(n.ip >>> 0)) this.dp.neighDelete(n.ip);
+    for (const n of next.neigh) attempt(`neighbour ${n.ip >>> 0}`, () => this.dp.neighSet(n.ip, n.mac));
+    const keepFdb = new Set(next.fdb.map((f) => f.mac));
+    for (const f of prev?.fdb ?? []) if (!keepFdb.has(f.mac)) this.dp.fdbDelete(f.mac);
+    for (const f of next.fdb) attempt(`fdb ${f.mac.toString(16)}`, () => this.dp.fdbSet(f.mac, f.peer));
+    const diff = this.rules.replaceAll(next.routes.map((r) => ({ prefix: r.prefix, len: r.len, nh: r.nh })));
+    for (const f of diff.failed) errors.push(`route ${f.route.prefix >>> 24}.${(f.route.prefix >>> 16) & 255}.${(f.route.prefix >>> 8) & 255}.${f.route.prefix & 255}/${f.route.len}: status ${f.status}`);
+    this.current = next;
+    return { routesAdded: diff.added + diff.changed, routesRemoved: diff.removed, peers: next.peers.length, errors };
+  }
+}

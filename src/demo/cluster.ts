@@ -1,0 +1,206 @@
+// The seed's three-worker cluster (Hand CNI-6/7) built from network
+// namespaces on this machine, in 198.18.0.0/15 only:
+//
+//   underlay A 198.18.0.0/24: worker1 .11, worker2 .12, leaf .1   (one bridge in "leaf")
+//   underlay B 198.18.1.0/24: worker3 .13, leaf .1
+//   pods: worker N has pod 198.19.N.10, gateway 198.19.N.1 on the worker
+//
+// Used by `overlayd demo` and by the end-to-end tests. Every namespace gets
+// a run-specific prefix; destroy() removes all of them and ends only the
+// processes started here, by PID.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { stringify } from "yaml";
+
+export type Encap = "vxlan" | "ipip" | "direct" | "auto";
+
+export interface WorkerSpec {
+  n: number;
+  underlay: string;
+  subnet: "A" | "B";
+}
+
+export const WORKERS: WorkerSpec[] = [
+  { n: 1, underlay: "198.18.0.11", subnet: "A" },
+  { n: 2, underlay: "198.18.0.12", subnet: "A" },
+  { n: 3, underlay: "198.18.1.13", subnet: "B" },
+];
+
+export const podIp = (n: number) => `198.19.${n}.10`;
+export const vtepMac = (n: number) => `0e:00:00:00:0${n}:00`;
+
+function sh(args: string[], input?: string): string {
+  return execFileSync(args[0], args.slice(1), { encoding: "utf8", stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], input });
+}
+
+export class Cluster {
+  readonly prefix: string;
+  readonly dir: string;
+  private namespaces: string[] = [];
+  private procs: ChildProcess[] = [];
+  readonly logs = new Map<string, string[]>();
+
+  constructor(prefix = `wo${Math.random().toString(36).slice(2, 6)}`) {
+    this.prefix = prefix;
+    this.dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+  }
+
+  ns(name: string): string {
+    return `${this.prefix}-${name}`;
+  }
+
+  exec(ns: string, args: string[], input?: string): string {
+    return sh(["ip", "netns", "exec", this.ns(ns), ...args], input);
+  }
+
+  private addNs(name: string): void {
+    sh(["ip", "netns", "add", this.ns(name)]);
+    this.namespaces.push(this.ns(name));
+    this.exec(name, ["ip", "link", "set", "lo", "up"]);
+  }
+
+  /** veth between two namespaces, named `a`/`b` inside them. */
+  private veth(nsA: string, a: string, nsB: string, b: string): void {
+    const tmpA = `${this.prefix}${Math.random().toString(36).slice(2, 6)}a`.slice(0, 15);
+    const tmpB = tmpA.slice(0, -1) + "b";
+    sh(["ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB]);
+    sh(["ip", "link", "set", tmpA, "netns", this.ns(nsA)]);
+    sh(["ip", "link", "set", tmpB, "netns", this.ns(nsB)]);
+    this.exec(nsA, ["ip", "link", "set", tmpA, "name", a]);
+    this.exec(nsB, ["ip", "link", "set", tmpB, "name", b]);
+    this.exec(nsA, ["ip", "link", "set", a, "up"]);
+    this.exec(nsB, ["ip", "link", "set", b, "up"]);
+  }
+
+  /** Build namespaces, links, addresses and underlay routes. */
+  build(): void {
+    this.addNs("leaf");
+    this.exec("leaf", ["ip", "link", "add", "brA", "type", "bridge"]);
+    this.exec("leaf", ["ip", "link", "set", "brA", "up"]);
+    this.exec("leaf", ["ip", "addr", "add", "198.18.0.1/24", "dev", "brA"]);
+    this.exec("leaf", ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    for (const w of WORKERS) {
+      const wn = `w${w.n}`;
+      this.addNs(wn);
+      if (w.subnet === "A") {
+        this.veth(wn, "eth0", "leaf", `p${w.n}`);
+        this.exec("leaf", ["ip", "link", "set", `p${w.n}`, "master", "brA"]);
+        this.exec(wn, ["ip", "addr", "add", `${w.underlay}/24`, "dev", "eth0"]);
+        this.exec(wn, ["ip", "route", "add", "198.18.1.0/24", "via", "198.18.0.1"]);
+      } else {
+        this.veth(wn, "eth0", "leaf", "pB");
+        this.exec("leaf", ["ip", "addr", "add", "198.18.1.1/24", "dev", "pB"]);
+        this.exec(wn, ["ip", "addr", "add", `${w.underlay}/24`, "dev", "eth0"]);
+        this.exec(wn, ["ip", "route", "add", "198.18.0.0/24", "via", "198.18.1.1"]);
+      }
+      // The pod: routed (Hand CNI-2 option 1), gateway on the worker side.
+      const pod = `pod${w.n}`;
+      this.addNs(pod);
+      this.veth(pod, "eth0", wn, "veth-pod");
+      this.exec(pod, ["ip", "addr", "add", `${podIp(w.n)}/24`, "dev", "eth0"]);
+      this.exec(pod, ["ip", "route", "add", "default", "via", `198.19.${w.n}.1`]);
+      this.exec(wn, ["ip", "addr", "add", `198.19.${w.n}.1/24`, "dev", "veth-pod"]);
+      this.exec(wn, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    }
+  }
+
+  /** A config for worker `n`; `encap(peer)` picks each peer's encapsulation. */
+  config(n: number, encap: (peer: number) => Encap = () => "auto", extra: Record<string, unknown> = {}): string {
+    const me = WORKERS.find((w) => w.n === n)!;
+    const cfg = {
+      node: {
+        name: `worker${n}`,
+        underlay: { address: me.underlay, prefixLength: 24, device: "eth0" },
+        podCIDR: `198.19.${n}.0/24`,
+        device: { name: "wo0", mode: "tun" },
+      },
+      tunnel: { vni: 100 },
+      peers: WORKERS.filter((w) => w.n !== n).map((w) => ({
+        name: `worker${w.n}`,
+        underlay: w.underlay,
+        podCIDRs: [`198.19.${w.n}.0/24`],
+        vtepMac: vtepMac(w.n),
+        encapsulation: encap(w.n),
+      })),
+      admin: { listen: "127.0.0.1:9469" },
+      ...extra,
+    };
+    (cfg.node.device as Record<string, unknown>).vtepMac = vtepMac(n);
+    return stringify(cfg);
+  }
+
+  writeConfig(n: number, text: string): string {
+    const file = join(this.dir, `worker${n}.yaml`);
+    writeFileSync(file, text);
+    return file;
+  }
+
+  /** Start overlayd in worker n's namespace; resolves when its admin API answers. */
+  async startDaemon(n: number, configFile: string, cli: string): Promise<ChildProcess> {
+    const child = spawn("ip", ["netns", "exec", this.ns(`w${n}`), process.execPath, cli, "run", "--config", configFile], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.procs.push(child);
+    const log: string[] = [];
+    this.logs.set(`w${n}`, log);
+    child.stdout!.on("data", (d) => log.push(String(d)));
+    child.stderr!.on("data", (d) => log.push(String(d)));
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`overlayd on worker${n} exited ${child.exitCode}: ${log.join("")}`);
+      try {
+        const out = this.exec(`w${n}`, ["ip", "-o", "link", "show", "wo0"]);
+        if (out.includes("UP") && this.adminOk(n)) return child;
+      } catch {
+        // not yet
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`overlayd on worker${n} did not come up: ${log.join("")}`);
+  }
+
+  private adminOk(n: number): boolean {
+    try {
+      this.exec(`w${n}`, [process.execPath, "-e", "fetch('http://127.0.0.1:9469/status').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Stop a daemon we started (SIGTERM, then SIGKILL after 5 s). */
+  async stopDaemon(child: ChildProcess): Promise<number | null> {
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    const done = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill("SIGTERM");
+    const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+    const code = await done;
+    clearTimeout(t);
+    return code;
+  }
+
+  ping(fromPod: number, to: string, count = 3): { ok: boolean; out: string } {
+    try {
+      const out = this.exec(`pod${fromPod}`, ["ping", "-c", String(count), "-i", "0.2", "-W", "2", to]);
+      return { ok: true, out };
+    } catch (e) {
+      return { ok: false, out: String((e as { stdout?: string }).stdout ?? e) };
+    }
+  }
+
+  async destroy(): Promise<void> {
+    for (const p of this.procs) await this.stopDaemon(p).catch(() => undefined);
+    this.procs = [];
+    for (const ns of this.namespaces.reverse()) {
+      try {
+        sh(["ip", "netns", "del", ns]);
+      } catch {
+        // already gone
+      }
+    }
+    this.namespaces = [];
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
