@@ -1,0 +1,155 @@
+// IPv4 address, CIDR and MAC helpers for the control plane. Addresses are
+// host-order unsigned 32-bit numbers (what the data path's tables take);
+// MACs are 48-bit bigints (the ABI's u64 MAC, first octet most significant).
+//
+// The parsers are strict on purpose: a config file is the only source of
+// these values, and "010.1.1.1" (octal to some tools) or "10.1.1.0/24 " is
+// more likely a typo than intent. Each parser has a `try…` twin that returns
+// a reason instead of throwing, which the config schema turns into messages.
+
+/** A parsed IPv4 prefix: network address (host order, host bits zero) and length. */
+export interface Cidr {
+  prefix: number;
+  len: number;
+}
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+const OCTET = /^(0|[1-9][0-9]{0,2})$/;
+
+/** Dotted-quad IPv4 → host-order u32, or the reason it is not one. */
+export function tryIpToU32(text: string): Parsed<number> {
+  if (typeof text !== "string") return { ok: false, reason: "is not a string" };
+  const parts = text.split(".");
+  if (parts.length !== 4) return { ok: false, reason: `${JSON.stringify(text)} is not an IPv4 address` };
+  let v = 0;
+  for (const part of parts) {
+    if (!OCTET.test(part) || Number(part) > 255) {
+      return { ok: false, reason: `${JSON.stringify(text)} is not an IPv4 address` };
+    }
+    v = v * 256 + Number(part);
+  }
+  return { ok: true, value: v >>> 0 };
+}
+
+/** "a.b.c.d" → (a<<24 | b<<16 | c<<8 | d) >>> 0. Throws a RangeError naming the text otherwise. */
+export function ipToU32(text: string): number {
+  const r = tryIpToU32(text);
+  if (!r.ok) throw new RangeError(r.reason);
+  return r.value;
+}
+
+/** Host-order u32 → "a.b.c.d" (the number is taken modulo 2^32). */
+export function u32ToIp(v: number): string {
+  const x = v >>> 0;
+  return `${x >>> 24}.${(x >>> 16) & 255}.${(x >>> 8) & 255}.${x & 255}`;
+}
+
+/** Whether `text` is a dotted-quad IPv4 address. */
+export function isIpv4(text: string): boolean {
+  return tryIpToU32(text).ok;
+}
+
+/** Network mask for a prefix length 0..32, host order. */
+export function maskOf(len: number): number {
+  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+}
+
+/**
+ * "a.b.c.d/len" → {prefix, len}, or the reason it is not a usable CIDR.
+ * Host bits set ("10.0.0.1/24") are refused with the network it probably
+ * meant, because silently masking them hides a wrong address in the file.
+ */
+export function tryParseCidr(text: string): Parsed<Cidr> {
+  if (typeof text !== "string") return { ok: false, reason: "is not a string" };
+  const slash = text.indexOf("/");
+  const notCidr: Parsed<Cidr> = { ok: false, reason: `${JSON.stringify(text)} is not an IPv4 CIDR (want a.b.c.d/len)` };
+  if (slash < 0) return notCidr;
+  const ip = tryIpToU32(text.slice(0, slash));
+  const lenText = text.slice(slash + 1);
+  if (!ip.ok || !/^(0|[1-9][0-9]?)$/.test(lenText) || Number(lenText) > 32) return notCidr;
+  const len = Number(lenText);
+  const prefix = (ip.value & maskOf(len)) >>> 0;
+  if (prefix !== ip.value) {
+    return {
+      ok: false,
+      reason: `${JSON.stringify(text)} has host bits set (did you mean ${u32ToIp(prefix)}/${len}?)`,
+    };
+  }
+  return { ok: true, value: { prefix, len } };
+}
+
+/** Strict CIDR parse; throws a RangeError with the reason (see tryParseCidr). */
+export function parseCidr(text: string): Cidr {
+  const r = tryParseCidr(text);
+  if (!r.ok) throw new RangeError(r.reason);
+  return r.value;
+}
+
+/** {prefix, len} → "a.b.c.d/len". */
+export function formatCidr(c: Cidr): string {
+  return `${u32ToIp(c.prefix)}/${c.len}`;
+}
+
+function asCidr(c: Cidr | string): Cidr {
+  return typeof c === "string" ? parseCidr(c) : c;
+}
+
+/** Whether address `ip` (u32 or dotted quad) lies in `cidr`. */
+export function cidrContains(cidr: Cidr | string, ip: number | string): boolean {
+  const c = asCidr(cidr);
+  const a = typeof ip === "string" ? ipToU32(ip) : ip >>> 0;
+  const m = maskOf(c.len);
+  return ((a & m) >>> 0) === ((c.prefix & m) >>> 0);
+}
+
+/** Whether two prefixes share any address (one contains the other). */
+export function cidrOverlaps(a: Cidr | string, b: Cidr | string): boolean {
+  const x = asCidr(a);
+  const y = asCidr(b);
+  const m = maskOf(Math.min(x.len, y.len));
+  return ((x.prefix & m) >>> 0) === ((y.prefix & m) >>> 0);
+}
+
+/** First address of a prefix (its network address: flannel's x.y.z.0 VTEP IP). */
+export function cidrFirst(c: Cidr | string): number {
+  return asCidr(c).prefix >>> 0;
+}
+
+const MAC_RE = /^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$/;
+
+/** "0e:00:00:00:01:00" (or with '-') → 48-bit bigint, or the reason it is not a MAC. */
+export function tryParseMac(text: string): Parsed<bigint> {
+  if (typeof text !== "string" || !MAC_RE.test(text)) {
+    return { ok: false, reason: `${JSON.stringify(text)} is not a MAC address (want xx:xx:xx:xx:xx:xx)` };
+  }
+  return { ok: true, value: BigInt("0x" + text.replace(/[:-]/g, "")) };
+}
+
+/** Strict MAC parse; throws a RangeError with the reason. */
+export function parseMac(text: string): bigint {
+  const r = tryParseMac(text);
+  if (!r.ok) throw new RangeError(r.reason);
+  return r.value;
+}
+
+/** 48-bit bigint → "xx:xx:xx:xx:xx:xx" (lower case; higher bits ignored). */
+export function formatMac(mac: bigint): string {
+  const hex = BigInt.asUintN(48, mac).toString(16).padStart(12, "0");
+  return hex.match(/../g)!.join(":");
+}
+
+/** Group bit of the first octet: multicast/broadcast, never a station's address. */
+export function isMulticastMac(mac: bigint): boolean {
+  return ((mac >> 40n) & 1n) === 1n;
+}
+
+/**
+ * A locally administered unicast MAC derived from an IPv4 address:
+ * `0e:00:a:b:c:d` (`prefixOctets` default to 0e:00; 0x0e has the
+ * locally-administered bit set and the group bit clear). Deterministic, so
+ * a node's VTEP MAC survives restarts and peers can compute it.
+ */
+export function macFromIp(ip: number, prefixOctets: [number, number] = [0x0e, 0x00]): bigint {
+  return (BigInt(prefixOctets[0] & 0xff) << 40n) | (BigInt(prefixOctets[1] & 0xff) << 32n) | BigInt(ip >>> 0);
+}

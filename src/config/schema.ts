@@ -1,0 +1,302 @@
+// The node config: what one overlayd needs to know about itself, the tunnel
+// and its peers. Validated with zod; every message names the field and the
+// reason, and defaults that depend on other fields (device MTU, overlay
+// address, VTEP MAC, peer VTEP addresses) are filled in so the rest of the
+// control plane reads one fully resolved `Config`.
+//
+// Field checks (formats, ranges) live on the fields; checks across fields
+// (duplicates, overlaps, references) run once the whole document parsed, in
+// `crossCheck` below. Formatting the issues into "path: reason" lines is
+// load.ts's job.
+import { z } from "zod";
+import {
+  cidrContains, cidrFirst, cidrOverlaps, formatMac, ipToU32, isMulticastMac, macFromIp, parseCidr, parseMac, tryIpToU32,
+  tryParseCidr, tryParseMac, u32ToIp, type Parsed,
+} from "./net.js";
+
+// --- field types ---------------------------------------------------------------
+
+function fromParser<T>(parse: (s: string) => Parsed<T>) {
+  return z.string().superRefine((v, ctx) => {
+    const r = parse(v);
+    if (!r.ok) ctx.addIssue({ code: "custom", message: r.reason });
+  });
+}
+
+/** Dotted-quad IPv4 address. */
+const ipv4 = fromParser(tryIpToU32);
+
+/** An address a node or peer can use on the underlay: not 0.0.0.0/8, multicast or reserved/broadcast. */
+const unicastIpv4 = fromParser((s) => {
+  const r = tryIpToU32(s);
+  if (!r.ok) return r;
+  const top = r.value >>> 24;
+  if (top === 0) return { ok: false, reason: `${JSON.stringify(s)} is in 0.0.0.0/8, not a usable unicast address` };
+  if (top >= 224) return { ok: false, reason: `${JSON.stringify(s)} is multicast/reserved/broadcast, not a usable unicast address` };
+  return r;
+});
+
+/** IPv4 CIDR with no host bits set. */
+const cidr = fromParser(tryParseCidr);
+
+/** A unicast MAC; normalised to lower-case colon form. */
+const unicastMac = fromParser((s) => {
+  const r = tryParseMac(s);
+  if (!r.ok) return r;
+  if (r.value === 0n) return { ok: false, reason: `${JSON.stringify(s)} is the all-zero MAC` };
+  if (isMulticastMac(r.value)) {
+    return { ok: false, reason: `${JSON.stringify(s)} is a multicast/broadcast MAC (low bit of the first octet set); use a unicast one, e.g. 0e:...` };
+  }
+  return r;
+}).transform((s) => formatMac(parseMac(s)));
+
+function intIn(lo: number, hi: number) {
+  return z.number().superRefine((v, ctx) => {
+    if (!Number.isInteger(v) || v < lo || v > hi) ctx.addIssue({ code: "custom", message: `${v} is not an integer in ${lo}..${hi}` });
+  });
+}
+
+const port = intIn(1, 65535);
+
+/** Node and peer names: Kubernetes node-name-like (DNS subdomain characters). */
+const name = z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9._-]{0,252})$/, {
+  error: (iss) => `${JSON.stringify(iss.input)} is not a valid name (letters, digits, '.', '_', '-'; starts with a letter or digit)`,
+});
+
+/** Linux interface names: 1..15 bytes, no '/', ':' or whitespace, not "." or "..". */
+const ifname = z.string().superRefine((v, ctx) => {
+  if (v.length === 0 || v.length > 15 || /[\s/:]/.test(v) || v === "." || v === "..") {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is not a Linux interface name (1..15 characters, no '/', ':' or spaces)` });
+  }
+});
+
+/** "host:port" for the admin HTTP API. */
+const listen = z.string().superRefine((v, ctx) => {
+  const i = v.lastIndexOf(":");
+  const host = v.slice(0, i);
+  const p = v.slice(i + 1);
+  const hostOk = host === "" || tryIpToU32(host).ok || /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host);
+  if (i < 0 || !hostOk || !/^[1-9][0-9]{0,4}$/.test(p) || Number(p) > 65535) {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is not host:port (e.g. "127.0.0.1:9469")` });
+  }
+});
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export const ENCAPSULATIONS = ["vxlan", "ipip", "direct", "auto"] as const;
+export const DEVICE_MODES = ["tun", "tap"] as const;
+/** Reserved `via` words of a static route (so no peer may be called this). */
+export const ROUTE_TARGETS = ["local", "blackhole"] as const;
+
+/** Bytes VXLAN adds (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14); the default device MTU leaves room for it. */
+export const VXLAN_OVERHEAD = 50;
+
+// --- document shape --------------------------------------------------------------
+
+const TunnelSchema = z.strictObject({
+  /** VXLAN network identifier; both ends must agree (Hand CNI-7 uses `id 100`). */
+  vni: intIn(1, 16777215).default(1),
+  /** VXLAN UDP destination port (IANA 4789; the kernel's vxlan default is 8472). */
+  port: port.default(4789),
+  /** Outer UDP source ports, chosen by flow hash for ECMP entropy (RFC 7348 §5). */
+  sourcePortRange: z.tuple([port, port]).default([32768, 60999]),
+  outerTtl: intIn(1, 255).default(64),
+  /** MTU of the underlay path; the data path refuses packets that do not fit once encapsulated. */
+  underlayMtu: intIn(576, 65535).default(1500),
+});
+
+const NodeSchema = z.strictObject({
+  name,
+  underlay: z.strictObject({
+    /** This node's address on the underlay: the outer source address. */
+    address: unicastIpv4,
+    /** Length of the underlay subnet's prefix: peers inside it are "same subnet" (encapsulation auto → direct). */
+    prefixLength: intIn(0, 32),
+    /** Underlay interface for direct routes; looked up with `ip route get` when absent. */
+    device: ifname.optional(),
+  }),
+  /** This node's pods' prefix (delivered locally). */
+  podCIDR: cidr,
+  /** The node's overlay address (VTEP IP, source of ICMP errors). Default: the first address of podCIDR. */
+  overlayAddress: ipv4.optional(),
+  device: z.strictObject({
+    name: ifname.default("wo0"),
+    mode: z.enum(DEVICE_MODES).default("tun"),
+    /** Default: tunnel.underlayMtu - 50 (room for VXLAN). */
+    mtu: intIn(68, 65535).optional(),
+    /** Tap mode: MAC of the kernel's side of the tap. Default: 0e:01:<underlay address bytes>. */
+    mac: unicastMac.optional(),
+    /** Our MAC on the overlay. Default: 0e:00:<underlay address bytes> (locally administered). */
+    vtepMac: unicastMac.optional(),
+  }).prefault({}),
+});
+
+const PeerSchema = z.strictObject({
+  name,
+  /** The peer's underlay address (outer destination). */
+  underlay: unicastIpv4,
+  /** Prefixes routed to this peer (its pods). */
+  podCIDRs: z.array(cidr).min(1, "needs at least one pod CIDR"),
+  /** The peer's VTEP MAC (its `vxlan100` address in Hand CNI-7). */
+  vtepMac: unicastMac,
+  /** The peer's VTEP IP. Default: the first address of its first pod CIDR. */
+  vtepAddress: ipv4.optional(),
+  /** auto = direct when the peer is in our underlay subnet, else vxlan (flannel DirectRouting / Calico CrossSubnet). */
+  encapsulation: z.enum(ENCAPSULATIONS).default("auto"),
+});
+
+const RouteSchema = z.strictObject({
+  prefix: cidr,
+  /** A peer name, "local" (deliver to this node) or "blackhole" (drop, counted). */
+  via: z.string().min(1, "is empty"),
+});
+
+const ConfigShape = z.strictObject({
+  node: NodeSchema,
+  tunnel: TunnelSchema.prefault({}),
+  peers: z.array(PeerSchema).default([]),
+  routes: z.array(RouteSchema).default([]),
+  admin: z.strictObject({
+    /** Admin HTTP API (show, reload, /metrics). */
+    listen: listen.default("127.0.0.1:9469"),
+  }).prefault({}),
+  log: z.strictObject({
+    level: z.enum(LOG_LEVELS).default("info"),
+  }).prefault({}),
+});
+
+type Shape = z.output<typeof ConfigShape>;
+
+// --- checks across fields ----------------------------------------------------------
+
+const NODE_OWNER = "this node (node.podCIDR)";
+
+function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
+  const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: "custom", path, message });
+  const nodeUnderlay = c.node.underlay.address;
+  const tunnel = c.tunnel;
+
+  const [smin, smax] = tunnel.sourcePortRange;
+  if (smin > smax) issue(["tunnel", "sourcePortRange"], `[${smin}, ${smax}]: min is above max`);
+
+  const mtu = c.node.device.mtu;
+  if (mtu !== undefined && mtu > tunnel.underlayMtu) {
+    issue(["node", "device", "mtu"], `${mtu} is above tunnel.underlayMtu ${tunnel.underlayMtu}: no tunnelled packet that size could be sent`);
+  }
+  if (mtu === undefined && tunnel.underlayMtu - VXLAN_OVERHEAD < 68) {
+    issue(["tunnel", "underlayMtu"], `${tunnel.underlayMtu} leaves no room for VXLAN (${VXLAN_OVERHEAD} bytes); set node.device.mtu`);
+  }
+  const { mac, vtepMac } = c.node.device;
+  if (mac !== undefined && vtepMac !== undefined && mac === vtepMac) {
+    issue(["node", "device", "mac"], `${mac} is also node.device.vtepMac; the two ends of the tap need different MACs`);
+  }
+
+  // Prefixes already claimed, with who claimed them, for overlap messages.
+  const claimed: Array<{ text: string; owner: string }> = [];
+  const claim = (path: (string | number)[], text: string, owner: string) => {
+    if (!tryParseCidr(text).ok) return;
+    const clash = claimed.find((x) => cidrOverlaps(x.text, text));
+    if (clash) issue(path, `${JSON.stringify(text)} overlaps ${clash.text} of ${clash.owner}`);
+    else claimed.push({ text, owner });
+  };
+  claim(["node", "podCIDR"], c.node.podCIDR, NODE_OWNER);
+  const vteps: Array<string | undefined> = [];
+
+  const ownVtepMac = vtepMac ?? (tryIpToU32(nodeUnderlay).ok ? formatMac(macFromIp(ipToU32(nodeUnderlay))) : undefined);
+  const ownOverlay = c.node.overlayAddress ?? (tryParseCidr(c.node.podCIDR).ok ? u32ToIp(cidrFirst(c.node.podCIDR)) : undefined);
+  const seen = { name: new Map<string, number>(), underlay: new Map<string, number>(), mac: new Map<string, number>(), vtep: new Map<string, number>() };
+  const dup = (kind: keyof typeof seen, key: string, i: number, field: string, what: string) => {
+    const prev = seen[kind].get(key);
+    if (prev !== undefined) issue(["peers", i, field], `${what} ${JSON.stringify(key)} is also used by peers[${prev}]`);
+    else seen[kind].set(key, i);
+  };
+
+  c.peers.forEach((p, i) => {
+    if ((ROUTE_TARGETS as readonly string[]).includes(p.name)) {
+      issue(["peers", i, "name"], `"${p.name}" is reserved (a static route's via); pick another name`);
+    }
+    dup("name", p.name, i, "name", "name");
+    dup("underlay", p.underlay, i, "underlay", "underlay address");
+    dup("mac", p.vtepMac, i, "vtepMac", "VTEP MAC");
+    if (p.underlay === nodeUnderlay) issue(["peers", i, "underlay"], `${JSON.stringify(p.underlay)} is this node's own underlay address`);
+    if (ownVtepMac !== undefined && p.vtepMac === ownVtepMac) issue(["peers", i, "vtepMac"], `${p.vtepMac} is this node's own VTEP MAC`);
+    const firstPod = p.podCIDRs[0];
+    const vtep = p.vtepAddress ?? (firstPod !== undefined && tryParseCidr(firstPod).ok ? u32ToIp(cidrFirst(firstPod)) : undefined);
+    if (vtep !== undefined) {
+      dup("vtep", vtep, i, "vtepAddress", "VTEP address");
+      if (vtep === ownOverlay) issue(["peers", i, "vtepAddress"], `${JSON.stringify(vtep)} is this node's own overlay address`);
+    }
+    p.podCIDRs.forEach((text, j) => claim(["peers", i, "podCIDRs", j], text, `peer ${p.name}`));
+    vteps.push(vtep);
+  });
+
+  // A VTEP address inside someone else's pod CIDR would be routed there
+  // instead of being this node's / that peer's overlay address.
+  const inOther = (addr: string | undefined, owner: string) =>
+    addr !== undefined && tryIpToU32(addr).ok ? claimed.find((x) => x.owner !== owner && cidrContains(x.text, addr)) : undefined;
+  const ownClash = inOther(ownOverlay, NODE_OWNER);
+  if (ownClash) issue(["node", "overlayAddress"], `${JSON.stringify(ownOverlay)} lies in ${ownClash.text} of ${ownClash.owner}`);
+  c.peers.forEach((p, i) => {
+    const clash = inOther(vteps[i], `peer ${p.name}`);
+    if (clash) issue(["peers", i, "vtepAddress"], `${JSON.stringify(vteps[i])} lies in ${clash.text} of ${clash.owner}`);
+  });
+
+  const peerNames = new Set(c.peers.map((p) => p.name));
+  const routePrefixes = new Map<string, number>();
+  c.routes.forEach((r, i) => {
+    if (!(ROUTE_TARGETS as readonly string[]).includes(r.via) && !peerNames.has(r.via)) {
+      issue(["routes", i, "via"], `${JSON.stringify(r.via)} is not a peer name, "local" or "blackhole"`);
+    }
+    const parsed = tryParseCidr(r.prefix);
+    if (!parsed.ok) return;
+    const prev = routePrefixes.get(r.prefix);
+    if (prev !== undefined) issue(["routes", i, "prefix"], `${JSON.stringify(r.prefix)} is also routes[${prev}]`);
+    else routePrefixes.set(r.prefix, i);
+    // The same prefix as a pod CIDR would silently replace that route; a
+    // longer or shorter one is fine (longest prefix wins).
+    const same = claimed.find((x) => x.text === r.prefix);
+    if (same) issue(["routes", i, "prefix"], `${JSON.stringify(r.prefix)} is already the pod CIDR of ${same.owner}`);
+  });
+}
+
+// --- defaults that depend on other fields ---------------------------------------------
+
+function resolve(c: Shape) {
+  const underlay = ipToU32(c.node.underlay.address);
+  const d = c.node.device;
+  const device = {
+    name: d.name,
+    mode: d.mode,
+    mtu: d.mtu ?? c.tunnel.underlayMtu - VXLAN_OVERHEAD,
+    mac: d.mac ?? (d.mode === "tap" ? formatMac(macFromIp(underlay, [0x0e, 0x01])) : undefined),
+    vtepMac: d.vtepMac ?? formatMac(macFromIp(underlay)),
+  };
+  return {
+    node: {
+      name: c.node.name,
+      underlay: c.node.underlay,
+      podCIDR: c.node.podCIDR,
+      overlayAddress: c.node.overlayAddress ?? u32ToIp(cidrFirst(parseCidr(c.node.podCIDR))),
+      device,
+    },
+    tunnel: { ...c.tunnel, sourcePortRange: [c.tunnel.sourcePortRange[0], c.tunnel.sourcePortRange[1]] as [number, number] },
+    peers: c.peers.map((p) => ({
+      ...p,
+      vtepAddress: p.vtepAddress ?? u32ToIp(cidrFirst(parseCidr(p.podCIDRs[0]))),
+    })),
+    routes: c.routes,
+    admin: c.admin,
+    log: c.log,
+  };
+}
+
+/** The node config schema: parse with `ConfigSchema.safeParse(doc)`; the output is fully resolved. */
+export const ConfigSchema = ConfigShape.superRefine(crossCheck).transform(resolve);
+
+/** What a config file may contain (optional fields may be left out). */
+export type ConfigInput = z.input<typeof ConfigSchema>;
+/** A validated config with every default filled in. */
+export type Config = z.output<typeof ConfigSchema>;
+export type PeerConfig = Config["peers"][number];
+export type RouteConfig = Config["routes"][number];
+export type Encapsulation = (typeof ENCAPSULATIONS)[number];
+export type LogLevel = (typeof LOG_LEVELS)[number];
