@@ -1,0 +1,115 @@
+// Prometheus metrics for overlayd (prom-client). The data path keeps its own
+// u64 counters in WASM memory (abi.ts C_*); the control plane polls them and
+// `updateFromCounters` turns each poll into increments of the exported
+// counters, so /metrics is monotonic even across a worker restart.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { REASON_NAMES, VERDICT_NAMES } from "../dataplane/abi.js";
+
+/** Packet directions, each backed by `<direction>_packets` / `<direction>_bytes` in a counter snapshot. */
+export const DIRECTIONS = ["rx_pod", "rx_vxlan", "rx_ipip", "tx_vxlan", "tx_ipip", "tx_direct", "to_device"] as const;
+export type Direction = (typeof DIRECTIONS)[number];
+
+/** Drop reasons as exported (REASON_NAMES without "none"). */
+export const DROP_REASONS = REASON_NAMES.filter((r) => r !== "none");
+
+export interface MetricsOptions {
+  /** Metric name prefix (default "overlay_"). */
+  prefix?: string;
+  /** Also export Node process metrics (CPU, memory, event loop; default false). */
+  defaultMetrics?: boolean;
+}
+
+export interface TableSizes {
+  routes: number;
+  peers: number;
+  fdb: number;
+  neigh: number;
+}
+
+export interface Metrics {
+  registry: Registry;
+  packets: Counter<"direction">;
+  bytes: Counter<"direction">;
+  drops: Counter<"reason">;
+  verdicts: Counter<"verdict">;
+  batches: Counter;
+  routes: Gauge;
+  peers: Gauge;
+  fdbEntries: Gauge;
+  neighEntries: Gauge;
+  configReloads: Counter<"result">;
+  /**
+   * Apply a counter snapshot (Dataplane.counters() shape: rx_pod_packets,
+   * verdict_drop, drop_no_route, …), or several (one per worker, summed).
+   * Snapshots are cumulative; the difference from the previous call is
+   * added. A value that went down (a worker restarted from zero) counts as
+   * a reset: its whole value is added. Unknown keys are ignored.
+   */
+  updateFromCounters(snapshot: Record<string, bigint> | ReadonlyArray<Record<string, bigint>>): void;
+  /** Set the table-size gauges (e.g. from the derived tables after a load or reload). */
+  setTableSizes(sizes: TableSizes): void;
+}
+
+/** A fresh registry with overlayd's metrics; every label value is pre-created at 0 so series exist from the start. */
+export function createMetrics(opts: MetricsOptions = {}): Metrics {
+  const p = opts.prefix ?? "overlay_";
+  const registry = new Registry();
+  if (opts.defaultMetrics) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const packets = new Counter({ name: `${p}packets_total`, help: "Packets handled by the data path, by direction", labelNames: ["direction"] as const, registers });
+  const bytes = new Counter({ name: `${p}bytes_total`, help: "Bytes handled by the data path, by direction (inner bytes for rx_pod/to_device/tx_direct, outer for tunnel directions)", labelNames: ["direction"] as const, registers });
+  const drops = new Counter({ name: `${p}drops_total`, help: "Packets dropped by the data path, by reason", labelNames: ["reason"] as const, registers });
+  const verdicts = new Counter({ name: `${p}verdicts_total`, help: "Data-path verdicts (what happened to each packet)", labelNames: ["verdict"] as const, registers });
+  const batches = new Counter({ name: `${p}batches_total`, help: "Batches processed by the data path", registers });
+  const routes = new Gauge({ name: `${p}routes`, help: "Routes in the data path's table", registers });
+  const peers = new Gauge({ name: `${p}peers`, help: "Configured peers", registers });
+  const fdbEntries = new Gauge({ name: `${p}fdb_entries`, help: "VXLAN forwarding database entries (VTEP MAC -> peer)", registers });
+  const neighEntries = new Gauge({ name: `${p}neigh_entries`, help: "Neighbour entries (VTEP address -> MAC)", registers });
+  const configReloads = new Counter({ name: `${p}config_reloads_total`, help: "Config reloads, by result", labelNames: ["result"] as const, registers });
+
+  for (const d of DIRECTIONS) {
+    packets.inc({ direction: d }, 0);
+    bytes.inc({ direction: d }, 0);
+  }
+  for (const r of DROP_REASONS) drops.inc({ reason: r }, 0);
+  for (const v of VERDICT_NAMES) verdicts.inc({ verdict: v }, 0);
+  for (const r of ["ok", "error"]) configReloads.inc({ result: r }, 0);
+
+  // Which exported series each snapshot key feeds.
+  const sinks = new Map<string, (n: number) => void>();
+  for (const d of DIRECTIONS) {
+    sinks.set(`${d}_packets`, (n) => packets.inc({ direction: d }, n));
+    sinks.set(`${d}_bytes`, (n) => bytes.inc({ direction: d }, n));
+  }
+  for (const r of DROP_REASONS) sinks.set(`drop_${r}`, (n) => drops.inc({ reason: r }, n));
+  for (const v of VERDICT_NAMES) sinks.set(`verdict_${v}`, (n) => verdicts.inc({ verdict: v }, n));
+  sinks.set("batches", (n) => batches.inc(n));
+
+  const last = new Map<string, bigint>();
+
+  return {
+    registry, packets, bytes, drops, verdicts, batches, routes, peers, fdbEntries, neighEntries, configReloads,
+    updateFromCounters(snapshot) {
+      const total = new Map<string, bigint>();
+      const snaps: ReadonlyArray<Record<string, bigint>> = Array.isArray(snapshot) ? snapshot : [snapshot as Record<string, bigint>];
+      for (const snap of snaps) {
+        for (const [k, v] of Object.entries(snap)) total.set(k, (total.get(k) ?? 0n) + BigInt(v));
+      }
+      for (const [key, now] of total) {
+        const sink = sinks.get(key);
+        if (!sink) continue;
+        const before = last.get(key) ?? 0n;
+        const delta = now >= before ? now - before : now;
+        last.set(key, now);
+        if (delta > 0n) sink(Number(delta));
+      }
+    },
+    setTableSizes(s) {
+      routes.set(s.routes);
+      peers.set(s.peers);
+      fdbEntries.set(s.fdb);
+      neighEntries.set(s.neigh);
+    },
+  };
+}
