@@ -151,7 +151,7 @@ if (isMain) {
   for (const r of results) console.log(`${(r.stage + " " + r.size + "B").padEnd(28)} ${r.mpps.toFixed(2).padStart(8)} Mpps  ±${r.rme.toFixed(1)}%`);
   let extra: unknown = undefined;
   try {
-    const lpm = await import("./lpm.js");
+    const lpm = (await import(new URL("./lpm.js", import.meta.url).href)) as { runLpmBench?: () => Promise<unknown> };
     if (typeof lpm.runLpmBench === "function") {
       extra = await lpm.runLpmBench();
       console.log("lpm lookup (100k routes):", JSON.stringify(extra));

@@ -99,6 +99,9 @@ export class Daemon {
     // We route between the tunnel and local pods, and our ICMP errors come
     // from the node's own overlay address: let the kernel accept those.
     setSysctl("net.ipv4.ip_forward", "1");
+    // The overlay is IPv4; without this the kernel sends IPv6 router and
+    // neighbour solicitations into the device, which the data path drops.
+    setSysctl(`net.ipv6.conf.${this.tun.name}.disable_ipv6`, "1");
     setSysctl(`net.ipv4.conf.${this.tun.name}.accept_local`, "1");
     setSysctl(`net.ipv4.conf.${this.tun.name}.rp_filter`, "0");
     setSysctl("net.ipv4.conf.all.rp_filter", "0");
