@@ -44,6 +44,8 @@ export interface DerivedPeer {
   underlay: number;
   vtepMac: bigint;
   vtepAddress: number;
+  /** VXLAN network identifier used towards this peer (today: tunnel.vni for every peer). */
+  vni: number;
   podCIDRs: string[];
   encapsulation: ResolvedEncapsulation;
   /** Why this encapsulation (for `check-config` and `show peers`). */
@@ -126,6 +128,7 @@ export function deriveTables(config: Config): DerivedTables {
       underlay: ipToU32(p.underlay),
       vtepMac: parseMac(p.vtepMac),
       vtepAddress: ipToU32(p.vtepAddress),
+      vni: t.vni,
       podCIDRs: [...p.podCIDRs],
       encapsulation,
       reason,

@@ -153,3 +153,39 @@ export function isMulticastMac(mac: bigint): boolean {
 export function macFromIp(ip: number, prefixOctets: [number, number] = [0x0e, 0x00]): bigint {
   return (BigInt(prefixOctets[0] & 0xff) << 40n) | (BigInt(prefixOctets[1] & 0xff) << 32n) | BigInt(ip >>> 0);
 }
+
+/** Where an HTTP server listens: a TCP host:port, or a unix socket path. */
+export type ListenAddress = { kind: "tcp"; host: string; port: number } | { kind: "unix"; path: string };
+
+/** Longest unix socket path Linux takes (sun_path is 108 bytes with the NUL). */
+export const UNIX_PATH_MAX = 107;
+
+/**
+ * "127.0.0.1:9469" / "localhost:9469" / ":9469" (host defaults to
+ * 127.0.0.1, never all interfaces) → tcp; an absolute path "/run/x.sock" →
+ * unix socket. Anything else: the reason.
+ */
+export function tryParseListen(text: string): Parsed<ListenAddress> {
+  if (typeof text !== "string") return { ok: false, reason: "is not a string" };
+  if (text.startsWith("/")) {
+    if (Buffer.byteLength(text) > UNIX_PATH_MAX || text.includes("\0") || text.endsWith("/")) {
+      return { ok: false, reason: `${JSON.stringify(text)} is not a usable unix socket path (at most ${UNIX_PATH_MAX} bytes, not a directory)` };
+    }
+    return { ok: true, value: { kind: "unix", path: text } };
+  }
+  const i = text.lastIndexOf(":");
+  const host = text.slice(0, i);
+  const p = text.slice(i + 1);
+  const hostOk = host === "" || tryIpToU32(host).ok || /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host);
+  if (i < 0 || !hostOk || !/^[1-9][0-9]{0,4}$/.test(p) || Number(p) > 65535) {
+    return { ok: false, reason: `${JSON.stringify(text)} is neither host:port (e.g. "127.0.0.1:9469") nor an absolute unix socket path` };
+  }
+  return { ok: true, value: { kind: "tcp", host: host || "127.0.0.1", port: Number(p) } };
+}
+
+/** Strict listen-address parse; throws a RangeError with the reason. */
+export function parseListen(text: string): ListenAddress {
+  const r = tryParseListen(text);
+  if (!r.ok) throw new RangeError(r.reason);
+  return r.value;
+}

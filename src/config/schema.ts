@@ -11,7 +11,7 @@
 import { z } from "zod";
 import {
   cidrContains, cidrFirst, cidrOverlaps, formatMac, ipToU32, isMulticastMac, macFromIp, parseCidr, parseMac, tryIpToU32,
-  tryParseCidr, tryParseMac, u32ToIp, type Parsed,
+  tryParseCidr, tryParseListen, tryParseMac, u32ToIp, type Parsed,
 } from "./net.js";
 
 // --- field types ---------------------------------------------------------------
@@ -70,16 +70,27 @@ const ifname = z.string().superRefine((v, ctx) => {
   }
 });
 
-/** "host:port" for the admin HTTP API. */
-const listen = z.string().superRefine((v, ctx) => {
-  const i = v.lastIndexOf(":");
-  const host = v.slice(0, i);
-  const p = v.slice(i + 1);
-  const hostOk = host === "" || tryIpToU32(host).ok || /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host);
-  if (i < 0 || !hostOk || !/^[1-9][0-9]{0,4}$/.test(p) || Number(p) > 65535) {
-    ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is not host:port (e.g. "127.0.0.1:9469")` });
+/** Admin API address: "host:port" or an absolute unix socket path. */
+const listen = fromParser(tryParseListen);
+
+/** Where /metrics is served: a URL path on the admin server, or "host:port" of a server of its own. */
+const metricsAt = z.string().superRefine((v, ctx) => {
+  if (v.startsWith("/") && /^\/[A-Za-z0-9._~/-]*$/.test(v)) {
+    if ((ADMIN_PATHS as readonly string[]).includes(v)) {
+      ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is an admin API path (${ADMIN_PATHS.join(" ")}); pick another` });
+    }
+    return;
+  }
+  const r = tryParseListen(v);
+  if (!r.ok || r.value.kind !== "tcp") {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is neither a URL path on the admin server (e.g. "/metrics") nor host:port of its own` });
   }
 });
+
+/** Paths the admin API already answers (so admin.metrics may not take them). */
+export const ADMIN_PATHS = ["/", "/status", "/routes", "/peers", "/fdb", "/neigh", "/stats", "/reload"] as const;
+/** Path of the metrics endpoint when admin.metrics is host:port or left out. */
+export const DEFAULT_METRICS_PATH = "/metrics";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export const ENCAPSULATIONS = ["vxlan", "ipip", "direct", "auto"] as const;
@@ -156,8 +167,10 @@ const ConfigShape = z.strictObject({
   peers: z.array(PeerSchema).default([]),
   routes: z.array(RouteSchema).default([]),
   admin: z.strictObject({
-    /** Admin HTTP API (show, reload, /metrics). */
+    /** Admin HTTP API (show, reload, /metrics): "host:port" or a unix socket path. */
     listen: listen.default("127.0.0.1:9469"),
+    /** Prometheus endpoint: a path on the admin server (default "/metrics") or "host:port" of its own. */
+    metrics: metricsAt.default(DEFAULT_METRICS_PATH),
   }).prefault({}),
   log: z.strictObject({
     level: z.enum(LOG_LEVELS).default("info"),
@@ -192,11 +205,13 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
 
   // Prefixes already claimed, with who claimed them, for overlap messages.
   const claimed: Array<{ text: string; owner: string }> = [];
-  const claim = (path: (string | number)[], text: string, owner: string) => {
-    if (!tryParseCidr(text).ok) return;
+  /** Record a prefix; false (and an issue) when it overlaps one already claimed. */
+  const claim = (path: (string | number)[], text: string, owner: string): boolean => {
+    if (!tryParseCidr(text).ok) return false;
     const clash = claimed.find((x) => cidrOverlaps(x.text, text));
     if (clash) issue(path, `${JSON.stringify(text)} overlaps ${clash.text} of ${clash.owner}`);
     else claimed.push({ text, owner });
+    return !clash;
   };
   claim(["node", "podCIDR"], c.node.podCIDR, NODE_OWNER);
   const vteps: Array<string | undefined> = [];
@@ -204,10 +219,12 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
   const ownVtepMac = vtepMac ?? (tryIpToU32(nodeUnderlay).ok ? formatMac(macFromIp(ipToU32(nodeUnderlay))) : undefined);
   const ownOverlay = c.node.overlayAddress ?? (tryParseCidr(c.node.podCIDR).ok ? u32ToIp(cidrFirst(c.node.podCIDR)) : undefined);
   const seen = { name: new Map<string, number>(), underlay: new Map<string, number>(), mac: new Map<string, number>(), vtep: new Map<string, number>() };
-  const dup = (kind: keyof typeof seen, key: string, i: number, field: string, what: string) => {
+  /** Record a peer's key; false (and an issue) when another peer has it. */
+  const dup = (kind: keyof typeof seen, key: string, i: number, field: string, what: string): boolean => {
     const prev = seen[kind].get(key);
     if (prev !== undefined) issue(["peers", i, field], `${what} ${JSON.stringify(key)} is also used by peers[${prev}]`);
     else seen[kind].set(key, i);
+    return prev === undefined;
   };
 
   c.peers.forEach((p, i) => {
@@ -221,12 +238,17 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
     if (ownVtepMac !== undefined && p.vtepMac === ownVtepMac) issue(["peers", i, "vtepMac"], `${p.vtepMac} is this node's own VTEP MAC`);
     const firstPod = p.podCIDRs[0];
     const vtep = p.vtepAddress ?? (firstPod !== undefined && tryParseCidr(firstPod).ok ? u32ToIp(cidrFirst(firstPod)) : undefined);
+    let vtepOk = vtep !== undefined;
     if (vtep !== undefined) {
-      dup("vtep", vtep, i, "vtepAddress", "VTEP address");
-      if (vtep === ownOverlay) issue(["peers", i, "vtepAddress"], `${JSON.stringify(vtep)} is this node's own overlay address`);
+      vtepOk = dup("vtep", vtep, i, "vtepAddress", "VTEP address");
+      if (vtep === ownOverlay) {
+        issue(["peers", i, "vtepAddress"], `${JSON.stringify(vtep)} is this node's own overlay address`);
+        vtepOk = false;
+      }
     }
-    p.podCIDRs.forEach((text, j) => claim(["peers", i, "podCIDRs", j], text, `peer ${p.name}`));
-    vteps.push(vtep);
+    const podsOk = p.podCIDRs.map((text, j) => claim(["peers", i, "podCIDRs", j], text, `peer ${p.name}`)).every(Boolean);
+    // A defaulted VTEP address inherits its pod CIDR's problem; report that once.
+    vteps.push(vtepOk && (p.vtepAddress !== undefined || podsOk) ? vtep : undefined);
   });
 
   // A VTEP address inside someone else's pod CIDR would be routed there
@@ -284,7 +306,13 @@ function resolve(c: Shape) {
       vtepAddress: p.vtepAddress ?? u32ToIp(cidrFirst(parseCidr(p.podCIDRs[0]))),
     })),
     routes: c.routes,
-    admin: c.admin,
+    admin: {
+      listen: c.admin.listen,
+      /** Resolved: `listen` equal to admin.listen means the admin server itself serves `path`. */
+      metrics: c.admin.metrics.startsWith("/")
+        ? { listen: c.admin.listen, path: c.admin.metrics }
+        : { listen: c.admin.metrics, path: DEFAULT_METRICS_PATH },
+    },
     log: c.log,
   };
 }

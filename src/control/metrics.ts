@@ -19,6 +19,14 @@ export interface MetricsOptions {
   defaultMetrics?: boolean;
 }
 
+/** A data-path counter snapshot: counter name → cumulative value. */
+export type CounterSnapshot = Readonly<Record<string, bigint | number>>;
+
+function toBig(v: bigint | number): bigint | undefined {
+  if (typeof v === "bigint") return v;
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? BigInt(v) : undefined;
+}
+
 export interface TableSizes {
   routes: number;
   peers: number;
@@ -43,9 +51,10 @@ export interface Metrics {
    * verdict_drop, drop_no_route, …), or several (one per worker, summed).
    * Snapshots are cumulative; the difference from the previous call is
    * added. A value that went down (a worker restarted from zero) counts as
-   * a reset: its whole value is added. Unknown keys are ignored.
+   * a reset: its whole value is added. Unknown keys, and values that are not
+   * non-negative integers, are ignored.
    */
-  updateFromCounters(snapshot: Record<string, bigint> | ReadonlyArray<Record<string, bigint>>): void;
+  updateFromCounters(snapshot: CounterSnapshot | ReadonlyArray<CounterSnapshot>): void;
   /** Set the table-size gauges (e.g. from the derived tables after a load or reload). */
   setTableSizes(sizes: TableSizes): void;
 }
@@ -92,9 +101,12 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     registry, packets, bytes, drops, verdicts, batches, routes, peers, fdbEntries, neighEntries, configReloads,
     updateFromCounters(snapshot) {
       const total = new Map<string, bigint>();
-      const snaps: ReadonlyArray<Record<string, bigint>> = Array.isArray(snapshot) ? snapshot : [snapshot as Record<string, bigint>];
+      const snaps: ReadonlyArray<CounterSnapshot> = Array.isArray(snapshot) ? snapshot : [snapshot as CounterSnapshot];
       for (const snap of snaps) {
-        for (const [k, v] of Object.entries(snap)) total.set(k, (total.get(k) ?? 0n) + BigInt(v));
+        for (const [k, v] of Object.entries(snap)) {
+          const b = toBig(v);
+          if (b !== undefined) total.set(k, (total.get(k) ?? 0n) + b);
+        }
       }
       for (const [key, now] of total) {
         const sink = sinks.get(key);
