@@ -9,30 +9,26 @@ function mask(len: number): number {
 }
 
 export class SlowLpm {
-  private rules: { prefix: number; len: number; nh: number }[] = [];
+  // Keyed by "prefix/len" only so that loading 100k rules isn't quadratic;
+  // lookups still scan every rule.
+  private rules = new Map<string, { prefix: number; len: number; nh: number }>();
 
   /** Add or replace prefix/len -> nh (host bits ignored). */
   add(prefix: number, len: number, nh: number): void {
     const p = (prefix & mask(len)) >>> 0;
-    const r = this.rules.find((x) => x.prefix === p && x.len === len);
-    if (r) r.nh = nh;
-    else this.rules.push({ prefix: p, len, nh });
+    this.rules.set(`${p}/${len}`, { prefix: p, len, nh });
   }
 
   /** Remove prefix/len; returns whether it was there. */
   remove(prefix: number, len: number): boolean {
-    const p = (prefix & mask(len)) >>> 0;
-    const i = this.rules.findIndex((x) => x.prefix === p && x.len === len);
-    if (i < 0) return false;
-    this.rules.splice(i, 1);
-    return true;
+    return this.rules.delete(`${(prefix & mask(len)) >>> 0}/${len}`);
   }
 
   /** Next hop of the longest rule containing ip, or SLOW_MISS. */
   lookup(ip: number): number {
     let best = -1;
     let nh = SLOW_MISS;
-    for (const r of this.rules) {
+    for (const r of this.rules.values()) {
       if (r.len > best && ((ip & mask(r.len)) >>> 0) === r.prefix) {
         best = r.len;
         nh = r.nh;
@@ -42,6 +38,6 @@ export class SlowLpm {
   }
 
   get size(): number {
-    return this.rules.length;
+    return this.rules.size;
   }
 }
