@@ -55,6 +55,9 @@ export interface BatchIOStats {
   lastErrno: number;
 }
 
+/** Slot numbers to send or write: the data path's index lists (a Uint16Array over linear memory) or a plain array. */
+export type SlotIndices = Uint16Array | readonly number[];
+
 export interface SendResult {
   /** Packets the kernel accepted. */
   sent: number;
@@ -241,7 +244,7 @@ export class BatchIO {
    * unreachable, filtered) is counted and skipped. On EAGAIN/ENOBUFS the call
    * waits once, up to 1 ms, for room, then drops what remains.
    */
-  sendRaw(fd: number, idx: Uint16Array, count: number): SendResult {
+  sendRaw(fd: number, idx: SlotIndices, count: number): SendResult {
     this.sync();
     const s = this.s, mem = this.mem;
     const base = this.scratch.addr;
@@ -297,7 +300,7 @@ export class BatchIO {
    * fd, one write() per packet. Failures (EAGAIN on a full queue, EINVAL on a
    * malformed packet, EIO when the link is down) are counted, not thrown.
    */
-  writeTun(fd: number, idx: Uint16Array, count: number): WriteResult {
+  writeTun(fd: number, idx: SlotIndices, count: number): WriteResult {
     this.sync();
     const mem = this.mem;
     let written = 0, errors = 0;

@@ -79,6 +79,23 @@ export const POLLERR = 0x8;
 export const POLLHUP = 0x10;
 export const POLLNVAL = 0x20;
 
+// <linux/if_tun.h> ioctls (asm-generic _IOW/_IOR encoding: x86_64 and arm64).
+export const TUNSETIFF = 0x400454ca; // _IOW('T', 202, int): struct ifreq *
+export const TUNSETOFFLOAD = 0x400454d0; // _IOW('T', 208, unsigned int): flags by value
+export const TUNGETVNETHDRSZ = 0x800454d7; // _IOR('T', 215, int): int *
+export const TUNSETVNETHDRSZ = 0x400454d8; // _IOW('T', 216, int): int *
+export const IFF_TUN = 0x0001;
+export const IFF_TAP = 0x0002;
+export const IFF_MULTI_QUEUE = 0x0100;
+export const IFF_NO_PI = 0x1000;
+export const IFF_VNET_HDR = 0x4000;
+// TUNSETOFFLOAD flags: what the reader promises to handle in virtio_net_hdr.
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
+export const TUN_F_TSO6 = 0x04;
+export const TUN_F_TSO_ECN = 0x08;
+export const TUN_F_UFO = 0x10;
+
 // --- errors -----------------------------------------------------------------
 const errnoNumbers = koffi.os.errno as Record<string, number>;
 const errnoNames = new Map<number, string>();

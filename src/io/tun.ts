@@ -8,13 +8,7 @@
 import { execFileSync } from "node:child_process";
 import * as libc from "./libc.js";
 
-// <linux/if_tun.h>
-const TUNSETIFF = 0x400454ca; // _IOW('T', 202, int)
-const IFF_TUN = 0x0001;
-const IFF_TAP = 0x0002;
-const IFF_MULTI_QUEUE = 0x0100;
-const IFF_NO_PI = 0x1000;
-const IFF_VNET_HDR = 0x4000;
+const { TUNSETIFF, IFF_TUN, IFF_TAP, IFF_MULTI_QUEUE, IFF_NO_PI, IFF_VNET_HDR } = libc;
 const IFNAMSIZ = 16;
 const IFREQ_SIZE = 40;
 
@@ -74,6 +68,32 @@ export function openTun(opts: TunOptions): TunDevice {
     libc.closeQuiet(fd);
     throw e;
   }
+}
+
+/**
+ * TUNSETOFFLOAD: tell the kernel which offloads this reader handles (libc
+ * TUN_F_* flags; 0 = none, the default). Only meaningful with vnetHdr: the
+ * kernel may then hand over unchecksummed or GSO-sized packets described by
+ * the virtio_net_hdr in front of each one. Throws SyscallError (EINVAL for
+ * flags the kernel does not know, or TSO without CSUM).
+ */
+export function setTunOffload(dev: TunDevice, flags: number): void {
+  libc.check(`ioctl(TUNSETOFFLOAD, ${dev.name}, 0x${flags.toString(16)})`, libc.ioctlPtr(dev.fd, libc.TUNSETOFFLOAD, flags));
+}
+
+/**
+ * TUNSETVNETHDRSZ: the size of the header in front of each packet on a
+ * vnetHdr device (10 = struct virtio_net_hdr, the default; 12 = with
+ * num_buffers). Returns the size the kernel now uses (TUNGETVNETHDRSZ).
+ */
+export function setVnetHdrSize(dev: TunDevice, bytes: number): number {
+  const s = new libc.Scratch(4);
+  s.dv.setInt32(0, bytes, true);
+  libc.check(`ioctl(TUNSETVNETHDRSZ, ${dev.name}, ${bytes})`, libc.ioctlPtr(dev.fd, libc.TUNSETVNETHDRSZ, s.addr),
+    (e) => (e === libc.EINVAL ? "the size must be at least 10 (sizeof struct virtio_net_hdr)" : undefined));
+  s.dv.setInt32(0, -1, true);
+  libc.check(`ioctl(TUNGETVNETHDRSZ, ${dev.name})`, libc.ioctlPtr(dev.fd, libc.TUNGETVNETHDRSZ, s.addr));
+  return s.dv.getInt32(0, true);
 }
 
 /** Close the queue's fd. A non-persistent device disappears with its last queue. */
