@@ -70,6 +70,21 @@ describe.skipIf(skip !== null)(`packet I/O against the kernel${skip ? ` (skipped
     expect(r.pingOut).toMatch(/1 received/);
   });
 
+  it("openTun attaches two queues of a multi-queue vnet-hdr tap; header size, offloads and misuse give clear errors", async () => {
+    const r = parse<{ name: string; fds: number[]; hdr: number; linkType: string; info: Record<string, unknown>; errors: Record<string, string> }>(
+      await child(t, "tapqueues").waitForLine(isDone));
+    expect(r.name).toMatch(/^wotap\d+$/);
+    expect(r.fds[0]).toBeGreaterThan(2);
+    expect(r.fds[1]).not.toBe(r.fds[0]);
+    expect(r.hdr).toBe(12);
+    expect(r.linkType).toBe("ether");
+    expect(r.info).toMatchObject({ type: "tap", pi: false, vnet_hdr: true, multi_queue: true, numqueues: 2 });
+    expect(r.errors.wrongMode).toMatch(/TUNSETIFF.*EINVAL.*different flags/);
+    expect(r.errors.badHdr).toMatch(/TUNSETVNETHDRSZ.*EINVAL/);
+    expect(r.errors.tsoWithoutCsum).toMatch(/TUNSETOFFLOAD.*EINVAL/);
+    expect(r.errors.longName).toMatch(/longer than 15 bytes/);
+  });
+
   it("recvVxlan takes a burst of UDP/4789 datagrams in one batch with outer source, destination and TOS", async () => {
     const c = child(b, "vxlan", "198.18.0.2");
     await c.waitForLine(isReady);

@@ -4,10 +4,11 @@
 // (or {"error":...}). Uses a bare WebAssembly.Memory with the data path's
 // slot/metadata layout, so it tests src/io alone.
 import { BatchIO } from "../../src/io/batch.js";
-import { openTun, configureLink, closeTun } from "../../src/io/tun.js";
+import { openTun, configureLink, closeTun, setTunOffload, setVnetHdrSize } from "../../src/io/tun.js";
+import * as libc from "../../src/io/libc.js";
 import { openVxlanSocket, openIpipRecvSocket, openRawSendSocket, parseIPv4, formatIPv4, closeSocket } from "../../src/io/sockets.js";
 import * as abi from "../../src/dataplane/abi.js";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 
 const BATCH = 64;
 const SLOT = 2048;
@@ -118,6 +119,32 @@ async function tunMode(): Promise<void> {
   say({ result: { request: hex(request), meta: readMeta, write: w, pingExit: code, pingOut } });
 }
 
+/** Tap device options: two queues of one multi-queue vnet-hdr tap, header size and offloads; and the errors. */
+function tapQueuesMode(): void {
+  const q0 = openTun({ name: "wotap%d", mode: "tap", multiQueue: true, vnetHdr: true });
+  const q1 = openTun({ name: q0.name, mode: "tap", multiQueue: true, vnetHdr: true });
+  const hdr = setVnetHdrSize(q0, 12);
+  setTunOffload(q0, libc.TUN_F_CSUM | libc.TUN_F_TSO4);
+  const errors: Record<string, string> = {};
+  const tryErr = (k: string, f: () => unknown) => {
+    try {
+      f();
+      errors[k] = "no error";
+    } catch (e) {
+      errors[k] = (e as Error).message;
+    }
+  };
+  tryErr("wrongMode", () => openTun({ name: q0.name, mode: "tun", multiQueue: true }));
+  tryErr("badHdr", () => setVnetHdrSize(q0, 4));
+  tryErr("tsoWithoutCsum", () => setTunOffload(q0, libc.TUN_F_TSO4));
+  tryErr("longName", () => openTun({ name: "a-name-far-too-long", mode: "tap" }));
+  const link = JSON.parse(spawnSync("ip", ["-j", "-d", "link", "show", "dev", q0.name], { encoding: "utf8" }).stdout)[0];
+  const fds = [q0.fd, q1.fd];
+  closeTun(q0);
+  closeTun(q1);
+  say({ result: { name: q0.name, fds, hdr, linkType: link?.link_type, info: link?.linkinfo?.info_data, errors } });
+}
+
 async function recvMode(kind: "vxlan" | "ipip", bindAddr: string): Promise<void> {
   const fd = kind === "vxlan" ? openVxlanSocket({ bindAddr, port: 4789 }) : openIpipRecvSocket();
   // Grow linear memory once: BatchIO must notice the new buffer and re-derive its base.
@@ -184,6 +211,7 @@ async function main(): Promise<void> {
   if (mode === "tun") await tunMode();
   else if (mode === "vxlan" || mode === "ipip") await recvMode(mode, arg ?? "0.0.0.0");
   else if (mode === "sendraw") sendRawMode(arg);
+  else if (mode === "tapqueues") tapQueuesMode();
   else say({ error: `unknown mode ${mode}` });
 }
 

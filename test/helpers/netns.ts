@@ -24,6 +24,14 @@ export function skipUnlessRoot(): string | null {
   return null;
 }
 
+/** Same as skipUnlessRoot, under the name other helpers use. */
+export const requireRoot = skipUnlessRoot;
+
+/** A fresh Topology under `wo-<tag>-<random>-`; call cleanup() in afterAll. */
+export function createTopology(tag: string): Topology {
+  return new Topology(tag);
+}
+
 /** Throws unless every address in `cidrOrAddr` lies in 198.18.0.0/15. */
 export function assertTestAddress(cidrOrAddr: string): void {
   const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)(?:\/(\d+))?$/.exec(cidrOrAddr);
