@@ -137,6 +137,8 @@ describe("validation messages name the field and the reason", () => {
     ["peer underlay is the node's", (d) => (d.peers[1].underlay = "198.18.0.11"), "peers[1].underlay", /this node's own underlay address/],
     ["peer MAC is the node's", (d) => (d.peers[0].vtepMac = "0e:00:c6:12:00:0b"), "peers[0].vtepMac", /this node's own VTEP MAC/],
     ["peer VTEP is the node's overlay address", (d) => (d.peers[0].vtepAddress = "198.19.1.0"), "peers[0].vtepAddress", /this node's own overlay address/],
+    ["node overlay address inside a peer's pods", (d) => (d.node.overlayAddress = "198.19.2.7"), "node.overlayAddress", /lies in 198\.19\.2\.0\/24 of peer worker2/],
+    ["peer VTEP address inside this node's pods", (d) => (d.peers[1].vtepAddress = "198.19.1.9"), "peers[1].vtepAddress", /lies in 198\.19\.1\.0\/24 of this node/],
     ["VNI 0", (d) => (d.tunnel.vni = 0), "tunnel.vni", /0 is not an integer in 1\.\.16777215/],
     ["VNI 2^24", (d) => (d.tunnel.vni = 16777216), "tunnel.vni", /1\.\.16777215/],
     ["VNI as a string", (d) => (d.tunnel.vni = "100"), "tunnel.vni", /expected number, got string "100"/],
