@@ -31,6 +31,45 @@ export const WORKERS: WorkerSpec[] = [
 export const podIp = (n: number) => `198.19.${n}.10`;
 export const vtepMac = (n: number) => `0e:00:00:00:0${n}:00`;
 
+const TCP_SERVER = `
+import socket, hashlib, json, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); print("listening", flush=True)
+s.settimeout(30); c, _ = s.accept(); c.settimeout(30)
+h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(1 << 16)
+    if not b: break
+    h.update(b); n += len(b)
+print(json.dumps({"received": n, "sha": h.hexdigest()}), flush=True)
+`;
+
+const TCP_CLIENT = `
+import socket, hashlib, json, sys, time, random
+host, port, total, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+rnd = random.Random(42); h = hashlib.sha256(); sent = 0
+s = socket.create_connection((host, port), timeout=30)
+t0 = time.time()
+while sent < total:
+    chunk = rnd.randbytes(min(65536, total - sent))
+    s.sendall(chunk); h.update(chunk); sent += len(chunk)
+    if rate > 0:
+        ahead = sent / (rate * 1e6) - (time.time() - t0)
+        if ahead > 0: time.sleep(ahead)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+s.close()
+print(json.dumps({"sent": sent, "sha": h.hexdigest()}), flush=True)
+`;
+
+export async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(what);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 function sh(args: string[], input?: string): string {
   return execFileSync(args[0], args.slice(1), { encoding: "utf8", stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], input });
 }
@@ -188,6 +227,56 @@ export class Cluster {
     } catch (e) {
       return { ok: false, out: String((e as { stdout?: string }).stdout ?? e) };
     }
+  }
+
+  /** Start a background process in a namespace, tracked for cleanup. */
+  spawnIn(ns: string, args: string[]): ChildProcess {
+    const child = spawn("ip", ["netns", "exec", this.ns(ns), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    this.procs.push(child);
+    return child;
+  }
+
+  /** TCP transfer of `bytes` pseudo-random bytes from pod `from` to pod `to`
+   *  (port 5001), `rateMBps` limiting the sender (0 = unlimited). Resolves
+   *  with what each end counted and hashed. */
+  async tcpTransfer(from: number, to: number, bytes: number, rateMBps = 0, port = 5001): Promise<{ sent: number; received: number; sentSha: string; receivedSha: string; seconds: number }> {
+    const server = this.spawnIn(`pod${to}`, ["python3", "-c", TCP_SERVER, podIp(to), String(port)]);
+    let out = "";
+    server.stdout!.on("data", (d) => (out += String(d)));
+    const serverDone = new Promise<void>((r) => server.once("exit", () => r()));
+    await waitFor(() => out.includes("listening"), 5000, "tcp server did not start");
+    const t0 = Date.now();
+    const client = this.spawnIn(`pod${from}`, ["python3", "-c", TCP_CLIENT, podIp(to), String(port), String(bytes), String(rateMBps)]);
+    let cout = "";
+    let cerr = "";
+    client.stdout!.on("data", (d) => (cout += String(d)));
+    client.stderr!.on("data", (d) => (cerr += String(d)));
+    const code = await new Promise<number | null>((r) => client.once("exit", (c) => r(c)));
+    await Promise.race([serverDone, new Promise((r) => setTimeout(r, 10_000))]);
+    if (server.exitCode === null) server.kill("SIGKILL");
+    if (code !== 0) throw new Error(`tcp client failed (${code}): ${cerr}`);
+    const c = JSON.parse(cout.trim().split("\n").pop()!);
+    const sline = out.trim().split("\n").pop()!;
+    const s = sline.startsWith("{") ? JSON.parse(sline) : { received: -1, sha: "" };
+    return { sent: c.sent, sentSha: c.sha, received: s.received, receivedSha: s.sha, seconds: (Date.now() - t0) / 1000 };
+  }
+
+  /** Capture on `dev` in namespace `ns` while `during` runs; returns the pcap path. */
+  async capture(ns: string, dev: string, filter: string, during: () => Promise<void> | void): Promise<string> {
+    const file = join(this.dir, `${ns}-${dev}-${Date.now()}.pcap`);
+    const td = this.spawnIn(ns, ["tcpdump", "--immediate-mode", "-Z", "root", "-U", "-n", "-i", dev, "-w", file, ...filter.split(" ").filter(Boolean)]);
+    let err = "";
+    td.stderr!.on("data", (d) => (err += String(d)));
+    await waitFor(() => err.includes("listening on"), 5000, "tcpdump did not start");
+    try {
+      await during();
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      const done = new Promise((r) => td.once("exit", r));
+      td.kill("SIGINT");
+      await done;
+    }
+    return file;
   }
 
   async destroy(): Promise<void> {
