@@ -1,0 +1,95 @@
+// End-to-end throughput: iperf3 TCP pod2 -> pod3 through two overlayd
+// (VXLAN) versus the Linux kernel's vxlan on the same namespaces, in the same
+// run, so the ratio is meaningful on a shared, noisy machine.
+// Run as root: npm run bench:e2e [-- --seconds 5]
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Cluster, podIp, vtepMac } from "../src/demo/cluster.js";
+import { repoRoot } from "../src/dataplane/wasm.js";
+
+const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+
+interface Run { gbps: number; retransmits: number; cpuSeconds?: number }
+
+function iperf(c: Cluster, seconds: number): Run {
+  const server = c.spawnIn("pod3", ["iperf3", "-s", "-1", "-B", podIp(3)]);
+  execFileSync("sleep", ["0.5"]);
+  try {
+    const out = c.exec("pod2", ["iperf3", "-c", podIp(3), "-t", String(seconds), "-J", "-O", "1"]);
+    const j = JSON.parse(out);
+    return { gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent.retransmits ?? 0 };
+  } finally {
+    if (server.exitCode === null) server.kill("SIGTERM");
+  }
+}
+
+function cpuTicks(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+  return Number(rest[11]) + Number(rest[12]); // utime + stime
+}
+
+function kernelVxlan(c: Cluster, me: number, peer: number, meUnderlay: string, peerUnderlay: string): void {
+  const x = (args: string[]) => c.exec(`w${me}`, args);
+  x(["ip", "link", "add", "vxlan100", "type", "vxlan", "id", "100", "dstport", "4789", "local", meUnderlay, "dev", "eth0", "nolearning"]);
+  x(["ip", "addr", "add", `198.19.${me}.0/32`, "dev", "vxlan100"]);
+  x(["ip", "link", "set", "dev", "vxlan100", "address", vtepMac(me)]);
+  x(["ip", "link", "set", "dev", "vxlan100", "up"]);
+  x(["ip", "route", "add", `198.19.${peer}.0/24`, "via", `198.19.${peer}.0`, "dev", "vxlan100", "onlink"]);
+  x(["ip", "neigh", "add", `198.19.${peer}.0`, "dev", "vxlan100", "lladdr", vtepMac(peer)]);
+  x(["bridge", "fdb", "add", vtepMac(peer), "dev", "vxlan100", "dst", peerUnderlay]);
+}
+
+export async function runE2eBench(seconds = 5) {
+  if (process.getuid?.() !== 0) throw new Error("bench:e2e builds namespaces: run as root");
+  const c = new Cluster();
+  try {
+    c.build();
+    // 1. The kernel's vxlan on worker2 and worker3 (Hand CNI-7 on both ends).
+    kernelVxlan(c, 2, 3, "198.18.0.12", "198.18.1.13");
+    kernelVxlan(c, 3, 2, "198.18.1.13", "198.18.0.12");
+    if (!c.ping(2, podIp(3), 2).ok) throw new Error("kernel vxlan path does not work");
+    const kernel = iperf(c, seconds);
+    c.exec("w2", ["ip", "link", "del", "vxlan100"]);
+    c.exec("w3", ["ip", "link", "del", "vxlan100"]);
+    for (const n of [2, 3]) c.exec(`pod${n}`, ["ip", "route", "flush", "cache"]);
+    // 2. overlayd on the same two workers, VXLAN between them.
+    const d2 = await c.startDaemon(2, c.writeConfig(2, c.config(2, () => "vxlan")), CLI);
+    const d3 = await c.startDaemon(3, c.writeConfig(3, c.config(3, () => "vxlan")), CLI);
+    if (!c.ping(2, podIp(3), 2).ok) throw new Error("overlayd path does not work");
+    const t0 = cpuTicks(d2.pid!) + cpuTicks(d3.pid!);
+    const ours = iperf(c, seconds);
+    const hz = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    ours.cpuSeconds = (cpuTicks(d2.pid!) + cpuTicks(d3.pid!) - t0) / hz;
+    const result = {
+      date: new Date().toISOString(),
+      seconds,
+      kernelVxlan: kernel,
+      overlayd: ours,
+      ratio: ours.gbps / kernel.gbps,
+      overlaydCpuSecondsPerGbit: ours.cpuSeconds / (ours.gbps * seconds),
+      offloads: false,
+    };
+    return result;
+  } finally {
+    await c.destroy();
+  }
+}
+
+const isMain = process.argv[1] && resolve(process.argv[1]).endsWith("bench/e2e.js");
+if (isMain) {
+  const i = process.argv.indexOf("--seconds");
+  const seconds = i > 0 ? Number(process.argv[i + 1]) : 5;
+  const r = await runE2eBench(seconds);
+  console.log(`iperf3 TCP pod2 -> pod3, ${seconds} s each, same namespaces, same run`);
+  console.log(`  kernel vxlan        ${r.kernelVxlan.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.kernelVxlan.retransmits})`);
+  console.log(`  overlayd (vxlan)    ${r.overlayd.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.overlayd.retransmits}, ${r.overlayd.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
+  console.log(`  ratio overlayd/kernel: ${r.ratio.toFixed(3)}x   overlayd CPU per Gbit: ${r.overlaydCpuSecondsPerGbit.toFixed(2)} CPU-s/Gbit`);
+  const dir = resolve(repoRoot(), "bench", "results");
+  mkdirSync(dir, { recursive: true });
+  const file = resolve(dir, `e2e-${r.date.replace(/[:.]/g, "-")}.json`);
+  writeFileSync(file, JSON.stringify(r, null, 2));
+  console.log("wrote", file);
+}
