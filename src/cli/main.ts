@@ -3,7 +3,8 @@
 import { Command, Option } from "commander";
 import { loadConfigFile } from "../config/load.js";
 import { deriveTables } from "../config/derive.js";
-import { u32ToIp } from "../config/net.js";
+import { get as httpGet } from "node:http";
+import { parseListen, u32ToIp } from "../config/net.js";
 import { createLogger } from "../control/log.js";
 import { Daemon } from "../daemon/daemon.js";
 
@@ -73,7 +74,7 @@ program
   .description("query the running daemon: " + SHOW.join(" | "))
   .argument("<what>", SHOW.join("|"))
   .option("--json", "raw JSON")
-  .option("--admin <host:port>", "admin API of the daemon", process.env.OVERLAYD_ADMIN ?? "127.0.0.1:9469")
+  .option("--admin <host:port|path>", "admin API of the daemon (host:port or unix socket path)", process.env.OVERLAYD_ADMIN ?? "127.0.0.1:9469")
   .action(async (what: string, opts: { json?: boolean; admin: string }) => {
     if (!(SHOW as readonly string[]).includes(what)) {
       console.error(`unknown "${what}"; one of: ${SHOW.join(", ")}`);
@@ -82,8 +83,7 @@ program
     }
     let body: unknown;
     try {
-      const res = await fetch(`http://${opts.admin}/${what}`);
-      body = await res.json();
+      body = JSON.parse(await adminGet(opts.admin, `/${what}`));
     } catch (e) {
       console.error(`cannot reach overlayd at ${opts.admin}: ${(e as Error).message} (is it running? pass --admin host:port)`);
       process.exitCode = 1;
@@ -104,6 +104,24 @@ program
     const { runDemo } = await import("../demo/demo.js");
     process.exitCode = await runDemo({ keep: opts.keep });
   });
+
+/** GET `path` from the admin API at "host:port" or a unix socket path. */
+function adminGet(admin: string, path: string): Promise<string> {
+  const addr = parseListen(admin);
+  return new Promise((resolve, reject) => {
+    const req = httpGet(
+      addr.kind === "unix" ? { socketPath: addr.path, path } : { host: addr.host, port: addr.port, path },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (d) => (body += d));
+        res.on("end", () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}: ${body.trim()}`))));
+      },
+    );
+    req.setTimeout(5000, () => req.destroy(new Error("timed out")));
+    req.on("error", reject);
+  });
+}
 
 function printTable(what: string, body: unknown): void {
   if (what === "stats") {

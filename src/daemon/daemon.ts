@@ -1,6 +1,6 @@
 // overlayd's control plane: config -> tables -> worker; the node's device,
 // sockets and kernel routes; hot reload; admin API and metrics; shutdown.
-import { watch, type FSWatcher } from "node:fs";
+import { rmSync, watch, type FSWatcher } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import { loadConfigFile } from "../config/load.js";
 import { deriveTables, type DerivedTables } from "../config/derive.js";
 import type { Config } from "../config/schema.js";
-import { u32ToIp, formatMac } from "../config/net.js";
+import { formatMac, parseListen, u32ToIp } from "../config/net.js";
 import { createMetrics, type Metrics } from "../control/metrics.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
 import { closeTun, configureLink, ip, openTun, type TunDevice } from "../io/tun.js";
@@ -79,6 +79,7 @@ export class Daemon {
       throw e;
     }
     if (this.opts.watchConfig !== false) this.watchConfigFile();
+    this.updateTableGauges(this.derived);
     const d = this.derived;
     this.log.info({
       node: this.config.node.name, device: this.tun?.name, mode: d.node.mode, underlay: u32ToIp(d.node.underlay),
@@ -168,6 +169,10 @@ export class Daemon {
 
   private pending = new Map<number, (m: Extract<FromWorker, { type: "applied" }>) => void>();
 
+  private updateTableGauges(d: DerivedTables): void {
+    this.metrics.setTableSizes({ routes: d.routes.length, peers: d.peers.length, fdb: d.fdb.length, neigh: d.neigh.length });
+  }
+
   private onWorker(m: FromWorker): void {
     if (m.type === "stats") {
       this.counters = m.counters;
@@ -215,6 +220,7 @@ export class Daemon {
     const routeErrors = this.kernelRoutes.sync(this.kernelRouteList(derived));
     this.config = next;
     this.derived = derived;
+    this.updateTableGauges(derived);
     const errors = [...res.errors, ...routeErrors];
     this.lastReload = { at: Date.now(), ok: errors.length === 0, errors };
     this.metrics.configReloads.inc({ result: errors.length ? "error" : "ok" });
@@ -236,13 +242,15 @@ export class Daemon {
   }
 
   // --- admin API -------------------------------------------------------------
+  private metricsServer?: Server;
+
   private async startAdmin(): Promise<void> {
-    const [host, portStr] = splitListen(this.config.admin.listen);
-    this.server = createServer((req, res) => void this.handle(req.url ?? "/", res));
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once("error", (e) => reject(new Error(`admin API cannot listen on ${this.config.admin.listen}: ${e.message}`)));
-      this.server!.listen(Number(portStr), host, () => resolve());
-    });
+    const { listen, metrics } = this.config.admin;
+    this.server = await listenHttp(listen, (url, res) => void this.handle(url, res), "admin API");
+    // /metrics on a server of its own when the config asks for one.
+    if (metrics.listen !== listen) {
+      this.metricsServer = await listenHttp(metrics.listen, (url, res) => void this.handle(url === metrics.path ? "/metrics" : url, res), "metrics");
+    }
   }
 
   private async handle(url: string, res: import("node:http").ServerResponse): Promise<void> {
@@ -252,7 +260,7 @@ export class Daemon {
       res.end(JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x), 2));
     };
     try {
-      if (path === "/metrics") {
+      if (path === "/metrics" || path === this.config.admin.metrics.path) {
         await this.refreshStats();
         res.writeHead(200, { "content-type": this.metrics.registry.contentType });
         res.end(await this.metrics.registry.metrics());
@@ -334,8 +342,8 @@ export class Daemon {
     }
     this.port?.close();
     this.port = undefined;
-    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
-    this.server = undefined;
+    for (const srv of [this.server, this.metricsServer]) if (srv) await new Promise<void>((r) => srv.close(() => r()));
+    this.server = this.metricsServer = undefined;
     try {
       this.kernelRoutes.removeAll();
     } catch {
@@ -348,9 +356,17 @@ export class Daemon {
   }
 }
 
-function splitListen(listen: string): [string, string] {
-  const i = listen.lastIndexOf(":");
-  return [listen.slice(0, i) || "127.0.0.1", listen.slice(i + 1)];
+/** An HTTP server on "host:port" or a unix socket path (a stale socket file is replaced). */
+async function listenHttp(where: string, onRequest: (url: string, res: import("node:http").ServerResponse) => void, what: string): Promise<Server> {
+  const addr = parseListen(where);
+  const server = createServer((req, res) => onRequest(req.url ?? "/", res));
+  if (addr.kind === "unix") rmSync(addr.path, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (e) => reject(new Error(`${what} cannot listen on ${where}: ${e.message}`)));
+    if (addr.kind === "unix") server.listen(addr.path, () => resolve());
+    else server.listen(addr.port, addr.host, () => resolve());
+  });
+  return server;
 }
 
 import { execFileSync } from "node:child_process";
