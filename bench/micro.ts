@@ -88,7 +88,7 @@ function runSuite(): Promise<StageResult[]> {
         }
         w2.dp.raw.rearmBatch(BATCH, HEADROOM, size, 0, 0);
         w2.dp.raw.processPodBatch(BATCH);
-      }, { onStart: () => { passes = 0; }, onComplete: (e: Benchmark.Event) => record(stage, size, e) });
+      }, { onStart: () => { passes = 0; }, onComplete: (e: Benchmark.Event) => { expectVerdict(w2.dp, VERDICT_TX_UNDERLAY, stage); record(stage, size, e); } });
     }
 
     // decap: produce real wire packets once, then replay them.
@@ -103,7 +103,7 @@ function runSuite(): Promise<StageResult[]> {
       w3.dp.raw.processVxlanBatch(BATCH);
     }, {
       onStart: () => vx.forEach((p, i) => w3.dp.writePacket(i, p, { addr: ipn("198.18.0.12") })),
-      onComplete: (e: Benchmark.Event) => record("vxlan decap", size, e),
+      onComplete: (e: Benchmark.Event) => { expectVerdict(w3.dp, VERDICT_TO_DEVICE, "vxlan decap"); record("vxlan decap", size, e); },
     });
 
     w2.routes.add(ipn("198.19.3.0"), 24, 2);
@@ -121,13 +121,22 @@ function runSuite(): Promise<StageResult[]> {
         ii.forEach((p, i) => w3.dp.writePacket(i, p));
       },
       onComplete: (e: Benchmark.Event) => {
+        expectVerdict(w3.dp, VERDICT_TO_DEVICE, "ipip decap");
         record("ipip decap", size, e);
         w3.routes.add(ipn("198.19.2.0"), 24, 1);
       },
     });
   }
 
-  // Sanity: a pass of each direction produces the verdicts we time.
+  // What we timed must be the forwarding path, not a drop path: every packet
+  // of the last batch has the verdict the stage exists for.
+  function expectVerdict(dp: Dataplane, verdict: number, stage: string) {
+    for (let i = 0; i < BATCH; i++) {
+      const r = dp.result(i);
+      if (r.verdict !== verdict) throw new Error(`${stage}: packet ${i} got verdict ${r.verdict} reason ${r.reason}, not ${verdict}`);
+    }
+  }
+
   function record(stage: string, size: number, e: Benchmark.Event) {
     const t = e.target as unknown as Benchmark;
     results.push({ stage, size, mpps: ((t.hz ?? 0) * BATCH) / 1e6, rme: t.stats?.rme ?? 0 });
@@ -135,7 +144,6 @@ function runSuite(): Promise<StageResult[]> {
 
   return new Promise((resolveP) => {
     suite.on("complete", () => resolveP(results)).run({ async: false });
-    void VERDICT_TO_DEVICE;
   });
 }
 
