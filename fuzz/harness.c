@@ -1,0 +1,642 @@
+// libFuzzer harness over the very data-path module the daemon runs
+// (build/overlay.wasm translated to C by wasm2c). One binary per target,
+// chosen at compile time with -DFUZZ_TARGET=<n> (see fuzz/run.mjs).
+//
+// Input format (the same in test/fuzz-replay.test.ts, which replays every
+// corpus and regression file through the TypeScript wrapper):
+//
+//   byte 0      control: bits 0-1 placement of every packet in its slot
+//               (0, 3: at HEADROOM; 1: flush with the slot's end; 2: at
+//               MIN_OFF = 64, the least headroom a stage accepts)
+//   bytes 1..   up to 4 segments separated by the 4 bytes "\xffPK\xff";
+//               each segment is one packet of the batch, in the target's
+//               segment format:
+//     vxlan-decap  outer source u32 BE, outer TOS u8, UDP payload
+//     vxlan-inner  outer TOS u8, inner IPv4 packet (the harness wraps it in
+//                  a valid VXLAN + Ethernet header from worker3)
+//     ipip-decap   whole outer IPv4 packet
+//     pod-tun      IPv4 packet (device in tun mode)
+//     pod-tap      Ethernet frame (device in tap mode)
+//     roundtrip    (one segment) a recipe for a valid inner IPv4 packet;
+//                  see build_roundtrip()
+//
+// Packet k of a batch sits in slot 2k; the odd slots are guards: their
+// metadata says off 0 (dropped with R_BAD_OFFSET before any byte is read)
+// and AddressSanitizer poisons their bytes, so a write past the end of a
+// packet's slot is caught even when no invariant looks there.
+//
+// Every input must satisfy the invariants in check_packet()/check_counters();
+// a violation calls abort(), which libFuzzer records as a crash.
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "overlay.h"
+#include "wasm-rt-impl.h"
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#endif
+#endif
+#ifndef POISON
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+enum { T_VXLAN_DECAP = 1, T_VXLAN_INNER, T_IPIP_DECAP, T_POD_TUN, T_POD_TAP, T_ROUNDTRIP };
+#ifndef FUZZ_TARGET
+#error "compile with -DFUZZ_TARGET=<n>"
+#endif
+
+// --- ABI (assembly/abi.ts) -------------------------------------------------
+#define META_SIZE 32
+#define HEADROOM 128
+#define MIN_OFF 64
+#define VERDICT_DROP 0
+#define VERDICT_TX_UNDERLAY 1
+#define VERDICT_TX_DIRECT 2
+#define VERDICT_TO_DEVICE 3
+#define VERDICT_REPLY 4
+#define VERDICT_COUNT 5
+#define REASON_COUNT 25
+#define R_BAD_OFFSET 22
+#define C_RX_POD_PKTS 0
+#define C_RX_VXLAN_PKTS 2
+#define C_RX_IPIP_PKTS 4
+#define C_BATCHES 15
+#define C_VERDICT_BASE 16
+#define C_DROP_BASE 32
+#define COUNTER_COUNT 64
+#define NH_VXLAN 1
+#define NH_IPIP 2
+#define NH_DIRECT 3
+#define NH_LOCAL 4
+#define NH_BLACKHOLE 5
+
+#define BATCH 8 // 4 packets + 4 guards
+#define MAX_PKTS 4
+#define SLOT_SIZE 2048
+
+// --- the fixed topology: test/helpers/topology.ts worker2, plus extras ------
+#define IP4(a, b, c, d) (((uint32_t)(a) << 24) | ((uint32_t)(b) << 16) | ((uint32_t)(c) << 8) | (uint32_t)(d))
+#define W1_UNDERLAY IP4(198, 18, 0, 11)
+#define W2_UNDERLAY IP4(198, 18, 0, 12)
+#define W3_UNDERLAY IP4(198, 18, 1, 13)
+#define W4_UNDERLAY IP4(198, 18, 0, 14)
+#define W1_MAC 0x0e0000000100ull
+#define W2_MAC 0x0e0000000200ull
+#define W3_MAC 0x0e0000000300ull
+#define W4_MAC 0x0e0000000400ull
+#define W8_MAC 0x0e0000000800ull
+#define DEV_MAC 0x02000000aa01ull
+#define VNI 100
+#define SPORT_MIN 32768
+#define SPORT_MAX 60999
+#define MTU 1500
+
+static const char SEP[4] = {(char)0xff, 'P', 'K', (char)0xff};
+
+typedef struct {
+  Z_overlay_instance_t w;
+  uint8_t* mem;
+  uint32_t slots, meta, counters;
+  uint32_t underlay, mode;
+  uint64_t vtep_mac;
+} node_t;
+
+static void fail(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "INVARIANT VIOLATED: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\n");
+  va_end(ap);
+  abort();
+}
+#define CHECK(cond, ...) \
+  do {                   \
+    if (!(cond)) fail(__VA_ARGS__); \
+  } while (0)
+
+static void must(int32_t status, const char* what) {
+  if (status != 0) {
+    fprintf(stderr, "harness set-up: %s returned %d\n", what, status);
+    abort();
+  }
+}
+
+// --- byte helpers over linear memory and host buffers ------------------------
+static inline uint32_t be16(const uint8_t* p) { return (uint32_t)p[0] << 8 | p[1]; }
+static inline uint32_t be32(const uint8_t* p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+static inline uint64_t be48(const uint8_t* p) { return (uint64_t)be16(p) << 32 | be32(p + 2); }
+static inline uint32_t le32(const uint8_t* p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static inline uint16_t le16(const uint8_t* p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline void put_le32(uint8_t* p, uint32_t v) { p[0] = v; p[1] = v >> 8; p[2] = v >> 16; p[3] = v >> 24; }
+static inline void put_be16(uint8_t* p, uint32_t v) { p[0] = v >> 8; p[1] = v; }
+static inline void put_be32(uint8_t* p, uint32_t v) { p[0] = v >> 24; p[1] = v >> 16; p[2] = v >> 8; p[3] = v; }
+static inline void put_be48(uint8_t* p, uint64_t v) { put_be16(p, (uint32_t)(v >> 32)); put_be32(p + 2, (uint32_t)v); }
+
+/** RFC 1071, written here independently of the module's checksum code. */
+static uint32_t inet_csum(const uint8_t* p, uint32_t len) {
+  uint64_t s = 0;
+  for (uint32_t i = 0; i + 1 < len; i += 2) s += be16(p + i);
+  if (len & 1) s += (uint32_t)p[len - 1] << 8;
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return ~s & 0xffff;
+}
+
+// --- instances ----------------------------------------------------------------
+static void node_new(node_t* n, uint32_t mode, uint32_t underlay, uint32_t overlay, uint64_t vtep_mac) {
+  Z_overlay_instantiate(&n->w);
+  Z_overlayZ__initialize(&n->w);
+  must(Z_overlayZ_init(&n->w, BATCH, SLOT_SIZE, 256, 64, 16, 64, 64), "init");
+  must(Z_overlayZ_configure(&n->w, mode, underlay, overlay, vtep_mac, DEV_MAC, VNI, 4789, SPORT_MIN, SPORT_MAX, 64, MTU),
+       "configure");
+  n->mode = mode;
+  n->underlay = underlay;
+  n->vtep_mac = vtep_mac;
+}
+
+/** Call after the tables are loaded (memory never grows afterwards). */
+static void node_ready(node_t* n) {
+  n->mem = Z_overlayZ_memory(&n->w)->data;
+  n->slots = Z_overlayZ_slotBase(&n->w);
+  n->meta = Z_overlayZ_metaBase(&n->w);
+  n->counters = Z_overlayZ_countersBase(&n->w);
+  if (Z_overlayZ_slotSize(&n->w) != SLOT_SIZE || Z_overlayZ_batchMax(&n->w) != BATCH) must(-99, "region sizes");
+  // Alignment padding between the metadata and the first slot: nothing may touch it.
+  uint32_t meta_end = n->meta + BATCH * META_SIZE;
+  if (n->slots > meta_end) POISON(n->mem + meta_end, n->slots - meta_end);
+}
+
+static void route(node_t* n, const char* what, uint32_t ip, uint32_t depth, uint32_t nh) {
+  must(Z_overlayZ_lpmInsert(&n->w, ip, depth, nh), what);
+}
+
+/** worker2 exactly as test/helpers/topology.ts builds it, plus next hops and
+ *  routes that reach the remaining branches (tbl8 prefixes, a vxlan next hop
+ *  without a neighbour, one whose neighbour has no FDB entry). Mirrored in
+ *  test/fuzz-replay.test.ts (fuzzWorker2). */
+static void worker2(node_t* n, uint32_t mode) {
+  node_new(n, mode, W2_UNDERLAY, IP4(198, 19, 2, 0), W2_MAC);
+  Z_overlay_instance_t* w = &n->w;
+  must(Z_overlayZ_setPeer(w, 0, W3_UNDERLAY, W3_MAC), "peer 0");
+  must(Z_overlayZ_setPeer(w, 1, W1_UNDERLAY, W1_MAC), "peer 1");
+  must(Z_overlayZ_setPeer(w, 2, W4_UNDERLAY, W4_MAC), "peer 2");
+  must(Z_overlayZ_setNexthop(w, 0, NH_LOCAL, 0xffff, 0), "nh 0");
+  must(Z_overlayZ_setNexthop(w, 1, NH_VXLAN, 0, IP4(198, 19, 3, 0)), "nh 1");
+  must(Z_overlayZ_setNexthop(w, 2, NH_IPIP, 1, 0), "nh 2");
+  must(Z_overlayZ_setNexthop(w, 3, NH_DIRECT, 2, W4_UNDERLAY), "nh 3");
+  must(Z_overlayZ_setNexthop(w, 4, NH_BLACKHOLE, 0xffff, 0), "nh 4");
+  must(Z_overlayZ_setNexthop(w, 5, NH_VXLAN, 0, IP4(198, 19, 7, 0)), "nh 5"); // no neighbour
+  must(Z_overlayZ_setNexthop(w, 6, NH_VXLAN, 0, IP4(198, 19, 8, 0)), "nh 6"); // neighbour, no fdb
+  must(Z_overlayZ_htPut(w, Z_overlayZ_neighTable(w), IP4(198, 19, 3, 0), W3_MAC), "neigh");
+  must(Z_overlayZ_htPut(w, Z_overlayZ_neighTable(w), IP4(198, 19, 8, 0), W8_MAC), "neigh 8");
+  must(Z_overlayZ_htPut(w, Z_overlayZ_fdbTable(w), W3_MAC, 0), "fdb");
+  route(n, "route local", IP4(198, 19, 2, 0), 24, 0);
+  route(n, "route w3", IP4(198, 19, 3, 0), 24, 1);
+  route(n, "route w1", IP4(198, 19, 1, 0), 24, 2);
+  route(n, "route w4", IP4(198, 19, 4, 0), 24, 3);
+  route(n, "route blackhole", IP4(198, 18, 96, 0), 24, 4);
+  route(n, "route tbl8 direct", IP4(198, 19, 5, 0), 25, 3);
+  route(n, "route tbl8 vxlan", IP4(198, 19, 5, 128), 26, 1);
+  route(n, "route host blackhole", IP4(198, 19, 5, 200), 32, 4);
+  route(n, "route no neigh", IP4(198, 19, 7, 0), 24, 5);
+  route(n, "route no fdb", IP4(198, 19, 8, 0), 24, 6);
+  node_ready(n);
+}
+
+/** worker3 as test/helpers/topology.ts builds it (tun). */
+static void worker3(node_t* n) {
+  node_new(n, 0, W3_UNDERLAY, IP4(198, 19, 3, 0), W3_MAC);
+  Z_overlay_instance_t* w = &n->w;
+  must(Z_overlayZ_setPeer(w, 0, W2_UNDERLAY, W2_MAC), "peer 0");
+  must(Z_overlayZ_setPeer(w, 1, W1_UNDERLAY, W1_MAC), "peer 1");
+  must(Z_overlayZ_setNexthop(w, 0, NH_LOCAL, 0xffff, 0), "nh 0");
+  must(Z_overlayZ_setNexthop(w, 1, NH_VXLAN, 0, IP4(198, 19, 2, 0)), "nh 1");
+  must(Z_overlayZ_setNexthop(w, 2, NH_IPIP, 1, 0), "nh 2");
+  must(Z_overlayZ_htPut(w, Z_overlayZ_neighTable(w), IP4(198, 19, 2, 0), W2_MAC), "neigh");
+  must(Z_overlayZ_htPut(w, Z_overlayZ_fdbTable(w), W2_MAC, 0), "fdb");
+  route(n, "route local", IP4(198, 19, 3, 0), 24, 0);
+  route(n, "route w2", IP4(198, 19, 2, 0), 24, 1);
+  route(n, "route w1", IP4(198, 19, 1, 0), 24, 2);
+  node_ready(n);
+}
+
+/** worker1 (tun): peer 0 worker2 over IPIP. */
+static void worker1(node_t* n) {
+  node_new(n, 0, W1_UNDERLAY, IP4(198, 19, 1, 0), W1_MAC);
+  Z_overlay_instance_t* w = &n->w;
+  must(Z_overlayZ_setPeer(w, 0, W2_UNDERLAY, W2_MAC), "peer 0");
+  must(Z_overlayZ_setNexthop(w, 0, NH_LOCAL, 0xffff, 0), "nh 0");
+  must(Z_overlayZ_setNexthop(w, 1, NH_IPIP, 0, 0), "nh 1");
+  route(n, "route local", IP4(198, 19, 1, 0), 24, 0);
+  route(n, "route w2", IP4(198, 19, 2, 0), 24, 1);
+  node_ready(n);
+}
+
+// --- batches -------------------------------------------------------------------
+typedef struct {
+  uint8_t bytes[SLOT_SIZE];
+  uint32_t len, off, addr, tos;
+} pkt_t;
+
+static pkt_t g_in[MAX_PKTS];
+static uint64_t g_before[COUNTER_COUNT];
+
+static inline uint8_t* slot_ptr(node_t* n, uint32_t i) { return n->mem + n->slots + i * SLOT_SIZE; }
+static inline uint8_t* meta_ptr(node_t* n, uint32_t i) { return n->mem + n->meta + i * META_SIZE; }
+static inline uint64_t counter(node_t* n, uint32_t i) {
+  uint64_t v;
+  memcpy(&v, n->mem + n->counters + i * 8, 8);
+  return v;
+}
+
+/** Write packets into slots 0, 2, 4, ... with guard records in between, and
+ *  poison the guards. Returns the batch length to process. */
+static uint32_t load_batch(node_t* n, const pkt_t* pk, uint32_t npk) {
+  UNPOISON(slot_ptr(n, 0), BATCH * SLOT_SIZE);
+  for (uint32_t i = 0; i < BATCH; i++) memset(meta_ptr(n, i), 0, META_SIZE);
+  for (uint32_t k = 0; k < npk; k++) {
+    memcpy(slot_ptr(n, 2 * k) + pk[k].off, pk[k].bytes, pk[k].len);
+    uint8_t* m = meta_ptr(n, 2 * k);
+    put_le32(m + 0, pk[k].off);
+    put_le32(m + 4, pk[k].len);
+    put_le32(m + 12, pk[k].addr);
+    m[20] = (uint8_t)pk[k].tos;
+  }
+  for (uint32_t i = 1; i < BATCH; i += 2) POISON(slot_ptr(n, i), SLOT_SIZE);
+  for (uint32_t i = 0; i < COUNTER_COUNT; i++) g_before[i] = counter(n, i);
+  return 2 * npk;
+}
+
+static uint32_t place(uint8_t ctrl, uint32_t len) {
+  switch (ctrl & 3) {
+    case 1: return SLOT_SIZE - len;
+    case 2: return MIN_OFF;
+    default: return HEADROOM;
+  }
+}
+
+// --- invariants -----------------------------------------------------------------
+/** An IPv4 datagram of exactly `len` bytes with a valid header checksum,
+ *  checked both by the module's own checkIpv4 and independently here. */
+static void check_ipv4(node_t* n, const uint8_t* p, uint32_t len, const char* what) {
+  uint32_t addr = (uint32_t)(p - n->mem);
+  CHECK(Z_overlayZ_checkIpv4(&n->w, addr, len) == 0, "%s: checkIpv4 rejects the output (len %u)", what, len);
+  CHECK(len >= 20 && p[0] >> 4 == 4, "%s: not IPv4", what);
+  uint32_t hl = (p[0] & 15) * 4;
+  CHECK(hl >= 20 && hl <= len, "%s: header length %u of %u", what, hl, len);
+  CHECK(be16(p + 2) == len, "%s: total length %u != output length %u", what, be16(p + 2), len);
+  CHECK(inet_csum(p, hl) == 0, "%s: bad IPv4 header checksum", what);
+}
+
+/** `out` is `orig` forwarded by a router: TTL one lower, checksum valid,
+ *  every other byte identical. */
+static void check_forwarded(const uint8_t* out, uint32_t olen, const uint8_t* orig, uint32_t ilen, const char* what) {
+  CHECK(olen == ilen, "%s: forwarded %u bytes of %u", what, olen, ilen);
+  CHECK(out[8] + 1 == orig[8], "%s: TTL %u -> %u", what, orig[8], out[8]);
+  for (uint32_t i = 0; i < olen; i++) {
+    if (i == 8 || i == 10 || i == 11) continue;
+    CHECK(out[i] == orig[i], "%s: byte %u changed (%02x -> %02x)", what, i, orig[i], out[i]);
+  }
+}
+
+static void check_tx_underlay(node_t* n, const uint8_t* p, uint32_t len, uint32_t addr, uint16_t peer, const pkt_t* in, int pod_ip_off) {
+  check_ipv4(n, p, len, "TX_UNDERLAY outer");
+  CHECK((p[0] & 15) == 5, "TX_UNDERLAY: outer header has options");
+  CHECK(be32(p + 12) == n->underlay, "TX_UNDERLAY: outer source %08x", be32(p + 12));
+  CHECK(be32(p + 16) == addr, "TX_UNDERLAY: outer destination %08x != meta addr %08x", be32(p + 16), addr);
+  CHECK(peer < 16, "TX_UNDERLAY: peer %u", peer);
+  const uint8_t* inner;
+  uint32_t ilen;
+  if (p[9] == 17) {
+    CHECK(len >= 20 + 8 + 8 + 14 + 20, "TX_UNDERLAY vxlan: %u bytes", len);
+    const uint8_t* u = p + 20;
+    CHECK(be16(u + 4) == len - 20, "TX_UNDERLAY vxlan: UDP length %u of %u", be16(u + 4), len - 20);
+    CHECK(be16(u + 2) == 4789, "TX_UNDERLAY vxlan: destination port %u", be16(u + 2));
+    CHECK(be16(u) >= SPORT_MIN && be16(u) <= SPORT_MAX, "TX_UNDERLAY vxlan: source port %u", be16(u));
+    CHECK(be16(u + 6) == 0, "TX_UNDERLAY vxlan: UDP checksum not zero");
+    CHECK(u[8] == 0x08 && be32(u + 8) == 0x08000000, "TX_UNDERLAY vxlan: flags %08x", be32(u + 8));
+    CHECK(be32(u + 12) >> 8 == VNI && u[15] == 0, "TX_UNDERLAY vxlan: VNI %u", be32(u + 12) >> 8);
+    const uint8_t* e = u + 16;
+    CHECK(be48(e + 6) == n->vtep_mac, "TX_UNDERLAY vxlan: inner source MAC");
+    CHECK(be16(e + 12) == 0x0800, "TX_UNDERLAY vxlan: inner ethertype %04x", be16(e + 12));
+    inner = e + 14;
+    ilen = len - 50;
+  } else {
+    CHECK(p[9] == 4, "TX_UNDERLAY: outer protocol %u", p[9]);
+    inner = p + 20;
+    ilen = len - 20;
+  }
+  check_ipv4(n, inner, ilen, "TX_UNDERLAY inner");
+  CHECK(p[1] == inner[1], "TX_UNDERLAY: outer TOS %02x != inner %02x", p[1], inner[1]);
+  CHECK((be16(p + 6) & 0xbfff) == 0 && (be16(p + 6) & 0x4000) == (be16(inner + 6) & 0x4000), "TX_UNDERLAY: outer flags %04x", be16(p + 6));
+  if (pod_ip_off >= 0) check_forwarded(inner, ilen, in->bytes + pod_ip_off, be16(in->bytes + pod_ip_off + 2), "TX_UNDERLAY inner");
+}
+
+static void check_icmp_error(node_t* n, const uint8_t* p, uint32_t len, const char* what) {
+  check_ipv4(n, p, len, what);
+  CHECK(len <= 576, "%s: ICMP error of %u bytes", what, len);
+  CHECK(p[9] == 1, "%s: protocol %u", what, p[9]);
+  uint32_t hl = (p[0] & 15) * 4;
+  CHECK(len >= hl + 8 + 20, "%s: %u bytes", what, len);
+  CHECK(inet_csum(p + hl, len - hl) == 0, "%s: bad ICMP checksum", what);
+  CHECK(p[hl] == 3 || p[hl] == 11, "%s: ICMP type %u", what, p[hl]);
+}
+
+static void check_packet(node_t* n, uint32_t slot, const pkt_t* in, int pod) {
+  const uint8_t* m = meta_ptr(n, slot);
+  uint32_t off = le32(m), len = le32(m + 4), addr = le32(m + 12);
+  uint16_t verdict = le16(m + 8), reason = le16(m + 10), peer = le16(m + 22);
+  CHECK(verdict < VERDICT_COUNT, "verdict %u out of range", verdict);
+  CHECK(reason < REASON_COUNT, "reason %u out of range", reason);
+  if (verdict == VERDICT_DROP) {
+    CHECK(reason != 0, "a drop without a reason");
+    return;
+  }
+  CHECK((uint64_t)off + len <= SLOT_SIZE, "verdict %u: off %u + len %u beyond the %u-byte slot", verdict, off, len, SLOT_SIZE);
+  CHECK(len > 0, "verdict %u with an empty packet", verdict);
+  const uint8_t* p = slot_ptr(n, slot) + off;
+  int tap = n->mode == 1;
+  // Where the pod's IPv4 packet started in the input (pod targets only).
+  int ip_off = pod ? (tap ? 14 : 0) : -1;
+  switch (verdict) {
+    case VERDICT_TX_UNDERLAY:
+      CHECK(reason == 0, "TX_UNDERLAY with reason %u", reason);
+      check_tx_underlay(n, p, len, addr, peer, in, ip_off);
+      break;
+    case VERDICT_TX_DIRECT:
+      CHECK(reason == 0, "TX_DIRECT with reason %u", reason);
+      check_ipv4(n, p, len, "TX_DIRECT");
+      CHECK(addr == W4_UNDERLAY && peer == 2, "TX_DIRECT: next hop %08x peer %u", addr, peer);
+      if (ip_off >= 0) check_forwarded(p, len, in->bytes + ip_off, len, "TX_DIRECT");
+      break;
+    case VERDICT_TO_DEVICE: {
+      CHECK(reason == 0, "TO_DEVICE with reason %u", reason);
+      const uint8_t* ipp = p;
+      uint32_t ilen = len;
+      if (tap) {
+        CHECK(len >= 14 + 20, "TO_DEVICE tap: %u bytes", len);
+        CHECK(be48(p) == DEV_MAC && be48(p + 6) == n->vtep_mac && be16(p + 12) == 0x0800, "TO_DEVICE tap: Ethernet header");
+        ipp += 14;
+        ilen -= 14;
+      }
+      check_ipv4(n, ipp, ilen, "TO_DEVICE");
+      if (ip_off >= 0) check_forwarded(ipp, ilen, in->bytes + ip_off, ilen, "TO_DEVICE (local)");
+      break;
+    }
+    case VERDICT_REPLY:
+      CHECK(pod, "REPLY from a decap path");
+      if (tap && len >= 14 && be16(p + 12) == 0x0806) {
+        CHECK(reason == 0, "ARP reply with reason %u", reason);
+        CHECK(len == 60, "ARP reply of %u bytes", len);
+        CHECK(be16(p + 14) == 1 && be16(p + 16) == 0x0800 && p[18] == 6 && p[19] == 4 && be16(p + 20) == 2, "ARP reply header");
+        CHECK(be48(p) == be48(in->bytes + 22) && be48(p + 32) == be48(in->bytes + 22), "ARP reply not sent to the asker");
+        CHECK(be32(p + 28) == be32(in->bytes + 38), "ARP reply: wrong sender address");
+        break;
+      }
+      CHECK(reason != 0, "ICMP error without a reason");
+      if (tap) {
+        CHECK(len >= 14 && len <= 576 + 14, "ICMP error frame of %u bytes", len);
+        CHECK(be16(p + 12) == 0x0800 && be48(p + 6) == n->vtep_mac, "ICMP error: Ethernet header");
+        CHECK(be48(p) == be48(in->bytes + 6), "ICMP error not sent back to the sender's MAC");
+        check_icmp_error(n, p + 14, len - 14, "REPLY (tap)");
+      } else {
+        check_icmp_error(n, p, len, "REPLY");
+      }
+      break;
+  }
+}
+
+/** Each packet is counted under exactly one verdict, and every reason a
+ *  packet carries under exactly one drop counter. */
+static void check_counters(node_t* n, uint32_t nslots, uint32_t rx_counter) {
+  uint64_t want_v[VERDICT_COUNT] = {0}, want_r[REASON_COUNT] = {0}, rx = 0;
+  for (uint32_t i = 0; i < nslots; i++) {
+    const uint8_t* m = meta_ptr(n, i);
+    uint16_t v = le16(m + 8), r = le16(m + 10);
+    want_v[v]++;
+    if (v == VERDICT_DROP || r != 0) want_r[r]++;
+    if (!(v == VERDICT_DROP && r == R_BAD_OFFSET)) rx++;
+  }
+  uint64_t sum_v = 0;
+  for (uint32_t v = 0; v < VERDICT_COUNT; v++) {
+    uint64_t d = counter(n, C_VERDICT_BASE + v) - g_before[C_VERDICT_BASE + v];
+    CHECK(d == want_v[v], "verdict counter %u moved by %llu, %llu packets got it", v, (unsigned long long)d, (unsigned long long)want_v[v]);
+    sum_v += d;
+  }
+  CHECK(sum_v == nslots, "verdict counters add up to %llu for %u packets", (unsigned long long)sum_v, nslots);
+  for (uint32_t r = 0; r < REASON_COUNT; r++) {
+    uint64_t d = counter(n, C_DROP_BASE + r) - g_before[C_DROP_BASE + r];
+    CHECK(d == want_r[r], "drop counter %u moved by %llu, expected %llu", r, (unsigned long long)d, (unsigned long long)want_r[r]);
+  }
+  CHECK(counter(n, C_BATCHES) - g_before[C_BATCHES] == 1, "batch counter");
+  uint64_t drx = counter(n, rx_counter) - g_before[rx_counter];
+  CHECK(drx == rx, "rx counter moved by %llu for %llu packets", (unsigned long long)drx, (unsigned long long)rx);
+}
+
+static void check_batch(node_t* n, uint32_t nslots, uint32_t rx_counter, int pod) {
+  for (uint32_t i = 0; i < nslots; i++) {
+    if (i & 1) {
+      const uint8_t* m = meta_ptr(n, i);
+      CHECK(le16(m + 8) == VERDICT_DROP && le16(m + 10) == R_BAD_OFFSET, "guard record %u not dropped as R_BAD_OFFSET", i);
+    } else {
+      check_packet(n, i, &g_in[i / 2], pod);
+    }
+  }
+  check_counters(n, nslots, rx_counter);
+}
+
+// --- input parsing --------------------------------------------------------------
+/** Split data[1..] on SEP into at most MAX_PKTS segments. */
+static uint32_t split(const uint8_t* data, size_t size, const uint8_t** seg, size_t* seglen) {
+  uint32_t k = 0;
+  size_t start = 1, i = 1;
+  while (i + 4 <= size && k < MAX_PKTS - 1) {
+    if (memcmp(data + i, SEP, 4) == 0) {
+      seg[k] = data + start;
+      seglen[k++] = i - start;
+      i += 4;
+      start = i;
+    } else {
+      i++;
+    }
+  }
+  seg[k] = data + start;
+  seglen[k++] = size - start;
+  return k;
+}
+
+/** Store a packet for slot k; false when it does not fit. */
+static int stage(uint32_t k, uint8_t ctrl, const uint8_t* hdr, size_t hlen, const uint8_t* b, size_t len, uint32_t addr, uint32_t tos) {
+  if (hlen + len > SLOT_SIZE - MIN_OFF) return 0;
+  pkt_t* p = &g_in[k];
+  if (hlen) memcpy(p->bytes, hdr, hlen);
+  memcpy(p->bytes + hlen, b, len);
+  p->len = (uint32_t)(hlen + len);
+  p->off = place(ctrl, p->len);
+  p->addr = addr;
+  p->tos = tos;
+  return 1;
+}
+
+// --- the round trip: pod -> encap on worker2 -> decap on the peer ----------------
+/** Build a valid inner IPv4 packet from worker2's pods to worker3's (vxlan)
+ *  or worker1's (ipip) from the recipe; returns its length.
+ *    r[0] bit 0: ipip; bit 1: DF; bits 2-5: option words (0..10)
+ *    r[1] TOS; r[2] TTL (2..255); r[3] protocol (>= 0x80: as is, else UDP)
+ *    r[4] source host; r[5] destination host; r[6..7] id; r[8..11] ports
+ *    then the options, then the payload (cut to fit the tunnel MTU). */
+static uint32_t build_roundtrip(const uint8_t* r, size_t n, uint8_t* out, int* ipip) {
+  uint8_t h[12] = {0};
+  memcpy(h, r, n < 12 ? n : 12);
+  const uint8_t* rest = r + (n < 12 ? n : 12);
+  size_t rlen = n < 12 ? 0 : n - 12;
+  *ipip = h[0] & 1;
+  uint32_t words = (h[0] >> 2) & 15;
+  if (words > 10) words = 10;
+  uint32_t hl = 20 + 4 * words;
+  uint32_t proto = h[3] >= 0x80 ? h[3] : 17;
+  memset(out, 0, hl);
+  for (uint32_t i = 0; i < 4 * words; i++) out[20 + i] = i < rlen ? rest[i] : 1; // NOP padding
+  size_t used = 4 * words < rlen ? 4 * words : rlen;
+  rest += used;
+  rlen -= used;
+  uint32_t max = MTU - (*ipip ? 20 : 50);
+  uint32_t l4 = proto == 17 ? 8 : 0;
+  if (hl + l4 + rlen > max) rlen = max - hl - l4;
+  uint32_t total = hl + l4 + (uint32_t)rlen;
+  out[0] = 0x40 | (hl / 4);
+  out[1] = h[1];
+  put_be16(out + 2, total);
+  out[4] = h[6];
+  out[5] = h[7];
+  put_be16(out + 6, (h[0] & 2) ? 0x4000 : 0);
+  out[8] = 2 + h[2] % 254;
+  out[9] = proto;
+  put_be32(out + 12, IP4(198, 19, 2, h[4]));
+  put_be32(out + 16, *ipip ? IP4(198, 19, 1, h[5]) : IP4(198, 19, 3, h[5]));
+  put_be16(out + 10, inet_csum(out, hl));
+  if (proto == 17) {
+    memcpy(out + hl, h + 8, 4);
+    put_be16(out + hl + 4, 8 + (uint32_t)rlen);
+    put_be16(out + hl + 6, 0);
+  }
+  memcpy(out + hl + l4, rest, rlen);
+  return total;
+}
+
+static node_t A, B, C;
+
+static void roundtrip(const uint8_t* data, size_t size) {
+  int ipip;
+  pkt_t* in = &g_in[0];
+  in->len = build_roundtrip(data + 1, size - 1, in->bytes, &ipip);
+  in->off = place(data[0], in->len);
+  in->addr = 0;
+  in->tos = 0;
+  uint32_t ns = load_batch(&A, in, 1);
+  Z_overlayZ_processPodBatch(&A.w, ns);
+  check_batch(&A, ns, C_RX_POD_PKTS, 1);
+  const uint8_t* m = meta_ptr(&A, 0);
+  CHECK(le16(m + 8) == VERDICT_TX_UNDERLAY, "round trip: worker2 gave verdict %u reason %u for a valid packet", le16(m + 8), le16(m + 10));
+  uint32_t off = le32(m), len = le32(m + 4);
+  const uint8_t* o = slot_ptr(&A, 0) + off;
+  // The peer receives what the kernel's sockets would hand it.
+  node_t* peer = ipip ? &C : &B;
+  pkt_t* rx = &g_in[0];
+  static pkt_t sent;
+  sent = *in;
+  if (ipip) {
+    memcpy(rx->bytes, o, len);
+    rx->len = len;
+  } else {
+    memcpy(rx->bytes, o + 28, len - 28);
+    rx->len = len - 28;
+    rx->addr = be32(o + 12);
+    rx->tos = o[1];
+  }
+  rx->off = HEADROOM;
+  ns = load_batch(peer, rx, 1);
+  if (ipip) Z_overlayZ_processIpipBatch(&peer->w, ns);
+  else Z_overlayZ_processVxlanBatch(&peer->w, ns);
+  check_batch(peer, ns, ipip ? C_RX_IPIP_PKTS : C_RX_VXLAN_PKTS, 0);
+  m = meta_ptr(peer, 0);
+  CHECK(le16(m + 8) == VERDICT_TO_DEVICE, "round trip: peer gave verdict %u reason %u", le16(m + 8), le16(m + 10));
+  check_forwarded(slot_ptr(peer, 0) + le32(m), le32(m + 4), sent.bytes, sent.len, "decap(encap(x))");
+}
+
+// --- libFuzzer entry points -------------------------------------------------------
+int LLVMFuzzerInitialize(int* argc, char*** argv) {
+  (void)argc;
+  (void)argv;
+  wasm_rt_init();
+  Z_overlay_init_module();
+  if (wasm_rt_impl_try() != 0) {
+    fprintf(stderr, "wasm trap during set-up\n");
+    abort();
+  }
+#if FUZZ_TARGET == T_POD_TAP
+  worker2(&A, 1);
+#else
+  worker2(&A, 0);
+#endif
+#if FUZZ_TARGET == T_ROUNDTRIP
+  worker3(&B);
+  worker1(&C);
+#endif
+  return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  int trap = wasm_rt_impl_try();
+  if (trap != 0) {
+    fprintf(stderr, "wasm trap: %s\n", wasm_rt_strerror((wasm_rt_trap_t)trap));
+    abort();
+  }
+  if (size < 1) return 0;
+#if FUZZ_TARGET == T_ROUNDTRIP
+  roundtrip(data, size);
+#else
+  const uint8_t* seg[MAX_PKTS];
+  size_t seglen[MAX_PKTS];
+  uint32_t nseg = split(data, size, seg, seglen), npk = 0;
+  uint8_t ctrl = data[0];
+  for (uint32_t k = 0; k < nseg; k++) {
+    const uint8_t* s = seg[k];
+    size_t l = seglen[k];
+#if FUZZ_TARGET == T_VXLAN_DECAP
+    if (l < 5) continue;
+    if (stage(npk, ctrl, NULL, 0, s + 5, l - 5, be32(s), s[4])) npk++;
+#elif FUZZ_TARGET == T_VXLAN_INNER
+    if (l < 1) continue;
+    uint8_t hdr[22] = {0x08, 0, 0, 0, 0, 0, VNI, 0};
+    put_be48(hdr + 8, W2_MAC);
+    put_be48(hdr + 14, W3_MAC);
+    hdr[20] = 0x08;
+    if (stage(npk, ctrl, hdr, sizeof hdr, s + 1, l - 1, W3_UNDERLAY, s[0])) npk++;
+#else
+    if (stage(npk, ctrl, NULL, 0, s, l, 0, 0)) npk++;
+#endif
+  }
+  if (npk == 0) return 0;
+  uint32_t ns = load_batch(&A, g_in, npk);
+#if FUZZ_TARGET == T_VXLAN_DECAP || FUZZ_TARGET == T_VXLAN_INNER
+  Z_overlayZ_processVxlanBatch(&A.w, ns);
+  check_batch(&A, ns, C_RX_VXLAN_PKTS, 0);
+#elif FUZZ_TARGET == T_IPIP_DECAP
+  Z_overlayZ_processIpipBatch(&A.w, ns);
+  check_batch(&A, ns, C_RX_IPIP_PKTS, 0);
+#else
+  Z_overlayZ_processPodBatch(&A.w, ns);
+  check_batch(&A, ns, C_RX_POD_PKTS, 1);
+#endif
+#endif
+  return 0;
+}
