@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Debian packages the demo, the tests and the benchmarks use: iproute2 (ip,
+# bridge), ping, tcpdump and tshark (captures and an independent dissector),
+# iperf3 (throughput), python3 + scapy (traffic and crafted packets), wabt +
+# clang + libFuzzer runtime (fuzzing the shipped WASM). Run as root.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+need=()
+for pkg in iproute2 iputils-ping tcpdump tshark iperf3 python3 python3-scapy wabt clang libclang-rt-14-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
