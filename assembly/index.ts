@@ -11,6 +11,7 @@
 // on the thread that runs the batches; batch calls never allocate or throw.
 export * from "./tables/exports";
 export * from "./wire/exports";
+export * from "./nat/exports";
 export { processPodBatch } from "./pipeline/forward";
 export { processVxlanBatch, processIpipBatch } from "./pipeline/decap";
 export { setNexthop, setPeer, clearPeer } from "./pipeline/peers";
