@@ -27,7 +27,7 @@ import { ICMP_CSUM, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_HDR_LEN, ICMP_ID, i
 import { R_NONE, R_TRUNCATED } from "../abi";
 import {
   ctFlowPtr, ctLookupLive, CT_DIR_ORIG, CT_NAT_DNAT, CT_NAT_SNAT, F_NAT, F_ODPORT, F_ODST, F_OSPORT, F_OSRC, F_RDST,
-  F_RDPORT, F_RSPORT, F_RSRC,
+  F_RDPORT, F_RSPORT, F_RSRC, F_PROTO,
 } from "./conntrack";
 
 export const NAT_OK: i32 = 0;
@@ -141,7 +141,8 @@ export function natRewriteIcmpId(p: usize, len: u32, id: u32): i32 {
  *  Updated: the embedded address, the embedded IP checksum, the embedded
  *  port (TCP/UDP) or echo identifier (ICMP echo), the embedded L4 checksum
  *  when the error carries it (UDP: always within the 8 bytes, zero stays
- *  zero; TCP: when >= 18 bytes are embedded), the outer ICMP checksum over
+ *  zero; TCP: when >= 18 bytes are embedded; with 17, the half checksum
+ *  field cannot be updated and is left as it is), the outer ICMP checksum over
  *  all of these, and the outer address with the outer IP checksum. The
  *  embedded packet is truncated, so its checksums cannot be verified; they
  *  are updated so that they match what the untranslated packet carried.
@@ -216,22 +217,27 @@ export function natTranslateIcmpError(p: usize, len: u32, side: u32, addr: u32, 
  *  the packet: SNAT, original direction: source := the reply tuple's
  *  destination; reply direction: destination := the original source. DNAT,
  *  original: destination := the reply tuple's source; reply: source := the
- *  original destination. A flow without NAT is left alone. Returns NAT_OK,
- *  NAT_E_* from the rewrite, or NAT_E_UNSUPPORTED for a ref that names no
- *  flow. Does not refresh the flow (ctTouch/ctUpdateTcp do). */
+ *  original destination. ICMP echo: the identifier becomes the other
+ *  tuple's (it sits in the "source port" of both). A flow without NAT is
+ *  left alone. Returns NAT_OK, NAT_E_* from the rewrite, or
+ *  NAT_E_UNSUPPORTED for a ref that names no flow. Does not refresh the
+ *  flow (ctTouch/ctUpdateTcp do). */
 export function natApplyFlow(p: usize, len: u32, ref: i32): i32 {
   if (ref < 0) return NAT_E_UNSUPPORTED;
   const r = ctFlowPtr(<u32>ref >> 1);
   if (r == 0) return NAT_E_UNSUPPORTED;
   const dir = <u32>ref & 1;
   const nat = <u32>load<u8>(r, F_NAT);
+  const icmp = <u32>load<u8>(r, F_PROTO) == PROTO_ICMP;
   if (nat == CT_NAT_SNAT) {
-    if (dir == CT_DIR_ORIG) return rewrite(p, len, NAT_SIDE_SRC, load<u32>(r, F_RDST), <u32>load<u16>(r, F_RDPORT));
+    if (dir == CT_DIR_ORIG) {
+      return rewrite(p, len, NAT_SIDE_SRC, load<u32>(r, F_RDST), <u32>load<u16>(r + (icmp ? F_RSPORT : F_RDPORT)));
+    }
     return rewrite(p, len, NAT_SIDE_DST, load<u32>(r, F_OSRC), <u32>load<u16>(r, F_OSPORT));
   }
   if (nat == CT_NAT_DNAT) {
     if (dir == CT_DIR_ORIG) return rewrite(p, len, NAT_SIDE_DST, load<u32>(r, F_RSRC), <u32>load<u16>(r, F_RSPORT));
-    return rewrite(p, len, NAT_SIDE_SRC, load<u32>(r, F_ODST), <u32>load<u16>(r, F_ODPORT));
+    return rewrite(p, len, NAT_SIDE_SRC, load<u32>(r, F_ODST), <u32>load<u16>(r + (icmp ? F_OSPORT : F_ODPORT)));
   }
   return NAT_OK;
 }
