@@ -1,0 +1,56 @@
+// The overlayd command line as a newcomer meets it: help, check-config,
+// running without privileges, asking a daemon that is not there.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+
+const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
+const EXAMPLES = fileURLToPath(new URL("../examples/", import.meta.url));
+const run = (args: string[], prefix: string[] = []) => {
+  const r = spawnSync(prefix[0] ?? process.execPath, [...prefix.slice(1), ...(prefix.length ? [process.execPath] : []), CLI, ...args], { encoding: "utf8", timeout: 20_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+};
+
+describe("overlayd CLI", () => {
+  it("--help names every command", () => {
+    const r = run(["--help"]);
+    expect(r.code).toBe(0);
+    for (const c of ["run", "check-config", "show", "demo"]) expect(r.out).toContain(c);
+  });
+
+  it("check-config accepts the examples and shows each peer's resolved encapsulation", () => {
+    const r = run(["check-config", join(EXAMPLES, "worker2.yaml")]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/worker1 +198\.18\.0\.11 +direct/);
+    expect(r.out).toMatch(/worker3 +198\.18\.1\.13 +vxlan/);
+    const j = run(["check-config", "--json", join(EXAMPLES, "worker3-ipip.yaml")]);
+    expect(j.code).toBe(0);
+    expect(JSON.parse(j.out).peers.map((p: { encapsulation: string }) => p.encapsulation)).toContain("ipip");
+  });
+
+  it("check-config rejects a bad file with the field and the reason, exit 1", () => {
+    const dir = mkdtempSync(join(tmpdir(), "wo-cli-"));
+    const f = join(dir, "bad.yaml");
+    writeFileSync(f, "node:\n  name: x\n  underlay: { address: 198.18.0.1, prefixLength: 24 }\n  podCIDR: 198.19.2.0/33\n");
+    const r = run(["check-config", f]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/node\.podCIDR/);
+    expect(run(["check-config", join(dir, "missing.yaml")]).code).toBe(1);
+  });
+
+  it("show without a running daemon says so instead of crashing", () => {
+    const r = run(["show", "peers", "--admin", "127.0.0.1:1"]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/cannot reach overlayd/);
+  });
+
+  const canDrop = process.getuid?.() === 0 && spawnSync("setpriv", ["--version"]).status === 0;
+  it.skipIf(!canDrop)("run as an unprivileged user fails with a clear message", () => {
+    const r = run(["run", "--config", join(EXAMPLES, "worker2.yaml")], ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]);
+    expect(r.code).toBe(1);
+    expect(r.out + r.err).toMatch(/must run as root/);
+  });
+});
