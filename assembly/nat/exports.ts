@@ -5,9 +5,10 @@
 import { ld16, ld32, st16, st32 } from "../wire/bytes";
 import { ipHeaderLen, IP_DST, IP_SRC } from "../wire/ipv4";
 import {
-  ctCreate, ctLookup, ctTouch, natAllocPort, CT_FLOW_SIZE, CT_MAX_FLOWS, CT_NAT_NONE, CT_NAT_SNAT, E_CT_CLASH,
+  ctCreate, ctDelete, ctLookup, ctTouch, natAllocPort, CT_FLOW_SIZE, CT_MAX_FLOWS, CT_NAT_NONE, CT_NAT_SNAT, E_CT_CLASH,
 } from "./conntrack";
 import { natApplyFlow, natLookupPacket, NAT_OK } from "./translate";
+import { OK } from "../abi";
 
 export {
   ctSetup, ctSetTimeout, ctTimeout, ctSetHashSeed, ctLookup, ctLookupLive, ctCreate, ctTouch, ctUpdateTcp, ctDelete,
@@ -90,4 +91,16 @@ export function natBenchTranslate(ptr: usize, stride: u32, len: u32, n: u32, now
     st16(l4 + 2, sp);
   }
   return done;
+}
+
+/** ctDelete for the flows of `n` tuple records at `ptr` (either direction);
+ *  returns how many were deleted. */
+export function ctBenchDelete(ptr: usize, n: u32): u32 {
+  let gone: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const t = ptr + (<usize>i << 4);
+    const r = ctLookup(<u32>load<u8>(t, 12), load<u32>(t), load<u32>(t, 4), <u32>load<u16>(t, 8), <u32>load<u16>(t, 10));
+    if (r >= 0 && ctDelete(<u32>r >> 1) == OK) gone++;
+  }
+  return gone;
 }
