@@ -112,13 +112,13 @@ function runOps(capacity: number, ops: Op[]): void {
   for (const op of ops) {
     switch (op.k) {
       case "create": {
-        // nat 0: reply = original reversed; 1: SNAT to x.dst:x.sport; 2: DNAT to x.src:x.dport; 3: an arbitrary kind (E_RANGE).
+        // nat 0: reply = original reversed; 1: SNAT to x.dst:x.sport; 2: DNAT to x.src:x.dport; 3: an unknown kind (E_RANGE).
         const o = op.o;
         let r: Tuple;
         if (op.nat === NAT_SNAT) r = { src: o.dst, dst: op.x.dst, sport: o.dport, dport: op.x.sport };
         else if (op.nat === NAT_DNAT) r = { src: op.x.src, dst: o.src, sport: op.x.dport, dport: o.sport };
         else r = rev(o);
-        const nat = op.nat === 3 ? 7 : op.nat;
+        const nat = op.nat === 3 ? 4 + (op.x.sport & 3) : op.nat;
         const got = create(raw, op.proto, o, r, nat, now);
         expect(got).toBe(slow.create(op.proto, o, r, nat, now, got));
         break;

@@ -17,6 +17,7 @@ const SIDE_SRC = 0;
 const SIDE_DST = 1;
 const NAT_SNAT = 1;
 const NAT_DNAT = 2;
+const NAT_BOTH = 3;
 
 const raw = instantiateDataplane("debug");
 const BUF_LEN = 4096;
@@ -348,6 +349,23 @@ describe("natLookupPacket + natApplyFlow: a flow's translation both ways", () =>
     expect(ref2).toBe((f << 1) | 1);
     expect(ct.natApplyFlow(cbuf, a.length, ref2)).toBe(NAT_OK);
     expect(get(a.length)).toEqual(ipv4({ src: SVC, dst: POD, proto: 17, payload: udp(SVC, POD, 53, 5353, new Uint8Array(40), false) }));
+  });
+
+  it("hairpin (BOTH): a backend reaching its own service is DNATed to itself and SNATed to the node, both ways", () => {
+    const f: number = ct.ctCreate(6, BACKEND, SVC, 33000, 80, BACKEND, NODE, 8080, 62000, NAT_BOTH, 100);
+    expect(f).toBeGreaterThanOrEqual(0);
+    const q = ipv4({ src: BACKEND, dst: SVC, proto: 6, payload: tcp(BACKEND, SVC, 33000, 80, 0x02, new Uint8Array(7)) });
+    put(q);
+    const ref: number = ct.natLookupPacket(cbuf, q.length, 100);
+    expect(ref).toBe(f << 1);
+    expect(ct.natApplyFlow(cbuf, q.length, ref)).toBe(NAT_OK);
+    expect(get(q.length)).toEqual(ipv4({ src: NODE, dst: BACKEND, proto: 6, payload: tcp(NODE, BACKEND, 62000, 8080, 0x02, new Uint8Array(7)) }));
+    const a = ipv4({ src: BACKEND, dst: NODE, proto: 6, payload: tcp(BACKEND, NODE, 8080, 62000, 0x12, new Uint8Array(5)) });
+    put(a);
+    const ref2: number = ct.natLookupPacket(cbuf, a.length, 100);
+    expect(ref2).toBe((f << 1) | 1);
+    expect(ct.natApplyFlow(cbuf, a.length, ref2)).toBe(NAT_OK);
+    expect(get(a.length)).toEqual(ipv4({ src: SVC, dst: BACKEND, proto: 6, payload: tcp(SVC, BACKEND, 80, 33000, 0x12, new Uint8Array(5)) }));
   });
 
   it("ICMP echo flows are found by identifier; errors and untracked packets are not", () => {

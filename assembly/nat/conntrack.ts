@@ -68,6 +68,10 @@ export const CT_DIR_REPLY: u32 = 1;
 export const CT_NAT_NONE: u32 = 0;
 export const CT_NAT_SNAT: u32 = 1;
 export const CT_NAT_DNAT: u32 = 2;
+/** Both ends translated: a service reached by one of its own backends, or
+ *  from the same node (hairpin: DNAT to the backend plus SNAT so the
+ *  answer comes back through us). */
+export const CT_NAT_BOTH: u32 = 3;
 
 export const CT_F_USED: u32 = 1;
 export const CT_F_SEEN_REPLY: u32 = 2;
@@ -411,7 +415,7 @@ function heldLive(k0: u64, k1: u64, now: u32): bool {
 export function ctCreate(proto: u32, oSrc: u32, oDst: u32, oSport: u32, oDport: u32,
   rSrc: u32, rDst: u32, rSport: u32, rDport: u32, nat: u32, now: u32): i32 {
   if (nSlots == 0) return E_NOT_INIT;
-  if (nat > CT_NAT_DNAT) return E_RANGE;
+  if (nat > CT_NAT_BOTH) return E_RANGE;
   const ok0 = key0(oSrc, oDst);
   const ok1 = key1(proto, oSport, oDport);
   const rk0 = key0(rSrc, rDst);

@@ -26,7 +26,7 @@ import { UDP_CSUM, UDP_HDR_LEN } from "../wire/udp";
 import { ICMP_CSUM, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_HDR_LEN, ICMP_ID, icmpIsError } from "../wire/icmp";
 import { R_NONE, R_TRUNCATED } from "../abi";
 import {
-  ctFlowPtr, ctLookupLive, CT_DIR_ORIG, CT_NAT_DNAT, CT_NAT_SNAT, F_NAT, F_ODPORT, F_ODST, F_OSPORT, F_OSRC, F_RDST,
+  ctFlowPtr, ctLookupLive, CT_DIR_ORIG, CT_NAT_BOTH, CT_NAT_DNAT, CT_NAT_SNAT, F_NAT, F_ODPORT, F_ODST, F_OSPORT, F_OSRC, F_RDST,
   F_RDPORT, F_RSPORT, F_RSRC, F_PROTO,
 } from "./conntrack";
 
@@ -217,7 +217,8 @@ export function natTranslateIcmpError(p: usize, len: u32, side: u32, addr: u32, 
  *  the packet: SNAT, original direction: source := the reply tuple's
  *  destination; reply direction: destination := the original source. DNAT,
  *  original: destination := the reply tuple's source; reply: source := the
- *  original destination. ICMP echo: the identifier becomes the other
+ *  original destination. BOTH (hairpin): source and destination, so the
+ *  packet becomes the other tuple reversed. ICMP echo: the identifier becomes the other
  *  tuple's (it sits in the "source port" of both). A flow without NAT is
  *  left alone. Returns NAT_OK, NAT_E_* from the rewrite, or
  *  NAT_E_UNSUPPORTED for a ref that names no flow. Does not refresh the
@@ -238,6 +239,15 @@ export function natApplyFlow(p: usize, len: u32, ref: i32): i32 {
   if (nat == CT_NAT_DNAT) {
     if (dir == CT_DIR_ORIG) return rewrite(p, len, NAT_SIDE_DST, load<u32>(r, F_RSRC), <u32>load<u16>(r, F_RSPORT));
     return rewrite(p, len, NAT_SIDE_SRC, load<u32>(r, F_ODST), <u32>load<u16>(r + (icmp ? F_OSPORT : F_ODPORT)));
+  }
+  if (nat == CT_NAT_BOTH) {
+    // The packet becomes the other tuple reversed. Both calls pass the same
+    // checks on the same packet, so the second cannot fail after the first.
+    const o = dir == CT_DIR_ORIG;
+    const st = rewrite(p, len, NAT_SIDE_SRC, load<u32>(r + (o ? F_RDST : F_ODST)),
+      <u32>load<u16>(r + (o ? (icmp ? F_RSPORT : F_RDPORT) : (icmp ? F_OSPORT : F_ODPORT))));
+    if (st != NAT_OK) return st;
+    return rewrite(p, len, NAT_SIDE_DST, load<u32>(r + (o ? F_RSRC : F_OSRC)), <u32>load<u16>(r + (o ? F_RSPORT : F_OSPORT)));
   }
   return NAT_OK;
 }

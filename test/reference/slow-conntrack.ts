@@ -14,6 +14,7 @@ export const E_CT_CLASH = -6;
 export const NAT_NONE = 0;
 export const NAT_SNAT = 1;
 export const NAT_DNAT = 2;
+export const NAT_BOTH = 3;
 
 export const F_USED = 1;
 export const F_SEEN_REPLY = 2;
@@ -158,7 +159,7 @@ export class SlowConntrack {
    *  returned, adopted as the new flow's index when a flow is expected (and
    *  rejected loudly if it cannot be right). */
   create(proto: number, orig: Tuple, reply: Tuple, nat: number, now: number, wasmIndex: number): number {
-    if (nat > NAT_DNAT) return E_RANGE;
+    if (nat > NAT_BOTH) return E_RANGE;
     if (keyOf(proto, orig) === keyOf(proto, reply)) return E_RANGE;
     if (this.heldLive(proto, orig, now) || this.heldLive(proto, reply, now)) {
       this.stats[STAT.CLASH]++;
