@@ -77,7 +77,8 @@ export const R_ICMP_SUPPRESSED: u16 = 23; // an error about an ICMP error or a f
 export const R_LOOP: u16 = 24; // route points back into the tunnel the packet came from
 export const REASON_COUNT: u16 = 25;
 
-// Counter block: u64 values, indexed as below.
+// Counter block: u64 values, indexed as below. Each *_BYTES counter directly
+// follows its *_PKTS counter (verdict.ts admit() relies on it).
 export const C_RX_POD_PKTS: u32 = 0;
 export const C_RX_POD_BYTES: u32 = 1;
 export const C_RX_VXLAN_PKTS: u32 = 2;

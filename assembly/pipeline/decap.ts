@@ -11,17 +11,19 @@ import {
 } from "../wire/ipv4";
 import { checkIpip } from "../wire/ipip";
 import { checkVxlan, vxlanVni, VXLAN_HDR_LEN } from "../wire/vxlan";
+import { ipChecksumOk } from "../wire/ipv4";
+import { R_BAD_IP_CHECKSUM } from "../abi";
 import {
-  C_BATCHES, C_RX_IPIP_BYTES, C_RX_IPIP_PKTS, C_RX_VXLAN_BYTES, C_RX_VXLAN_PKTS, META_ADDR, META_LEN,
-  META_OFF, META_PEER, META_TOS, NH_DIRECT, NH_IPIP, NH_VXLAN, R_BAD_ETHERTYPE, R_BAD_OFFSET, R_DST_MAC_MISMATCH,
+  C_BATCHES, C_RX_IPIP_PKTS, C_RX_VXLAN_PKTS, META_ADDR, META_LEN,
+  META_OFF, META_PEER, META_TOS, NH_DIRECT, NH_IPIP, NH_VXLAN, R_BAD_ETHERTYPE, R_DST_MAC_MISMATCH,
   R_ECN_CE_NOT_ECT, R_MARTIAN, R_NONE, R_NOT_LOCAL_UNDERLAY, R_SPOOFED_SOURCE, R_UNKNOWN_PEER, R_VXLAN_BAD_VNI,
 } from "../abi";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
 import { htFind, htValueAt } from "../tables/hash";
 import { batchMax, cfgUnderlay, cfgVni, cfgVtepMac, count, metaBase, peerAddrTable, slotBase, slotSize } from "./state";
 import { nhKind, nhPeer, peerValid } from "./peers";
-import { deliverIpv4, MIN_OFF } from "./forward";
-import { drop, metaPtr, metaReset } from "./verdict";
+import { deliverIpv4 } from "./forward";
+import { admit, drop, metaPtr } from "./verdict";
 
 /** RFC 6040 section 4.2 (Figure 4): the inner ECN field after
  *  decapsulation, or -1 when the packet must be dropped (outer CE on a
@@ -47,6 +49,12 @@ function deliverInner(m: usize, off: u32, p: usize, avail: u32, peer: u32, outer
   const r = checkIpv4(p, avail);
   if (r != R_NONE) {
     drop(m, r);
+    return;
+  }
+  // As on the pod side (RFC 1812 5.2.2): never hand the kernel a header
+  // whose fields the checks below trusted but the checksum disowns.
+  if (!ipChecksumOk(p)) {
+    drop(m, R_BAD_IP_CHECKSUM);
     return;
   }
   const len = ipTotalLen(p);
@@ -90,13 +98,7 @@ export function processVxlanBatch(n: u32): u32 {
     const len = load<u32>(m, META_LEN);
     const outerSrc = load<u32>(m, META_ADDR);
     const outerTos = <u32>load<u8>(m, META_TOS);
-    metaReset(m);
-    if (off < MIN_OFF || <u64>off + <u64>len > <u64>slotSize) {
-      drop(m, R_BAD_OFFSET);
-      continue;
-    }
-    count(C_RX_VXLAN_PKTS);
-    count(C_RX_VXLAN_BYTES, len);
+    if (!admit(m, off, len, C_RX_VXLAN_PKTS)) continue;
     const p = slot + off;
     const r = checkVxlan(p, len);
     if (r != R_NONE) {
@@ -137,13 +139,7 @@ export function processIpipBatch(n: u32): u32 {
     const slot = slotBase + <usize>i * slotSize;
     const off = load<u32>(m, META_OFF);
     const len = load<u32>(m, META_LEN);
-    metaReset(m);
-    if (off < MIN_OFF || <u64>off + <u64>len > <u64>slotSize) {
-      drop(m, R_BAD_OFFSET);
-      continue;
-    }
-    count(C_RX_IPIP_PKTS);
-    count(C_RX_IPIP_BYTES, len);
+    if (!admit(m, off, len, C_RX_IPIP_PKTS)) continue;
     const p = slot + off;
     const r = checkIpip(p, len);
     if (r != R_NONE) {

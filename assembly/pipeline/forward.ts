@@ -14,9 +14,9 @@ import { ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, UNREACH_FRAG_NEEDED, UNREACH_NET
 import { VXLAN_OVERHEAD } from "../wire/vxlan";
 import { IPIP_OVERHEAD } from "../wire/ipip";
 import {
-  C_BATCHES, C_RX_POD_BYTES, C_RX_POD_PKTS, C_TO_DEVICE_BYTES, C_TO_DEVICE_PKTS, C_TX_DIRECT_BYTES, C_TX_DIRECT_PKTS,
+  C_BATCHES, C_RX_POD_PKTS, C_TO_DEVICE_BYTES, C_TO_DEVICE_PKTS, C_TX_DIRECT_BYTES, C_TX_DIRECT_PKTS,
   META_HASH, META_LEN, META_OFF, META_PEER, MODE_TAP, NH_BLACKHOLE, NH_DIRECT, NH_IPIP, NH_LOCAL, NH_VXLAN,
-  R_ARP_IGNORED, R_BAD_ETHERTYPE, R_BAD_IP_CHECKSUM, R_BAD_OFFSET, R_BLACKHOLE, R_FRAG_NEEDED_NO_DF, R_MARTIAN, R_NONE,
+  R_ARP_IGNORED, R_BAD_ETHERTYPE, R_BAD_IP_CHECKSUM, R_BLACKHOLE, R_FRAG_NEEDED_NO_DF, R_MARTIAN, R_NONE,
   R_NO_FDB, R_NO_NEIGH, R_NO_ROUTE, R_TOO_BIG, R_TTL_EXCEEDED, R_UNKNOWN_PEER, VERDICT_REPLY, VERDICT_TO_DEVICE,
   VERDICT_TX_DIRECT,
 } from "../abi";
@@ -29,10 +29,7 @@ import { nhGateway, nhKind, nhPeer, peerValid } from "./peers";
 import { encapIpip, encapVxlan } from "./encap";
 import { flowHash } from "./flow";
 import { replyIcmpError } from "./icmperr";
-import { drop, emit, metaPtr, metaReset } from "./verdict";
-
-/** Smallest input offset a stage accepts: room for the largest prepend. */
-export const MIN_OFF: u32 = 64;
+import { admit, drop, emit, metaPtr } from "./verdict";
 
 /** Process `n` packets read from the pod-side device (slot i, metadata i,
  *  bytes at [off, off+len) of the slot). Every record gets a verdict.
@@ -46,13 +43,7 @@ export function processPodBatch(n: u32): u32 {
     const slot = slotBase + <usize>i * slotSize;
     let off = load<u32>(m, META_OFF);
     let len = load<u32>(m, META_LEN);
-    metaReset(m);
-    if (off < MIN_OFF || <u64>off + <u64>len > <u64>slotSize) {
-      drop(m, R_BAD_OFFSET);
-      continue;
-    }
-    count(C_RX_POD_PKTS);
-    count(C_RX_POD_BYTES, len);
+    if (!admit(m, off, len, C_RX_POD_PKTS)) continue;
     let p = slot + off;
     if (tap) {
       if (checkEthernet(p, len) != R_NONE) {
@@ -225,8 +216,9 @@ function answerArp(m: usize, off: u32, p: usize, len: u32): void {
   }
   emitEthernet(p, senderMac, mac, ETHERTYPE_ARP);
   emitArp(a, ARP_REPLY, mac, target, senderMac, sender);
-  // Ethernet minimum frame (without FCS) is 60 bytes; pad with zeros.
-  const outLen: u32 = 60;
+  // Ethernet minimum frame (without FCS) is 60 bytes; pad with zeros, but
+  // only inside the slot (a request flush with the slot's end stays 42).
+  const outLen: u32 = off + 60 <= slotSize ? 60 : ETH_HDR_LEN + 28;
   memory.fill(a + 28, 0, outLen - ETH_HDR_LEN - 28);
   emit(m, VERDICT_REPLY, R_NONE, off, outLen, 0);
 }

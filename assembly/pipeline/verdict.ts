@@ -1,9 +1,9 @@
 // Writing a packet's outcome into its metadata record, with its counters.
 import {
   C_DROP_BASE, C_REPLY_PKTS, C_VERDICT_BASE, META_ADDR, META_HASH, META_LEN, META_OFF, META_PEER, META_REASON,
-  META_VERDICT, PEER_NONE, R_NONE, VERDICT_DROP, VERDICT_REPLY,
+  META_VERDICT, PEER_NONE, R_BAD_OFFSET, R_NONE, VERDICT_DROP, VERDICT_REPLY,
 } from "../abi";
-import { count } from "./state";
+import { count, slotSize } from "./state";
 
 @inline export function metaPtr(base: usize, i: u32): usize { return base + (<usize>i << 5); }
 
@@ -32,4 +32,23 @@ import { count } from "./state";
   count(C_VERDICT_BASE + <u32>verdict);
   if (reason != R_NONE) count(C_DROP_BASE + <u32>reason);
   if (verdict == VERDICT_REPLY) count(C_REPLY_PKTS);
+}
+
+/** Smallest input offset a stage accepts: room for the largest prepend
+ *  (VXLAN's 50 bytes, an ICMP error's 42). */
+export const MIN_OFF: u32 = 64;
+
+/** Start a packet of a batch: reset its outputs, refuse metadata whose
+ *  [off, off+len) is not inside the slot (a counted R_BAD_OFFSET drop, never
+ *  a wild read), and count it as received on `rxCounter` (packets; the next
+ *  counter is bytes). Returns false when the packet was dropped. */
+@inline export function admit(m: usize, off: u32, len: u32, rxCounter: u32): bool {
+  metaReset(m);
+  if (off < MIN_OFF || <u64>off + <u64>len > <u64>slotSize) {
+    drop(m, R_BAD_OFFSET);
+    return false;
+  }
+  count(rxCounter);
+  count(rxCounter + 1, len);
+  return true;
 }

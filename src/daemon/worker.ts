@@ -48,7 +48,12 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const ioStats: IoStats = { sendErrors: 0, writeErrors: 0, polls: 0 };
   const fds = [cfg.tunFd, cfg.vxlanFd, cfg.ipipFd].filter((fd) => fd >= 0);
   const bitOf = (fd: number) => (fd < 0 ? 0 : 1 << fds.indexOf(fd));
-  const TUN = bitOf(cfg.tunFd), VX = bitOf(cfg.vxlanFd), IPIP = bitOf(cfg.ipipFd);
+  // Each readable source: how to read a batch from it and which stage takes it.
+  const sources = [
+    { bit: bitOf(cfg.tunFd), read: () => io.readTun(cfg.tunFd, dp.batch), process: (n: number) => dp.processPod(n) },
+    { bit: bitOf(cfg.vxlanFd), read: () => io.recvVxlan(cfg.vxlanFd, dp.batch), process: (n: number) => dp.processVxlan(n) },
+    { bit: bitOf(cfg.ipipFd), read: () => io.recvIpip(cfg.ipipFd, dp.batch), process: (n: number) => dp.processIpip(n) },
+  ].filter((s) => s.bit !== 0);
   port.postMessage({ type: "ready" } satisfies FromWorker);
 
   const flush = (n: number) => {
@@ -84,26 +89,11 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     // direction cannot starve the other or the control messages.
     for (let round = 0; round < 8 && ready; round++) {
       let moved = 0;
-      if (ready & TUN) {
-        const n = io.readTun(cfg.tunFd, dp.batch);
+      for (const src of sources) {
+        if (!(ready & src.bit)) continue;
+        const n = src.read();
         if (n) {
-          dp.processPod(n);
-          flush(n);
-          moved += n;
-        }
-      }
-      if (ready & VX) {
-        const n = io.recvVxlan(cfg.vxlanFd, dp.batch);
-        if (n) {
-          dp.processVxlan(n);
-          flush(n);
-          moved += n;
-        }
-      }
-      if (ready & IPIP) {
-        const n = io.recvIpip(cfg.ipipFd, dp.batch);
-        if (n) {
-          dp.processIpip(n);
+          src.process(n);
           flush(n);
           moved += n;
         }
