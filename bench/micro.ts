@@ -167,9 +167,19 @@ if (isMain) {
   } catch (e) {
     console.log("lpm bench not available:", (e as Error).message);
   }
+  let nat: unknown = undefined;
+  try {
+    const mod = (await import(new URL("./nat.js", import.meta.url).href)) as { runNatBench?: () => Promise<unknown> };
+    if (typeof mod.runNatBench === "function") {
+      nat = await mod.runNatBench();
+      console.log("nat/conntrack (1M flows):", JSON.stringify(nat));
+    }
+  } catch (e) {
+    console.log("nat bench not available:", (e as Error).message);
+  }
   const dir = resolve(repoRoot(), "bench", "results");
   mkdirSync(dir, { recursive: true });
   const file = resolve(dir, `micro-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-  writeFileSync(file, JSON.stringify({ batch: BATCH, node: process.version, results, lpm: extra }, null, 2));
+  writeFileSync(file, JSON.stringify({ batch: BATCH, node: process.version, results, lpm: extra, nat }, null, 2));
   console.log("wrote", file);
 }
