@@ -174,14 +174,22 @@ async function pool(items, jobs, fn) {
   return results;
 }
 
+const sha1 = (b) => createHash("sha1").update(b).digest("hex");
+
 function minimize(buildDir, targets) {
   for (const target of targets) {
     const d = dirs(target);
     const merged = join(outDir, "merge", target);
     rmSync(merged, { recursive: true, force: true });
     mkdirSync(merged, { recursive: true });
-    const before = readdirSync(d.seeds).length;
+    // Seeds that survive keep their descriptive names (libFuzzer names files by SHA-1).
+    const names = new Map(readdirSync(d.seeds).map((f) => [sha1(readFileSync(join(d.seeds, f))), f]));
+    const before = names.size;
     run(join(buildDir, `fuzz-${target}`), ["-merge=1", "-max_len=2048", merged, d.seeds, d.work], { stdio: ["ignore", "ignore", "ignore"] });
+    for (const f of readdirSync(merged)) {
+      const name = names.get(f);
+      if (name) renameSync(join(merged, f), join(merged, name));
+    }
     rmSync(d.seeds, { recursive: true, force: true });
     renameSync(merged, d.seeds);
     const files = readdirSync(d.seeds);
