@@ -287,6 +287,10 @@ describe("VXLAN decap validation", () => {
     const spoof = podUdp("198.19.1.5", "198.19.3.7"); // worker1's pod, sent by worker2
     expect(run(concat(vxlanHeader(100), frame(spoof))).reason).toBe(abi.R_SPOOFED_SOURCE);
   });
+  it("inner IPv4 header with a bad checksum (found by the fuzzer)", () => {
+    const bad = ipv4({ src: "198.19.2.5", dst: "198.19.3.7", proto: 17, payload: payload(20), badChecksum: true });
+    expect(run(concat(vxlanHeader(100), frame(bad))).reason).toBe(abi.R_BAD_IP_CHECKSUM);
+  });
   it("inner destination MAC not ours", () => expect(run(concat(vxlanHeader(100), frame(ok(), mac("0e:00:00:00:09:09")))).reason).toBe(abi.R_DST_MAC_MISMATCH));
   it("inner ethertype not IPv4", () => expect(run(concat(vxlanHeader(100), frame(ok(), W3.mac, 0x86dd))).reason).toBe(abi.R_BAD_ETHERTYPE));
   it("truncated at every length", () => {

@@ -6,16 +6,14 @@
 import { ld8 } from "../wire/bytes";
 import { ethDst, ethType, ETHERTYPE_IPV4, ETH_HDR_LEN } from "../wire/ethernet";
 import {
-  checkIpv4, ipDst, ipHeaderLen, ipIsMartian, ipSetTos, ipSrc, ipTos, ipTotalLen, ECN_CE, ECN_ECT0, ECN_ECT1,
+  checkIpv4, ipChecksumOk, ipDst, ipHeaderLen, ipIsMartian, ipSetTos, ipSrc, ipTos, ipTotalLen, ECN_CE, ECN_ECT0, ECN_ECT1,
   ECN_NOT_ECT, IP_TOS,
 } from "../wire/ipv4";
 import { checkIpip } from "../wire/ipip";
 import { checkVxlan, vxlanVni, VXLAN_HDR_LEN } from "../wire/vxlan";
-import { ipChecksumOk } from "../wire/ipv4";
-import { R_BAD_IP_CHECKSUM } from "../abi";
 import {
   C_BATCHES, C_RX_IPIP_PKTS, C_RX_VXLAN_PKTS, META_ADDR, META_LEN,
-  META_OFF, META_PEER, META_TOS, NH_DIRECT, NH_IPIP, NH_VXLAN, R_BAD_ETHERTYPE, R_DST_MAC_MISMATCH,
+  META_OFF, META_PEER, META_TOS, NH_DIRECT, NH_IPIP, NH_VXLAN, R_BAD_ETHERTYPE, R_BAD_IP_CHECKSUM, R_DST_MAC_MISMATCH,
   R_ECN_CE_NOT_ECT, R_MARTIAN, R_NONE, R_NOT_LOCAL_UNDERLAY, R_SPOOFED_SOURCE, R_UNKNOWN_PEER, R_VXLAN_BAD_VNI,
 } from "../abi";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
