@@ -75,7 +75,8 @@ export const R_NOT_LOCAL_UNDERLAY: u16 = 21; // outer destination is not this no
 export const R_BAD_OFFSET: u16 = 22; // metadata off/len outside the slot
 export const R_ICMP_SUPPRESSED: u16 = 23; // an error about an ICMP error or a fragment: no ICMP sent (RFC 1812 4.3.2.7)
 export const R_LOOP: u16 = 24; // route points back into the tunnel the packet came from
-export const REASON_COUNT: u16 = 25;
+export const R_ICMP_RATE_LIMITED: u16 = 25; // an ICMP error was due but the token bucket was empty
+export const REASON_COUNT: u16 = 26;
 
 // Counter block: u64 values, indexed as below. Each *_BYTES counter directly
 // follows its *_PKTS counter (verdict.ts admit() relies on it).

@@ -15,6 +15,7 @@ export * from "./nat/exports";
 export { processPodBatch } from "./pipeline/forward";
 export { processVxlanBatch, processIpipBatch } from "./pipeline/decap";
 export { setNexthop, setPeer, clearPeer } from "./pipeline/peers";
+export { setClock, setIcmpRateLimit } from "./pipeline/state";
 
 import { carve, regionsEnd } from "./layout";
 import {

@@ -71,7 +71,7 @@
 #define VERDICT_TO_DEVICE 3
 #define VERDICT_REPLY 4
 #define VERDICT_COUNT 5
-#define REASON_COUNT 25
+#define REASON_COUNT 26
 #define R_BAD_OFFSET 22
 #define C_RX_POD_PKTS 0
 #define C_RX_VXLAN_PKTS 2

@@ -258,6 +258,27 @@ describe("routing decisions and ICMP errors", () => {
     expect(dp.result(1).reason).toBe(abi.R_BAD_OFFSET);
   });
 
+  it("ICMP errors are rate limited by a token bucket when enabled", () => {
+    const { dp: d } = worker2();
+    d.setClock(1000);
+    d.setIcmpRateLimit(1000, 50); // 1000/s sustained, burst 50
+    const send = (n: number) => {
+      for (let k = 0; k < n; k++) d.writePacket(k, podUdp("198.19.2.5", "198.18.200.1"));
+      d.processPod(n);
+      return Array.from({ length: n }, (_, k) => d.result(k));
+    };
+    const first = send(60);
+    expect(first.filter((r) => r.verdict === abi.VERDICT_REPLY).length).toBe(50);
+    expect(first.slice(50).every((r) => r.reason === abi.R_ICMP_RATE_LIMITED)).toBe(true);
+    d.setClock(1010); // 10 ms at 1000/s: 10 more tokens
+    expect(send(20).filter((r) => r.verdict === abi.VERDICT_REPLY).length).toBe(10);
+    d.setClock(1010 + 60_000); // long idle: back to the burst, not beyond
+    expect(send(60).filter((r) => r.verdict === abi.VERDICT_REPLY).length).toBe(50);
+    d.setIcmpRateLimit(0, 0); // unlimited
+    expect(send(60).filter((r) => r.verdict === abi.VERDICT_REPLY).length).toBe(60);
+    expect(d.counters().drop_icmp_rate_limited).toBe(10n + 10n + 10n);
+  });
+
   it("a batch larger than the instance is clipped", () => {
     expect(dp.processPod(10_000)).toBe(dp.batch);
   });

@@ -10,8 +10,8 @@ import { checksum } from "../wire/checksum";
 import { emitEthernet, ETHERTYPE_IPV4, ETH_SRC } from "../wire/ethernet";
 import { emitIcmpHeader, icmpIsError } from "../wire/icmp";
 import { emitIpv4, ipHeaderLen, ipIsLaterFragment, ipIsMartian, ipProto, ipSrc, ipDst, PROTO_ICMP } from "../wire/ipv4";
-import { MODE_TAP, R_ICMP_SUPPRESSED, VERDICT_REPLY } from "../abi";
-import { cfgMode, cfgOverlay, cfgUnderlay, cfgVtepMac, nextOuterId } from "./state";
+import { MODE_TAP, R_ICMP_RATE_LIMITED, R_ICMP_SUPPRESSED, VERDICT_REPLY } from "../abi";
+import { cfgMode, cfgOverlay, cfgUnderlay, cfgVtepMac, icmpTake, nextOuterId } from "./state";
 import { drop, emit } from "./verdict";
 
 const ICMP_ERR_MAX: u32 = 576;
@@ -22,7 +22,8 @@ const ERR_HDRS: u32 = 28;
  *  fragmentation needed, the next-hop `mtu`. The metadata records a REPLY
  *  carrying `reason`, or a drop with R_ICMP_SUPPRESSED when RFC 1812 forbids
  *  an error (about an ICMP error, a non-first fragment, or a source that is
- *  not a unicast host). Requires off >= 42 (HEADROOM guarantees it). */
+ *  not a unicast host), or a drop with R_ICMP_RATE_LIMITED when the token
+ *  bucket (state.ts) is empty. Requires off >= 42 (HEADROOM guarantees it). */
 export function replyIcmpError(m: usize, slot: usize, off: u32, p: usize, len: u32, type: u32, code: u32, mtu: u32, reason: u16): void {
   const src = ipSrc(p);
   if (ipIsLaterFragment(p) || ipIsMartian(src) || (ipDst(p) >>> 28) >= 0xe) {
@@ -32,6 +33,10 @@ export function replyIcmpError(m: usize, slot: usize, off: u32, p: usize, len: u
   const hl = ipHeaderLen(p);
   if (ipProto(p) == PROTO_ICMP && hl + 1 <= len && icmpIsError(<u32>load<u8>(p + hl))) {
     drop(m, R_ICMP_SUPPRESSED);
+    return;
+  }
+  if (!icmpTake()) {
+    drop(m, R_ICMP_RATE_LIMITED);
     return;
   }
   const tap = cfgMode == MODE_TAP;

@@ -70,3 +70,38 @@ export function setHashTables(neigh: usize, fdb: usize, peerAddr: usize): void {
   fdbTable = fdb;
   peerAddrTable = peerAddr;
 }
+
+// --- time and ICMP error rate limiting ----------------------------------------
+// The data path has no clock of its own: the worker stamps each batch with
+// setClock(ms), a wrapping u32 of milliseconds. ICMP errors draw from a token
+// bucket (RFC 1812 4.3.2.8; Linux: icmp_msgs_per_sec 1000, burst 50), in
+// thousandths of a token so that `rate` per second refills `rate` units per ms.
+export let nowMs: u32 = 0;
+export let icmpRate: u32 = 0; // errors per second; 0 = unlimited
+export let icmpBurst: u32 = 0;
+let icmpUnits: u64 = 0;
+let icmpLastMs: u32 = 0;
+
+export function setClock(ms: u32): void {
+  nowMs = ms;
+}
+
+export function setIcmpRateLimit(perSecond: u32, burst: u32): void {
+  icmpRate = perSecond;
+  icmpBurst = burst;
+  icmpUnits = <u64>burst * 1000;
+  icmpLastMs = nowMs;
+}
+
+/** Take one token for an ICMP error; false when the bucket is empty. */
+export function icmpTake(): bool {
+  if (icmpRate == 0) return true;
+  const elapsed = nowMs - icmpLastMs; // wraps correctly
+  icmpLastMs = nowMs;
+  const cap = <u64>icmpBurst * 1000;
+  icmpUnits += <u64>elapsed * <u64>icmpRate;
+  if (icmpUnits > cap) icmpUnits = cap;
+  if (icmpUnits < 1000) return false;
+  icmpUnits -= 1000;
+  return true;
+}

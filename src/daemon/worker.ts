@@ -36,6 +36,10 @@ export interface IoStats {
 function run(cfg: WorkerConfig, port: MessagePort): void {
   const dp = new Dataplane({ batch: cfg.batch, slotSize: cfg.slotSize, tbl8Groups: cfg.tbl8Groups });
   const state = new TableState(dp);
+  // Like Linux's icmp_msgs_per_sec / icmp_msgs_burst: a router must not let
+  // a flood of bad packets turn into a flood of ICMP errors (RFC 1812 4.3.2.8).
+  dp.setClock(Date.now());
+  dp.setIcmpRateLimit(1000, 50);
   const first = state.apply(cfg.tables);
   if (first.errors.length) port.postMessage({ type: "applied", id: 0, ...first } satisfies FromWorker);
   const io = new BatchIO({ memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch });
@@ -84,6 +88,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       if (m.type === "stats") port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats } satisfies FromWorker);
     }
     const ready = io.pollReadable(fds, 50);
+    dp.setClock(Date.now());
     ioStats.polls++;
     // Drain each readable source a bounded number of batches, so one busy
     // direction cannot starve the other or the control messages.

@@ -45,7 +45,8 @@ export const R_NOT_LOCAL_UNDERLAY = 21; // outer destination is not this node
 export const R_BAD_OFFSET = 22; // metadata off/len outside the slot
 export const R_ICMP_SUPPRESSED = 23; // an error about an ICMP error or a fragment: no ICMP sent (RFC 1812 4.3.2.7)
 export const R_LOOP = 24; // route points back into the tunnel the packet came from
-export const REASON_COUNT = 25;
+export const R_ICMP_RATE_LIMITED = 25; // an ICMP error was due but the token bucket was empty
+export const REASON_COUNT = 26;
 export const C_RX_POD_PKTS = 0;
 export const C_RX_POD_BYTES = 1;
 export const C_RX_VXLAN_PKTS = 2;
@@ -87,7 +88,7 @@ export const REASON_NAMES = [
   "none", "truncated", "bad_ip_header", "bad_ip_checksum", "ttl_exceeded", "no_route", "blackhole", "no_neigh",
   "no_fdb", "too_big", "frag_needed_no_df", "vxlan_bad_flags", "vxlan_bad_vni", "unknown_peer", "spoofed_source",
   "bad_ethertype", "dst_mac_mismatch", "ecn_ce_not_ect", "martian", "arp_ignored", "ipip_bad_proto",
-  "not_local_underlay", "bad_offset", "icmp_suppressed", "loop",
+  "not_local_underlay", "bad_offset", "icmp_suppressed", "loop", "icmp_rate_limited",
 ] as const;
 
 /** Named counters of the counter block (the rest are per verdict / per reason). */

@@ -119,6 +119,17 @@ export class Dataplane {
       smin, smax, p.outerTtl ?? 64, p.underlayMtu ?? 1500));
   }
 
+  /** Stamp the following batches with the time (wrapping u32 milliseconds). */
+  setClock(ms: number): void {
+    this.raw.setClock(ms >>> 0);
+  }
+
+  /** Token bucket for ICMP errors: `perSecond` sustained, `burst` at once;
+   *  0 per second = unlimited (the default of a fresh instance). */
+  setIcmpRateLimit(perSecond: number, burst: number): void {
+    this.raw.setIcmpRateLimit(perSecond >>> 0, burst >>> 0);
+  }
+
   // --- tables ------------------------------------------------------------
   setNexthop(index: number, kind: NexthopKind, peer: number, gateway: number): void {
     check(`next hop ${index}`, this.raw.setNexthop(index, NH_KIND[kind], peer, gateway >>> 0));
