@@ -25,7 +25,13 @@ program
   .addOption(new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error"]))
   .action(async (opts: { config: string; watch: boolean; logLevel?: string }) => {
     const log = createLogger({ level: opts.logLevel });
-    const daemon = new Daemon({ configPath: opts.config, log, watchConfig: opts.watch });
+    const daemon: Daemon = new Daemon({
+      configPath: opts.config,
+      log,
+      watchConfig: opts.watch,
+      // Without its data path the node is down: clean up and exit non-zero.
+      onFatal: () => void daemon.stop().finally(() => process.exit(1)),
+    });
     try {
       await daemon.start();
     } catch (e) {

@@ -22,6 +22,9 @@ export interface DaemonOptions {
   log: Logger;
   /** Watch the config file and reload on change (SIGHUP always reloads). */
   watchConfig?: boolean;
+  /** Called when the data path dies under us (the worker threw or exited):
+   *  a node without a data path should exit so its supervisor restarts it. */
+  onFatal?: (reason: string) => void;
 }
 
 function toDataplaneTables(d: DerivedTables): DataplaneTables {
@@ -165,6 +168,14 @@ export class Daemon {
       this.worker!.once("exit", (code) => reject(new Error(`data-path worker exited with ${code}`)));
     });
     port1.on("message", (m: FromWorker) => this.onWorker(m));
+    this.worker.on("exit", (code) => {
+      if (this.worker) this.fatal(`data-path worker exited (code ${code})`);
+    });
+  }
+
+  private fatal(reason: string): void {
+    this.log.fatal({ reason }, "data path lost");
+    this.opts.onFatal?.(reason);
   }
 
   private pending = new Map<number, (m: Extract<FromWorker, { type: "applied" }>) => void>();
@@ -183,7 +194,7 @@ export class Daemon {
       this.pending.get(m.id)?.(m);
       this.pending.delete(m.id);
     } else if (m.type === "fatal") {
-      this.log.fatal({ error: m.message }, "data-path worker failed");
+      this.fatal("data-path worker failed: " + m.message);
     }
   }
 
