@@ -8,7 +8,7 @@ import { ld16 } from "../wire/bytes";
 import { checkEthernet, emitEthernet, ethDst, ethType, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR_LEN, macIsMulticast } from "../wire/ethernet";
 import { ARP_REPLY, ARP_REQUEST, arpOper, arpSha, arpSpa, arpTpa, checkArp, emitArp } from "../wire/arp";
 import {
-  checkIpv4, ipChecksumOk, ipDecTtl, ipDst, ipIsMartian, ipSrc, ipTotalLen, ipTtl, IP_FLAG_DF, IP_FRAG,
+  checkIpv4Forwardable, ipDecTtl, ipDst, ipTotalLen, ipTtl, IP_FLAG_DF, IP_FRAG,
 } from "../wire/ipv4";
 import { ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, UNREACH_FRAG_NEEDED, UNREACH_NET } from "../wire/icmp";
 import { VXLAN_OVERHEAD } from "../wire/vxlan";
@@ -16,7 +16,7 @@ import { IPIP_OVERHEAD } from "../wire/ipip";
 import {
   C_BATCHES, C_RX_POD_PKTS, C_TO_DEVICE_BYTES, C_TO_DEVICE_PKTS, C_TX_DIRECT_BYTES, C_TX_DIRECT_PKTS,
   META_HASH, META_LEN, META_OFF, META_PEER, MODE_TAP, NH_BLACKHOLE, NH_DIRECT, NH_IPIP, NH_LOCAL, NH_VXLAN,
-  R_ARP_IGNORED, R_BAD_ETHERTYPE, R_BAD_IP_CHECKSUM, R_BLACKHOLE, R_FRAG_NEEDED_NO_DF, R_MARTIAN, R_NONE,
+  R_ARP_IGNORED, R_BAD_ETHERTYPE, R_BLACKHOLE, R_FRAG_NEEDED_NO_DF, R_MARTIAN, R_NONE,
   R_NO_FDB, R_NO_NEIGH, R_NO_ROUTE, R_TOO_BIG, R_TTL_EXCEEDED, R_UNKNOWN_PEER, VERDICT_REPLY, VERDICT_TO_DEVICE,
   VERDICT_TX_DIRECT,
 } from "../abi";
@@ -74,21 +74,13 @@ export function processPodBatch(n: u32): u32 {
 
 /** Route one IPv4 packet from the pod side. */
 function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
-  const r = checkIpv4(p, len);
+  const r = checkIpv4Forwardable(p, len);
   if (r != R_NONE) {
     drop(m, r);
     return;
   }
-  if (!ipChecksumOk(p)) {
-    drop(m, R_BAD_IP_CHECKSUM);
-    return;
-  }
   len = ipTotalLen(p); // ignore link-layer padding
   const dst = ipDst(p);
-  if (ipIsMartian(dst) || ipIsMartian(ipSrc(p))) {
-    drop(m, R_MARTIAN);
-    return;
-  }
   const nh = lpmLookup(dst);
   if (nh == LPM_MISS) {
     replyIcmpError(m, slot, off, p, len, ICMP_DEST_UNREACH, UNREACH_NET, 0, R_NO_ROUTE);

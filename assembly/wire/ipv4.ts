@@ -19,7 +19,7 @@
 
 import { ld16, ld32, ld8, st16, st32, st8 } from "./bytes";
 import { checksum, csumUpdate16 } from "./checksum";
-import { R_BAD_IP_HEADER, R_NONE, R_TRUNCATED } from "../abi";
+import { R_BAD_IP_CHECKSUM, R_BAD_IP_HEADER, R_MARTIAN, R_NONE, R_TRUNCATED } from "../abi";
 
 export const IP_VER_IHL: usize = 0;
 export const IP_TOS: usize = 1;
@@ -132,4 +132,15 @@ export function emitIpv4(p: usize, tos: u32, totalLen: u32, id: u32, frag: u32, 
 @inline export function ipIsMartian(a: u32): bool {
   const top = a >>> 24;
   return top == 0 || top == 127 || top >= 224;
+}
+
+/** Returns R_NONE iff the datagram passes checkIpv4, its header checksum is
+ *  valid, and neither address is martian: what a router checks before it
+ *  forwards (RFC 1812 5.2.2, 5.3.7), from the pod side or out of a tunnel. */
+export function checkIpv4Forwardable(p: usize, len: u32): u16 {
+  const r = checkIpv4(p, len);
+  if (r != R_NONE) return r;
+  if (!ipChecksumOk(p)) return R_BAD_IP_CHECKSUM;
+  if (ipIsMartian(ipSrc(p)) || ipIsMartian(ipDst(p))) return R_MARTIAN;
+  return R_NONE;
 }
