@@ -110,7 +110,6 @@ export class Daemon {
     setSysctl(`net.ipv6.conf.${this.tun.name}.disable_ipv6`, "1");
     setSysctl(`net.ipv4.conf.${this.tun.name}.accept_local`, "1");
     setSysctl(`net.ipv4.conf.${this.tun.name}.rp_filter`, "0");
-    setSysctl("net.ipv4.conf.all.rp_filter", "0");
     const errs = this.kernelRoutes.sync(this.kernelRouteList(d));
     if (errs.length) throw new Error(`installing routes: ${errs.join("; ")}`);
   }

@@ -142,6 +142,9 @@ export class Cluster {
       this.exec(pod, ["ip", "route", "add", "default", "via", `198.19.${w.n}.1`]);
       this.exec(wn, ["ip", "addr", "add", `198.19.${w.n}.1/24`, "dev", "veth-pod"]);
       this.exec(wn, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+      // Strict reverse-path filtering, as on many hardened nodes: the overlay
+      // must work without turning it off globally.
+      this.exec(wn, ["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1"]);
     }
   }
 
