@@ -198,3 +198,26 @@ describe.skipIf(!isRoot)("interoperability with the Linux kernel's vxlan (Hand C
     expect(b.received).toBe(4 << 20);
   });
 });
+
+describe.skipIf(!isRoot)("tap mode (L2 device) across two daemons", () => {
+  const cluster = new Cluster();
+  beforeAll(async () => {
+    cluster.build();
+    for (const n of [2, 3]) {
+      const text = cluster.config(n, () => "vxlan").replace("mode: tun", "mode: tap");
+      await cluster.startDaemon(n, cluster.writeConfig(n, text), CLI);
+    }
+  }, 60_000);
+  afterAll(async () => {
+    await cluster.destroy();
+  });
+
+  it("the kernel resolves pod addresses through our ARP answers; ping and TCP work", async () => {
+    expect(cluster.ping(2, podIp(3), 2).ok).toBe(true);
+    // The node's kernel ARPed for the remote pod on the tap and got our VTEP MAC.
+    expect(cluster.exec("w2", ["ip", "neigh", "show", "dev", "wo0"])).toMatch(new RegExp(`${podIp(3).replace(/\./g, "\\.")} lladdr ${vtepMac(2)}`));
+    const r = await cluster.tcpTransfer(3, 2, 2 << 20);
+    expect(r.received).toBe(2 << 20);
+    expect(r.receivedSha).toBe(r.sentSha);
+  });
+});
