@@ -12,6 +12,7 @@
 export * from "./tables/exports";
 export * from "./wire/exports";
 export * from "./nat/exports";
+export * from "./offload/exports";
 export { processPodBatch } from "./pipeline/forward";
 export { processVxlanBatch, processIpipBatch } from "./pipeline/decap";
 export { setNexthop, setPeer, clearPeer } from "./pipeline/peers";
