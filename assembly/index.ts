@@ -26,6 +26,9 @@ import {
 import { lpmSetup } from "./tables/lpm";
 import { htCreate } from "./tables/hash";
 import { setupNexthops, rebuildAllTemplates, nhMax, peerMax } from "./pipeline/peers";
+import { tsoSegment, tsoSegmentCount, tsoSegmentMaxLen } from "./offload/tso";
+import { groCoalesce } from "./offload/gro";
+import { VNET_HDR_LEN } from "./offload/vnet";
 import * as st from "./pipeline/state";
 
 let initialised = false;
@@ -132,3 +135,82 @@ export function collectVerdicts(n: u32, toUnderlay: usize, toDevice: usize): u32
 export function allocScratch(bytes: u32): usize {
   return carve(<usize>bytes, 64);
 }
+
+// --- tun offloads (IFF_VNET_HDR) ---------------------------------------------
+
+/** Segment one virtio_net_hdr + packet read from an offloading tun (at
+ *  `src`, `srcLen` bytes) into pod-side input slots first.. (at HEADROOM),
+ *  filling their metadata as readTun would. Returns the number of slots
+ *  used; 0 when the frame needs more slots than remain from `first` (the
+ *  caller processes the batch and calls again with first = 0); a negative
+ *  status when the frame is refused (counted by the caller as a drop). */
+export function ingestSuperframe(src: usize, srcLen: u32, first: u32): i32 {
+  const need = tsoSegmentCount(src, srcLen);
+  if (need < 0) return need;
+  const maxLen = tsoSegmentMaxLen(src, srcLen);
+  if (maxLen < 0 || <u32>maxLen > st.slotSize - HEADROOM) return E_RANGE;
+  if (first >= st.batchMax || <u32>need > st.batchMax - first) return 0;
+  const lens = ingestLens;
+  const got = tsoSegment(src, srcLen, st.slotBase + <usize>first * st.slotSize + HEADROOM, st.slotSize, st.batchMax - first, lens);
+  if (got <= 0) return got < 0 ? got : E_RANGE;
+  for (let k: u32 = 0; k < <u32>got; k++) {
+    const m = st.metaBase + (<usize>(first + k) << 5);
+    store<u32>(m, HEADROOM, 0);
+    store<u32>(m, load<u32>(lens + (<usize>k << 2)), 4);
+    store<u32>(m, 0, 12);
+    store<u32>(m, 0, 16);
+    store<u8>(m, 0, 20);
+  }
+  return got;
+}
+
+/** Per-segment lengths scratch for ingestSuperframe (carved on first use:
+ *  init time, since the worker calls this once before traffic). */
+let ingestLens: usize = 0;
+export function offloadSetup(): i32 {
+  if (ingestLens == 0) ingestLens = carve(<usize>st.batchMax * 4);
+  return ingestLens == 0 ? E_NO_MEMORY : OK;
+}
+
+/** On an offloading tun every write starts with a virtio_net_hdr: give the
+ *  first `n` packets whose verdict sends them to the device a zeroed one
+ *  (gso_type NONE, no checksum request) in their headroom. */
+export function prependVnetNone(n: u32): void {
+  if (n > st.batchMax) n = st.batchMax;
+  for (let i: u32 = 0; i < n; i++) {
+    const m = st.metaBase + (<usize>i << 5);
+    const v = load<u16>(m, 8);
+    if (v != VERDICT_TO_DEVICE && v != VERDICT_REPLY) continue;
+    const off = load<u32>(m, 0) - VNET_HDR_LEN;
+    memory.fill(st.slotBase + <usize>i * st.slotSize + off, 0, VNET_HDR_LEN);
+    store<u32>(m, off, 0);
+    store<u32>(m, load<u32>(m, 4) + VNET_HDR_LEN, 4);
+  }
+}
+
+/** GRO on the way to an offloading tun: coalesce the device-bound packets
+ *  (TO_DEVICE, REPLY) of the first `n` into virtio_net_hdr frames at `out`
+ *  (capacity `outCap`), frame k's offset and length as two u32 at frames+8k.
+ *  Returns the number of frames, or a negative status. The packets' own
+ *  verdicts are left alone; the caller writes the frames instead of them. */
+export function groDeviceBatch(n: u32, out: usize, outCap: u32, frames: usize): i32 {
+  if (groPtrs == 0) {
+    groPtrs = carve(<usize>st.batchMax * 4);
+    groLens = carve(<usize>st.batchMax * 4);
+    if (groPtrs == 0 || groLens == 0) return E_NO_MEMORY;
+  }
+  if (n > st.batchMax) n = st.batchMax;
+  let k: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const m = st.metaBase + (<usize>i << 5);
+    const v = load<u16>(m, 8);
+    if (v != VERDICT_TO_DEVICE && v != VERDICT_REPLY) continue;
+    store<u32>(groPtrs + (<usize>k << 2), <u32>(st.slotBase + <usize>i * st.slotSize + load<u32>(m, 0)));
+    store<u32>(groLens + (<usize>k << 2), load<u32>(m, 4));
+    k++;
+  }
+  if (k == 0) return 0;
+  return groCoalesce(groPtrs, groLens, k, out, outCap, frames, st.batchMax);
+}
+let groPtrs: usize = 0;
+let groLens: usize = 0;

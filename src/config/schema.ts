@@ -138,6 +138,9 @@ const NodeSchema = z.strictObject({
     mac: unicastMac.optional(),
     /** Our MAC on the overlay. Default: 0e:00:<underlay address bytes> (locally administered). */
     vtepMac: unicastMac.optional(),
+    /** Tun offloads (IFF_VNET_HDR + TSO4/checksum): the kernel hands us TCP
+     *  super-frames of up to 64 KiB, segmented in WASM before encapsulation. */
+    offloads: z.boolean().default(false),
   }).prefault({}),
 });
 
@@ -291,6 +294,7 @@ function resolve(c: Shape) {
     mtu: d.mtu ?? c.tunnel.underlayMtu - VXLAN_OVERHEAD,
     mac: d.mac ?? (d.mode === "tap" ? formatMac(macFromIp(underlay, [0x0e, 0x01])) : undefined),
     vtepMac: d.vtepMac ?? formatMac(macFromIp(underlay)),
+    offloads: d.offloads,
   };
   return {
     node: {

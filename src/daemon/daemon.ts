@@ -11,9 +11,9 @@ import type { Config } from "../config/schema.js";
 import { formatMac, parseListen, u32ToIp } from "../config/net.js";
 import { createMetrics, type Metrics } from "../control/metrics.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
-import { closeTun, configureLink, ip, openTun, type TunDevice } from "../io/tun.js";
+import { closeTun, configureLink, ip, openTun, setTunOffload, type TunDevice } from "../io/tun.js";
 import { openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/sockets.js";
-import { closeQuiet } from "../io/libc.js";
+import { closeQuiet, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO_ECN } from "../io/libc.js";
 import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
 import { checkPrivileges, KernelRoutes, setSysctl } from "./system.js";
 
@@ -49,7 +49,7 @@ export class Daemon {
   private watcher?: FSWatcher;
   private kernelRoutes = new KernelRoutes();
   private counters: Record<string, bigint> = {};
-  private ioStats: IoStats = { sendErrors: 0, writeErrors: 0, polls: 0 };
+  private ioStats: IoStats = { sendErrors: 0, writeErrors: 0, polls: 0, superframes: 0, refused: 0, groFrames: 0 };
   private reloadSeq = 0;
   private reloadTimer?: NodeJS.Timeout;
   private readonly startedAt = Date.now();
@@ -93,7 +93,11 @@ export class Daemon {
   private setupNode(): void {
     const c = this.config;
     const d = this.derived;
-    this.tun = openTun({ name: c.node.device.name, mode: d.node.mode });
+    const offloads = c.node.device.offloads;
+    if (offloads && d.node.mode !== "tun") throw new Error("node.device.offloads needs mode: tun (TSO super-frames are IPv4)");
+    this.tun = openTun({ name: c.node.device.name, mode: d.node.mode, vnetHdr: offloads });
+    // Promise the kernel we complete checksums and segment TCPv4 (with ECN).
+    if (offloads) setTunOffload(this.tun, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN);
     configureLink(this.tun.name, {
       mtu: c.node.device.mtu,
       mac: d.node.mode === "tap" ? formatMac(d.node.devMac) : undefined,
@@ -152,6 +156,7 @@ export class Daemon {
       tbl8Groups: 4096,
       tables: toDataplaneTables(this.derived),
       statsIntervalMs: 1000,
+      offloads: c.node.device.offloads,
     };
     const workerFile = fileURLToPath(new URL("./worker.js", import.meta.url));
     this.worker = new Worker(workerFile, { workerData: { port: port2, config }, transferList: [port2] });

@@ -6,6 +6,7 @@ import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from "
 import { Dataplane } from "../dataplane/dataplane.js";
 import { TableState, type DataplaneTables } from "../dataplane/tables.js";
 import { BatchIO } from "../io/batch.js";
+import * as libc from "../io/libc.js";
 
 export interface WorkerConfig {
   tunFd: number;
@@ -17,6 +18,8 @@ export interface WorkerConfig {
   tbl8Groups: number;
   tables: DataplaneTables;
   statsIntervalMs: number;
+  /** The tun was opened with IFF_VNET_HDR + TSO: reads are super-frames, writes need a header. */
+  offloads: boolean;
 }
 
 export type ToWorker = { type: "tables"; tables: DataplaneTables; id: number } | { type: "stop" } | { type: "stats" };
@@ -31,6 +34,12 @@ export interface IoStats {
   sendErrors: number;
   writeErrors: number;
   polls: number;
+  /** Offloads: TCP super-frames read from the tun and segmented in WASM. */
+  superframes: number;
+  /** Offloads: frames the segmenter refused (malformed or unsupported). */
+  refused: number;
+  /** Offloads: frames written to the tun after GRO (each one or more packets). */
+  groFrames: number;
 }
 
 function run(cfg: WorkerConfig, port: MessagePort): void {
@@ -49,12 +58,44 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const toDevicePtr = Number(dp.raw.allocScratch(listBytes));
   let toUnderlay = new Uint16Array(dp.memory.buffer, toUnderlayPtr, dp.batch);
   let toDevice = new Uint16Array(dp.memory.buffer, toDevicePtr, dp.batch);
-  const ioStats: IoStats = { sendErrors: 0, writeErrors: 0, polls: 0 };
+  const ioStats: IoStats = { sendErrors: 0, writeErrors: 0, polls: 0, superframes: 0, refused: 0, groFrames: 0 };
+  // GRO output: every packet of a batch plus a header each fits.
+  const groCap = dp.batch * (dp.slotSize + 16);
+  const groOut = cfg.offloads ? Number(dp.raw.allocScratch(groCap)) : 0;
+  const groFrames = cfg.offloads ? Number(dp.raw.allocScratch(dp.batch * 8)) : 0;
   const fds = [cfg.tunFd, cfg.vxlanFd, cfg.ipipFd].filter((fd) => fd >= 0);
   const bitOf = (fd: number) => (fd < 0 ? 0 : 1 << fds.indexOf(fd));
+  // Offloads: one super-frame at a time lands in its own buffer and is
+  // segmented by WASM straight into the input slots.
+  const SUPER = 65536 + 64;
+  const superPtr = cfg.offloads ? Number(dp.raw.allocScratch(SUPER)) : 0;
+  if (cfg.offloads && dp.raw.offloadSetup() !== 0) throw new Error("no memory for offload buffers");
+  const memBase = io.slotAddress(0) - dp.slotBase;
+  const readSuperframes = (): number => {
+    let n = 0;
+    while (n < dp.batch) {
+      const r = libc.read(cfg.tunFd, memBase + superPtr, SUPER);
+      if (r <= 0) break; // EAGAIN (or EOF): batch done
+      let k = dp.raw.ingestSuperframe(superPtr, r, n);
+      if (k === 0) {
+        // Not enough slots left: run what we have, then start a new batch.
+        dp.processPod(n);
+        flush(n);
+        n = 0;
+        k = dp.raw.ingestSuperframe(superPtr, r, 0);
+      }
+      if (k < 0) {
+        ioStats.refused++;
+        continue;
+      }
+      ioStats.superframes++;
+      n += k;
+    }
+    return n;
+  };
   // Each readable source: how to read a batch from it and which stage takes it.
   const sources = [
-    { bit: bitOf(cfg.tunFd), read: () => io.readTun(cfg.tunFd, dp.batch), process: (n: number) => dp.processPod(n) },
+    { bit: bitOf(cfg.tunFd), read: () => (cfg.offloads ? readSuperframes() : io.readTun(cfg.tunFd, dp.batch)), process: (n: number) => dp.processPod(n) },
     { bit: bitOf(cfg.vxlanFd), read: () => io.recvVxlan(cfg.vxlanFd, dp.batch), process: (n: number) => dp.processVxlan(n) },
     { bit: bitOf(cfg.ipipFd), read: () => io.recvIpip(cfg.ipipFd, dp.batch), process: (n: number) => dp.processIpip(n) },
   ].filter((s) => s.bit !== 0);
@@ -68,7 +109,22 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     const packed = dp.raw.collectVerdicts(n, toUnderlayPtr, toDevicePtr) >>> 0;
     const nu = packed & 0xffff, nd = packed >>> 16;
     if (nu) ioStats.sendErrors += io.sendRaw(cfg.sendFd, toUnderlay, nu).errors;
-    if (nd) ioStats.writeErrors += io.writeTun(cfg.tunFd, toDevice, nd).errors;
+    if (!nd) return;
+    if (cfg.offloads) {
+      // GRO: consecutive segments of a flow go to the kernel as one super-frame.
+      const frames = dp.raw.groDeviceBatch(n, groOut, groCap, groFrames);
+      if (frames >= 0) {
+        const dv = dp.dv;
+        for (let k = 0; k < frames; k++) {
+          const off = dv.getUint32(groFrames + k * 8, true), len = dv.getUint32(groFrames + k * 8 + 4, true);
+          if (libc.write(cfg.tunFd, memBase + groOut + off, len) < 0) ioStats.writeErrors++;
+        }
+        ioStats.groFrames += frames;
+        return;
+      }
+      dp.raw.prependVnetNone(n); // GRO refused the batch: one packet per write
+    }
+    ioStats.writeErrors += io.writeTun(cfg.tunFd, toDevice, nd).errors;
   };
 
   let lastStats = Date.now();
