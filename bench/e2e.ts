@@ -11,7 +11,7 @@ import { repoRoot } from "../src/dataplane/wasm.js";
 
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 
-interface Run { gbps: number; retransmits: number; cpuSeconds?: number }
+interface Run { gbps: number; retransmits: number; cpuSeconds?: number; udp64Kpps?: number; udp64LossPct?: number }
 
 function iperf(c: Cluster, seconds: number): Run {
   const server = c.spawnIn("pod3", ["iperf3", "-s", "-1", "-B", podIp(3)]);
@@ -20,6 +20,21 @@ function iperf(c: Cluster, seconds: number): Run {
     const out = c.exec("pod2", ["iperf3", "-c", podIp(3), "-t", String(seconds), "-J", "-O", "1"]);
     const j = JSON.parse(out);
     return { gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent.retransmits ?? 0 };
+  } finally {
+    if (server.exitCode === null) server.kill("SIGTERM");
+  }
+}
+
+/** 64-byte UDP, unlimited rate: packets per second that arrive, and the loss. */
+function iperfUdp64(c: Cluster, seconds: number): { kpps: number; lossPct: number } {
+  const server = c.spawnIn("pod3", ["iperf3", "-s", "-1", "-B", podIp(3), "-p", "5202"]);
+  execFileSync("sleep", ["0.5"]);
+  try {
+    const out = c.exec("pod2", ["iperf3", "-c", podIp(3), "-p", "5202", "-u", "-b", "0", "-l", "64", "-t", String(seconds), "-J"]);
+    const j = JSON.parse(out);
+    const sum = j.end.sum_received ?? j.end.sum;
+    const received = (sum.packets ?? 0) - (sum.lost_packets ?? 0);
+    return { kpps: received / seconds / 1e3, lossPct: sum.lost_percent ?? 0 };
   } finally {
     if (server.exitCode === null) server.kill("SIGTERM");
   }
@@ -52,6 +67,9 @@ export async function runE2eBench(seconds = 5) {
     kernelVxlan(c, 3, 2, "198.18.1.13", "198.18.0.12");
     if (!c.ping(2, podIp(3), 2).ok) throw new Error("kernel vxlan path does not work");
     const kernel = iperf(c, seconds);
+    const ku = iperfUdp64(c, Math.min(seconds, 3));
+    kernel.udp64Kpps = ku.kpps;
+    kernel.udp64LossPct = ku.lossPct;
     c.exec("w2", ["ip", "link", "del", "vxlan100"]);
     c.exec("w3", ["ip", "link", "del", "vxlan100"]);
     for (const n of [2, 3]) c.exec(`pod${n}`, ["ip", "route", "flush", "cache"]);
@@ -71,6 +89,9 @@ export async function runE2eBench(seconds = 5) {
         const t0 = cpuTicks(d2.pid!) + cpuTicks(d3.pid!);
         const r = iperf(c, seconds);
         r.cpuSeconds = (cpuTicks(d2.pid!) + cpuTicks(d3.pid!) - t0) / hz;
+        const u = iperfUdp64(c, Math.min(seconds, 3));
+        r.udp64Kpps = u.kpps;
+        r.udp64LossPct = u.lossPct;
         return r;
       } finally {
         await c.stopDaemon(d2);
@@ -105,6 +126,8 @@ if (isMain) {
   console.log(`  overlayd (vxlan)    ${r.overlayd.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.overlayd.retransmits}, ${r.overlayd.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
   console.log(`  overlayd + offloads ${r.overlaydOffloads.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.overlaydOffloads.retransmits}, ${r.overlaydOffloads.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
   console.log(`  ratio to the kernel: ${r.ratio.toFixed(3)}x without offloads, ${r.ratioOffloads.toFixed(3)}x with`);
+  const pps = (x: Run) => `${x.udp64Kpps?.toFixed(0)} kpps (loss ${x.udp64LossPct?.toFixed(1)}%)`;
+  console.log(`  64-byte UDP received: kernel ${pps(r.kernelVxlan)}, overlayd ${pps(r.overlayd)}, with offloads ${pps(r.overlaydOffloads)}`);
   console.log(`  overlayd CPU per Gbit: ${r.overlaydCpuSecondsPerGbit.toFixed(2)} CPU-s/Gbit without offloads, ${r.overlaydOffloadsCpuSecondsPerGbit.toFixed(2)} with`);
   const dir = resolve(repoRoot(), "bench", "results");
   mkdirSync(dir, { recursive: true });
