@@ -76,7 +76,13 @@ export const R_BAD_OFFSET: u16 = 22; // metadata off/len outside the slot
 export const R_ICMP_SUPPRESSED: u16 = 23; // an error about an ICMP error or a fragment: no ICMP sent (RFC 1812 4.3.2.7)
 export const R_LOOP: u16 = 24; // route points back into the tunnel the packet came from
 export const R_ICMP_RATE_LIMITED: u16 = 25; // an ICMP error was due but the token bucket was empty
-export const REASON_COUNT: u16 = 26;
+export const R_CT_FULL: u16 = 26; // a new flow needed tracking and the conntrack table is full
+export const R_NAT_NO_PORT: u16 = 27; // no free NAT port (or the translated tuple is taken)
+export const R_CT_INVALID: u16 = 28; // a TCP packet that cannot open a flow (SYN-ACK, FIN, RST first)
+export const R_NAT_FRAGMENT: u16 = 29; // a later fragment of NAT traffic (no userspace reassembly)
+export const R_NAT_NO_FLOW: u16 = 30; // steered to the node's NAT address/ports but matches no flow
+export const R_SVC_NO_BACKEND: u16 = 31; // a service without backends (answered with ICMP port unreachable)
+export const REASON_COUNT: u16 = 32;
 
 // Counter block: u64 values, indexed as below. Each *_BYTES counter directly
 // follows its *_PKTS counter (verdict.ts admit() relies on it).
@@ -98,7 +104,11 @@ export const C_REPLY_PKTS: u32 = 14;
 export const C_BATCHES: u32 = 15;
 export const C_VERDICT_BASE: u32 = 16; // VERDICT_COUNT counters
 export const C_DROP_BASE: u32 = 32; // REASON_COUNT counters, one per reason
-export const COUNTER_COUNT: u32 = 64;
+export const C_NAT_SNAT_NEW: u32 = 64; // flows masqueraded
+export const C_NAT_DNAT_NEW: u32 = 65; // service flows (DNAT, or DNAT + SNAT for hairpin/NodePort)
+export const C_NAT_TRANSLATED: u32 = 66; // packets rewritten by a flow
+export const C_NAT_ICMP_TRANSLATED: u32 = 67; // ICMP errors translated back, embedded header included
+export const COUNTER_COUNT: u32 = 80;
 
 // Next-hop kinds (route table values point at a next-hop record).
 export const NH_VXLAN: u8 = 1;

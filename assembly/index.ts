@@ -17,6 +17,8 @@ export { processPodBatch } from "./pipeline/forward";
 export { processVxlanBatch, processIpipBatch } from "./pipeline/decap";
 export { setNexthop, setPeer, clearPeer } from "./pipeline/peers";
 export { setClock, setIcmpRateLimit } from "./pipeline/state";
+export { natConfigure, natSetNow, natNow, translateIcmpError } from "./nat/stage";
+export { svcSetup, svcClear, svcSetBackend, svcAdd, svcCount } from "./nat/service";
 
 import { carve, regionsEnd } from "./layout";
 import {

@@ -71,7 +71,7 @@
 #define VERDICT_TO_DEVICE 3
 #define VERDICT_REPLY 4
 #define VERDICT_COUNT 5
-#define REASON_COUNT 26
+#define REASON_COUNT 32
 #define R_BAD_OFFSET 22
 #define C_RX_POD_PKTS 0
 #define C_RX_VXLAN_PKTS 2
@@ -79,7 +79,7 @@
 #define C_BATCHES 15
 #define C_VERDICT_BASE 16
 #define C_DROP_BASE 32
-#define COUNTER_COUNT 64
+#define COUNTER_COUNT 80
 #define NH_VXLAN 1
 #define NH_IPIP 2
 #define NH_DIRECT 3

@@ -632,7 +632,9 @@ export function natPortMax(): u32 { return portMax; }
  *  unique-tuple search: up to 128 consecutive candidates from a random
  *  offset, then 64, 32, 16 from fresh offsets (at most 240 probes; a range
  *  of <= 128 ports is searched whole). `seed` varies per call (e.g. a
- *  per-batch random from the control plane mixed with the packet's hash). */
+ *  per-batch random from the control plane mixed with the packet's hash).
+ *  ICMP (proto 1): `port` is the echo identifier, checked as the reply
+ *  tuple (proto, dst, nodeIp, id, 0); `dport` is ignored. */
 export function natAllocPort(proto: u32, nodeIp: u32, dst: u32, dport: u32, seed: u32): u32 {
   const size = portMax - portMin + 1;
   const k0 = key0(dst, nodeIp);
@@ -642,7 +644,9 @@ export function natAllocPort(proto: u32, nodeIp: u32, dst: u32, dport: u32, seed
   let i: u32 = 0;
   while (true) {
     const port = portMin + off;
-    if (nSlots == 0 || findSlot(k0, key1(proto, dport, port)) < 0) return port;
+    // ICMP echo keys hold the identifier as the "source port" both ways.
+    const k1 = proto == 1 ? key1(proto, port, 0) : key1(proto, dport, port);
+    if (nSlots == 0 || findSlot(k0, k1) < 0) return port;
     off++;
     if (off == size) off = 0;
     if (++i != attempts) continue;

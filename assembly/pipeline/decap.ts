@@ -6,22 +6,23 @@
 import { ld8 } from "../wire/bytes";
 import { ethDst, ethType, ETHERTYPE_IPV4, ETH_HDR_LEN } from "../wire/ethernet";
 import {
-  checkIpv4Forwardable, ipDst, ipHeaderLen, ipSetTos, ipSrc, ipTos, ipTotalLen, ECN_CE, ECN_ECT0, ECN_ECT1,
+  checkIpv4Forwardable, ipDecTtl, ipDst, ipHeaderLen, ipSetTos, ipTtl, ipSrc, ipTos, ipTotalLen, ECN_CE, ECN_ECT0, ECN_ECT1,
   ECN_NOT_ECT, IP_TOS,
 } from "../wire/ipv4";
 import { checkIpip } from "../wire/ipip";
 import { checkVxlan, vxlanVni, VXLAN_HDR_LEN } from "../wire/vxlan";
 import {
-  C_BATCHES, C_RX_IPIP_PKTS, C_RX_VXLAN_PKTS, META_ADDR, META_LEN,
+  C_BATCHES, C_RX_IPIP_PKTS, C_RX_VXLAN_PKTS, C_TX_DIRECT_BYTES, C_TX_DIRECT_PKTS, META_ADDR, META_LEN,
   META_OFF, META_PEER, META_TOS, NH_DIRECT, NH_IPIP, NH_VXLAN, R_BAD_ETHERTYPE, R_DST_MAC_MISMATCH,
-  R_ECN_CE_NOT_ECT, R_NONE, R_NOT_LOCAL_UNDERLAY, R_SPOOFED_SOURCE, R_UNKNOWN_PEER, R_VXLAN_BAD_VNI,
+  R_ECN_CE_NOT_ECT, R_NONE, R_NOT_LOCAL_UNDERLAY, R_TTL_EXCEEDED, VERDICT_TX_DIRECT, R_SPOOFED_SOURCE, R_UNKNOWN_PEER, R_VXLAN_BAD_VNI,
 } from "../abi";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
 import { htFind, htValueAt } from "../tables/hash";
 import { batchMax, cfgUnderlay, cfgVni, cfgVtepMac, count, metaBase, peerAddrTable, slotBase, slotSize } from "./state";
 import { nhKind, nhPeer, peerValid } from "./peers";
 import { deliverIpv4 } from "./forward";
-import { admit, drop, metaPtr } from "./verdict";
+import { admit, drop, emit, metaPtr } from "./verdict";
+import { natNodeIp, natUnderlaySide, NAT_DONE, NAT_TRANSLATED } from "../nat/stage";
 
 /** RFC 6040 section 4.2 (Figure 4): the inner ECN field after
  *  decapsulation, or -1 when the packet must be dropped (outer CE on a
@@ -72,6 +73,23 @@ function deliverInner(m: usize, off: u32, p: usize, avail: u32, peer: u32, outer
   }
   if (<u32>ecn != (tos & 3)) ipSetTos(p, (tos & 0xfc) | <u32>ecn);
   store<u16>(m, <u16>peer, META_PEER);
+  // Answers of flows this node translated (services whose backend is on
+  // another node, hairpin and NodePort flows) are translated back here.
+  const nat = natUnderlaySide(m, p, len);
+  if (nat & NAT_DONE) return;
+  if ((nat & NAT_TRANSLATED) != 0 && ipSrc(p) == natNodeIp() && lpmLookup(ipDst(p)) == LPM_MISS) {
+    // A NodePort answer for a client outside the cluster: leaves as the
+    // node's own packet, through the node's stack.
+    if (ipTtl(p) <= 1) {
+      drop(m, R_TTL_EXCEEDED);
+      return;
+    }
+    ipDecTtl(p);
+    emit(m, VERDICT_TX_DIRECT, R_NONE, off, len, ipDst(p));
+    count(C_TX_DIRECT_PKTS);
+    count(C_TX_DIRECT_BYTES, len);
+    return;
+  }
   deliverIpv4(m, off, p, len);
 }
 

@@ -8,14 +8,14 @@ import { ld16 } from "../wire/bytes";
 import { checkEthernet, emitEthernet, ethDst, ethType, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR_LEN, macIsMulticast } from "../wire/ethernet";
 import { ARP_REPLY, ARP_REQUEST, arpOper, arpSha, arpSpa, arpTpa, checkArp, emitArp } from "../wire/arp";
 import {
-  checkIpv4Forwardable, ipDecTtl, ipDst, ipTotalLen, ipTtl, IP_FLAG_DF, IP_FRAG,
+  checkIpv4Forwardable, ipDecTtl, ipDst, ipSrc, ipTotalLen, ipTtl, IP_FLAG_DF, IP_FRAG,
 } from "../wire/ipv4";
 import { ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, UNREACH_FRAG_NEEDED, UNREACH_NET } from "../wire/icmp";
 import { VXLAN_OVERHEAD } from "../wire/vxlan";
 import { IPIP_OVERHEAD } from "../wire/ipip";
 import {
   C_BATCHES, C_RX_POD_PKTS, C_TO_DEVICE_BYTES, C_TO_DEVICE_PKTS, C_TX_DIRECT_BYTES, C_TX_DIRECT_PKTS,
-  META_HASH, META_LEN, META_OFF, META_PEER, MODE_TAP, NH_BLACKHOLE, NH_DIRECT, NH_IPIP, NH_LOCAL, NH_VXLAN,
+  META_HASH, META_LEN, META_OFF, META_PEER, META_VERDICT, MODE_TAP, NH_BLACKHOLE, NH_DIRECT, NH_IPIP, NH_LOCAL, NH_VXLAN,
   R_ARP_IGNORED, R_BAD_ETHERTYPE, R_BLACKHOLE, R_FRAG_NEEDED_NO_DF, R_MARTIAN, R_NONE,
   R_NO_FDB, R_NO_NEIGH, R_NO_ROUTE, R_TOO_BIG, R_TTL_EXCEEDED, R_UNKNOWN_PEER, VERDICT_REPLY, VERDICT_TO_DEVICE,
   VERDICT_TX_DIRECT,
@@ -30,6 +30,7 @@ import { encapIpip, encapVxlan } from "./encap";
 import { flowHash } from "./flow";
 import { replyIcmpError } from "./icmperr";
 import { admit, drop, emit, metaPtr } from "./verdict";
+import { natNodeIp, natPodSide, NAT_DONE, NAT_TRANSLATED, translateIcmpError } from "../nat/stage";
 
 /** Process `n` packets read from the pod-side device (slot i, metadata i,
  *  bytes at [off, off+len) of the slot). Every record gets a verdict.
@@ -80,10 +81,21 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
     return;
   }
   len = ipTotalLen(p); // ignore link-layer padding
+  // Connection tracking and NAT come before the route: a service address
+  // becomes a backend's, a masqueraded answer a pod's (nat/stage.ts).
+  const nat = natPodSide(m, slot, off, p, len);
+  if (nat & NAT_DONE) return;
+  const translated = (nat & NAT_TRANSLATED) != 0;
   const dst = ipDst(p);
   const nh = lpmLookup(dst);
   if (nh == LPM_MISS) {
+    if (translated && ipSrc(p) == natNodeIp()) {
+      // Masqueraded (or a NodePort answer): leaves as the node's own packet.
+      toHost(m, slot, off, p, len, translated);
+      return;
+    }
     replyIcmpError(m, slot, off, p, len, ICMP_DEST_UNREACH, UNREACH_NET, 0, R_NO_ROUTE);
+    if (translated) untranslateOwnError(m, slot);
     return;
   }
   const kind = nhKind(nh);
@@ -93,6 +105,7 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
   }
   if (ipTtl(p) <= 1) {
     replyIcmpError(m, slot, off, p, len, ICMP_TIME_EXCEEDED, 0, 0, R_TTL_EXCEEDED);
+    if (translated) untranslateOwnError(m, slot);
     return;
   }
   const hash = flowHash(p, len);
@@ -100,6 +113,7 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
   if (kind == NH_VXLAN) {
     if (len + VXLAN_OVERHEAD > cfgUnderlayMtu) {
       tooBig(m, slot, off, p, len, cfgUnderlayMtu - VXLAN_OVERHEAD);
+      if (translated) untranslateOwnError(m, slot);
       return;
     }
     const ns = htFind(neighTable, <u64>nhGateway(nh));
@@ -128,6 +142,7 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
     }
     if (len + IPIP_OVERHEAD > cfgUnderlayMtu) {
       tooBig(m, slot, off, p, len, cfgUnderlayMtu - IPIP_OVERHEAD);
+      if (translated) untranslateOwnError(m, slot);
       return;
     }
     ipDecTtl(p);
@@ -135,6 +150,7 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
   } else if (kind == NH_DIRECT) {
     if (len > cfgUnderlayMtu) {
       tooBig(m, slot, off, p, len, cfgUnderlayMtu);
+      if (translated) untranslateOwnError(m, slot);
       return;
     }
     ipDecTtl(p);
@@ -148,6 +164,41 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
   } else {
     drop(m, R_NO_ROUTE);
   }
+}
+
+/** A translated packet whose destination no route covers and whose source
+ *  is the node's address: hand it to the node's stack (raw socket, routed
+ *  by the kernel) like a router forwarding it: TTL and MTU checked. */
+function toHost(m: usize, slot: usize, off: u32, p: usize, len: u32, translated: bool): void {
+  if (ipTtl(p) <= 1) {
+    replyIcmpError(m, slot, off, p, len, ICMP_TIME_EXCEEDED, 0, 0, R_TTL_EXCEEDED);
+    if (translated) untranslateOwnError(m, slot);
+    return;
+  }
+  if (len > cfgUnderlayMtu) {
+    tooBig(m, slot, off, p, len, cfgUnderlayMtu);
+    if (translated) untranslateOwnError(m, slot);
+    return;
+  }
+  ipDecTtl(p);
+  emit(m, VERDICT_TX_DIRECT, R_NONE, off, len, ipDst(p));
+  count(C_TX_DIRECT_PKTS);
+  count(C_TX_DIRECT_BYTES, len);
+}
+
+/** An ICMP error we just built about a packet NAT had already translated
+ *  quotes the translated header; turn it into the error the sender can
+ *  match (its own addresses and ports), as the kernel's conntrack does for
+ *  locally generated errors. */
+function untranslateOwnError(m: usize, slot: usize): void {
+  if (load<u16>(m, META_VERDICT) != VERDICT_REPLY) return;
+  let q = slot + <usize>load<u32>(m, META_OFF);
+  let n = load<u32>(m, META_LEN);
+  if (cfgMode == MODE_TAP) {
+    q += ETH_HDR_LEN;
+    n -= ETH_HDR_LEN;
+  }
+  translateIcmpError(q, n);
 }
 
 /** DF set: ICMP fragmentation needed with the tunnel MTU; otherwise a

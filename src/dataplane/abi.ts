@@ -46,7 +46,13 @@ export const R_BAD_OFFSET = 22; // metadata off/len outside the slot
 export const R_ICMP_SUPPRESSED = 23; // an error about an ICMP error or a fragment: no ICMP sent (RFC 1812 4.3.2.7)
 export const R_LOOP = 24; // route points back into the tunnel the packet came from
 export const R_ICMP_RATE_LIMITED = 25; // an ICMP error was due but the token bucket was empty
-export const REASON_COUNT = 26;
+export const R_CT_FULL = 26; // a new flow needed tracking and the conntrack table is full
+export const R_NAT_NO_PORT = 27; // no free NAT port (or the translated tuple is taken)
+export const R_CT_INVALID = 28; // a TCP packet that cannot open a flow (SYN-ACK, FIN, RST first)
+export const R_NAT_FRAGMENT = 29; // a later fragment of NAT traffic (no userspace reassembly)
+export const R_NAT_NO_FLOW = 30; // steered to the node's NAT address/ports but matches no flow
+export const R_SVC_NO_BACKEND = 31; // a service without backends (answered with ICMP port unreachable)
+export const REASON_COUNT = 32;
 export const C_RX_POD_PKTS = 0;
 export const C_RX_POD_BYTES = 1;
 export const C_RX_VXLAN_PKTS = 2;
@@ -65,7 +71,11 @@ export const C_REPLY_PKTS = 14;
 export const C_BATCHES = 15;
 export const C_VERDICT_BASE = 16; // VERDICT_COUNT counters
 export const C_DROP_BASE = 32; // REASON_COUNT counters, one per reason
-export const COUNTER_COUNT = 64;
+export const C_NAT_SNAT_NEW = 64; // flows masqueraded
+export const C_NAT_DNAT_NEW = 65; // service flows (DNAT, or DNAT + SNAT for hairpin/NodePort)
+export const C_NAT_TRANSLATED = 66; // packets rewritten by a flow
+export const C_NAT_ICMP_TRANSLATED = 67; // ICMP errors translated back, embedded header included
+export const COUNTER_COUNT = 80;
 export const NH_VXLAN = 1;
 export const NH_IPIP = 2;
 export const NH_DIRECT = 3;
@@ -88,7 +98,8 @@ export const REASON_NAMES = [
   "none", "truncated", "bad_ip_header", "bad_ip_checksum", "ttl_exceeded", "no_route", "blackhole", "no_neigh",
   "no_fdb", "too_big", "frag_needed_no_df", "vxlan_bad_flags", "vxlan_bad_vni", "unknown_peer", "spoofed_source",
   "bad_ethertype", "dst_mac_mismatch", "ecn_ce_not_ect", "martian", "arp_ignored", "ipip_bad_proto",
-  "not_local_underlay", "bad_offset", "icmp_suppressed", "loop", "icmp_rate_limited",
+  "not_local_underlay", "bad_offset", "icmp_suppressed", "loop", "icmp_rate_limited", "ct_full", "nat_no_port",
+  "ct_invalid", "nat_fragment", "nat_no_flow", "svc_no_backend",
 ] as const;
 
 /** Named counters of the counter block (the rest are per verdict / per reason). */
@@ -101,4 +112,6 @@ export const COUNTER_NAMES: Record<string, number> = {
   tx_direct_packets: C_TX_DIRECT_PKTS, tx_direct_bytes: C_TX_DIRECT_BYTES,
   to_device_packets: C_TO_DEVICE_PKTS, to_device_bytes: C_TO_DEVICE_BYTES,
   reply_packets: C_REPLY_PKTS, batches: C_BATCHES,
+  nat_snat_flows: C_NAT_SNAT_NEW, nat_dnat_flows: C_NAT_DNAT_NEW,
+  nat_translated_packets: C_NAT_TRANSLATED, nat_icmp_translated: C_NAT_ICMP_TRANSLATED,
 };

@@ -46,6 +46,61 @@ export const NH_KIND = {
 } as const;
 export type NexthopKind = keyof typeof NH_KIND;
 
+export interface NatSetup {
+  /** Conntrack capacity (flows; both directions of a flow are one). */
+  maxFlows: number;
+  maxFrontends?: number;
+  maxBackends?: number;
+}
+
+export interface NatParams {
+  enabled: boolean;
+  masquerade: boolean;
+  /** Address masqueraded flows leave with and NodePorts answer on (host-order u32). */
+  nodeIp: number;
+  /** Service-SNAT address for hairpin and NodePort flows (routed into our device, on no interface). */
+  snatAddress?: number;
+  portRange?: [number, number];
+  seed?: number;
+}
+
+/** One service frontend: a ClusterIP:port or a NodePort (node address:port). */
+export interface ServiceFrontend {
+  protocol: "tcp" | "udp";
+  addr: number;
+  port: number;
+  /** A NodePort frontend: its flows are also source-translated. */
+  nodePort?: boolean;
+  backends: { addr: number; port: number }[];
+}
+
+export interface ConntrackStats {
+  entries: number;
+  capacity: number;
+  inserts: number;
+  deletes: number;
+  expired: number;
+  insertFailed: number;
+  clash: number;
+  invalid: number;
+  frontends: number;
+}
+
+export interface FlowTuple { src: number; dst: number; sport: number; dport: number }
+export interface FlowRecord {
+  proto: number;
+  orig: FlowTuple;
+  reply: FlowTuple;
+  nat: "none" | "snat" | "dnat" | "both";
+  /** TCP state (nf_conntrack numbering), 0 for other protocols. */
+  state: number;
+  /** CT_F_* bits: 1 used, 2 seen reply, 4 assured. */
+  flags: number;
+  expiresIn: number;
+}
+
+const NAT_KINDS = ["none", "snat", "dnat", "both"] as const;
+
 export class DataplaneError extends Error {
   constructor(what: string, public readonly status: number) {
     super(`${what} failed: ${statusName(status)} (${status})`);
@@ -128,6 +183,75 @@ export class Dataplane {
    *  0 per second = unlimited (the default of a fresh instance). */
   setIcmpRateLimit(perSecond: number, burst: number): void {
     this.raw.setIcmpRateLimit(perSecond >>> 0, burst >>> 0);
+  }
+
+  // --- NAT ----------------------------------------------------------------
+  /** Carve the conntrack table (`maxFlows`, 88 bytes each) and the service
+   *  table. Once per instance, before traffic. */
+  natSetup(o: NatSetup): void {
+    check("conntrack setup", this.raw.ctSetup(o.maxFlows));
+    check("service table setup", this.raw.svcSetup(o.maxFrontends ?? 4096, o.maxBackends ?? 65536));
+    this.natSized = true;
+  }
+  private natSized = false;
+
+  /** Switch the NAT stage on/off and set its addresses and port range. */
+  natConfigure(p: NatParams): void {
+    if (p.enabled && !this.natSized) throw new DataplaneError("NAT enabled before natSetup", abi.E_NOT_INIT);
+    const [lo, hi] = p.portRange ?? [61000, 65535];
+    check("NAT configure", this.raw.natConfigure(p.enabled ? 1 : 0, p.masquerade ? 1 : 0, p.nodeIp >>> 0,
+      (p.snatAddress ?? 0) >>> 0, lo, hi, (p.seed ?? (Math.random() * 0xffffffff) | 1) >>> 0));
+  }
+
+  /** The conntrack clock in seconds (the worker stamps each batch). */
+  setNow(sec: number): void {
+    this.raw.natSetNow(sec >>> 0);
+  }
+
+  /** Replace every service frontend (between batches; tracked flows keep
+   *  their backends). Throws when the table cannot hold them. */
+  setServices(frontends: ServiceFrontend[]): void {
+    this.raw.svcClear();
+    let next = 0;
+    for (const f of frontends) {
+      const first = next;
+      for (const b of f.backends) check(`backend ${next}`, this.raw.svcSetBackend(next++, b.addr >>> 0, b.port));
+      check(`service ${f.protocol}/${f.addr >>> 0}:${f.port}`, this.raw.svcAdd(f.protocol === "tcp" ? 6 : 17,
+        f.addr >>> 0, f.port, f.nodePort ? 1 : 0, first, f.backends.length));
+    }
+  }
+
+  /** Reap expired flows, looking at no more than `budget` records. */
+  ctExpire(nowSec: number, budget: number): number {
+    return this.raw.ctExpire(nowSec >>> 0, budget >>> 0);
+  }
+
+  conntrackStats(): ConntrackStats {
+    const st = (i: number) => Number(this.raw.ctStat(i));
+    return {
+      entries: this.raw.ctCount(), capacity: this.raw.ctCapacity(), inserts: st(0), deletes: st(1), expired: st(2),
+      insertFailed: st(3), clash: st(4), invalid: st(5), frontends: this.raw.svcCount(),
+    };
+  }
+
+  /** Up to `limit` tracked flows, as `conntrack -L` would list them. */
+  conntrackDump(nowSec: number, limit = 10_000): FlowRecord[] {
+    const out: FlowRecord[] = [];
+    const dv = this.dv;
+    for (let f = this.raw.ctEntryAt(0); f >= 0 && out.length < limit; f = this.raw.ctEntryAt(f + 1)) {
+      const r = Number(this.raw.ctFlowPtr(f));
+      if (r === 0) continue;
+      const tuple = (o: number) => ({
+        src: dv.getUint32(r + o, true), dst: dv.getUint32(r + o + 4, true),
+        sport: dv.getUint16(r + o + 8, true), dport: dv.getUint16(r + o + 10, true),
+      });
+      const deadline = dv.getUint32(r + 32, true);
+      out.push({
+        orig: tuple(0), reply: tuple(12), proto: dv.getUint8(r + 24), nat: NAT_KINDS[dv.getUint8(r + 25)] ?? "none",
+        state: dv.getUint8(r + 26), flags: dv.getUint8(r + 27), expiresIn: ((deadline - nowSec) | 0),
+      });
+    }
+    return out;
   }
 
   // --- tables ------------------------------------------------------------
