@@ -1,0 +1,573 @@
+// NodeNat (src/daemon/natsetup.ts): the policy routes, tc steering, reserved
+// ports and service routes that bring NAT traffic into the overlay device,
+// checked first as text (what `ip rule`, `ip route`, `tc filter`, sysctl
+// show), then by packets in a namespace network:
+//
+//   peer (198.18.0.1/24, "outside") --eth0-- node (198.18.0.11/24, wo0 tun) --veth-pod-- pod (198.19.1.10/24)
+//
+// wo0 is held open by test/helpers/tun-dump.ts, standing in for the data path.
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  formatPortList,
+  MIRRORED_ICMP_TYPES,
+  NodeNat,
+  parsePortList,
+  portRangeBlocks,
+  steeringFilters,
+  validateNatPlan,
+  type NatPlan,
+} from "../src/daemon/natsetup.js";
+import { createTopology, skipUnlessRoot, type Child, type Namespace, type Topology } from "./helpers/netns.js";
+
+describe("portRangeBlocks", () => {
+  it("splits the default SNAT range 61000-65535 into six aligned blocks", () => {
+    expect(portRangeBlocks(61000, 65535)).toEqual([
+      { value: 61000, mask: 0xfff8 },
+      { value: 61008, mask: 0xfff0 },
+      { value: 61024, mask: 0xffe0 },
+      { value: 61056, mask: 0xff80 },
+      { value: 61184, mask: 0xff00 },
+      { value: 61440, mask: 0xf000 },
+    ]);
+  });
+
+  it("handles a single port, the full range and the edges", () => {
+    expect(portRangeBlocks(30080, 30080)).toEqual([{ value: 30080, mask: 0xffff }]);
+    expect(portRangeBlocks(0, 65535)).toEqual([{ value: 0, mask: 0 }]);
+    expect(portRangeBlocks(65535, 65535)).toEqual([{ value: 65535, mask: 0xffff }]);
+    expect(portRangeBlocks(1, 65534)).toHaveLength(30);
+  });
+
+  it("refuses empty, reversed and out-of-range ranges", () => {
+    expect(() => portRangeBlocks(5, 4)).toThrow(RangeError);
+    expect(() => portRangeBlocks(-1, 4)).toThrow(RangeError);
+    expect(() => portRangeBlocks(1, 65536)).toThrow(RangeError);
+    expect(() => portRangeBlocks(1.5, 4)).toThrow(RangeError);
+  });
+
+  it("covers exactly [min, max] with disjoint, ascending, aligned blocks, at most 30 (fast-check)", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 65535 }), fc.integer({ min: 0, max: 65535 }), (a, b) => {
+        const [min, max] = a <= b ? [a, b] : [b, a];
+        const blocks = portRangeBlocks(min, max);
+        expect(blocks.length).toBeLessThanOrEqual(30);
+        let next = min;
+        for (const { value, mask } of blocks) {
+          const size = 0x10000 - mask;
+          expect(value & ~mask & 0xffff).toBe(0); // aligned: the mask's zero bits are zero in value
+          expect(mask & 0xffff).toBe(mask);
+          expect(value).toBe(next); // ascending, no gap, no overlap
+          next = value + size;
+        }
+        expect(next).toBe(max + 1);
+        // and every port of a few samples agrees with a plain range test
+        for (const p of [min, max, min - 1, max + 1, (min + max) >> 1]) {
+          if (p < 0 || p > 65535) continue;
+          expect(blocks.some((blk) => (p & blk.mask) === blk.value)).toBe(p >= min && p <= max);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe("reserved-port lists", () => {
+  it("parse and format the kernel's comma-separated ranges, collapsing and sorting", () => {
+    expect(formatPortList(parsePortList(""))).toBe("");
+    expect(formatPortList(parsePortList("61000-65535,30080, 5555"))).toBe("5555,30080,61000-65535");
+    expect(formatPortList(parsePortList("10-12,13,14-20"))).toBe("10-20");
+    expect(() => parsePortList("70000")).toThrow(/cannot parse "70000"/);
+    expect(() => parsePortList("9-3")).toThrow(/cannot parse/);
+  });
+});
+
+const PLAN: NatPlan = {
+  device: "wo0",
+  underlayDevice: "eth0",
+  underlayAddress: "198.18.0.11",
+  podCIDR: "198.19.1.0/24",
+  snatAddress: "198.19.1.254",
+  portMin: 61000,
+  portMax: 65535,
+  masquerade: true,
+  nodePorts: [
+    { port: 30080, protocol: "tcp" },
+    { port: 30053, protocol: "udp" },
+  ],
+  clusterIPs: ["198.18.96.10", "198.18.96.11"],
+  table: 4789,
+  rulePref: 4789,
+};
+
+describe("steeringFilters and validateNatPlan", () => {
+  it("one filter per range block and protocol, one per NodePort, one per mirrored ICMP type", () => {
+    const keys = steeringFilters(PLAN).map((f) => f.key);
+    expect(keys).toHaveLength(6 * 2 + 2 + MIRRORED_ICMP_TYPES.length);
+    expect(keys).toContain("tcp 61000/0xfff8");
+    expect(keys).toContain("udp 61440/0xf000");
+    expect(keys).toContain("tcp 30080");
+    expect(keys).toContain("udp 30053");
+    expect(keys.filter((k) => k.startsWith("icmp"))).toEqual(["icmp type 0", "icmp type 3", "icmp type 11", "icmp type 12"]);
+    const np = steeringFilters(PLAN).find((f) => f.key === "tcp 30080")!.args.join(" ");
+    // IHL = 5 and no fragments, so `match ip dport` (offset 20) really is the port
+    expect(np).toContain("match u8 5 0x0f at 0");
+    expect(np).toContain("match u16 0 0x3fff at 6");
+    expect(np).toContain("match ip dst 198.18.0.11/32 match ip protocol 6 0xff");
+    expect(np).toMatch(/match ip dport 30080 0xffff action mirred egress redirect dev wo0$/);
+    expect(steeringFilters(PLAN).find((f) => f.key === "icmp type 3")!.args.join(" ")).toMatch(/match u8 3 0xff at 20 action mirred egress mirror dev wo0$/);
+  });
+
+  it("names the bad field", () => {
+    expect(() => validateNatPlan({ ...PLAN, podCIDR: "198.19.1.1/24" })).toThrow(/podCIDR/);
+    expect(() => validateNatPlan({ ...PLAN, snatAddress: "198.19.1" })).toThrow(/snatAddress/);
+    expect(() => validateNatPlan({ ...PLAN, clusterIPs: ["x"] })).toThrow(/clusterIPs\[0\]/);
+    expect(() => validateNatPlan({ ...PLAN, portMin: 65000, portMax: 64000 })).toThrow(/portMin\/portMax/);
+    expect(() => validateNatPlan({ ...PLAN, nodePorts: [{ port: 62000, protocol: "tcp" }] })).toThrow(/nodePorts\[0\]\.port: 62000 lies inside the SNAT port range/);
+    expect(() => validateNatPlan({ ...PLAN, table: 254 })).toThrow(/table/);
+    expect(() => validateNatPlan({ ...PLAN, rulePref: 32765 })).toThrow(/rulePref/);
+    expect(() => validateNatPlan(PLAN)).not.toThrow();
+  });
+});
+
+// --- in namespaces -------------------------------------------------------------
+
+interface Ip4 {
+  src: string;
+  dst: string;
+  proto: number;
+  sport: number;
+  dport: number;
+  icmpType: number;
+  ipCsumOk: boolean;
+  l4CsumOk: boolean;
+  len: number;
+}
+
+function csum(b: Buffer, init = 0): number {
+  let s = init;
+  for (let i = 0; i < b.length; i += 2) s += (b[i] << 8) | (i + 1 < b.length ? b[i + 1] : 0);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return s;
+}
+
+function parseIp4(hex: string): Ip4 | undefined {
+  const b = Buffer.from(hex, "hex");
+  if (b.length < 20 || b[0] >> 4 !== 4) return undefined;
+  const ihl = (b[0] & 15) * 4;
+  const total = b.readUInt16BE(2);
+  const l4 = b.subarray(ihl, total);
+  const a = (o: number) => `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
+  const pseudo = csum(Buffer.concat([b.subarray(12, 20), Buffer.from([0, b[9], l4.length >> 8, l4.length & 255])]));
+  const l4Ok = b[9] === 1 ? csum(l4) === 0xffff : b[9] === 17 && l4.readUInt16BE(6) === 0 ? true : csum(l4, pseudo) === 0xffff;
+  return {
+    src: a(12),
+    dst: a(16),
+    proto: b[9],
+    sport: b[9] === 1 ? 0 : l4.readUInt16BE(0),
+    dport: b[9] === 1 ? 0 : l4.readUInt16BE(2),
+    icmpType: b[9] === 1 ? l4[0] : -1,
+    ipCsumOk: csum(b.subarray(0, ihl)) === 0xffff,
+    l4CsumOk: l4Ok,
+    len: total,
+  };
+}
+
+/** A UDP packet from src:sport to dst:dport with correct checksums, as hex. */
+function udpPacket(src: string, dst: string, sport: number, dport: number, payload: Buffer): string {
+  const ip = (s: string) => Buffer.from(s.split(".").map(Number));
+  const udp = Buffer.concat([Buffer.alloc(8), payload]);
+  udp.writeUInt16BE(sport, 0);
+  udp.writeUInt16BE(dport, 2);
+  udp.writeUInt16BE(udp.length, 4);
+  const pseudo = csum(Buffer.concat([ip(src), ip(dst), Buffer.from([0, 17, udp.length >> 8, udp.length & 255])]));
+  udp.writeUInt16BE(~csum(udp, pseudo) & 0xffff || 0xffff, 6);
+  const h = Buffer.alloc(20);
+  h[0] = 0x45;
+  h.writeUInt16BE(20 + udp.length, 2);
+  h[8] = 64;
+  h[9] = 17;
+  ip(src).copy(h, 12);
+  ip(dst).copy(h, 16);
+  h.writeUInt16BE(~csum(h) & 0xffff, 10);
+  return Buffer.concat([h, udp]).toString("hex");
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const UDP_SEND = `
+import socket, sys
+src, dst, port, n, seg = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((src, 0))
+if seg: s.setsockopt(socket.IPPROTO_UDP, 103, seg)  # UDP_SEGMENT: one GSO super-packet
+s.sendto(bytes(range(256)) * (n // 256) + bytes(n % 256), (dst, port))
+`;
+
+const UDP_RECV = `
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+while True:
+    d, a = s.recvfrom(65535)
+    print("got", a[0], a[1], len(d), flush=True)
+`;
+
+const skip = skipUnlessRoot();
+
+describe.skipIf(skip !== null)("NodeNat on a node in namespaces", () => {
+  let topo: Topology;
+  let node: Namespace, peer: Namespace, pod: Namespace;
+  let tun: Child;
+  let lines = 0;
+  const log: string[][] = [];
+  const run = (argv: string[]) => {
+    log.push(argv);
+    return node.exec(argv);
+  };
+  const nat = new NodeNat(run);
+  let rulesBefore = "";
+  const RESERVED_BEFORE = "5555,30080"; // 30080 was reserved before us and must stay after teardown
+
+  const reserved = () => node.exec(["sysctl", "-n", "net.ipv4.ip_local_reserved_ports"]).trim();
+  const tcFilters = () => node.exec(["tc", "filter", "show", "dev", "eth0", "ingress"]);
+
+  function startTun(vnet = false): Promise<string> {
+    tun = node.spawn(["node", "--import", "tsx", "test/helpers/tun-dump.ts", "wo0", ...(vnet ? ["--vnet"] : [])], { cwd: process.cwd() });
+    lines = 0;
+    return tun.waitForLine((l) => l.includes('"ready"'), 20_000);
+  }
+
+  /** Packets the tun has read since the last mark(). */
+  function tunPackets(): { ip: Ip4; vnet?: string }[] {
+    return tun
+      .stdout()
+      .split("\n")
+      .slice(lines, -1)
+      .map((l) => JSON.parse(l) as { pkt?: string; vnet?: string })
+      .filter((o) => o.pkt)
+      .map((o) => ({ ip: parseIp4(o.pkt!)!, vnet: o.vnet }))
+      .filter((p) => p.ip);
+  }
+  function mark(): void {
+    lines = tun.stdout().split("\n").length - 1;
+  }
+  async function waitTun(pred: (p: Ip4) => boolean, ms = 3000): Promise<{ ip: Ip4; vnet?: string }[]> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const hits = tunPackets().filter((p) => pred(p.ip));
+      if (hits.length || Date.now() > end) return hits;
+      await sleep(50);
+    }
+  }
+
+  beforeAll(async () => {
+    topo = createTopology("nat");
+    node = topo.ns("node");
+    peer = topo.ns("peer");
+    pod = topo.ns("pod");
+    topo.veth(node, "eth0", peer, "eth0", { aAddr: "198.18.0.11/24", bAddr: "198.18.0.1/24" });
+    topo.veth(pod, "eth0", node, "veth-pod", { aAddr: "198.19.1.10/24", bAddr: "198.19.1.1/24" });
+    pod.exec(["ip", "route", "add", "default", "via", "198.19.1.1"]);
+    // The node reaches "everything else" by a default route, as a real node does;
+    // inside this namespace it only leads to the peer namespace.
+    node.exec(["ip", "route", "add", "default", "via", "198.18.0.1", "dev", "eth0"]);
+    node.sysctl("net.ipv4.ip_forward", 1);
+    node.sysctl("net.ipv4.conf.all.rp_filter", 1);
+    node.sysctl("net.ipv4.conf.default.rp_filter", 1);
+    node.sysctl("net.ipv4.ip_local_reserved_ports", RESERVED_BEFORE);
+    await startTun();
+    // what the daemon does to its device
+    node.sysctl("net.ipv4.conf.wo0.rp_filter", 0);
+    node.sysctl("net.ipv4.conf.wo0.accept_local", 1);
+    rulesBefore = node.exec(["ip", "rule", "show"]);
+  }, 60_000);
+
+  afterAll(async () => {
+    try {
+      nat.teardown();
+    } catch {
+      // the namespaces go anyway
+    }
+    await topo?.cleanup();
+  });
+
+  it("refuses a service-SNAT address that is assigned to an interface (the pod gateway here)", () => {
+    expect(() => nat.apply({ ...PLAN, snatAddress: "198.19.1.1" })).toThrow(/snatAddress: 198\.19\.1\.1 is assigned to veth-pod/);
+    expect(nat.installed().rules).toEqual([]);
+  });
+
+  it("apply installs the rules, table route, service routes, reserved ports and tc filters the plan says", () => {
+    nat.apply(PLAN);
+    const rules = node.exec(["ip", "rule", "show"]);
+    expect(rules).toContain("4789:\tfrom 198.19.1.0/24 lookup main suppress_prefixlength 0");
+    expect(rules).toContain("4790:\tfrom 198.19.1.0/24 lookup 4789");
+    expect(node.exec(["ip", "route", "show", "table", "4789"]).trim()).toBe("default dev wo0 scope link");
+    const main = node.exec(["ip", "route", "show"]);
+    for (const a of ["198.18.96.10", "198.18.96.11", "198.19.1.254"]) expect(main).toContain(`${a} dev wo0 proto static scope link`);
+    expect(reserved()).toBe("5555,30053,30080,61000-65535");
+
+    expect(node.exec(["tc", "qdisc", "show", "dev", "eth0"])).toMatch(/qdisc clsact ffff:/);
+    const f = tcFilters();
+    expect(f).toContain("pref 4789 u32");
+    expect(f).not.toContain("pref 4790");
+    const entries = f.split(/\n(?=filter )/).filter((e) => e.includes("fh 8") && e.includes("::"));
+    expect(entries).toHaveLength(6 * 2 + 2 + 4);
+    for (const e of entries) {
+      expect(e).toContain("match c612000b/ffffffff at 16"); // dst 198.18.0.11/32
+      expect(e).toContain("match 05000000/0f000000 at 0"); // IHL 5
+    }
+    const redirects = entries.filter((e) => e.includes("mirred (Egress Redirect to device wo0) stolen"));
+    const mirrors = entries.filter((e) => e.includes("mirred (Egress Mirror to device wo0) pipe"));
+    expect(redirects).toHaveLength(14);
+    expect(mirrors).toHaveLength(4);
+    expect(redirects.filter((e) => e.includes("match 00060000/00ff0000 at 8") && e.includes("match 0000ee48/0000fff8 at 20"))).toHaveLength(1); // tcp 61000/13
+    expect(redirects.filter((e) => e.includes("match 00110000/00ff0000 at 8") && e.includes("match 0000f000/0000f000 at 20"))).toHaveLength(1); // udp 61440/4
+    expect(redirects.filter((e) => e.includes("match 00060000/00ff0000 at 8") && e.includes("match 00007580/0000ffff at 20"))).toHaveLength(1); // tcp 30080
+    expect(redirects.filter((e) => e.includes("match 00110000/00ff0000 at 8") && e.includes("match 00007565/0000ffff at 20"))).toHaveLength(1); // udp 30053
+    for (const t of [0, 3, 11, 12]) {
+      const hex = t.toString(16).padStart(2, "0");
+      expect(mirrors.filter((e) => e.includes("match 00010000/00ff0000 at 8") && e.includes(`match ${hex}000000/ff000000 at 20`))).toHaveLength(1);
+    }
+  });
+
+  it("a second apply of the same plan runs no command that changes anything", () => {
+    log.length = 0;
+    nat.apply(PLAN);
+    const changing = log.filter((a) => a.some((w) => ["add", "del", "replace", "-qw", "-w"].includes(w)));
+    expect(changing).toEqual([]);
+  });
+
+  it("a changed plan is applied as a diff: routes and reserved ports per item, tc filters swapped make-before-break", () => {
+    log.length = 0;
+    const plan2: NatPlan = {
+      ...PLAN,
+      nodePorts: [
+        { port: 30080, protocol: "tcp" },
+        { port: 30081, protocol: "udp" },
+      ],
+      clusterIPs: ["198.18.96.11", "198.18.96.12"],
+    };
+    nat.apply(plan2);
+    const main = node.exec(["ip", "route", "show"]);
+    expect(main).not.toContain("198.18.96.10 ");
+    expect(main).toContain("198.18.96.11 dev wo0");
+    expect(main).toContain("198.18.96.12 dev wo0");
+    const cmds = log.map((a) => a.join(" "));
+    expect(cmds).toContain("ip route del 198.18.96.10/32 dev wo0 table main");
+    expect(cmds).toContain("ip route replace 198.18.96.12/32 dev wo0 table main proto static");
+    expect(cmds.filter((c) => c.startsWith("ip route replace 198.18.96.11"))).toEqual([]); // unchanged: untouched
+    expect(cmds.filter((c) => c.startsWith("ip rule"))).toEqual(cmds.filter((c) => c.startsWith("ip rule show"))); // rules untouched
+    expect(reserved()).toBe("5555,30080-30081,61000-65535"); // the kernel collapses ranges too
+    const f = tcFilters();
+    expect(f).toContain("pref 4790 u32");
+    expect(f).not.toContain("pref 4789 ");
+    expect(f).toContain("match 00007581/0000ffff at 20"); // udp 30081
+    expect(f).not.toContain("match 00007565/0000ffff at 20"); // udp 30053 gone
+    // the new set went in before the old one was deleted
+    const firstAdd = cmds.findIndex((c) => c.startsWith("tc filter add") && c.includes("pref 4790"));
+    const oldDel = cmds.findIndex((c) => c.startsWith("tc filter del") && c.includes("pref 4789"));
+    expect(firstAdd).toBeGreaterThanOrEqual(0);
+    expect(oldDel).toBeGreaterThan(firstAdd);
+    expect(nat.installed().tc?.filters).toContain("udp 30081");
+  });
+
+  it("steers UDP to the SNAT range and NodePorts into wo0 with complete checksums; other ports reach the node's sockets", async () => {
+    const server = node.spawn(["python3", "-u", "-c", UDP_RECV, "198.18.0.11", "5000"]);
+    await server.waitForLine((l) => l === "ready");
+    mark();
+    peer.exec(["python3", "-c", UDP_SEND, "198.18.0.1", "198.18.0.11", "61500", "100", "0"]);
+    peer.exec(["python3", "-c", UDP_SEND, "198.18.0.1", "198.18.0.11", "30081", "200", "0"]);
+    peer.exec(["python3", "-c", UDP_SEND, "198.18.0.1", "198.18.0.11", "5000", "300", "0"]);
+    const snat = await waitTun((p) => p.proto === 17 && p.dport === 61500);
+    const np = await waitTun((p) => p.proto === 17 && p.dport === 30081);
+    await server.waitForLine((l) => l.startsWith("got"));
+    await sleep(200);
+    expect(snat).toHaveLength(1);
+    expect(snat[0].ip).toMatchObject({ src: "198.18.0.1", dst: "198.18.0.11", len: 128, ipCsumOk: true, l4CsumOk: true });
+    expect(np).toHaveLength(1);
+    expect(np[0].ip.l4CsumOk).toBe(true);
+    expect(server.stdout()).toContain("got 198.18.0.1");
+    expect(server.stdout()).not.toMatch(/got .* (100|200)$/m);
+    expect(tunPackets().filter((p) => p.ip.dport === 5000)).toEqual([]);
+  });
+
+  it("a UDP GSO super-packet redirected to the tun arrives segmented, each segment with a complete checksum", async () => {
+    mark();
+    peer.exec(["python3", "-c", UDP_SEND, "198.18.0.1", "198.18.0.11", "61501", "3000", "1000"]);
+    await waitTun((p) => p.dport === 61501);
+    await sleep(300);
+    const segs = tunPackets().filter((p) => p.ip.dport === 61501);
+    expect(segs.map((p) => p.ip.len)).toEqual([1028, 1028, 1028]);
+    for (const s of segs) expect(s.ip.l4CsumOk).toBe(true);
+  });
+
+  it("steers a TCP SYN to the SNAT range (the node's stack never sees it, so it sends no RST)", async () => {
+    mark();
+    const cap = peer.spawn(["tcpdump", "-n", "-l", "-i", "eth0", "tcp and src host 198.18.0.11"]);
+    await sleep(500);
+    try {
+      peer.exec(["python3", "-c", "import socket; s=socket.socket(); s.settimeout(1)\ntry: s.connect(('198.18.0.11', 62000))\nexcept Exception as e: print(type(e).__name__)"]);
+    } catch {
+      // timeout is the point
+    }
+    const syn = await waitTun((p) => p.proto === 6 && p.dport === 62000);
+    expect(syn.length).toBeGreaterThanOrEqual(1);
+    expect(syn[0].ip.l4CsumOk).toBe(true);
+    cap.proc.kill("SIGINT");
+    await cap.exited;
+    expect(cap.stdout()).not.toContain("198.18.0.11.62000");
+  });
+
+  it("copies ICMP echo replies to wo0 while the node's own ping still works; echo requests to the node are not copied", async () => {
+    mark();
+    const out = node.exec(["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "198.18.0.1"]);
+    expect(out).toMatch(/2 received/);
+    const replies = await waitTun((p) => p.proto === 1 && p.icmpType === 0);
+    expect(replies.length).toBe(2);
+    expect(replies[0].ip).toMatchObject({ src: "198.18.0.1", dst: "198.18.0.11", ipCsumOk: true, l4CsumOk: true });
+    mark();
+    expect(peer.exec(["ping", "-n", "-c", "1", "-W", "2", "198.18.0.11"])).toMatch(/1 received/);
+    await sleep(200);
+    expect(tunPackets().filter((p) => p.ip.proto === 1)).toEqual([]);
+  });
+
+  it("copies ICMP errors (port unreachable) to wo0 and the node's socket still gets the error", async () => {
+    mark();
+    // A connected UDP socket on the node to a closed port on the peer: the peer's
+    // port unreachable reaches the socket (ECONNREFUSED) and a copy reaches wo0.
+    const r = node.exec([
+      "python3",
+      "-c",
+      "import socket,time; s=socket.socket(2,2); s.connect(('198.18.0.1', 9)); s.send(b'x'); time.sleep(0.3)\ntry: s.send(b'y'); s.recv(10); print('no error')\nexcept ConnectionRefusedError: print('refused')",
+    ]);
+    expect(r.trim()).toBe("refused");
+    const errs = await waitTun((p) => p.proto === 1 && p.icmpType === 3);
+    expect(errs.length).toBeGreaterThanOrEqual(1);
+    expect(errs[0].ip.src).toBe("198.18.0.1");
+  });
+
+  it("routes a pod's packet to an outside address (default route) and to a ClusterIP into wo0, but not pod -> node", async () => {
+    const server = node.spawn(["python3", "-u", "-c", UDP_RECV, "198.18.0.11", "5002"]);
+    await server.waitForLine((l) => l === "ready");
+    mark();
+    pod.exec(["python3", "-c", UDP_SEND, "198.19.1.10", "198.18.2.100", "9", "64", "0"]);
+    pod.exec(["python3", "-c", UDP_SEND, "198.19.1.10", "198.18.96.11", "80", "65", "0"]);
+    pod.exec(["python3", "-c", UDP_SEND, "198.19.1.10", "198.18.0.11", "5002", "66", "0"]);
+    const out = await waitTun((p) => p.dst === "198.18.2.100");
+    const svc = await waitTun((p) => p.dst === "198.18.96.11");
+    await server.waitForLine((l) => l.startsWith("got 198.19.1.10"));
+    await sleep(200);
+    expect(out).toHaveLength(1);
+    expect(out[0].ip).toMatchObject({ src: "198.19.1.10", proto: 17, dport: 9, ipCsumOk: true, l4CsumOk: true });
+    expect(svc).toHaveLength(1);
+    expect(tunPackets().filter((p) => p.ip.dst === "198.18.0.11")).toEqual([]);
+  });
+
+  it("pod -> a host on a connected (non-default) route is forwarded by the kernel untranslated, not into wo0", async () => {
+    const server = peer.spawn(["python3", "-u", "-c", UDP_RECV, "198.18.0.1", "5003"]);
+    await server.waitForLine((l) => l === "ready");
+    mark();
+    pod.exec(["python3", "-c", UDP_SEND, "198.19.1.10", "198.18.0.1", "5003", "67", "0"]);
+    await server.waitForLine((l) => l.startsWith("got"));
+    expect(server.stdout()).toContain("got 198.19.1.10");
+    expect(tunPackets().filter((p) => p.ip.dst === "198.18.0.1")).toEqual([]);
+  });
+
+  it("strict rp_filter accepts a de-NATed reply written into wo0 (outside source -> pod)", async () => {
+    const server = pod.spawn(["python3", "-u", "-c", UDP_RECV, "198.19.1.10", "7000"]);
+    await server.waitForLine((l) => l === "ready");
+    tun.proc.stdin!.write(JSON.stringify({ write: udpPacket("198.18.2.100", "198.19.1.10", 9, 7000, Buffer.from("reply")) }) + "\n");
+    await server.waitForLine((l) => l.startsWith("got"));
+    expect(server.stdout()).toContain("got 198.18.2.100 9 5");
+  });
+
+  it("re-points the filters when the device is recreated; with vnet headers the kernel hands over what it has", async () => {
+    tun.proc.kill("SIGTERM");
+    await tun.exited;
+    // wo0 is gone: the filters' mirred target shows as "*"
+    expect(tcFilters()).toContain("Egress Redirect to device *");
+    const ready = JSON.parse(await startTun(true)) as { ifindex: number };
+    expect(ready.ifindex).toBeGreaterThan(0);
+    nat.apply({ ...PLAN, nodePorts: [{ port: 30080, protocol: "tcp" }, { port: 30081, protocol: "udp" }], clusterIPs: ["198.18.96.11", "198.18.96.12"] });
+    expect(tcFilters()).not.toContain("device *");
+    expect(tcFilters()).toContain("pref 4789 u32");
+    // routes through the old device went with it; apply put them back
+    expect(node.exec(["ip", "route", "show", "table", "4789"]).trim()).toBe("default dev wo0 scope link");
+    mark();
+    peer.exec(["python3", "-c", UDP_SEND, "198.18.0.1", "198.18.0.11", "61502", "100", "0"]);
+    const got = await waitTun((p) => p.dport === 61502);
+    expect(got).toHaveLength(1);
+    const flags = parseInt(got[0].vnet!.slice(0, 2), 16);
+    // Either the checksum is complete, or the kernel says NEEDS_CSUM (1) and
+    // csum_start/offset point at the UDP checksum (20 + 6).
+    if (flags & 1) {
+      const v = Buffer.from(got[0].vnet!, "hex");
+      expect(v.readUInt16LE(6)).toBe(20);
+      expect(v.readUInt16LE(8)).toBe(6);
+    } else {
+      expect(got[0].ip.l4CsumOk).toBe(true);
+    }
+    console.log(`vnet header of a UDP datagram redirected from veth ingress: ${got[0].vnet} (flags ${flags}, checksum ${got[0].ip.l4CsumOk ? "complete" : "partial"})`);
+  });
+
+  it("teardown restores rules, routes, reserved ports and removes the qdisc it created; twice is fine", async () => {
+    nat.teardown();
+    expect(node.exec(["ip", "rule", "show"])).toBe(rulesBefore);
+    let table = "";
+    try {
+      table = node.exec(["ip", "route", "show", "table", "4789"]);
+    } catch (e) {
+      expect(String(e)).toMatch(/FIB table does not exist/);
+    }
+    expect(table.trim()).toBe("");
+    expect(node.exec(["ip", "route", "show"])).not.toMatch(/198\.18\.96\.|198\.19\.1\.254/);
+    expect(reserved()).toBe(RESERVED_BEFORE);
+    expect(node.exec(["tc", "qdisc", "show", "dev", "eth0"])).not.toContain("clsact");
+    expect(nat.installed()).toEqual({ rules: [], tableRoute: undefined, routes: [], tc: undefined, reservedPortsAdded: "" });
+    expect(() => nat.teardown()).not.toThrow();
+
+    // Control: without the rules, strict rp_filter drops the same reply.
+    const server = pod.spawn(["python3", "-u", "-c", UDP_RECV, "198.19.1.10", "7001"]);
+    await server.waitForLine((l) => l === "ready");
+    tun.proc.stdin!.write(JSON.stringify({ write: udpPacket("198.18.2.100", "198.19.1.10", 9, 7001, Buffer.from("reply")) }) + "\n");
+    await sleep(500);
+    expect(server.stdout()).not.toContain("got");
+  });
+
+  it("leaves a clsact qdisc it found, and other filters on it, in place", () => {
+    node.exec(["tc", "qdisc", "add", "dev", "eth0", "clsact"]);
+    try {
+      node.exec(["tc", "filter", "add", "dev", "eth0", "ingress", "pref", "100", "protocol", "ip", "u32", "match", "ip", "dst", "198.18.0.99/32", "flowid", "ffff:1"]);
+      const other = new NodeNat((a) => node.exec(a));
+      other.apply(PLAN);
+      expect(other.installed().tc?.createdQdisc).toBe(false);
+      other.teardown();
+      expect(node.exec(["tc", "qdisc", "show", "dev", "eth0"])).toContain("clsact");
+      const f = tcFilters();
+      expect(f).toContain("pref 100 u32");
+      expect(f).not.toMatch(/pref 47(89|90)/);
+      expect(reserved()).toBe(RESERVED_BEFORE);
+    } finally {
+      node.exec(["tc", "qdisc", "del", "dev", "eth0", "clsact"]);
+    }
+  });
+
+  it("teardown after the devices are gone does not throw; a failing command is named with its stderr", async () => {
+    const n2 = new NodeNat((a) => node.exec(a));
+    n2.apply(PLAN);
+    tun.proc.kill("SIGTERM");
+    await tun.exited;
+    expect(() => n2.teardown()).not.toThrow();
+    expect(node.exec(["ip", "rule", "show"])).toBe(rulesBefore);
+    expect(reserved()).toBe(RESERVED_BEFORE);
+    expect(node.exec(["tc", "qdisc", "show", "dev", "eth0"])).not.toContain("clsact");
+    // wo0 is gone now: apply fails, naming the command
+    const n3 = new NodeNat((a) => node.exec(a));
+    expect(() => n3.apply(PLAN)).toThrow(/ip -o link show dev wo0.*Device "wo0" does not exist/);
+    n3.teardown();
+    expect(node.exec(["ip", "rule", "show"])).toBe(rulesBefore);
+    expect(reserved()).toBe(RESERVED_BEFORE);
+  });
+});
