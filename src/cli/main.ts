@@ -7,6 +7,7 @@ import { get as httpGet } from "node:http";
 import { parseListen, u32ToIp } from "../config/net.js";
 import { createLogger } from "../control/log.js";
 import { Daemon } from "../daemon/daemon.js";
+import { formatConntrack, type FlowInfo } from "../control/conntrack.js";
 
 const program = new Command();
 program
@@ -74,7 +75,7 @@ program
     for (const p of d.peers) console.log(`  peer ${p.name.padEnd(12)} ${u32ToIp(p.underlay).padEnd(15)} ${p.encapsulation.padEnd(6)} ${p.reason}`);
   });
 
-const SHOW = ["status", "routes", "peers", "fdb", "neigh", "stats"] as const;
+const SHOW = ["status", "routes", "peers", "fdb", "neigh", "stats", "conntrack"] as const;
 program
   .command("show")
   .description("query the running daemon: " + SHOW.join(" | "))
@@ -130,6 +131,14 @@ function adminGet(admin: string, path: string): Promise<string> {
 }
 
 function printTable(what: string, body: unknown): void {
+  if (what === "conntrack") {
+    // Like `conntrack -L`: one line per flow, then the count on stderr.
+    const c = body as { flows: FlowInfo[]; stats?: { entries: number; capacity: number } };
+    const text = formatConntrack(c.flows);
+    if (text) process.stdout.write(text.endsWith("\n") ? text : text + "\n");
+    console.error(`overlayd: ${c.flows.length} flow entries have been shown${c.stats ? ` (${c.stats.entries} tracked, capacity ${c.stats.capacity})` : ""}.`);
+    return;
+  }
   if (what === "stats") {
     const s = body as { counters: Record<string, string>; io: Record<string, number> };
     for (const [k, v] of Object.entries(s.counters)) if (v !== "0") console.log(`${k.padEnd(28)} ${v}`);

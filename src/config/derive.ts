@@ -75,8 +75,36 @@ export interface KernelRoute {
   dev: "tunnel" | "underlay";
 }
 
+/** NAT as the data path and the node plumbing need it. */
+export interface DerivedNat {
+  enabled: boolean;
+  masquerade: boolean;
+  /** Masquerade source and NodePort address: the underlay address. */
+  nodeIp: number;
+  snatAddress: number;
+  portRange: [number, number];
+  maxFlows: number;
+  routeTable: number;
+  rulePriority: number;
+  /** Addresses the kernel must route into our device (ClusterIPs). */
+  clusterIPs: string[];
+  nodePorts: Array<{ port: number; protocol: "tcp" | "udp" }>;
+}
+
+/** One service frontend (ClusterIP:port, or node address:NodePort). */
+export interface DerivedFrontend {
+  service: string;
+  protocol: "tcp" | "udp";
+  addr: number;
+  port: number;
+  nodePort: boolean;
+  backends: Array<{ addr: number; port: number }>;
+}
+
 export interface DerivedTables {
   node: DerivedNode;
+  nat: DerivedNat;
+  services: DerivedFrontend[];
   peers: DerivedPeer[];
   nexthops: DerivedNexthop[];
   routes: DerivedRoute[];
@@ -184,9 +212,34 @@ export function deriveTables(config: Config): DerivedTables {
     }
   }
 
+  const services: DerivedFrontend[] = [];
+  for (const svc of config.services) {
+    for (const sp of svc.ports) {
+      const backends = svc.backends.map((b) => ({ addr: ipToU32(b), port: sp.targetPort }));
+      services.push({ service: svc.name, protocol: sp.protocol, addr: ipToU32(svc.clusterIP), port: sp.port, nodePort: false, backends });
+      if (sp.nodePort !== undefined) {
+        services.push({ service: svc.name, protocol: sp.protocol, addr: node.underlay, port: sp.nodePort, nodePort: true, backends });
+      }
+    }
+  }
+  const nat: DerivedNat = {
+    enabled: config.nat.enabled,
+    masquerade: config.nat.masquerade,
+    nodeIp: node.underlay,
+    snatAddress: ipToU32(config.nat.snatAddress),
+    portRange: [config.nat.portRange[0], config.nat.portRange[1]],
+    maxFlows: config.nat.conntrack.maxFlows,
+    routeTable: config.nat.routeTable,
+    rulePriority: config.nat.rulePriority,
+    clusterIPs: [...new Set(config.services.map((s) => s.clusterIP))],
+    nodePorts: config.services.flatMap((s) => s.ports.filter((p) => p.nodePort !== undefined).map((p) => ({ port: p.nodePort!, protocol: p.protocol }))),
+  };
+
   const vxlanPeers = peers.map((p, i) => ({ p, i })).filter(({ p }) => p.encapsulation === "vxlan");
   return {
     node,
+    nat,
+    services,
     peers,
     nexthops,
     routes,

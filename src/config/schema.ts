@@ -88,7 +88,7 @@ const metricsAt = z.string().superRefine((v, ctx) => {
 });
 
 /** Paths the admin API already answers (so admin.metrics may not take them). */
-export const ADMIN_PATHS = ["/", "/status", "/routes", "/peers", "/fdb", "/neigh", "/stats", "/reload"] as const;
+export const ADMIN_PATHS = ["/", "/status", "/routes", "/peers", "/fdb", "/neigh", "/stats", "/reload", "/conntrack"] as const;
 /** Path of the metrics endpoint when admin.metrics is host:port or left out. */
 export const DEFAULT_METRICS_PATH = "/metrics";
 
@@ -164,11 +164,53 @@ const RouteSchema = z.strictObject({
   via: z.string().min(1, "is empty"),
 });
 
+/** NAT (issue 4): masquerade for pods, DNAT for services. Active when
+ *  `masquerade` is on or any service is configured. */
+const NatSchema = z.strictObject({
+  /** Pod traffic to destinations no route covers leaves with the node's
+   *  underlay address (Hand CNI-3; flannel's --ip-masq, Calico's natOutgoing). */
+  masquerade: z.boolean().default(false),
+  /** Source ports (ICMP: identifiers) for translated flows; kept out of the
+   *  node's own ephemeral range and reserved with ip_local_reserved_ports. */
+  portRange: z.tuple([port, port]).default([61000, 65535]),
+  /** Source address of hairpin and NodePort flows: inside node.podCIDR,
+   *  assigned to no interface (the node routes it into our device).
+   *  Default: the pod CIDR's last address below broadcast (x.y.z.254 of a /24). */
+  snatAddress: ipv4.optional(),
+  conntrack: z.strictObject({
+    /** Flows tracked at most (88 bytes each); new flows beyond it are dropped and counted. */
+    maxFlows: intIn(1, 8_388_607).default(262_144),
+  }).prefault({}),
+  /** Policy routing that sends pod traffic leaving the cluster into our device. */
+  routeTable: intIn(1, 0xfffffffe).default(4789),
+  rulePriority: intIn(1, 32765).default(4789),
+}).prefault({});
+
+const ServicePortSchema = z.strictObject({
+  port,
+  protocol: z.enum(["tcp", "udp"]).default("tcp"),
+  /** The backends' port. Default: `port`. */
+  targetPort: port.optional(),
+  /** Also reachable at the node's underlay address on this port (from outside the cluster). */
+  nodePort: port.optional(),
+});
+
+const ServiceSchema = z.strictObject({
+  name,
+  /** The virtual address clients use (routed into our device on this node). */
+  clusterIP: unicastIpv4,
+  ports: z.array(ServicePortSchema).min(1, "needs at least one port"),
+  /** Backend pod addresses, here or on other nodes; each new flow picks one at random. */
+  backends: z.array(unicastIpv4).default([]),
+});
+
 const ConfigShape = z.strictObject({
   node: NodeSchema,
   tunnel: TunnelSchema.prefault({}),
   peers: z.array(PeerSchema).default([]),
   routes: z.array(RouteSchema).default([]),
+  nat: NatSchema,
+  services: z.array(ServiceSchema).default([]),
   admin: z.strictObject({
     /** Admin HTTP API (show, reload, /metrics): "host:port" or a unix socket path. */
     listen: listen.default("127.0.0.1:9469"),
@@ -265,6 +307,8 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
     if (clash) issue(["peers", i, "vtepAddress"], `${JSON.stringify(vteps[i])} lies in ${clash.text} of ${clash.owner}`);
   });
 
+  crossCheckNat(c, issue);
+
   const peerNames = new Set(c.peers.map((p) => p.name));
   const routePrefixes = new Map<string, number>();
   c.routes.forEach((r, i) => {
@@ -283,7 +327,53 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
   });
 }
 
+/** NAT and services: addresses that must not be anyone else's, ports that must not collide. */
+function crossCheckNat(c: Shape, issue: (path: (string | number)[], message: string) => void): void {
+  const [pmin, pmax] = c.nat.portRange;
+  if (pmin > pmax) issue(["nat", "portRange"], `[${pmin}, ${pmax}]: min is above max`);
+  const pod = c.node.podCIDR;
+  if (c.nat.snatAddress !== undefined && tryParseCidr(pod).ok && tryIpToU32(c.nat.snatAddress).ok) {
+    if (!cidrContains(pod, c.nat.snatAddress)) {
+      issue(["nat", "snatAddress"], `${JSON.stringify(c.nat.snatAddress)} is outside node.podCIDR ${pod}: peers would not route answers to it back here`);
+    }
+    const overlay = c.node.overlayAddress ?? u32ToIp(cidrFirst(parseCidr(pod)));
+    if (c.nat.snatAddress === overlay) issue(["nat", "snatAddress"], `${JSON.stringify(overlay)} is the node's overlay address, which is assigned to the device; pick an unused pod address`);
+  }
+  const prefixes = [pod, ...c.peers.flatMap((p) => p.podCIDRs)].filter((x) => tryParseCidr(x).ok);
+  const frontends = new Map<string, string>();
+  c.services.forEach((svc, i) => {
+    if (tryIpToU32(svc.clusterIP).ok) {
+      const inPods = prefixes.find((x) => cidrContains(x, svc.clusterIP));
+      if (inPods) issue(["services", i, "clusterIP"], `${JSON.stringify(svc.clusterIP)} lies in pod CIDR ${inPods}; ClusterIPs come from a range of their own`);
+      if (svc.clusterIP === c.node.underlay.address) issue(["services", i, "clusterIP"], `${JSON.stringify(svc.clusterIP)} is this node's underlay address`);
+    }
+    svc.ports.forEach((sp, j) => {
+      const key = `${sp.protocol} ${svc.clusterIP}:${sp.port}`;
+      const prev = frontends.get(key);
+      if (prev) issue(["services", i, "ports", j, "port"], `${key} is also ${prev}`);
+      else frontends.set(key, `services[${i}] ${svc.name}`);
+      if (sp.nodePort !== undefined) {
+        const nkey = `${sp.protocol} nodePort ${sp.nodePort}`;
+        const nprev = frontends.get(nkey);
+        if (nprev) issue(["services", i, "ports", j, "nodePort"], `${sp.protocol} NodePort ${sp.nodePort} is also used by ${nprev}`);
+        else frontends.set(nkey, `services[${i}] ${svc.name}`);
+        if (sp.nodePort >= pmin && sp.nodePort <= pmax) {
+          issue(["services", i, "ports", j, "nodePort"], `${sp.nodePort} lies in nat.portRange [${pmin}, ${pmax}], which translated flows use as source ports`);
+        }
+      }
+    });
+  });
+}
+
 // --- defaults that depend on other fields ---------------------------------------------
+
+/** The pod CIDR's last address below its broadcast address (x.y.z.254 of a
+ *  /24): the end IPAM reaches last, away from a bridge gateway's .1. */
+export function defaultSnatAddress(podCIDR: string): string {
+  const c = parseCidr(podCIDR);
+  const size = c.len >= 31 ? 1 : 2 ** (32 - c.len);
+  return u32ToIp((cidrFirst(c) + Math.max(0, size - 2)) >>> 0);
+}
 
 function resolve(c: Shape) {
   const underlay = ipToU32(c.node.underlay.address);
@@ -310,6 +400,14 @@ function resolve(c: Shape) {
       vtepAddress: p.vtepAddress ?? u32ToIp(cidrFirst(parseCidr(p.podCIDRs[0]))),
     })),
     routes: c.routes,
+    nat: {
+      ...c.nat,
+      /** NAT runs when masquerading or when any service is configured. */
+      enabled: c.nat.masquerade || c.services.length > 0,
+      portRange: [c.nat.portRange[0], c.nat.portRange[1]] as [number, number],
+      snatAddress: c.nat.snatAddress ?? defaultSnatAddress(c.node.podCIDR),
+    },
+    services: c.services.map((s) => ({ ...s, ports: s.ports.map((p) => ({ ...p, targetPort: p.targetPort ?? p.port })) })),
     admin: {
       listen: c.admin.listen,
       /** Resolved: `listen` equal to admin.listen means the admin server itself serves `path`. */
@@ -330,5 +428,6 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 export type Config = z.output<typeof ConfigSchema>;
 export type PeerConfig = Config["peers"][number];
 export type RouteConfig = Config["routes"][number];
+export type ServiceConfig = Config["services"][number];
 export type Encapsulation = (typeof ENCAPSULATIONS)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -57,6 +57,20 @@ export interface Metrics {
   updateFromCounters(snapshot: CounterSnapshot | ReadonlyArray<CounterSnapshot>): void;
   /** Set the table-size gauges (e.g. from the derived tables after a load or reload). */
   setTableSizes(sizes: TableSizes): void;
+  /** Conntrack: entries and capacity as gauges; inserts, deletes, expiries,
+   *  failed inserts (table full), clashes and invalid TCP packets as counters. */
+  setConntrack(stats: ConntrackSnapshot): void;
+}
+
+export interface ConntrackSnapshot {
+  entries: number;
+  capacity: number;
+  inserts: number;
+  deletes: number;
+  expired: number;
+  insertFailed: number;
+  clash: number;
+  invalid: number;
 }
 
 /** A fresh registry with overlayd's metrics; every label value is pre-created at 0 so series exist from the start. */
@@ -97,6 +111,13 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
 
   const last = new Map<string, bigint>();
 
+  const ctEntries = new Gauge({ name: `${p}conntrack_entries`, help: "Flows in the conntrack table", registers });
+  const ctCapacity = new Gauge({ name: `${p}conntrack_capacity`, help: "Flows the conntrack table holds at most", registers });
+  const ctEvents = new Counter({ name: `${p}conntrack_events_total`, help: "Conntrack events: insert, delete, expire, insert_failed (table full), clash, invalid (TCP)", labelNames: ["event"] as const, registers });
+  const CT_EVENTS = { insert: "inserts", delete: "deletes", expire: "expired", insert_failed: "insertFailed", clash: "clash", invalid: "invalid" } as const;
+  for (const e of Object.keys(CT_EVENTS)) ctEvents.inc({ event: e }, 0);
+  const ctLast = new Map<string, number>();
+
   return {
     registry, packets, bytes, drops, verdicts, batches, routes, peers, fdbEntries, neighEntries, configReloads,
     updateFromCounters(snapshot) {
@@ -115,6 +136,17 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
         const delta = now >= before ? now - before : now;
         last.set(key, now);
         if (delta > 0n) sink(Number(delta));
+      }
+    },
+    setConntrack(st) {
+      ctEntries.set(st.entries);
+      ctCapacity.set(st.capacity);
+      for (const [event, key] of Object.entries(CT_EVENTS)) {
+        const now = st[key];
+        const before = ctLast.get(event) ?? 0;
+        const delta = now >= before ? now - before : now;
+        ctLast.set(event, now);
+        if (delta > 0) ctEvents.inc({ event }, delta);
       }
     },
     setTableSizes(s) {

@@ -3,7 +3,7 @@
 // call -> send the batch, and applies table updates between batches. The
 // main thread is the control plane; it talks to us only by messages.
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from "node:worker_threads";
-import { Dataplane } from "../dataplane/dataplane.js";
+import { Dataplane, type ConntrackStats, type FlowRecord } from "../dataplane/dataplane.js";
 import { TableState, type DataplaneTables } from "../dataplane/tables.js";
 import { BatchIO } from "../io/batch.js";
 import * as libc from "../io/libc.js";
@@ -20,13 +20,20 @@ export interface WorkerConfig {
   statsIntervalMs: number;
   /** The tun was opened with IFF_VNET_HDR + TSO: reads are super-frames, writes need a header. */
   offloads: boolean;
+  /** Conntrack capacity; carved at start (NAT parameters come with the tables). */
+  natMaxFlows?: number;
 }
 
-export type ToWorker = { type: "tables"; tables: DataplaneTables; id: number } | { type: "stop" } | { type: "stats" };
+export type ToWorker =
+  | { type: "tables"; tables: DataplaneTables; id: number }
+  | { type: "stop" }
+  | { type: "stats" }
+  | { type: "conntrack"; id: number; limit: number };
 export type FromWorker =
   | { type: "ready" }
+  | { type: "conntrack"; id: number; now: number; flows: FlowRecord[]; stats: ConntrackStats | undefined }
   | { type: "applied"; id: number; errors: string[]; routesAdded: number; routesRemoved: number }
-  | { type: "stats"; counters: Record<string, bigint>; io: IoStats }
+  | { type: "stats"; counters: Record<string, bigint>; io: IoStats; ct?: ConntrackStats }
   | { type: "fatal"; message: string }
   | { type: "stopped" };
 
@@ -49,6 +56,13 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   // a flood of bad packets turn into a flood of ICMP errors (RFC 1812 4.3.2.8).
   dp.setClock(Date.now());
   dp.setIcmpRateLimit(1000, 50);
+  // Conntrack runs on seconds of a monotonic clock (wall-clock steps must
+  // not expire or immortalise flows).
+  const nowSec = () => Math.floor((performance.timeOrigin + performance.now()) / 1000) >>> 0;
+  const nat = (cfg.natMaxFlows ?? 0) > 0;
+  if (nat) dp.natSetup({ maxFlows: cfg.natMaxFlows! });
+  dp.setNow(nowSec());
+  const ctStats = () => (nat ? dp.conntrackStats() : undefined);
   const first = state.apply(cfg.tables);
   if (first.errors.length) port.postMessage({ type: "applied", id: 0, ...first } satisfies FromWorker);
   const io = new BatchIO({ memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch });
@@ -133,7 +147,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     for (let msg = receiveMessageOnPort(port); msg; msg = receiveMessageOnPort(port)) {
       const m = msg.message as ToWorker;
       if (m.type === "stop") {
-        port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats } satisfies FromWorker);
+        port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats, ct: ctStats() } satisfies FromWorker);
         port.postMessage({ type: "stopped" } satisfies FromWorker);
         return;
       }
@@ -141,10 +155,21 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
         const r = state.apply(m.tables);
         port.postMessage({ type: "applied", id: m.id, errors: r.errors, routesAdded: r.routesAdded, routesRemoved: r.routesRemoved } satisfies FromWorker);
       }
-      if (m.type === "stats") port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats } satisfies FromWorker);
+      if (m.type === "stats") port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats, ct: ctStats() } satisfies FromWorker);
+      if (m.type === "conntrack") {
+        const now = nowSec();
+        port.postMessage({ type: "conntrack", id: m.id, now, flows: nat ? dp.conntrackDump(now, m.limit) : [], stats: ctStats() } satisfies FromWorker);
+      }
     }
     const ready = io.pollReadable(fds, 50);
     dp.setClock(Date.now());
+    if (nat) {
+      // Expiry a bounded slice at a time (at least every 50 ms poll), so
+      // the data path never stops for a sweep of the whole table.
+      const sec = nowSec();
+      dp.setNow(sec);
+      dp.ctExpire(sec, 4096);
+    }
     ioStats.polls++;
     // Drain each readable source a bounded number of batches, so one busy
     // direction cannot starve the other or the control messages.
@@ -164,7 +189,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     const now = Date.now();
     if (now - lastStats >= cfg.statsIntervalMs) {
       lastStats = now;
-      port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats } satisfies FromWorker);
+      port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats, ct: ctStats() } satisfies FromWorker);
     }
   }
 }

@@ -3,7 +3,7 @@
 // diffed by RouteRules, neighbour/FDB keys that vanished are deleted, the
 // rest is written in place. Called between batches on the worker's thread,
 // so a packet sees either the old or the new entry, never a torn one.
-import type { Dataplane, NexthopKind, NodeParams } from "./dataplane.js";
+import type { Dataplane, NatParams, NexthopKind, NodeParams, ServiceFrontend } from "./dataplane.js";
 import { RouteRules } from "./routes.js";
 
 export interface DataplaneTables {
@@ -13,6 +13,10 @@ export interface DataplaneTables {
   routes: Array<{ prefix: number; len: number; nh: number }>;
   neigh: Array<{ ip: number; mac: bigint }>;
   fdb: Array<{ mac: bigint; peer: number }>;
+  /** NAT stage parameters (needs Dataplane.natSetup first when enabled). */
+  nat?: NatParams;
+  /** Service frontends; rewritten as a whole when they change. */
+  services?: ServiceFrontend[];
 }
 
 export interface ApplyResult {
@@ -59,6 +63,10 @@ export class TableState {
     for (const f of next.fdb) attempt(`fdb ${f.mac.toString(16)}`, () => this.dp.fdbSet(f.mac, f.peer));
     const diff = this.rules.replaceAll(next.routes.map((r) => ({ prefix: r.prefix, len: r.len, nh: r.nh })));
     for (const f of diff.failed) errors.push(`route ${f.route.prefix >>> 24}.${(f.route.prefix >>> 16) & 255}.${(f.route.prefix >>> 8) & 255}.${f.route.prefix & 255}/${f.route.len}: status ${f.status}`);
+    if (next.services && JSON.stringify(next.services) !== JSON.stringify(prev?.services)) {
+      attempt("services", () => this.dp.setServices(next.services!));
+    }
+    if (next.nat) attempt("nat", () => this.dp.natConfigure(next.nat!));
     this.current = next;
     return { routesAdded: diff.added + diff.changed, routesRemoved: diff.removed, peers: next.peers.length, errors };
   }
