@@ -16,6 +16,9 @@ import { openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/so
 import { closeQuiet, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO_ECN } from "../io/libc.js";
 import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
 import { checkPrivileges, KernelRoutes, setSysctl } from "./system.js";
+import { NodeNat, type NatPlan } from "./natsetup.js";
+import type { FlowInfo } from "../control/conntrack.js";
+import type { FlowRecord } from "../dataplane/dataplane.js";
 
 export interface DaemonOptions {
   configPath: string;
@@ -30,6 +33,8 @@ export interface DaemonOptions {
 function toDataplaneTables(d: DerivedTables): DataplaneTables {
   return {
     node: d.node,
+    nat: { enabled: d.nat.enabled, masquerade: d.nat.masquerade, nodeIp: d.nat.nodeIp, snatAddress: d.nat.snatAddress, portRange: d.nat.portRange },
+    services: d.services.map((f) => ({ protocol: f.protocol, addr: f.addr, port: f.port, nodePort: f.nodePort, backends: f.backends })),
     peers: d.peers.map((p) => ({ underlay: p.underlay, vtepMac: p.vtepMac })),
     nexthops: d.nexthops.map((n) => ({ kind: n.kind, peer: n.peer ?? 0xffff, gateway: n.gateway ?? 0 })),
     routes: d.routes,
@@ -48,6 +53,8 @@ export class Daemon {
   private server?: Server;
   private watcher?: FSWatcher;
   private kernelRoutes = new KernelRoutes();
+  /** Policy routing, tc steering and reserved ports for NAT (natsetup.ts). */
+  private nodeNat = new NodeNat();
   private counters: Record<string, bigint> = {};
   private ioStats: IoStats = { sendErrors: 0, writeErrors: 0, polls: 0, superframes: 0, refused: 0, groFrames: 0 };
   private reloadSeq = 0;
@@ -116,6 +123,21 @@ export class Daemon {
     setSysctl(`net.ipv4.conf.${this.tun.name}.rp_filter`, "0");
     const errs = this.kernelRoutes.sync(this.kernelRouteList(d));
     if (errs.length) throw new Error(`installing routes: ${errs.join("; ")}`);
+    if (d.nat.enabled) this.nodeNat.apply(this.natPlan(d));
+  }
+
+  /** What the node needs so NAT traffic reaches the data path. */
+  private natPlan(d: DerivedTables): NatPlan {
+    const c = this.config;
+    const underlay = u32ToIp(d.nat.nodeIp);
+    const underlayDevice = c.node.underlay.device ?? deviceWithAddress(underlay);
+    if (!underlayDevice) throw new Error(`no interface holds the underlay address ${underlay}; set node.underlay.device`);
+    return {
+      device: this.tun!.name, underlayDevice, underlayAddress: underlay, podCIDR: c.node.podCIDR,
+      snatAddress: u32ToIp(d.nat.snatAddress), portMin: d.nat.portRange[0], portMax: d.nat.portRange[1],
+      masquerade: d.nat.masquerade, nodePorts: d.nat.nodePorts, clusterIPs: d.nat.clusterIPs,
+      table: d.nat.routeTable, rulePref: d.nat.rulePriority,
+    };
   }
 
   private kernelRouteList(d: DerivedTables) {
@@ -157,6 +179,8 @@ export class Daemon {
       tables: toDataplaneTables(this.derived),
       statsIntervalMs: 1000,
       offloads: c.node.device.offloads,
+      // Carved once: enabling NAT by a reload needs no restart; resizing does.
+      natMaxFlows: c.nat.conntrack.maxFlows,
     };
     const workerFile = fileURLToPath(new URL("./worker.js", import.meta.url));
     this.worker = new Worker(workerFile, { workerData: { port: port2, config }, transferList: [port2] });
@@ -193,6 +217,7 @@ export class Daemon {
       this.counters = m.counters;
       this.ioStats = m.io;
       this.metrics.updateFromCounters(m.counters);
+      if (m.ct) this.metrics.setConntrack(m.ct);
     } else if (m.type === "applied") {
       if (m.errors.length) this.log.warn({ errors: m.errors }, "some table entries were not applied");
       this.pending.get(m.id)?.(m);
@@ -220,8 +245,10 @@ export class Daemon {
     const next = loaded.config;
     const fixed = ["name", "device", "underlay"] as const;
     const changed = fixed.filter((k) => JSON.stringify(next.node[k]) !== JSON.stringify(this.config.node[k]));
-    if (changed.length || next.tunnel.port !== this.config.tunnel.port) {
-      const errors = [`node.${changed[0] ?? "tunnel.port"} changed: restart overlayd to apply it`];
+    const ctResized = next.nat.conntrack.maxFlows !== this.config.nat.conntrack.maxFlows;
+    if (changed.length || next.tunnel.port !== this.config.tunnel.port || ctResized) {
+      const what = changed.length ? `node.${changed[0]}` : ctResized ? "nat.conntrack.maxFlows" : "tunnel.port";
+      const errors = [`${what} changed: restart overlayd to apply it`];
       this.lastReload = { at: Date.now(), ok: false, errors };
       this.metrics.configReloads.inc({ result: "error" });
       this.log.error({ reason, errors }, "config rejected; keeping the running one");
@@ -234,6 +261,12 @@ export class Daemon {
     const res = await applied;
     const routeErrors = this.kernelRoutes.sync(this.kernelRouteList(derived));
     this.config = next;
+    try {
+      if (derived.nat.enabled) this.nodeNat.apply(this.natPlan(derived));
+      else this.nodeNat.teardown();
+    } catch (e) {
+      routeErrors.push(`NAT plumbing: ${(e as Error).message}`);
+    }
     this.derived = derived;
     this.updateTableGauges(derived);
     const errors = [...res.errors, ...routeErrors];
@@ -288,14 +321,37 @@ export class Daemon {
       else if (path === "/fdb") json(this.derived.fdb.map((f) => ({ mac: formatMac(f.mac), peer: this.derived.peers[f.peer]?.name, dst: u32ToIp(this.derived.peers[f.peer]?.underlay ?? 0) })));
       else if (path === "/neigh") json(this.derived.neigh.map((n) => ({ ip: u32ToIp(n.ip), mac: formatMac(n.mac) })));
       else if (path === "/reload" ) json(await this.reload("admin API"));
+      else if (path === "/conntrack") json(await this.conntrack(Number(new URLSearchParams(url.split("?")[1] ?? "").get("limit") ?? 10_000)));
       else {
         res.writeHead(404, { "content-type": "text/plain" });
-        res.end("unknown path; try /status /routes /peers /fdb /neigh /stats /metrics\n");
+        res.end("unknown path; try /status /routes /peers /fdb /neigh /stats /conntrack /metrics\n");
       }
     } catch (e) {
       res.writeHead(500, { "content-type": "text/plain" });
       res.end(String((e as Error).message) + "\n");
     }
+  }
+
+  private ctSeq = 0;
+
+  /** Flows of the data path's conntrack table, as FlowInfo records. */
+  private conntrack(limit: number): Promise<{ stats: unknown; flows: FlowInfo[] }> {
+    return new Promise((resolve, reject) => {
+      if (!this.port) return reject(new Error("no data path"));
+      const id = ++this.ctSeq;
+      const timer = setTimeout(() => {
+        this.port?.off("message", onMsg);
+        reject(new Error("data path did not answer"));
+      }, 5000);
+      const onMsg = (m: FromWorker) => {
+        if (m.type !== "conntrack" || m.id !== id) return;
+        clearTimeout(timer);
+        this.port!.off("message", onMsg);
+        resolve({ stats: m.stats, flows: m.flows.map(toFlowInfo) });
+      };
+      this.port.on("message", onMsg);
+      this.send({ type: "conntrack", id, limit: Number.isFinite(limit) && limit > 0 ? limit : 10_000 });
+    });
   }
 
   private refreshStats(): Promise<void> {
@@ -360,6 +416,11 @@ export class Daemon {
     for (const srv of [this.server, this.metricsServer]) if (srv) await new Promise<void>((r) => srv.close(() => r()));
     this.server = this.metricsServer = undefined;
     try {
+      this.nodeNat.teardown();
+    } catch (e) {
+      this.log.warn({ err: e }, "removing NAT plumbing");
+    }
+    try {
       this.kernelRoutes.removeAll();
     } catch {
       // device gone already
@@ -385,6 +446,27 @@ async function listenHttp(where: string, onRequest: (url: string, res: import("n
 }
 
 import { execFileSync } from "node:child_process";
+
+/** The interface holding `addr` (ip -o addr show to addr/32). */
+function deviceWithAddress(addr: string): string | undefined {
+  try {
+    const out = execFileSync("ip", ["-o", "-4", "addr", "show", "to", `${addr}/32`], { encoding: "utf8" });
+    return /^\d+:\s+([^\s@:]+)/.exec(out)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+const TCP_STATES = ["NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"];
+
+function toFlowInfo(f: FlowRecord): FlowInfo {
+  const t = (x: FlowRecord["orig"]) => ({ src: u32ToIp(x.src), dst: u32ToIp(x.dst), sport: x.sport, dport: x.dport });
+  return {
+    proto: f.proto, state: f.proto === 6 ? (TCP_STATES[f.state] ?? String(f.state)) : "", expiresIn: Math.max(0, f.expiresIn),
+    orig: t(f.orig), reply: t(f.reply), nat: f.nat, assured: (f.flags & 4) !== 0, seenReply: (f.flags & 2) !== 0,
+  };
+}
+
 function execIpRouteGet(addr: string): string | undefined {
   try {
     const out = execFileSync("ip", ["-o", "route", "get", addr], { encoding: "utf8" });
