@@ -238,6 +238,20 @@ describe("ClusterIP (Hand CNI-4)", () => {
     expect(selfHits).toBeGreaterThan(5);
   });
 
+  it("a backend reached by plain routing (direct peer) gets the SNAT source too, so its answer is routed back into us", () => {
+    const { dp } = natNode();
+    dp.setServices([{ protocol: "tcp", addr: ip(CLUSTER_IP), port: 80, backends: [{ addr: ip("198.19.4.7"), port: 8080 }] }]);
+    const out = run(dp, "pod", tcpPkt(POD, CLUSTER_IP, 40000, 80, SYN));
+    expect(out.verdict).toBe(abi.VERDICT_TX_DIRECT);
+    expect(parseIpv4(out.bytes)).toMatchObject({ src: SNAT, dst: "198.19.4.7", checksumOk: true });
+    const { sport } = ports(out.bytes);
+    // The answer arrives at the node, which routes the SNAT address into our device.
+    const back = run(dp, "pod", tcpPkt("198.19.4.7", SNAT, 8080, sport, SYNACK));
+    expect(back.verdict).toBe(abi.VERDICT_TO_DEVICE);
+    expect(parseIpv4(back.bytes)).toMatchObject({ src: CLUSTER_IP, dst: POD, checksumOk: true });
+    expect(ports(back.bytes)).toEqual({ sport: 80, dport: 40000 });
+  });
+
   it("UDP service and a zero checksum", () => {
     const { dp } = natNode();
     const out = run(dp, "pod", udpPkt(POD, CLUSTER_IP, 7000, 53, false));

@@ -10,8 +10,9 @@
 //      - to a service frontend (ClusterIP:port, NodePort on the node's
 //        address): DNAT to a backend drawn at random per flow; also SNAT to
 //        the node's service-SNAT address when the backend is on this node
-//        (hairpin: the answer would otherwise bypass us) or the frontend is a
-//        NodePort (the answer must come back through this node);
+//        (hairpin) or reached by plain routing (its answers would bypass
+//        us), or the frontend is a NodePort (the answer must come back
+//        through this node);
 //      - from a local pod to a destination no route covers (outside the
 //        cluster): masquerade to the node's address with a random free port
 //        (like --random-fully), so pod-to-pod traffic is never translated;
@@ -26,7 +27,7 @@ import {
 } from "../wire/ipv4";
 import { ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_ID, icmpIsError } from "../wire/icmp";
 import {
-  C_NAT_DNAT_NEW, C_NAT_ICMP_TRANSLATED, C_NAT_SNAT_NEW, C_NAT_TRANSLATED, E_FULL, E_RANGE, NH_LOCAL, OK,
+  C_NAT_DNAT_NEW, C_NAT_ICMP_TRANSLATED, C_NAT_SNAT_NEW, C_NAT_TRANSLATED, E_FULL, E_RANGE, NH_DIRECT, NH_LOCAL, OK,
   R_CT_FULL, R_CT_INVALID, R_NAT_FRAGMENT, R_NAT_NO_FLOW, R_NAT_NO_PORT, R_SVC_NO_BACKEND, R_TRUNCATED,
 } from "../abi";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
@@ -239,10 +240,16 @@ function newServiceFlow(m: usize, slot: usize, off: u32, p: usize, len: u32, svc
   const b = svcBackend(svc, n == 1 ? 0 : nextRandom() % n);
   const bAddr = backendAddr(b);
   const bPort = backendPort(b);
+  // Answers must come back through this node's data path. They do by
+  // themselves from a tunnelled backend (decapsulated here); not from a
+  // NodePort client outside, a backend on this node (the kernel would
+  // hand its answer straight to the client) or one reached by plain
+  // routing (its answer arrives at the underlay device and the kernel
+  // forwards it): those flows get the service-SNAT source as well.
   let snat = (svcFlags(svc) & SVC_F_NODEPORT) != 0;
   if (!snat) {
     const nh = lpmLookup(bAddr);
-    snat = nh != LPM_MISS && nhKind(nh) == NH_LOCAL;
+    snat = nh != LPM_MISS && (nhKind(nh) == NH_LOCAL || nhKind(nh) == NH_DIRECT);
   }
   let f: i32;
   if (snat) {
