@@ -18,6 +18,7 @@ import {
   validateNatPlan,
   type NatPlan,
 } from "../src/daemon/natsetup.js";
+import { Cluster, OUTSIDE, podIp, waitFor } from "../src/demo/cluster.js";
 import { createTopology, skipUnlessRoot, type Child, type Namespace, type Topology } from "./helpers/netns.js";
 
 describe("portRangeBlocks", () => {
@@ -569,5 +570,78 @@ describe.skipIf(skip !== null)("NodeNat on a node in namespaces", () => {
     n3.teardown();
     expect(node.exec(["ip", "rule", "show"])).toBe(rulesBefore);
     expect(reserved()).toBe(RESERVED_BEFORE);
+  });
+});
+
+describe.skipIf(skip !== null)("the demo cluster's outside host, and NodeNat on a cluster worker", () => {
+  let cluster: Cluster;
+
+  beforeAll(() => {
+    cluster = new Cluster();
+    cluster.build();
+    cluster.addOutside();
+  }, 60_000);
+
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
+
+  it("reaches every worker's underlay address through the leaf, and has no route to the pods", () => {
+    expect(cluster.pingFrom("outside", "198.18.0.11", 1).ok).toBe(true);
+    expect(cluster.pingFrom("outside", "198.18.1.13", 1).ok).toBe(true);
+    const routes = cluster.exec("outside", ["ip", "route", "show"]);
+    expect(routes).not.toContain("198.19.");
+    expect(routes).not.toContain("default");
+    expect(() => cluster.exec("outside", ["ip", "route", "get", podIp(1)])).toThrow(/unreachable/i);
+  });
+
+  it("tcpTransferNs reports the client's address and the peer the server saw; udp echo and requests work from a worker", async () => {
+    const r = await cluster.tcpTransferNs("w3", "outside", "0.0.0.0", OUTSIDE.address, 5201, 300_000);
+    expect(r.received).toBe(300_000);
+    expect(r.receivedSha).toBe(r.sentSha);
+    expect(r.client.address).toBe("198.18.1.13");
+    expect(r.serverSawPeer).toEqual(r.client);
+    expect(r.serverLocal).toEqual({ address: OUTSIDE.address, port: 5201 });
+    const echo = await cluster.udpEchoServer("outside", "0.0.0.0", 5353);
+    try {
+      const u = cluster.udpRequest("w1", OUTSIDE.address, 5353, "hello");
+      expect(u).toMatchObject({ ok: true, reply: "hello", local: ["198.18.0.11", expect.any(Number)] });
+      await waitFor(() => echo.seen().length === 1, 2000, "the echo server did not log the datagram");
+      expect(echo.seen()).toEqual([{ from: "198.18.0.11", port: u.local[1], len: 5 }]);
+      // Without NAT a pod's datagram reaches the outside, but the answer has no way back.
+      const p = cluster.udpRequest("pod1", OUTSIDE.address, 5353, "lost", 1);
+      expect(p.ok).toBe(false);
+      await waitFor(() => echo.seen().length === 2, 2000, "the echo server did not log the pod's datagram");
+      expect(echo.seen().at(-1)).toMatchObject({ from: podIp(1) });
+    } finally {
+      echo.stop();
+    }
+  });
+
+  it("with NodeNat on worker1, pod1 -> outside is routed into wo0 (the worker reaches the outside by its default route)", async () => {
+    const tun = cluster.spawnIn("w1", ["node", "--import", "tsx", "test/helpers/tun-dump.ts", "wo0"]);
+    let out = "";
+    tun.stdout!.on("data", (d) => (out += String(d)));
+    await waitFor(() => out.includes('"ready"'), 20_000, "tun-dump did not start");
+    const nat = new NodeNat((a) => cluster.exec("w1", a));
+    try {
+      nat.apply({ ...PLAN, clusterIPs: [] });
+      cluster.udpRequest("pod1", OUTSIDE.address, 5354, "via-wo0", 1);
+      const pkts = () =>
+        out
+          .split("\n")
+          .filter((l) => l.includes('"pkt"'))
+          .map((l) => parseIp4(JSON.parse(l).pkt))
+          .filter((p) => p && p.dst === OUTSIDE.address);
+      await waitFor(() => pkts().length > 0, 3000, "nothing from pod1 reached wo0");
+      expect(pkts()[0]).toMatchObject({ src: podIp(1), dport: 5354, l4CsumOk: true });
+      // Only default-route traffic is diverted: pod1 -> worker2's underlay address
+      // matches the connected 198.18.0.0/24 and is forwarded by the kernel, untranslated.
+      expect(cluster.exec("w1", ["ip", "route", "get", "198.18.0.12", "from", podIp(1), "iif", "veth-pod"])).toContain("dev eth0");
+      expect(cluster.exec("w1", ["ip", "route", "get", OUTSIDE.address, "from", podIp(1), "iif", "veth-pod"])).toContain("dev wo0");
+    } finally {
+      nat.teardown();
+      tun.kill("SIGTERM");
+    }
   });
 });

@@ -4,6 +4,8 @@
 //   underlay A 198.18.0.0/24: worker1 .11, worker2 .12, leaf .1   (one bridge in "leaf")
 //   underlay B 198.18.1.0/24: worker3 .13, leaf .1
 //   pods: worker N has pod 198.19.N.10, gateway 198.19.N.1 on the worker
+//   optional (addOutside): "outside" 198.18.2.100 behind the leaf (198.18.2.1),
+//   routes only to the underlay subnets, never to the pod CIDRs (Hand CNI-3)
 //
 // Used by `overlayd demo` and by the end-to-end tests. Every namespace gets
 // a run-specific prefix; destroy() removes all of them and ends only the
@@ -29,6 +31,12 @@ export const WORKERS: WorkerSpec[] = [
 ];
 
 export const podIp = (n: number) => `198.19.${n}.10`;
+
+/** The "outside" host of Hand CNI-3: a server that knows the underlay but not the pods. */
+export const OUTSIDE = { address: "198.18.2.100", gateway: "198.18.2.1", subnet: "198.18.2.0/24" } as const;
+
+/** The leaf's address on a worker's underlay subnet (its gateway to everything else). */
+export const leafGateway = (w: WorkerSpec) => (w.subnet === "A" ? "198.18.0.1" : "198.18.1.1");
 export const vtepMac = (n: number) => `0e:00:00:00:0${n}:00`;
 
 const TCP_SERVER = `
@@ -61,6 +69,86 @@ s.recv(1)
 s.close()
 print(json.dumps({"sent": sent, "sha": h.hexdigest()}), flush=True)
 `;
+
+// Like TCP_SERVER, and it also reports the peer it saw (the address the client
+// appeared as: a node's address when the client was masqueraded).
+const TCP_SERVER_PEER = `
+import socket, hashlib, json, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); print("listening", flush=True)
+s.settimeout(30); c, peer = s.accept(); c.settimeout(30)
+h = hashlib.sha256(); n = 0
+while True:
+    b = c.recv(1 << 16)
+    if not b: break
+    h.update(b); n += len(b)
+print(json.dumps({"received": n, "sha": h.hexdigest(), "peer": [peer[0], peer[1]], "local": list(c.getsockname())}), flush=True)
+`;
+
+// Like TCP_CLIENT, and it also reports its own address (before any NAT).
+const TCP_CLIENT_LOCAL = `
+import socket, hashlib, json, sys, time, random
+host, port, total, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+rnd = random.Random(42); h = hashlib.sha256(); sent = 0
+s = socket.create_connection((host, port), timeout=30)
+local = list(s.getsockname())
+t0 = time.time()
+while sent < total:
+    chunk = rnd.randbytes(min(65536, total - sent))
+    s.sendall(chunk); h.update(chunk); sent += len(chunk)
+    if rate > 0:
+        ahead = sent / (rate * 1e6) - (time.time() - t0)
+        if ahead > 0: time.sleep(ahead)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+s.close()
+print(json.dumps({"sent": sent, "sha": h.hexdigest(), "local": local}), flush=True)
+`;
+
+// UDP echo: one JSON line per datagram with the sender it saw, then echoes it back.
+const UDP_ECHO = `
+import socket, json, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2]))); print("listening", flush=True)
+while True:
+    d, a = s.recvfrom(65535)
+    print(json.dumps({"from": a[0], "port": a[1], "len": len(d)}), flush=True)
+    s.sendto(d, a)
+`;
+
+// One UDP request on a connected socket: only a reply from exactly host:port counts.
+const UDP_REQUEST = `
+import socket, json, sys
+host, port, payload, timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(timeout)
+s.connect((host, port)); s.send(payload.encode())
+try:
+    d = s.recv(65535); print(json.dumps({"ok": True, "reply": d.decode(errors="replace"), "local": list(s.getsockname())}))
+except Exception as e:
+    print(json.dumps({"ok": False, "error": type(e).__name__, "local": list(s.getsockname())}))
+`;
+
+/** What tcpTransferNs counted at each end, and who each end saw. */
+export interface TcpTransferResult {
+  sent: number;
+  received: number;
+  sentSha: string;
+  receivedSha: string;
+  seconds: number;
+  /** The client's own address and port (before any NAT). */
+  client: { address: string; port: number };
+  /** The peer the server accepted: the client as it appeared after NAT. */
+  serverSawPeer: { address: string; port: number };
+  /** The address and port the server's socket was reached on (after any DNAT). */
+  serverLocal: { address: string; port: number };
+}
+
+/** A UDP echo server started by udpEchoServer. */
+export interface UdpEcho {
+  /** Every datagram's sender as the server saw it, so far. */
+  seen(): { from: string; port: number; len: number }[];
+  stop(): void;
+}
 
 export async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms;
@@ -262,6 +350,106 @@ export class Cluster {
     const sline = out.trim().split("\n").pop()!;
     const s = sline.startsWith("{") ? JSON.parse(sline) : { received: -1, sha: "" };
     return { sent: c.sent, sentSha: c.sha, received: s.received, receivedSha: s.sha, seconds: (Date.now() - t0) / 1000 };
+  }
+
+  /**
+   * Add the "outside" host (Hand CNI-3) after build(): namespace `outside`
+   * (198.18.2.100/24) on a new leaf port (198.18.2.1/24). It gets routes to the
+   * underlay subnets 198.18.0.0/24 and 198.18.1.0/24 only, never to the pod
+   * CIDRs, so a pod reaches it only when masqueraded to its node's address.
+   *
+   * Each worker reaches it through its leaf gateway. `workerRoute: "default"`
+   * (the default) installs that as the worker's default route, as a real node
+   * reaches the internet; `"subnet"` installs only 198.18.2.0/24. The
+   * difference matters for masquerade by policy routing (src/daemon/natsetup.ts):
+   * its `suppress_prefixlength 0` rule only diverts pod traffic whose main-table
+   * match is the default route, so with `"subnet"` pod -> outside is forwarded by
+   * the kernel untranslated (and the outside cannot answer).
+   */
+  addOutside(opts: { workerRoute?: "default" | "subnet" } = {}): void {
+    this.addNs("outside");
+    this.veth("outside", "eth0", "leaf", "pO");
+    this.exec("leaf", ["ip", "addr", "add", `${OUTSIDE.gateway}/24`, "dev", "pO"]);
+    this.exec("outside", ["ip", "addr", "add", `${OUTSIDE.address}/24`, "dev", "eth0"]);
+    for (const net of ["198.18.0.0/24", "198.18.1.0/24"]) this.exec("outside", ["ip", "route", "add", net, "via", OUTSIDE.gateway]);
+    for (const w of WORKERS) {
+      const to = (opts.workerRoute ?? "default") === "default" ? "default" : OUTSIDE.subnet;
+      this.exec(`w${w.n}`, ["ip", "route", "add", to, "via", leafGateway(w), "dev", "eth0"]);
+    }
+  }
+
+  /**
+   * TCP transfer of `bytes` pseudo-random bytes between any two namespaces of
+   * the cluster (short names: "pod1", "w2", "outside"): a server in `serverNs`
+   * bound to `bindAddr` ("0.0.0.0" for any), a client in `fromNs` connecting to
+   * `connectAddr` (a ClusterIP, a NodePort address, a pod, the outside host).
+   * `rateMBps` limits the sender (0 = unlimited). Resolves with what each end
+   * counted and hashed, the client's own address and the peer the server saw.
+   */
+  async tcpTransferNs(fromNs: string, serverNs: string, bindAddr: string, connectAddr: string, port: number, bytes: number, rateMBps = 0): Promise<TcpTransferResult> {
+    const server = this.spawnIn(serverNs, ["python3", "-c", TCP_SERVER_PEER, bindAddr, String(port)]);
+    let out = "";
+    let serr = "";
+    server.stdout!.on("data", (d) => (out += String(d)));
+    server.stderr!.on("data", (d) => (serr += String(d)));
+    const serverDone = new Promise<void>((r) => server.once("exit", () => r()));
+    await waitFor(() => out.includes("listening") || server.exitCode !== null, 5000, `tcp server in ${serverNs} did not start`);
+    if (!out.includes("listening")) throw new Error(`tcp server in ${serverNs} failed: ${serr}`);
+    const t0 = Date.now();
+    const client = this.spawnIn(fromNs, ["python3", "-c", TCP_CLIENT_LOCAL, connectAddr, String(port), String(bytes), String(rateMBps)]);
+    let cout = "";
+    let cerr = "";
+    client.stdout!.on("data", (d) => (cout += String(d)));
+    client.stderr!.on("data", (d) => (cerr += String(d)));
+    const code = await new Promise<number | null>((r) => client.once("exit", (c) => r(c)));
+    await Promise.race([serverDone, new Promise((r) => setTimeout(r, 10_000))]);
+    if (server.exitCode === null) server.kill("SIGKILL");
+    if (code !== 0) throw new Error(`tcp client in ${fromNs} -> ${connectAddr}:${port} failed (${code}): ${cerr}`);
+    const c = JSON.parse(cout.trim().split("\n").pop()!);
+    const sline = out.trim().split("\n").pop()!;
+    const s = sline.startsWith("{") ? JSON.parse(sline) : { received: -1, sha: "", peer: ["", 0], local: ["", 0] };
+    return {
+      sent: c.sent,
+      sentSha: c.sha,
+      received: s.received,
+      receivedSha: s.sha,
+      seconds: (Date.now() - t0) / 1000,
+      client: { address: c.local[0], port: c.local[1] },
+      serverSawPeer: { address: s.peer[0], port: s.peer[1] },
+      serverLocal: { address: s.local[0], port: s.local[1] },
+    };
+  }
+
+  /** A UDP echo server in `ns` on bindAddr:port that records each sender it sees; stop() ends it. */
+  async udpEchoServer(ns: string, bindAddr: string, port: number): Promise<UdpEcho> {
+    const child = this.spawnIn(ns, ["python3", "-u", "-c", UDP_ECHO, bindAddr, String(port)]);
+    let out = "";
+    let err = "";
+    child.stdout!.on("data", (d) => (out += String(d)));
+    child.stderr!.on("data", (d) => (err += String(d)));
+    await waitFor(() => out.includes("listening") || child.exitCode !== null, 5000, `udp echo in ${ns} did not start`);
+    if (!out.includes("listening")) throw new Error(`udp echo in ${ns} failed: ${err}`);
+    return {
+      seen: () => out.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)),
+      stop: () => {
+        if (child.exitCode === null) child.kill("SIGKILL");
+      },
+    };
+  }
+
+  /** One UDP request from `fromNs` to addr:port on a connected socket; ok only if the reply came from exactly addr:port. */
+  udpRequest(fromNs: string, addr: string, port: number, payload = "ping", timeoutS = 2): { ok: boolean; reply?: string; error?: string; local: [string, number] } {
+    const out = this.exec(fromNs, ["python3", "-c", UDP_REQUEST, addr, String(port), payload, String(timeoutS)]);
+    return JSON.parse(out.trim().split("\n").pop()!);
+  }
+
+  /** ping from any namespace of the cluster (ping() is from a pod). */
+  pingFrom(ns: string, to: string, count = 3): { ok: boolean; out: string } {
+    try {
+      return { ok: true, out: this.exec(ns, ["ping", "-n", "-c", String(count), "-i", "0.2", "-W", "2", to]) };
+    } catch (e) {
+      return { ok: false, out: String((e as { stdout?: string }).stdout ?? e) };
+    }
   }
 
   /** Capture on `dev` in namespace `ns` while `during` runs; returns the pcap path. */
