@@ -125,7 +125,7 @@ const NodeSchema = z.strictObject({
     /** Underlay interface for direct routes; looked up with `ip route get` when absent. */
     device: ifname.optional(),
   }),
-  /** This node's pods' prefix (delivered locally). */
+  /** This node's pods' prefix (delivered locally). With `etcd:` it may be left out: src/membership/ leases one and fills it in. */
   podCIDR: cidr,
   /** The node's overlay address (VTEP IP, source of ICMP errors). Default: the first address of podCIDR. */
   overlayAddress: ipv4.optional(),
@@ -204,6 +204,26 @@ const ServiceSchema = z.strictObject({
   backends: z.array(unicastIpv4).default([]),
 });
 
+/** An etcd v3 endpoint: "http://host:port" (plain HTTP; the scheme may be left out). */
+const etcdEndpoint = z.string().regex(/^(http:\/\/)?[A-Za-z0-9.-]+:\d{1,5}$/, {
+  error: (iss) => `${JSON.stringify(iss.input)} is not an etcd endpoint like "http://198.18.0.1:2379" (TLS is not supported yet)`,
+});
+
+/** Cluster membership from etcd (src/membership/): a pod-CIDR lease and live peers, as flannel does. */
+const EtcdSchema = z.strictObject({
+  endpoints: z.array(etcdEndpoint).min(1, "needs at least one endpoint"),
+  /** Every key overlayd writes or watches lives under this prefix. */
+  prefix: z.string().regex(/^\/[A-Za-z0-9._/-]*$/, { error: (iss) => `${JSON.stringify(iss.input)} is not a key prefix like "/wasm-overlay"` }).default("/wasm-overlay"),
+  /** The cluster's pod network that subnets are leased from. Default: `<prefix>/config` in etcd, as flannel's network config. */
+  network: cidr.optional(),
+  /** Prefix length of each node's leased pod CIDR (default 24, or `<prefix>/config`'s subnetLength). */
+  subnetLength: intIn(1, 30).optional(),
+  /** Seconds the node's record outlives its last renewal (renewed every third of it): how long a dead node's routes stay. */
+  leaseTTL: intIn(2, 3600).default(15),
+  /** How peers should reach this node (published with its record; auto = direct in a shared subnet, else VXLAN). */
+  encapsulation: z.enum(ENCAPSULATIONS).default("auto"),
+});
+
 const ConfigShape = z.strictObject({
   node: NodeSchema,
   tunnel: TunnelSchema.prefault({}),
@@ -220,6 +240,7 @@ const ConfigShape = z.strictObject({
   log: z.strictObject({
     level: z.enum(LOG_LEVELS).default("info"),
   }).prefault({}),
+  etcd: EtcdSchema.optional(),
 });
 
 type Shape = z.output<typeof ConfigShape>;
@@ -416,6 +437,7 @@ function resolve(c: Shape) {
         : { listen: c.admin.metrics, path: DEFAULT_METRICS_PATH },
     },
     log: c.log,
+    etcd: c.etcd,
   };
 }
 
@@ -428,6 +450,7 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 export type Config = z.output<typeof ConfigSchema>;
 export type PeerConfig = Config["peers"][number];
 export type RouteConfig = Config["routes"][number];
+export type EtcdConfig = NonNullable<Config["etcd"]>;
 export type ServiceConfig = Config["services"][number];
 export type Encapsulation = (typeof ENCAPSULATIONS)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];
