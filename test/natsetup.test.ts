@@ -374,6 +374,31 @@ describe.skipIf(skip !== null)("NodeNat on a node in namespaces", () => {
     expect(nat.installed().tc?.filters).toContain("udp 30081");
   });
 
+  it("masquerade off removes the rules and table route; another table and pref move them; back again restores", () => {
+    const plan2: NatPlan = { ...PLAN, nodePorts: [{ port: 30080, protocol: "tcp" }, { port: 30081, protocol: "udp" }], clusterIPs: ["198.18.96.11", "198.18.96.12"] };
+    const tableRoutes = (t: number) => {
+      try {
+        return node.exec(["ip", "route", "show", "table", String(t)]).trim();
+      } catch {
+        return ""; // FIB table does not exist
+      }
+    };
+    nat.apply({ ...plan2, masquerade: false });
+    expect(node.exec(["ip", "rule", "show"])).toBe(rulesBefore);
+    expect(tableRoutes(4789)).toBe("");
+    nat.apply({ ...plan2, table: 4800, rulePref: 4700 });
+    const rules = node.exec(["ip", "rule", "show"]);
+    expect(rules).toContain("4700:\tfrom 198.19.1.0/24 lookup main suppress_prefixlength 0");
+    expect(rules).toContain("4701:\tfrom 198.19.1.0/24 lookup 4800");
+    expect(rules).not.toContain("4789:");
+    expect(tableRoutes(4800)).toBe("default dev wo0 scope link");
+    nat.apply(plan2);
+    expect(node.exec(["ip", "rule", "show"])).not.toContain("4700:");
+    expect(node.exec(["ip", "rule", "show"])).toContain("4790:\tfrom 198.19.1.0/24 lookup 4789");
+    expect(tableRoutes(4800)).toBe("");
+    expect(tableRoutes(4789)).toBe("default dev wo0 scope link");
+  });
+
   it("steers UDP to the SNAT range and NodePorts into wo0 with complete checksums; other ports reach the node's sockets", async () => {
     const server = node.spawn(["python3", "-u", "-c", UDP_RECV, "198.18.0.11", "5000"]);
     await server.waitForLine((l) => l === "ready");

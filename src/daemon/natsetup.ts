@@ -309,10 +309,13 @@ export class NodeNat {
 
   private setRules(want: RuleSpec[], tableRoute: { table: number; dev: string } | undefined): void {
     const same = (a: RuleSpec, b: RuleSpec) => a.pref === b.pref && a.args.join(" ") === b.args.join(" ");
-    // Route first, rules after: a rule pointing at an empty table would send
-    // pod traffic to the default-table fallthrough (nowhere) for a moment.
-    if (tableRoute && (this.tableRoute?.table !== tableRoute.table || this.tableRoute.dev !== tableRoute.dev)) {
+    // Route first, rules after: until table T has its default route, the
+    // second rule finds nothing there and pod traffic falls through to main
+    // and leaves untranslated.
+    const old = this.tableRoute;
+    if (tableRoute && (old?.table !== tableRoute.table || old.dev !== tableRoute.dev)) {
       this.run(["ip", "route", "replace", "default", "dev", tableRoute.dev, "table", String(tableRoute.table)]);
+      this.tableRoute = tableRoute;
     }
     for (const r of want) {
       if (this.rules.some((h) => same(h, r))) continue;
@@ -328,16 +331,14 @@ export class NodeNat {
       }
       this.rules = this.rules.filter((h) => h !== r);
     }
-    const old = this.tableRoute;
     if (old && (old.table !== tableRoute?.table || old.dev !== tableRoute?.dev)) {
-      this.tableRoute = undefined;
+      if (!tableRoute) this.tableRoute = undefined;
       try {
         this.run(["ip", "route", "del", "default", "dev", old.dev, "table", String(old.table)]);
       } catch (e) {
         if (!GONE.test((e as Error).message)) throw e;
       }
     }
-    this.tableRoute = tableRoute;
   }
 
   /** Whether this exact rule is already there (left by a previous run that died): adopt it, do not duplicate it. */
