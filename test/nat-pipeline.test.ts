@@ -398,6 +398,23 @@ describe("ICMP errors about translated flows", () => {
     expect(quotedOf(out!.bytes)).toMatchObject({ src: POD, dst: CLUSTER_IP, dport: 80, ipChecksumOk: true });
   });
 
+  it("our 'fragmentation needed' for a NodePort client outside leaves through the node's stack, from the node's address", () => {
+    const { dp } = natNode();
+    const out = run(dp, "pod", tcpPkt(OUTSIDE, NODE, 5555, 30080, ACK, { size: 1460, df: true }));
+    expect(out.verdict).toBe(abi.VERDICT_TX_DIRECT);
+    expect(out.reason).toBe(abi.R_TOO_BIG);
+    expect(ipStr(out.addr)).toBe(OUTSIDE);
+    const o = parseIpv4(out.bytes);
+    expect(o).toMatchObject({ src: NODE, dst: OUTSIDE, proto: 1, checksumOk: true });
+    expect(l4Ok(out.bytes)).toBe(true);
+    expect(quotedOf(out.bytes)).toMatchObject({ src: OUTSIDE, dst: NODE, sport: 5555, dport: 30080, ipChecksumOk: true });
+    const c = dp.counters();
+    expect(c.verdict_reply).toBe(0n);
+    expect(c.reply_packets).toBe(0n);
+    expect(c.verdict_tx_direct).toBe(1n);
+    expect(c.drop_too_big).toBe(1n);
+  });
+
   it("errors about nothing we track pass untouched", () => {
     const { dp } = natNode();
     const quoted = udpPkt(POD, "198.19.3.9", 1, 2);

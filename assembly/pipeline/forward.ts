@@ -29,7 +29,7 @@ import { nhGateway, nhKind, nhPeer, peerValid } from "./peers";
 import { encapIpip, encapVxlan } from "./encap";
 import { flowHash } from "./flow";
 import { replyIcmpError } from "./icmperr";
-import { admit, drop, emit, metaPtr } from "./verdict";
+import { admit, drop, emit, metaPtr, replyToDirect } from "./verdict";
 import { natNodeIp, natPodSide, NAT_DONE, NAT_TRANSLATED, translateIcmpError } from "../nat/stage";
 
 /** Process `n` packets read from the pod-side device (slot i, metadata i,
@@ -192,13 +192,18 @@ function toHost(m: usize, slot: usize, off: u32, p: usize, len: u32, translated:
  *  locally generated errors. */
 function untranslateOwnError(m: usize, slot: usize): void {
   if (load<u16>(m, META_VERDICT) != VERDICT_REPLY) return;
-  let q = slot + <usize>load<u32>(m, META_OFF);
+  let off = load<u32>(m, META_OFF);
   let n = load<u32>(m, META_LEN);
   if (cfgMode == MODE_TAP) {
-    q += ETH_HDR_LEN;
+    off += ETH_HDR_LEN;
     n -= ETH_HDR_LEN;
   }
-  translateIcmpError(q, n);
+  const q = slot + <usize>off;
+  if (!translateIcmpError(q, n)) return;
+  // An error for a NodePort client outside the cluster leaves like the
+  // flow's answers do: through the node's stack, not back into the device.
+  const to = ipDst(q);
+  if (lpmLookup(to) == LPM_MISS) replyToDirect(m, off, n, to);
 }
 
 /** DF set: ICMP fragmentation needed with the tunnel MTU; otherwise a

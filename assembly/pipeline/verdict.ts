@@ -1,7 +1,7 @@
 // Writing a packet's outcome into its metadata record, with its counters.
 import {
-  C_DROP_BASE, C_REPLY_PKTS, C_VERDICT_BASE, META_ADDR, META_HASH, META_LEN, META_OFF, META_PEER, META_REASON,
-  META_VERDICT, PEER_NONE, R_BAD_OFFSET, R_NONE, VERDICT_DROP, VERDICT_REPLY,
+  C_DROP_BASE, C_REPLY_PKTS, C_TX_DIRECT_BYTES, C_TX_DIRECT_PKTS, C_VERDICT_BASE, META_ADDR, META_HASH, META_LEN, META_OFF, META_PEER, META_REASON,
+  META_VERDICT, PEER_NONE, R_BAD_OFFSET, R_NONE, VERDICT_DROP, VERDICT_REPLY, VERDICT_TX_DIRECT,
 } from "../abi";
 import { count, slotSize } from "./state";
 
@@ -32,6 +32,22 @@ import { count, slotSize } from "./state";
   count(C_VERDICT_BASE + <u32>verdict);
   if (reason != R_NONE) count(C_DROP_BASE + <u32>reason);
   if (verdict == VERDICT_REPLY) count(C_REPLY_PKTS);
+}
+
+/** Turn a REPLY just emitted into a TX_DIRECT to `addr` of the bytes at
+ *  [off, off+len) (an ICMP error for a host outside the cluster, which
+ *  leaves through the node's stack rather than the device), moving its
+ *  verdict counts so the counters still add up to the verdicts. */
+export function replyToDirect(m: usize, off: u32, len: u32, addr: u32): void {
+  count(C_VERDICT_BASE + <u32>VERDICT_REPLY, <u64>-1);
+  count(C_REPLY_PKTS, <u64>-1);
+  store<u16>(m, VERDICT_TX_DIRECT, META_VERDICT);
+  store<u32>(m, off, META_OFF);
+  store<u32>(m, len, META_LEN);
+  store<u32>(m, addr, META_ADDR);
+  count(C_VERDICT_BASE + <u32>VERDICT_TX_DIRECT);
+  count(C_TX_DIRECT_PKTS);
+  count(C_TX_DIRECT_BYTES, len);
 }
 
 /** Smallest input offset a stage accepts: room for the largest prepend

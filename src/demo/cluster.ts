@@ -226,8 +226,13 @@ export class Cluster {
       const pod = `pod${w.n}`;
       this.addNs(pod);
       this.veth(pod, "eth0", wn, "veth-pod");
-      this.exec(pod, ["ip", "addr", "add", `${podIp(w.n)}/24`, "dev", "eth0"]);
-      this.exec(pod, ["ip", "route", "add", "default", "via", `198.19.${w.n}.1`]);
+      // A /32 with an on-link gateway, as routed CNIs (Calico) give pods:
+      // every other address, this node's pod CIDR included, is reached
+      // through the node (so the node's service-SNAT address works for
+      // hairpin flows instead of being ARPed for on the pod's link).
+      this.exec(pod, ["ip", "addr", "add", `${podIp(w.n)}/32`, "dev", "eth0"]);
+      this.exec(pod, ["ip", "route", "add", `198.19.${w.n}.1`, "dev", "eth0", "scope", "link"]);
+      this.exec(pod, ["ip", "route", "add", "default", "via", `198.19.${w.n}.1`, "dev", "eth0"]);
       this.exec(wn, ["ip", "addr", "add", `198.19.${w.n}.1/24`, "dev", "veth-pod"]);
       this.exec(wn, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
       // Strict reverse-path filtering, as on many hardened nodes: the overlay
