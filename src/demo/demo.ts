@@ -1,8 +1,23 @@
 // `overlayd demo` (and `npm start`): the seed's three workers in network
 // namespaces, one overlayd each, pod-to-pod pings over IPIP, VXLAN and direct
-// routing, a short summary, and a clean teardown.
+// routing, masquerade / ClusterIP / NodePort through the data path's NAT, a
+// short summary, and a clean teardown.
 import { fileURLToPath } from "node:url";
-import { Cluster, podIp, WORKERS } from "./cluster.js";
+import { Cluster, OUTSIDE, podIp, WORKERS } from "./cluster.js";
+
+const CLUSTER_IP = "198.18.250.10";
+// Answers each connection with its name and the peer address it saw.
+const NAME_SERVER = `
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(16); print("listening", flush=True)
+while True:
+    c, peer = s.accept(); c.sendall(f"{sys.argv[2]} saw {peer[0]}".encode()); c.close()
+`;
+const NAME_CLIENT = `
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5); print(s.recv(200).decode())
+`;
 
 const CLI = fileURLToPath(new URL("../cli/main.js", import.meta.url));
 
@@ -20,11 +35,17 @@ export async function runDemo(opts: { keep?: boolean } = {}): Promise<number> {
   try {
     console.log(`building the three-worker topology (namespaces ${cluster.prefix}-*) ...`);
     cluster.build();
+    cluster.addOutside();
     // worker1 <-> worker3 over IPIP, worker2 <-> worker3 over VXLAN (auto: other
     // subnet), worker1 <-> worker2 directly routed (auto: same subnet).
     const encap = (me: number, peer: number) => ((me === 1 && peer === 3) || (me === 3 && peer === 1) ? "ipip" : "auto");
+    // Hand CNI-3/4/5 in the data path: masquerade, a ClusterIP, a NodePort.
+    const nat = {
+      nat: { masquerade: true },
+      services: [{ name: "web", clusterIP: CLUSTER_IP, ports: [{ port: 80, targetPort: 8080, nodePort: 30080 }], backends: [podIp(2), podIp(3)] }],
+    };
     for (const w of WORKERS) {
-      const file = cluster.writeConfig(w.n, cluster.config(w.n, (p) => encap(w.n, p)));
+      const file = cluster.writeConfig(w.n, cluster.config(w.n, (p) => encap(w.n, p), nat));
       await cluster.startDaemon(w.n, file, CLI);
       console.log(`  worker${w.n} (${w.underlay}) overlayd up, pods 198.19.${w.n}.0/24`);
     }
@@ -43,14 +64,42 @@ export async function runDemo(opts: { keep?: boolean } = {}): Promise<number> {
       console.log(`  ${r.ok ? "ok  " : "FAIL"} pod${from} ${podIp(from)} -> pod${to} ${podIp(to)}  ${what}${rtt ? `  avg ${rtt} ms` : ""}`);
       if (!r.ok) failures++;
     }
+    console.log(`\nNAT (Hand CNI-3/4/5; an "outside" host ${OUTSIDE.address} with no route to any pod):`);
+    const natCase = (ok: boolean, text: string) => {
+      console.log(`  ${ok ? "ok  " : "FAIL"} ${text}`);
+      if (!ok) failures++;
+    };
+    const masq = cluster.ping(1, OUTSIDE.address, 2);
+    natCase(masq.ok, `pod1 -> outside ${OUTSIDE.address}: ping, masqueraded to worker1's ${WORKERS[0].underlay}`);
+    for (const n of [2, 3]) {
+      const srv = cluster.spawnIn(`pod${n}`, ["python3", "-c", NAME_SERVER, "8080", `pod${n}`]);
+      await new Promise<void>((r) => srv.stdout!.once("data", () => r()));
+    }
+    const ask = (ns: string, addr: string, port: number): string => {
+      try {
+        return cluster.exec(ns, ["python3", "-c", NAME_CLIENT, addr, String(port)]).trim();
+      } catch {
+        return "";
+      }
+    };
+    const answers = new Set<string>();
+    for (let i = 0; i < 6; i++) answers.add(ask("pod1", CLUSTER_IP, 80).split(" ")[0]);
+    answers.delete("");
+    natCase(answers.size > 0, `pod1 -> ClusterIP ${CLUSTER_IP}:80, 6 connections, answered by: ${[...answers].sort().join(", ") || "nobody"}`);
+    const np = ask("outside", WORKERS[0].underlay, 30080);
+    natCase(np !== "", `outside -> NodePort ${WORKERS[0].underlay}:30080: "${np}"`);
+    const ct = cluster.exec("w1", [process.execPath, CLI, "show", "conntrack"]).trim().split("\n").slice(0, 3);
+    console.log("  worker1 `overlayd show conntrack` (first lines):");
+    for (const l of ct) console.log(`    ${l}`);
+
     console.log("\ndata-path counters (overlayd show stats):");
     for (const w of WORKERS) {
       const stats = JSON.parse(cluster.exec(`w${w.n}`, [process.execPath, CLI, "show", "stats", "--json"]));
       const c = stats.counters as Record<string, string>;
-      const pick = ["rx_pod_packets", "tx_vxlan_packets", "tx_ipip_packets", "rx_vxlan_packets", "rx_ipip_packets", "to_device_packets", "verdict_drop"];
+      const pick = ["rx_pod_packets", "tx_vxlan_packets", "tx_ipip_packets", "rx_vxlan_packets", "rx_ipip_packets", "to_device_packets", "nat_snat_flows", "nat_dnat_flows", "verdict_drop"];
       console.log(`  worker${w.n}: ` + pick.map((k) => `${k}=${c[k]}`).join(" "));
     }
-    console.log(failures ? `\n${failures} ping case(s) failed` : "\nall pod-to-pod paths work");
+    console.log(failures ? `\n${failures} case(s) failed` : "\nall pod-to-pod paths and NAT cases work");
     if (opts.keep) {
       console.log(`\ntopology kept; e.g. ip netns exec ${cluster.ns("pod1")} ping ${podIp(3)}. Ctrl-C to tear down.`);
       await new Promise(() => undefined);
