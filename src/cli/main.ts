@@ -23,13 +23,16 @@ program
   .description("run the daemon on this node (root): creates the tun/tap device, opens UDP 4789 and raw IPIP sockets, installs routes")
   .requiredOption("-c, --config <file>", "node config (YAML or JSON); see examples/")
   .option("--no-watch", "do not reload when the config file changes (SIGHUP still reloads)")
+  .option("--etcd-endpoints <urls>", "cluster membership from etcd: lease a pod CIDR, publish this node, learn peers (comma-separated, e.g. http://10.0.0.1:2379)")
+  .option("--etcd-prefix <prefix>", "etcd key prefix (default /wasm-overlay, or the config's etcd.prefix)")
   .addOption(new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error"]))
-  .action(async (opts: { config: string; watch: boolean; logLevel?: string }) => {
+  .action(async (opts: { config: string; watch: boolean; logLevel?: string; etcdEndpoints?: string; etcdPrefix?: string }) => {
     const log = createLogger({ level: opts.logLevel });
     const daemon: Daemon = new Daemon({
       configPath: opts.config,
       log,
       watchConfig: opts.watch,
+      etcd: opts.etcdEndpoints || opts.etcdPrefix ? { endpoints: opts.etcdEndpoints?.split(",").map((e) => e.trim()).filter(Boolean), prefix: opts.etcdPrefix } : undefined,
       // Without its data path the node is down: clean up and exit non-zero.
       onFatal: () => void daemon.stop().finally(() => process.exit(1)),
     });
@@ -153,7 +156,7 @@ function printTable(what: string, body: unknown): void {
     console.log("(none)");
     return;
   }
-  const cols = Object.keys(body[0] as object);
+  const cols = [...new Set(body.flatMap((r) => Object.keys(r as object)))]; // e.g. show peers: leaseAgeSeconds only on etcd peers
   const rows = body.map((r) => cols.map((c) => {
     const v = (r as Record<string, unknown>)[c];
     return v === undefined ? "-" : typeof v === "object" ? JSON.stringify(v) : String(v);

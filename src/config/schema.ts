@@ -210,7 +210,7 @@ const etcdEndpoint = z.string().regex(/^(http:\/\/)?[A-Za-z0-9.-]+:\d{1,5}$/, {
 });
 
 /** Cluster membership from etcd (src/membership/): a pod-CIDR lease and live peers, as flannel does. */
-const EtcdSchema = z.strictObject({
+export const EtcdSchema = z.strictObject({
   endpoints: z.array(etcdEndpoint).min(1, "needs at least one endpoint"),
   /** Every key overlayd writes or watches lives under this prefix. */
   prefix: z.string().regex(/^\/[A-Za-z0-9._/-]*$/, { error: (iss) => `${JSON.stringify(iss.input)} is not a key prefix like "/wasm-overlay"` }).default("/wasm-overlay"),

@@ -157,3 +157,28 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
   };
 }
+
+/** Cluster membership from etcd (src/membership/): connection state, peers, lease and watch events. */
+export interface EtcdMetrics {
+  /** 1 while the last etcd call, keepalive or watch (re)connect succeeded, 0 after a failure. */
+  connected: Gauge;
+  /** Peers from etcd in the running tables. */
+  peers: Gauge;
+  /** This node's lease TTL in seconds (0 until it holds one). */
+  leaseTtl: Gauge;
+  /** put, delete (watch), resync, invalid_record, dropped_peer, keepalive_failed, lease_lost, lease_reacquired. */
+  events: Counter<"event">;
+}
+
+export const ETCD_EVENTS = ["put", "delete", "resync", "invalid_record", "dropped_peer", "keepalive_failed", "lease_lost", "lease_reacquired"] as const;
+
+/** The etcd series, registered on `registry` (the daemon's). */
+export function createEtcdMetrics(registry: Registry, prefix = "overlay_"): EtcdMetrics {
+  const registers = [registry];
+  const connected = new Gauge({ name: `${prefix}etcd_connected`, help: "1 while etcd answers (last call, keepalive or watch reconnect succeeded)", registers });
+  const peers = new Gauge({ name: `${prefix}etcd_peers`, help: "Peers learnt from etcd in the running tables", registers });
+  const leaseTtl = new Gauge({ name: `${prefix}etcd_lease_ttl_seconds`, help: "TTL of this node's etcd lease", registers });
+  const events = new Counter({ name: `${prefix}etcd_events_total`, help: "Membership events: watch puts/deletes, resyncs, invalid records, dropped peers, keepalive failures, lost and re-acquired leases", labelNames: ["event"] as const, registers });
+  for (const e of ETCD_EVENTS) events.inc({ event: e }, 0);
+  return { connected, peers, leaseTtl, events };
+}

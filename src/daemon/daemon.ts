@@ -5,11 +5,12 @@ import { createServer, type Server } from "node:http";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Logger } from "pino";
-import { loadConfigFile } from "../config/load.js";
+import { loadConfigFile, type LoadResult } from "../config/load.js";
+import { Membership } from "../membership/membership.js";
 import { deriveTables, type DerivedTables } from "../config/derive.js";
 import type { Config } from "../config/schema.js";
 import { formatMac, parseListen, u32ToIp } from "../config/net.js";
-import { createMetrics, type Metrics } from "../control/metrics.js";
+import { createEtcdMetrics, createMetrics, type Metrics } from "../control/metrics.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
 import { closeTun, configureLink, ip, openTun, setTunOffload, type TunDevice } from "../io/tun.js";
 import { openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/sockets.js";
@@ -28,6 +29,8 @@ export interface DaemonOptions {
   /** Called when the data path dies under us (the worker threw or exited):
    *  a node without a data path should exit so its supervisor restarts it. */
   onFatal?: (reason: string) => void;
+  /** `--etcd-endpoints` / `--etcd-prefix`: cluster membership from etcd, on top of the file's etcd section. */
+  etcd?: { endpoints?: string[]; prefix?: string };
 }
 
 function toDataplaneTables(d: DerivedTables): DataplaneTables {
@@ -61,6 +64,8 @@ export class Daemon {
   private reloadTimer?: NodeJS.Timeout;
   private readonly startedAt = Date.now();
   private lastReload: { at: number; ok: boolean; errors: string[] } | undefined;
+  /** Pod CIDR lease and peers from etcd, when configured (src/membership/). */
+  private membership?: Membership;
   readonly metrics: Metrics;
 
   constructor(private readonly opts: DaemonOptions) {
@@ -75,7 +80,19 @@ export class Daemon {
    *  (with a message naming the cause) when the node cannot be set up;
    *  whatever was set up by then is torn down first. */
   async start(): Promise<void> {
-    const loaded = loadConfigFile(this.opts.configPath);
+    if (Membership.enabled(this.opts.configPath, this.opts.etcd)) {
+      checkPrivileges(); // before joining the cluster, not after
+      this.membership = await Membership.start({
+        configPath: this.opts.configPath, cli: this.opts.etcd, log: this.log, metrics: createEtcdMetrics(this.metrics.registry),
+        onChange: (why) => this.scheduleReload(why),
+        onFatal: (why) => {
+          this.log.fatal({ reason: why }, "this node's pod CIDR lease is gone");
+          this.opts.onFatal?.(why);
+        },
+      });
+    }
+    const loaded = this.loadConfig();
+    if (!loaded.ok) await this.membership?.stop();
     if (!loaded.ok) throw new Error(`invalid config ${this.opts.configPath}:\n  ${loaded.errors.join("\n  ")}`);
     checkPrivileges();
     this.config = loaded.config;
@@ -235,7 +252,7 @@ export class Daemon {
    *  worker. An invalid config is rejected and the old one stays in force.
    *  Changing node identity (device, underlay address, mode) needs a restart. */
   async reload(reason: string): Promise<{ ok: boolean; errors: string[] }> {
-    const loaded = loadConfigFile(this.opts.configPath);
+    const loaded = this.loadConfig();
     if (!loaded.ok) {
       this.lastReload = { at: Date.now(), ok: false, errors: loaded.errors };
       this.metrics.configReloads.inc({ result: "error" });
@@ -274,6 +291,11 @@ export class Daemon {
     this.metrics.configReloads.inc({ result: errors.length ? "error" : "ok" });
     this.log.info({ reason, routesAdded: res.routesAdded, routesRemoved: res.routesRemoved, peers: derived.peers.length, errors }, "config reloaded");
     return { ok: errors.length === 0, errors };
+  }
+
+  /** The config file, merged with the etcd lease and peers when membership is on. */
+  private loadConfig(): LoadResult {
+    return this.membership ? this.membership.loadConfig() : loadConfigFile(this.opts.configPath);
   }
 
   scheduleReload(reason: string): void {
@@ -317,7 +339,7 @@ export class Daemon {
         json({ counters: this.counters, io: this.ioStats });
       } else if (path === "/status" || path === "/") json(this.status());
       else if (path === "/routes") json(this.showRoutes());
-      else if (path === "/peers") json(this.derived.peers.map((p, i) => ({ index: i, name: p.name, underlay: u32ToIp(p.underlay), vtepMac: formatMac(p.vtepMac), vtepAddress: u32ToIp(p.vtepAddress), podCIDRs: p.podCIDRs, encapsulation: p.encapsulation, reason: p.reason, source: "config" })));
+      else if (path === "/peers") json(this.derived.peers.map((p, i) => ({ index: i, name: p.name, underlay: u32ToIp(p.underlay), vtepMac: formatMac(p.vtepMac), vtepAddress: u32ToIp(p.vtepAddress), podCIDRs: p.podCIDRs, encapsulation: p.encapsulation, reason: p.reason, ...(this.membership?.origin(p.name) ?? { source: "config" }) })));
       else if (path === "/fdb") json(this.derived.fdb.map((f) => ({ mac: formatMac(f.mac), peer: this.derived.peers[f.peer]?.name, dst: u32ToIp(this.derived.peers[f.peer]?.underlay ?? 0) })));
       else if (path === "/neigh") json(this.derived.neigh.map((n) => ({ ip: u32ToIp(n.ip), mac: formatMac(n.mac) })));
       else if (path === "/reload" ) json(await this.reload("admin API"));
@@ -385,6 +407,7 @@ export class Daemon {
       routes: this.derived.routes.length,
       kernelRoutes: this.kernelRoutes.list(),
       lastReload: this.lastReload,
+      etcd: this.membership?.status(),
     };
   }
 
@@ -399,6 +422,7 @@ export class Daemon {
 
   /** Stop the worker, remove routes, the device and the sockets. Idempotent. */
   async stop(): Promise<void> {
+    await this.membership?.stop();
     clearTimeout(this.reloadTimer);
     this.watcher?.close();
     this.watcher = undefined;

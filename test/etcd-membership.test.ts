@@ -1,0 +1,132 @@
+// The pure parts of etcd membership: which subnet to lease, how etcd records
+// merge with the config file's peers, how records are parsed. No etcd needed.
+import { describe, expect, it } from "vitest";
+import { validateConfig } from "../src/config/load.js";
+import { isSubnetOf, subnetCandidates, subnetsOf } from "../src/membership/allocate.js";
+import { composeDocument, etcdSection, mergePeers, type LiveRecord } from "../src/membership/merge.js";
+import { parseRecord, subnetKey, subnetOfKey, type NodeRecord } from "../src/membership/records.js";
+
+const base = { network: "198.19.0.0/16", subnetLength: 24, name: "w1", live: new Map<string, string>(), reserved: new Map<string, string>(), avoid: [] as string[] };
+
+describe("subnet allocation", () => {
+  it("enumerates the subnets of the network lazily, in address order", () => {
+    const it = subnetsOf("198.19.0.0/16", 24);
+    expect([it.next().value, it.next().value]).toEqual(["198.19.0.0/24", "198.19.1.0/24"]);
+    expect([...subnetsOf("198.19.4.0/23", 24)]).toEqual(["198.19.4.0/24", "198.19.5.0/24"]);
+    expect([...subnetsOf("198.19.4.0/24", 23)]).toEqual([]);
+    expect(subnetsOf("10.0.0.0/8", 30).next().value).toBe("10.0.0.0/30"); // 4M subnets, not materialised
+  });
+
+  it("takes the first free subnet, skipping live ones and config peers' pod CIDRs", () => {
+    const live = new Map([["198.19.0.0/24", "w2"]]);
+    expect(subnetCandidates({ ...base, live, avoid: ["198.19.1.0/25"], limit: 2 })).toEqual(["198.19.2.0/24", "198.19.3.0/24"]);
+  });
+
+  it("keeps the previous subnet when it is free or still held by our own name", () => {
+    expect(subnetCandidates({ ...base, previous: "198.19.7.0/24", limit: 1 })).toEqual(["198.19.7.0/24"]);
+    const live = new Map([["198.19.7.0/24", "w1"]]);
+    expect(subnetCandidates({ ...base, live, previous: "198.19.7.0/24", limit: 1 })).toEqual(["198.19.7.0/24"]);
+  });
+
+  it("does not take a previous subnet another node holds now, or one outside the network or of another size", () => {
+    const live = new Map([["198.19.7.0/24", "w9"]]);
+    expect(subnetCandidates({ ...base, live, previous: "198.19.7.0/24", limit: 1 })).toEqual(["198.19.0.0/24"]);
+    expect(subnetCandidates({ ...base, previous: "198.18.7.0/24", limit: 1 })).toEqual(["198.19.0.0/24"]);
+    expect(subnetCandidates({ ...base, previous: "198.19.7.0/25", limit: 1 })).toEqual(["198.19.0.0/24"]);
+  });
+
+  it("hands out subnets other nodes had before only when nothing else is left", () => {
+    const reserved = new Map([["198.19.4.0/24", "w2"]]);
+    expect(subnetCandidates({ ...base, network: "198.19.4.0/23", reserved })).toEqual(["198.19.5.0/24", "198.19.4.0/24"]);
+    const live = new Map([["198.19.5.0/24", "w3"]]);
+    expect(subnetCandidates({ ...base, network: "198.19.4.0/23", reserved, live })).toEqual(["198.19.4.0/24"]);
+    expect(subnetCandidates({ ...base, network: "198.19.4.0/23", live: new Map([["198.19.4.0/24", "a"], ["198.19.5.0/24", "b"]]) })).toEqual([]);
+  });
+
+  it("isSubnetOf checks containment and length", () => {
+    expect(isSubnetOf("198.19.3.0/24", "198.19.0.0/16", 24)).toBe(true);
+    expect(isSubnetOf("198.19.3.0/25", "198.19.0.0/16", 24)).toBe(false);
+    expect(isSubnetOf("198.18.3.0/24", "198.19.0.0/16", 24)).toBe(false);
+    expect(isSubnetOf("nonsense", "198.19.0.0/16", 24)).toBe(false);
+  });
+});
+
+const rec = (node: string, n: number, over: Partial<NodeRecord> = {}): NodeRecord => ({
+  node, underlay: `198.18.0.${n}`, podCIDR: `198.19.${n}.0/24`, vtepMac: `0e:00:00:00:00:${n.toString(16).padStart(2, "0")}`, encapsulation: "auto", leasedAt: "2026-01-01T00:00:00.000Z", ...over,
+});
+const live = (r: NodeRecord, modRevision = 1): LiveRecord => ({ record: r, modRevision });
+const doc = (peers: unknown[] = []) => ({
+  node: { name: "w1", underlay: { address: "198.18.0.1", prefixLength: 24 } },
+  peers,
+});
+
+describe("merging etcd peers with the config file", () => {
+  it("adds one peer per record, sorted by name, and the result validates", () => {
+    const m = mergePeers(doc(), "198.19.1.0/24", [live(rec("w3", 3)), live(rec("w2", 2))]);
+    expect(m.dropped).toEqual([]);
+    expect(m.peers.map((p) => p.name)).toEqual(["w2", "w3"]);
+    const r = validateConfig(composeDocument(doc(), { endpoints: ["http://198.18.0.1:2379"] }, "198.19.1.0/24", m.peers));
+    expect(r.ok && r.config.peers.map((p) => [p.name, p.podCIDRs[0], p.vtepAddress])).toEqual([["w2", "198.19.2.0/24", "198.19.2.0"], ["w3", "198.19.3.0/24", "198.19.3.0"]]);
+    expect(r.ok && r.config.node.podCIDR).toBe("198.19.1.0/24");
+  });
+
+  it("leaves out records that clash with this node or with a config peer (the file wins)", () => {
+    const filePeer = { name: "static", underlay: "198.18.0.50", podCIDRs: ["198.19.50.0/24"], vtepMac: "0e:00:00:00:00:50" };
+    const m = mergePeers(doc([filePeer]), "198.19.1.0/24", [
+      live(rec("w1", 1, { podCIDR: "198.19.9.0/24" })), // our own record: skipped silently
+      live(rec("static", 7)),
+      live(rec("dupunder", 8, { underlay: "198.18.0.50" })),
+      live(rec("mine", 9, { underlay: "198.18.0.1" })),
+      live(rec("overlap", 10, { podCIDR: "198.19.50.0/25" })),
+      live(rec("overlapself", 11, { podCIDR: "198.19.1.0/24" })),
+      live(rec("samemac", 12, { vtepMac: "0e:00:00:00:00:50" })),
+      live(rec("ok", 13)),
+    ]);
+    expect(m.peers.map((p) => p.name)).toEqual(["ok"]);
+    expect(Object.fromEntries(m.dropped.map((d) => [d.node, d.reason]))).toEqual({
+      static: "a config peer is also called static",
+      dupunder: "underlay 198.18.0.50 is a config peer's",
+      mine: "underlay 198.18.0.1 is this node's",
+      overlap: "pod CIDR 198.19.50.0/25 overlaps 198.19.50.0/24 of config peer static",
+      overlapself: "pod CIDR 198.19.1.0/24 overlaps 198.19.1.0/24 of this node",
+      samemac: "VTEP MAC 0e:00:00:00:00:50 is a config peer's",
+    });
+    expect(validateConfig(composeDocument(doc([filePeer]), { endpoints: ["x:1"] }, "198.19.1.0/24", m.peers)).ok).toBe(true);
+  });
+
+  it("keeps the newer of two records of one node (its old subnet not expired yet)", () => {
+    const m = mergePeers(doc(), "198.19.1.0/24", [live(rec("w2", 2), 5), live(rec("w2", 2, { podCIDR: "198.19.20.0/24" }), 9)]);
+    expect(m.peers.map((p) => p.podCIDRs[0])).toEqual(["198.19.20.0/24"]);
+    expect(m.dropped).toEqual([{ node: "w2", podCIDR: "198.19.2.0/24", reason: "superseded by a newer record of the same node" }]);
+  });
+
+  it("two etcd records with one pod CIDR: the first by name stays", () => {
+    const m = mergePeers(doc(), "198.19.1.0/24", [live(rec("b", 2)), live(rec("a", 3, { podCIDR: "198.19.2.0/24" }))]);
+    expect(m.peers.map((p) => p.name)).toEqual(["a"]);
+  });
+
+  it("the command line's endpoints and prefix go on top of the file's etcd section", () => {
+    expect(etcdSection({}, undefined)).toBeUndefined();
+    expect(etcdSection({}, { endpoints: ["http://a:1"] })).toEqual({ endpoints: ["http://a:1"] });
+    expect(etcdSection({ etcd: { endpoints: ["http://b:2"], leaseTTL: 5 } }, { prefix: "/x" })).toEqual({ endpoints: ["http://b:2"], leaseTTL: 5, prefix: "/x" });
+  });
+});
+
+describe("etcd records", () => {
+  it("keys round-trip and other keys are not subnets", () => {
+    expect(subnetKey("/wasm-overlay/", "198.19.5.0/24")).toBe("/wasm-overlay/subnets/198.19.5.0-24");
+    expect(subnetOfKey("/wasm-overlay", "/wasm-overlay/subnets/198.19.5.0-24")).toBe("198.19.5.0/24");
+    expect(subnetOfKey("/wasm-overlay", "/wasm-overlay/nodes/w1")).toBeUndefined();
+    expect(subnetOfKey("/wasm-overlay", "/wasm-overlay/subnets/garbage")).toBeUndefined();
+  });
+
+  it("a record is parsed, normalised and checked against its key; junk is refused with a reason", () => {
+    const r = parseRecord("198.19.2.0/24", JSON.stringify({ ...rec("w2", 2), vtepMac: "0E-00-00-00-00-02" }));
+    expect(r.ok && r.record.vtepMac).toBe("0e:00:00:00:00:02");
+    expect(parseRecord("198.19.3.0/24", JSON.stringify(rec("w2", 2)))).toEqual({ ok: false, reason: "record says 198.19.2.0/24, key says 198.19.3.0/24" });
+    expect(parseRecord("198.19.2.0/24", "{").ok).toBe(false);
+    const bad = parseRecord("198.19.2.0/24", JSON.stringify({ ...rec("w2", 2), underlay: "300.1.1.1", encapsulation: "gre" }));
+    expect(bad.ok).toBe(false);
+    expect(!bad.ok && bad.reason).toMatch(/underlay.*encapsulation/);
+  });
+});

@@ -1,0 +1,162 @@
+// Cluster membership from a real etcd (Debian etcd-server) across network
+// namespaces: nodes lease pod CIDRs, learn each other, a fourth joins during a
+// transfer, a stopped node's routes go when its lease runs out, etcd restarts
+// and a partitioned node's lease expires while traffic keeps flowing.
+// Needs root; CI runs it as root.
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EtcdCluster, ETCD_URL, haveEtcd, sleep, waitUntil, type LogLine } from "./helpers/etcd-cluster.js";
+
+const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
+const isRoot = process.getuid?.() === 0;
+const TTL = 3;
+const NETWORK = "198.19.0.0/16";
+
+type Status = { etcd?: { podCIDR: string; connected: boolean; livePeers: number }; kernelRoutes: unknown };
+type Peer = { name: string; underlay: string; podCIDRs: string[]; encapsulation: string; source: string; leaseAgeSeconds?: number };
+
+describe.skipIf(!isRoot || !haveEtcd())("cluster membership from etcd", () => {
+  const c = new EtcdCluster(CLI);
+  const peersOf = (n: number) => c.admin<Peer[]>(n, "/peers") ?? [];
+  const peerNames = (n: number) => peersOf(n).map((p) => p.name).sort();
+  const subnetOf = (n: number) => c.admin<Status>(n, "/status")?.etcd?.podCIDR;
+  /** Time of the first log line at or after `since` matching `pred`. */
+  const logTime = (n: number, since: number, pred: (l: LogLine) => boolean) => c.logLines(n).find((l) => l.time >= since && pred(l))?.time;
+
+  beforeAll(async () => {
+    c.build();
+    await c.startEtcd();
+    // The cluster network, where flannel keeps it: worker3 reads it from here.
+    c.etcdScript(`await c.put("/wasm-overlay/config").value(JSON.stringify({ network: "${NETWORK}", subnetLength: 24 }));`);
+    const etcd = { endpoints: [ETCD_URL], network: NETWORK, subnetLength: 24, leaseTTL: TTL };
+    // worker1 and worker2 (one underlay subnet) with an etcd section; worker3
+    // (the other subnet) with only --etcd-endpoints on the command line.
+    await Promise.all([
+      c.startDaemon(1, c.config(1, etcd)),
+      c.startDaemon(2, c.config(2, { ...etcd, encapsulation: "vxlan" })),
+      c.startDaemon(3, c.config(3), ["--etcd-endpoints", ETCD_URL]),
+    ]);
+    for (const n of [1, 2, 3]) c.setupPod(n, subnetOf(n)!);
+  }, 60_000);
+
+  afterAll(async () => {
+    await c.destroy();
+  }, 30_000);
+
+  it("three nodes lease distinct subnets of the cluster network and learn each other", async () => {
+    const subnets = [1, 2, 3].map((n) => c.subnets.get(n)!);
+    expect(new Set(subnets).size).toBe(3);
+    for (const s of subnets) expect(s).toMatch(/^198\.19\.\d+\.0\/24$/);
+    // Every node sees the other two, from etcd, with their leases' ages.
+    for (const n of [1, 2, 3]) {
+      await waitUntil(() => peerNames(n).length === 2 || undefined, 5000, `worker${n} to see two peers: ${JSON.stringify(peersOf(n))}`);
+      for (const p of peersOf(n)) {
+        expect(p.source).toBe("etcd");
+        expect(p.leaseAgeSeconds).toBeGreaterThanOrEqual(0);
+        expect(p.podCIDRs).toEqual([c.subnets.get(Number(p.name.slice(-1)))]);
+      }
+    }
+    // Published encapsulation preference: worker2 asked to be reached over VXLAN
+    // even from its own subnet; worker1 -> worker3 is auto (other subnet: VXLAN).
+    const from1 = Object.fromEntries(peersOf(1).map((p) => [p.name, p.encapsulation]));
+    expect(from1).toEqual({ worker2: "vxlan", worker3: "vxlan" });
+    const from2 = Object.fromEntries(peersOf(2).map((p) => [p.name, p.encapsulation]));
+    expect(from2.worker1).toBe("direct");
+    // Kernel routes for the leased subnets.
+    expect(c.routes(1)).toContain(`${c.subnets.get(3)} dev wo0`);
+    expect(c.routes(2)).toContain(`${c.subnets.get(1)!} via 198.18.0.11 dev eth0`);
+  });
+
+  it("pods on all three nodes reach each other", () => {
+    for (const [a, b] of [[1, 2], [2, 1], [1, 3], [3, 1], [2, 3], [3, 2]]) {
+      const r = c.ping(a, c.podIp(b));
+      expect(r.ok, `pod${a} -> pod${b}: ${r.out}`).toBe(true);
+    }
+  });
+
+  it("a fourth node joins during a TCP transfer and becomes reachable within a second", async () => {
+    const bytes = 12 << 20;
+    const transfer = await c.startTransfer(1, 3, bytes, 3);
+    await sleep(500);
+    const t0 = Date.now();
+    await c.startDaemon(4, c.config(4, { endpoints: [ETCD_URL], leaseTTL: TTL }));
+    const joined = await waitUntil(() => logTime(4, t0, (l) => l.msg === "joined the cluster through etcd"), 5000, "worker4 to join");
+    // Each running node re-derived and applied its tables with worker4 in them.
+    const applied: number[] = [];
+    for (const n of [1, 2, 3]) {
+      const at = await waitUntil(() => logTime(n, t0, (l) => l.msg === "config reloaded" && String(l.reason).includes("worker4")), 5000, `worker${n} to apply worker4`);
+      applied.push(at - joined);
+    }
+    console.log(`worker4 in the tables of workers 1-3 ${applied.join(", ")} ms after it joined`);
+    for (const ms of applied) expect(ms).toBeLessThan(1000);
+    c.setupPod(4, subnetOf(4)!);
+    for (const n of [1, 2, 3]) {
+      expect(peerNames(n)).toContain("worker4");
+      expect(c.ping(n, c.podIp(4)).ok, `pod${n} -> pod4`).toBe(true);
+      expect(c.ping(4, c.podIp(n)).ok, `pod4 -> pod${n}`).toBe(true);
+    }
+    const r = await transfer;
+    expect(r.received).toBe(bytes);
+    expect(r.receivedSha).toBe(r.sentSha);
+  }, 40_000);
+
+  it("a stopped node's routes disappear once its lease expires", async () => {
+    const gone = c.subnets.get(2)!;
+    expect(c.routes(1)).toContain(gone);
+    const t0 = Date.now();
+    await c.stopDaemon(2);
+    // Not at once: the lease is not revoked, so a quick restart keeps its subnet.
+    expect(c.routes(3)).toContain(gone);
+    for (const n of [1, 3, 4]) {
+      await waitUntil(() => !c.routes(n).includes(gone) && !peerNames(n).includes("worker2"), (TTL + 4) * 1000, `worker${n} to drop worker2's routes`);
+    }
+    const ms = Date.now() - t0;
+    console.log(`worker2's routes gone from workers 1, 3, 4 ${ms} ms after it stopped (lease TTL ${TTL} s)`);
+    expect(ms).toBeGreaterThanOrEqual((TTL - 1) * 1000);
+    expect(c.ping(1, c.podIp(3)).ok).toBe(true);
+  }, 20_000);
+
+  it("etcd stopped and restarted: traffic keeps flowing, nodes reconnect and keep their peers", async () => {
+    const bytes = 24 << 20;
+    const transfer = await c.startTransfer(4, 1, bytes, 3);
+    await sleep(500);
+    await c.killEtcd();
+    const down = Date.now();
+    await sleep(1000);
+    // Forwarding goes on with the last known tables.
+    for (const n of [1, 3, 4]) expect(peerNames(n).length).toBe(2);
+    expect(c.ping(3, c.podIp(1)).ok).toBe(true);
+    await waitUntil(() => c.admin<Status>(1, "/status")?.etcd?.connected === false || undefined, 5000, "worker1 to notice etcd is down");
+    await sleep(1500);
+    await c.startEtcd();
+    const up = Date.now();
+    for (const n of [1, 3, 4]) {
+      await waitUntil(() => c.admin<Status>(n, "/status")?.etcd?.connected === true || undefined, 10_000, `worker${n} to reconnect`);
+    }
+    console.log(`etcd down ${up - down} ms; all nodes reconnected ${Date.now() - up} ms after it came back`);
+    // Still (or again) every live peer, and each node's record is back in etcd.
+    const keys = JSON.parse(c.etcdScript(`return (await c.getAll().prefix("/wasm-overlay/subnets/").keys()).sort();`)) as string[];
+    expect(keys).toEqual([1, 3, 4].map((n) => `/wasm-overlay/subnets/${c.subnets.get(n)!.replace("/", "-")}`).sort());
+    for (const n of [1, 3, 4]) expect(peerNames(n)).toEqual(["worker1", "worker3", "worker4"].filter((x) => x !== `worker${n}`));
+    const r = await transfer;
+    expect(r.received).toBe(bytes);
+    expect(r.receivedSha).toBe(r.sentSha);
+  }, 40_000);
+
+  it("a node partitioned from etcd past its TTL re-claims its subnet when it is back", async () => {
+    const mine = c.subnets.get(4)!;
+    // Cut worker4 off from etcd (only TCP 2379; the overlay keeps working).
+    c.exec("w4", ["nft", "add table inet wo_part"]);
+    c.exec("w4", ["nft", "add chain inet wo_part out { type filter hook output priority 0 ; }"]);
+    c.exec("w4", ["nft", "add rule inet wo_part out tcp dport 2379 drop"]);
+    // Its record expires at etcd: the others drop it.
+    await waitUntil(() => !peerNames(1).includes("worker4") || undefined, (TTL + 5) * 1000, "worker1 to drop worker4");
+    c.exec("w4", ["nft", "delete table inet wo_part"]);
+    const t0 = Date.now();
+    await waitUntil(() => peerNames(1).includes("worker4") || undefined, 20_000, "worker4 to re-join");
+    console.log(`worker4 back in worker1's tables ${Date.now() - t0} ms after the partition healed`);
+    expect(subnetOf(4)).toBe(mine);
+    expect(c.logLines(4).some((l) => l.msg === "subnet re-claimed under a new etcd lease")).toBe(true);
+    expect(c.ping(1, c.podIp(4)).ok).toBe(true);
+  }, 40_000);
+});
