@@ -132,6 +132,37 @@ export function collectVerdicts(n: u32, toUnderlay: usize, toDevice: usize): u32
   return u | (d << 16);
 }
 
+/** collectVerdicts for UDP GSO: VXLAN packets for the underlay (TX_UNDERLAY
+ *  with outer protocol UDP) at `toVxlan`, the other underlay packets (IPIP,
+ *  direct) at `toRaw`, device-bound ones at `toDevice`; the three counts as
+ *  u32 at `counts`. */
+export function collectVerdictsGso(n: u32, toVxlan: usize, toRaw: usize, toDevice: usize, counts: usize): void {
+  if (n > st.batchMax) n = st.batchMax;
+  let x: u32 = 0;
+  let r: u32 = 0;
+  let d: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const m = st.metaBase + (<usize>i << 5);
+    const v = load<u16>(m, 8);
+    if (v == VERDICT_TX_UNDERLAY || v == VERDICT_TX_DIRECT) {
+      const p = st.slotBase + <usize>i * st.slotSize + load<u32>(m, 0);
+      if (v == VERDICT_TX_UNDERLAY && load<u8>(p, 9) == 17) {
+        store<u16>(toVxlan + (<usize>x << 1), <u16>i);
+        x++;
+      } else {
+        store<u16>(toRaw + (<usize>r << 1), <u16>i);
+        r++;
+      }
+    } else if (v == VERDICT_TO_DEVICE || v == VERDICT_REPLY) {
+      store<u16>(toDevice + (<usize>d << 1), <u16>i);
+      d++;
+    }
+  }
+  store<u32>(counts, x);
+  store<u32>(counts, r, 4);
+  store<u32>(counts, d, 8);
+}
+
 /** Scratch memory for the I/O layer (index lists, native structs), carved
  *  once at start-up. Returns 0 when memory is exhausted. */
 export function allocScratch(bytes: u32): usize {
@@ -164,6 +195,36 @@ export function ingestSuperframe(src: usize, srcLen: u32, first: u32): i32 {
     store<u8>(m, 0, 20);
   }
   return got;
+}
+
+/** UDP GRO on the underlay: one received buffer at `src` of `len` bytes
+ *  holds consecutive VXLAN datagrams of `seg` bytes each (the last may be
+ *  shorter; seg 0 = one datagram). Copy as many whole datagrams as fit into
+ *  input slots first.. (at HEADROOM) with their metadata (outer source
+ *  `addr`, destination `addr2`, TOS `tos`), for processVxlanBatch. Returns
+ *  the number of datagrams taken (the caller advances by that many x seg and
+ *  calls again after processing when slots ran out), or E_RANGE when a
+ *  datagram cannot fit a slot at all. */
+export function ingestDatagrams(src: usize, len: u32, seg: u32, first: u32, addr: u32, addr2: u32, tos: u32): i32 {
+  if (seg == 0 || seg > len) seg = len;
+  if (seg == 0) return 0;
+  if (seg > st.slotSize - HEADROOM) return E_RANGE;
+  let k: u32 = 0;
+  let at: u32 = 0;
+  while (at < len && first + k < st.batchMax) {
+    const n = len - at < seg ? len - at : seg;
+    const i = first + k;
+    memory.copy(st.slotBase + <usize>i * st.slotSize + HEADROOM, src + at, n);
+    const m = st.metaBase + (<usize>i << 5);
+    store<u32>(m, HEADROOM, 0);
+    store<u32>(m, n, 4);
+    store<u32>(m, addr, 12);
+    store<u32>(m, addr2, 16);
+    store<u8>(m, <u8>tos, 20);
+    at += n;
+    k++;
+  }
+  return <i32>k;
 }
 
 /** Per-segment lengths scratch for ingestSuperframe (carved on first use:

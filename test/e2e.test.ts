@@ -223,7 +223,7 @@ describe.skipIf(!isRoot)("tap mode (L2 device) across two daemons", () => {
   });
 });
 
-describe.skipIf(!isRoot)("tun offloads (TSO segmented in WASM, GRO to the tun)", () => {
+describe.skipIf(!isRoot)("tun offloads (TSO segmented in WASM, GRO to the tun) and UDP GSO/GRO on the underlay", () => {
   const cluster = new Cluster();
   beforeAll(async () => {
     cluster.build();
@@ -252,5 +252,12 @@ describe.skipIf(!isRoot)("tun offloads (TSO segmented in WASM, GRO to the tun)",
     expect(s3.io.groFrames).toBeGreaterThan(0);
     expect(s3.io.groFrames).toBeLessThan(Number(s3.counters.to_device_packets));
     expect(s2.io.refused + s3.io.refused).toBe(0);
+    // UDP GSO on the underlay: the sender put several VXLAN datagrams in one
+    // send; UDP GRO: the receiver got trains of them in one buffer.
+    expect(s2.io.gsoSends).toBeGreaterThan(0);
+    expect(s2.io.gsoSegments).toBeGreaterThan(s2.io.gsoSends);
+    expect(s3.io.groTrains).toBeGreaterThan(0);
+    expect(s3.io.groDatagrams).toBeGreaterThan(s3.io.groTrains);
+    expect(s2.io.sendErrors + s3.io.sendErrors).toBe(0);
   });
 });

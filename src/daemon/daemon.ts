@@ -14,6 +14,10 @@ import { createEtcdMetrics, createMetrics, type Metrics } from "../control/metri
 import type { DataplaneTables } from "../dataplane/tables.js";
 import { closeTun, configureLink, ip, openTun, setTunOffload, type TunDevice } from "../io/tun.js";
 import { openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/sockets.js";
+import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
+
+/** UDP sockets VXLAN leaves from with offloads on: the outer source ports a flow hashes onto. */
+const GSO_SOCKETS = 8;
 import { closeQuiet, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO_ECN } from "../io/libc.js";
 import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
 import { checkPrivileges, KernelRoutes, setSysctl } from "./system.js";
@@ -184,6 +188,15 @@ export class Daemon {
     this.fds.push(ipip);
     const send = openRawSendSocket({ sndBuf: 8 << 20 });
     this.fds.push(send);
+    // Offloads: VXLAN trains leave with UDP GSO from a few UDP sockets (their
+    // ports are the outer source ports) and arrive coalesced (UDP GRO).
+    let gsoFds: number[] | undefined;
+    if (c.node.device.offloads) {
+      const socks = openUdpSendSockets(underlay, GSO_SOCKETS, { ttl: c.tunnel.outerTtl, sndBuf: 8 << 20 });
+      this.fds.push(...socks.fds);
+      gsoFds = socks.fds;
+      enableUdpGro(vx);
+    }
     const { port1, port2 } = new MessageChannel();
     const config: WorkerConfig = {
       tunFd: this.tun!.fd,
@@ -198,6 +211,7 @@ export class Daemon {
       offloads: c.node.device.offloads,
       // Carved once: enabling NAT by a reload needs no restart; resizing does.
       natMaxFlows: c.nat.conntrack.maxFlows,
+      gsoFds,
     };
     const workerFile = fileURLToPath(new URL("./worker.js", import.meta.url));
     this.worker = new Worker(workerFile, { workerData: { port: port2, config }, transferList: [port2] });

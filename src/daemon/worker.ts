@@ -7,6 +7,7 @@ import { Dataplane, type ConntrackStats, type FlowRecord } from "../dataplane/da
 import { TableState, type DataplaneTables } from "../dataplane/tables.js";
 import { BatchIO } from "../io/batch.js";
 import * as libc from "../io/libc.js";
+import { UdpGroReceiver, UdpGsoSender } from "../io/udpgso.js";
 
 export interface WorkerConfig {
   tunFd: number;
@@ -22,6 +23,9 @@ export interface WorkerConfig {
   offloads: boolean;
   /** Conntrack capacity; carved at start (NAT parameters come with the tables). */
   natMaxFlows?: number;
+  /** UDP GSO/GRO on the underlay (with offloads): sockets VXLAN leaves from
+   *  (one per outer source port); the VXLAN socket has UDP_GRO on. */
+  gsoFds?: number[];
 }
 
 export type ToWorker =
@@ -47,6 +51,12 @@ export interface IoStats {
   refused: number;
   /** Offloads: frames written to the tun after GRO (each one or more packets). */
   groFrames: number;
+  /** UDP GSO: sends that carried several VXLAN datagrams, and the datagrams in them. */
+  gsoSends?: number;
+  gsoSegments?: number;
+  /** UDP GRO: coalesced trains received (each several datagrams), and the datagrams in them. */
+  groTrains?: number;
+  groDatagrams?: number;
 }
 
 function run(cfg: WorkerConfig, port: MessagePort): void {
@@ -85,6 +95,52 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const superPtr = cfg.offloads ? Number(dp.raw.allocScratch(SUPER)) : 0;
   if (cfg.offloads && dp.raw.offloadSetup() !== 0) throw new Error("no memory for offload buffers");
   const memBase = io.slotAddress(0) - dp.slotBase;
+  // UDP GSO/GRO: VXLAN trains leave as one sendmsg and arrive as one buffer.
+  const gso = cfg.offloads && (cfg.gsoFds?.length ?? 0) > 0;
+  const region = { memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch };
+  const gsoSender = gso ? new UdpGsoSender(region, cfg.gsoFds!) : undefined;
+  const GRO_BUFS = 8;
+  const groBufPtr = gso ? Number(dp.raw.allocScratch(GRO_BUFS * 65536)) : 0;
+  const groRx = gso ? new UdpGroReceiver(dp.memory, groBufPtr, GRO_BUFS) : undefined;
+  const vxPtr = gso ? Number(dp.raw.allocScratch(listBytes)) : 0;
+  const rawPtr = gso ? Number(dp.raw.allocScratch(listBytes)) : 0;
+  const countsPtr = gso ? Number(dp.raw.allocScratch(16)) : 0;
+  if (gso) Object.assign(ioStats, { gsoSends: 0, gsoSegments: 0, groTrains: 0, groDatagrams: 0 });
+  const readTrains = (): number => {
+    let n = 0;
+    for (let round = 0; round < 4 && n < dp.batch; round++) {
+      const got = groRx!.recv(cfg.vxlanFd);
+      if (!got) break;
+      for (let j = 0; j < got; j++) {
+        const d = groRx!.out[j];
+        const seg = d.seg > 0 && d.seg < d.len ? d.seg : d.len;
+        if (seg < d.len) {
+          ioStats.groTrains!++;
+          ioStats.groDatagrams! += Math.ceil(d.len / seg);
+        }
+        let ptr = d.ptr, left = d.len;
+        while (left > 0) {
+          const k = dp.raw.ingestDatagrams(ptr, left, seg, n, d.src, d.dst, d.tos);
+          if (k === 0) {
+            // Slots ran out: run this batch, then go on with the train.
+            dp.processVxlan(n);
+            flush(n);
+            n = 0;
+            continue;
+          }
+          if (k < 0) {
+            ioStats.refused++;
+            break;
+          }
+          n += k;
+          const used = Math.min(left, k * seg);
+          ptr += used;
+          left -= used;
+        }
+      }
+    }
+    return n;
+  };
   const readSuperframes = (): number => {
     let n = 0;
     while (n < dp.batch) {
@@ -110,7 +166,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   // Each readable source: how to read a batch from it and which stage takes it.
   const sources = [
     { bit: bitOf(cfg.tunFd), read: () => (cfg.offloads ? readSuperframes() : io.readTun(cfg.tunFd, dp.batch)), process: (n: number) => dp.processPod(n) },
-    { bit: bitOf(cfg.vxlanFd), read: () => io.recvVxlan(cfg.vxlanFd, dp.batch), process: (n: number) => dp.processVxlan(n) },
+    { bit: bitOf(cfg.vxlanFd), read: () => (gso ? readTrains() : io.recvVxlan(cfg.vxlanFd, dp.batch)), process: (n: number) => dp.processVxlan(n) },
     { bit: bitOf(cfg.ipipFd), read: () => io.recvIpip(cfg.ipipFd, dp.batch), process: (n: number) => dp.processIpip(n) },
   ].filter((s) => s.bit !== 0);
   port.postMessage({ type: "ready" } satisfies FromWorker);
@@ -120,9 +176,23 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       toUnderlay = new Uint16Array(dp.memory.buffer, toUnderlayPtr, dp.batch);
       toDevice = new Uint16Array(dp.memory.buffer, toDevicePtr, dp.batch);
     }
-    const packed = dp.raw.collectVerdicts(n, toUnderlayPtr, toDevicePtr) >>> 0;
-    const nu = packed & 0xffff, nd = packed >>> 16;
-    if (nu) ioStats.sendErrors += io.sendRaw(cfg.sendFd, toUnderlay, nu).errors;
+    let nd: number;
+    if (gso) {
+      dp.raw.collectVerdictsGso(n, vxPtr, rawPtr, toDevicePtr, countsPtr);
+      const dv = dp.dv;
+      const nx = dv.getUint32(countsPtr, true), nr = dv.getUint32(countsPtr + 4, true);
+      nd = dv.getUint32(countsPtr + 8, true);
+      const mem = dp.memory.buffer;
+      if (nx) ioStats.sendErrors += gsoSender!.send(new Uint16Array(mem, vxPtr, nx), nx);
+      if (nr) ioStats.sendErrors += io.sendRaw(cfg.sendFd, new Uint16Array(mem, rawPtr, nr), nr).errors;
+      ioStats.gsoSends = gsoSender!.stats.gsoSends;
+      ioStats.gsoSegments = gsoSender!.stats.gsoSegments;
+    } else {
+      const packed = dp.raw.collectVerdicts(n, toUnderlayPtr, toDevicePtr) >>> 0;
+      const nu = packed & 0xffff;
+      nd = packed >>> 16;
+      if (nu) ioStats.sendErrors += io.sendRaw(cfg.sendFd, toUnderlay, nu).errors;
+    }
     if (!nd) return;
     if (cfg.offloads) {
       // GRO: consecutive segments of a flow go to the kernel as one super-frame.

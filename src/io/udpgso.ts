@@ -1,0 +1,397 @@
+// UDP segmentation and receive offload on the underlay (issue 6), the way
+// wireguard-go and Tailscale reach 10 Gbit/s: many VXLAN datagrams cross the
+// kernel as one.
+//
+//   send (UDP_SEGMENT): consecutive encapsulated packets of a batch that go
+//     to the same peer, from the same source socket, with the same TOS and
+//     size (the last may be shorter) become ONE sendmsg whose iovecs point at
+//     the slots' UDP payloads; the kernel builds one GSO skb, which crosses
+//     the stack (and a veth) once and is segmented only where it must be.
+//   receive (UDP_GRO): the VXLAN socket hands us such a train as one buffer
+//     of up to 64 KiB plus the segment size (cmsg); WASM splits it into the
+//     input slots (ingestDatagrams).
+//
+// A UDP socket cannot choose its source port per packet, so the outer source
+// port (RFC 7348's entropy field) comes from a small set of sockets: the data
+// path's per-flow port picks socket (port % count), and the wire carries that
+// socket's port. One flow keeps one port; flows spread over `count` ports.
+// The kernel computes the outer UDP checksum (UDP GSO needs one, RFC 7348
+// allows it) and the IPv4 ID; TTL is a socket option, TOS a cmsg per send,
+// DF is left clear (the data path already enforces the underlay MTU).
+import * as abi from "../dataplane/abi.js";
+import koffi from "koffi";
+import * as libc from "./libc.js";
+import { parseIPv4, SOCKADDR_IN_SIZE, writeSockaddrIn } from "./sockets.js";
+
+export const SOL_UDP = 17;
+export const UDP_SEGMENT = 103;
+export const UDP_GRO = 104;
+const IP_TTL = 2;
+
+const MMSG_SIZE = 64;
+const MH_NAME = 0;
+const MH_NAMELEN = 8;
+const MH_IOV = 16;
+const MH_IOVLEN = 24;
+const MH_CONTROL = 32;
+const MH_CONTROLLEN = 40;
+const MH_LEN = 56;
+const IOV_SIZE = 16;
+const CMSG_HDR = 16;
+const CMSG_SPACE_SMALL = 24; // CMSG_SPACE of a u16 or an int
+const TX_CTRL = 2 * CMSG_SPACE_SMALL;
+const RX_CTRL = 128;
+/** The kernel's UDP_MAX_SEGMENTS (since 5.x: 128 with GSO_PARTIAL; 64 is safe everywhere). */
+export const MAX_SEGMENTS = 64;
+/** Bytes of UDP payload one GSO send may carry (IPv4 total length limit minus headers). */
+const MAX_GSO_BYTES = 65507;
+
+/** Outer headers in front of the UDP payload in a TX_UNDERLAY VXLAN packet (IPv4 20 + UDP 8). */
+const OUTER = 28;
+
+export interface UdpSendSockets {
+  fds: number[];
+  ports: number[];
+}
+
+/** `count` nonblocking UDP sockets bound to bindAddr with kernel-chosen
+ *  ports, outer TTL `ttl`, DF clear, big send buffers. */
+export function openUdpSendSockets(bindAddr: string, count: number, opts: { ttl?: number; sndBuf?: number } = {}): UdpSendSockets {
+  const fds: number[] = [];
+  const ports: number[] = [];
+  const addr = parseIPv4(bindAddr);
+  try {
+    for (let k = 0; k < count; k++) {
+      const fd = libc.check("socket(AF_INET, SOCK_DGRAM)", libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, 0));
+      fds.push(fd);
+      libc.setIntOpt(fd, libc.IPPROTO_IP, IP_TTL, opts.ttl ?? 64, "IP_TTL");
+      libc.setIntOpt(fd, libc.IPPROTO_IP, libc.IP_MTU_DISCOVER, libc.IP_PMTUDISC_DONT, "IP_MTU_DISCOVER");
+      if (opts.sndBuf) {
+        try {
+          libc.setIntOpt(fd, libc.SOL_SOCKET, libc.SO_SNDBUFFORCE, opts.sndBuf, "SO_SNDBUFFORCE");
+        } catch {
+          libc.setIntOpt(fd, libc.SOL_SOCKET, libc.SO_SNDBUF, opts.sndBuf, "SO_SNDBUF");
+        }
+      }
+      const sa = new libc.Scratch(SOCKADDR_IN_SIZE);
+      writeSockaddrIn(sa.dv, 0, addr, 0);
+      libc.check(`bind(${bindAddr}:0)`, libc.bind(fd, sa.addr, SOCKADDR_IN_SIZE));
+      ports.push(localPort(fd));
+    }
+    return { fds, ports };
+  } catch (e) {
+    for (const fd of fds) libc.closeQuiet(fd);
+    throw e;
+  }
+}
+
+const getsocknameFn = koffi.load("libc.so.6").func("int getsockname(int fd, intptr_t addr, intptr_t len)") as (fd: number, addr: number, len: number) => number;
+
+function localPort(fd: number): number {
+  const sa = new libc.Scratch(SOCKADDR_IN_SIZE + 8);
+  sa.dv.setUint32(SOCKADDR_IN_SIZE, SOCKADDR_IN_SIZE, true);
+  libc.check("getsockname", getsocknameFn(fd, sa.addr, sa.addr + SOCKADDR_IN_SIZE));
+  return sa.dv.getUint16(2, false);
+}
+
+/** Ask the kernel to coalesce datagrams of a flow on this socket (UDP_GRO). */
+export function enableUdpGro(fd: number): void {
+  libc.setIntOpt(fd, SOL_UDP, UDP_GRO, 1, "UDP_GRO");
+}
+
+interface Region {
+  memory: WebAssembly.Memory;
+  slotBase: number;
+  slotSize: number;
+  metaBase: number;
+  batch: number;
+}
+
+export interface GsoStats {
+  /** sendmsg calls that carried more than one datagram. */
+  gsoSends: number;
+  /** Datagrams sent inside them. */
+  gsoSegments: number;
+  /** Datagrams the kernel refused (counted per datagram). */
+  errors: number;
+  lastErrno: number;
+}
+
+/** Sends encapsulated VXLAN packets from the slots with UDP_SEGMENT. */
+export class UdpGsoSender {
+  readonly stats: GsoStats = { gsoSends: 0, gsoSegments: 0, errors: 0, lastErrno: 0 };
+  private readonly scratch: libc.Scratch;
+  private readonly s: DataView;
+  private readonly msgs: number;
+  private readonly iovs: number;
+  private readonly names: number;
+  private readonly ctrl: number;
+  private buffer!: ArrayBuffer;
+  private mem!: DataView;
+  private memAddr = 0;
+
+  constructor(private readonly r: Region, private readonly fds: number[]) {
+    if (fds.length === 0) throw new RangeError("no send sockets");
+    const n = r.batch;
+    let at = 0;
+    const take = (bytes: number) => {
+      const off = at;
+      at += (bytes + 63) & ~63;
+      return off;
+    };
+    this.msgs = take(n * MMSG_SIZE);
+    this.iovs = take(n * IOV_SIZE);
+    this.names = take(n * SOCKADDR_IN_SIZE);
+    this.ctrl = take(n * TX_CTRL);
+    this.scratch = new libc.Scratch(at);
+    this.s = this.scratch.dv;
+    this.sync();
+  }
+
+  private sync(): void {
+    if (this.buffer === this.r.memory.buffer) return;
+    this.buffer = this.r.memory.buffer;
+    this.mem = new DataView(this.buffer);
+    this.memAddr = Number(koffi.address(new Uint8Array(this.buffer)));
+  }
+
+  private setPtr(off: number, v: number): void {
+    // Two u32 halves: no BigInt allocated per packet.
+    this.s.setUint32(off, v >>> 0, true);
+    this.s.setUint32(off + 4, Math.floor(v / 0x1_0000_0000), true);
+  }
+
+  /** Send the VXLAN packets in slots idx[0..count) (whole outer IPv4
+   *  packets, 20-byte header, as the data path builds them). Returns the
+   *  number of datagrams the kernel refused. */
+  send(idx: ArrayLike<number>, count: number): number {
+    this.sync();
+    const s = this.s, mem = this.mem, r = this.r;
+    const base = this.scratch.addr;
+    let nMsg = 0, nIov = 0, errors = 0;
+    let fdOfBatch = -1, firstMsgOfBatch = 0;
+    // The open group.
+    let gDst = 0, gPort = 0, gFd = -1, gTos = -1, gSeg = 0, gSegs = 0, gBytes = 0, gFirstIov = 0, gClosed = true;
+
+    const closeGroup = () => {
+      if (gClosed) return;
+      gClosed = true;
+      const m = this.msgs + nMsg * MMSG_SIZE;
+      const name = this.names + nMsg * SOCKADDR_IN_SIZE;
+      writeSockaddrIn(s, name, gDst, gPort);
+      this.setPtr(m + MH_NAME, base + name);
+      s.setUint32(m + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
+      this.setPtr(m + MH_IOV, base + this.iovs + gFirstIov * IOV_SIZE);
+      this.setPtr(m + MH_IOVLEN, gSegs);
+      const c = this.ctrl + nMsg * TX_CTRL;
+      let clen = 0;
+      if (gSegs > 1) {
+        this.setPtr(c, CMSG_HDR + 2);
+        s.setInt32(c + 8, SOL_UDP, true);
+        s.setInt32(c + 12, UDP_SEGMENT, true);
+        s.setUint16(c + CMSG_HDR, gSeg, true);
+        clen += CMSG_SPACE_SMALL;
+      }
+      if (gTos !== 0) {
+        this.setPtr(c + clen, CMSG_HDR + 4);
+        s.setInt32(c + clen + 8, libc.IPPROTO_IP, true);
+        s.setInt32(c + clen + 12, libc.IP_TOS, true);
+        s.setInt32(c + clen + CMSG_HDR, gTos, true);
+        clen += CMSG_SPACE_SMALL;
+      }
+      this.setPtr(m + MH_CONTROL, clen ? base + c : 0);
+      this.setPtr(m + MH_CONTROLLEN, clen);
+      if (gSegs > 1) {
+        this.stats.gsoSends++;
+        this.stats.gsoSegments += gSegs;
+      }
+      nMsg++;
+    };
+    const flush = () => {
+      if (nMsg > firstMsgOfBatch) errors += this.sendmmsg(fdOfBatch, firstMsgOfBatch, nMsg);
+      firstMsgOfBatch = nMsg;
+    };
+
+    for (let k = 0; k < count; k++) {
+      const i = idx[k];
+      const meta = r.metaBase + i * abi.META_SIZE;
+      const off = mem.getUint32(meta + abi.META_OFF, true);
+      const len = mem.getUint32(meta + abi.META_LEN, true);
+      if (off + len > r.slotSize || len <= OUTER) {
+        errors++;
+        continue;
+      }
+      const p = r.slotBase + i * r.slotSize + off;
+      const tos = mem.getUint8(p + 1);
+      const dst = mem.getUint32(p + 16, false);
+      const sport = mem.getUint16(p + 20, false);
+      const dport = mem.getUint16(p + 22, false);
+      const fd = this.fds[sport % this.fds.length];
+      const pay = len - OUTER;
+      const fits = !gClosed && dst === gDst && fd === gFd && tos === gTos && dport === gPort && pay <= gSeg &&
+        gSegs < MAX_SEGMENTS && gBytes + pay <= MAX_GSO_BYTES;
+      if (!fits) {
+        closeGroup();
+        if (fd !== fdOfBatch) {
+          flush();
+          fdOfBatch = fd;
+        }
+        gDst = dst; gPort = dport; gFd = fd; gTos = tos; gSeg = pay; gSegs = 0; gBytes = 0; gFirstIov = nIov; gClosed = false;
+      }
+      const iov = this.iovs + nIov * IOV_SIZE;
+      this.setPtr(iov, this.memAddr + p + OUTER);
+      this.setPtr(iov + 8, pay);
+      nIov++;
+      gSegs++;
+      gBytes += pay;
+      // A shorter datagram can only be the last of a train.
+      if (pay < gSeg) closeGroup();
+    }
+    closeGroup();
+    flush();
+    this.stats.errors += errors;
+    return errors;
+  }
+
+  /** sendmmsg messages [from, to) on fd; returns datagrams refused. */
+  private sendmmsg(fd: number, from: number, to: number): number {
+    const s = this.s;
+    const base = this.scratch.addr;
+    let start = from, errors = 0, waited = false;
+    const segsOf = (m: number) => s.getUint32(this.msgs + m * MMSG_SIZE + MH_IOVLEN, true);
+    while (start < to) {
+      const r = libc.sendmmsg(fd, base + this.msgs + start * MMSG_SIZE, to - start, 0);
+      if (r > 0) {
+        start += r;
+        continue;
+      }
+      const e = r < 0 ? libc.errno() : libc.EAGAIN;
+      if (e === libc.EINTR) continue;
+      this.stats.lastErrno = e;
+      if ((e === libc.EAGAIN || e === libc.ENOBUFS) && !waited) {
+        waited = true;
+        waitWritable(fd, 1);
+        continue;
+      }
+      if (e === libc.EAGAIN || e === libc.ENOBUFS) {
+        for (let m = start; m < to; m++) errors += segsOf(m);
+        break;
+      }
+      errors += segsOf(start);
+      start++;
+    }
+    return errors;
+  }
+}
+
+const pollFn = libc.poll;
+const pollScratch = new libc.Scratch(8);
+function waitWritable(fd: number, ms: number): void {
+  pollScratch.dv.setInt32(0, fd, true);
+  pollScratch.dv.setInt16(4, libc.POLLOUT, true);
+  pollScratch.dv.setInt16(6, 0, true);
+  pollFn(pollScratch.addr, 1, ms);
+}
+
+export interface GroDatagram {
+  /** Offset of the buffer in linear memory. */
+  ptr: number;
+  len: number;
+  /** Segment size from UDP_GRO (0: a single datagram). */
+  seg: number;
+  src: number;
+  /** Outer UDP source port. */
+  sport: number;
+  dst: number;
+  tos: number;
+}
+
+/** Receives coalesced VXLAN trains (UDP_GRO) into buffers in linear memory. */
+export class UdpGroReceiver {
+  readonly bufSize = 65536;
+  /** Trains cut short (MSG_TRUNC), and recvmmsg failures other than EAGAIN. */
+  truncated = 0;
+  rxErrors = 0;
+  private readonly scratch: libc.Scratch;
+  private readonly s: DataView;
+  private readonly msgs: number;
+  private readonly iovs: number;
+  private readonly names: number;
+  private readonly ctrl: number;
+  private buffer!: ArrayBuffer;
+  private memAddr = 0;
+  readonly out: GroDatagram[];
+
+  /** `bufs` buffers of 64 KiB each starting at linear-memory offset `bufPtr`. */
+  constructor(private readonly memory: WebAssembly.Memory, private readonly bufPtr: number, private readonly bufs: number) {
+    let at = 0;
+    const take = (bytes: number) => {
+      const off = at;
+      at += (bytes + 63) & ~63;
+      return off;
+    };
+    this.msgs = take(bufs * MMSG_SIZE);
+    this.iovs = take(bufs * IOV_SIZE);
+    this.names = take(bufs * SOCKADDR_IN_SIZE);
+    this.ctrl = take(bufs * RX_CTRL);
+    this.scratch = new libc.Scratch(at);
+    this.s = this.scratch.dv;
+    const base = this.scratch.addr;
+    for (let i = 0; i < bufs; i++) {
+      const m = this.msgs + i * MMSG_SIZE;
+      this.s.setBigUint64(m + MH_NAME, BigInt(base + this.names + i * SOCKADDR_IN_SIZE), true);
+      this.s.setBigUint64(m + MH_IOV, BigInt(base + this.iovs + i * IOV_SIZE), true);
+      this.s.setBigUint64(m + MH_IOVLEN, 1n, true);
+      this.s.setBigUint64(m + MH_CONTROL, BigInt(base + this.ctrl + i * RX_CTRL), true);
+    }
+    this.out = Array.from({ length: bufs }, (_, i) => ({ ptr: bufPtr + i * this.bufSize, len: 0, seg: 0, src: 0, sport: 0, dst: 0, tos: 0 }));
+  }
+
+  /** One recvmmsg(MSG_DONTWAIT) of up to `bufs` trains; fills out[0..n). */
+  recv(fd: number): number {
+    if (this.buffer !== this.memory.buffer) {
+      this.buffer = this.memory.buffer;
+      this.memAddr = Number(koffi.address(new Uint8Array(this.buffer)));
+    }
+    const s = this.s;
+    for (let i = 0; i < this.bufs; i++) {
+      const m = this.msgs + i * MMSG_SIZE;
+      const iov = this.iovs + i * IOV_SIZE;
+      s.setBigUint64(iov, BigInt(this.memAddr + this.bufPtr + i * this.bufSize), true);
+      s.setBigUint64(iov + 8, BigInt(this.bufSize), true);
+      s.setUint32(m + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
+      s.setBigUint64(m + MH_CONTROLLEN, BigInt(RX_CTRL), true);
+    }
+    let got = libc.recvmmsg(fd, this.scratch.addr + this.msgs, this.bufs, libc.MSG_DONTWAIT, 0);
+    if (got < 0) {
+      const e = libc.errno();
+      if (e !== libc.EAGAIN && e !== libc.EINTR) this.rxErrors++;
+      got = 0;
+    }
+    for (let i = 0; i < got; i++) {
+      const m = this.msgs + i * MMSG_SIZE;
+      const o = this.out[i];
+      o.len = s.getUint32(m + MH_LEN, true);
+      if ((s.getInt32(m + 48, true) & libc.MSG_TRUNC) !== 0) this.truncated++;
+      o.src = s.getUint32(this.names + i * SOCKADDR_IN_SIZE + 4, false);
+      o.sport = s.getUint16(this.names + i * SOCKADDR_IN_SIZE + 2, false);
+      o.seg = 0;
+      o.tos = 0;
+      o.dst = 0;
+      const ctrl = this.ctrl + i * RX_CTRL;
+      const clen = Number(s.getBigUint64(m + MH_CONTROLLEN, true));
+      let c = 0;
+      while (c + CMSG_HDR <= clen) {
+        const len = Number(s.getBigUint64(ctrl + c, true));
+        if (len < CMSG_HDR || c + len > clen) break;
+        const level = s.getInt32(ctrl + c + 8, true);
+        const type = s.getInt32(ctrl + c + 12, true);
+        if (level === libc.IPPROTO_IP && type === libc.IP_TOS) o.tos = s.getUint8(ctrl + c + CMSG_HDR);
+        else if (level === libc.IPPROTO_IP && type === libc.IP_PKTINFO) o.dst = s.getUint32(ctrl + c + CMSG_HDR + 8, false);
+        else if (level === SOL_UDP && type === UDP_GRO) o.seg = s.getUint16(ctrl + c + CMSG_HDR, true);
+        c += (len + 7) & ~7;
+      }
+    }
+    return got;
+  }
+}

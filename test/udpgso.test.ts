@@ -1,0 +1,52 @@
+// UDP GSO and GRO on the underlay (src/io/udpgso.ts) against the real
+// kernel, inside a namespace: trains of VXLAN datagrams leave as one
+// sendmsg (UDP_SEGMENT) and arrive as one buffer (UDP_GRO), byte for byte,
+// in order per flow, with their TOS; a flow keeps one source port.
+import { execFileSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const isRoot = process.getuid?.() === 0;
+const NS = `wogso${Math.random().toString(36).slice(2, 6)}`;
+
+describe.skipIf(!isRoot)("UDP GSO/GRO on the underlay", () => {
+  beforeAll(() => {
+    execFileSync("ip", ["netns", "add", NS]);
+    execFileSync("ip", ["-n", NS, "link", "set", "lo", "up"]);
+    for (const a of ["198.18.9.1", "198.18.9.2", "198.18.9.3"]) execFileSync("ip", ["-n", NS, "addr", "add", `${a}/32`, "dev", "lo"]);
+  });
+  afterAll(() => {
+    execFileSync("ip", ["netns", "del", NS]);
+  });
+
+  it("trains leave as one send and arrive as one buffer, byte for byte, in order, with their TOS", () => {
+    const out = execFileSync("ip", ["netns", "exec", NS, "node", "--import", "tsx", "test/helpers/udpgso-child.ts"], { encoding: "utf8", timeout: 30_000 });
+    const line = JSON.parse(out.trim().split("\n").pop()!);
+    expect(line.error).toBeUndefined();
+    const r = line.result as {
+      errors: number; stats: { gsoSends: number; gsoSegments: number }; ports: number[];
+      got: { sport: number; tos: number; seg: number; len: number; datagrams: string[] }[]; expected: string[]; otherCount: number; truncated: number;
+    };
+    expect(r.errors).toBe(0);
+    expect(r.truncated).toBe(0);
+    // 60 datagrams in runs of 10 per flow, one TOS change, two short last ones:
+    // every run boundary, TOS change and short datagram closes a train.
+    expect(r.stats.gsoSends).toBeGreaterThanOrEqual(6);
+    expect(r.stats.gsoSegments).toBeGreaterThanOrEqual(55);
+    // Everything arrived once; per flow (source port) in the order sent.
+    const all = r.got.flatMap((g) => g.datagrams);
+    expect([...all].sort()).toEqual([...r.expected].sort());
+    const flowA = r.expected.filter((_, k) => Math.floor(k / 10) % 2 === 0);
+    const flowB = r.expected.filter((_, k) => Math.floor(k / 10) % 2 === 1);
+    const byPort = new Map<number, string[]>();
+    for (const g of r.got) byPort.set(g.sport, [...(byPort.get(g.sport) ?? []), ...g.datagrams]);
+    // Outer source ports: the flow's port picks socket port % 4.
+    expect(byPort.get(r.ports[40001 % 4])).toEqual(flowA);
+    expect(byPort.get(r.ports[40002 % 4])).toEqual(flowB);
+    // The receiver got trains (UDP GRO) of 1400-byte datagrams.
+    expect(r.got.some((g) => g.seg === 1400 && g.len > 1400)).toBe(true);
+    // TOS travelled per send: the five marked datagrams, and only those.
+    expect(r.got.filter((g) => g.tos === 0xb8).reduce((a, g) => a + g.datagrams.length, 0)).toBe(5);
+    // The three packets to the other address reached it.
+    expect(r.otherCount).toBe(3);
+  });
+});
