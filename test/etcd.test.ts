@@ -3,6 +3,7 @@
 // transfer, a stopped node's routes go when its lease runs out, etcd restarts
 // and a partitioned node's lease expires while traffic keeps flowing.
 // Needs root; CI runs it as root.
+import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EtcdCluster, ETCD_URL, haveEtcd, sleep, waitUntil, type LogLine } from "./helpers/etcd-cluster.js";
@@ -62,6 +63,14 @@ describe.skipIf(!isRoot || !haveEtcd())("cluster membership from etcd", () => {
     expect(from1).toEqual({ worker2: "vxlan", worker3: "vxlan" });
     const from2 = Object.fromEntries(peersOf(2).map((p) => [p.name, p.encapsulation]));
     expect(from2.worker1).toBe("direct");
+    // The operator's view: `show peers` columns, and the etcd metrics.
+    const table = c.exec("w1", [process.execPath, CLI, "show", "peers"]);
+    expect(table.split("\n")[0]).toMatch(/source\s+leaseAgeSeconds/);
+    expect(table).toMatch(/worker3 .* etcd\s+\d+/);
+    const metrics = c.exec("w1", [process.execPath, "-e", "fetch('http://127.0.0.1:9469/metrics').then(r=>r.text()).then(t=>process.stdout.write(t))"]);
+    expect(metrics).toMatch(/^overlay_etcd_connected 1$/m);
+    expect(metrics).toMatch(/^overlay_etcd_peers 2$/m);
+    expect(metrics).toMatch(/^overlay_etcd_lease_ttl_seconds 3$/m);
     // Kernel routes for the leased subnets.
     expect(c.routes(1)).toContain(`${c.subnets.get(3)} dev wo0`);
     expect(c.routes(2)).toContain(`${c.subnets.get(1)!} via 198.18.0.11 dev eth0`);
@@ -116,6 +125,14 @@ describe.skipIf(!isRoot || !haveEtcd())("cluster membership from etcd", () => {
     expect(c.ping(1, c.podIp(3)).ok).toBe(true);
   }, 20_000);
 
+  it("a second machine with a live node's name is refused, and the live node keeps its subnet", async () => {
+    const file = c.config(2, { endpoints: [ETCD_URL], leaseTTL: TTL });
+    writeFileSync(file, readFileSync(file, "utf8").replace("name: worker2", "name: worker1"));
+    await expect(c.startDaemon(2, file)).rejects.toThrow(/node name worker1 is live in etcd from underlay 198\.18\.0\.11/);
+    expect(subnetOf(1)).toBe(c.subnets.get(1));
+    expect(c.ping(3, c.podIp(1)).ok).toBe(true);
+  }, 20_000);
+
   it("etcd stopped and restarted: traffic keeps flowing, nodes reconnect and keep their peers", async () => {
     const bytes = 24 << 20;
     const transfer = await c.startTransfer(4, 1, bytes, 3);
@@ -159,4 +176,14 @@ describe.skipIf(!isRoot || !haveEtcd())("cluster membership from etcd", () => {
     expect(c.logLines(4).some((l) => l.msg === "subnet re-claimed under a new etcd lease")).toBe(true);
     expect(c.ping(1, c.podIp(4)).ok).toBe(true);
   }, 40_000);
+
+  it("a restarted node keeps its subnet (its previous record is taken over, not a new lease)", async () => {
+    const mine = c.subnets.get(3)!;
+    await c.stopDaemon(3);
+    await c.startDaemon(3, c.config(3), ["--etcd-endpoints", ETCD_URL]);
+    expect(subnetOf(3)).toBe(mine);
+    await waitUntil(() => peerNames(3).length === 2 || undefined, 5000, "worker3 to see its peers again");
+    expect(c.ping(3, c.podIp(1)).ok).toBe(true);
+    expect(c.ping(4, c.podIp(3)).ok).toBe(true);
+  }, 30_000);
 });

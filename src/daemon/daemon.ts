@@ -88,7 +88,7 @@ export class Daemon {
       checkPrivileges(); // before joining the cluster, not after
       this.membership = await Membership.start({
         configPath: this.opts.configPath, cli: this.opts.etcd, log: this.log, metrics: createEtcdMetrics(this.metrics.registry),
-        onChange: (why) => this.scheduleReload(why),
+        onChange: (why) => this.scheduleReload(why, 50), // coalesces a burst of watch events
         onFatal: (why) => {
           this.log.fatal({ reason: why }, "this node's pod CIDR lease is gone");
           this.opts.onFatal?.(why);
@@ -312,9 +312,9 @@ export class Daemon {
     return this.membership ? this.membership.loadConfig() : loadConfigFile(this.opts.configPath);
   }
 
-  scheduleReload(reason: string): void {
+  scheduleReload(reason: string, delayMs = 200): void {
     clearTimeout(this.reloadTimer);
-    this.reloadTimer = setTimeout(() => void this.reload(reason), 200);
+    this.reloadTimer = setTimeout(() => void this.reload(reason), delayMs);
   }
 
   private watchConfigFile(): void {

@@ -71,6 +71,8 @@ export class Membership {
   private reacquiring = false;
   private disconnectedAt?: number;
   private resyncTimer?: NodeJS.Timeout;
+  /** Revision of the last full listing: the watch starts right after it, so nothing put in between is missed. */
+  private listedAt = 0;
 
   private constructor(private readonly opts: MembershipOptions, settings: EtcdConfig, etcdDoc: Record<string, unknown>, name: string) {
     this.settings = settings;
@@ -228,6 +230,8 @@ export class Membership {
     const prefix = this.settings.prefix;
     const listing = await this.client.getAll().prefix(prefix.replace(/\/+$/, "") + "/").exec();
     this.setConnected(true);
+    const node = (doc.node ?? {}) as Record<string, unknown>;
+    const underlay = (node.underlay as Record<string, unknown> | undefined)?.address;
     const live = new Map<string, { holder: string; kv: IKeyValue }>();
     const reserved = new Map<string, string>();
     let previous: string | undefined;
@@ -236,6 +240,10 @@ export class Membership {
       const cidr = subnetOfKey(prefix, k);
       if (cidr !== undefined) {
         const p = parseRecord(cidr, kv.value.toString());
+        if (p.ok && p.record.node === this.name && p.record.underlay !== underlay) {
+          // Two machines with one name would take turns at one subnet (flannel checks the public IP the same way).
+          throw new Error(`node name ${this.name} is live in etcd from underlay ${p.record.underlay} (${cidr}); rename this node, or wait up to ${this.settings.leaseTTL} s if that was this node before an address change`);
+        }
         if (p.ok) live.set(cidr, { holder: p.record.node, kv });
         else live.set(cidr, { holder: "(invalid record)", kv });
         continue;
@@ -254,7 +262,6 @@ export class Membership {
         }
       }
     }
-    const node = (doc.node ?? {}) as Record<string, unknown>;
     const fixed = typeof node.podCIDR === "string" ? node.podCIDR : undefined;
     const filePeers = Array.isArray(doc.peers) ? (doc.peers as Array<Record<string, unknown>>) : [];
     const avoid = filePeers.flatMap((p) => (Array.isArray(p?.podCIDRs) ? p.podCIDRs.filter((c): c is string => typeof c === "string") : []));
@@ -346,8 +353,8 @@ export class Membership {
           const cur = (await this.client.get(k).exec()).kvs[0];
           if (cur) {
             const p = parseRecord(this.podCIDR, cur.value.toString());
-            const holder = p.ok ? p.record.node : "(invalid record)";
-            if (holder !== this.name) {
+            const holder = p.ok ? `${p.record.node} (${p.record.underlay})` : "(invalid record)";
+            if (!p.ok || p.record.node !== this.name || p.record.underlay !== this.record.underlay) {
               this.opts.onFatal(`pod CIDR ${this.podCIDR} was leased to ${holder} while this node's etcd lease had run out; restart to lease another`);
               return;
             }
@@ -383,6 +390,7 @@ export class Membership {
     void this.client
       .watch()
       .prefix(prefix)
+      .startRevision(String(this.listedAt + 1))
       .create()
       .then((w) => {
         if (this.stopped) {
@@ -421,8 +429,8 @@ export class Membership {
     const prev = this.live.get(cidr);
     this.live.set(cidr, { record: p.record, modRevision: Number(kv.mod_revision) });
     const same = prev && JSON.stringify({ ...prev.record, leasedAt: "" }) === JSON.stringify({ ...p.record, leasedAt: "" });
-    if (cidr === this.podCIDR && p.record.node !== this.name) {
-      this.opts.onFatal(`pod CIDR ${cidr} is now leased to ${p.record.node}; restart to lease another`);
+    if (cidr === this.podCIDR && (p.record.node !== this.name || p.record.underlay !== this.record?.underlay)) {
+      this.opts.onFatal(`pod CIDR ${cidr} is now leased to ${p.record.node} (${p.record.underlay}); restart to lease another`);
       return;
     }
     if (!same) this.opts.onChange(`etcd: ${p.record.node} ${prev ? "changed" : "joined"} (${cidr})`);
@@ -457,6 +465,7 @@ export class Membership {
       return;
     }
     this.setConnected(true);
+    this.listedAt = Math.max(this.listedAt, Number(listing.header.revision));
     this.opts.metrics.events.inc({ event: "resync" });
     const next = new Map<string, LiveRecord>();
     for (const kv of listing.kvs) {
@@ -470,7 +479,7 @@ export class Membership {
     const changed = render(next) !== render(this.live);
     this.live = next;
     const own = next.get(this.podCIDR);
-    if (this.podCIDR && own && own.record.node !== this.name) {
+    if (this.podCIDR && own && (own.record.node !== this.name || own.record.underlay !== this.record?.underlay)) {
       this.opts.onFatal(`pod CIDR ${this.podCIDR} is now leased to ${own.record.node}; restart to lease another`);
       return;
     }
