@@ -113,6 +113,10 @@ const TunnelSchema = z.strictObject({
   outerTtl: intIn(1, 255).default(64),
   /** MTU of the underlay path; the data path refuses packets that do not fit once encapsulated. */
   underlayMtu: intIn(576, 65535).default(1500),
+  /** UDP GSO/GRO for VXLAN on the underlay: a flow's datagrams leave as one
+   *  send and arrive as one buffer; outer source ports then come from 8
+   *  sockets. Default: on with node.device.offloads. */
+  udpOffloads: z.boolean().optional(),
 });
 
 const NodeSchema = z.strictObject({
@@ -415,7 +419,11 @@ function resolve(c: Shape) {
       overlayAddress: c.node.overlayAddress ?? u32ToIp(cidrFirst(parseCidr(c.node.podCIDR))),
       device,
     },
-    tunnel: { ...c.tunnel, sourcePortRange: [c.tunnel.sourcePortRange[0], c.tunnel.sourcePortRange[1]] as [number, number] },
+    tunnel: {
+      ...c.tunnel,
+      sourcePortRange: [c.tunnel.sourcePortRange[0], c.tunnel.sourcePortRange[1]] as [number, number],
+      udpOffloads: c.tunnel.udpOffloads ?? d.offloads,
+    },
     peers: c.peers.map((p) => ({
       ...p,
       vtepAddress: p.vtepAddress ?? u32ToIp(cidrFirst(parseCidr(p.podCIDRs[0]))),

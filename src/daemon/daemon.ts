@@ -191,7 +191,7 @@ export class Daemon {
     // Offloads: VXLAN trains leave with UDP GSO from a few UDP sockets (their
     // ports are the outer source ports) and arrive coalesced (UDP GRO).
     let gsoFds: number[] | undefined;
-    if (c.node.device.offloads) {
+    if (c.tunnel.udpOffloads) {
       const socks = openUdpSendSockets(underlay, GSO_SOCKETS, { ttl: c.tunnel.outerTtl, sndBuf: 8 << 20 });
       this.fds.push(...socks.fds);
       gsoFds = socks.fds;

@@ -96,7 +96,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   if (cfg.offloads && dp.raw.offloadSetup() !== 0) throw new Error("no memory for offload buffers");
   const memBase = io.slotAddress(0) - dp.slotBase;
   // UDP GSO/GRO: VXLAN trains leave as one sendmsg and arrive as one buffer.
-  const gso = cfg.offloads && (cfg.gsoFds?.length ?? 0) > 0;
+  const gso = (cfg.gsoFds?.length ?? 0) > 0;
   const region = { memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch };
   const gsoSender = gso ? new UdpGsoSender(region, cfg.gsoFds!) : undefined;
   const GRO_BUFS = 8;
