@@ -1,8 +1,12 @@
 // The pure parts of etcd membership: which subnet to lease, how etcd records
 // merge with the config file's peers, how records are parsed. No etcd needed.
-import { describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
 import { validateConfig } from "../src/config/load.js";
 import { isSubnetOf, subnetCandidates, subnetsOf } from "../src/membership/allocate.js";
+import { checkConfigFile } from "../src/membership/check.js";
 import { composeDocument, etcdSection, mergePeers, type LiveRecord } from "../src/membership/merge.js";
 import { parseRecord, subnetKey, subnetOfKey, type NodeRecord } from "../src/membership/records.js";
 
@@ -128,5 +132,38 @@ describe("etcd records", () => {
     const bad = parseRecord("198.19.2.0/24", JSON.stringify({ ...rec("w2", 2), underlay: "300.1.1.1", encapsulation: "gre" }));
     expect(bad.ok).toBe(false);
     expect(!bad.ok && bad.reason).toMatch(/underlay.*encapsulation/);
+  });
+});
+
+describe("check-config of a node whose pod CIDR comes from etcd", () => {
+  const dir = mkdtempSync(join(tmpdir(), "wo-etcd-check-"));
+  const write = (name: string, text: string) => {
+    const f = join(dir, name);
+    writeFileSync(f, text);
+    return f;
+  };
+  const node = "node: { name: w1, underlay: { address: 198.18.0.11, prefixLength: 24 } }\n";
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("checks with the first subnet an empty cluster would lease, around the config peers", () => {
+    const f = write("a.yaml", node + "etcd: { endpoints: [http://198.18.0.1:2379], network: 198.19.0.0/16 }\n" +
+      "peers: [{ name: s, underlay: 198.18.0.50, podCIDRs: [198.19.0.0/24], vtepMac: '0e:00:00:00:00:50' }]\n");
+    const c = checkConfigFile(f);
+    expect(c.result.ok && c.result.config.node.podCIDR).toBe("198.19.1.0/24");
+    expect(c.leased?.checkedWith).toBe("198.19.1.0/24");
+  });
+
+  it("without etcd.network the rest is still checked; without etcd podCIDR stays required; errors elsewhere are reported", () => {
+    const c = checkConfigFile(write("b.yaml", node + "etcd: { endpoints: [http://198.18.0.1:2379] }\n"));
+    expect(c.result.ok).toBe(true);
+    expect(c.leased?.note).toMatch(/<prefix>\/config/);
+    expect(checkConfigFile(write("c.yaml", node)).result).toEqual({ ok: false, errors: ["node.podCIDR: is required"] });
+    const bad = checkConfigFile(write("d.yaml", node + "etcd: { endpoints: [nope], leaseTTL: 1 }\n"));
+    expect(!bad.result.ok && bad.result.errors).toEqual([
+      'etcd.endpoints[0]: "nope" is not an etcd endpoint like "http://198.18.0.1:2379" (TLS is not supported yet)',
+      "etcd.leaseTTL: 1 is not an integer in 2..3600",
+    ]);
+    expect(checkConfigFile(write("e.yaml", node + "etcd: { endpoints: [http://a:1] }\n"), undefined).result.ok).toBe(true);
+    expect(checkConfigFile(write("f.yaml", node), { endpoints: ["http://a:1"] }).result.ok).toBe(true);
   });
 });

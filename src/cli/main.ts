@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // overlayd: the node daemon of wasm-overlay and its operator commands.
 import { Command, Option } from "commander";
-import { loadConfigFile } from "../config/load.js";
 import { deriveTables } from "../config/derive.js";
 import { get as httpGet } from "node:http";
 import { parseListen, u32ToIp } from "../config/net.js";
 import { createLogger } from "../control/log.js";
 import { Daemon } from "../daemon/daemon.js";
+import { checkConfigFile } from "../membership/check.js";
 import { formatConntrack, type FlowInfo } from "../control/conntrack.js";
 
 const program = new Command();
@@ -62,7 +62,9 @@ program
   .argument("<file>")
   .option("--json", "print the derived tables as JSON")
   .action((file: string, opts: { json?: boolean }) => {
-    const r = loadConfigFile(file);
+    // A pod CIDR left to etcd is checked with the subnet an empty cluster would lease.
+    const checked = checkConfigFile(file);
+    const r = checked.result;
     if (!r.ok) {
       console.error(`${file}: invalid`);
       for (const e of r.errors) console.error("  " + e);
@@ -75,6 +77,7 @@ program
       return;
     }
     console.log(`${file}: ok — node ${r.config.node.name}, ${d.peers.length} peers, ${d.routes.length} routes`);
+    if (checked.leased) console.log(`  ${checked.leased.note}${checked.leased.checkedWith ? `; checked as ${checked.leased.checkedWith}` : ""}; peers come from etcd too`);
     for (const p of d.peers) console.log(`  peer ${p.name.padEnd(12)} ${u32ToIp(p.underlay).padEnd(15)} ${p.encapsulation.padEnd(6)} ${p.reason}`);
   });
 
