@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { validateConfig } from "../src/config/load.js";
 import { isSubnetOf, subnetCandidates, subnetsOf } from "../src/membership/allocate.js";
 import { checkConfigFile } from "../src/membership/check.js";
-import { composeDocument, etcdSection, mergePeers, type LiveRecord } from "../src/membership/merge.js";
+import { composeDocument, etcdSection, mergePeers, validateMerged, type LiveRecord } from "../src/membership/merge.js";
 import { parseRecord, subnetKey, subnetOfKey, type NodeRecord } from "../src/membership/records.js";
 
 const base = { network: "198.19.0.0/16", subnetLength: 24, name: "w1", live: new Map<string, string>(), reserved: new Map<string, string>(), avoid: [] as string[] };
@@ -107,6 +107,20 @@ describe("merging etcd peers with the config file", () => {
   it("two etcd records with one pod CIDR: the first by name stays", () => {
     const m = mergePeers(doc(), "198.19.1.0/24", [live(rec("b", 2)), live(rec("a", 3, { podCIDR: "198.19.2.0/24" }))]);
     expect(m.peers.map((p) => p.name)).toEqual(["a"]);
+  });
+
+  it("a record that still makes the config invalid is left out with the error; the other peers go through", () => {
+    // The node's explicit overlay address lies in w2's subnet: not a clash mergePeers knows about.
+    const d = { ...doc(), node: { ...doc().node, overlayAddress: "198.19.2.1" } };
+    const m = mergePeers(d, "198.19.1.0/24", [live(rec("w2", 2)), live(rec("w3", 3))]);
+    expect(m.peers.map((p) => p.name)).toEqual(["w2", "w3"]);
+    const v = validateMerged(d, { endpoints: ["x:1"] }, "198.19.1.0/24", m, validateConfig);
+    expect(v.result.ok && v.result.config.peers.map((p) => p.name)).toEqual(["w3"]);
+    expect(v.merged.dropped).toEqual([{ node: "w2", podCIDR: "198.19.2.0/24", reason: 'node.overlayAddress: "198.19.2.1" lies in 198.19.2.0/24 of peer w2' }]);
+    // An error of the file's own stays an error.
+    const broken = { ...doc(), tunnel: { vni: 0 } };
+    const b = validateMerged(broken, { endpoints: ["x:1"] }, "198.19.1.0/24", mergePeers(broken, "198.19.1.0/24", [live(rec("w3", 3))]), validateConfig);
+    expect(!b.result.ok && b.result.errors).toEqual(["tunnel.vni: 0 is not an integer in 1..16777215"]);
   });
 
   it("the command line's endpoints and prefix go on top of the file's etcd section", () => {

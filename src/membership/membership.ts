@@ -25,7 +25,7 @@ import { formatPath, loadConfigFile, validateConfig, type LoadResult } from "../
 import { EtcdSchema, type EtcdConfig } from "../config/schema.js";
 import type { EtcdMetrics } from "../control/metrics.js";
 import { subnetCandidates } from "./allocate.js";
-import { composeDocument, etcdSection, mergePeers, readConfigDocument, type LiveRecord, type MergeResult } from "./merge.js";
+import { composeDocument, etcdSection, mergePeers, readConfigDocument, validateMerged, type LiveRecord, type MergeResult } from "./merge.js";
 import {
   NetworkConfigSchema, networkKey, nodeKey, NODES, parseRecord, subnetKey, subnetOfKey, subnetsPrefix, type NetworkConfig, type NodeRecord,
 } from "./records.js";
@@ -142,8 +142,7 @@ export class Membership {
     if (!read.ok) return loadConfigFile(this.opts.configPath);
     const own = this.live.get(this.podCIDR);
     const others = [...this.live.values()].filter((l) => l !== own);
-    const merged = mergePeers(read.doc, this.podCIDR, others);
-    const result = validateConfig(composeDocument(read.doc, this.etcdDoc, this.podCIDR, merged.peers));
+    const { result, merged } = validateMerged(read.doc, this.etcdDoc, this.podCIDR, mergePeers(read.doc, this.podCIDR, others), validateConfig);
     if (result.ok) {
       this.lastMerge = merged;
       this.opts.metrics.peers.set(merged.peers.length);

@@ -10,6 +10,7 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { cidrOverlaps, formatMac, ipToU32, macFromIp, parseMac, tryIpToU32, tryParseCidr, tryParseMac } from "../config/net.js";
+import type { LoadResult } from "../config/load.js";
 import type { NodeRecord } from "./records.js";
 
 /** A peer entry as the config file would have it. */
@@ -132,4 +133,34 @@ export function etcdSection(doc: Doc, cli?: { endpoints?: string[]; prefix?: str
   if (cli?.endpoints?.length) out.endpoints = cli.endpoints;
   if (cli?.prefix !== undefined) out.prefix = cli.prefix;
   return out;
+}
+
+/**
+ * Validate the composed config; an etcd peer that an error names (its
+ * `peers[i]` path, or "peer NAME" in a message) is left out with that error
+ * as the reason and the rest validated again, so one odd record cannot hold
+ * up every other membership change. Errors that name no etcd peer are the
+ * file's and come back as they are.
+ */
+export function validateMerged(doc: Doc, etcd: Doc, podCIDR: string, merged: MergeResult, validate: (d: Doc) => LoadResult): { result: LoadResult; merged: MergeResult } {
+  const fileCount = Array.isArray(doc.peers) ? doc.peers.length : 0;
+  let peers = [...merged.peers];
+  const dropped = [...merged.dropped];
+  for (;;) {
+    const result = validate(composeDocument(doc, etcd, podCIDR, peers));
+    if (result.ok) return { result, merged: { peers, dropped } };
+    const blamed = new Map<string, string>();
+    for (const e of result.errors) {
+      const at = /^peers\[(\d+)\]/.exec(e);
+      const byIndex = at ? peers[Number(at[1]) - fileCount] : undefined;
+      const byName = peers.find((p) => e.includes(`peer ${p.name}`));
+      for (const p of [byIndex, byName]) if (p && !blamed.has(p.name)) blamed.set(p.name, e);
+    }
+    if (blamed.size === 0) return { result, merged: { peers, dropped } };
+    for (const [name, reason] of blamed) {
+      const p = peers.find((x) => x.name === name)!;
+      dropped.push({ node: name, podCIDR: p.podCIDRs[0], reason });
+    }
+    peers = peers.filter((p) => !blamed.has(p.name));
+  }
 }
