@@ -92,11 +92,13 @@ describe.skipIf(!isRoot || !haveEtcd())("cluster membership from etcd", () => {
     const joined = await waitUntil(() => logTime(4, t0, (l) => l.msg === "joined the cluster through etcd"), 5000, "worker4 to join");
     // Each running node re-derived and applied its tables with worker4 in them.
     const applied: number[] = [];
+    const seen: number[] = [];
     for (const n of [1, 2, 3]) {
       const at = await waitUntil(() => logTime(n, t0, (l) => l.msg === "config reloaded" && String(l.reason).includes("worker4")), 5000, `worker${n} to apply worker4`);
       applied.push(at - joined);
+      seen.push(logTime(n, t0, (l) => l.msg === "etcd peer joined" && l.node === "worker4")! - joined);
     }
-    console.log(`worker4 in the tables of workers 1-3 ${applied.join(", ")} ms after it joined`);
+    console.log(`worker4 seen by workers 1-3 ${seen.join(", ")} ms and in their tables ${applied.join(", ")} ms after it joined`);
     for (const ms of applied) expect(ms).toBeLessThan(1000);
     c.setupPod(4, subnetOf(4)!);
     for (const n of [1, 2, 3]) {

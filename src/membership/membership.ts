@@ -432,7 +432,9 @@ export class Membership {
       this.opts.onFatal(`pod CIDR ${cidr} is now leased to ${p.record.node} (${p.record.underlay}); restart to lease another`);
       return;
     }
-    if (!same) this.opts.onChange(`etcd: ${p.record.node} ${prev ? "changed" : "joined"} (${cidr})`);
+    if (same) return;
+    this.log.info({ node: p.record.node, podCIDR: cidr, underlay: p.record.underlay, encapsulation: p.record.encapsulation }, prev ? "etcd peer changed" : "etcd peer joined");
+    this.opts.onChange(`etcd: ${p.record.node} ${prev ? "changed" : "joined"} (${cidr})`);
   }
 
   private onDelete(kv: IKeyValue): void {
@@ -449,7 +451,9 @@ export class Membership {
       }
       return;
     }
-    if (prev) this.changed(`etcd: ${prev.record.node} left (${cidr})`, true);
+    if (!prev) return;
+    this.log.info({ node: prev.record.node, podCIDR: cidr }, "etcd peer left");
+    this.changed(`etcd: ${prev.record.node} left (${cidr})`, true);
   }
 
   /** Replace the live set with a fresh listing; onChange when it differs. */
