@@ -79,7 +79,7 @@ describe("defaults", () => {
     const d = doc();
     delete d.tunnel;
     const c = ok(validateConfig(d));
-    expect(c.tunnel).toEqual({ vni: 1, port: 4789, sourcePortRange: [32768, 60999], outerTtl: 64, underlayMtu: 1500 });
+    expect(c.tunnel).toEqual({ vni: 1, port: 4789, sourcePortRange: [32768, 60999], outerTtl: 64, underlayMtu: 1500, udpOffloads: false });
     expect(c.node.overlayAddress).toBe("198.19.1.0");
     expect(c.node.device).toEqual({ name: "wo0", mode: "tun", mtu: 1450, mac: undefined, vtepMac: "0e:00:c6:12:00:0b", offloads: false });
     expect(c.peers[0].vtepAddress).toBe("198.19.2.0");
@@ -87,6 +87,17 @@ describe("defaults", () => {
     expect(c.routes).toEqual([]);
     expect(c.admin).toEqual({ listen: "127.0.0.1:9469", metrics: { listen: "127.0.0.1:9469", path: "/metrics" } });
     expect(c.log).toEqual({ level: "info" });
+  });
+
+  it("UDP GSO/GRO follows tun offloads unless set", () => {
+    const d = doc();
+    d.node.device = { offloads: true };
+    expect(ok(validateConfig(d)).tunnel.udpOffloads).toBe(true);
+    d.tunnel.udpOffloads = false;
+    expect(ok(validateConfig(d)).tunnel.udpOffloads).toBe(false);
+    d.node.device = {};
+    d.tunnel.udpOffloads = true;
+    expect(ok(validateConfig(d)).tunnel.udpOffloads).toBe(true);
   });
 
   it("device MTU follows tunnel.underlayMtu; a tap device gets a kernel-side MAC distinct from the VTEP MAC", () => {
