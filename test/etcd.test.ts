@@ -67,7 +67,7 @@ describe.skipIf(!isRoot || !haveEtcd())("cluster membership from etcd", () => {
     const table = c.exec("w1", [process.execPath, CLI, "show", "peers"]);
     expect(table.split("\n")[0]).toMatch(/source\s+leaseAgeSeconds/);
     expect(table).toMatch(/worker3 .* etcd\s+\d+/);
-    const metrics = c.exec("w1", [process.execPath, "-e", "fetch('http://127.0.0.1:9469/metrics').then(r=>r.text()).then(t=>process.stdout.write(t))"]);
+    const metrics = c.adminText(1, "/metrics")!;
     expect(metrics).toMatch(/^overlay_etcd_connected 1$/m);
     expect(metrics).toMatch(/^overlay_etcd_peers 2$/m);
     expect(metrics).toMatch(/^overlay_etcd_lease_ttl_seconds 3$/m);
