@@ -4,6 +4,7 @@
 // and a partitioned node's lease expires while traffic keeps flowing.
 // Needs root; CI runs it as root.
 import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EtcdCluster, ETCD_URL, haveEtcd, sleep, waitUntil, type LogLine } from "./helpers/etcd-cluster.js";
@@ -74,6 +75,41 @@ describe.skipIf(!isRoot || !haveEtcd())("cluster membership from etcd", () => {
     // Kernel routes for the leased subnets.
     expect(c.routes(1)).toContain(`${c.subnets.get(3)} dev wo0`);
     expect(c.routes(2)).toContain(`${c.subnets.get(1)!} via 198.18.0.11 dev eth0`);
+  });
+
+  it("two nodes racing for one subnet: the transaction lets one have it, the other takes the next", () => {
+    // A Membership run in the leaf (it needs etcd, not a data path) that loses
+    // the race on purpose: right after it listed, another node claims its first choice.
+    const dist = new URL("../dist/src/", import.meta.url).pathname;
+    const etcd3 = new URL("../node_modules/etcd3/lib/index.js", import.meta.url).pathname;
+    const cfg = join(c.dir, "racer.yaml");
+    writeFileSync(cfg, `node: { name: racer, underlay: { address: 198.18.0.99, prefixLength: 24 } }\netcd: { endpoints: ["${ETCD_URL}"], prefix: /race, network: 198.19.0.0/16, leaseTTL: 2 }\n`);
+    const script = join(c.dir, "race.mjs");
+    writeFileSync(script, `
+      const { Membership } = await import(${JSON.stringify(dist + "membership/membership.js")});
+      const { createMetrics, createEtcdMetrics } = await import(${JSON.stringify(dist + "control/metrics.js")});
+      const { createLogger } = await import(${JSON.stringify(dist + "control/log.js")});
+      const { Etcd3 } = (await import(${JSON.stringify(etcd3)})).default;
+      const other = new Etcd3({ hosts: ${JSON.stringify(ETCD_URL)} });
+      let stolen;
+      const m = await Membership.start({
+        configPath: ${JSON.stringify(cfg)}, log: createLogger(), metrics: createEtcdMetrics(createMetrics().registry), onChange() {}, onFatal(r) { console.log("FATAL " + r); },
+        async beforeClaim(candidates) {
+          stolen = candidates[0];
+          const record = { node: "sneaky", underlay: "198.18.0.98", podCIDR: stolen, vtepMac: "0e:00:00:00:00:98", encapsulation: "auto", leasedAt: new Date().toISOString() };
+          await other.put("/race/subnets/" + stolen.replace("/", "-")).value(JSON.stringify(record));
+        },
+      });
+      console.log(JSON.stringify({ stolen, got: m.subnet }));
+      await m.stop();
+      other.close();
+      process.exit(0);
+    `);
+    const out = c.exec("leaf", [process.execPath, script]);
+    const result = JSON.parse(out.trim().split("\n").pop()!) as { stolen: string; got: string };
+    expect(result.stolen).toBe("198.19.0.0/24");
+    expect(result.got).toBe("198.19.1.0/24");
+    expect(out).toContain("subnet taken by another node in the meantime");
   });
 
   it("pods on all three nodes reach each other", () => {

@@ -42,6 +42,8 @@ export interface MembershipOptions {
   onFatal: (reason: string) => void;
   /** How long start() keeps trying to reach etcd (default 60 s). */
   connectTimeoutMs?: number;
+  /** Tests: runs between listing the subnets and claiming one (to lose a race on purpose). */
+  beforeClaim?: (candidates: readonly string[]) => Promise<void>;
 }
 
 /** Where a peer in the running tables came from, for `show peers`. */
@@ -269,6 +271,7 @@ export class Membership {
       : subnetCandidates({ ...net, name: this.name, previous, live: new Map([...live].map(([c, v]) => [c, v.holder])), reserved, avoid });
     if (candidates.length === 0) throw new Error(`no free /${net.subnetLength} left in ${net.network}`);
 
+    await this.opts.beforeClaim?.(candidates);
     const lease = this.client.lease(this.settings.leaseTTL);
     this.watchLease(lease);
     const leaseId = await lease.grant();
