@@ -80,7 +80,7 @@ export async function runE2eBench(seconds = 5) {
     const runOurs = async (offloads: boolean, udp = offloads): Promise<Run> => {
       const cfg = (n: number) => {
         let text = c.config(n, () => "vxlan");
-        if (offloads) text = text.replace("mode: tun", "mode: tun\n    offloads: true");
+        text = text.replace("mode: tun", `mode: tun\n    offloads: ${offloads}`);
         return text.replace("vni: 100", `vni: 100\n  udpOffloads: ${udp}`);
       };
       const d2 = await c.startDaemon(2, c.writeConfig(2, cfg(2)), CLI);

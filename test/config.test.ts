@@ -79,9 +79,9 @@ describe("defaults", () => {
     const d = doc();
     delete d.tunnel;
     const c = ok(validateConfig(d));
-    expect(c.tunnel).toEqual({ vni: 1, port: 4789, sourcePortRange: [32768, 60999], outerTtl: 64, underlayMtu: 1500, udpOffloads: false });
+    expect(c.tunnel).toEqual({ vni: 1, port: 4789, sourcePortRange: [32768, 60999], outerTtl: 64, underlayMtu: 1500, udpOffloads: true });
     expect(c.node.overlayAddress).toBe("198.19.1.0");
-    expect(c.node.device).toEqual({ name: "wo0", mode: "tun", mtu: 1450, mac: undefined, vtepMac: "0e:00:c6:12:00:0b", offloads: false });
+    expect(c.node.device).toEqual({ name: "wo0", mode: "tun", mtu: 1450, mac: undefined, vtepMac: "0e:00:c6:12:00:0b", offloads: true });
     expect(c.peers[0].vtepAddress).toBe("198.19.2.0");
     expect(c.peers[0].encapsulation).toBe("auto");
     expect(c.routes).toEqual([]);
@@ -89,15 +89,24 @@ describe("defaults", () => {
     expect(c.log).toEqual({ level: "info" });
   });
 
-  it("UDP GSO/GRO follows tun offloads unless set", () => {
+  it("offloads: on for tun, off for tap, refused for tap; UDP GSO/GRO follows them unless set", () => {
     const d = doc();
-    d.node.device = { offloads: true };
-    expect(ok(validateConfig(d)).tunnel.udpOffloads).toBe(true);
-    d.tunnel.udpOffloads = false;
-    expect(ok(validateConfig(d)).tunnel.udpOffloads).toBe(false);
-    d.node.device = {};
+    d.node.device = { mode: "tap" };
+    let c = ok(validateConfig(d));
+    expect([c.node.device.offloads, c.tunnel.udpOffloads]).toEqual([false, false]);
+    d.node.device = { mode: "tap", offloads: true };
+    const r = validateConfig(d);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.errors.join("\n")).toContain("node.device.offloads");
+    d.node.device = { offloads: false };
+    c = ok(validateConfig(d));
+    expect([c.node.device.offloads, c.tunnel.udpOffloads]).toEqual([false, false]);
     d.tunnel.udpOffloads = true;
     expect(ok(validateConfig(d)).tunnel.udpOffloads).toBe(true);
+    d.node.device = {};
+    d.tunnel.udpOffloads = false;
+    c = ok(validateConfig(d));
+    expect([c.node.device.offloads, c.tunnel.udpOffloads]).toEqual([true, false]);
   });
 
   it("device MTU follows tunnel.underlayMtu; a tap device gets a kernel-side MAC distinct from the VTEP MAC", () => {

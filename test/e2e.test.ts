@@ -169,7 +169,7 @@ for (const offloads of [false, true]) describe.skipIf(!isRoot)(`interoperability
   beforeAll(async () => {
     cluster.build();
     const text = cluster.config(2, () => "vxlan");
-    const f = cluster.writeConfig(2, offloads ? text.replace("mode: tun", "mode: tun\n    offloads: true") : text);
+    const f = cluster.writeConfig(2, text.replace("mode: tun", `mode: tun\n    offloads: ${offloads}`));
     await cluster.startDaemon(2, f, CLI);
     // worker3 runs no overlayd: the kernel's vxlan with static neigh + fdb.
     const x = (args: string[]) => cluster.exec("w3", args);

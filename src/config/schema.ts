@@ -115,7 +115,7 @@ const TunnelSchema = z.strictObject({
   underlayMtu: intIn(576, 65535).default(1500),
   /** UDP GSO/GRO for VXLAN on the underlay: a flow's datagrams leave as one
    *  send and arrive as one buffer; outer source ports then come from 8
-   *  sockets. Default: on with node.device.offloads. */
+   *  sockets. Default: as node.device.offloads. */
   udpOffloads: z.boolean().optional(),
 });
 
@@ -143,8 +143,9 @@ const NodeSchema = z.strictObject({
     /** Our MAC on the overlay. Default: 0e:00:<underlay address bytes> (locally administered). */
     vtepMac: unicastMac.optional(),
     /** Tun offloads (IFF_VNET_HDR + TSO4/checksum): the kernel hands us TCP
-     *  super-frames of up to 64 KiB, segmented in WASM before encapsulation. */
-    offloads: z.boolean().default(false),
+     *  super-frames of up to 64 KiB, segmented in WASM before encapsulation.
+     *  Default: on in tun mode, off in tap mode. */
+    offloads: z.boolean().optional(),
   }).prefault({}),
 });
 
@@ -267,6 +268,9 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
   }
   if (mtu === undefined && tunnel.underlayMtu - VXLAN_OVERHEAD < 68) {
     issue(["tunnel", "underlayMtu"], `${tunnel.underlayMtu} leaves no room for VXLAN (${VXLAN_OVERHEAD} bytes); set node.device.mtu`);
+  }
+  if (c.node.device.offloads === true && c.node.device.mode === "tap") {
+    issue(["node", "device", "offloads"], "tun offloads need mode: tun (TSO super-frames are IPv4 packets, a tap carries Ethernet)");
   }
   const { mac, vtepMac } = c.node.device;
   if (mac !== undefined && vtepMac !== undefined && mac === vtepMac) {
@@ -409,7 +413,8 @@ function resolve(c: Shape) {
     mtu: d.mtu ?? c.tunnel.underlayMtu - VXLAN_OVERHEAD,
     mac: d.mac ?? (d.mode === "tap" ? formatMac(macFromIp(underlay, [0x0e, 0x01])) : undefined),
     vtepMac: d.vtepMac ?? formatMac(macFromIp(underlay)),
-    offloads: d.offloads,
+    // On by default for tun (3x the TCP throughput); tap has no TSO path.
+    offloads: d.offloads ?? d.mode === "tun",
   };
   return {
     node: {
@@ -422,7 +427,7 @@ function resolve(c: Shape) {
     tunnel: {
       ...c.tunnel,
       sourcePortRange: [c.tunnel.sourcePortRange[0], c.tunnel.sourcePortRange[1]] as [number, number],
-      udpOffloads: c.tunnel.udpOffloads ?? d.offloads,
+      udpOffloads: c.tunnel.udpOffloads ?? (d.offloads ?? d.mode === "tun"),
     },
     peers: c.peers.map((p) => ({
       ...p,
