@@ -430,3 +430,25 @@ describe("tap mode (L2 device)", () => {
     expect([0, 1, 2].map((k) => dp.result(k).reason)).toEqual([abi.R_BAD_ETHERTYPE, abi.R_MARTIAN, abi.R_TRUNCATED]);
   });
 });
+
+describe("peer table edits", () => {
+  const peerOf = (dp: ReturnType<typeof worker2>["dp"], addr: number): number | undefined => {
+    const t = dp.raw.peerAddrTable();
+    const slot = dp.raw.htFind(t, BigInt(addr >>> 0));
+    return slot < 0 ? undefined : Number(dp.raw.htValueAt(t, slot));
+  };
+
+  it("removing a peer from the middle shifts the rest down without losing their addresses (a reload of peers [W3, W1, W4] to [W1, W4])", () => {
+    const { dp } = worker2();
+    expect([peerOf(dp, W3.underlay), peerOf(dp, W1.underlay), peerOf(dp, W4.underlay)]).toEqual([0, 1, 2]);
+    dp.setPeer(0, W1.underlay, W1.mac);
+    dp.setPeer(1, W4.underlay, W4.mac);
+    dp.clearPeer(2);
+    expect([peerOf(dp, W3.underlay), peerOf(dp, W1.underlay), peerOf(dp, W4.underlay)]).toEqual([undefined, 0, 1]);
+    // Moving back up works too.
+    dp.setPeer(0, W3.underlay, W3.mac);
+    dp.setPeer(1, W1.underlay, W1.mac);
+    dp.setPeer(2, W4.underlay, W4.mac);
+    expect([peerOf(dp, W3.underlay), peerOf(dp, W1.underlay), peerOf(dp, W4.underlay)]).toEqual([0, 1, 2]);
+  });
+});

@@ -19,7 +19,7 @@ import { emitUdp } from "../wire/udp";
 import { emitVxlan } from "../wire/vxlan";
 import { carve } from "../layout";
 import { E_NO_MEMORY, E_RANGE, OK } from "../abi";
-import { htDelete, htPut } from "../tables/hash";
+import { htDelete, htFind, htPut, htValueAt } from "../tables/hash";
 import { cfgOuterTtl, cfgPort, cfgUnderlay, cfgVni, peerAddrTable } from "./state";
 
 export const NH_SIZE: u32 = 16;
@@ -88,13 +88,21 @@ function buildTemplates(i: u32): void {
   store<u32>(p, headerWordSum(t), PEER_IPIP_SUM);
 }
 
+/** Forget that `addr` is peer `i`'s, unless the address-to-peer table has
+ *  already been pointed at another slot: when a reload shifts peers down
+ *  (peer i+1 becomes peer i), the address now belongs to its new slot. */
+function unmapAddress(addr: u32, i: u32): void {
+  const s = htFind(peerAddrTable, <u64>addr);
+  if (s >= 0 && <u32>htValueAt(peerAddrTable, s) == i) htDelete(peerAddrTable, <u64>addr);
+}
+
 /** Install or replace peer `i`. Templates depend on the node configuration,
  *  so configure() rebuilds them for every valid peer. */
 export function setPeer(i: u32, underlay: u32, vtepMac: u64): i32 {
   if (i >= peerMax) return E_RANGE;
   const p = peerPtr(i);
   // The decap side finds peers by outer source address.
-  if (peerValid(i) && load<u32>(p, PEER_UNDERLAY) != underlay) htDelete(peerAddrTable, <u64>load<u32>(p, PEER_UNDERLAY));
+  if (peerValid(i) && load<u32>(p, PEER_UNDERLAY) != underlay) unmapAddress(load<u32>(p, PEER_UNDERLAY), i);
   const r = htPut(peerAddrTable, <u64>underlay, <u64>i);
   if (r != OK) return r;
   store<u32>(p, underlay, PEER_UNDERLAY);
@@ -106,7 +114,7 @@ export function setPeer(i: u32, underlay: u32, vtepMac: u64): i32 {
 
 export function clearPeer(i: u32): i32 {
   if (i >= peerMax) return E_RANGE;
-  if (peerValid(i)) htDelete(peerAddrTable, <u64>load<u32>(peerPtr(i), PEER_UNDERLAY));
+  if (peerValid(i)) unmapAddress(load<u32>(peerPtr(i), PEER_UNDERLAY), i);
   memory.fill(peerPtr(i), 0, PEER_SIZE);
   return OK;
 }
