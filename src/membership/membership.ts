@@ -496,17 +496,10 @@ export class Membership {
     }
   }
 
-  /**
-   * Tell the daemon to load and apply again. After a removal the tables are
-   * applied a second time, 400 ms later: the data path's setPeer/clearPeer
-   * (assembly/pipeline/peers.ts) delete a slot's old underlay from the
-   * peer-address table even when that peer just moved to a lower slot, so the
-   * peers after a removed one would fail decap (unknown sender) until their
-   * entries are written again, which an identical second apply does.
-   */
+  /** Tell the daemon to load and apply again (`removal` is kept for the
+   *  log; the data path handles peers shifting slots since the peers.ts fix). */
   private changed(reason: string, removal: boolean): void {
-    this.opts.onChange(reason);
-    if (removal) setTimeout(() => !this.stopped && this.opts.onChange(`${reason}, applied again`), 400).unref();
+    this.opts.onChange(removal ? `${reason} (peer removed)` : reason);
   }
 
   private setConnected(up: boolean): void {
