@@ -29,6 +29,10 @@ describe("overlayd CLI", () => {
     const j = run(["check-config", "--json", join(EXAMPLES, "worker3-ipip.yaml")]);
     expect(j.code).toBe(0);
     expect(JSON.parse(j.out).peers.map((p: { encapsulation: string }) => p.encapsulation)).toContain("ipip");
+    // The etcd example has no pod CIDR and no peers: both come from etcd.
+    const e = run(["check-config", join(EXAMPLES, "worker-etcd.yaml")]);
+    expect(e.code).toBe(0);
+    expect(e.out).toContain("leased from 198.19.0.0/16");
   });
 
   it("check-config rejects a bad file with the field and the reason, exit 1", () => {
