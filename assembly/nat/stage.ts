@@ -115,7 +115,13 @@ export function natPodSide(m: usize, slot: usize, off: u32, p: usize, len: u32):
   const l4len = len - hl;
   const src = ipSrc(p);
   if (proto == PROTO_TCP || proto == PROTO_UDP) {
-    // trackExisting checked the L4 header length.
+    // trackExisting checks the L4 header length only while flows exist;
+    // with an empty table the ports and flags below would be read past the
+    // packet (a bug the fuzzer found).
+    if (l4len < (proto == PROTO_TCP ? 20 : 8)) {
+      drop(m, R_TRUNCATED);
+      return NAT_DONE;
+    }
     const sport = ld16(l4);
     const dport = ld16(l4 + 2);
     const flags: u32 = proto == PROTO_TCP ? <u32>load<u8>(l4, 13) : 0;
