@@ -53,6 +53,20 @@ export const NAT_SIDE_DST: u32 = 1;
   st16(c, s);
 }
 
+/** An ICMP checksum `c` just updated incrementally, for the message at `l4`
+ *  of `n` bytes whose other bytes are already written. 0 is right unless
+ *  the whole message is zero (an echo reply with identifier, sequence and
+ *  payload 0): its sum is +0 and its checksum 0xFFFF, but the incremental
+ *  sum comes out -0, i.e. checksum 0, which receivers reject (a bug the
+ *  fuzzer found). Only a 0 result is looked at, so the scan is rare. */
+function icmpCsumFix(l4: usize, n: u32, c: u32): u32 {
+  if (c != 0) return c;
+  for (let i: u32 = 0; i < n; i++) {
+    if (i != <u32>ICMP_CSUM && i != <u32>ICMP_CSUM + 1 && load<u8>(l4 + i) != 0) return 0;
+  }
+  return 0xffff;
+}
+
 /** Returns NAT_OK and the L4 length when the outer packet is a checked
  *  IPv4 packet that is not a later fragment. */
 @inline function checkOuter(p: usize, len: u32): i32 {
@@ -92,7 +106,7 @@ function rewrite(p: usize, len: u32, side: u32, addr: u32, port: u32): i32 {
   } else if (proto == PROTO_ICMP && isEcho(<u32>load<u8>(l4))) {
     const oldId = ld16(l4 + ICMP_ID);
     st16(l4 + ICMP_ID, port);
-    st16(l4 + ICMP_CSUM, csumUpdate16(ld16(l4 + ICMP_CSUM), oldId, port));
+    st16(l4 + ICMP_CSUM, icmpCsumFix(l4, l4len, csumUpdate16(ld16(l4 + ICMP_CSUM), oldId, port)));
   }
   return NAT_OK;
 }
@@ -123,7 +137,7 @@ export function natRewriteIcmpId(p: usize, len: u32, id: u32): i32 {
   id &= 0xffff;
   const oldId = ld16(l4 + ICMP_ID);
   st16(l4 + ICMP_ID, id);
-  st16(l4 + ICMP_CSUM, csumUpdate16(ld16(l4 + ICMP_CSUM), oldId, id));
+  st16(l4 + ICMP_CSUM, icmpCsumFix(l4, ipTotalLen(p) - hl, csumUpdate16(ld16(l4 + ICMP_CSUM), oldId, id)));
   return NAT_OK;
 }
 
