@@ -19,6 +19,8 @@
 //     pod-tap      Ethernet frame (device in tap mode)
 //     roundtrip    (one segment) a recipe for a valid inner IPv4 packet;
 //                  see build_roundtrip()
+//     nat          (up to 6 segments, one batch each, in order) a step of a
+//                  NAT sequence on a NAT-enabled worker2; see nat_run()
 //
 // Packet k of a batch sits in slot 2k; the odd slots are guards: their
 // metadata says off 0 (dropped with R_BAD_OFFSET before any byte is read)
@@ -55,9 +57,10 @@
 #define T_POD_TUN 4
 #define T_POD_TAP 5
 #define T_ROUNDTRIP 6
+#define T_NAT 7
 #ifndef FUZZ_TARGET
 #error "compile with -DFUZZ_TARGET=<n>"
-#elif FUZZ_TARGET < T_VXLAN_DECAP || FUZZ_TARGET > T_ROUNDTRIP
+#elif FUZZ_TARGET < T_VXLAN_DECAP || FUZZ_TARGET > T_NAT
 #error "FUZZ_TARGET out of range"
 #endif
 
@@ -73,6 +76,7 @@
 #define VERDICT_COUNT 5
 #define REASON_COUNT 32
 #define R_BAD_OFFSET 22
+#define R_CT_INVALID 28
 #define C_RX_POD_PKTS 0
 #define C_RX_VXLAN_PKTS 2
 #define C_RX_IPIP_PKTS 4
@@ -150,13 +154,16 @@ static inline void put_be32(uint8_t* p, uint32_t v) { p[0] = v >> 24; p[1] = v >
 static inline void put_be48(uint8_t* p, uint64_t v) { put_be16(p, (uint32_t)(v >> 32)); put_be32(p + 2, (uint32_t)v); }
 
 /** RFC 1071, written here independently of the module's checksum code. */
-static uint32_t inet_csum(const uint8_t* p, uint32_t len) {
-  uint64_t s = 0;
+static uint64_t csum_add(uint64_t s, const uint8_t* p, uint32_t len) {
   for (uint32_t i = 0; i + 1 < len; i += 2) s += be16(p + i);
   if (len & 1) s += (uint32_t)p[len - 1] << 8;
+  return s;
+}
+static uint32_t csum_fold(uint64_t s) {
   while (s >> 16) s = (s & 0xffff) + (s >> 16);
   return ~s & 0xffff;
 }
+static uint32_t inet_csum(const uint8_t* p, uint32_t len) { return csum_fold(csum_add(0, p, len)); }
 
 // --- instances ----------------------------------------------------------------
 static void node_new(node_t* n, uint32_t mode, uint32_t underlay, uint32_t overlay, uint64_t vtep_mac) {
@@ -470,11 +477,11 @@ static void check_batch(node_t* n, uint32_t nslots, uint32_t rx_counter, int pod
 }
 
 // --- input parsing --------------------------------------------------------------
-/** Split data[1..] on SEP into at most MAX_PKTS segments. */
-static uint32_t split(const uint8_t* data, size_t size, const uint8_t** seg, size_t* seglen) {
+/** Split data[1..] on SEP into at most `max` segments. */
+static uint32_t split(const uint8_t* data, size_t size, const uint8_t** seg, size_t* seglen, uint32_t max) {
   uint32_t k = 0;
   size_t start = 1, i = 1;
-  while (i + 4 <= size && k < MAX_PKTS - 1) {
+  while (i + 4 <= size && k < max - 1) {
     if (memcmp(data + i, SEP, 4) == 0) {
       seg[k] = data + start;
       seglen[k++] = i - start;
@@ -500,6 +507,608 @@ static int stage(uint32_t k, uint8_t ctrl, const uint8_t* hdr, size_t hlen, cons
   p->addr = addr;
   p->tos = tos;
   return 1;
+}
+
+// --- nat: a sequence of batches through a NAT-enabled worker2 ---------------------
+// worker2 (tun) with NAT on, as test/nat-pipeline.test.ts sets it up, but with
+// a 16-flow conntrack table and a 12-port SNAT range so that "table full" and
+// "no free port" are reachable within one input. Mirrored in
+// test/fuzz-replay.test.ts (natWorker2).
+//
+// Each input starts from an empty table and the same clock and random seed
+// (nat_reset), so a crash replays. Each segment is one step, one batch:
+//   s[0] op: bits 0-1 kind: 0 an IPv4 packet from a pod (pod side);
+//            1 an inner IPv4 packet from worker3 (the harness wraps it in
+//            VXLAN, processVxlanBatch); 2 the answer to an earlier step's
+//            output (addresses, ports, echo type swapped, TTL 64, TCP flags
+//            from body[0], checksums recomputed); 3 an ICMP error about an
+//            earlier step's output (body[0] & 7 picks type/code, body[1]
+//            quotes that many bytes more than header + 8, body[2..] is XORed
+//            over the quoted bytes), from its destination to its source.
+//            Answers and errors come back the way the output left: through
+//            VXLAN from worker3, IPIP from worker1, or the pod side.
+//            bits 2-4: which earlier step (mod the steps so far).
+//   s[1] clock: bits 0-2 seconds to advance (NAT_ADVANCE), bit 3 ctExpire
+//            over the whole table afterwards, bits 4-5 copies - 1: the packet
+//            is sent 1..4 times in the batch (kinds 0/1: copy j with its
+//            source port or echo identifier + j, L4 checksum fixed).
+//   s[2..] body.
+#define NAT_FLOWS 16
+#define NAT_PORT_MIN 61000
+#define NAT_PORT_MAX 61011
+#define NAT_SEED 7
+#define NAT_T0 1000
+#define MAX_STEPS 6
+#define W2_OVERLAY IP4(198, 19, 2, 0)
+#define SNAT_IP IP4(198, 19, 2, 1)
+#define CLUSTER_IP IP4(198, 18, 250, 10)
+#define EMPTY_IP IP4(198, 18, 250, 11)
+#define LOCAL_BE IP4(198, 19, 2, 7)
+#define REMOTE_BE IP4(198, 19, 3, 7)
+#define REMOTE_BE2 IP4(198, 19, 3, 8)
+#define DIRECT_BE IP4(198, 19, 4, 7)
+#define C_NAT_TRANSLATED 66
+#define C_NAT_ICMP_TRANSLATED 67
+#define CT_STAT_INSERTS 0
+#define CT_STAT_DELETES 1
+#define CT_STAT_EXPIRED 2
+#define SIDE_POD 0
+#define SIDE_VXLAN 1
+#define SIDE_IPIP 2
+
+static const uint32_t NAT_ADVANCE[8] = {0, 1, 11, 31, 61, 121, 601, 432001};
+static const uint8_t NAT_ERRS[8][2] = {{3, 0}, {3, 1}, {3, 3}, {3, 4}, {11, 0}, {12, 0}, {3, 13}, {4, 0}};
+
+static void nat_configure(node_t* n) {
+  must(Z_overlayZ_natConfigure(&n->w, 1, 1, W2_UNDERLAY, SNAT_IP, NAT_PORT_MIN, NAT_PORT_MAX, NAT_SEED), "natConfigure");
+  Z_overlayZ_natSetNow(&n->w, NAT_T0);
+}
+
+static void nat_worker2(node_t* n) {
+  worker2(n, 0);
+  Z_overlay_instance_t* w = &n->w;
+  must(Z_overlayZ_ctSetup(w, NAT_FLOWS), "ctSetup");
+  must(Z_overlayZ_svcSetup(w, 16, 16), "svcSetup");
+  // ClusterIP TCP 80 and NodePort 30080: a remote and a local backend; UDP
+  // 53: a remote one and one reached by plain routing; one without backends.
+  must(Z_overlayZ_svcSetBackend(w, 0, REMOTE_BE, 8080), "backend 0");
+  must(Z_overlayZ_svcSetBackend(w, 1, LOCAL_BE, 8080), "backend 1");
+  must(Z_overlayZ_svcSetBackend(w, 2, REMOTE_BE2, 5353), "backend 2");
+  must(Z_overlayZ_svcSetBackend(w, 3, DIRECT_BE, 5353), "backend 3");
+  must(Z_overlayZ_svcAdd(w, 6, CLUSTER_IP, 80, 0, 0, 2), "svc clusterip");
+  must(Z_overlayZ_svcAdd(w, 6, W2_UNDERLAY, 30080, 1, 0, 2), "svc nodeport");
+  must(Z_overlayZ_svcAdd(w, 17, CLUSTER_IP, 53, 0, 2, 2), "svc udp");
+  must(Z_overlayZ_svcAdd(w, 6, EMPTY_IP, 80, 0, 0, 0), "svc empty");
+  nat_configure(n);
+  node_ready(n);
+}
+
+/** Back to the state after nat_worker2: no flows (deleted from the top, so
+ *  the free list hands out records 0, 1, 2, ... as a fresh table does), the
+ *  clock hand at 0, the clock and the random seed reset. */
+static void nat_reset(node_t* n) {
+  Z_overlay_instance_t* w = &n->w;
+  uint32_t high = Z_overlayZ_ctHighWater(w);
+  for (uint32_t f = high; f-- > 0;)
+    if (Z_overlayZ_ctFlowPtr(w, f) != 0) Z_overlayZ_ctDelete(w, f);
+  uint32_t hand = Z_overlayZ_ctHand(w);
+  if (hand != 0) Z_overlayZ_ctExpire(w, 0, high - hand);
+  CHECK(Z_overlayZ_ctCount(w) == 0 && Z_overlayZ_ctHand(w) == 0, "conntrack reset");
+  nat_configure(n);
+}
+
+static uint64_t ct_gone(node_t* n) {
+  return Z_overlayZ_ctStat(&n->w, CT_STAT_DELETES) + Z_overlayZ_ctStat(&n->w, CT_STAT_EXPIRED);
+}
+
+/** The length a checked IPv4 packet claims (else `len`). */
+static uint32_t ip_len(const uint8_t* p, uint32_t len) {
+  if (len >= 20 && be16(p + 2) >= 20 && be16(p + 2) <= len) return be16(p + 2);
+  return len;
+}
+static uint32_t ip_hl(const uint8_t* p) { return (p[0] & 15) * 4u; }
+static int ip_first(const uint8_t* p) { return (be16(p + 6) & 0x1fff) == 0; }
+static int ip_whole(const uint8_t* p) { return (be16(p + 6) & 0x3fff) == 0; }
+static int icmp_is_error(uint32_t t) { return t == 3 || t == 4 || t == 5 || t == 11 || t == 12; }
+
+typedef struct {
+  uint32_t src, dst, sport, dport, proto;
+  int ok; // TCP/UDP with ports or ICMP echo (sport = identifier), first fragment
+} tuple_t;
+
+static tuple_t tuple_of(const uint8_t* p, uint32_t len) {
+  tuple_t t = {0, 0, 0, 0, 0, 0};
+  if (len < 20) return t;
+  uint32_t hl = ip_hl(p);
+  if (hl < 20 || hl > len) return t;
+  t.src = be32(p + 12);
+  t.dst = be32(p + 16);
+  t.proto = p[9];
+  if (!ip_first(p)) return t;
+  const uint8_t* l4 = p + hl;
+  uint32_t n = len - hl;
+  if ((t.proto == 6 || t.proto == 17) && n >= 4) {
+    t.sport = be16(l4);
+    t.dport = be16(l4 + 2);
+    t.ok = 1;
+  } else if (t.proto == 1 && n >= 8 && (l4[0] == 0 || l4[0] == 8)) {
+    t.sport = be16(l4 + 4);
+    t.ok = 1;
+  }
+  return t;
+}
+
+/** TCP/UDP checksum over the pseudo header and `n` bytes of segment. */
+static uint32_t l4_sum(const uint8_t* ip, const uint8_t* l4, uint32_t n) {
+  uint64_t s = csum_add(0, ip + 12, 8) + ip[9] + n;
+  return csum_fold(csum_add(s, l4, n));
+}
+
+/** 1 valid, 0 invalid, -1 cannot tell (fragment, too short, UDP without
+ *  checksum, UDP length inconsistent, another protocol). */
+static int l4_csum_state(const uint8_t* p, uint32_t len) {
+  uint32_t hl = ip_hl(p);
+  if (len < 20 || hl < 20 || hl > len || !ip_whole(p)) return -1;
+  const uint8_t* l4 = p + hl;
+  uint32_t n = len - hl;
+  if (p[9] == 1) return n >= 8 ? inet_csum(l4, n) == 0 : -1;
+  if (p[9] == 6) return n >= 20 ? l4_sum(p, l4, n) == 0 : -1;
+  if (p[9] == 17) {
+    if (n < 8 || be16(l4 + 6) == 0) return -1;
+    uint32_t ul = be16(l4 + 4);
+    if (ul < 8 || ul > n) return -1;
+    return l4_sum(p, l4, ul) == 0;
+  }
+  return -1;
+}
+
+/** Recompute the IPv4 header checksum and, where it can be, the L4 one. */
+static void fix_checksums(uint8_t* p, uint32_t len) {
+  uint32_t hl = ip_hl(p);
+  if (ip_whole(p)) {
+    uint8_t* l4 = p + hl;
+    uint32_t n = len - hl;
+    if (p[9] == 1 && n >= 8) {
+      put_be16(l4 + 2, 0);
+      put_be16(l4 + 2, inet_csum(l4, n));
+    } else if (p[9] == 6 && n >= 20) {
+      put_be16(l4 + 16, 0);
+      put_be16(l4 + 16, l4_sum(p, l4, n));
+    } else if (p[9] == 17 && n >= 8 && be16(l4 + 6) != 0 && be16(l4 + 4) >= 8 && be16(l4 + 4) <= n) {
+      put_be16(l4 + 6, 0);
+      uint32_t c = l4_sum(p, l4, be16(l4 + 4));
+      put_be16(l4 + 6, c ? c : 0xffff);
+    }
+  }
+  put_be16(p + 10, 0);
+  put_be16(p + 10, inet_csum(p, hl));
+}
+
+/** Base packets for answers and errors are whole IPv4 packets. */
+static int base_ok(const uint8_t* b, uint32_t len) {
+  return len >= 20 && be16(b + 2) == len && ip_hl(b) >= 20 && ip_hl(b) <= len;
+}
+
+static uint32_t build_answer(const uint8_t* b, uint32_t len, const uint8_t* body, size_t blen, uint8_t* o) {
+  if (!base_ok(b, len)) return 0;
+  memcpy(o, b, len);
+  put_be32(o + 12, be32(b + 16));
+  put_be32(o + 16, be32(b + 12));
+  o[8] = 64;
+  uint32_t hl = ip_hl(o), n = len - hl;
+  uint8_t* l4 = o + hl;
+  if (ip_first(o)) {
+    if ((o[9] == 6 || o[9] == 17) && n >= 4) {
+      memcpy(l4, b + hl + 2, 2);
+      memcpy(l4 + 2, b + hl, 2);
+    }
+    if (o[9] == 6 && n >= 14 && blen >= 1) l4[13] = body[0];
+    if (o[9] == 1 && n >= 8 && (l4[0] == 0 || l4[0] == 8)) l4[0] ^= 8;
+  }
+  fix_checksums(o, len);
+  return len;
+}
+
+static uint32_t build_error(const uint8_t* b, uint32_t len, const uint8_t* body, size_t blen, uint8_t* o, int* patched) {
+  if (!base_ok(b, len)) return 0;
+  const uint8_t* tc = NAT_ERRS[blen >= 1 ? body[0] & 7 : 0];
+  uint32_t q = ip_hl(b) + 8 + (blen >= 2 ? body[1] : 0);
+  if (q > len) q = len;
+  uint32_t total = 28 + q;
+  memset(o, 0, 28);
+  o[0] = 0x45;
+  put_be16(o + 2, total);
+  o[8] = 64;
+  o[9] = 1;
+  put_be32(o + 12, be32(b + 16));
+  put_be32(o + 16, be32(b + 12));
+  o[20] = tc[0];
+  o[21] = tc[1];
+  if (tc[0] == 3 && tc[1] == 4) put_be16(o + 26, 1400);
+  memcpy(o + 28, b, q);
+  *patched = 0;
+  for (size_t i = 2; i < blen && i - 2 < q; i++) {
+    if (body[i]) {
+      o[28 + i - 2] ^= body[i];
+      *patched = 1;
+    }
+  }
+  fix_checksums(o, total);
+  return total;
+}
+
+/** Copy j of a kinds 0/1 packet: source port (echo: identifier) + j, with
+ *  the L4 checksum updated incrementally when the packet carries one. */
+static void vary_copy(uint8_t* p, uint32_t len, uint32_t j) {
+  if (j == 0 || len < 20) return;
+  uint32_t hl = ip_hl(p);
+  if (hl < 20 || hl > len || !ip_first(p)) return;
+  uint8_t* l4 = p + hl;
+  uint32_t n = len - hl, at, c;
+  if ((p[9] == 6 || p[9] == 17) && n >= 4) {
+    at = 0;
+    c = p[9] == 6 ? (n >= 18 ? 16 : 0) : (n >= 8 && be16(l4 + 6) != 0 ? 6 : 0);
+  } else if (p[9] == 1 && n >= 8 && (l4[0] == 0 || l4[0] == 8)) {
+    at = 4;
+    c = 2;
+  } else {
+    return;
+  }
+  uint32_t old = be16(l4 + at), nw = (old + j) & 0xffff;
+  put_be16(l4 + at, nw);
+  if (c) { // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m')
+    uint64_t s = (~be16(l4 + c) & 0xffff) + (~old & 0xffff) + nw;
+    uint32_t v = csum_fold(s);
+    if (p[9] == 17 && v == 0) v = 0xffff;
+    put_be16(l4 + c, v);
+  }
+}
+
+// Addresses and ports a translation may produce: the node's, the services'
+// and the backends', the SNAT range, and whatever the inputs so far carried
+// (a translation restores what it has seen, nothing else).
+static uint32_t g_seen_addr[256], g_seen_port[256], g_nseen_addr, g_nseen_port;
+static void seen_addr(uint32_t a) { if (g_nseen_addr < 256) g_seen_addr[g_nseen_addr++] = a; }
+static void seen_port(uint32_t p) { if (g_nseen_port < 256) g_seen_port[g_nseen_port++] = p; }
+static void seen_packet(const uint8_t* p, uint32_t len, int deep) {
+  tuple_t t = tuple_of(p, len);
+  if (len < 20) return;
+  seen_addr(t.src);
+  seen_addr(t.dst);
+  if (t.ok) {
+    seen_port(t.sport);
+    seen_port(t.dport);
+  }
+  uint32_t hl = ip_hl(p);
+  if (deep && t.proto == 1 && hl >= 20 && len >= hl + 8 + 20 && icmp_is_error(p[hl]) && ip_first(p))
+    seen_packet(p + hl + 8, len - hl - 8, 0);
+}
+static int addr_ok(uint32_t a) {
+  static const uint32_t fixed[] = {W2_UNDERLAY, W2_OVERLAY, SNAT_IP, CLUSTER_IP, EMPTY_IP, LOCAL_BE, REMOTE_BE, REMOTE_BE2, DIRECT_BE};
+  for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) if (a == fixed[i]) return 1;
+  for (uint32_t i = 0; i < g_nseen_addr; i++) if (a == g_seen_addr[i]) return 1;
+  return 0;
+}
+static int port_ok(uint32_t p) {
+  if ((p >= NAT_PORT_MIN && p <= NAT_PORT_MAX) || p == 8080 || p == 5353) return 1;
+  for (uint32_t i = 0; i < g_nseen_port; i++) if (p == g_seen_port[i]) return 1;
+  return 0;
+}
+
+/** Tuple fields that changed from `a` to `b` are ones a translation may produce. */
+static void check_translated_tuple(const uint8_t* a, uint32_t alen, const uint8_t* b, uint32_t blen, const char* what) {
+  tuple_t x = tuple_of(a, alen), y = tuple_of(b, blen);
+  CHECK(y.src == x.src || addr_ok(y.src), "%s: source %08x -> %08x, an address nothing told us", what, x.src, y.src);
+  CHECK(y.dst == x.dst || addr_ok(y.dst), "%s: destination %08x -> %08x, an address nothing told us", what, x.dst, y.dst);
+  if (x.ok && y.ok) {
+    CHECK(y.sport == x.sport || port_ok(y.sport), "%s: source port/id %u -> %u", what, x.sport, y.sport);
+    CHECK(y.dport == x.dport || port_ok(y.dport), "%s: destination port %u -> %u", what, x.dport, y.dport);
+  }
+}
+
+/** Byte positions a NAT may change in a forwarded packet (besides TTL). */
+static int nat_field(const uint8_t* in, uint32_t len, uint32_t i) {
+  if (i == 10 || i == 11 || (i >= 12 && i < 20)) return 1;
+  uint32_t hl = ip_hl(in);
+  if (i < hl || !ip_first(in)) return 0;
+  uint32_t k = i - hl, n = len - hl;
+  const uint8_t* l4 = in + hl;
+  if (in[9] == 6) return n >= 20 && (k < 4 || k == 16 || k == 17);
+  if (in[9] == 17) return n >= 8 && (k < 4 || k == 6 || k == 7);
+  if (in[9] != 1 || n < 8) return 0;
+  if (l4[0] == 0 || l4[0] == 8) return k >= 2 && k < 6;
+  if (!icmp_is_error(l4[0])) return 0;
+  if (k == 2 || k == 3) return 1;
+  // The quoted packet: its header checksum and addresses, ports, L4 checksum.
+  if (k < 8 + 20) return k >= 8 + 10 && k < 8 + 20;
+  uint32_t ehl = (l4[8] & 15) * 4u;
+  if (k < 8 + ehl) return 0;
+  uint32_t e = k - 8 - ehl;
+  return e < 8 || e == 16 || e == 17;
+}
+
+/** A packet the node forwarded with NAT: the input with TTL as the path sets
+ *  it, at most the NAT fields changed, to addresses and ports it may
+ *  produce, and checksums that were right still right. */
+static void check_nat_forwarded(const uint8_t* out, uint32_t olen, const uint8_t* in0, uint32_t ilen0, int ttl_drop, const char* what) {
+  uint32_t ilen = ip_len(in0, ilen0);
+  CHECK(olen == ilen, "%s: %u bytes out of %u", what, olen, ilen);
+  CHECK(out[8] + ttl_drop == in0[8], "%s: TTL %u -> %u", what, in0[8], out[8]);
+  for (uint32_t i = 0; i < olen; i++) {
+    if (i == 8 || out[i] == in0[i]) continue;
+    CHECK(nat_field(in0, ilen, i), "%s: byte %u changed (%02x -> %02x), not a NAT field", what, i, in0[i], out[i]);
+  }
+  check_translated_tuple(in0, ilen, out, olen, what);
+  CHECK(l4_csum_state(in0, ilen) != 1 || l4_csum_state(out, olen) == 1, "%s: L4 checksum was right and is wrong now", what);
+  uint32_t hl = ip_hl(in0);
+  if (in0[9] == 17 && ip_first(in0) && ilen >= hl + 8 && be16(in0 + hl + 6) == 0)
+    CHECK(be16(out + hl + 6) == 0, "%s: a zero UDP checksum became %04x", what, be16(out + hl + 6));
+  if (in0[9] == 1 && ip_first(in0) && ilen >= hl + 8 + 20 && icmp_is_error(in0[hl])) {
+    const uint8_t *qi = in0 + hl + 8, *qo = out + hl + 8;
+    uint32_t ehl = (qi[0] & 15) * 4u;
+    if (ehl >= 20 && hl + 8 + ehl <= ilen && inet_csum(qi, ehl) == 0)
+      CHECK(inet_csum(qo, ehl) == 0, "%s: the quoted header's checksum was right and is wrong now", what);
+    check_translated_tuple(qi, ilen - hl - 8, qo, olen - hl - 8, "quoted packet");
+  }
+}
+
+/** An ICMP error the node built about input `in` (maybe translated back):
+ *  it goes to the sender and quotes the packet as the sender sent it. */
+static void check_own_error(const uint8_t* p, uint32_t len, const uint8_t* in0, uint32_t ilen0) {
+  uint32_t ilen = ip_len(in0, ilen0);
+  CHECK(be32(p + 16) == be32(in0 + 12), "own ICMP error to %08x, not to the sender %08x", be32(p + 16), be32(in0 + 12));
+  CHECK(be32(p + 12) == W2_OVERLAY || be32(p + 12) == be32(in0 + 16), "own ICMP error from %08x", be32(p + 12));
+  uint32_t hl = ip_hl(p);
+  const uint8_t* q = p + hl + 8;
+  uint32_t qlen = len - hl - 8;
+  uint32_t ehl = ip_hl(in0);
+  CHECK(qlen >= ehl && inet_csum(q, ehl) == 0, "own ICMP error: the quoted header's checksum is wrong");
+  tuple_t x = tuple_of(in0, ilen), y = tuple_of(q, qlen);
+  CHECK(x.src == y.src && x.dst == y.dst && x.proto == y.proto, "own ICMP error quotes %08x -> %08x, the sender sent %08x -> %08x",
+        y.src, y.dst, x.src, x.dst);
+  if (x.ok && qlen >= ehl + 8) CHECK(y.ok && x.sport == y.sport && x.dport == y.dport, "own ICMP error quotes ports %u/%u, the sender sent %u/%u",
+                                    y.sport, y.dport, x.sport, x.dport);
+}
+
+typedef struct {
+  uint8_t in[SLOT_SIZE], out[SLOT_SIZE];
+  uint32_t inlen, outlen; // copy 0's input IPv4 packet; its output's (0: none)
+  uint16_t verdict, reason;
+  int side;      // where answers to the output come from
+  uint64_t gone; // ct deletes + expiries after the step
+} nat_step_t;
+
+static nat_step_t g_steps[MAX_STEPS];
+static uint8_t g_cin[MAX_PKTS][SLOT_SIZE]; // each copy's input IPv4 packet
+static uint32_t g_cinlen[MAX_PKTS];
+
+/** Where the IPv4 packet of a non-drop output sits, and which way answers to it come. */
+static const uint8_t* output_ip(node_t* n, uint32_t slot, uint32_t* olen, int* side) {
+  const uint8_t* m = meta_ptr(n, slot);
+  const uint8_t* p = slot_ptr(n, slot) + le32(m);
+  uint32_t len = le32(m + 4);
+  *side = SIDE_POD;
+  if (le16(m + 8) == VERDICT_TX_UNDERLAY) {
+    uint32_t o = p[9] == 17 ? 50 : 20;
+    *side = p[9] == 17 ? SIDE_VXLAN : SIDE_IPIP;
+    p += o;
+    len -= o;
+  }
+  *olen = len;
+  return p;
+}
+
+static void check_nat_packet(node_t* n, uint32_t slot, uint32_t j, int side) {
+  const uint8_t* m = meta_ptr(n, slot);
+  uint32_t off = le32(m), len = le32(m + 4), addr = le32(m + 12);
+  uint16_t verdict = le16(m + 8), reason = le16(m + 10), peer = le16(m + 22);
+  CHECK(verdict < VERDICT_COUNT, "verdict %u out of range", verdict);
+  CHECK(reason < REASON_COUNT, "reason %u out of range", reason);
+  const uint8_t* in = g_cin[j];
+  uint32_t ilen = g_cinlen[j];
+  int pod = side == SIDE_POD;
+  // NAT reads ports and flags: a TCP/UDP header cut short never passes it.
+  uint32_t tl = ip_len(in, ilen);
+  if (pod && tl >= 20 && ip_hl(in) >= 20 && ip_hl(in) <= tl && ip_first(in) && (in[9] == 6 || in[9] == 17) &&
+      tl - ip_hl(in) < (in[9] == 6 ? 20u : 8u))
+    CHECK(verdict == VERDICT_DROP && reason != R_CT_INVALID, "a truncated %s header got verdict %u reason %u", in[9] == 6 ? "TCP" : "UDP",
+          verdict, reason);
+  if (verdict == VERDICT_DROP) {
+    CHECK(reason != 0, "a drop without a reason");
+    return;
+  }
+  CHECK((uint64_t)off + len <= SLOT_SIZE, "verdict %u: off %u + len %u beyond the %u-byte slot", verdict, off, len, SLOT_SIZE);
+  CHECK(len > 0, "verdict %u with an empty packet", verdict);
+  const uint8_t* p = slot_ptr(n, slot) + off;
+  switch (verdict) {
+    case VERDICT_TX_UNDERLAY:
+      CHECK(pod, "TX_UNDERLAY from a decap path");
+      CHECK(reason == 0, "TX_UNDERLAY with reason %u", reason);
+      check_tx_underlay(n, p, len, addr, peer, NULL, -1);
+      {
+        uint32_t o = p[9] == 17 ? 50 : 20;
+        check_nat_forwarded(p + o, len - o, in, ilen, 1, "TX_UNDERLAY inner");
+      }
+      break;
+    case VERDICT_TX_DIRECT:
+      check_ipv4(n, p, len, "TX_DIRECT");
+      if (reason != 0) { // our ICMP error for a host outside, through the node's stack
+        CHECK(pod, "an ICMP error from a decap path");
+        check_icmp_error(n, p, len, "TX_DIRECT (ICMP error)");
+        CHECK(addr == be32(p + 16), "TX_DIRECT ICMP error: next hop %08x, destination %08x", addr, be32(p + 16));
+        check_own_error(p, len, in, ilen);
+        break;
+      }
+      CHECK((addr == W4_UNDERLAY && peer == 2) || (addr == be32(p + 16) && be32(p + 12) == W2_UNDERLAY),
+            "TX_DIRECT: next hop %08x peer %u for %08x -> %08x", addr, peer, be32(p + 12), be32(p + 16));
+      check_nat_forwarded(p, len, in, ilen, 1, "TX_DIRECT");
+      break;
+    case VERDICT_TO_DEVICE:
+      CHECK(reason == 0, "TO_DEVICE with reason %u", reason);
+      check_ipv4(n, p, len, "TO_DEVICE");
+      check_nat_forwarded(p, len, in, ilen, pod ? 1 : 0, "TO_DEVICE");
+      break;
+    case VERDICT_REPLY:
+      CHECK(pod, "REPLY from a decap path");
+      CHECK(reason != 0, "ICMP error without a reason");
+      check_icmp_error(n, p, len, "REPLY");
+      check_own_error(p, len, in, ilen);
+      break;
+  }
+}
+
+static node_t A, B, C;
+
+static void nat_run(const uint8_t* data, size_t size) {
+  node_t* n = &A;
+  Z_overlay_instance_t* w = &n->w;
+  nat_reset(n);
+  g_nseen_addr = g_nseen_port = 0;
+  const uint8_t* seg[MAX_STEPS];
+  size_t seglen[MAX_STEPS];
+  uint32_t nseg = split(data, size, seg, seglen, MAX_STEPS), nsteps = 0, now = NAT_T0;
+  static uint8_t ip[SLOT_SIZE];
+  for (uint32_t k = 0; k < nseg; k++) {
+    const uint8_t* s = seg[k];
+    if (seglen[k] < 2) continue;
+    uint32_t kind = s[0] & 3, copies = 1 + ((s[1] >> 4) & 3);
+    const uint8_t* body = s + 2;
+    size_t blen = seglen[k] - 2;
+    now += NAT_ADVANCE[s[1] & 7];
+    Z_overlayZ_natSetNow(w, now);
+    if (s[1] & 8) Z_overlayZ_ctExpire(w, now, NAT_FLOWS);
+    uint32_t iplen;
+    int side, patched = 0;
+    const nat_step_t* r = NULL;
+    if (kind <= 1) {
+      if (blen > SLOT_SIZE) continue;
+      memcpy(ip, body, blen);
+      iplen = (uint32_t)blen;
+      side = kind == 0 ? SIDE_POD : SIDE_VXLAN;
+    } else {
+      if (nsteps == 0) continue;
+      r = &g_steps[((s[0] >> 2) & 7) % nsteps];
+      const uint8_t* b = r->outlen ? r->out : r->in;
+      uint32_t bl = r->outlen ? r->outlen : r->inlen;
+      side = r->outlen ? r->side : SIDE_POD;
+      iplen = kind == 2 ? build_answer(b, bl, body, blen, ip) : build_error(b, bl, body, blen, ip, &patched);
+      if (iplen == 0) continue;
+    }
+    // Wrap per side and place the copies in slots 0, 2, 4, 6.
+    uint8_t hdr[22];
+    size_t hlen = 0;
+    uint32_t addr = 0;
+    if (side == SIDE_VXLAN) {
+      uint8_t v[22] = {0x08, 0, 0, 0, 0, 0, VNI, 0};
+      put_be48(v + 8, W2_MAC);
+      put_be48(v + 14, W3_MAC);
+      v[20] = 0x08;
+      memcpy(hdr, v, 22);
+      hlen = 22;
+      addr = W3_UNDERLAY;
+    } else if (side == SIDE_IPIP) {
+      memset(hdr, 0, 20);
+      hdr[0] = 0x45;
+      put_be16(hdr + 2, 20 + iplen);
+      hdr[8] = 64;
+      hdr[9] = 4;
+      put_be32(hdr + 12, W1_UNDERLAY);
+      put_be32(hdr + 16, W2_UNDERLAY);
+      put_be16(hdr + 10, inet_csum(hdr, 20));
+      hlen = 20;
+    }
+    uint32_t npk = 0;
+    for (uint32_t j = 0; j < copies; j++) {
+      memcpy(g_cin[j], ip, iplen);
+      g_cinlen[j] = iplen;
+      if (kind <= 1) vary_copy(g_cin[j], iplen, j);
+      if (!stage(j, data[0], hdr, hlen, g_cin[j], iplen, addr, 0)) break;
+      seen_packet(g_cin[j], ip_len(g_cin[j], iplen), 1);
+      npk++;
+    }
+    if (npk < copies) continue;
+    uint64_t tr0 = counter(n, C_NAT_TRANSLATED), icmp0 = counter(n, C_NAT_ICMP_TRANSLATED);
+    uint32_t ns = load_batch(n, g_in, npk), rxc = C_RX_POD_PKTS;
+    if (side == SIDE_POD) Z_overlayZ_processPodBatch(w, ns);
+    else if (side == SIDE_VXLAN) Z_overlayZ_processVxlanBatch(w, ns), rxc = C_RX_VXLAN_PKTS;
+    else Z_overlayZ_processIpipBatch(w, ns), rxc = C_RX_IPIP_PKTS;
+    for (uint32_t i = 0; g_verbose && i < ns; i += 2) {
+      const uint8_t* m = meta_ptr(n, i);
+      fprintf(stderr, "step %u kind %u side %d copy %u: verdict %u reason %u off %u len %u addr %08x ct %u\n", nsteps, kind, side, i / 2,
+              le16(m + 8), le16(m + 10), le32(m), le32(m + 4), le32(m + 12), Z_overlayZ_ctCount(w));
+      if (g_verbose > 1) { // FUZZ_VERBOSE=2: the packets too
+        fprintf(stderr, "  in  ");
+        for (uint32_t b = 0; b < ip_len(g_cin[i / 2], g_cinlen[i / 2]); b++) fprintf(stderr, "%02x", g_cin[i / 2][b]);
+        fprintf(stderr, "\n  out ");
+        for (uint32_t b = 0; le16(m + 8) != VERDICT_DROP && b < le32(m + 4); b++) fprintf(stderr, "%02x", slot_ptr(n, i)[le32(m) + b]);
+        fprintf(stderr, "\n");
+      }
+    }
+    for (uint32_t i = 0; i < ns; i++) {
+      if (i & 1) {
+        const uint8_t* m = meta_ptr(n, i);
+        CHECK(le16(m + 8) == VERDICT_DROP && le16(m + 10) == R_BAD_OFFSET, "guard record %u not dropped as R_BAD_OFFSET", i);
+      } else {
+        check_nat_packet(n, i, i / 2, side);
+      }
+    }
+    check_counters(n, ns, rxc);
+    uint32_t live = Z_overlayZ_ctCount(w);
+    CHECK(live <= NAT_FLOWS && Z_overlayZ_ctCapacity(w) == NAT_FLOWS, "conntrack holds %u flows, capacity %u", live, NAT_FLOWS);
+    CHECK(live == Z_overlayZ_ctStat(w, CT_STAT_INSERTS) - ct_gone(n), "conntrack count %u != inserts - deletes - expired", live);
+    uint64_t dtr = counter(n, C_NAT_TRANSLATED) - tr0, dicmp = counter(n, C_NAT_ICMP_TRANSLATED) - icmp0;
+    CHECK(dtr <= npk && dicmp <= npk, "NAT counters moved by %llu/%llu for %u packets", (unsigned long long)dtr, (unsigned long long)dicmp, npk);
+    // Answers and errors about a translated output whose flow is still there
+    // (nothing deleted or expired since) must be translated back exactly.
+    if (r && !patched && r->outlen && r->reason == 0 && ct_gone(n) == r->gone) {
+      tuple_t ti = tuple_of(r->in, r->inlen), to = tuple_of(r->out, r->outlen);
+      int translated = ti.ok && to.ok && ti.proto == to.proto &&
+                       (ti.src != to.src || ti.dst != to.dst || ti.sport != to.sport || ti.dport != to.dport);
+      for (uint32_t j = 0; translated && j < npk; j++) {
+        const uint8_t* m = meta_ptr(n, 2 * j);
+        uint32_t ol;
+        int os;
+        if (le16(m + 8) == VERDICT_DROP || le16(m + 10) != 0) continue;
+        const uint8_t* o = output_ip(n, 2 * j, &ol, &os);
+        if (kind == 2) {
+          tuple_t t = tuple_of(o, ol);
+          uint32_t es = ti.proto == 1 ? ti.sport : ti.dport, ed = ti.proto == 1 ? ti.dport : ti.sport;
+          CHECK(t.ok && t.src == ti.dst && t.dst == ti.src && t.sport == es && t.dport == ed,
+                "answer to step %u not translated back: %08x:%u -> %08x:%u, expected %08x:%u -> %08x:%u", (unsigned)(r - g_steps),
+                t.src, t.sport, t.dst, t.dport, ti.dst, es, ti.src, ed);
+        } else {
+          uint32_t hl = ip_hl(o);
+          CHECK(o[9] == 1 && ol >= hl + 8 + 20, "ICMP error about step %u came out as something else", (unsigned)(r - g_steps));
+          const uint8_t* q = o + hl + 8;
+          tuple_t t = tuple_of(q, ol - hl - 8);
+          CHECK(t.ok && t.src == ti.src && t.dst == ti.dst && t.sport == ti.sport && t.dport == ti.dport,
+                "ICMP error about step %u quotes %08x:%u -> %08x:%u, the sender sent %08x:%u -> %08x:%u", (unsigned)(r - g_steps),
+                t.src, t.sport, t.dst, t.dport, ti.src, ti.sport, ti.dst, ti.dport);
+          CHECK(be32(o + 12) == t.dst && be32(o + 16) == t.src, "ICMP error %08x -> %08x about %08x -> %08x", be32(o + 12), be32(o + 16), t.src, t.dst);
+        }
+      }
+      if (translated) {
+        if (kind == 2) CHECK(dtr == npk, "answers to step %u: %llu of %u translated", (unsigned)(r - g_steps), (unsigned long long)dtr, npk);
+        else CHECK(dicmp == npk, "ICMP errors about step %u: %llu of %u translated", (unsigned)(r - g_steps), (unsigned long long)dicmp, npk);
+      }
+    }
+    // Remember the step for later answers and errors.
+    nat_step_t* st = &g_steps[nsteps++];
+    memcpy(st->in, g_cin[0], g_cinlen[0]);
+    st->inlen = ip_len(g_cin[0], g_cinlen[0]);
+    const uint8_t* m = meta_ptr(n, 0);
+    st->verdict = le16(m + 8);
+    st->reason = le16(m + 10);
+    st->outlen = 0;
+    st->side = SIDE_POD;
+    if (st->verdict != VERDICT_DROP) {
+      uint32_t ol;
+      const uint8_t* o = output_ip(n, 0, &ol, &st->side);
+      memcpy(st->out, o, ol);
+      st->outlen = ol;
+    }
+    st->gone = ct_gone(n);
+  }
 }
 
 // --- the round trip: pod -> encap on worker2 -> decap on the peer ----------------
@@ -548,8 +1157,6 @@ static uint32_t build_roundtrip(const uint8_t* r, size_t n, uint8_t* out, int* i
   return total;
 }
 
-static node_t A, B, C;
-
 static void roundtrip(const uint8_t* data, size_t size) {
   int ipip;
   pkt_t* in = &g_in[0];
@@ -592,7 +1199,7 @@ static void roundtrip(const uint8_t* data, size_t size) {
 int LLVMFuzzerInitialize(int* argc, char*** argv) {
   (void)argc;
   (void)argv;
-  g_verbose = getenv("FUZZ_VERBOSE") != NULL; // per-packet verdicts on stderr
+  g_verbose = getenv("FUZZ_VERBOSE") ? atoi(getenv("FUZZ_VERBOSE")) : 0; // per-packet verdicts on stderr (nat, 2: bytes)
   wasm_rt_init();
   Z_overlay_init_module();
   if (wasm_rt_impl_try() != 0) {
@@ -601,6 +1208,8 @@ int LLVMFuzzerInitialize(int* argc, char*** argv) {
   }
 #if FUZZ_TARGET == T_POD_TAP
   worker2(&A, 1);
+#elif FUZZ_TARGET == T_NAT
+  nat_worker2(&A);
 #else
   worker2(&A, 0);
 #endif
@@ -620,10 +1229,12 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
 #if FUZZ_TARGET == T_ROUNDTRIP
   roundtrip(data, size);
+#elif FUZZ_TARGET == T_NAT
+  nat_run(data, size);
 #else
   const uint8_t* seg[MAX_PKTS];
   size_t seglen[MAX_PKTS];
-  uint32_t nseg = split(data, size, seg, seglen), npk = 0;
+  uint32_t nseg = split(data, size, seg, seglen, MAX_PKTS), npk = 0;
   uint8_t ctrl = data[0];
   for (uint32_t k = 0; k < nseg; k++) {
     const uint8_t* s = seg[k];

@@ -32,6 +32,7 @@ export const TARGETS = {
   "pod-tun": 4,
   "pod-tap": 5,
   roundtrip: 6,
+  nat: 7,
 };
 
 function parseArgs(argv) {

@@ -20,7 +20,7 @@ const SEP = [0xff, 0x50, 0x4b, 0xff]; // "\xffPK\xff"
 const SPORT_MIN = 32768;
 const SPORT_MAX = 60999;
 const W8_MAC = mac("0e:00:00:00:08:00");
-const TARGETS = ["vxlan-decap", "vxlan-inner", "ipip-decap", "pod-tun", "pod-tap", "roundtrip"] as const;
+const TARGETS = ["vxlan-decap", "vxlan-inner", "ipip-decap", "pod-tun", "pod-tap", "roundtrip", "nat"] as const;
 type Target = (typeof TARGETS)[number];
 
 /** worker2 plus the next hops and routes fuzz/harness.c adds (tbl8 prefixes,
@@ -75,11 +75,11 @@ function place(ctrl: number, len: number, slotSize: number): number {
   }
 }
 
-function split(data: Uint8Array): Uint8Array[] {
+function split(data: Uint8Array, max = MAX_PKTS): Uint8Array[] {
   const segs: Uint8Array[] = [];
   let start = 1;
   let i = 1;
-  while (i + 4 <= data.length && segs.length < MAX_PKTS - 1) {
+  while (i + 4 <= data.length && segs.length < max - 1) {
     if (data[i] === SEP[0] && data[i + 1] === SEP[1] && data[i + 2] === SEP[2] && data[i + 3] === SEP[3]) {
       segs.push(data.subarray(start, i));
       i += 4;
@@ -225,9 +225,6 @@ const vtepMacOf = (n: Node) => nodeInfo.get(n)!.vtepMac;
 
 function checkBatch(node: Node, mode: DeviceMode, n: number, before: bigint[], inputs: Pkt[], rxCounter: number, pod: boolean): void {
   const { dp } = node;
-  const wantV = new Array<bigint>(abi.VERDICT_COUNT).fill(0n);
-  const wantR = new Array<bigint>(abi.REASON_COUNT).fill(0n);
-  let rx = 0n;
   for (let i = 0; i < n; i++) {
     const r = dp.result(i);
     if (i & 1) {
@@ -237,6 +234,18 @@ function checkBatch(node: Node, mode: DeviceMode, n: number, before: bigint[], i
     } else {
       checkPacket(node, mode, i, inputs[i / 2], pod);
     }
+  }
+  checkCounters(dp, n, before, rxCounter);
+}
+
+/** Per batch, each verdict counter moves by the packets given that verdict,
+ *  each drop counter by the packets carrying that reason. */
+function checkCounters(dp: Dataplane, n: number, before: bigint[], rxCounter: number): void {
+  const wantV = new Array<bigint>(abi.VERDICT_COUNT).fill(0n);
+  const wantR = new Array<bigint>(abi.REASON_COUNT).fill(0n);
+  let rx = 0n;
+  for (let i = 0; i < n; i++) {
+    const r = dp.result(i);
     if (r.verdict < abi.VERDICT_COUNT) wantV[r.verdict]++;
     if ((r.verdict === abi.VERDICT_DROP || r.reason !== 0) && r.reason < abi.REASON_COUNT) wantR[r.reason]++;
     if (!(r.verdict === abi.VERDICT_DROP && r.reason === abi.R_BAD_OFFSET)) rx++;
@@ -297,11 +306,521 @@ function buildRoundtrip(r: Uint8Array): { pkt: Uint8Array; ipip: boolean } {
   return { pkt: b, ipip };
 }
 
+// --- nat: fuzz/harness.c nat_run(), step by step -----------------------------------
+const NAT_FLOWS = 16;
+const NAT_PORT_MIN = 61000;
+const NAT_PORT_MAX = 61011;
+const NAT_SEED = 7;
+const NAT_T0 = 1000;
+const MAX_STEPS = 6;
+const W2_OVERLAY = ip("198.19.2.0");
+const SNAT_IP = ip("198.19.2.1");
+const CLUSTER_IP = ip("198.18.250.10");
+const EMPTY_IP = ip("198.18.250.11");
+const LOCAL_BE = ip("198.19.2.7");
+const REMOTE_BE = ip("198.19.3.7");
+const REMOTE_BE2 = ip("198.19.3.8");
+const DIRECT_BE = ip("198.19.4.7");
+const C_NAT_TRANSLATED = 66;
+const C_NAT_ICMP_TRANSLATED = 67;
+const NAT_ADVANCE = [0, 1, 11, 31, 61, 121, 601, 432001];
+const NAT_ERRS = [[3, 0], [3, 1], [3, 3], [3, 4], [11, 0], [12, 0], [3, 13], [4, 0]];
+type Side = "pod" | "vxlan" | "ipip";
+
+function natConfigure(dp: Dataplane): void {
+  dp.natConfigure({ enabled: true, masquerade: true, nodeIp: W2.underlay, snatAddress: SNAT_IP, portRange: [NAT_PORT_MIN, NAT_PORT_MAX], seed: NAT_SEED });
+  dp.setNow(NAT_T0);
+}
+
+/** harness.c nat_worker2(): fuzzWorker2 with NAT on. */
+function natWorker2(): Node {
+  const n = fuzzWorker2("tun");
+  n.dp.natSetup({ maxFlows: NAT_FLOWS, maxFrontends: 16, maxBackends: 16 });
+  n.dp.setServices([
+    { protocol: "tcp", addr: CLUSTER_IP, port: 80, backends: [{ addr: REMOTE_BE, port: 8080 }, { addr: LOCAL_BE, port: 8080 }] },
+    { protocol: "tcp", addr: W2.underlay, port: 30080, nodePort: true, backends: [{ addr: REMOTE_BE, port: 8080 }, { addr: LOCAL_BE, port: 8080 }] },
+    { protocol: "udp", addr: CLUSTER_IP, port: 53, backends: [{ addr: REMOTE_BE2, port: 5353 }, { addr: DIRECT_BE, port: 5353 }] },
+    { protocol: "tcp", addr: EMPTY_IP, port: 80, backends: [] },
+  ]);
+  natConfigure(n.dp);
+  return n;
+}
+
+function natReset(dp: Dataplane): void {
+  const raw = dp.raw;
+  const high = raw.ctHighWater() >>> 0;
+  for (let f = high - 1; f >= 0; f--) if (Number(raw.ctFlowPtr(f)) !== 0) raw.ctDelete(f);
+  const hand = raw.ctHand() >>> 0;
+  if (hand !== 0) raw.ctExpire(0, high - hand);
+  check(raw.ctCount() === 0 && raw.ctHand() === 0, "conntrack reset");
+  natConfigure(dp);
+}
+
+const ctGone = (dp: Dataplane) => BigInt(dp.raw.ctStat(1)) + BigInt(dp.raw.ctStat(2));
+const put16 = (b: Uint8Array, o: number, v: number) => { b[o] = (v >> 8) & 255; b[o + 1] = v & 255; };
+const put32 = (b: Uint8Array, o: number, v: number) => { put16(b, o, v >>> 16); put16(b, o + 2, v & 0xffff); };
+const ipLen = (p: Uint8Array) => (p.length >= 20 && be16(p, 2) >= 20 && be16(p, 2) <= p.length ? be16(p, 2) : p.length);
+const ipHl = (p: Uint8Array) => (p[0] & 15) * 4;
+const ipFirst = (p: Uint8Array) => (be16(p, 6) & 0x1fff) === 0;
+const ipWhole = (p: Uint8Array) => (be16(p, 6) & 0x3fff) === 0;
+const icmpIsError = (t: number) => t === 3 || t === 4 || t === 5 || t === 11 || t === 12;
+
+interface Tuple { src: number; dst: number; sport: number; dport: number; proto: number; ok: boolean }
+function tupleOf(p: Uint8Array): Tuple {
+  const t = { src: 0, dst: 0, sport: 0, dport: 0, proto: 0, ok: false };
+  if (p.length < 20) return t;
+  const hl = ipHl(p);
+  if (hl < 20 || hl > p.length) return t;
+  t.src = be32(p, 12);
+  t.dst = be32(p, 16);
+  t.proto = p[9];
+  if (!ipFirst(p)) return t;
+  const n = p.length - hl;
+  if ((t.proto === 6 || t.proto === 17) && n >= 4) {
+    t.sport = be16(p, hl);
+    t.dport = be16(p, hl + 2);
+    t.ok = true;
+  } else if (t.proto === 1 && n >= 8 && (p[hl] === 0 || p[hl] === 8)) {
+    t.sport = be16(p, hl + 4);
+    t.ok = true;
+  }
+  return t;
+}
+
+/** TCP/UDP checksum over the pseudo header and `n` bytes of segment at `hl`. */
+function l4Sum(p: Uint8Array, hl: number, n: number): number {
+  const b = new Uint8Array(12 + n);
+  b.set(p.subarray(12, 20));
+  b[9] = p[9];
+  b[10] = n >> 8;
+  b[11] = n & 255;
+  b.set(p.subarray(hl, hl + n), 12);
+  return inetChecksum(b);
+}
+
+function l4CsumState(p: Uint8Array): number {
+  const hl = ipHl(p);
+  if (p.length < 20 || hl < 20 || hl > p.length || !ipWhole(p)) return -1;
+  const n = p.length - hl;
+  if (p[9] === 1) return n >= 8 ? +(inetChecksum(p.subarray(hl)) === 0) : -1;
+  if (p[9] === 6) return n >= 20 ? +(l4Sum(p, hl, n) === 0) : -1;
+  if (p[9] === 17) {
+    if (n < 8 || be16(p, hl + 6) === 0) return -1;
+    const ul = be16(p, hl + 4);
+    if (ul < 8 || ul > n) return -1;
+    return +(l4Sum(p, hl, ul) === 0);
+  }
+  return -1;
+}
+
+function fixChecksums(p: Uint8Array): void {
+  const hl = ipHl(p);
+  if (ipWhole(p)) {
+    const n = p.length - hl;
+    if (p[9] === 1 && n >= 8) {
+      put16(p, hl + 2, 0);
+      put16(p, hl + 2, inetChecksum(p.subarray(hl)));
+    } else if (p[9] === 6 && n >= 20) {
+      put16(p, hl + 16, 0);
+      put16(p, hl + 16, l4Sum(p, hl, n));
+    } else if (p[9] === 17 && n >= 8 && be16(p, hl + 6) !== 0 && be16(p, hl + 4) >= 8 && be16(p, hl + 4) <= n) {
+      put16(p, hl + 6, 0);
+      const c = l4Sum(p, hl, be16(p, hl + 4));
+      put16(p, hl + 6, c || 0xffff);
+    }
+  }
+  put16(p, 10, 0);
+  put16(p, 10, inetChecksum(p.subarray(0, hl)));
+}
+
+const baseOk = (b: Uint8Array) => b.length >= 20 && be16(b, 2) === b.length && ipHl(b) >= 20 && ipHl(b) <= b.length;
+
+function buildAnswer(b: Uint8Array, body: Uint8Array): Uint8Array | null {
+  if (!baseOk(b)) return null;
+  const o = b.slice();
+  put32(o, 12, be32(b, 16));
+  put32(o, 16, be32(b, 12));
+  o[8] = 64;
+  const hl = ipHl(o);
+  const n = o.length - hl;
+  if (ipFirst(o)) {
+    if ((o[9] === 6 || o[9] === 17) && n >= 4) {
+      o.set(b.subarray(hl + 2, hl + 4), hl);
+      o.set(b.subarray(hl, hl + 2), hl + 2);
+    }
+    if (o[9] === 6 && n >= 14 && body.length >= 1) o[hl + 13] = body[0];
+    if (o[9] === 1 && n >= 8 && (o[hl] === 0 || o[hl] === 8)) o[hl] ^= 8;
+  }
+  fixChecksums(o);
+  return o;
+}
+
+function buildError(b: Uint8Array, body: Uint8Array): { pkt: Uint8Array; patched: boolean } | null {
+  if (!baseOk(b)) return null;
+  const [type, code] = NAT_ERRS[body.length >= 1 ? body[0] & 7 : 0];
+  const q = Math.min(ipHl(b) + 8 + (body.length >= 2 ? body[1] : 0), b.length);
+  const o = new Uint8Array(28 + q);
+  o[0] = 0x45;
+  put16(o, 2, 28 + q);
+  o[8] = 64;
+  o[9] = 1;
+  put32(o, 12, be32(b, 16));
+  put32(o, 16, be32(b, 12));
+  o[20] = type;
+  o[21] = code;
+  if (type === 3 && code === 4) put16(o, 26, 1400);
+  o.set(b.subarray(0, q), 28);
+  let patched = false;
+  for (let i = 2; i < body.length && i - 2 < q; i++) {
+    if (body[i]) {
+      o[28 + i - 2] ^= body[i];
+      patched = true;
+    }
+  }
+  fixChecksums(o);
+  return { pkt: o, patched };
+}
+
+function varyCopy(p: Uint8Array, j: number): void {
+  if (j === 0 || p.length < 20) return;
+  const hl = ipHl(p);
+  if (hl < 20 || hl > p.length || !ipFirst(p)) return;
+  const n = p.length - hl;
+  let at: number;
+  let c: number;
+  if ((p[9] === 6 || p[9] === 17) && n >= 4) {
+    at = 0;
+    c = p[9] === 6 ? (n >= 18 ? 16 : 0) : n >= 8 && be16(p, hl + 6) !== 0 ? 6 : 0;
+  } else if (p[9] === 1 && n >= 8 && (p[hl] === 0 || p[hl] === 8)) {
+    at = 4;
+    c = 2;
+  } else {
+    return;
+  }
+  const old = be16(p, hl + at);
+  const nw = (old + j) & 0xffff;
+  put16(p, hl + at, nw);
+  if (c) {
+    let s = (~be16(p, hl + c) & 0xffff) + (~old & 0xffff) + nw;
+    while (s >> 16) s = (s & 0xffff) + (s >> 16);
+    let v = ~s & 0xffff;
+    if (p[9] === 17 && v === 0) v = 0xffff;
+    put16(p, hl + c, v);
+  }
+}
+
+class Seen {
+  addrs: number[] = [];
+  ports: number[] = [];
+  add(p: Uint8Array, deep: boolean): void {
+    if (p.length < 20) return;
+    const t = tupleOf(p);
+    if (this.addrs.length < 256) this.addrs.push(t.src);
+    if (this.addrs.length < 256) this.addrs.push(t.dst);
+    if (t.ok) {
+      if (this.ports.length < 256) this.ports.push(t.sport);
+      if (this.ports.length < 256) this.ports.push(t.dport);
+    }
+    const hl = ipHl(p);
+    if (deep && t.proto === 1 && hl >= 20 && p.length >= hl + 28 && icmpIsError(p[hl]) && ipFirst(p)) this.add(p.subarray(hl + 8), false);
+  }
+  addrOk(a: number): boolean {
+    return [W2.underlay, W2_OVERLAY, SNAT_IP, CLUSTER_IP, EMPTY_IP, LOCAL_BE, REMOTE_BE, REMOTE_BE2, DIRECT_BE].includes(a) || this.addrs.includes(a);
+  }
+  portOk(p: number): boolean {
+    return (p >= NAT_PORT_MIN && p <= NAT_PORT_MAX) || p === 8080 || p === 5353 || this.ports.includes(p);
+  }
+}
+
+function checkTranslatedTuple(seen: Seen, a: Uint8Array, b: Uint8Array, what: string): void {
+  const x = tupleOf(a);
+  const y = tupleOf(b);
+  check(y.src === x.src || seen.addrOk(y.src), `${what}: source ${x.src.toString(16)} -> ${y.src.toString(16)}, an address nothing told us`);
+  check(y.dst === x.dst || seen.addrOk(y.dst), `${what}: destination ${x.dst.toString(16)} -> ${y.dst.toString(16)}, an address nothing told us`);
+  if (x.ok && y.ok) {
+    check(y.sport === x.sport || seen.portOk(y.sport), `${what}: source port/id ${x.sport} -> ${y.sport}`);
+    check(y.dport === x.dport || seen.portOk(y.dport), `${what}: destination port ${x.dport} -> ${y.dport}`);
+  }
+}
+
+function natField(inp: Uint8Array, i: number): boolean {
+  if (i === 10 || i === 11 || (i >= 12 && i < 20)) return true;
+  const hl = ipHl(inp);
+  if (i < hl || !ipFirst(inp)) return false;
+  const k = i - hl;
+  const n = inp.length - hl;
+  if (inp[9] === 6) return n >= 20 && (k < 4 || k === 16 || k === 17);
+  if (inp[9] === 17) return n >= 8 && (k < 4 || k === 6 || k === 7);
+  if (inp[9] !== 1 || n < 8) return false;
+  const t = inp[hl];
+  if (t === 0 || t === 8) return k >= 2 && k < 6;
+  if (!icmpIsError(t)) return false;
+  if (k === 2 || k === 3) return true;
+  if (k < 28) return k >= 18 && k < 28;
+  const ehl = (inp[hl + 8] & 15) * 4;
+  if (k < 8 + ehl) return false;
+  const e = k - 8 - ehl;
+  return e < 8 || e === 16 || e === 17;
+}
+
+function checkNatForwarded(seen: Seen, out: Uint8Array, inRaw: Uint8Array, ttlDrop: number, what: string): void {
+  const inp = inRaw.subarray(0, ipLen(inRaw));
+  check(out.length === inp.length, `${what}: ${out.length} bytes out of ${inp.length}`);
+  check(out[8] + ttlDrop === inp[8], `${what}: TTL ${inp[8]} -> ${out[8]}`);
+  for (let i = 0; i < out.length; i++) {
+    if (i === 8 || out[i] === inp[i]) continue;
+    check(natField(inp, i), `${what}: byte ${i} changed, not a NAT field`);
+  }
+  checkTranslatedTuple(seen, inp, out, what);
+  check(l4CsumState(inp) !== 1 || l4CsumState(out) === 1, `${what}: L4 checksum was right and is wrong now`);
+  const hl = ipHl(inp);
+  if (inp[9] === 17 && ipFirst(inp) && inp.length >= hl + 8 && be16(inp, hl + 6) === 0) check(be16(out, hl + 6) === 0, `${what}: a zero UDP checksum changed`);
+  if (inp[9] === 1 && ipFirst(inp) && inp.length >= hl + 28 && icmpIsError(inp[hl])) {
+    const qi = inp.subarray(hl + 8);
+    const qo = out.subarray(hl + 8);
+    const ehl = (qi[0] & 15) * 4;
+    if (ehl >= 20 && hl + 8 + ehl <= inp.length && inetChecksum(qi.subarray(0, ehl)) === 0) {
+      check(inetChecksum(qo.subarray(0, ehl)) === 0, `${what}: the quoted header's checksum was right and is wrong now`);
+    }
+    checkTranslatedTuple(seen, qi, qo, "quoted packet");
+  }
+}
+
+function checkOwnError(p: Uint8Array, inRaw: Uint8Array): void {
+  const inp = inRaw.subarray(0, ipLen(inRaw));
+  check(be32(p, 16) === be32(inp, 12), "own ICMP error not to the sender");
+  check(be32(p, 12) === W2_OVERLAY || be32(p, 12) === be32(inp, 16), "own ICMP error source");
+  const q = p.subarray(ipHl(p) + 8);
+  const ehl = ipHl(inp);
+  check(q.length >= ehl && inetChecksum(q.subarray(0, ehl)) === 0, "own ICMP error: the quoted header's checksum is wrong");
+  const x = tupleOf(inp);
+  const y = tupleOf(q);
+  check(x.src === y.src && x.dst === y.dst && x.proto === y.proto, "own ICMP error quotes other addresses than the sender sent");
+  if (x.ok && q.length >= ehl + 8) check(y.ok && x.sport === y.sport && x.dport === y.dport, "own ICMP error quotes other ports than the sender sent");
+}
+
+/** The IPv4 packet of a non-drop output, and which way answers to it come. */
+function outputIp(dp: Dataplane, slot: number): { ip: Uint8Array; side: Side } {
+  const out = dp.readPacket(slot);
+  if (dp.result(slot).verdict !== abi.VERDICT_TX_UNDERLAY) return { ip: out, side: "pod" };
+  return out[9] === 17 ? { ip: out.subarray(50), side: "vxlan" } : { ip: out.subarray(20), side: "ipip" };
+}
+
+function checkNatPacket(node: Node, slot: number, inp: Uint8Array, side: Side, seen: Seen): void {
+  const { dp } = node;
+  const r = dp.result(slot);
+  check(r.verdict < abi.VERDICT_COUNT, `verdict ${r.verdict} out of range`);
+  check(r.reason < abi.REASON_COUNT, `reason ${r.reason} out of range`);
+  const pod = side === "pod";
+  const tl = ipLen(inp);
+  if (pod && tl >= 20 && ipHl(inp) >= 20 && ipHl(inp) <= tl && ipFirst(inp) && (inp[9] === 6 || inp[9] === 17) && tl - ipHl(inp) < (inp[9] === 6 ? 20 : 8)) {
+    check(r.verdict === abi.VERDICT_DROP && r.reason !== abi.R_CT_INVALID, `a truncated L4 header got verdict ${r.verdict} reason ${r.reason}`);
+  }
+  if (r.verdict === abi.VERDICT_DROP) {
+    check(r.reason !== 0, "a drop without a reason");
+    return;
+  }
+  check(r.off + r.len <= dp.slotSize, `verdict ${r.verdict}: off ${r.off} + len ${r.len} beyond the slot`);
+  check(r.len > 0, "an empty packet");
+  const at = dp.slotPtr(slot) + r.off;
+  const out = dp.readPacket(slot);
+  switch (r.verdict) {
+    case abi.VERDICT_TX_UNDERLAY: {
+      check(pod, "TX_UNDERLAY from a decap path");
+      check(r.reason === 0, "TX_UNDERLAY with a reason");
+      checkIpv4(dp, at, r.len, "TX_UNDERLAY outer");
+      check((out[0] & 15) === 5 && be32(out, 12) === W2.underlay && be32(out, 16) === r.addr >>> 0, "TX_UNDERLAY outer header");
+      const o = out[9] === 17 ? 50 : 20;
+      if (o === 50) {
+        check(be16(out, 24) === r.len - 20 && be16(out, 22) === 4789 && be16(out, 26) === 0, "VXLAN UDP header");
+        check(be16(out, 20) >= SPORT_MIN && be16(out, 20) <= SPORT_MAX, "UDP source port");
+        check(be32(out, 28) === 0x08000000 && be32(out, 32) === 100 << 8, "VXLAN header");
+        check(be48(out, 42) === W2.mac && be16(out, 48) === 0x0800, "inner Ethernet");
+      } else {
+        check(out[9] === 4, `outer protocol ${out[9]}`);
+      }
+      checkIpv4(dp, at + o, r.len - o, "TX_UNDERLAY inner");
+      check(out[1] === out[o + 1], "outer TOS != inner TOS");
+      check((be16(out, 6) & 0xbfff) === 0 && (be16(out, 6) & 0x4000) === (be16(out, o + 6) & 0x4000), "outer flags");
+      checkNatForwarded(seen, out.subarray(o), inp, 1, "TX_UNDERLAY inner");
+      break;
+    }
+    case abi.VERDICT_TX_DIRECT:
+      checkIpv4(dp, at, r.len, "TX_DIRECT");
+      if (r.reason !== 0) {
+        check(pod, "an ICMP error from a decap path");
+        checkIcmpError(dp, at, out, "TX_DIRECT (ICMP error)");
+        check(r.addr >>> 0 === be32(out, 16), "TX_DIRECT ICMP error next hop");
+        checkOwnError(out, inp);
+        break;
+      }
+      check((r.addr >>> 0 === W4.underlay && r.peer === 2) || (r.addr >>> 0 === be32(out, 16) && be32(out, 12) === W2.underlay), "TX_DIRECT next hop");
+      checkNatForwarded(seen, out, inp, 1, "TX_DIRECT");
+      break;
+    case abi.VERDICT_TO_DEVICE:
+      check(r.reason === 0, "TO_DEVICE with a reason");
+      checkIpv4(dp, at, r.len, "TO_DEVICE");
+      checkNatForwarded(seen, out, inp, pod ? 1 : 0, "TO_DEVICE");
+      break;
+    case abi.VERDICT_REPLY:
+      check(pod, "REPLY from a decap path");
+      check(r.reason !== 0, "ICMP error without a reason");
+      checkIcmpError(dp, at, out, "REPLY");
+      checkOwnError(out, inp);
+      break;
+  }
+}
+
+function checkIcmpError(dp: Dataplane, at: number, out: Uint8Array, what: string): void {
+  checkIpv4(dp, at, out.length, what);
+  check(out.length <= 576, `${what}: ICMP error of ${out.length} bytes`);
+  check(out[9] === 1, `${what}: protocol`);
+  const hl = ipHl(out);
+  check(out.length >= hl + 28, `${what}: short ICMP error`);
+  check(inetChecksum(out.subarray(hl)) === 0, `${what}: bad ICMP checksum`);
+  check(out[hl] === 3 || out[hl] === 11, `${what}: ICMP type ${out[hl]}`);
+}
+
+interface NatStep { inp: Uint8Array; out: Uint8Array | null; verdict: number; reason: number; side: Side; gone: bigint }
+
+function replayNat(node: Node, data: Uint8Array): void {
+  const { dp } = node;
+  natReset(dp);
+  const seen = new Seen();
+  const steps: NatStep[] = [];
+  const ctrl = data[0];
+  let now = NAT_T0;
+  for (const s of split(data, MAX_STEPS)) {
+    if (s.length < 2) continue;
+    const kind = s[0] & 3;
+    const copies = 1 + ((s[1] >> 4) & 3);
+    const body = s.subarray(2);
+    now += NAT_ADVANCE[s[1] & 7];
+    dp.setNow(now);
+    if (s[1] & 8) dp.ctExpire(now, NAT_FLOWS);
+    let ipPkt: Uint8Array;
+    let side: Side;
+    let patched = false;
+    let ref: NatStep | null = null;
+    if (kind <= 1) {
+      if (body.length > dp.slotSize) continue;
+      ipPkt = body.slice();
+      side = kind === 0 ? "pod" : "vxlan";
+    } else {
+      if (steps.length === 0) continue;
+      ref = steps[((s[0] >> 2) & 7) % steps.length];
+      const b = ref.out ?? ref.inp;
+      side = ref.out ? ref.side : "pod";
+      if (kind === 2) {
+        const a = buildAnswer(b, body);
+        if (!a) continue;
+        ipPkt = a;
+      } else {
+        const e = buildError(b, body);
+        if (!e) continue;
+        ipPkt = e.pkt;
+        patched = e.patched;
+      }
+    }
+    let hdr = new Uint8Array(0);
+    let addr = 0;
+    if (side === "vxlan") {
+      hdr = Uint8Array.from([0x08, 0, 0, 0, 0, 0, 100, 0, 0x0e, 0, 0, 0, 0x02, 0, 0x0e, 0, 0, 0, 0x03, 0, 0x08, 0]);
+      addr = W3.underlay;
+    } else if (side === "ipip") {
+      hdr = new Uint8Array(20);
+      hdr[0] = 0x45;
+      put16(hdr, 2, 20 + ipPkt.length);
+      hdr[8] = 64;
+      hdr[9] = 4;
+      put32(hdr, 12, W1.underlay);
+      put32(hdr, 16, W2.underlay);
+      put16(hdr, 10, inetChecksum(hdr));
+    }
+    const cin: Uint8Array[] = [];
+    const pkts: Pkt[] = [];
+    for (let j = 0; j < copies; j++) {
+      const c = ipPkt.slice();
+      if (kind <= 1) varyCopy(c, j);
+      const bytes = new Uint8Array(hdr.length + c.length);
+      bytes.set(hdr);
+      bytes.set(c, hdr.length);
+      if (bytes.length > dp.slotSize - MIN_OFF) break;
+      cin.push(c);
+      pkts.push({ bytes, off: place(ctrl, bytes.length, dp.slotSize), addr, tos: 0 });
+      seen.add(c.subarray(0, ipLen(c)), true);
+    }
+    if (pkts.length < copies) continue;
+    const npk = pkts.length;
+    const tr0 = dp.counter(C_NAT_TRANSLATED);
+    const icmp0 = dp.counter(C_NAT_ICMP_TRANSLATED);
+    const { n, before } = loadBatch(dp, pkts);
+    let rxc = abi.C_RX_POD_PKTS;
+    if (side === "pod") dp.processPod(n);
+    else if (side === "vxlan") {
+      dp.processVxlan(n);
+      rxc = abi.C_RX_VXLAN_PKTS;
+    } else {
+      dp.processIpip(n);
+      rxc = abi.C_RX_IPIP_PKTS;
+    }
+    for (let i = 1; i < n; i += 2) {
+      const r = dp.result(i);
+      check(r.verdict === abi.VERDICT_DROP && r.reason === abi.R_BAD_OFFSET, `guard record ${i} not dropped as R_BAD_OFFSET`);
+      check(dp.u8.subarray(dp.slotPtr(i), dp.slotPtr(i) + dp.slotSize).every((b) => b === 0xa5), `guard slot ${i} was written`);
+    }
+    for (let j = 0; j < npk; j++) checkNatPacket(node, 2 * j, cin[j], side, seen);
+    checkCounters(dp, n, before, rxc);
+    const live = dp.raw.ctCount() >>> 0;
+    check(live <= NAT_FLOWS && dp.raw.ctCapacity() === NAT_FLOWS, `conntrack holds ${live} flows`);
+    check(BigInt(live) === BigInt(dp.raw.ctStat(0)) - ctGone(dp), "conntrack count != inserts - deletes - expired");
+    const dtr = dp.counter(C_NAT_TRANSLATED) - tr0;
+    const dicmp = dp.counter(C_NAT_ICMP_TRANSLATED) - icmp0;
+    check(dtr <= BigInt(npk) && dicmp <= BigInt(npk), "NAT counters moved by more than the packets");
+    if (ref && !patched && ref.out && ref.reason === 0 && ctGone(dp) === ref.gone) {
+      const ti = tupleOf(ref.inp);
+      const to = tupleOf(ref.out);
+      const translated = ti.ok && to.ok && ti.proto === to.proto && (ti.src !== to.src || ti.dst !== to.dst || ti.sport !== to.sport || ti.dport !== to.dport);
+      for (let j = 0; translated && j < npk; j++) {
+        const r = dp.result(2 * j);
+        if (r.verdict === abi.VERDICT_DROP || r.reason !== 0) continue;
+        const o = outputIp(dp, 2 * j).ip;
+        if (kind === 2) {
+          const t = tupleOf(o);
+          const es = ti.proto === 1 ? ti.sport : ti.dport;
+          const ed = ti.proto === 1 ? ti.dport : ti.sport;
+          check(t.ok && t.src === ti.dst && t.dst === ti.src && t.sport === es && t.dport === ed, "an answer not translated back exactly");
+        } else {
+          const hl = ipHl(o);
+          check(o[9] === 1 && o.length >= hl + 28, "an ICMP error came out as something else");
+          const t = tupleOf(o.subarray(hl + 8));
+          check(t.ok && t.src === ti.src && t.dst === ti.dst && t.sport === ti.sport && t.dport === ti.dport, "an ICMP error does not quote what the sender sent");
+          check(be32(o, 12) === t.dst && be32(o, 16) === t.src, "an ICMP error's addresses disagree with what it quotes");
+        }
+      }
+      if (translated) {
+        if (kind === 2) check(dtr === BigInt(npk), `answers: ${dtr} of ${npk} translated`);
+        else check(dicmp === BigInt(npk), `ICMP errors: ${dicmp} of ${npk} translated`);
+      }
+    }
+    const r0 = dp.result(0);
+    let out: Uint8Array | null = null;
+    let outSide: Side = "pod";
+    if (r0.verdict !== abi.VERDICT_DROP) {
+      const o = outputIp(dp, 0);
+      out = o.ip.slice();
+      outSide = o.side;
+    }
+    steps.push({ inp: cin[0].slice(0, ipLen(cin[0])), out, verdict: r0.verdict, reason: r0.reason, side: outSide, gone: ctGone(dp) });
+  }
+}
+
 interface Nodes {
   tun: Node;
   tap: Node;
   w3: Node;
   w1: Node;
+  nat: Node;
 }
 
 function makeNodes(): Nodes {
@@ -313,13 +832,19 @@ function makeNodes(): Nodes {
   nodeInfo.set(tap, { underlay: W2.underlay, vtepMac: W2.mac });
   nodeInfo.set(w3, { underlay: W3.underlay, vtepMac: W3.mac });
   nodeInfo.set(w1, { underlay: W1.underlay, vtepMac: W1.mac });
-  return { tun, tap, w3, w1 };
+  const nat = natWorker2();
+  nodeInfo.set(nat, { underlay: W2.underlay, vtepMac: W2.mac });
+  return { tun, tap, w3, w1, nat };
 }
 
 function replay(nodes: Nodes, target: Target, data: Uint8Array): void {
   if (data.length < 1) return;
   const ctrl = data[0];
   const slotSize = nodes.tun.dp.slotSize;
+  if (target === "nat") {
+    replayNat(nodes.nat, data);
+    return;
+  }
   if (target === "roundtrip") {
     const { pkt, ipip } = buildRoundtrip(data.subarray(1));
     const a = nodes.tun;
