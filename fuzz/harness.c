@@ -907,12 +907,23 @@ static void check_nat_packet(node_t* n, uint32_t slot, uint32_t j, int side) {
   const uint8_t* in = g_cin[j];
   uint32_t ilen = g_cinlen[j];
   int pod = side == SIDE_POD;
-  // NAT reads ports and flags: a TCP/UDP header cut short never passes it.
+  // NAT reads ports and flags: a TCP/UDP header cut short is never
+  // translated. It is dropped, or (routed traffic, which the NAT stage leaves
+  // to the router as with NAT off) forwarded with its addresses unchanged,
+  // never to the node or the SNAT address.
   uint32_t tl = ip_len(in, ilen);
   if (pod && tl >= 20 && ip_hl(in) >= 20 && ip_hl(in) <= tl && ip_first(in) && (in[9] == 6 || in[9] == 17) &&
-      tl - ip_hl(in) < (in[9] == 6 ? 20u : 8u))
-    CHECK(verdict == VERDICT_DROP && reason != R_CT_INVALID, "a truncated %s header got verdict %u reason %u", in[9] == 6 ? "TCP" : "UDP",
-          verdict, reason);
+      tl - ip_hl(in) < (in[9] == 6 ? 20u : 8u)) {
+    CHECK(reason != R_CT_INVALID, "a truncated %s header got reason ct_invalid", in[9] == 6 ? "TCP" : "UDP");
+    if (verdict == VERDICT_TX_UNDERLAY || verdict == VERDICT_TX_DIRECT || verdict == VERDICT_TO_DEVICE) {
+      uint32_t ol;
+      int os;
+      const uint8_t* o = output_ip(n, slot, &ol, &os);
+      CHECK(ol >= 20 && be32(o + 12) == be32(in + 12) && be32(o + 16) == be32(in + 16) && be32(in + 16) != SNAT_IP &&
+                be32(in + 16) != W2_UNDERLAY,
+            "a truncated %s header was forwarded translated or to a NAT address", in[9] == 6 ? "TCP" : "UDP");
+    }
+  }
   if (verdict == VERDICT_DROP) {
     CHECK(reason != 0, "a drop without a reason");
     return;

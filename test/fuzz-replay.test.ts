@@ -614,7 +614,16 @@ function checkNatPacket(node: Node, slot: number, inp: Uint8Array, side: Side, s
   const pod = side === "pod";
   const tl = ipLen(inp);
   if (pod && tl >= 20 && ipHl(inp) >= 20 && ipHl(inp) <= tl && ipFirst(inp) && (inp[9] === 6 || inp[9] === 17) && tl - ipHl(inp) < (inp[9] === 6 ? 20 : 8)) {
-    check(r.verdict === abi.VERDICT_DROP && r.reason !== abi.R_CT_INVALID, `a truncated L4 header got verdict ${r.verdict} reason ${r.reason}`);
+    // Never translated: dropped, or (routed traffic, left to the router as
+    // with NAT off) forwarded with its addresses unchanged, never to the node
+    // or the SNAT address.
+    check(r.reason !== abi.R_CT_INVALID, "a truncated L4 header got reason ct_invalid");
+    if (r.verdict === abi.VERDICT_TX_UNDERLAY || r.verdict === abi.VERDICT_TX_DIRECT || r.verdict === abi.VERDICT_TO_DEVICE) {
+      const o = outputIp(dp, slot).ip;
+      const a32 = (b: Uint8Array, at: number) => ((b[at] << 24) | (b[at + 1] << 16) | (b[at + 2] << 8) | b[at + 3]) >>> 0;
+      check(o.length >= 20 && a32(o, 12) === a32(inp, 12) && a32(o, 16) === a32(inp, 16) && a32(inp, 16) !== SNAT_IP && a32(inp, 16) !== W2.underlay,
+        "a truncated L4 header was forwarded translated or to a NAT address");
+    }
   }
   if (r.verdict === abi.VERDICT_DROP) {
     check(r.reason !== 0, "a drop without a reason");

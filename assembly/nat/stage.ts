@@ -100,6 +100,12 @@ export function natPodSide(m: usize, slot: usize, off: u32, p: usize, len: u32):
   if (!natOn) return NAT_PASS;
   const dst = ipDst(p);
   const steered = dst == nodeIp || (dst == snatAddr && snatAddr != 0);
+  // Traffic to a routed destination (pod to pod, the bulk) has nothing to
+  // do here unless it is addressed to a service frontend: every packet of
+  // a translated flow that enters on this side goes to an unrouted address
+  // (outside, a ClusterIP), the node or the SNAT address. Skipping the
+  // conntrack probe keeps NAT's cost off the pod-to-pod path.
+  if (!steered && lpmLookup(dst) != LPM_MISS && !isFrontend(p, len, dst)) return NAT_PASS;
   const r = trackExisting(m, p, len);
   if (r != NAT_PASS) return r;
   const proto = ipProto(p);
@@ -150,6 +156,16 @@ export function natPodSide(m: usize, slot: usize, off: u32, p: usize, len: u32):
 export function natUnderlaySide(m: usize, p: usize, len: u32): u32 {
   if (!natOn || ctCount() == 0) return NAT_PASS;
   return trackExisting(m, p, len);
+}
+
+/** A TCP/UDP packet (not a later fragment, ports present) to a service frontend. */
+@inline function isFrontend(p: usize, len: u32, dst: u32): bool {
+  const proto = ipProto(p);
+  if (proto != PROTO_TCP && proto != PROTO_UDP) return false;
+  if (ipIsLaterFragment(p)) return false;
+  const hl = ipHeaderLen(p);
+  if (len < hl + 4) return false;
+  return svcLookup(proto, dst, ld16(p + hl + 2)) != 0;
 }
 
 /** A source that is one of this node's pods, and a destination no route
