@@ -211,9 +211,19 @@ if (isMain) {
   } catch (e) {
     console.log("nat bench not available:", (e as Error).message);
   }
+  let offload: unknown = undefined;
+  try {
+    const mod = (await import(new URL("./offload.js", import.meta.url).href)) as { runOffloadBench?: () => Promise<unknown> };
+    if (typeof mod.runOffloadBench === "function") {
+      offload = await mod.runOffloadBench();
+      console.log("offload path (64 KiB super-frames, MSS 1398):", JSON.stringify(offload));
+    }
+  } catch (e) {
+    console.log("offload bench not available:", (e as Error).message);
+  }
   const dir = resolve(repoRoot(), "bench", "results");
   mkdirSync(dir, { recursive: true });
   const file = resolve(dir, `micro-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-  writeFileSync(file, JSON.stringify({ batch: BATCH, node: process.version, results, lpm: extra, nat }, null, 2));
+  writeFileSync(file, JSON.stringify({ batch: BATCH, node: process.version, results, lpm: extra, nat, offload }, null, 2));
   console.log("wrote", file);
 }
