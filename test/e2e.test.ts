@@ -261,3 +261,36 @@ describe.skipIf(!isRoot)("tun offloads (TSO segmented in WASM, GRO to the tun) a
     expect(s2.io.sendErrors + s3.io.sendErrors).toBe(0);
   });
 });
+
+describe.skipIf(!isRoot)("multi-queue: one worker per tun queue, SO_REUSEPORT VXLAN sockets", () => {
+  const cluster = new Cluster();
+  beforeAll(async () => {
+    cluster.build();
+    for (const n of [2, 3]) {
+      const text = cluster.config(n, () => "vxlan").replace("mode: tun", "mode: tun\n    queues: 2");
+      await cluster.startDaemon(n, cluster.writeConfig(n, text), CLI);
+    }
+  }, 60_000);
+  afterAll(async () => {
+    await cluster.destroy();
+  });
+
+  it("flows spread over both queues on both ends; bytes arrive intact", async () => {
+    const srv = cluster.spawnIn("pod3", ["iperf3", "-s", "-1"]);
+    await new Promise((r) => setTimeout(r, 500));
+    const out = cluster.exec("pod2", ["iperf3", "-c", podIp(3), "-t", "2", "-P", "8", "-J"]);
+    const j = JSON.parse(out);
+    expect(j.end.sum_received.bytes).toBeGreaterThan(0);
+    await new Promise((r) => srv.once("exit", r));
+    const a = await cluster.tcpTransfer(2, 3, 4 << 20);
+    expect(a.receivedSha).toBe(a.sentSha);
+    for (const n of [2, 3]) {
+      const st = JSON.parse(cluster.exec(`w${n}`, [process.execPath, CLI, "show", "stats", "--json"]));
+      expect(st.queues).toHaveLength(2);
+      const key = n === 2 ? "rx_pod_packets" : "rx_vxlan_packets";
+      for (const q of st.queues) expect(Number(q[key]), `worker${n} queue ${q.queue} ${key}`).toBeGreaterThan(0);
+    }
+    const status = JSON.parse(cluster.exec("w2", [process.execPath, CLI, "show", "status", "--json"]));
+    expect(status.queues).toBe(2);
+  });
+});

@@ -149,6 +149,8 @@ function printTable(what: string, body: unknown): void {
     const s = body as { counters: Record<string, string>; io: Record<string, number> };
     for (const [k, v] of Object.entries(s.counters)) if (v !== "0") console.log(`${k.padEnd(28)} ${v}`);
     for (const [k, v] of Object.entries(s.io)) console.log(`io_${k.padEnd(25)} ${v}`);
+    const qs = (body as { queues?: Record<string, string>[] }).queues ?? [];
+    if (qs.length > 1) for (const q of qs) console.log(`queue ${q.queue}: ` + Object.entries(q).filter(([k]) => k !== "queue").map(([k, v]) => `${k}=${v}`).join(" "));
     return;
   }
   if (!Array.isArray(body)) {

@@ -146,6 +146,11 @@ const NodeSchema = z.strictObject({
      *  super-frames of up to 64 KiB, segmented in WASM before encapsulation.
      *  Default: on in tun mode, off in tap mode. */
     offloads: z.boolean().optional(),
+    /** Tun queues (IFF_MULTI_QUEUE), one data-path worker each, VXLAN
+     *  sockets shared with SO_REUSEPORT. Default 1; must be 1 with NAT (one
+     *  connection table). More queues spread many flows over cores, but a
+     *  single flow can move between queues and be reordered. */
+    queues: intIn(1, 64).optional(),
   }).prefault({}),
 });
 
@@ -358,6 +363,9 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
 
 /** NAT and services: addresses that must not be anyone else's, ports that must not collide. */
 function crossCheckNat(c: Shape, issue: (path: (string | number)[], message: string) => void): void {
+  if ((c.node.device.queues ?? 1) > 1 && (c.nat.masquerade || c.services.length > 0)) {
+    issue(["node", "device", "queues"], `${c.node.device.queues} queues with NAT on: the two directions of a flow may reach different queues, and each queue's worker has its own connection table; use 1`);
+  }
   const [pmin, pmax] = c.nat.portRange;
   if (pmin > pmax) issue(["nat", "portRange"], `[${pmin}, ${pmax}]: min is above max`);
   const pod = c.node.podCIDR;
@@ -415,6 +423,7 @@ function resolve(c: Shape) {
     vtepMac: d.vtepMac ?? formatMac(macFromIp(underlay)),
     // On by default for tun (3x the TCP throughput); tap has no TSO path.
     offloads: d.offloads ?? d.mode === "tun",
+    queues: d.queues,
   };
   return {
     node: {

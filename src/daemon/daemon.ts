@@ -20,6 +20,7 @@ import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
 const GSO_SOCKETS = 8;
 import { closeQuiet, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO_ECN } from "../io/libc.js";
 import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
+import type { ConntrackStats } from "../dataplane/dataplane.js";
 import { checkPrivileges, KernelRoutes, setSysctl } from "./system.js";
 import { NodeNat, type NatPlan } from "./natsetup.js";
 import type { FlowInfo } from "../control/conntrack.js";
@@ -50,13 +51,24 @@ function toDataplaneTables(d: DerivedTables): DataplaneTables {
   };
 }
 
+interface Lane {
+  worker: Worker;
+  port: MessagePort;
+  counters: Record<string, bigint>;
+  io?: IoStats;
+  ct?: ConntrackStats;
+}
+
 export class Daemon {
   private config!: Config;
   private derived!: DerivedTables;
   private tun?: TunDevice;
   private fds: number[] = [];
-  private worker?: Worker;
-  private port?: MessagePort;
+  /** One data-path worker per tun queue (IFF_MULTI_QUEUE), each with its own
+   *  sockets; lane 0 also reads the IPIP socket (raw sockets see every packet). */
+  private lanes: Lane[] = [];
+  /** The tun's further queues (lane i > 0 reads queue i). */
+  private queueTuns: TunDevice[] = [];
   private server?: Server;
   private watcher?: FSWatcher;
   private kernelRoutes = new KernelRoutes();
@@ -123,9 +135,16 @@ export class Daemon {
     const d = this.derived;
     const offloads = c.node.device.offloads;
     if (offloads && d.node.mode !== "tun") throw new Error("node.device.offloads needs mode: tun (TSO super-frames are IPv4)");
-    this.tun = openTun({ name: c.node.device.name, mode: d.node.mode, vnetHdr: offloads });
+    const queues = this.queueCount();
+    const multiQueue = queues > 1;
+    this.tun = openTun({ name: c.node.device.name, mode: d.node.mode, vnetHdr: offloads, multiQueue });
     // Promise the kernel we complete checksums and segment TCPv4 (with ECN).
     if (offloads) setTunOffload(this.tun, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN);
+    for (let q = 1; q < queues; q++) {
+      const t = openTun({ name: this.tun.name, mode: d.node.mode, vnetHdr: offloads, multiQueue });
+      if (offloads) setTunOffload(t, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN);
+      this.queueTuns.push(t);
+    }
     configureLink(this.tun.name, {
       mtu: c.node.device.mtu,
       mac: d.node.mode === "tap" ? formatMac(d.node.devMac) : undefined,
@@ -145,6 +164,20 @@ export class Daemon {
     const errs = this.kernelRoutes.sync(this.kernelRouteList(d));
     if (errs.length) throw new Error(`installing routes: ${errs.join("; ")}`);
     if (d.nat.enabled) this.nodeNat.apply(this.natPlan(d));
+  }
+
+  /** Tun queues and workers: node.device.queues, default 1; always 1 when
+   *  NAT is on (a flow's two directions may reach different queues, and
+   *  each worker has its own connection table). Not the core count by
+   *  default: the tun steers a flow to the queue its answers were last
+   *  written from, so one TCP flow can move between two workers mid-stream
+   *  and be reordered (iperf3 here, 4 flows over 2 queues: 6.2 instead of
+   *  5.3 Gbit/s, but 19k retransmits in 5 s instead of 12; one bench:e2e
+   *  run with one flow: 23k). Worth trying for many flows on many cores. */
+  private queueCount(): number {
+    const c = this.config;
+    if (this.derived.nat.enabled) return 1;
+    return c.node.device.queues ?? 1;
   }
 
   /** What the node needs so NAT traffic reaches the data path. */
@@ -178,14 +211,24 @@ export class Daemon {
   }
 
   private async startWorker(): Promise<void> {
+    const tuns = [this.tun!, ...this.queueTuns];
+    for (let q = 0; q < tuns.length; q++) await this.startLane(q, tuns[q].fd, tuns.length > 1);
+  }
+
+  private async startLane(q: number, tunFd: number, shared: boolean): Promise<void> {
     const c = this.config;
     const underlay = u32ToIp(this.derived.node.underlay);
     // Large socket buffers absorb bursts while the worker is busy with a batch;
     // the 212 KiB default overflowed (UdpRcvbufErrors) at a few hundred Mbit/s.
-    const vx = openVxlanSocket({ bindAddr: underlay, port: c.tunnel.port, rcvBuf: 16 << 20 });
+    // Several lanes share the VXLAN port with SO_REUSEPORT (the kernel
+    // spreads flows by hash).
+    const vx = openVxlanSocket({ bindAddr: underlay, port: c.tunnel.port, rcvBuf: 16 << 20, reusePort: shared });
     this.fds.push(vx);
-    const ipip = openIpipRecvSocket({ rcvBuf: 16 << 20 });
-    this.fds.push(ipip);
+    let ipip = -1;
+    if (q === 0) {
+      ipip = openIpipRecvSocket({ rcvBuf: 16 << 20 });
+      this.fds.push(ipip);
+    }
     const send = openRawSendSocket({ sndBuf: 8 << 20 });
     this.fds.push(send);
     // Offloads: VXLAN trains leave with UDP GSO from a few UDP sockets (their
@@ -199,7 +242,7 @@ export class Daemon {
     }
     const { port1, port2 } = new MessageChannel();
     const config: WorkerConfig = {
-      tunFd: this.tun!.fd,
+      tunFd,
       vxlanFd: vx,
       ipipFd: ipip,
       sendFd: send,
@@ -214,22 +257,23 @@ export class Daemon {
       gsoFds,
     };
     const workerFile = fileURLToPath(new URL("./worker.js", import.meta.url));
-    this.worker = new Worker(workerFile, { workerData: { port: port2, config }, transferList: [port2] });
-    this.port = port1;
-    this.worker.on("error", (e) => this.log.error({ err: e }, "data-path worker crashed"));
+    const worker = new Worker(workerFile, { workerData: { port: port2, config }, transferList: [port2] });
+    const lane: Lane = { worker, port: port1, counters: {} };
+    worker.on("error", (e) => this.log.error({ err: e, queue: q }, "data-path worker crashed"));
     await new Promise<void>((resolve, reject) => {
       const onMsg = (m: FromWorker) => {
         if (m.type === "ready") resolve();
         else if (m.type === "fatal") reject(new Error("data-path worker failed: " + m.message));
       };
       port1.on("message", onMsg);
-      this.worker!.once("error", reject);
-      this.worker!.once("exit", (code) => reject(new Error(`data-path worker exited with ${code}`)));
+      worker.once("error", reject);
+      worker.once("exit", (code) => reject(new Error(`data-path worker exited with ${code}`)));
     });
-    port1.on("message", (m: FromWorker) => this.onWorker(m));
-    this.worker.on("exit", (code) => {
-      if (this.worker) this.fatal(`data-path worker exited (code ${code})`);
+    port1.on("message", (m: FromWorker) => this.onWorker(m, lane));
+    worker.on("exit", (code) => {
+      if (this.lanes.includes(lane)) this.fatal(`data-path worker ${q} exited (code ${code})`);
     });
+    this.lanes.push(lane);
   }
 
   private fatal(reason: string): void {
@@ -237,29 +281,56 @@ export class Daemon {
     this.opts.onFatal?.(reason);
   }
 
-  private pending = new Map<number, (m: Extract<FromWorker, { type: "applied" }>) => void>();
+  /** Reloads waiting for every lane's "applied". */
+  private pending = new Map<number, { left: number; errors: Set<string>; added: number; removed: number; done: () => void }>();
 
   private updateTableGauges(d: DerivedTables): void {
     this.metrics.setTableSizes({ routes: d.routes.length, peers: d.peers.length, fdb: d.fdb.length, neigh: d.neigh.length });
   }
 
-  private onWorker(m: FromWorker): void {
+  private onWorker(m: FromWorker, lane: Lane): void {
     if (m.type === "stats") {
-      this.counters = m.counters;
-      this.ioStats = m.io;
-      this.metrics.updateFromCounters(m.counters);
-      if (m.ct) this.metrics.setConntrack(m.ct);
+      lane.counters = m.counters;
+      lane.io = m.io;
+      lane.ct = m.ct;
+      this.aggregateStats();
     } else if (m.type === "applied") {
       if (m.errors.length) this.log.warn({ errors: m.errors }, "some table entries were not applied");
-      this.pending.get(m.id)?.(m);
-      this.pending.delete(m.id);
+      const p = this.pending.get(m.id);
+      if (p) {
+        for (const e of m.errors) p.errors.add(e);
+        p.added = Math.max(p.added, m.routesAdded);
+        p.removed = Math.max(p.removed, m.routesRemoved);
+        if (--p.left === 0) {
+          this.pending.delete(m.id);
+          p.done();
+        }
+      }
     } else if (m.type === "fatal") {
       this.fatal("data-path worker failed: " + m.message);
     }
   }
 
+  /** Counters, I/O and conntrack statistics summed over the lanes. */
+  private aggregateStats(): void {
+    const counters: Record<string, bigint> = {};
+    for (const l of this.lanes) for (const [k, v] of Object.entries(l.counters)) counters[k] = (counters[k] ?? 0n) + v;
+    this.counters = counters;
+    const io = { ...this.ioStats };
+    for (const k of Object.keys(io) as (keyof IoStats)[]) io[k] = 0;
+    for (const l of this.lanes) for (const [k, v] of Object.entries(l.io ?? {})) (io as Record<string, number>)[k] = ((io as Record<string, number>)[k] ?? 0) + (v as number);
+    this.ioStats = io;
+    this.metrics.updateFromCounters(this.lanes.map((l) => l.counters));
+    const cts = this.lanes.map((l) => l.ct).filter((x): x is ConntrackStats => x !== undefined);
+    if (cts.length) {
+      const sum = { ...cts[0] };
+      for (const c of cts.slice(1)) for (const k of Object.keys(sum) as (keyof ConntrackStats)[]) sum[k] += c[k];
+      this.metrics.setConntrack(sum);
+    }
+  }
+
   private send(msg: ToWorker): void {
-    this.port?.postMessage(msg);
+    for (const l of this.lanes) l.port.postMessage(msg);
   }
 
   /** Load the config again and swap the tables in without restarting the
@@ -287,9 +358,17 @@ export class Daemon {
     }
     const derived = deriveTables(next);
     const id = ++this.reloadSeq;
-    const applied = new Promise<Extract<FromWorker, { type: "applied" }>>((r) => this.pending.set(id, r));
-    this.send({ type: "tables", tables: toDataplaneTables(derived), id });
-    const res = await applied;
+    const res = { errors: [] as string[], routesAdded: 0, routesRemoved: 0 };
+    if (this.lanes.length) {
+      await new Promise<void>((done) => {
+        const p = { left: this.lanes.length, errors: new Set<string>(), added: 0, removed: 0, done: () => {
+          Object.assign(res, { errors: [...p.errors], routesAdded: p.added, routesRemoved: p.removed });
+          done();
+        } };
+        this.pending.set(id, p);
+        this.send({ type: "tables", tables: toDataplaneTables(derived), id });
+      });
+    }
     const routeErrors = this.kernelRoutes.sync(this.kernelRouteList(derived));
     this.config = next;
     try {
@@ -350,7 +429,12 @@ export class Daemon {
         res.end(await this.metrics.registry.metrics());
       } else if (path === "/stats") {
         await this.refreshStats();
-        json({ counters: this.counters, io: this.ioStats });
+        // Per queue (one worker each): what each one moved.
+        const queues = this.lanes.map((l, q) => ({
+          queue: q, rx_pod_packets: l.counters.rx_pod_packets ?? 0n, rx_vxlan_packets: l.counters.rx_vxlan_packets ?? 0n,
+          rx_ipip_packets: l.counters.rx_ipip_packets ?? 0n, to_device_packets: l.counters.to_device_packets ?? 0n,
+        }));
+        json({ counters: this.counters, io: this.ioStats, queues });
       } else if (path === "/status" || path === "/") json(this.status());
       else if (path === "/routes") json(this.showRoutes());
       else if (path === "/peers") json(this.derived.peers.map((p, i) => ({ index: i, name: p.name, underlay: u32ToIp(p.underlay), vtepMac: formatMac(p.vtepMac), vtepAddress: u32ToIp(p.vtepAddress), podCIDRs: p.podCIDRs, encapsulation: p.encapsulation, reason: p.reason, ...(this.membership?.origin(p.name) ?? { source: "config" }) })));
@@ -370,48 +454,56 @@ export class Daemon {
 
   private ctSeq = 0;
 
-  /** Flows of the data path's conntrack table, as FlowInfo records. */
+  /** Flows of the data path's conntrack tables, as FlowInfo records. */
   private conntrack(limit: number): Promise<{ stats: unknown; flows: FlowInfo[] }> {
-    return new Promise((resolve, reject) => {
-      if (!this.port) return reject(new Error("no data path"));
-      const id = ++this.ctSeq;
+    const max = Number.isFinite(limit) && limit > 0 ? limit : 10_000;
+    if (!this.lanes.length) return Promise.reject(new Error("no data path"));
+    const id = ++this.ctSeq;
+    const asks = this.lanes.map((l) => new Promise<Extract<FromWorker, { type: "conntrack" }>>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.port?.off("message", onMsg);
+        l.port.off("message", onMsg);
         reject(new Error("data path did not answer"));
       }, 5000);
       const onMsg = (m: FromWorker) => {
         if (m.type !== "conntrack" || m.id !== id) return;
         clearTimeout(timer);
-        this.port!.off("message", onMsg);
-        resolve({ stats: m.stats, flows: m.flows.map(toFlowInfo) });
+        l.port.off("message", onMsg);
+        resolve(m);
       };
-      this.port.on("message", onMsg);
-      this.send({ type: "conntrack", id, limit: Number.isFinite(limit) && limit > 0 ? limit : 10_000 });
+      l.port.on("message", onMsg);
+      l.port.postMessage({ type: "conntrack", id, limit: max } satisfies ToWorker);
+    }));
+    return Promise.all(asks).then((all) => {
+      const stats = all.map((a) => a.stats).filter((x): x is ConntrackStats => x !== undefined);
+      const sum = stats.length ? stats.reduce((a, b) => Object.fromEntries(Object.keys(a).map((k) => [k, a[k as keyof ConntrackStats] + b[k as keyof ConntrackStats]])) as unknown as ConntrackStats) : undefined;
+      return { stats: sum, flows: all.flatMap((a) => a.flows).slice(0, max).map(toFlowInfo) };
     });
   }
 
+  /** Ask every lane for fresh statistics; resolves when all answered (or after 500 ms). */
   private refreshStats(): Promise<void> {
-    return new Promise((resolve) => {
-      if (!this.port) return resolve();
+    const asks = this.lanes.map((l) => new Promise<void>((resolve) => {
       const onMsg = (m: FromWorker) => {
         if (m.type === "stats") {
-          this.port!.off("message", onMsg);
+          l.port.off("message", onMsg);
           resolve();
         }
       };
-      this.port.on("message", onMsg);
-      this.send({ type: "stats" });
+      l.port.on("message", onMsg);
+      l.port.postMessage({ type: "stats" } satisfies ToWorker);
       setTimeout(() => {
-        this.port?.off("message", onMsg);
+        l.port.off("message", onMsg);
         resolve();
       }, 500);
-    });
+    }));
+    return Promise.all(asks).then(() => undefined);
   }
 
   status() {
     return {
       node: this.config.node.name,
       device: this.tun?.name,
+      queues: this.lanes.length,
       mode: this.derived.node.mode,
       underlay: u32ToIp(this.derived.node.underlay),
       overlay: u32ToIp(this.derived.node.overlay),
@@ -440,17 +532,16 @@ export class Daemon {
     clearTimeout(this.reloadTimer);
     this.watcher?.close();
     this.watcher = undefined;
-    if (this.worker) {
-      const w = this.worker;
-      this.worker = undefined;
-      const exited = new Promise<void>((r) => w.once("exit", () => r()));
-      this.send({ type: "stop" });
-      const timer = setTimeout(() => void w.terminate(), 2000);
+    const lanes = this.lanes;
+    this.lanes = [];
+    await Promise.all(lanes.map(async (l) => {
+      const exited = new Promise<void>((r) => l.worker.once("exit", () => r()));
+      l.port.postMessage({ type: "stop" } satisfies ToWorker);
+      const timer = setTimeout(() => void l.worker.terminate(), 2000);
       await exited;
       clearTimeout(timer);
-    }
-    this.port?.close();
-    this.port = undefined;
+      l.port.close();
+    }));
     for (const srv of [this.server, this.metricsServer]) if (srv) await new Promise<void>((r) => srv.close(() => r()));
     this.server = this.metricsServer = undefined;
     try {
@@ -463,6 +554,7 @@ export class Daemon {
     } catch {
       // device gone already
     }
+    for (const t of this.queueTuns.splice(0)) closeTun(t);
     if (this.tun) closeTun(this.tun);
     this.tun = undefined;
     for (const fd of this.fds.splice(0)) closeQuiet(fd);
