@@ -259,6 +259,10 @@ export class Daemon {
     const workerFile = fileURLToPath(new URL("./worker.js", import.meta.url));
     const worker = new Worker(workerFile, { workerData: { port: port2, config }, transferList: [port2] });
     const lane: Lane = { worker, port: port1, counters: {} };
+    // In the list before it is ready: a reload that happens meanwhile (etcd
+    // peers arriving at start) must reach it; the worker reads its messages
+    // once its loop runs, after the tables it started with.
+    this.lanes.push(lane);
     worker.on("error", (e) => this.log.error({ err: e, queue: q }, "data-path worker crashed"));
     await new Promise<void>((resolve, reject) => {
       const onMsg = (m: FromWorker) => {
@@ -273,7 +277,6 @@ export class Daemon {
     worker.on("exit", (code) => {
       if (this.lanes.includes(lane)) this.fatal(`data-path worker ${q} exited (code ${code})`);
     });
-    this.lanes.push(lane);
   }
 
   private fatal(reason: string): void {
