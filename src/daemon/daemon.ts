@@ -145,6 +145,10 @@ export class Daemon {
       if (offloads) setTunOffload(t, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN);
       this.queueTuns.push(t);
     }
+    // The overlay is IPv4; without this the kernel sends IPv6 router and
+    // neighbour solicitations into the device, which the data path drops.
+    // Before the link goes up, or the first of them is already queued.
+    setSysctl(`net.ipv6.conf.${this.tun.name}.disable_ipv6`, "1");
     configureLink(this.tun.name, {
       mtu: c.node.device.mtu,
       mac: d.node.mode === "tap" ? formatMac(d.node.devMac) : undefined,
@@ -156,9 +160,6 @@ export class Daemon {
     // We route between the tunnel and local pods, and our ICMP errors come
     // from the node's own overlay address: let the kernel accept those.
     setSysctl("net.ipv4.ip_forward", "1");
-    // The overlay is IPv4; without this the kernel sends IPv6 router and
-    // neighbour solicitations into the device, which the data path drops.
-    setSysctl(`net.ipv6.conf.${this.tun.name}.disable_ipv6`, "1");
     setSysctl(`net.ipv4.conf.${this.tun.name}.accept_local`, "1");
     setSysctl(`net.ipv4.conf.${this.tun.name}.rp_filter`, "0");
     const errs = this.kernelRoutes.sync(this.kernelRouteList(d));
