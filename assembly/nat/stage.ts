@@ -40,7 +40,7 @@ import {
   CT_DIR_ORIG, CT_DIR_REPLY, CT_NAT_BOTH, CT_NAT_DNAT, CT_NAT_SNAT, CT_TCP_INVALID, F_ODPORT, F_ODST, F_OSPORT, F_OSRC,
   F_RDPORT, F_RDST, F_RSPORT, F_RSRC,
 } from "./conntrack";
-import { natApplyFlow, natTranslateIcmpError, NAT_OK, NAT_SIDE_DST, NAT_SIDE_SRC } from "./translate";
+import { isEcho, natApplyFlow, natTranslateIcmpError, NAT_OK, NAT_SIDE_DST, NAT_SIDE_SRC } from "./translate";
 import { backendAddr, backendPort, svcBackend, svcBackendCount, svcFlags, svcLookup, SVC_F_NODEPORT } from "./service";
 
 /** natPodSide/natUnderlaySide results (bits). */
@@ -89,14 +89,11 @@ export function natNow(): u32 { return nowSec; }
   return x;
 }
 
-@inline function isEcho(type: u32): bool {
-  return type == ICMP_ECHO_REQUEST || type == ICMP_ECHO_REPLY;
-}
-
 /** Pod side (packets the node routed into our device, including the NAT
  *  traffic steered to it): the checked IPv4 packet at `p` of total length
- *  `len`, slot offset `off`, metadata `m`. Returns NAT_* bits. */
-export function natPodSide(m: usize, slot: usize, off: u32, p: usize, len: u32): u32 {
+ *  `len`, slot offset `off`, metadata `m`, `nh` the route of its
+ *  destination (lpmLookup, looked up once by the caller). Returns NAT_* bits. */
+export function natPodSide(m: usize, slot: usize, off: u32, p: usize, len: u32, nh: u32): u32 {
   if (!natOn) return NAT_PASS;
   const dst = ipDst(p);
   const steered = dst == nodeIp || (dst == snatAddr && snatAddr != 0);
@@ -105,7 +102,7 @@ export function natPodSide(m: usize, slot: usize, off: u32, p: usize, len: u32):
   // a translated flow that enters on this side goes to an unrouted address
   // (outside, a ClusterIP), the node or the SNAT address. Skipping the
   // conntrack probe keeps NAT's cost off the pod-to-pod path.
-  if (!steered && lpmLookup(dst) != LPM_MISS && !isFrontend(p, len, dst)) return NAT_PASS;
+  if (!steered && nh != LPM_MISS && !isFrontend(p, len, dst)) return NAT_PASS;
   const r = trackExisting(m, p, len);
   if (r != NAT_PASS) return r;
   const proto = ipProto(p);
@@ -137,14 +134,14 @@ export function natPodSide(m: usize, slot: usize, off: u32, p: usize, len: u32):
       drop(m, R_NAT_NO_FLOW);
       return NAT_DONE;
     }
-    if (masq && isOutbound(src, dst)) return newMasqFlow(m, p, len, proto, src, dst, sport, dport, flags);
+    if (masq && isOutbound(src, nh)) return newMasqFlow(m, p, len, proto, src, dst, sport, dport, flags);
     return NAT_PASS;
   }
   if (steered) {
     drop(m, R_NAT_NO_FLOW);
     return NAT_DONE;
   }
-  if (proto == PROTO_ICMP && masq && l4len >= 8 && <u32>load<u8>(l4) == ICMP_ECHO_REQUEST && isOutbound(src, dst)) {
+  if (proto == PROTO_ICMP && masq && l4len >= 8 && <u32>load<u8>(l4) == ICMP_ECHO_REQUEST && isOutbound(src, nh)) {
     return newMasqFlow(m, p, len, proto, src, dst, ld16(l4 + ICMP_ID), 0, 0);
   }
   return NAT_PASS;
@@ -169,9 +166,9 @@ export function natUnderlaySide(m: usize, p: usize, len: u32): u32 {
 }
 
 /** A source that is one of this node's pods, and a destination no route
- *  covers: traffic leaving the cluster. */
-@inline function isOutbound(src: u32, dst: u32): bool {
-  if (lpmLookup(dst) != LPM_MISS) return false;
+ *  covers (`dstNh`, its lookup, is a miss): traffic leaving the cluster. */
+@inline function isOutbound(src: u32, dstNh: u32): bool {
+  if (dstNh != LPM_MISS) return false;
   const nh = lpmLookup(src);
   return nh != LPM_MISS && nhKind(nh) == NH_LOCAL;
 }

@@ -39,7 +39,7 @@ export const NAT_E_UNSUPPORTED: i32 = 4; // not what the call translates (echo i
 export const NAT_SIDE_SRC: u32 = 0;
 export const NAT_SIDE_DST: u32 = 1;
 
-@inline function isEcho(type: u32): bool {
+@inline export function isEcho(type: u32): bool {
   return type == ICMP_ECHO_REQUEST || type == ICMP_ECHO_REPLY;
 }
 

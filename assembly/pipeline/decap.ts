@@ -12,16 +12,16 @@ import {
 import { checkIpip } from "../wire/ipip";
 import { checkVxlan, vxlanVni, VXLAN_HDR_LEN } from "../wire/vxlan";
 import {
-  C_BATCHES, C_RX_IPIP_PKTS, C_RX_VXLAN_PKTS, C_TX_DIRECT_BYTES, C_TX_DIRECT_PKTS, META_ADDR, META_LEN,
+  C_BATCHES, C_RX_IPIP_PKTS, C_RX_VXLAN_PKTS, META_ADDR, META_LEN,
   META_OFF, META_PEER, META_TOS, NH_DIRECT, NH_IPIP, NH_VXLAN, R_BAD_ETHERTYPE, R_DST_MAC_MISMATCH,
-  R_ECN_CE_NOT_ECT, R_NONE, R_NOT_LOCAL_UNDERLAY, R_TTL_EXCEEDED, VERDICT_TX_DIRECT, R_SPOOFED_SOURCE, R_UNKNOWN_PEER, R_VXLAN_BAD_VNI,
+  R_ECN_CE_NOT_ECT, R_NONE, R_NOT_LOCAL_UNDERLAY, R_TTL_EXCEEDED, R_SPOOFED_SOURCE, R_UNKNOWN_PEER, R_VXLAN_BAD_VNI,
 } from "../abi";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
 import { htFind, htValueAt } from "../tables/hash";
 import { batchMax, cfgUnderlay, cfgVni, cfgVtepMac, count, metaBase, peerAddrTable, slotBase, slotSize } from "./state";
 import { nhKind, nhPeer, peerValid } from "./peers";
 import { deliverIpv4 } from "./forward";
-import { admit, drop, emit, metaPtr } from "./verdict";
+import { admit, drop, emitDirect, metaPtr } from "./verdict";
 import { natNodeIp, natUnderlaySide, NAT_DONE, NAT_TRANSLATED } from "../nat/stage";
 
 /** RFC 6040 section 4.2 (Figure 4): the inner ECN field after
@@ -85,9 +85,7 @@ function deliverInner(m: usize, off: u32, p: usize, avail: u32, peer: u32, outer
       return;
     }
     ipDecTtl(p);
-    emit(m, VERDICT_TX_DIRECT, R_NONE, off, len, ipDst(p));
-    count(C_TX_DIRECT_PKTS);
-    count(C_TX_DIRECT_BYTES, len);
+    emitDirect(m, off, len, ipDst(p));
     return;
   }
   deliverIpv4(m, off, p, len);

@@ -14,11 +14,10 @@ import { ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, UNREACH_FRAG_NEEDED, UNREACH_NET
 import { VXLAN_OVERHEAD } from "../wire/vxlan";
 import { IPIP_OVERHEAD } from "../wire/ipip";
 import {
-  C_BATCHES, C_RX_POD_PKTS, C_TO_DEVICE_BYTES, C_TO_DEVICE_PKTS, C_TX_DIRECT_BYTES, C_TX_DIRECT_PKTS,
+  C_BATCHES, C_RX_POD_PKTS, C_TO_DEVICE_BYTES, C_TO_DEVICE_PKTS,
   META_HASH, META_LEN, META_OFF, META_PEER, META_VERDICT, MODE_TAP, NH_BLACKHOLE, NH_DIRECT, NH_IPIP, NH_LOCAL, NH_VXLAN,
   R_ARP_IGNORED, R_BAD_ETHERTYPE, R_BLACKHOLE, R_FRAG_NEEDED_NO_DF, R_MARTIAN, R_NONE,
   R_NO_FDB, R_NO_NEIGH, R_NO_ROUTE, R_TOO_BIG, R_TTL_EXCEEDED, R_UNKNOWN_PEER, VERDICT_REPLY, VERDICT_TO_DEVICE,
-  VERDICT_TX_DIRECT,
 } from "../abi";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
 import { htFind, htValueAt } from "../tables/hash";
@@ -29,7 +28,7 @@ import { nhGateway, nhKind, nhPeer, peerValid } from "./peers";
 import { encapIpip, encapVxlan } from "./encap";
 import { flowHash } from "./flow";
 import { replyIcmpError } from "./icmperr";
-import { admit, drop, emit, metaPtr, replyToDirect } from "./verdict";
+import { admit, drop, emit, emitDirect, metaPtr, replyToDirect } from "./verdict";
 import { natNodeIp, natPodSide, NAT_DONE, NAT_TRANSLATED, translateIcmpError } from "../nat/stage";
 
 /** Process `n` packets read from the pod-side device (slot i, metadata i,
@@ -83,11 +82,11 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
   len = ipTotalLen(p); // ignore link-layer padding
   // Connection tracking and NAT come before the route: a service address
   // becomes a backend's, a masqueraded answer a pod's (nat/stage.ts).
-  const nat = natPodSide(m, slot, off, p, len);
+  let nh = lpmLookup(ipDst(p));
+  const nat = natPodSide(m, slot, off, p, len, nh);
   if (nat & NAT_DONE) return;
   const translated = (nat & NAT_TRANSLATED) != 0;
-  const dst = ipDst(p);
-  const nh = lpmLookup(dst);
+  if (translated) nh = lpmLookup(ipDst(p));
   if (nh == LPM_MISS) {
     if (translated && ipSrc(p) == natNodeIp()) {
       // Masqueraded (or a NodePort answer): leaves as the node's own packet.
@@ -155,9 +154,7 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
     }
     ipDecTtl(p);
     store<u16>(m, <u16>nhPeer(nh), META_PEER);
-    emit(m, VERDICT_TX_DIRECT, R_NONE, off, len, nhGateway(nh));
-    count(C_TX_DIRECT_PKTS);
-    count(C_TX_DIRECT_BYTES, len);
+    emitDirect(m, off, len, nhGateway(nh));
   } else if (kind == NH_LOCAL) {
     ipDecTtl(p);
     deliverIpv4(m, off, p, len);
@@ -181,9 +178,7 @@ function toHost(m: usize, slot: usize, off: u32, p: usize, len: u32, translated:
     return;
   }
   ipDecTtl(p);
-  emit(m, VERDICT_TX_DIRECT, R_NONE, off, len, ipDst(p));
-  count(C_TX_DIRECT_PKTS);
-  count(C_TX_DIRECT_BYTES, len);
+  emitDirect(m, off, len, ipDst(p));
 }
 
 /** An ICMP error we just built about a packet NAT had already translated

@@ -34,6 +34,14 @@ import { count, slotSize } from "./state";
   if (verdict == VERDICT_REPLY) count(C_REPLY_PKTS);
 }
 
+/** TX_DIRECT: bytes [off, off+len) leave unencapsulated through the node's
+ *  stack, routed to `addr`; counted as such. */
+@inline export function emitDirect(m: usize, off: u32, len: u32, addr: u32): void {
+  emit(m, VERDICT_TX_DIRECT, R_NONE, off, len, addr);
+  count(C_TX_DIRECT_PKTS);
+  count(C_TX_DIRECT_BYTES, len);
+}
+
 /** Turn a REPLY just emitted into a TX_DIRECT to `addr` of the bytes at
  *  [off, off+len) (an ICMP error for a host outside the cluster, which
  *  leaves through the node's stack rather than the device), moving its
@@ -41,13 +49,11 @@ import { count, slotSize } from "./state";
 export function replyToDirect(m: usize, off: u32, len: u32, addr: u32): void {
   count(C_VERDICT_BASE + <u32>VERDICT_REPLY, <u64>-1);
   count(C_REPLY_PKTS, <u64>-1);
-  store<u16>(m, VERDICT_TX_DIRECT, META_VERDICT);
-  store<u32>(m, off, META_OFF);
-  store<u32>(m, len, META_LEN);
-  store<u32>(m, addr, META_ADDR);
-  count(C_VERDICT_BASE + <u32>VERDICT_TX_DIRECT);
-  count(C_TX_DIRECT_PKTS);
-  count(C_TX_DIRECT_BYTES, len);
+  // The REPLY's reason (the error it answers) stays counted once, as emit
+  // would count it again: keep it out of this second emit.
+  const reason = load<u16>(m, META_REASON);
+  emitDirect(m, off, len, addr);
+  store<u16>(m, reason, META_REASON);
 }
 
 /** Smallest input offset a stage accepts: room for the largest prepend
