@@ -39,39 +39,9 @@ export const OUTSIDE = { address: "198.18.2.100", gateway: "198.18.2.1", subnet:
 export const leafGateway = (w: WorkerSpec) => (w.subnet === "A" ? "198.18.0.1" : "198.18.1.1");
 export const vtepMac = (n: number) => `0e:00:00:00:0${n}:00`;
 
-const TCP_SERVER = `
-import socket, hashlib, json, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); print("listening", flush=True)
-s.settimeout(30); c, _ = s.accept(); c.settimeout(30)
-h = hashlib.sha256(); n = 0
-while True:
-    b = c.recv(1 << 16)
-    if not b: break
-    h.update(b); n += len(b)
-print(json.dumps({"received": n, "sha": h.hexdigest()}), flush=True)
-`;
-
-const TCP_CLIENT = `
-import socket, hashlib, json, sys, time, random
-host, port, total, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-rnd = random.Random(42); h = hashlib.sha256(); sent = 0
-s = socket.create_connection((host, port), timeout=30)
-t0 = time.time()
-while sent < total:
-    chunk = rnd.randbytes(min(65536, total - sent))
-    s.sendall(chunk); h.update(chunk); sent += len(chunk)
-    if rate > 0:
-        ahead = sent / (rate * 1e6) - (time.time() - t0)
-        if ahead > 0: time.sleep(ahead)
-s.shutdown(socket.SHUT_WR)
-s.recv(1)
-s.close()
-print(json.dumps({"sent": sent, "sha": h.hexdigest()}), flush=True)
-`;
-
-// Like TCP_SERVER, and it also reports the peer it saw (the address the client
-// appeared as: a node's address when the client was masqueraded).
+// A one-connection TCP sink: hashes what it receives and reports it with the
+// peer it saw (the address the client appeared as: a node's address when the
+// client was masqueraded).
 const TCP_SERVER_PEER = `
 import socket, hashlib, json, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -85,7 +55,8 @@ while True:
 print(json.dumps({"received": n, "sha": h.hexdigest(), "peer": [peer[0], peer[1]], "local": list(c.getsockname())}), flush=True)
 `;
 
-// Like TCP_CLIENT, and it also reports its own address (before any NAT).
+// Sends `total` pseudo-random bytes (at `rate` MB/s, 0 = unlimited), hashes
+// them, and reports them with its own address (before any NAT).
 const TCP_CLIENT_LOCAL = `
 import socket, hashlib, json, sys, time, random
 host, port, total, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
@@ -336,25 +307,8 @@ export class Cluster {
    *  (port 5001), `rateMBps` limiting the sender (0 = unlimited). Resolves
    *  with what each end counted and hashed. */
   async tcpTransfer(from: number, to: number, bytes: number, rateMBps = 0, port = 5001): Promise<{ sent: number; received: number; sentSha: string; receivedSha: string; seconds: number }> {
-    const server = this.spawnIn(`pod${to}`, ["python3", "-c", TCP_SERVER, podIp(to), String(port)]);
-    let out = "";
-    server.stdout!.on("data", (d) => (out += String(d)));
-    const serverDone = new Promise<void>((r) => server.once("exit", () => r()));
-    await waitFor(() => out.includes("listening"), 5000, "tcp server did not start");
-    const t0 = Date.now();
-    const client = this.spawnIn(`pod${from}`, ["python3", "-c", TCP_CLIENT, podIp(to), String(port), String(bytes), String(rateMBps)]);
-    let cout = "";
-    let cerr = "";
-    client.stdout!.on("data", (d) => (cout += String(d)));
-    client.stderr!.on("data", (d) => (cerr += String(d)));
-    const code = await new Promise<number | null>((r) => client.once("exit", (c) => r(c)));
-    await Promise.race([serverDone, new Promise((r) => setTimeout(r, 10_000))]);
-    if (server.exitCode === null) server.kill("SIGKILL");
-    if (code !== 0) throw new Error(`tcp client failed (${code}): ${cerr}`);
-    const c = JSON.parse(cout.trim().split("\n").pop()!);
-    const sline = out.trim().split("\n").pop()!;
-    const s = sline.startsWith("{") ? JSON.parse(sline) : { received: -1, sha: "" };
-    return { sent: c.sent, sentSha: c.sha, received: s.received, receivedSha: s.sha, seconds: (Date.now() - t0) / 1000 };
+    const r = await this.tcpTransferNs(`pod${from}`, `pod${to}`, podIp(to), podIp(to), port, bytes, rateMBps);
+    return { sent: r.sent, sentSha: r.sentSha, received: r.received, receivedSha: r.receivedSha, seconds: r.seconds };
   }
 
   /**
