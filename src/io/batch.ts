@@ -16,20 +16,12 @@ import * as abi from "../dataplane/abi.js";
 import koffi from "koffi";
 import * as libc from "./libc.js";
 import { SOCKADDR_IN_SIZE, writeSockaddrIn } from "./sockets.js";
+import {
+  forEachCmsg, IOV_SIZE, MH_CONTROL, MH_CONTROLLEN, MH_FLAGS, MH_IOV, MH_IOVLEN, MH_LEN, MH_NAME, MH_NAMELEN, MMSG_SIZE, ScratchLayout,
+  setPtr, waitWritable,
+} from "./msghdr.js";
 
-// struct mmsghdr on LP64 Linux (x86_64, aarch64).
-const MMSG_SIZE = 64;
-const MH_NAME = 0; // void *msg_name
-const MH_NAMELEN = 8; // socklen_t msg_namelen
-const MH_IOV = 16; // struct iovec *msg_iov
-const MH_IOVLEN = 24; // size_t msg_iovlen
-const MH_CONTROL = 32; // void *msg_control
-const MH_CONTROLLEN = 40; // size_t msg_controllen
-const MH_FLAGS = 48; // int msg_flags
-const MH_LEN = 56; // unsigned int msg_len
-const IOV_SIZE = 16; // { void *iov_base; size_t iov_len }
 const CTRL_SIZE = 64; // room for IP_TOS (24) + IP_PKTINFO (32) cmsgs
-const CMSG_HDR = 16; // { size_t cmsg_len; int cmsg_level; int cmsg_type }
 const POLLFD_SIZE = 8; // { int fd; short events; short revents }
 const MAX_POLL_FDS = 32;
 const IPV4_MIN = 20;
@@ -111,12 +103,8 @@ export class BatchIO {
     }
 
     const n = opts.batch;
-    let at = 0;
-    const take = (bytes: number) => {
-      const off = at;
-      at += (bytes + 63) & ~63;
-      return off;
-    };
+    const layout = new ScratchLayout();
+    const take = (bytes: number) => layout.take(bytes);
     this.rxMsgs = take(n * MMSG_SIZE);
     this.rxIovs = take(n * IOV_SIZE);
     this.rxNames = take(n * SOCKADDR_IN_SIZE);
@@ -125,22 +113,22 @@ export class BatchIO {
     this.txIovs = take(n * IOV_SIZE);
     this.txNames = take(n * SOCKADDR_IN_SIZE);
     this.pollFds = take(MAX_POLL_FDS * POLLFD_SIZE);
-    this.scratch = new libc.Scratch(at);
+    this.scratch = new libc.Scratch(layout.size);
     this.s = this.scratch.dv;
 
     // Fixed pointers: each message i owns iovec i, name i and control buffer i.
     const base = this.scratch.addr;
     for (let i = 0; i < n; i++) {
       const rm = this.rxMsgs + i * MMSG_SIZE;
-      this.setPtr(rm + MH_NAME, base + this.rxNames + i * SOCKADDR_IN_SIZE);
-      this.setPtr(rm + MH_IOV, base + this.rxIovs + i * IOV_SIZE);
-      this.setPtr(rm + MH_IOVLEN, 1);
-      this.setPtr(rm + MH_CONTROL, base + this.rxCtrl + i * CTRL_SIZE);
+      setPtr(this.s, rm + MH_NAME, base + this.rxNames + i * SOCKADDR_IN_SIZE);
+      setPtr(this.s, rm + MH_IOV, base + this.rxIovs + i * IOV_SIZE);
+      setPtr(this.s, rm + MH_IOVLEN, 1);
+      setPtr(this.s, rm + MH_CONTROL, base + this.rxCtrl + i * CTRL_SIZE);
       const tm = this.txMsgs + i * MMSG_SIZE;
-      this.setPtr(tm + MH_NAME, base + this.txNames + i * SOCKADDR_IN_SIZE);
+      setPtr(this.s, tm + MH_NAME, base + this.txNames + i * SOCKADDR_IN_SIZE);
       this.s.setUint32(tm + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
-      this.setPtr(tm + MH_IOV, base + this.txIovs + i * IOV_SIZE);
-      this.setPtr(tm + MH_IOVLEN, 1);
+      setPtr(this.s, tm + MH_IOV, base + this.txIovs + i * IOV_SIZE);
+      setPtr(this.s, tm + MH_IOVLEN, 1);
       writeSockaddrIn(this.s, this.txNames + i * SOCKADDR_IN_SIZE, 0, 0);
     }
     this.rxFilled = n; // all rx headers get their lengths on first use
@@ -196,19 +184,11 @@ export class BatchIO {
       const src = s.getUint32(this.rxNames + i * SOCKADDR_IN_SIZE + 4, false);
       // Walk the control messages: IP_TOS (1 byte) and IP_PKTINFO (ipi_addr).
       let tos = 0, dst = 0;
-      const ctrl = this.rxCtrl + i * CTRL_SIZE;
-      const clen = s.getUint32(m + MH_CONTROLLEN, true);
-      let c = 0;
-      while (c + CMSG_HDR <= clen) {
-        const len = s.getUint32(ctrl + c, true);
-        if (len < CMSG_HDR || c + len > clen) break;
-        if (s.getInt32(ctrl + c + 8, true) === libc.IPPROTO_IP) {
-          const type = s.getInt32(ctrl + c + 12, true);
-          if (type === libc.IP_TOS) tos = s.getUint8(ctrl + c + CMSG_HDR);
-          else if (type === libc.IP_PKTINFO) dst = s.getUint32(ctrl + c + CMSG_HDR + 8, false);
-        }
-        c += (len + 7) & ~7;
-      }
+      forEachCmsg(s, this.rxCtrl + i * CTRL_SIZE, s.getUint32(m + MH_CONTROLLEN, true), (level, type, data) => {
+        if (level !== libc.IPPROTO_IP) return;
+        if (type === libc.IP_TOS) tos = s.getUint8(data);
+        else if (type === libc.IP_PKTINFO) dst = s.getUint32(data + 8, false);
+      });
       this.setInputMeta(i, s.getUint32(m + MH_LEN, true), src, dst, tos);
     }
     return got;
@@ -260,8 +240,8 @@ export class BatchIO {
         continue;
       }
       const iov = this.txIovs + n * IOV_SIZE;
-      this.setPtr(iov, this.memAddr + this.slotBase + i * this.slotSize + off);
-      this.setPtr(iov + 8, len);
+      setPtr(this.s, iov, this.memAddr + this.slotBase + i * this.slotSize + off);
+      setPtr(this.s, iov + 8, len);
       s.setUint32(this.txNames + n * SOCKADDR_IN_SIZE + 4, mem.getUint32(meta + abi.META_ADDR, true), false);
       n++;
     }
@@ -278,7 +258,7 @@ export class BatchIO {
       if (e === libc.EAGAIN || e === libc.ENOBUFS) {
         if (!waited) {
           waited = true;
-          this.waitWritable(fd, 1);
+          waitWritable(fd, 1);
           continue;
         }
         const rest = n - start;
@@ -368,7 +348,7 @@ export class BatchIO {
     for (let i = 0; i < this.rxFilled; i++) {
       const m = this.rxMsgs + i * MMSG_SIZE;
       s.setUint32(m + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
-      this.setPtr(m + MH_CONTROLLEN, CTRL_SIZE);
+      setPtr(this.s, m + MH_CONTROLLEN, CTRL_SIZE);
       s.setInt32(m + MH_FLAGS, 0, true);
     }
     this.rxFilled = 0;
@@ -400,19 +380,6 @@ export class BatchIO {
     this.stats.lastErrno = e;
   }
 
-  private waitWritable(fd: number, timeoutMs: number): void {
-    const p = this.pollFds;
-    this.s.setInt32(p, fd, true);
-    this.s.setInt16(p + 4, libc.POLLOUT, true);
-    this.s.setInt16(p + 6, 0, true);
-    libc.poll(this.scratch.addr + p, 1, timeoutMs);
-  }
-
-  /** Store a 64-bit pointer or size as two u32 halves (no BigInt allocated). */
-  private setPtr(off: number, value: number): void {
-    this.s.setUint32(off, value >>> 0, true);
-    this.s.setUint32(off + 4, Math.floor(value / 0x1_0000_0000), true);
-  }
 
   /** Re-derive views and the native base if linear memory was replaced (grown). */
   private sync(): void {
@@ -426,8 +393,8 @@ export class BatchIO {
     const cap = this.slotSize - abi.HEADROOM;
     for (let i = 0; i < this.batch; i++) {
       const iov = this.rxIovs + i * IOV_SIZE;
-      this.setPtr(iov, this.memAddr + this.slotBase + i * this.slotSize + abi.HEADROOM);
-      this.setPtr(iov + 8, cap);
+      setPtr(this.s, iov, this.memAddr + this.slotBase + i * this.slotSize + abi.HEADROOM);
+      setPtr(this.s, iov + 8, cap);
     }
   }
 }

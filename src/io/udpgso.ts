@@ -22,22 +22,16 @@ import * as abi from "../dataplane/abi.js";
 import koffi from "koffi";
 import * as libc from "./libc.js";
 import { parseIPv4, SOCKADDR_IN_SIZE, writeSockaddrIn } from "./sockets.js";
+import {
+  CMSG_HDR, forEachCmsg, IOV_SIZE, MH_CONTROL, MH_CONTROLLEN, MH_FLAGS, MH_IOV, MH_IOVLEN, MH_LEN, MH_NAME, MH_NAMELEN, MMSG_SIZE,
+  ScratchLayout, setPtr, waitWritable,
+} from "./msghdr.js";
 
 export const SOL_UDP = 17;
 export const UDP_SEGMENT = 103;
 export const UDP_GRO = 104;
 const IP_TTL = 2;
 
-const MMSG_SIZE = 64;
-const MH_NAME = 0;
-const MH_NAMELEN = 8;
-const MH_IOV = 16;
-const MH_IOVLEN = 24;
-const MH_CONTROL = 32;
-const MH_CONTROLLEN = 40;
-const MH_LEN = 56;
-const IOV_SIZE = 16;
-const CMSG_HDR = 16;
 const CMSG_SPACE_SMALL = 24; // CMSG_SPACE of a u16 or an int
 const TX_CTRL = 2 * CMSG_SPACE_SMALL;
 const RX_CTRL = 128;
@@ -133,17 +127,12 @@ export class UdpGsoSender {
   constructor(private readonly r: Region, private readonly fds: number[]) {
     if (fds.length === 0) throw new RangeError("no send sockets");
     const n = r.batch;
-    let at = 0;
-    const take = (bytes: number) => {
-      const off = at;
-      at += (bytes + 63) & ~63;
-      return off;
-    };
-    this.msgs = take(n * MMSG_SIZE);
-    this.iovs = take(n * IOV_SIZE);
-    this.names = take(n * SOCKADDR_IN_SIZE);
-    this.ctrl = take(n * TX_CTRL);
-    this.scratch = new libc.Scratch(at);
+    const layout = new ScratchLayout();
+    this.msgs = layout.take(n * MMSG_SIZE);
+    this.iovs = layout.take(n * IOV_SIZE);
+    this.names = layout.take(n * SOCKADDR_IN_SIZE);
+    this.ctrl = layout.take(n * TX_CTRL);
+    this.scratch = new libc.Scratch(layout.size);
     this.s = this.scratch.dv;
     this.sync();
   }
@@ -153,12 +142,6 @@ export class UdpGsoSender {
     this.buffer = this.r.memory.buffer;
     this.mem = new DataView(this.buffer);
     this.memAddr = Number(koffi.address(new Uint8Array(this.buffer)));
-  }
-
-  private setPtr(off: number, v: number): void {
-    // Two u32 halves: no BigInt allocated per packet.
-    this.s.setUint32(off, v >>> 0, true);
-    this.s.setUint32(off + 4, Math.floor(v / 0x1_0000_0000), true);
   }
 
   /** Send the VXLAN packets in slots idx[0..count) (whole outer IPv4
@@ -179,28 +162,28 @@ export class UdpGsoSender {
       const m = this.msgs + nMsg * MMSG_SIZE;
       const name = this.names + nMsg * SOCKADDR_IN_SIZE;
       writeSockaddrIn(s, name, gDst, gPort);
-      this.setPtr(m + MH_NAME, base + name);
+      setPtr(this.s, m + MH_NAME, base + name);
       s.setUint32(m + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
-      this.setPtr(m + MH_IOV, base + this.iovs + gFirstIov * IOV_SIZE);
-      this.setPtr(m + MH_IOVLEN, gSegs);
+      setPtr(this.s, m + MH_IOV, base + this.iovs + gFirstIov * IOV_SIZE);
+      setPtr(this.s, m + MH_IOVLEN, gSegs);
       const c = this.ctrl + nMsg * TX_CTRL;
       let clen = 0;
       if (gSegs > 1) {
-        this.setPtr(c, CMSG_HDR + 2);
+        setPtr(this.s, c, CMSG_HDR + 2);
         s.setInt32(c + 8, SOL_UDP, true);
         s.setInt32(c + 12, UDP_SEGMENT, true);
         s.setUint16(c + CMSG_HDR, gSeg, true);
         clen += CMSG_SPACE_SMALL;
       }
       if (gTos !== 0) {
-        this.setPtr(c + clen, CMSG_HDR + 4);
+        setPtr(this.s, c + clen, CMSG_HDR + 4);
         s.setInt32(c + clen + 8, libc.IPPROTO_IP, true);
         s.setInt32(c + clen + 12, libc.IP_TOS, true);
         s.setInt32(c + clen + CMSG_HDR, gTos, true);
         clen += CMSG_SPACE_SMALL;
       }
-      this.setPtr(m + MH_CONTROL, clen ? base + c : 0);
-      this.setPtr(m + MH_CONTROLLEN, clen);
+      setPtr(this.s, m + MH_CONTROL, clen ? base + c : 0);
+      setPtr(this.s, m + MH_CONTROLLEN, clen);
       if (gSegs > 1) {
         this.stats.gsoSends++;
         this.stats.gsoSegments += gSegs;
@@ -239,8 +222,8 @@ export class UdpGsoSender {
         gDst = dst; gPort = dport; gFd = fd; gTos = tos; gSeg = pay; gSegs = 0; gBytes = 0; gFirstIov = nIov; gClosed = false;
       }
       const iov = this.iovs + nIov * IOV_SIZE;
-      this.setPtr(iov, this.memAddr + p + OUTER);
-      this.setPtr(iov + 8, pay);
+      setPtr(this.s, iov, this.memAddr + p + OUTER);
+      setPtr(this.s, iov + 8, pay);
       nIov++;
       gSegs++;
       gBytes += pay;
@@ -284,15 +267,6 @@ export class UdpGsoSender {
   }
 }
 
-const pollFn = libc.poll;
-const pollScratch = new libc.Scratch(8);
-function waitWritable(fd: number, ms: number): void {
-  pollScratch.dv.setInt32(0, fd, true);
-  pollScratch.dv.setInt16(4, libc.POLLOUT, true);
-  pollScratch.dv.setInt16(6, 0, true);
-  pollFn(pollScratch.addr, 1, ms);
-}
-
 export interface GroDatagram {
   /** Offset of the buffer in linear memory. */
   ptr: number;
@@ -324,25 +298,20 @@ export class UdpGroReceiver {
 
   /** `bufs` buffers of 64 KiB each starting at linear-memory offset `bufPtr`. */
   constructor(private readonly memory: WebAssembly.Memory, private readonly bufPtr: number, private readonly bufs: number) {
-    let at = 0;
-    const take = (bytes: number) => {
-      const off = at;
-      at += (bytes + 63) & ~63;
-      return off;
-    };
-    this.msgs = take(bufs * MMSG_SIZE);
-    this.iovs = take(bufs * IOV_SIZE);
-    this.names = take(bufs * SOCKADDR_IN_SIZE);
-    this.ctrl = take(bufs * RX_CTRL);
-    this.scratch = new libc.Scratch(at);
+    const layout = new ScratchLayout();
+    this.msgs = layout.take(bufs * MMSG_SIZE);
+    this.iovs = layout.take(bufs * IOV_SIZE);
+    this.names = layout.take(bufs * SOCKADDR_IN_SIZE);
+    this.ctrl = layout.take(bufs * RX_CTRL);
+    this.scratch = new libc.Scratch(layout.size);
     this.s = this.scratch.dv;
     const base = this.scratch.addr;
     for (let i = 0; i < bufs; i++) {
       const m = this.msgs + i * MMSG_SIZE;
-      this.s.setBigUint64(m + MH_NAME, BigInt(base + this.names + i * SOCKADDR_IN_SIZE), true);
-      this.s.setBigUint64(m + MH_IOV, BigInt(base + this.iovs + i * IOV_SIZE), true);
-      this.s.setBigUint64(m + MH_IOVLEN, 1n, true);
-      this.s.setBigUint64(m + MH_CONTROL, BigInt(base + this.ctrl + i * RX_CTRL), true);
+      setPtr(this.s, m + MH_NAME, base + this.names + i * SOCKADDR_IN_SIZE);
+      setPtr(this.s, m + MH_IOV, base + this.iovs + i * IOV_SIZE);
+      setPtr(this.s, m + MH_IOVLEN, 1);
+      setPtr(this.s, m + MH_CONTROL, base + this.ctrl + i * RX_CTRL);
     }
     this.out = Array.from({ length: bufs }, (_, i) => ({ ptr: bufPtr + i * this.bufSize, len: 0, seg: 0, src: 0, sport: 0, dst: 0, tos: 0 }));
   }
@@ -357,10 +326,10 @@ export class UdpGroReceiver {
     for (let i = 0; i < this.bufs; i++) {
       const m = this.msgs + i * MMSG_SIZE;
       const iov = this.iovs + i * IOV_SIZE;
-      s.setBigUint64(iov, BigInt(this.memAddr + this.bufPtr + i * this.bufSize), true);
-      s.setBigUint64(iov + 8, BigInt(this.bufSize), true);
+      setPtr(s, iov, this.memAddr + this.bufPtr + i * this.bufSize);
+      setPtr(s, iov + 8, this.bufSize);
       s.setUint32(m + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
-      s.setBigUint64(m + MH_CONTROLLEN, BigInt(RX_CTRL), true);
+      setPtr(s, m + MH_CONTROLLEN, RX_CTRL);
     }
     let got = libc.recvmmsg(fd, this.scratch.addr + this.msgs, this.bufs, libc.MSG_DONTWAIT, 0);
     if (got < 0) {
@@ -372,25 +341,17 @@ export class UdpGroReceiver {
       const m = this.msgs + i * MMSG_SIZE;
       const o = this.out[i];
       o.len = s.getUint32(m + MH_LEN, true);
-      if ((s.getInt32(m + 48, true) & libc.MSG_TRUNC) !== 0) this.truncated++;
+      if ((s.getInt32(m + MH_FLAGS, true) & libc.MSG_TRUNC) !== 0) this.truncated++;
       o.src = s.getUint32(this.names + i * SOCKADDR_IN_SIZE + 4, false);
       o.sport = s.getUint16(this.names + i * SOCKADDR_IN_SIZE + 2, false);
       o.seg = 0;
       o.tos = 0;
       o.dst = 0;
-      const ctrl = this.ctrl + i * RX_CTRL;
-      const clen = Number(s.getBigUint64(m + MH_CONTROLLEN, true));
-      let c = 0;
-      while (c + CMSG_HDR <= clen) {
-        const len = Number(s.getBigUint64(ctrl + c, true));
-        if (len < CMSG_HDR || c + len > clen) break;
-        const level = s.getInt32(ctrl + c + 8, true);
-        const type = s.getInt32(ctrl + c + 12, true);
-        if (level === libc.IPPROTO_IP && type === libc.IP_TOS) o.tos = s.getUint8(ctrl + c + CMSG_HDR);
-        else if (level === libc.IPPROTO_IP && type === libc.IP_PKTINFO) o.dst = s.getUint32(ctrl + c + CMSG_HDR + 8, false);
-        else if (level === SOL_UDP && type === UDP_GRO) o.seg = s.getUint16(ctrl + c + CMSG_HDR, true);
-        c += (len + 7) & ~7;
-      }
+      forEachCmsg(s, this.ctrl + i * RX_CTRL, s.getUint32(m + MH_CONTROLLEN, true), (level, type, data) => {
+        if (level === libc.IPPROTO_IP && type === libc.IP_TOS) o.tos = s.getUint8(data);
+        else if (level === libc.IPPROTO_IP && type === libc.IP_PKTINFO) o.dst = s.getUint32(data + 8, false);
+        else if (level === SOL_UDP && type === UDP_GRO) o.seg = s.getUint16(data, true);
+      });
     }
     return got;
   }
