@@ -102,8 +102,10 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const GRO_BUFS = 8;
   const groBufPtr = gso ? Number(dp.raw.allocScratch(GRO_BUFS * 65536)) : 0;
   const groRx = gso ? new UdpGroReceiver(dp.memory, groBufPtr, GRO_BUFS) : undefined;
+  // VXLAN packets for UDP GSO get a list of their own; IPIP and direct ones
+  // go to the toUnderlay list as without GSO.
   const vxPtr = gso ? Number(dp.raw.allocScratch(listBytes)) : 0;
-  const rawPtr = gso ? Number(dp.raw.allocScratch(listBytes)) : 0;
+  let toVxlan = new Uint16Array(dp.memory.buffer, vxPtr, gso ? dp.batch : 0);
   const countsPtr = gso ? Number(dp.raw.allocScratch(16)) : 0;
   if (gso) Object.assign(ioStats, { gsoSends: 0, gsoSegments: 0, groTrains: 0, groDatagrams: 0 });
   const readTrains = (): number => {
@@ -175,16 +177,16 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     if (toUnderlay.buffer !== dp.memory.buffer) {
       toUnderlay = new Uint16Array(dp.memory.buffer, toUnderlayPtr, dp.batch);
       toDevice = new Uint16Array(dp.memory.buffer, toDevicePtr, dp.batch);
+      toVxlan = new Uint16Array(dp.memory.buffer, vxPtr, gso ? dp.batch : 0);
     }
     let nd: number;
     if (gso) {
-      dp.raw.collectVerdictsGso(n, vxPtr, rawPtr, toDevicePtr, countsPtr);
+      dp.raw.collectVerdictsGso(n, vxPtr, toUnderlayPtr, toDevicePtr, countsPtr);
       const dv = dp.dv;
       const nx = dv.getUint32(countsPtr, true), nr = dv.getUint32(countsPtr + 4, true);
       nd = dv.getUint32(countsPtr + 8, true);
-      const mem = dp.memory.buffer;
-      if (nx) ioStats.sendErrors += gsoSender!.send(new Uint16Array(mem, vxPtr, nx), nx);
-      if (nr) ioStats.sendErrors += io.sendRaw(cfg.sendFd, new Uint16Array(mem, rawPtr, nr), nr).errors;
+      if (nx) ioStats.sendErrors += gsoSender!.send(toVxlan, nx);
+      if (nr) ioStats.sendErrors += io.sendRaw(cfg.sendFd, toUnderlay, nr).errors;
       ioStats.gsoSends = gsoSender!.stats.gsoSends;
       ioStats.gsoSegments = gsoSender!.stats.gsoSegments;
     } else {
