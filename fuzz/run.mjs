@@ -6,7 +6,8 @@
 //   node fuzz/run.mjs --minimize          merge each target's corpus (-merge=1)
 //   node fuzz/run.mjs --build-only
 //
-// Builds build/overlay.wasm (npm run asbuild:release) unless --wasm FILE or
+// Builds build/overlay.fuzz.wasm (npm run asbuild:fuzz: the release build
+// without SIMD, which Debian's wasm2c cannot translate) unless --wasm FILE or
 // FUZZ_WASM names another module (the planted-bug check), translates it to C
 // with wasm2c, links fuzz/harness.c once per target with libFuzzer,
 // AddressSanitizer and UBSan under fuzz/out/, and runs the targets with
@@ -201,10 +202,10 @@ function minimize(buildDir, targets) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  let wasm = o.wasm ? resolve(o.wasm) : join(root, "build", "overlay.wasm");
+  let wasm = o.wasm ? resolve(o.wasm) : join(root, "build", "overlay.fuzz.wasm");
   if (!o.wasm) {
-    console.log("== npm run asbuild:release");
-    run("npm", ["run", "--silent", "asbuild:release"], { cwd: root });
+    console.log("== npm run asbuild:fuzz");
+    run("npm", ["run", "--silent", "asbuild:fuzz"], { cwd: root });
   }
   if (!existsSync(wasm)) throw new Error(`${wasm} does not exist`);
   const t0 = Date.now();

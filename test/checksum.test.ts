@@ -143,6 +143,45 @@ for (const kind of ["debug", "release"] as const) {
           { numRuns: 2000 },
         );
       });
+      it("csumCopy copies exactly the bytes and returns csumPartial's sum (every length 0..1600, any alignment)", () => {
+        fc.assert(
+          fc.property(fc.uint8Array({ minLength: 0, maxLength: 1600 }), fc.integer({ min: 0, max: 15 }), fc.integer({ min: 0, max: 15 }),
+            fc.bigInt({ min: 0n, max: (1n << 40n) - 1n }), (b, so, doff) => {
+              const src = put(b, 64 + so);
+              const dst = base + 4096 + doff;
+              mem().fill(0xa5, dst - 16, dst + b.length + 16);
+              const acc: bigint = w.csumCopy(dst, src, b.length, 0x1234n);
+              expect(acc).toBe(w.csumPartial(src, b.length, 0x1234n));
+              expect(w.csumFinish(acc)).toBe(w.csumFinish(w.csumPartial(src, b.length, 0x1234n)));
+              const m = mem();
+              expect(m.subarray(dst, dst + b.length)).toEqual(b);
+              // Nothing outside [dst, dst + len) is touched.
+              expect(m.subarray(dst - 16, dst).every((x) => x === 0xa5)).toBe(true);
+              expect(m.subarray(dst + b.length, dst + b.length + 16).every((x) => x === 0xa5)).toBe(true);
+            }),
+          { numRuns: 2000 },
+        );
+      });
+      it("all-0xFF buffers past the vector fold interval (512 KiB) sum without a lane wrapping", () => {
+        // A second instance with 1200 slots of 2048 bytes: 2.4 MB of slot memory;
+        // a u32 lane of 0xFFFF pairs would wrap after 1 MiB without the fold.
+        const big = instantiateDataplane(kind);
+        if (big.init(1200, 2048, 16, 16, 16, 16, 16) !== abi.OK) throw new Error("init failed");
+        const p: number = big.slotBase();
+        // The RFC 1071 sum of n bytes of 0xFF: every word 0xFFFF (negative
+        // zero), and an odd last byte 0xFF00; folded as it goes.
+        const reference = (n: number) => {
+          let sum = (Math.floor(n / 2) > 0 ? 0xffff : 0) + (n % 2 ? 0xff00 : 0);
+          while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+          return ~sum & 0xffff;
+        };
+        for (const n of [16384 * 32, 16384 * 32 + 32, 1_100_001]) {
+          const b = new Uint8Array(n).fill(0xff);
+          new Uint8Array(big.memory.buffer).set(b, p);
+          expect(big.csumFinish(big.csumPartial(p, n, 0n))).toBe(reference(n));
+          expect(big.csumFinish(big.csumCopy(p + 1_150_000, p, n, 0n))).toBe(reference(n));
+        }
+      });
       it("csumFinish folds any 64-bit accumulator correctly (end-around carry, no overflow)", () => {
         // 0xffffffff_00010000: the 32-bit halves sum to 0x1_0000_ffff, whose
         // fold is 0x1ffff, then 0x10000: it takes all three folds to reach 1.

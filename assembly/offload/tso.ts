@@ -14,7 +14,7 @@
 //         field is ignored: each segment's checksum is computed from scratch.
 import { E_RANGE } from "../abi";
 import { ld16, ld32, ld8, st16, st32, st8 } from "../wire/bytes";
-import { csumFinish, csumPartial, csumPseudo } from "../wire/checksum";
+import { csumCopy, csumFinish, csumPartial, csumPseudo } from "../wire/checksum";
 import { checkIpv4, IP_ID, IP_TOTLEN, ipFillChecksum, ipHeaderLen, ipIsFragment, ipProto, ipSrc, ipDst, ipTotalLen, PROTO_TCP } from "../wire/ipv4";
 import { checkTcp, TCP_CSUM, TCP_FIN, TCP_FLAGS, TCP_PSH, TCP_SEQ, tcpHeaderLen } from "../wire/tcp";
 import { R_NONE } from "../abi";
@@ -125,7 +125,6 @@ export function tsoSegment(src: usize, srcLen: u32, dst: usize, dstStride: u32, 
     const o = dst + <usize>k * dstStride;
     const t = o + ihl;
     memory.copy(o, p, hdr);
-    memory.copy(o + hdr, p + hdr + off, seg);
     st16(o + IP_TOTLEN, hdr + seg);
     st16(o + IP_ID, (id0 + k) & 0xffff);
     ipFillChecksum(o);
@@ -135,8 +134,11 @@ export function tsoSegment(src: usize, srcLen: u32, dst: usize, dstStride: u32, 
     if (k != 0) f &= ~TCP_CWR;
     st8(t + TCP_FLAGS, f);
     st16(t + TCP_CSUM, 0);
+    // Headers, then the payload copied and summed in one pass (the TCP
+    // header is a multiple of 4 bytes, so the payload sum joins at an even offset).
     const tl = hdr - ihl + seg;
-    st16(t + TCP_CSUM, csumFinish(csumPartial(t, tl, csumPseudo(srcAddr, dstAddr, PROTO_TCP, tl))));
+    const acc = csumPartial(t, hdr - ihl, csumPseudo(srcAddr, dstAddr, PROTO_TCP, tl));
+    st16(t + TCP_CSUM, csumFinish(csumCopy(o + hdr, p + hdr + off, seg, acc)));
     store<u32>(outLens + (<usize>k << 2), hdr + seg);
     off += seg;
   }
