@@ -13,11 +13,14 @@ const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 
 interface Run { gbps: number; retransmits: number; cpuSeconds?: number; udp64Kpps?: number; udp64LossPct?: number }
 
+/** TCP congestion control for every run (iperf3 -C); undefined: the system default. */
+let congestion: string | undefined;
+
 function iperf(c: Cluster, seconds: number): Run {
   const server = c.spawnIn("pod3", ["iperf3", "-s", "-1", "-B", podIp(3)]);
   execFileSync("sleep", ["0.5"]);
   try {
-    const out = c.exec("pod2", ["iperf3", "-c", podIp(3), "-t", String(seconds), "-J", "-O", "1"]);
+    const out = c.exec("pod2", ["iperf3", "-c", podIp(3), "-t", String(seconds), "-J", "-O", "1", ...(congestion ? ["-C", congestion] : [])]);
     const j = JSON.parse(out);
     return { gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent.retransmits ?? 0 };
   } finally {
@@ -57,7 +60,8 @@ function kernelVxlan(c: Cluster, me: number, peer: number, meUnderlay: string, p
   x(["bridge", "fdb", "add", vtepMac(peer), "dev", "vxlan100", "dst", peerUnderlay]);
 }
 
-export async function runE2eBench(seconds = 5) {
+export async function runE2eBench(seconds = 5, cc?: string) {
+  congestion = cc;
   if (process.getuid?.() !== 0) throw new Error("bench:e2e builds namespaces: run as root");
   const c = new Cluster();
   try {
@@ -106,6 +110,7 @@ export async function runE2eBench(seconds = 5) {
     return {
       date: new Date().toISOString(),
       seconds,
+      congestionControl: cc ?? readFileSync("/proc/sys/net/ipv4/tcp_congestion_control", "utf8").trim(),
       kernelVxlan: kernel,
       overlayd: plain,
       overlaydOffloads: offl,
@@ -126,8 +131,9 @@ const isMain = process.argv[1] && resolve(process.argv[1]).endsWith("bench/e2e.j
 if (isMain) {
   const i = process.argv.indexOf("--seconds");
   const seconds = i > 0 ? Number(process.argv[i + 1]) : 5;
-  const r = await runE2eBench(seconds);
-  console.log(`iperf3 TCP pod2 -> pod3, ${seconds} s each, same namespaces, same run`);
+  const ci = process.argv.indexOf("--cc");
+  const r = await runE2eBench(seconds, ci > 0 ? process.argv[ci + 1] : undefined);
+  console.log(`iperf3 TCP pod2 -> pod3, ${seconds} s each, ${r.congestionControl}, same namespaces, same run`);
   console.log(`  kernel vxlan        ${r.kernelVxlan.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.kernelVxlan.retransmits})`);
   console.log(`  overlayd (vxlan)    ${r.overlayd.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.overlayd.retransmits}, ${r.overlayd.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
   console.log(`  overlayd + UDP GSO/GRO only ${r.overlaydUdpOffloads.gbps.toFixed(2).padStart(7)} Gbit/s  (${r.ratioUdpOffloads.toFixed(3)}x; retransmits ${r.overlaydUdpOffloads.retransmits}, ${r.overlaydUdpOffloads.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
