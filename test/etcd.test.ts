@@ -106,7 +106,8 @@ describe.skipIf(!isRoot || !haveEtcd())("cluster membership from etcd", () => {
       process.exit(0);
     `);
     const out = c.exec("leaf", [process.execPath, script]);
-    const result = JSON.parse(out.trim().split("\n").pop()!) as { stolen: string; got: string };
+    // The racer's own log lines (pino, on stdout) may come before or after its result.
+    const result = JSON.parse(out.trim().split("\n").find((l) => l.startsWith('{"stolen"'))!) as { stolen: string; got: string };
     expect(result.stolen).toBe("198.19.0.0/24");
     expect(result.got).toBe("198.19.1.0/24");
     expect(out).toContain("subnet taken by another node in the meantime");
