@@ -147,9 +147,9 @@ const NodeSchema = z.strictObject({
      *  Default: on in tun mode, off in tap mode. */
     offloads: z.boolean().optional(),
     /** Tun queues (IFF_MULTI_QUEUE), one data-path worker each, VXLAN
-     *  sockets shared with SO_REUSEPORT. Default 1; must be 1 with NAT (one
-     *  connection table). More queues spread many flows over cores, but a
-     *  single flow can move between queues and be reordered. */
+     *  sockets shared with SO_REUSEPORT and steered by the inner flow (a flow
+     *  stays on one worker). Default: the cores overlayd may use, at most 4;
+     *  1 with NAT, where it must be 1 (one connection table). */
     queues: intIn(1, 64).optional(),
   }).prefault({}),
 });

@@ -2,6 +2,7 @@
 // sockets and kernel routes; hot reload; admin API and metrics; shutdown.
 import { rmSync, watch, type FSWatcher } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Logger } from "pino";
@@ -14,10 +15,13 @@ import { createEtcdMetrics, createMetrics, type Metrics } from "../control/metri
 import type { DataplaneTables } from "../dataplane/tables.js";
 import { closeTun, configureLink, ip, openTun, setTunOffload, type TunDevice } from "../io/tun.js";
 import { openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/sockets.js";
+import { attachSteering } from "../io/steer.js";
 import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
 
 /** UDP sockets VXLAN leaves from with offloads on: the outer source ports a flow hashes onto. */
 const GSO_SOCKETS = 8;
+/** Most tun queues (workers) by default; node.device.queues may ask for more. */
+const DEFAULT_MAX_QUEUES = 4;
 import { closeQuiet, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO_ECN } from "../io/libc.js";
 import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
 import type { ConntrackStats } from "../dataplane/dataplane.js";
@@ -62,6 +66,10 @@ interface Lane {
 export class Daemon {
   private config!: Config;
   private derived!: DerivedTables;
+  /** The tables the workers were last sent: a lane started while a reload
+   *  is in flight (etcd peers arriving at start) begins with these, since
+   *  `derived` changes only once every running lane has applied them. */
+  private sentTables?: DataplaneTables;
   private tun?: TunDevice;
   private fds: number[] = [];
   /** One data-path worker per tun queue (IFF_MULTI_QUEUE), each with its own
@@ -167,18 +175,15 @@ export class Daemon {
     if (d.nat.enabled) this.nodeNat.apply(this.natPlan(d));
   }
 
-  /** Tun queues and workers: node.device.queues, default 1; always 1 when
-   *  NAT is on (a flow's two directions may reach different queues, and
-   *  each worker has its own connection table). Not the core count by
-   *  default: the tun steers a flow to the queue its answers were last
-   *  written from, so one TCP flow can move between two workers mid-stream
-   *  and be reordered (iperf3 here, 4 flows over 2 queues: 6.2 instead of
-   *  5.3 Gbit/s, but 19k retransmits in 5 s instead of 12; one bench:e2e
-   *  run with one flow: 23k). Worth trying for many flows on many cores. */
+  /** Tun queues and workers: node.device.queues, by default the cores this
+   *  process may use, at most DEFAULT_MAX_QUEUES (each worker holds its own
+   *  tables, about 100 MB); always 1 when NAT is on (a flow's two directions
+   *  may reach different queues once translated, and each worker has its own
+   *  connection table). A flow stays on one worker: see src/io/steer.ts. */
   private queueCount(): number {
     const c = this.config;
     if (this.derived.nat.enabled) return 1;
-    return c.node.device.queues ?? 1;
+    return c.node.device.queues ?? Math.min(availableParallelism(), DEFAULT_MAX_QUEUES);
   }
 
   /** What the node needs so NAT traffic reaches the data path. */
@@ -213,18 +218,22 @@ export class Daemon {
 
   private async startWorker(): Promise<void> {
     const tuns = [this.tun!, ...this.queueTuns];
-    for (let q = 0; q < tuns.length; q++) await this.startLane(q, tuns[q].fd, tuns.length > 1);
+    for (let q = 0; q < tuns.length; q++) await this.startLane(q, tuns[q].fd, tuns.length);
   }
 
-  private async startLane(q: number, tunFd: number, shared: boolean): Promise<void> {
+  private async startLane(q: number, tunFd: number, lanes: number): Promise<void> {
+    const shared = lanes > 1;
     const c = this.config;
     const underlay = u32ToIp(this.derived.node.underlay);
     // Large socket buffers absorb bursts while the worker is busy with a batch;
     // the 212 KiB default overflowed (UdpRcvbufErrors) at a few hundred Mbit/s.
-    // Several lanes share the VXLAN port with SO_REUSEPORT (the kernel
-    // spreads flows by hash).
+    // Several lanes share the VXLAN port with SO_REUSEPORT; the socket of
+    // lane q is the group's q-th, and a BPF program picks it by the inner
+    // flow, the same for both directions (src/io/steer.ts), so a flow stays
+    // on one lane and is never reordered.
     const vx = openVxlanSocket({ bindAddr: underlay, port: c.tunnel.port, rcvBuf: 16 << 20, reusePort: shared });
     this.fds.push(vx);
+    if (shared) attachSteering(vx, lanes);
     let ipip = -1;
     if (q === 0) {
       ipip = openIpipRecvSocket({ rcvBuf: 16 << 20 });
@@ -250,7 +259,7 @@ export class Daemon {
       batch: 256,
       slotSize: 2048,
       tbl8Groups: 4096,
-      tables: toDataplaneTables(this.derived),
+      tables: this.sentTables ?? toDataplaneTables(this.derived),
       statsIntervalMs: 1000,
       offloads: c.node.device.offloads,
       // Carved once: enabling NAT by a reload needs no restart; resizing does.
@@ -341,28 +350,30 @@ export class Daemon {
    *  worker. An invalid config is rejected and the old one stays in force.
    *  Changing node identity (device, underlay address, mode) needs a restart. */
   async reload(reason: string): Promise<{ ok: boolean; errors: string[] }> {
-    const loaded = this.loadConfig();
-    if (!loaded.ok) {
-      this.lastReload = { at: Date.now(), ok: false, errors: loaded.errors };
+    const reject = (errors: string[]) => {
+      this.lastReload = { at: Date.now(), ok: false, errors };
       this.metrics.configReloads.inc({ result: "error" });
-      this.log.error({ reason, errors: loaded.errors }, "config rejected; keeping the running one");
-      return { ok: false, errors: loaded.errors };
-    }
+      this.log.error({ reason, errors }, "config rejected; keeping the running one");
+      return { ok: false, errors };
+    };
+    const loaded = this.loadConfig();
+    if (!loaded.ok) return reject(loaded.errors);
     const next = loaded.config;
     const fixed = ["name", "device", "underlay"] as const;
     const changed = fixed.filter((k) => JSON.stringify(next.node[k]) !== JSON.stringify(this.config.node[k]));
     const ctResized = next.nat.conntrack.maxFlows !== this.config.nat.conntrack.maxFlows;
     if (changed.length || next.tunnel.port !== this.config.tunnel.port || ctResized) {
       const what = changed.length ? `node.${changed[0]}` : ctResized ? "nat.conntrack.maxFlows" : "tunnel.port";
-      const errors = [`${what} changed: restart overlayd to apply it`];
-      this.lastReload = { at: Date.now(), ok: false, errors };
-      this.metrics.configReloads.inc({ result: "error" });
-      this.log.error({ reason, errors }, "config rejected; keeping the running one");
-      return { ok: false, errors };
+      return reject([`${what} changed: restart overlayd to apply it`]);
     }
     const derived = deriveTables(next);
+    const queues = 1 + this.queueTuns.length;
+    if (derived.nat.enabled && queues > 1) {
+      return reject([`NAT needs one tun queue and this overlayd runs ${queues}: set node.device.queues: 1 and restart overlayd`]);
+    }
     const id = ++this.reloadSeq;
     const res = { errors: [] as string[], routesAdded: 0, routesRemoved: 0 };
+    this.sentTables = toDataplaneTables(derived);
     if (this.lanes.length) {
       await new Promise<void>((done) => {
         const p = { left: this.lanes.length, errors: new Set<string>(), added: 0, removed: 0, done: () => {
@@ -370,7 +381,7 @@ export class Daemon {
           done();
         } };
         this.pending.set(id, p);
-        this.send({ type: "tables", tables: toDataplaneTables(derived), id });
+        this.send({ type: "tables", tables: this.sentTables!, id });
       });
     }
     const routeErrors = this.kernelRoutes.sync(this.kernelRouteList(derived));
