@@ -11,25 +11,7 @@ import { ld16 } from "./bytes";
  *  to csumFinish (or back into csumPartial for the next chunk, which must then
  *  start at an even offset of the whole). */
 export function csumPartial(p: usize, len: usize, acc: u64): u64 {
-  let sum = acc;
-  let n = len;
-  // 32 bytes a step in two vectors of 16-bit words summed pairwise into u32
-  // lanes. A lane gains at most 2*0xFFFF a step, so it is folded into `sum`
-  // every CSUM_VEC_STEPS steps, before it could wrap. (Without SIMD, as in
-  // the fuzz build for wasm2c, the scalar tail loop does it all.)
-  if (ASC_FEATURE_SIMD) while (n >= 32) {
-    let steps = min(n >> 5, CSUM_VEC_STEPS);
-    n -= steps << 5;
-    let a = i32x4.splat(0);
-    let b = i32x4.splat(0);
-    for (; steps; steps--) {
-      a = i32x4.add(a, i32x4.extadd_pairwise_i16x8_u(v128.load(p)));
-      b = i32x4.add(b, i32x4.extadd_pairwise_i16x8_u(v128.load(p, 16)));
-      p += 32;
-    }
-    sum += laneSum(a) + laneSum(b);
-  }
-  return csumTail(p, n, sum);
+  return csumPass(0, p, len, acc, false);
 }
 
 /** Copy `len` bytes from `src` to `dst` (not overlapping) and return their
@@ -37,6 +19,15 @@ export function csumPartial(p: usize, len: usize, acc: u64): u64 {
  *  over the data instead of a copy and a sum (the kernel's
  *  csum_partial_copy_nocheck). */
 export function csumCopy(dst: usize, src: usize, len: usize, acc: u64): u64 {
+  return csumPass(dst, src, len, acc, true);
+}
+
+/** Both of the above; `copy` is a constant at each call, so each gets its
+ *  own loop. 32 bytes a step in two vectors of 16-bit words summed pairwise
+ *  into u32 lanes. A lane gains at most 2*0xFFFF a step, so it is folded into
+ *  the sum every CSUM_VEC_STEPS steps, before it could wrap. (Without SIMD,
+ *  as in the fuzz build for wasm2c, the scalar tail loop does it all.) */
+@inline function csumPass(dst: usize, src: usize, len: usize, acc: u64, copy: bool): u64 {
   let sum = acc;
   let n = len;
   if (ASC_FEATURE_SIMD) while (n >= 32) {
@@ -47,16 +38,18 @@ export function csumCopy(dst: usize, src: usize, len: usize, acc: u64): u64 {
     for (; steps; steps--) {
       const x = v128.load(src);
       const y = v128.load(src, 16);
-      v128.store(dst, x);
-      v128.store(dst, y, 16);
+      if (copy) {
+        v128.store(dst, x);
+        v128.store(dst, y, 16);
+        dst += 32;
+      }
       a = i32x4.add(a, i32x4.extadd_pairwise_i16x8_u(x));
       b = i32x4.add(b, i32x4.extadd_pairwise_i16x8_u(y));
       src += 32;
-      dst += 32;
     }
     sum += laneSum(a) + laneSum(b);
   }
-  memory.copy(dst, src, n);
+  if (copy) memory.copy(dst, src, n);
   return csumTail(src, n, sum);
 }
 
