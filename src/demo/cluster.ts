@@ -10,11 +10,12 @@
 // Used by `overlayd demo` and by the end-to-end tests. Every namespace gets
 // a run-specific prefix; destroy() removes all of them and ends only the
 // processes started here, by PID.
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import { Namespaces } from "./netns.js";
 
 export type Encap = "vxlan" | "ipip" | "direct" | "auto";
 
@@ -129,74 +130,52 @@ export async function waitFor(cond: () => boolean, ms: number, what: string): Pr
   }
 }
 
-function sh(args: string[], input?: string): string {
-  return execFileSync(args[0], args.slice(1), { encoding: "utf8", stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], input });
-}
-
 export class Cluster {
   readonly prefix: string;
   readonly dir: string;
-  private namespaces: string[] = [];
+  private readonly nets: Namespaces;
   private procs: ChildProcess[] = [];
   readonly logs = new Map<string, string[]>();
 
   constructor(prefix = `wo${Math.random().toString(36).slice(2, 6)}`) {
     this.prefix = prefix;
+    this.nets = new Namespaces(prefix);
     this.dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
   }
 
   ns(name: string): string {
-    return `${this.prefix}-${name}`;
+    return this.nets.ns(name);
   }
 
   exec(ns: string, args: string[], input?: string): string {
-    return sh(["ip", "netns", "exec", this.ns(ns), ...args], input);
-  }
-
-  private addNs(name: string): void {
-    sh(["ip", "netns", "add", this.ns(name)]);
-    this.namespaces.push(this.ns(name));
-    this.exec(name, ["ip", "link", "set", "lo", "up"]);
-  }
-
-  /** veth between two namespaces, named `a`/`b` inside them. */
-  private veth(nsA: string, a: string, nsB: string, b: string): void {
-    const tmpA = `${this.prefix}${Math.random().toString(36).slice(2, 6)}a`.slice(0, 15);
-    const tmpB = tmpA.slice(0, -1) + "b";
-    sh(["ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB]);
-    sh(["ip", "link", "set", tmpA, "netns", this.ns(nsA)]);
-    sh(["ip", "link", "set", tmpB, "netns", this.ns(nsB)]);
-    this.exec(nsA, ["ip", "link", "set", tmpA, "name", a]);
-    this.exec(nsB, ["ip", "link", "set", tmpB, "name", b]);
-    this.exec(nsA, ["ip", "link", "set", a, "up"]);
-    this.exec(nsB, ["ip", "link", "set", b, "up"]);
+    return this.nets.exec(ns, args, input);
   }
 
   /** Build namespaces, links, addresses and underlay routes. */
   build(): void {
-    this.addNs("leaf");
+    this.nets.add("leaf");
     this.exec("leaf", ["ip", "link", "add", "brA", "type", "bridge"]);
     this.exec("leaf", ["ip", "link", "set", "brA", "up"]);
     this.exec("leaf", ["ip", "addr", "add", "198.18.0.1/24", "dev", "brA"]);
     this.exec("leaf", ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     for (const w of WORKERS) {
       const wn = `w${w.n}`;
-      this.addNs(wn);
+      this.nets.add(wn);
       if (w.subnet === "A") {
-        this.veth(wn, "eth0", "leaf", `p${w.n}`);
+        this.nets.veth(wn, "eth0", "leaf", `p${w.n}`);
         this.exec("leaf", ["ip", "link", "set", `p${w.n}`, "master", "brA"]);
         this.exec(wn, ["ip", "addr", "add", `${w.underlay}/24`, "dev", "eth0"]);
         this.exec(wn, ["ip", "route", "add", "198.18.1.0/24", "via", "198.18.0.1"]);
       } else {
-        this.veth(wn, "eth0", "leaf", "pB");
+        this.nets.veth(wn, "eth0", "leaf", "pB");
         this.exec("leaf", ["ip", "addr", "add", "198.18.1.1/24", "dev", "pB"]);
         this.exec(wn, ["ip", "addr", "add", `${w.underlay}/24`, "dev", "eth0"]);
         this.exec(wn, ["ip", "route", "add", "198.18.0.0/24", "via", "198.18.1.1"]);
       }
       // The pod: routed (Hand CNI-2 option 1), gateway on the worker side.
       const pod = `pod${w.n}`;
-      this.addNs(pod);
-      this.veth(pod, "eth0", wn, "veth-pod");
+      this.nets.add(pod);
+      this.nets.veth(pod, "eth0", wn, "veth-pod");
       // A /32 with an on-link gateway, as routed CNIs (Calico) give pods:
       // every other address, this node's pod CIDR included, is reached
       // through the node (so the node's service-SNAT address works for
@@ -326,8 +305,8 @@ export class Cluster {
    * the kernel untranslated (and the outside cannot answer).
    */
   addOutside(opts: { workerRoute?: "default" | "subnet" } = {}): void {
-    this.addNs("outside");
-    this.veth("outside", "eth0", "leaf", "pO");
+    this.nets.add("outside");
+    this.nets.veth("outside", "eth0", "leaf", "pO");
     this.exec("leaf", ["ip", "addr", "add", `${OUTSIDE.gateway}/24`, "dev", "pO"]);
     this.exec("outside", ["ip", "addr", "add", `${OUTSIDE.address}/24`, "dev", "eth0"]);
     for (const net of ["198.18.0.0/24", "198.18.1.0/24"]) this.exec("outside", ["ip", "route", "add", net, "via", OUTSIDE.gateway]);
@@ -432,14 +411,7 @@ export class Cluster {
   async destroy(): Promise<void> {
     for (const p of this.procs) await this.stopDaemon(p).catch(() => undefined);
     this.procs = [];
-    for (const ns of this.namespaces.reverse()) {
-      try {
-        sh(["ip", "netns", "del", ns]);
-      } catch {
-        // already gone
-      }
-    }
-    this.namespaces = [];
+    this.nets.deleteAll();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import { Namespaces } from "../../src/demo/netns.js";
 
 export const ETCD_URL = "http://198.18.0.1:2379";
 export const WORKERS = [
@@ -30,10 +31,6 @@ export function haveEtcd(): boolean {
   } catch {
     return false;
   }
-}
-
-function sh(args: string[], input?: string): string {
-  return execFileSync(args[0], args.slice(1), { encoding: "utf8", stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], input, timeout: 20_000 });
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -81,8 +78,8 @@ print(json.dumps({"sent": sent, "sha": h.hexdigest()}), flush=True)
 
 export class EtcdCluster {
   readonly prefix = `woe${Math.random().toString(36).slice(2, 6)}`;
+  private readonly nets = new Namespaces(this.prefix, 20_000);
   readonly dir = mkdtempSync(join(tmpdir(), "wo-etcd-"));
-  private namespaces: string[] = [];
   private procs: ChildProcess[] = [];
   private etcd?: ChildProcess;
   readonly logs = new Map<number, string[]>();
@@ -93,33 +90,15 @@ export class EtcdCluster {
   constructor(private readonly cli: string) {}
 
   ns(name: string): string {
-    return `${this.prefix}-${name}`;
+    return this.nets.ns(name);
   }
 
   exec(ns: string, args: string[]): string {
-    return sh(["ip", "netns", "exec", this.ns(ns), ...args]);
-  }
-
-  private addNs(name: string): void {
-    sh(["ip", "netns", "add", this.ns(name)]);
-    this.namespaces.push(this.ns(name));
-    this.exec(name, ["ip", "link", "set", "lo", "up"]);
-  }
-
-  private veth(nsA: string, a: string, nsB: string, b: string): void {
-    const tmpA = `${this.prefix}${Math.random().toString(36).slice(2, 6)}a`.slice(0, 15);
-    const tmpB = tmpA.slice(0, -1) + "b";
-    sh(["ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB]);
-    sh(["ip", "link", "set", tmpA, "netns", this.ns(nsA)]);
-    sh(["ip", "link", "set", tmpB, "netns", this.ns(nsB)]);
-    this.exec(nsA, ["ip", "link", "set", tmpA, "name", a]);
-    this.exec(nsB, ["ip", "link", "set", tmpB, "name", b]);
-    this.exec(nsA, ["ip", "link", "set", a, "up"]);
-    this.exec(nsB, ["ip", "link", "set", b, "up"]);
+    return this.nets.exec(ns, args);
   }
 
   build(): void {
-    this.addNs("leaf");
+    this.nets.add("leaf");
     this.exec("leaf", ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     for (const [br, addr] of [["brA", "198.18.0.1/24"], ["brB", "198.18.1.1/24"]]) {
       this.exec("leaf", ["ip", "link", "add", br, "type", "bridge"]);
@@ -128,15 +107,15 @@ export class EtcdCluster {
     }
     for (const w of WORKERS) {
       const wn = `w${w.n}`;
-      this.addNs(wn);
-      this.veth(wn, "eth0", "leaf", `p${w.n}`);
+      this.nets.add(wn);
+      this.nets.veth(wn, "eth0", "leaf", `p${w.n}`);
       this.exec("leaf", ["ip", "link", "set", `p${w.n}`, "master", w.subnet === "A" ? "brA" : "brB"]);
       this.exec(wn, ["ip", "addr", "add", `${w.underlay}/24`, "dev", "eth0"]);
       const [other, gw] = w.subnet === "A" ? ["198.18.1.0/24", "198.18.0.1"] : ["198.18.0.0/24", "198.18.1.1"];
       this.exec(wn, ["ip", "route", "add", other, "via", gw]);
       this.exec(wn, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-      this.addNs(`pod${w.n}`);
-      this.veth(`pod${w.n}`, "eth0", wn, "veth-pod");
+      this.nets.add(`pod${w.n}`);
+      this.nets.veth(`pod${w.n}`, "eth0", wn, "veth-pod");
     }
   }
 
@@ -316,14 +295,7 @@ export class EtcdCluster {
       clearTimeout(t);
     }
     this.procs = [];
-    for (const ns of this.namespaces.reverse()) {
-      try {
-        sh(["ip", "netns", "del", ns]);
-      } catch {
-        // already gone
-      }
-    }
-    this.namespaces = [];
+    this.nets.deleteAll();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
