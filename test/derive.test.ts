@@ -4,7 +4,10 @@
 // data-path counter snapshots.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { deriveTables, NO_PEER, type DerivedTables } from "../src/config/derive.js";
+import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { parse as parseYaml } from "yaml";
+import { DEFAULT_MAX_QUEUES, deriveTables, NO_PEER, queueCount, type DerivedTables } from "../src/config/derive.js";
 import { loadConfigFile, validateConfig } from "../src/config/load.js";
 import {
   cidrContains, cidrOverlaps, formatCidr, formatMac, ipToU32, maskOf, parseCidr, parseMac, tryParseCidr, u32ToIp,
@@ -353,5 +356,23 @@ describe("metrics from data-path counter snapshots", () => {
     expect(resolveLevel("debug", {})).toBe("debug");
     expect(resolveLevel(undefined, { LOG_LEVEL: "WARN" })).toBe("warn");
     expect(resolveLevel("bogus", { LOG_LEVEL: "also-bogus" })).toBe("info");
+  });
+});
+
+describe("queueCount: tun queues and workers", () => {
+  const base = example("worker2");
+  // The example file as written, with node.device and top-level sections changed.
+  const raw = parseYaml(readFileSync("examples/worker2.yaml", "utf8")) as { node: { device: Record<string, unknown> } };
+  const withDevice = (device: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+    config({ ...raw, node: { ...raw.node, device: { ...raw.node.device, ...device } }, ...extra });
+  it("defaults to the cores this process may use, at most 4", () => {
+    expect(queueCount(base)).toEqual({ queues: Math.min(availableParallelism(), DEFAULT_MAX_QUEUES), why: `${availableParallelism()} cores, at most 4 by default` });
+  });
+  it("takes node.device.queues as given, above the default cap too", () => {
+    expect(queueCount(withDevice({ queues: 8 })).queues).toBe(8);
+    expect(queueCount(withDevice({ queues: 1 })).queues).toBe(1);
+  });
+  it("is 1 with NAT on, whatever the cores", () => {
+    expect(queueCount(withDevice({}, { nat: { masquerade: true } }))).toEqual({ queues: 1, why: "NAT is on" });
   });
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // overlayd: the node daemon of wasm-overlay and its operator commands.
 import { Command, Option } from "commander";
-import { deriveTables } from "../config/derive.js";
+import { deriveTables, queueCount } from "../config/derive.js";
 import { get as httpGet } from "node:http";
 import { parseListen, u32ToIp } from "../config/net.js";
 import { createLogger } from "../control/log.js";
@@ -76,7 +76,8 @@ program
       console.log(JSON.stringify(d, (_k, v) => (typeof v === "bigint" ? v.toString() : v), 2));
       return;
     }
-    console.log(`${file}: ok — node ${r.config.node.name}, ${d.peers.length} peers, ${d.routes.length} routes`);
+    const q = queueCount(r.config);
+    console.log(`${file}: ok — node ${r.config.node.name}, ${d.peers.length} peers, ${d.routes.length} routes, ${q.queues} tun queue${q.queues === 1 ? "" : "s"} (${q.why})`);
     if (checked.leased) console.log(`  ${checked.leased.note}${checked.leased.checkedWith ? `; checked as ${checked.leased.checkedWith}` : ""}; peers come from etcd too`);
     for (const p of d.peers) console.log(`  peer ${p.name.padEnd(12)} ${u32ToIp(p.underlay).padEnd(15)} ${p.encapsulation.padEnd(6)} ${p.reason}`);
   });

@@ -13,6 +13,7 @@
 //                   vtepMac → peer (`bridge fdb add`), as in Hand CNI-7
 //   kernelRoutes    what to `ip route replace` so the kernel hands us the
 //                   tunnelled traffic and routes same-subnet peers itself
+import { availableParallelism } from "node:os";
 import type { Config, PeerConfig } from "./schema.js";
 import { cidrContains, formatCidr, ipToU32, maskOf, parseCidr, parseMac, u32ToIp } from "./net.js";
 
@@ -133,6 +134,22 @@ export function resolveEncapsulation(config: Config, peer: PeerConfig): { encaps
  * Derive every table from a validated config. Pure and deterministic: the
  * same config yields equal tables (deep-equal), in config order.
  */
+/** Most tun queues (workers) by default; node.device.queues may ask for more. */
+export const DEFAULT_MAX_QUEUES = 4;
+
+/** Tun queues and data-path workers for this config, and why: node.device.queues,
+ *  by default the cores this process may use, at most DEFAULT_MAX_QUEUES (each
+ *  worker holds its own tables, about 100 MB); always 1 when NAT is on (once
+ *  translated, a flow's two directions may reach different queues, and each
+ *  worker has its own connection table). A flow stays on one worker: see
+ *  src/io/steer.ts. */
+export function queueCount(config: Config): { queues: number; why: string } {
+  if (config.nat.enabled) return { queues: 1, why: "NAT is on" };
+  if (config.node.device.queues !== undefined) return { queues: config.node.device.queues, why: "node.device.queues" };
+  const cores = availableParallelism();
+  return { queues: Math.min(cores, DEFAULT_MAX_QUEUES), why: `${cores} cores, at most ${DEFAULT_MAX_QUEUES} by default` };
+}
+
 export function deriveTables(config: Config): DerivedTables {
   const n = config.node;
   const t = config.tunnel;

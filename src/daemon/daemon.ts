@@ -2,13 +2,12 @@
 // sockets and kernel routes; hot reload; admin API and metrics; shutdown.
 import { rmSync, watch, type FSWatcher } from "node:fs";
 import { createServer, type Server } from "node:http";
-import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Logger } from "pino";
 import { loadConfigFile, type LoadResult } from "../config/load.js";
 import { Membership } from "../membership/membership.js";
-import { deriveTables, type DerivedTables } from "../config/derive.js";
+import { deriveTables, queueCount, type DerivedTables } from "../config/derive.js";
 import type { Config } from "../config/schema.js";
 import { formatMac, parseListen, u32ToIp } from "../config/net.js";
 import { createEtcdMetrics, createMetrics, type Metrics } from "../control/metrics.js";
@@ -20,8 +19,6 @@ import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
 
 /** UDP sockets VXLAN leaves from with offloads on: the outer source ports a flow hashes onto. */
 const GSO_SOCKETS = 8;
-/** Most tun queues (workers) by default; node.device.queues may ask for more. */
-const DEFAULT_MAX_QUEUES = 4;
 import { closeQuiet, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO_ECN } from "../io/libc.js";
 import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
 import type { ConntrackStats } from "../dataplane/dataplane.js";
@@ -143,7 +140,7 @@ export class Daemon {
     const d = this.derived;
     const offloads = c.node.device.offloads;
     if (offloads && d.node.mode !== "tun") throw new Error("node.device.offloads needs mode: tun (TSO super-frames are IPv4)");
-    const queues = this.queueCount();
+    const queues = queueCount(this.config).queues;
     const multiQueue = queues > 1;
     this.tun = openTun({ name: c.node.device.name, mode: d.node.mode, vnetHdr: offloads, multiQueue });
     // Promise the kernel we complete checksums and segment TCPv4 (with ECN).
@@ -173,17 +170,6 @@ export class Daemon {
     const errs = this.kernelRoutes.sync(this.kernelRouteList(d));
     if (errs.length) throw new Error(`installing routes: ${errs.join("; ")}`);
     if (d.nat.enabled) this.nodeNat.apply(this.natPlan(d));
-  }
-
-  /** Tun queues and workers: node.device.queues, by default the cores this
-   *  process may use, at most DEFAULT_MAX_QUEUES (each worker holds its own
-   *  tables, about 100 MB); always 1 when NAT is on (a flow's two directions
-   *  may reach different queues once translated, and each worker has its own
-   *  connection table). A flow stays on one worker: see src/io/steer.ts. */
-  private queueCount(): number {
-    const c = this.config;
-    if (this.derived.nat.enabled) return 1;
-    return c.node.device.queues ?? Math.min(availableParallelism(), DEFAULT_MAX_QUEUES);
   }
 
   /** What the node needs so NAT traffic reaches the data path. */
