@@ -64,6 +64,11 @@ describe.skipIf(!isRoot)("flow steering on a SO_REUSEPORT group", () => {
           probes.push({ ...base, ...f, src: f.dst, dst: f.src, sport: f.dport, dport: f.sport, label: `f${i}`, outerSport });
         }
       });
+      // Parallel connections between two pods: the kernel hands out
+      // ephemeral ports of one parity, 2 apart. They must spread too.
+      for (let k = 0; k < 8; k++) {
+        probes.push({ ...base, src: 0xc6130210, dst: 0xc613030a, proto: 6, sport: 45678 + 2 * k, dport: 5201, label: `par${k}`, outerSport: 45000 + k });
+      }
       // Packets without ports: ICMP, and a TCP fragment (MF, then an offset).
       const a = 0xc6120a0b, b = 0xc6130c0d;
       probes.push({ ...base, src: a, dst: b, proto: 1, label: "icmp", outerSport: 44000 });
@@ -87,8 +92,9 @@ describe.skipIf(!isRoot)("flow steering on a SO_REUSEPORT group", () => {
       const lanesOf = new Map<string, Set<number>>();
       for (const g of got) lanesOf.set(g.label, (lanesOf.get(g.label) ?? new Set()).add(g.lane));
       for (const [label, set] of lanesOf) if (label.startsWith("f") || label === "icmp") expect([label, set.size]).toEqual([label, 1]);
-      // And the flows are spread: every socket got some.
+      // And the flows are spread: every socket got some, of the random ones and of the parallel ones.
       expect(new Set(got.filter((g) => g.label.startsWith("f")).map((g) => g.lane)).size).toBe(lanes);
+      expect(new Set(got.filter((g) => g.label.startsWith("par")).map((g) => g.lane)).size).toBeGreaterThan(1);
     });
   }
 });

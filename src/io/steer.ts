@@ -14,7 +14,7 @@
 // node and in both directions: a classic BPF program on the group
 // (SO_ATTACH_REUSEPORT_CBPF) reads the VXLAN payload's inner IPv4 addresses
 // and, for unfragmented TCP/UDP, ports, and returns
-//   fold(src ^ dst ^ sport ^ dport) % lanes,  fold(h) = h ^ h>>16, then ^ >>8
+//   ((src ^ dst ^ sport ^ dport) * 0x9E3779B1 mod 2^32 >> 16) % lanes
 // which is symmetric. So the answer to a flow is received, and written to
 // the tun, by the same worker as the flow itself, the tun steers both to that
 // worker's queue, and nothing moves. Non-IPv4 payloads and packets the
@@ -28,13 +28,17 @@ import * as libc from "./libc.js";
 const SO_ATTACH_REUSEPORT_CBPF = 51;
 
 // Classic BPF (linux/bpf_common.h).
-const LD = 0x00, LDX = 0x01, ST = 0x02, ALU = 0x04, JMP = 0x05, RET = 0x06, MISC = 0x07;
+const LD = 0x00, LDX = 0x01, ST = 0x02, ALU = 0x04, JMP = 0x05, RET = 0x06;
 const W = 0x00, H = 0x08, B = 0x10;
 const ABS = 0x20, IND = 0x40, MEM = 0x60, MSH = 0xa0, IMM = 0x00;
-const RSH = 0x70, MOD = 0x90, XOR = 0xa0;
+const MUL = 0x20, RSH = 0x70, MOD = 0x90, XOR = 0xa0;
+/** 2^32 / golden ratio: Knuth's multiplicative hash. Without it, parallel
+ *  connections (the kernel gives them ephemeral ports of one parity, 2
+ *  apart) differed only in bits a fold never brought down: all on one lane. */
+const GOLDEN = 0x9e3779b1;
 const K = 0x00, X = 0x08;
 const JA = 0x00, JEQ = 0x10, JSET = 0x40;
-const RET_A = 0x10, TAX = 0x00;
+const RET_A = 0x10;
 
 const INNER = 22; // VXLAN 8 + Ethernet 14
 
@@ -45,7 +49,7 @@ export function steeringProgram(lanes: number): Insn[] {
   if (!Number.isInteger(lanes) || lanes < 1) throw new RangeError("lanes must be a positive integer");
   return [
     /* 0 */ [LD | H | ABS, 0, 0, INNER - 2], // inner ethertype
-    /* 1 */ [JMP | JEQ | K, 0, 30, 0x0800], // not IPv4 -> 32 (lane 0)
+    /* 1 */ [JMP | JEQ | K, 0, 26, 0x0800], // not IPv4 -> 28 (lane 0)
     /* 2 */ [LD | IMM, 0, 0, 0],
     /* 3 */ [ST, 0, 0, 0], // M[0] = ports word (0 without ports)
     /* 4 */ [LD | B | ABS, 0, 0, INNER + 9], // protocol
@@ -68,27 +72,21 @@ export function steeringProgram(lanes: number): Insn[] {
     /* 21 */ [LD | W | ABS, 0, 0, INNER + 16], // destination address
     /* 22 */ [LDX | W | MEM, 0, 0, 0],
     /* 23 */ [ALU | XOR | X, 0, 0, 0], // h
-    /* 24 */ [MISC | TAX, 0, 0, 0],
+    /* 24 */ [ALU | MUL | K, 0, 0, GOLDEN], // mix every bit into the high half
     /* 25 */ [ALU | RSH | K, 0, 0, 16],
-    /* 26 */ [ALU | XOR | X, 0, 0, 0],
-    /* 27 */ [MISC | TAX, 0, 0, 0],
-    /* 28 */ [ALU | RSH | K, 0, 0, 8],
-    /* 29 */ [ALU | XOR | X, 0, 0, 0],
-    /* 30 */ [ALU | MOD | K, 0, 0, lanes],
-    /* 31 */ [RET | RET_A, 0, 0, 0],
+    /* 26 */ [ALU | MOD | K, 0, 0, lanes],
+    /* 27 */ [RET | RET_A, 0, 0, 0],
     // Last: the kernel's checker wants every path to a load of M[0] to
     // store it first, and does not count a RET as ending a path.
-    /* 32 */ [RET | K, 0, 0, 0],
+    /* 28 */ [RET | K, 0, 0, 0],
   ];
 }
 
 /** The lane the program picks for an inner IPv4 flow (addresses as host-order
  *  u32, ports or 0 when the packet carries none); for tests and `show`. */
 export function laneOf(lanes: number, src: number, dst: number, sport = 0, dport = 0): number {
-  let h = (src ^ dst ^ sport ^ dport) >>> 0;
-  h = (h ^ (h >>> 16)) >>> 0;
-  h = (h ^ (h >>> 8)) >>> 0;
-  return h % lanes;
+  const h = (src ^ dst ^ sport ^ dport) >>> 0;
+  return (Math.imul(h, GOLDEN) >>> 16) % lanes;
 }
 
 /** Attach the program to the SO_REUSEPORT group of `fd` (a bound VXLAN
