@@ -81,10 +81,10 @@ export async function runE2eBench(seconds = 5, cc?: string) {
     //    with tun offloads (TSO super-frames segmented in WASM, GRO to the tun).
     const hz = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
     // `udp`: UDP GSO/GRO on the underlay (tunnel.udpOffloads; on by default with tun offloads).
-    const runOurs = async (offloads: boolean, udp = offloads): Promise<Run> => {
+    const runOurs = async (offloads: boolean, udp = offloads, ioUring = true): Promise<Run> => {
       const cfg = (n: number) => {
         let text = c.config(n, () => "vxlan");
-        text = text.replace("mode: tun", `mode: tun\n    offloads: ${offloads}`);
+        text = text.replace("mode: tun", `mode: tun\n    offloads: ${offloads}\n    ioUring: ${ioUring}`);
         return text.replace("vni: 100", `vni: 100\n  udpOffloads: ${udp}`);
       };
       const d2 = await c.startDaemon(2, c.writeConfig(2, cfg(2)), CLI);
@@ -104,6 +104,7 @@ export async function runE2eBench(seconds = 5, cc?: string) {
         await c.stopDaemon(d3);
       }
     };
+    const plainSyscalls = await runOurs(false, false, false);
     const plain = await runOurs(false);
     const udpOnly = await runOurs(false, true);
     const offl = await runOurs(true);
@@ -113,6 +114,9 @@ export async function runE2eBench(seconds = 5, cc?: string) {
       congestionControl: cc ?? readFileSync("/proc/sys/net/ipv4/tcp_congestion_control", "utf8").trim(),
       kernelVxlan: kernel,
       overlayd: plain,
+      /** Plain, and one read()/write() system call per packet on the tun (node.device.ioUring: false). */
+      overlaydNoIoUring: plainSyscalls,
+      ratioNoIoUring: plainSyscalls.gbps / kernel.gbps,
       overlaydOffloads: offl,
       /** Plain tun, UDP GSO/GRO on the underlay only. */
       overlaydUdpOffloads: udpOnly,
@@ -135,7 +139,8 @@ if (isMain) {
   const r = await runE2eBench(seconds, ci > 0 ? process.argv[ci + 1] : undefined);
   console.log(`iperf3 TCP pod2 -> pod3, ${seconds} s each, ${r.congestionControl}, same namespaces, same run`);
   console.log(`  kernel vxlan        ${r.kernelVxlan.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.kernelVxlan.retransmits})`);
-  console.log(`  overlayd (vxlan)    ${r.overlayd.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.overlayd.retransmits}, ${r.overlayd.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
+  console.log(`  overlayd, no offloads, tun read/write per packet ${r.overlaydNoIoUring.gbps.toFixed(2).padStart(7)} Gbit/s  (${r.ratioNoIoUring.toFixed(3)}x; retransmits ${r.overlaydNoIoUring.retransmits}, ${r.overlaydNoIoUring.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
+  console.log(`  overlayd (vxlan), no offloads ${r.overlayd.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.overlayd.retransmits}, ${r.overlayd.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
   console.log(`  overlayd + UDP GSO/GRO only ${r.overlaydUdpOffloads.gbps.toFixed(2).padStart(7)} Gbit/s  (${r.ratioUdpOffloads.toFixed(3)}x; retransmits ${r.overlaydUdpOffloads.retransmits}, ${r.overlaydUdpOffloads.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
   console.log(`  overlayd + offloads ${r.overlaydOffloads.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.overlaydOffloads.retransmits}, ${r.overlaydOffloads.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
   console.log(`  ratio to the kernel: ${r.ratio.toFixed(3)}x without offloads, ${r.ratioOffloads.toFixed(3)}x with (tun TSO/GRO + UDP GSO/GRO)`);

@@ -81,7 +81,7 @@ describe("defaults", () => {
     const c = ok(validateConfig(d));
     expect(c.tunnel).toEqual({ vni: 1, port: 4789, sourcePortRange: [32768, 60999], outerTtl: 64, underlayMtu: 1500, udpOffloads: true });
     expect(c.node.overlayAddress).toBe("198.19.1.0");
-    expect(c.node.device).toEqual({ name: "wo0", mode: "tun", mtu: 1450, mac: undefined, vtepMac: "0e:00:c6:12:00:0b", offloads: true, queues: undefined });
+    expect(c.node.device).toEqual({ name: "wo0", mode: "tun", mtu: 1450, mac: undefined, vtepMac: "0e:00:c6:12:00:0b", offloads: true, ioUring: true, queues: undefined });
     expect(c.peers[0].vtepAddress).toBe("198.19.2.0");
     expect(c.peers[0].encapsulation).toBe("auto");
     expect(c.routes).toEqual([]);

@@ -70,6 +70,17 @@ describe.skipIf(skip !== null)(`packet I/O against the kernel${skip ? ` (skipped
     expect(r.pingOut).toMatch(/1 received/);
   });
 
+  it("through io_uring, readTun takes a burst in order in few calls, an empty queue reads 0 at once, and writeTun delivers a batch", async () => {
+    const r = parse<{ empty: number; emptyMs: number; payloads: string[]; batches: number[]; write: { written: number; errors: number }; received: string[] }>(
+      await child(t, "tunring").waitForLine(isDone, 20_000));
+    expect(r.empty).toBe(0);
+    expect(r.emptyMs).toBeLessThan(50);
+    expect(r.payloads).toEqual(Array.from({ length: 40 }, (_, i) => `m${String(i).padStart(2, "0")}`));
+    expect(r.batches.length).toBeLessThan(40); // several packets per io_uring_enter
+    expect(r.write).toEqual({ written: 40, errors: 0 });
+    expect(r.received).toEqual(Array.from({ length: 40 }, (_, i) => `r${String(i).padStart(2, "0")}`));
+  });
+
   it("openTun attaches two queues of a multi-queue vnet-hdr tap; header size, offloads and misuse give clear errors", async () => {
     const r = parse<{ name: string; fds: number[]; hdr: number; linkType: string; info: Record<string, unknown>; errors: Record<string, string> }>(
       await child(t, "tapqueues").waitForLine(isDone));

@@ -146,6 +146,11 @@ const NodeSchema = z.strictObject({
      *  super-frames of up to 64 KiB, segmented in WASM before encapsulation.
      *  Default: on in tun mode, off in tap mode. */
     offloads: z.boolean().optional(),
+    /** Batch the tun's reads and writes through io_uring: one system call
+     *  per batch instead of one per packet (or super-frame). Default on;
+     *  without io_uring in the kernel (or with kernel.io_uring_disabled)
+     *  overlayd says so at start and makes one read()/write() per packet. */
+    ioUring: z.boolean().optional(),
     /** Tun queues (IFF_MULTI_QUEUE), one data-path worker each, VXLAN
      *  sockets shared with SO_REUSEPORT and steered by the inner flow (a flow
      *  stays on one worker). Default: the cores overlayd may use, at most 4;
@@ -423,6 +428,7 @@ function resolve(c: Shape) {
     vtepMac: d.vtepMac ?? formatMac(macFromIp(underlay)),
     // On by default for tun (3x the TCP throughput); tap has no TSO path.
     offloads: d.offloads ?? d.mode === "tun",
+    ioUring: d.ioUring ?? true,
     queues: d.queues,
   };
   return {

@@ -15,6 +15,7 @@ import type { DataplaneTables } from "../dataplane/tables.js";
 import { closeTun, configureLink, ip, openTun, setTunOffload, type TunDevice } from "../io/tun.js";
 import { openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/sockets.js";
 import { attachSteering } from "../io/steer.js";
+import { TunRing } from "../io/uring.js";
 import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
 
 /** UDP sockets VXLAN leaves from with offloads on: the outer source ports a flow hashes onto. */
@@ -67,6 +68,8 @@ export class Daemon {
    *  is in flight (etcd peers arriving at start) begins with these, since
    *  `derived` changes only once every running lane has applied them. */
   private sentTables?: DataplaneTables;
+  /** node.device.ioUring, once a ring could be set up here. */
+  private ioUring = false;
   private tun?: TunDevice;
   private fds: number[] = [];
   /** One data-path worker per tun queue (IFF_MULTI_QUEUE), each with its own
@@ -135,6 +138,17 @@ export class Daemon {
     }, "overlayd started");
   }
 
+  /** Whether an io_uring can be set up (the kernel may lack it or forbid it). */
+  private probeIoUring(): boolean {
+    try {
+      new TunRing(2).close();
+      return true;
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, "io_uring is not available: the tun gets one read()/write() per packet");
+      return false;
+    }
+  }
+
   private setupNode(): void {
     const c = this.config;
     const d = this.derived;
@@ -142,6 +156,7 @@ export class Daemon {
     if (offloads && d.node.mode !== "tun") throw new Error("node.device.offloads needs mode: tun (TSO super-frames are IPv4)");
     const queues = queueCount(this.config).queues;
     const multiQueue = queues > 1;
+    this.ioUring = c.node.device.ioUring && this.probeIoUring();
     this.tun = openTun({ name: c.node.device.name, mode: d.node.mode, vnetHdr: offloads, multiQueue });
     // Promise the kernel we complete checksums and segment TCPv4 (with ECN).
     if (offloads) setTunOffload(this.tun, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN);
@@ -248,6 +263,7 @@ export class Daemon {
       tables: this.sentTables ?? toDataplaneTables(this.derived),
       statsIntervalMs: 1000,
       offloads: c.node.device.offloads,
+      ioUring: this.ioUring,
       // Carved once: enabling NAT by a reload needs no restart; resizing does.
       natMaxFlows: c.nat.conntrack.maxFlows,
       gsoFds,

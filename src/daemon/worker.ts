@@ -8,6 +8,7 @@ import { TableState, type DataplaneTables } from "../dataplane/tables.js";
 import { BatchIO } from "../io/batch.js";
 import * as libc from "../io/libc.js";
 import { UdpGroReceiver, UdpGsoSender } from "../io/udpgso.js";
+import { TunRing } from "../io/uring.js";
 
 export interface WorkerConfig {
   tunFd: number;
@@ -21,6 +22,8 @@ export interface WorkerConfig {
   statsIntervalMs: number;
   /** The tun was opened with IFF_VNET_HDR + TSO: reads are super-frames, writes need a header. */
   offloads: boolean;
+  /** Tun reads and writes through io_uring, a batch per system call (the daemon checked it works). */
+  ioUring: boolean;
   /** Conntrack capacity; carved at start (NAT parameters come with the tables). */
   natMaxFlows?: number;
   /** UDP GSO/GRO on the underlay (with offloads): sockets VXLAN leaves from
@@ -76,6 +79,8 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const first = state.apply(cfg.tables);
   if (first.errors.length) port.postMessage({ type: "applied", id: 0, ...first } satisfies FromWorker);
   const io = new BatchIO({ memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch });
+  const ring = cfg.ioUring ? new TunRing(256) : undefined;
+  if (ring) io.useRing(ring);
   // Index lists live in linear memory: collectVerdicts() fills them in WASM.
   const listBytes = dp.batch * 2;
   const toUnderlayPtr = Number(dp.raw.allocScratch(listBytes));
@@ -92,7 +97,10 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   // Offloads: one super-frame at a time lands in its own buffer and is
   // segmented by WASM straight into the input slots.
   const SUPER = 65536 + 64;
-  const superPtr = cfg.offloads ? Number(dp.raw.allocScratch(SUPER)) : 0;
+  // With io_uring, SUPER_BUFS super-frames are read in one call.
+  const SUPER_BUFS = ring ? 4 : 1;
+  const superPtr = cfg.offloads ? Number(dp.raw.allocScratch(SUPER * SUPER_BUFS)) : 0;
+  const superLens = new Int32Array(SUPER_BUFS);
   if (cfg.offloads && dp.raw.offloadSetup() !== 0) throw new Error("no memory for offload buffers");
   const memBase = io.slotAddress(0) - dp.slotBase;
   // UDP GSO/GRO: VXLAN trains leave as one sendmsg and arrive as one buffer.
@@ -143,25 +151,48 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     }
     return n;
   };
+  /** Segment the super-frame at `ptr` (`len` bytes) into the slots from n on;
+   *  returns the new slot count (a full batch is run and flushed first). */
+  const ingestSuperframe = (ptr: number, len: number, n: number): number => {
+    let k = dp.raw.ingestSuperframe(ptr, len, n);
+    if (k === 0) {
+      // Not enough slots left: run what we have, then start a new batch.
+      dp.processPod(n);
+      flush(n);
+      n = 0;
+      k = dp.raw.ingestSuperframe(ptr, len, 0);
+    }
+    if (k < 0) {
+      ioStats.refused++;
+      return n;
+    }
+    ioStats.superframes++;
+    return n + k;
+  };
   const readSuperframes = (): number => {
     let n = 0;
     while (n < dp.batch) {
-      const r = libc.read(cfg.tunFd, memBase + superPtr, SUPER);
-      if (r <= 0) break; // EAGAIN (or EOF): batch done
-      let k = dp.raw.ingestSuperframe(superPtr, r, n);
-      if (k === 0) {
-        // Not enough slots left: run what we have, then start a new batch.
-        dp.processPod(n);
-        flush(n);
-        n = 0;
-        k = dp.raw.ingestSuperframe(superPtr, r, 0);
-      }
-      if (k < 0) {
-        ioStats.refused++;
+      if (ring) {
+        // SUPER_BUFS reads in one call; they complete in order, the first
+        // empty one ends the batch.
+        const r = ring.readBatch(cfg.tunFd, SUPER_BUFS, (j) => memBase + superPtr + j * SUPER, SUPER);
+        if (r < 0) break;
+        // Lengths first: ingesting may flush a full batch, whose writes
+        // reuse ring.res. A read after an empty one may still have found a
+        // frame that arrived meanwhile: take every one, in order.
+        let got = 0;
+        for (let j = 0; j < SUPER_BUFS; j++) superLens[j] = ring.res[j];
+        for (let j = 0; j < SUPER_BUFS; j++) {
+          if (superLens[j] <= 0) continue;
+          n = ingestSuperframe(superPtr + j * SUPER, superLens[j], n);
+          got++;
+        }
+        if (got < SUPER_BUFS) break;
         continue;
       }
-      ioStats.superframes++;
-      n += k;
+      const r = libc.read(cfg.tunFd, memBase + superPtr, SUPER);
+      if (r <= 0) break; // EAGAIN (or EOF): batch done
+      n = ingestSuperframe(superPtr, r, n);
     }
     return n;
   };
@@ -201,9 +232,18 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       const frames = dp.raw.groDeviceBatch(n, groOut, groCap, groFrames);
       if (frames >= 0) {
         const dv = dp.dv;
-        for (let k = 0; k < frames; k++) {
-          const off = dv.getUint32(groFrames + k * 8, true), len = dv.getUint32(groFrames + k * 8 + 4, true);
-          if (libc.write(cfg.tunFd, memBase + groOut + off, len) < 0) ioStats.writeErrors++;
+        if (ring) {
+          for (let k0 = 0; k0 < frames; k0 += ring.entries) {
+            const m = Math.min(ring.entries, frames - k0);
+            const rec = (k: number) => groFrames + (k0 + k) * 8;
+            const r = ring.writeBatch(cfg.tunFd, m, (k) => memBase + groOut + dv.getUint32(rec(k), true), (k) => dv.getUint32(rec(k) + 4, true));
+            for (let k = 0; k < m; k++) if (r < 0 || ring.res[k] < 0) ioStats.writeErrors++;
+          }
+        } else {
+          for (let k = 0; k < frames; k++) {
+            const off = dv.getUint32(groFrames + k * 8, true), len = dv.getUint32(groFrames + k * 8 + 4, true);
+            if (libc.write(cfg.tunFd, memBase + groOut + off, len) < 0) ioStats.writeErrors++;
+          }
         }
         ioStats.groFrames += frames;
         return;

@@ -7,7 +7,8 @@
 // control buffers) live in a native scratch area laid out once here; per batch
 // only lengths and addresses are patched. One native call moves a whole batch
 // where the kernel allows it (recvmmsg, sendmmsg); tun/tap has no batch call,
-// so readTun/writeTun make one read()/write() per packet.
+// so readTun/writeTun go through io_uring when given a ring (useRing: one
+// io_uring_enter per batch, src/io/uring.ts), else one read()/write() per packet.
 //
 // Slot i is [slotBase + i*slotSize, +slotSize); its metadata record is at
 // metaBase + i*META_SIZE (src/dataplane/abi.ts). Input is placed at HEADROOM.
@@ -15,6 +16,7 @@
 import * as abi from "../dataplane/abi.js";
 import koffi from "koffi";
 import * as libc from "./libc.js";
+import type { TunRing } from "./uring.js";
 import { SOCKADDR_IN_SIZE, writeSockaddrIn } from "./sockets.js";
 import {
   forEachCmsg, IOV_SIZE, MH_CONTROL, MH_CONTROLLEN, MH_FLAGS, MH_IOV, MH_IOVLEN, MH_LEN, MH_NAME, MH_NAMELEN, MMSG_SIZE, ScratchLayout,
@@ -87,6 +89,10 @@ export class BatchIO {
   private readonly txNames: number;
   private readonly pollFds: number;
   private rxFilled: number; // rx messages whose name/control lengths the kernel changed
+  private ring?: TunRing; // tun reads/writes through io_uring (useRing)
+  private lastRingRead = 0;
+  private ringAddrs?: Float64Array;
+  private ringLens?: Uint32Array;
 
   constructor(opts: BatchIOOptions) {
     if (opts.slotSize <= abi.HEADROOM + IPV4_MIN) throw new RangeError(`slotSize ${opts.slotSize} leaves no room after HEADROOM`);
@@ -153,6 +159,7 @@ export class BatchIO {
     this.sync();
     const n = max < this.batch ? max : this.batch;
     const cap = this.slotSize - abi.HEADROOM;
+    if (this.ring) return this.readTunRing(fd, n, cap);
     let got = 0;
     while (got < n) {
       const r = libc.read(fd, this.memAddr + this.slotBase + got * this.slotSize + abi.HEADROOM, cap);
@@ -282,6 +289,7 @@ export class BatchIO {
    */
   writeTun(fd: number, idx: SlotIndices, count: number): WriteResult {
     this.sync();
+    if (this.ring) return this.writeTunRing(fd, idx, count);
     const mem = this.mem;
     let written = 0, errors = 0;
     for (let k = 0; k < count; k++) {
@@ -300,6 +308,83 @@ export class BatchIO {
         this.stats.lastErrno = libc.errno();
         errors++;
       } else written++;
+    }
+    this.stats.tunWriteErrors += errors;
+    return { written, errors };
+  }
+
+  // --- io_uring ------------------------------------------------------------------
+
+  /** Move tun packets through `ring` (one io_uring_enter per batch) from now on. */
+  useRing(ring: TunRing): void {
+    this.ring = ring;
+  }
+
+  /** readTun with one io_uring_enter: `want` reads are submitted (as many as
+   *  the last call found plus half again, so an idle queue costs few), and a
+   *  packet that landed after an empty read is moved down to close the gap. */
+  private readTunRing(fd: number, n: number, cap: number): number {
+    const ring = this.ring!;
+    const want = Math.min(n, ring.entries, Math.max(8, this.lastRingRead + (this.lastRingRead >> 1) + 1));
+    const base = this.memAddr + this.slotBase + abi.HEADROOM;
+    const r = ring.readBatch(fd, want, (i) => base + i * this.slotSize, cap);
+    if (r < 0) {
+      this.rxError(-r);
+      return 0;
+    }
+    const res = ring.res;
+    let got = 0;
+    for (let i = 0; i < want; i++) {
+      const len = res[i];
+      if (len <= 0) {
+        if (len < 0 && len !== -libc.EAGAIN && len !== -libc.EINTR) this.rxError(-len);
+        continue;
+      }
+      if (i !== got) {
+        const from = this.slotBase + i * this.slotSize + abi.HEADROOM;
+        new Uint8Array(this.buffer).copyWithin(this.slotBase + got * this.slotSize + abi.HEADROOM, from, from + len);
+      }
+      this.setInputMeta(got, len, 0, 0, 0);
+      got++;
+    }
+    this.lastRingRead = got;
+    return got;
+  }
+
+  private writeTunRing(fd: number, idx: SlotIndices, count: number): WriteResult {
+    const ring = this.ring!;
+    const mem = this.mem;
+    const addrs = (this.ringAddrs ??= new Float64Array(ring.entries));
+    const lens = (this.ringLens ??= new Uint32Array(ring.entries));
+    let written = 0, errors = 0;
+    for (let k = 0; k < count;) {
+      // Up to ring.entries good packets per call; a slot with a bad length is counted, not written.
+      let m = 0;
+      for (; k < count && m < ring.entries; k++) {
+        const i = idx[k];
+        const meta = this.metaBase + i * abi.META_SIZE;
+        const off = i < this.batch ? mem.getUint32(meta + abi.META_OFF, true) : 0;
+        const len = i < this.batch ? mem.getUint32(meta + abi.META_LEN, true) : 0;
+        if (off + len > this.slotSize || len === 0) {
+          errors++;
+          continue;
+        }
+        addrs[m] = this.memAddr + this.slotBase + i * this.slotSize + off;
+        lens[m++] = len;
+      }
+      const r = ring.writeBatch(fd, m, (j) => addrs[j], (j) => lens[j]);
+      if (r < 0) {
+        this.stats.lastErrno = -r;
+        errors += m;
+        continue;
+      }
+      for (let j = 0; j < m; j++) {
+        if (ring.res[j] >= 0) written++;
+        else {
+          this.stats.lastErrno = -ring.res[j];
+          errors++;
+        }
+      }
     }
     this.stats.tunWriteErrors += errors;
     return { written, errors };
