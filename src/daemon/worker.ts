@@ -173,8 +173,8 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     let n = 0;
     while (n < dp.batch) {
       if (ring) {
-        // SUPER_BUFS reads in one call; they complete in order, the first
-        // empty one ends the batch.
+        // SUPER_BUFS reads in one call, completing in order; fewer than
+        // SUPER_BUFS frames found ends the batch.
         const r = ring.readBatch(cfg.tunFd, SUPER_BUFS, (j) => memBase + superPtr + j * SUPER, SUPER);
         if (r < 0) break;
         // Lengths first: ingesting may flush a full batch, whose writes
@@ -233,12 +233,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       if (frames >= 0) {
         const dv = dp.dv;
         if (ring) {
-          for (let k0 = 0; k0 < frames; k0 += ring.entries) {
-            const m = Math.min(ring.entries, frames - k0);
-            const rec = (k: number) => groFrames + (k0 + k) * 8;
-            const r = ring.writeBatch(cfg.tunFd, m, (k) => memBase + groOut + dv.getUint32(rec(k), true), (k) => dv.getUint32(rec(k) + 4, true));
-            for (let k = 0; k < m; k++) if (r < 0 || ring.res[k] < 0) ioStats.writeErrors++;
-          }
+          ioStats.writeErrors += ring.writeAll(cfg.tunFd, frames, (k) => memBase + groOut + dv.getUint32(groFrames + k * 8, true), (k) => dv.getUint32(groFrames + k * 8 + 4, true));
         } else {
           for (let k = 0; k < frames; k++) {
             const off = dv.getUint32(groFrames + k * 8, true), len = dv.getUint32(groFrames + k * 8 + 4, true);

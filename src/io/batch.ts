@@ -238,18 +238,16 @@ export class BatchIO {
     let n = 0, errors = 0;
     for (let k = 0; k < count; k++) {
       const i = idx[k];
-      const meta = this.metaBase + i * abi.META_SIZE;
-      const off = i < this.batch ? mem.getUint32(meta + abi.META_OFF, true) : 0;
-      const len = i < this.batch ? mem.getUint32(meta + abi.META_LEN, true) : 0;
-      if (off + len > this.slotSize || len < IPV4_MIN) {
+      const addr = this.outputPacket(i, IPV4_MIN);
+      if (addr < 0) {
         errors++;
         this.stats.txBadSlot++;
         continue;
       }
       const iov = this.txIovs + n * IOV_SIZE;
-      setPtr(this.s, iov, this.memAddr + this.slotBase + i * this.slotSize + off);
-      setPtr(this.s, iov + 8, len);
-      s.setUint32(this.txNames + n * SOCKADDR_IN_SIZE + 4, mem.getUint32(meta + abi.META_ADDR, true), false);
+      setPtr(this.s, iov, addr);
+      setPtr(this.s, iov + 8, this.outLen);
+      s.setUint32(this.txNames + n * SOCKADDR_IN_SIZE + 4, mem.getUint32(this.metaBase + i * abi.META_SIZE + abi.META_ADDR, true), false);
       n++;
     }
     let start = 0, waited = false;
@@ -290,18 +288,14 @@ export class BatchIO {
   writeTun(fd: number, idx: SlotIndices, count: number): WriteResult {
     this.sync();
     if (this.ring) return this.writeTunRing(fd, idx, count);
-    const mem = this.mem;
     let written = 0, errors = 0;
     for (let k = 0; k < count; k++) {
-      const i = idx[k];
-      const meta = this.metaBase + i * abi.META_SIZE;
-      const off = i < this.batch ? mem.getUint32(meta + abi.META_OFF, true) : 0;
-      const len = i < this.batch ? mem.getUint32(meta + abi.META_LEN, true) : 0;
-      if (off + len > this.slotSize || len === 0) {
+      const addr = this.outputPacket(idx[k], 1);
+      if (addr < 0) {
         errors++;
         continue;
       }
-      const addr = this.memAddr + this.slotBase + i * this.slotSize + off;
+      const len = this.outLen;
       let r = libc.write(fd, addr, len);
       if (r < 0 && libc.errno() === libc.EINTR) r = libc.write(fd, addr, len);
       if (r < 0) {
@@ -351,43 +345,26 @@ export class BatchIO {
     return got;
   }
 
+  /** writeTun through the ring; a slot with a bad length is counted, not written. */
   private writeTunRing(fd: number, idx: SlotIndices, count: number): WriteResult {
     const ring = this.ring!;
-    const mem = this.mem;
-    const addrs = (this.ringAddrs ??= new Float64Array(ring.entries));
-    const lens = (this.ringLens ??= new Uint32Array(ring.entries));
-    let written = 0, errors = 0;
-    for (let k = 0; k < count;) {
-      // Up to ring.entries good packets per call; a slot with a bad length is counted, not written.
-      let m = 0;
-      for (; k < count && m < ring.entries; k++) {
-        const i = idx[k];
-        const meta = this.metaBase + i * abi.META_SIZE;
-        const off = i < this.batch ? mem.getUint32(meta + abi.META_OFF, true) : 0;
-        const len = i < this.batch ? mem.getUint32(meta + abi.META_LEN, true) : 0;
-        if (off + len > this.slotSize || len === 0) {
-          errors++;
-          continue;
-        }
-        addrs[m] = this.memAddr + this.slotBase + i * this.slotSize + off;
-        lens[m++] = len;
-      }
-      const r = ring.writeBatch(fd, m, (j) => addrs[j], (j) => lens[j]);
-      if (r < 0) {
-        this.stats.lastErrno = -r;
-        errors += m;
+    const addrs = (this.ringAddrs ??= new Float64Array(this.batch));
+    const lens = (this.ringLens ??= new Uint32Array(this.batch));
+    let m = 0, errors = 0;
+    for (let k = 0; k < count; k++) {
+      const addr = this.outputPacket(idx[k], 1);
+      if (addr < 0) {
+        errors++;
         continue;
       }
-      for (let j = 0; j < m; j++) {
-        if (ring.res[j] >= 0) written++;
-        else {
-          this.stats.lastErrno = -ring.res[j];
-          errors++;
-        }
-      }
+      addrs[m] = addr;
+      lens[m++] = this.outLen;
     }
+    const failed = ring.writeAll(fd, m, (j) => addrs[j], (j) => lens[j]);
+    if (failed) this.stats.lastErrno = ring.lastErrno;
+    errors += failed;
     this.stats.tunWriteErrors += errors;
-    return { written, errors };
+    return { written: m - failed, errors };
   }
 
   // --- waiting -----------------------------------------------------------------
@@ -423,6 +400,22 @@ export class BatchIO {
   }
 
   // --- internals -----------------------------------------------------------------
+
+  /** Length of the packet outputPacket() found last. */
+  private outLen = 0;
+
+  /** The absolute address of output slot i's packet ([off, off+len) from its
+   *  metadata), its length left in outLen; -1 when i is not a slot, the
+   *  packet runs past the slot or is shorter than `minLen`. */
+  private outputPacket(i: number, minLen: number): number {
+    if (i >= this.batch) return -1;
+    const meta = this.metaBase + i * abi.META_SIZE;
+    const off = this.mem.getUint32(meta + abi.META_OFF, true);
+    const len = this.mem.getUint32(meta + abi.META_LEN, true);
+    if (off + len > this.slotSize || len < minLen) return -1;
+    this.outLen = len;
+    return this.memAddr + this.slotBase + i * this.slotSize + off;
+  }
 
   private recvBatch(fd: number, max: number): number {
     this.sync();

@@ -4,9 +4,10 @@
 // A tun device has no recvmmsg/sendmmsg; without offloads each packet costs
 // a system call, and on a paravirtualised guest like this machine entering
 // the kernel costs ~1.1 µs (a getppid() loop). io_uring runs a batch of
-// READ or WRITE requests in one call: the tun fd is O_NONBLOCK, so every
-// request completes inline, in submission order, reads that find the queue
-// empty with -EAGAIN (no poll is armed, nothing stays in flight).
+// READ or WRITE requests in one call. Every request completes inline, in
+// submission order: writes to a tun never wait, and reads carry RWF_NOWAIT,
+// so one that finds the queue empty completes with -EAGAIN instead of
+// staying in flight (O_NONBLOCK on the fd alone does not do that).
 //
 // The rings are mapped once (IORING_FEAT_SINGLE_MMAP) and read and written
 // through DataViews over the mapping; the kernel only looks at them inside
@@ -105,12 +106,33 @@ export class TunRing {
     return this.run(IORING_OP_READ, fd, n, addr, () => cap);
   }
 
-  /** Write `n` packets to `fd`, packet i from addr(i), len(i) bytes, in one
-   *  call. res[i] is the bytes written or -errno. */
-  writeBatch(fd: number, n: number, addr: (i: number) => number, len: (i: number) => number): number {
-    return this.run(IORING_OP_WRITE, fd, n, addr, len);
+  /** errno of the last write writeAll() saw fail. */
+  lastErrno = 0;
+
+  /** Write `n` packets to `fd`, packet i from addr(i), len(i) bytes, in
+   *  order, `entries` per call. Returns how many failed (lastErrno has the
+   *  last failure's errno). */
+  writeAll(fd: number, n: number, addr: (i: number) => number, len: (i: number) => number): number {
+    let failed = 0;
+    for (let k0 = 0; k0 < n; k0 += this.entries) {
+      const m = Math.min(this.entries, n - k0);
+      const r = this.run(IORING_OP_WRITE, fd, m, (i) => addr(k0 + i), (i) => len(k0 + i));
+      if (r < 0) {
+        this.lastErrno = -r;
+        failed += m;
+        continue;
+      }
+      for (let i = 0; i < m; i++) {
+        if (this.res[i] < 0) {
+          this.lastErrno = -this.res[i];
+          failed++;
+        }
+      }
+    }
+    return failed;
   }
 
+  /** One io_uring_enter for n (at most `entries`) requests; fills res. */
   private run(op: number, fd: number, n: number, addr: (i: number) => number, len: (i: number) => number): number {
     if (n > this.entries) n = this.entries;
     if (n <= 0) return 0;
@@ -134,11 +156,11 @@ export class TunRing {
     }
     tail = (tail + n) >>> 0;
     r.setUint32(this.sqTail, tail, true);
-    let done = enter(SYS_IO_URING_ENTER, this.fd, n, n, IORING_ENTER_GETEVENTS, 0, 0);
-    if (done < 0) {
+    if (enter(SYS_IO_URING_ENTER, this.fd, n, n, IORING_ENTER_GETEVENTS, 0, 0) < 0) {
       const e = libc.errno();
       if (e !== libc.EINTR) return -e;
-      done = enter(SYS_IO_URING_ENTER, this.fd, 0, n, IORING_ENTER_GETEVENTS, 0, 0);
+      // Interrupted while waiting: the requests were taken; collect them.
+      enter(SYS_IO_URING_ENTER, this.fd, 0, n, IORING_ENTER_GETEVENTS, 0, 0);
     }
     let head = r.getUint32(this.cqHead, true);
     const cqTail = r.getUint32(this.cqTail, true);
