@@ -13,14 +13,12 @@ const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 
 interface Run { gbps: number; retransmits: number; cpuSeconds?: number; udp64Kpps?: number; udp64LossPct?: number; udp64DeliveredKpps?: number }
 
-/** TCP congestion control for every run (iperf3 -C); undefined: the system default. */
-let congestion: string | undefined;
-
-function iperf(c: Cluster, seconds: number): Run {
+/** iperf3 TCP pod2 -> pod3; `cc`: its congestion control (-C), else the system's. */
+function iperf(c: Cluster, seconds: number, cc?: string): Run {
   const server = c.spawnIn("pod3", ["iperf3", "-s", "-1", "-B", podIp(3)]);
   execFileSync("sleep", ["0.5"]);
   try {
-    const out = c.exec("pod2", ["iperf3", "-c", podIp(3), "-t", String(seconds), "-J", "-O", "1", ...(congestion ? ["-C", congestion] : [])]);
+    const out = c.exec("pod2", ["iperf3", "-c", podIp(3), "-t", String(seconds), "-J", "-O", "1", ...(cc ? ["-C", cc] : [])]);
     const j = JSON.parse(out);
     return { gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent.retransmits ?? 0 };
   } finally {
@@ -73,7 +71,6 @@ function kernelVxlan(c: Cluster, me: number, peer: number, meUnderlay: string, p
 }
 
 export async function runE2eBench(seconds = 5, cc?: string) {
-  congestion = cc;
   if (process.getuid?.() !== 0) throw new Error("bench:e2e builds namespaces: run as root");
   const c = new Cluster();
   try {
@@ -82,7 +79,7 @@ export async function runE2eBench(seconds = 5, cc?: string) {
     kernelVxlan(c, 2, 3, "198.18.0.12", "198.18.1.13");
     kernelVxlan(c, 3, 2, "198.18.1.13", "198.18.0.12");
     if (!c.ping(2, podIp(3), 2).ok) throw new Error("kernel vxlan path does not work");
-    const kernel = iperf(c, seconds);
+    const kernel = iperf(c, seconds, cc);
     const ku = iperfUdp64(c, Math.min(seconds, 3));
     kernel.udp64Kpps = ku.kpps;
     kernel.udp64LossPct = ku.lossPct;
@@ -106,7 +103,7 @@ export async function runE2eBench(seconds = 5, cc?: string) {
         for (const n of [2, 3]) c.exec(`pod${n}`, ["ip", "route", "flush", "cache"]);
         if (!c.ping(2, podIp(3), 2).ok) throw new Error("overlayd path does not work");
         const t0 = cpuTicks(d2.pid!) + cpuTicks(d3.pid!);
-        const r = iperf(c, seconds);
+        const r = iperf(c, seconds, cc);
         r.cpuSeconds = (cpuTicks(d2.pid!) + cpuTicks(d3.pid!) - t0) / hz;
         const u = iperfUdp64(c, Math.min(seconds, 3));
         r.udp64Kpps = u.kpps;

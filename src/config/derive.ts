@@ -130,10 +130,6 @@ export function resolveEncapsulation(config: Config, peer: PeerConfig): { encaps
   return { encapsulation: "vxlan", reason: `auto: ${peer.underlay} is outside the underlay subnet ${net}` };
 }
 
-/**
- * Derive every table from a validated config. Pure and deterministic: the
- * same config yields equal tables (deep-equal), in config order.
- */
 /** Most tun queues (workers) by default; node.device.queues may ask for more. */
 export const DEFAULT_MAX_QUEUES = 4;
 
@@ -150,6 +146,10 @@ export function queueCount(config: Config): { queues: number; why: string } {
   return { queues: Math.min(cores, DEFAULT_MAX_QUEUES), why: `${cores} cores, at most ${DEFAULT_MAX_QUEUES} by default` };
 }
 
+/**
+ * Derive every table from a validated config. Pure and deterministic: the
+ * same config yields equal tables (deep-equal), in config order.
+ */
 export function deriveTables(config: Config): DerivedTables {
   const n = config.node;
   const t = config.tunnel;

@@ -231,10 +231,11 @@ export class Daemon {
     // Several lanes share the VXLAN port with SO_REUSEPORT; the socket of
     // lane q is the group's q-th, and a BPF program picks it by the inner
     // flow, the same for both directions (src/io/steer.ts), so a flow stays
-    // on one lane and is never reordered.
+    // on one lane and is never reordered. The program belongs to the group:
+    // attached once, with the first socket, it decides for those bound later.
     const vx = openVxlanSocket({ bindAddr: underlay, port: c.tunnel.port, rcvBuf: 16 << 20, reusePort: shared });
     this.fds.push(vx);
-    if (shared) attachSteering(vx, lanes);
+    if (shared && q === 0) attachSteering(vx, lanes);
     let ipip = -1;
     if (q === 0) {
       ipip = openIpipRecvSocket({ rcvBuf: 16 << 20 });
