@@ -30,7 +30,13 @@ import { htCreate } from "./tables/hash";
 import { setupNexthops, rebuildAllTemplates, nhMax, peerMax } from "./pipeline/peers";
 import { tsoSegment, tsoSegmentCount, tsoSegmentMaxLen } from "./offload/tso";
 import { groCoalesce } from "./offload/gro";
-import { VNET_HDR_LEN } from "./offload/vnet";
+import { emitVnet, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_HDR_LEN } from "./offload/vnet";
+import { ld16 } from "./wire/bytes";
+import { ETH_HDR_LEN, ETH_TYPE, ETHERTYPE_IPV4 } from "./wire/ethernet";
+import { checkIpv4, ipHeaderLen, ipIsFragment, ipProto, ipTotalLen, PROTO_TCP } from "./wire/ipv4";
+import { checkTcp, TCP_CSUM, tcpHeaderLen } from "./wire/tcp";
+import { vxlanFlags, VXLAN_FLAG_I, VXLAN_HDR_LEN, VXLAN_OVERHEAD } from "./wire/vxlan";
+import { R_NONE } from "./abi";
 import * as st from "./pipeline/state";
 
 let initialised = false;
@@ -227,12 +233,63 @@ export function ingestDatagrams(src: usize, len: u32, seg: u32, first: u32, addr
   return <i32>k;
 }
 
+/** A VXLAN datagram that holds a whole TCP super-frame: a kernel VTEP's
+ *  GSO packet (SKB_GSO_UDP_TUNNEL) that crossed only virtual links (veth,
+ *  routing between namespaces), which never segment it, reaches a UDP socket
+ *  with UDP_GRO in one piece: VXLAN + Ethernet + an IPv4/TCP packet of up to
+ *  64 KiB, its TCP checksum possibly only the pseudo-header part. Segment it
+ *  into input slots first.. as the datagrams the wire would have carried
+ *  (inner packets of the tunnel MTU, checksums computed from scratch), each
+ *  with the outer metadata, for processVxlanBatch. Returns the number of
+ *  slots used, 0 when they do not fit from `first` (process the batch and
+ *  call again with 0), or E_RANGE for anything else (counted by the caller).
+ *  The datagram's bytes are left as they were. */
+export function ingestEncapSuperframe(src: usize, len: u32, first: u32, addr: u32, addr2: u32, tos: u32): i32 {
+  const outer: u32 = VXLAN_HDR_LEN + ETH_HDR_LEN;
+  if (len < outer + 40 || (vxlanFlags(src) & VXLAN_FLAG_I) == 0) return E_RANGE;
+  if (ld16(src + VXLAN_HDR_LEN + ETH_TYPE) != ETHERTYPE_IPV4) return E_RANGE;
+  const p = src + outer;
+  const plen = len - outer;
+  if (checkIpv4(p, plen) != R_NONE || ipProto(p) != PROTO_TCP || ipIsFragment(p) || ipTotalLen(p) != plen) return E_RANGE;
+  const ihl = ipHeaderLen(p);
+  if (checkTcp(p + ihl, plen - ihl) != R_NONE) return E_RANGE;
+  const hdr = ihl + tcpHeaderLen(p + ihl);
+  const innerMtu = st.cfgUnderlayMtu - VXLAN_OVERHEAD;
+  if (innerMtu <= hdr + 8 || HEADROOM + outer + innerMtu > st.slotSize) return E_RANGE;
+  if (ingestSaved == 0) return E_NO_MEMORY;
+  // The segmenter reads a virtio_net_hdr: write one over the 10 bytes before
+  // the inner IPv4 header (part of VXLAN + Ethernet, kept aside meanwhile).
+  memory.copy(ingestSaved, src, outer);
+  const v = p - VNET_HDR_LEN;
+  emitVnet(v, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, hdr, innerMtu - hdr, ihl, <u32>TCP_CSUM);
+  const need = tsoSegmentCount(v, plen + VNET_HDR_LEN);
+  let got: i32 = 0;
+  if (need < 0) got = need;
+  else if (first >= st.batchMax || <u32>need > st.batchMax - first) got = 0;
+  else got = tsoSegment(v, plen + VNET_HDR_LEN, st.slotBase + <usize>first * st.slotSize + HEADROOM + outer, st.slotSize, st.batchMax - first, ingestLens);
+  memory.copy(src, ingestSaved, outer);
+  for (let k: u32 = 0; k < <u32>max(got, 0); k++) {
+    const i = first + k;
+    memory.copy(st.slotBase + <usize>i * st.slotSize + HEADROOM, ingestSaved, outer);
+    const m = st.metaBase + (<usize>i << 5);
+    store<u32>(m, HEADROOM, 0);
+    store<u32>(m, load<u32>(ingestLens + (<usize>k << 2)) + outer, 4);
+    store<u32>(m, addr, 12);
+    store<u32>(m, addr2, 16);
+    store<u8>(m, <u8>tos, 20);
+  }
+  return got;
+}
+
 /** Per-segment lengths scratch for ingestSuperframe (carved on first use:
  *  init time, since the worker calls this once before traffic). */
 let ingestLens: usize = 0;
+/** ingestEncapSuperframe keeps the 22 bytes it overwrites here. */
+let ingestSaved: usize = 0;
 export function offloadSetup(): i32 {
   if (ingestLens == 0) ingestLens = carve(<usize>st.batchMax * 4);
-  return ingestLens == 0 ? E_NO_MEMORY : OK;
+  if (ingestSaved == 0) ingestSaved = carve(32);
+  return ingestLens == 0 || ingestSaved == 0 ? E_NO_MEMORY : OK;
 }
 
 /** On an offloading tun every write starts with a virtio_net_hdr: give the

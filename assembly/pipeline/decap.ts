@@ -3,10 +3,11 @@
 // is a configured peer and that the inner source belongs to that peer
 // (anti-spoofing, like a strict reverse-path check), applies the RFC 6040
 // ECN decapsulation rules and delivers the inner packet to the device.
-import { ld8 } from "../wire/bytes";
+import { ld16, ld8, st16 } from "../wire/bytes";
+import { csumFinish, csumPartial, csumPseudo } from "../wire/checksum";
 import { ethDst, ethType, ETHERTYPE_IPV4, ETH_HDR_LEN } from "../wire/ethernet";
 import {
-  checkIpv4Forwardable, ipDecTtl, ipDst, ipHeaderLen, ipSetTos, ipTtl, ipSrc, ipTos, ipTotalLen, ECN_CE, ECN_ECT0, ECN_ECT1,
+  checkIpv4Forwardable, ipDecTtl, ipDst, ipHeaderLen, ipIsFragment, ipProto, ipSetTos, PROTO_TCP, PROTO_UDP, ipTtl, ipSrc, ipTos, ipTotalLen, ECN_CE, ECN_ECT0, ECN_ECT1,
   ECN_NOT_ECT, IP_TOS,
 } from "../wire/ipv4";
 import { checkIpip } from "../wire/ipip";
@@ -32,6 +33,35 @@ import { natNodeIp, natUnderlaySide, NAT_DONE, NAT_TRANSLATED } from "../nat/sta
   if (outer == ECN_CE) return <i32>ECN_CE;
   if (outer == ECN_ECT1 && inner == ECN_ECT0) return <i32>ECN_ECT1;
   return <i32>inner;
+}
+
+/** A kernel VTEP on a virtual link (veth, no NIC in the path) sends inner
+ *  TCP and UDP checksums unfinished: the skb stays CHECKSUM_PARTIAL from the
+ *  pod's socket to ours, and the field holds only the folded pseudo-header
+ *  sum (what a virtio_net_hdr with NEEDS_CSUM describes). The kernel's own
+ *  vxlan knows from the skb; a UDP socket hands us the bytes alone. A field
+ *  equal to that partial sum is recomputed from scratch: for a packet whose
+ *  checksum was already complete that gives the same value back, so only
+ *  partial ones change. Unfragmented IPv4 at `p`, `len` bytes (checked). */
+export function finishPartialL4(p: usize, len: u32): void {
+  if (ipIsFragment(p)) return;
+  const proto = ipProto(p);
+  const ihl = ipHeaderLen(p);
+  let field: u32;
+  if (proto == PROTO_TCP) field = 16;
+  else if (proto == PROTO_UDP) field = 6;
+  else return;
+  if (len < ihl + field + 2) return;
+  const l4 = p + ihl;
+  const l4len = len - ihl;
+  const c = ld16(l4 + field);
+  if (proto == PROTO_UDP && c == 0) return; // no checksum
+  const pseudo = csumPseudo(ipSrc(p), ipDst(p), proto, l4len);
+  if (c != (~csumFinish(pseudo) & 0xffff)) return;
+  st16(l4 + field, 0);
+  let full = csumFinish(csumPartial(l4, l4len, pseudo));
+  if (proto == PROTO_UDP && full == 0) full = 0xffff;
+  st16(l4 + field, full);
 }
 
 /** Resolve the sending peer from the outer source address. */
@@ -72,6 +102,7 @@ function deliverInner(m: usize, off: u32, p: usize, avail: u32, peer: u32, outer
     return;
   }
   if (<u32>ecn != (tos & 3)) ipSetTos(p, (tos & 0xfc) | <u32>ecn);
+  finishPartialL4(p, len);
   store<u16>(m, <u16>peer, META_PEER);
   // Answers of flows this node translated (services whose backend is on
   // another node, hairpin and NodePort flows) are translated back here.

@@ -5,6 +5,7 @@
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from "node:worker_threads";
 import { Dataplane, type ConntrackStats, type FlowRecord } from "../dataplane/dataplane.js";
 import { TableState, type DataplaneTables } from "../dataplane/tables.js";
+import * as abi from "../dataplane/abi.js";
 import { BatchIO } from "../io/batch.js";
 import * as libc from "../io/libc.js";
 import { UdpGroReceiver, UdpGsoSender } from "../io/udpgso.js";
@@ -60,6 +61,9 @@ export interface IoStats {
   /** UDP GRO: coalesced trains received (each several datagrams), and the datagrams in them. */
   groTrains?: number;
   groDatagrams?: number;
+  /** UDP GRO: datagrams that held a whole encapsulated TCP super-frame
+   *  (a kernel VTEP's GSO packet over virtual links), segmented on arrival. */
+  encapSuperframes?: number;
 }
 
 function run(cfg: WorkerConfig, port: MessagePort): void {
@@ -115,7 +119,9 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const vxPtr = gso ? Number(dp.raw.allocScratch(listBytes)) : 0;
   let toVxlan = new Uint16Array(dp.memory.buffer, vxPtr, gso ? dp.batch : 0);
   const countsPtr = gso ? Number(dp.raw.allocScratch(16)) : 0;
-  if (gso) Object.assign(ioStats, { gsoSends: 0, gsoSegments: 0, groTrains: 0, groDatagrams: 0 });
+  if (gso) Object.assign(ioStats, { gsoSends: 0, gsoSegments: 0, groTrains: 0, groDatagrams: 0, encapSuperframes: 0 });
+  // Bytes of a datagram an input slot holds.
+  const slotRoom = dp.slotSize - abi.HEADROOM;
   const readTrains = (): number => {
     let n = 0;
     for (let round = 0; round < 4 && n < dp.batch; round++) {
@@ -127,6 +133,22 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
         if (seg < d.len) {
           ioStats.groTrains!++;
           ioStats.groDatagrams! += Math.ceil(d.len / seg);
+        }
+        if (seg === d.len && d.len > slotRoom) {
+          // One VXLAN datagram longer than a slot: a TCP super-frame a kernel
+          // VTEP sent over virtual links only (see ingestEncapSuperframe).
+          let k = dp.raw.ingestEncapSuperframe(d.ptr, d.len, n, d.src, d.dst, d.tos);
+          if (k === 0 && n > 0) {
+            dp.processVxlan(n);
+            flush(n);
+            n = 0;
+            k = dp.raw.ingestEncapSuperframe(d.ptr, d.len, 0, d.src, d.dst, d.tos);
+          }
+          if (k > 0) {
+            n += k;
+            ioStats.encapSuperframes!++;
+          } else ioStats.refused++;
+          continue;
         }
         let ptr = d.ptr, left = d.len;
         while (left > 0) {
