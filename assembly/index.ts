@@ -30,13 +30,10 @@ import { htCreate } from "./tables/hash";
 import { setupNexthops, rebuildAllTemplates, nhMax, peerMax } from "./pipeline/peers";
 import { tsoSegment, tsoSegmentCount, tsoSegmentMaxLen } from "./offload/tso";
 import { groCoalesce } from "./offload/gro";
-import { emitVnet, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_HDR_LEN } from "./offload/vnet";
-import { ld16 } from "./wire/bytes";
-import { ETH_HDR_LEN, ETH_TYPE, ETHERTYPE_IPV4 } from "./wire/ethernet";
-import { checkIpv4, ipHeaderLen, ipIsFragment, ipProto, ipTotalLen, PROTO_TCP } from "./wire/ipv4";
-import { checkTcp, TCP_CSUM, tcpHeaderLen } from "./wire/tcp";
-import { vxlanFlags, VXLAN_FLAG_I, VXLAN_HDR_LEN, VXLAN_OVERHEAD } from "./wire/vxlan";
-import { R_NONE } from "./abi";
+import { VNET_HDR_LEN } from "./offload/vnet";
+import { encapAsVnet } from "./offload/tnlgso";
+import { ETH_HDR_LEN } from "./wire/ethernet";
+import { VXLAN_HDR_LEN } from "./wire/vxlan";
 import * as st from "./pipeline/state";
 
 let initialised = false;
@@ -246,22 +243,10 @@ export function ingestDatagrams(src: usize, len: u32, seg: u32, first: u32, addr
  *  The datagram's bytes are left as they were. */
 export function ingestEncapSuperframe(src: usize, len: u32, first: u32, addr: u32, addr2: u32, tos: u32): i32 {
   const outer: u32 = VXLAN_HDR_LEN + ETH_HDR_LEN;
-  if (len < outer + 40 || (vxlanFlags(src) & VXLAN_FLAG_I) == 0) return E_RANGE;
-  if (ld16(src + VXLAN_HDR_LEN + ETH_TYPE) != ETHERTYPE_IPV4) return E_RANGE;
-  const p = src + outer;
-  const plen = len - outer;
-  if (checkIpv4(p, plen) != R_NONE || ipProto(p) != PROTO_TCP || ipIsFragment(p) || ipTotalLen(p) != plen) return E_RANGE;
-  const ihl = ipHeaderLen(p);
-  if (checkTcp(p + ihl, plen - ihl) != R_NONE) return E_RANGE;
-  const hdr = ihl + tcpHeaderLen(p + ihl);
-  const innerMtu = st.cfgUnderlayMtu - VXLAN_OVERHEAD;
-  if (innerMtu <= hdr + 8 || HEADROOM + outer + innerMtu > st.slotSize) return E_RANGE;
   if (ingestSaved == 0) return E_NO_MEMORY;
-  // The segmenter reads a virtio_net_hdr: write one over the 10 bytes before
-  // the inner IPv4 header (part of VXLAN + Ethernet, kept aside meanwhile).
-  memory.copy(ingestSaved, src, outer);
-  const v = p - VNET_HDR_LEN;
-  emitVnet(v, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, hdr, innerMtu - hdr, ihl, <u32>TCP_CSUM);
+  const plen = len - outer;
+  const v = encapAsVnet(src, len, ingestSaved);
+  if (v == 0) return E_RANGE;
   const need = tsoSegmentCount(v, plen + VNET_HDR_LEN);
   let got: i32 = 0;
   if (need < 0) got = need;

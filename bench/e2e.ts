@@ -91,11 +91,12 @@ export async function runE2eBench(seconds = 5, cc?: string) {
     //    with tun offloads (TSO super-frames segmented in WASM, GRO to the tun).
     const hz = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
     // `udp`: UDP GSO/GRO on the underlay (tunnel.udpOffloads; on by default with tun offloads).
-    const runOurs = async (offloads: boolean, udp = offloads, ioUring = true): Promise<Run> => {
+    // `kernelGso`: super-frames leave whole through the tap (tunnel.kernelGso).
+    const runOurs = async (offloads: boolean, udp = offloads, ioUring = true, kernelGso = false): Promise<Run> => {
       const cfg = (n: number) => {
         let text = c.config(n, () => "vxlan");
         text = text.replace("mode: tun", `mode: tun\n    offloads: ${offloads}\n    ioUring: ${ioUring}`);
-        return text.replace("vni: 100", `vni: 100\n  udpOffloads: ${udp}`);
+        return text.replace("vni: 100", `vni: 100\n  udpOffloads: ${udp}\n  kernelGso: ${kernelGso}`);
       };
       const d2 = await c.startDaemon(2, c.writeConfig(2, cfg(2)), CLI);
       const d3 = await c.startDaemon(3, c.writeConfig(3, cfg(3)), CLI);
@@ -119,6 +120,7 @@ export async function runE2eBench(seconds = 5, cc?: string) {
     const plain = await runOurs(false);
     const udpOnly = await runOurs(false, true);
     const offl = await runOurs(true);
+    const kgso = await runOurs(true, true, true, true);
     return {
       date: new Date().toISOString(),
       seconds,
@@ -134,6 +136,10 @@ export async function runE2eBench(seconds = 5, cc?: string) {
       ratioUdpOffloads: udpOnly.gbps / kernel.gbps,
       ratio: plain.gbps / kernel.gbps,
       ratioOffloads: offl.gbps / kernel.gbps,
+      /** Offloads, and super-frames segmented by the kernel (tunnel.kernelGso). */
+      overlaydKernelGso: kgso,
+      ratioKernelGso: kgso.gbps / kernel.gbps,
+      overlaydKernelGsoCpuSecondsPerGbit: kgso.cpuSeconds! / (kgso.gbps * seconds),
       overlaydCpuSecondsPerGbit: plain.cpuSeconds! / (plain.gbps * seconds),
       overlaydOffloadsCpuSecondsPerGbit: offl.cpuSeconds! / (offl.gbps * seconds),
     };
@@ -154,10 +160,11 @@ if (isMain) {
   console.log(`  overlayd (vxlan), no offloads ${r.overlayd.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.overlayd.retransmits}, ${r.overlayd.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
   console.log(`  overlayd + UDP GSO/GRO only ${r.overlaydUdpOffloads.gbps.toFixed(2).padStart(7)} Gbit/s  (${r.ratioUdpOffloads.toFixed(3)}x; retransmits ${r.overlaydUdpOffloads.retransmits}, ${r.overlaydUdpOffloads.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
   console.log(`  overlayd + offloads ${r.overlaydOffloads.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.overlaydOffloads.retransmits}, ${r.overlaydOffloads.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
+  console.log(`  overlayd + offloads + tunnel.kernelGso ${r.overlaydKernelGso.gbps.toFixed(2).padStart(7)} Gbit/s  (${r.ratioKernelGso.toFixed(3)}x; retransmits ${r.overlaydKernelGso.retransmits}, ${r.overlaydKernelGso.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
   console.log(`  ratio to the kernel: ${r.ratio.toFixed(3)}x without offloads, ${r.ratioOffloads.toFixed(3)}x with (tun TSO/GRO + UDP GSO/GRO)`);
   const pps = (x: Run) => `${x.udp64Kpps?.toFixed(0)} kpps (loss ${x.udp64LossPct?.toFixed(1)}%; ${x.udp64DeliveredKpps?.toFixed(0)} kpps delivered to pod3)`;
-  console.log(`  64-byte UDP received: kernel ${pps(r.kernelVxlan)}, overlayd ${pps(r.overlayd)}, with offloads ${pps(r.overlaydOffloads)}`);
-  console.log(`  overlayd CPU per Gbit: ${r.overlaydCpuSecondsPerGbit.toFixed(2)} CPU-s/Gbit without offloads, ${r.overlaydOffloadsCpuSecondsPerGbit.toFixed(2)} with`);
+  console.log(`  64-byte UDP received: kernel ${pps(r.kernelVxlan)}, overlayd ${pps(r.overlayd)}, with offloads ${pps(r.overlaydOffloads)}, with kernelGso ${pps(r.overlaydKernelGso)}`);
+  console.log(`  overlayd CPU per Gbit: ${r.overlaydCpuSecondsPerGbit.toFixed(2)} CPU-s/Gbit without offloads, ${r.overlaydOffloadsCpuSecondsPerGbit.toFixed(2)} with, ${r.overlaydKernelGsoCpuSecondsPerGbit.toFixed(2)} with kernelGso`);
   const dir = resolve(repoRoot(), "bench", "results");
   mkdirSync(dir, { recursive: true });
   const file = resolve(dir, `e2e-${r.date.replace(/[:.]/g, "-")}.json`);

@@ -79,7 +79,7 @@ describe("defaults", () => {
     const d = doc();
     delete d.tunnel;
     const c = ok(validateConfig(d));
-    expect(c.tunnel).toEqual({ vni: 1, port: 4789, sourcePortRange: [32768, 60999], outerTtl: 64, underlayMtu: 1500, udpOffloads: true });
+    expect(c.tunnel).toEqual({ vni: 1, port: 4789, sourcePortRange: [32768, 60999], outerTtl: 64, underlayMtu: 1500, udpOffloads: true, kernelGso: false });
     expect(c.node.overlayAddress).toBe("198.19.1.0");
     expect(c.node.device).toEqual({ name: "wo0", mode: "tun", mtu: 1450, mac: undefined, vtepMac: "0e:00:c6:12:00:0b", offloads: true, ioUring: true, queues: undefined });
     expect(c.peers[0].vtepAddress).toBe("198.19.2.0");
@@ -107,6 +107,21 @@ describe("defaults", () => {
     d.tunnel.udpOffloads = false;
     c = ok(validateConfig(d));
     expect([c.node.device.offloads, c.tunnel.udpOffloads]).toEqual([true, false]);
+  });
+
+  it("tunnel.kernelGso: off by default; refused without tun offloads and with NAT", () => {
+    expect(ok(validateConfig(doc())).tunnel.kernelGso).toBe(false);
+    const d = doc();
+    d.tunnel.kernelGso = true;
+    expect(ok(validateConfig(d)).tunnel.kernelGso).toBe(true);
+    for (const mutate of [
+      (x: any) => { x.node.device = { offloads: false }; },
+      (x: any) => { x.node.device = { mode: "tap" }; },
+      (x: any) => { x.nat = { masquerade: true }; },
+    ]) {
+      const e = errorsOf((x) => { x.tunnel.kernelGso = true; mutate(x); });
+      expect(e.join("\n")).toContain("tunnel.kernelGso");
+    }
   });
 
   it("device MTU follows tunnel.underlayMtu; a tap device gets a kernel-side MAC distinct from the VTEP MAC", () => {

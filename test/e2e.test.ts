@@ -186,19 +186,21 @@ describe.skipIf(!isRoot)("overlayd across namespaces", () => {
 // whose transmit segments GSO packets and finishes checksums. On worker2 it
 // reaches worker3 over veths and routing only: its TCP super-frames arrive
 // as one 64 KiB VXLAN datagram each, and inner checksums stay partial.
+// With tunnel.kernelGso our super-frames reach the kernel's vxlan whole.
 const interop = [
-  { offloads: false, kernel: 3 },
-  { offloads: true, kernel: 3 },
-  { offloads: true, kernel: 2 },
+  { offloads: false, kernel: 3, kernelGso: false },
+  { offloads: true, kernel: 3, kernelGso: false },
+  { offloads: true, kernel: 2, kernelGso: false },
+  { offloads: true, kernel: 3, kernelGso: true },
 ];
-for (const { offloads, kernel } of interop) describe.skipIf(!isRoot)(`interoperability with the Linux kernel's vxlan (Hand CNI-7)${offloads ? ", tun offloads on" : ""}${kernel === 2 ? ", the kernel's GSO packets unsegmented" : ""}`, () => {
+for (const { offloads, kernel, kernelGso } of interop) describe.skipIf(!isRoot)(`interoperability with the Linux kernel's vxlan (Hand CNI-7)${offloads ? ", tun offloads on" : ""}${kernel === 2 ? ", the kernel's GSO packets unsegmented" : ""}${kernelGso ? ", ours sent whole (tunnel.kernelGso)" : ""}`, () => {
   const cluster = new Cluster();
   const ours = 5 - kernel;
   const underlay: Record<number, string> = { 2: "198.18.0.12", 3: "198.18.1.13" };
   beforeAll(async () => {
     cluster.build();
     const text = cluster.config(ours, () => "vxlan");
-    const f = cluster.writeConfig(ours, text.replace("mode: tun", `mode: tun\n    offloads: ${offloads}`));
+    const f = cluster.writeConfig(ours, text.replace("mode: tun", `mode: tun\n    offloads: ${offloads}`).replace("vni: 100", `vni: 100\n  kernelGso: ${kernelGso}`));
     await cluster.startDaemon(ours, f, CLI);
     // This worker runs no overlayd: the kernel's vxlan with static neigh + fdb.
     const x = (args: string[]) => cluster.exec(`w${kernel}`, args);
@@ -226,12 +228,12 @@ for (const { offloads, kernel } of interop) describe.skipIf(!isRoot)(`interopera
     const b = await cluster.tcpTransfer(kernel, ours, 4 << 20, 0, 5002);
     expect(b.receivedSha).toBe(b.sentSha);
     expect(b.received).toBe(4 << 20);
-    if (kernel === 2) {
-      // The kernel's super-frames were segmented here, none refused.
-      const s = JSON.parse(cluster.exec(`w${ours}`, [process.execPath, CLI, "show", "stats", "--json"]));
-      expect(s.io.encapSuperframes).toBeGreaterThan(0);
-      expect(s.io.refused).toBe(0);
-    }
+    const s = JSON.parse(cluster.exec(`w${ours}`, [process.execPath, CLI, "show", "stats", "--json"]));
+    // The kernel's super-frames arrived whole and were taken, none refused.
+    if (kernel === 2) expect(s.io.encapSuperframes).toBeGreaterThan(0);
+    expect(s.io.refused ?? 0).toBe(0);
+    // Ours left whole through the tap.
+    if (kernelGso) expect(s.io.tnlGsoFrames).toBeGreaterThan(0);
   });
 });
 
@@ -295,6 +297,46 @@ describe.skipIf(!isRoot)("tun offloads (TSO segmented in WASM, GRO to the tun) a
     expect(s3.io.groTrains).toBeGreaterThan(0);
     expect(s3.io.groDatagrams).toBeGreaterThan(s3.io.groTrains);
     expect(s2.io.sendErrors + s3.io.sendErrors).toBe(0);
+  });
+});
+
+describe.skipIf(!isRoot)("tunnel.kernelGso: super-frames leave whole through a tap, the kernel segments them", () => {
+  // worker2 -> worker3 crosses veths and routing only: the packets arrive
+  // whole and go to the tun as one write. worker3 -> worker2 crosses the
+  // leaf's bridge, which segments them: they arrive as datagrams.
+  const cluster = new Cluster();
+  beforeAll(async () => {
+    cluster.build();
+    for (const n of [2, 3]) {
+      const text = cluster.config(n, () => "vxlan").replace("mode: tun", "mode: tun\n    offloads: true").replace("vni: 100", "vni: 100\n  kernelGso: true");
+      await cluster.startDaemon(n, cluster.writeConfig(n, text), CLI);
+    }
+  }, 60_000);
+  afterAll(async () => {
+    await cluster.destroy();
+  });
+
+  it("TCP both ways arrives byte for byte; frames left whole and were taken whole", async () => {
+    expect(cluster.ping(2, podIp(3), 2).ok).toBe(true);
+    const a = await cluster.tcpTransfer(2, 3, 16 << 20);
+    expect(a.received).toBe(16 << 20);
+    expect(a.receivedSha).toBe(a.sentSha);
+    const b = await cluster.tcpTransfer(3, 2, 16 << 20, 0, 5002);
+    expect(b.received).toBe(16 << 20);
+    expect(b.receivedSha).toBe(b.sentSha);
+    const s2 = JSON.parse(cluster.exec("w2", [process.execPath, CLI, "show", "stats", "--json"]));
+    const s3 = JSON.parse(cluster.exec("w3", [process.execPath, CLI, "show", "stats", "--json"]));
+    expect(s2.io.tnlGsoFrames).toBeGreaterThan(0);
+    expect(s3.io.tnlGsoFrames).toBeGreaterThan(0);
+    // worker3 took worker2's frames whole; worker2 got worker3's as datagrams.
+    expect(s3.io.encapSuperframes).toBeGreaterThan(0);
+    expect(s2.io.groDatagrams).toBeGreaterThan(0);
+    expect(s2.io.refused + s3.io.refused).toBe(0);
+    expect(s2.io.writeErrors + s3.io.writeErrors).toBe(0);
+    // The segments are counted as packets, not the frames.
+    expect(Number(s2.counters.tx_vxlan_packets)).toBeGreaterThan(s2.io.tnlGsoFrames * 2);
+    // The tap is the daemon's: it goes with it.
+    expect(cluster.exec("w2", ["ip", "-o", "link", "show", "wo0-gso"])).toContain("UP");
   });
 });
 

@@ -19,7 +19,7 @@ import { checkIpv4, IP_ID, IP_TOTLEN, ipFillChecksum, ipHeaderLen, ipIsFragment,
 import { checkTcp, TCP_CSUM, TCP_FIN, TCP_FLAGS, TCP_PSH, TCP_SEQ, tcpHeaderLen } from "../wire/tcp";
 import { R_NONE } from "../abi";
 import {
-  checkVnet, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_HDR_LEN, vnetCsumOffset, vnetCsumStart, vnetFlags, vnetGsoSize, vnetGsoType,
+  checkVnet, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetCsumOffset, vnetCsumStart, vnetFlags, vnetGsoSize, vnetGsoType,
 } from "./vnet";
 
 export const TCP_CWR: u32 = 0x80;
@@ -142,5 +142,32 @@ export function tsoSegment(src: usize, srcLen: u32, dst: usize, dstStride: u32, 
     store<u32>(outLens + (<usize>k << 2), hdr + seg);
     off += seg;
   }
+  return n;
+}
+
+/** The first segment of a TCPV4 super-frame (as tsoSegment writes it) at
+ *  `dst`, except that it keeps every TCP flag of the super-frame (FIN and PSH
+ *  too): it stands for the whole frame in the pipeline (see tnlgso.ts).
+ *  Returns the frame's segment count (its length as u32 at outLen), or
+ *  E_RANGE when tsoSegment would refuse the frame, the frame is not TCPV4,
+ *  or the segment is longer than `room`. */
+export function tsoFirstSegment(src: usize, srcLen: u32, dst: usize, room: u32, outLen: usize): i32 {
+  const n = tsoPlan(src, srcLen);
+  if (n < 0) return n;
+  if ((vnetGsoType(src) & ~VNET_GSO_ECN) != VNET_GSO_TCPV4 || planPayload == 0) return E_RANGE;
+  const p = src + VNET_HDR_LEN;
+  const hdr = planHdr;
+  const seg = min(planMss, planPayload);
+  if (hdr + seg > room) return E_RANGE;
+  const ihl = ipHeaderLen(p);
+  const t = dst + ihl;
+  memory.copy(dst, p, hdr);
+  st16(dst + IP_TOTLEN, hdr + seg);
+  ipFillChecksum(dst);
+  st16(t + TCP_CSUM, 0);
+  const tl = hdr - ihl + seg;
+  const acc = csumPartial(t, hdr - ihl, csumPseudo(ipSrc(p), ipDst(p), PROTO_TCP, tl));
+  st16(t + TCP_CSUM, csumFinish(csumCopy(dst + hdr, p + hdr, seg, acc)));
+  store<u32>(outLen, hdr + seg);
   return n;
 }

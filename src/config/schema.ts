@@ -117,6 +117,14 @@ const TunnelSchema = z.strictObject({
    *  send and arrive as one buffer; outer source ports then come from 8
    *  sockets. Default: as node.device.offloads. */
   udpOffloads: z.boolean().optional(),
+  /** Let the kernel segment VXLAN: a TCP super-frame from a pod leaves as one
+   *  encapsulated packet written to a tap (<device>-gso) with UDP tunnel GSO
+   *  (Linux 6.17+), which the kernel forwards to the underlay and the NIC
+   *  (or the kernel's GSO) cuts into datagrams, as for its own vxlan. Needs
+   *  node.device.offloads, no NAT, and a FORWARD chain that lets the node's
+   *  VXLAN packets from that tap through. Default off; without kernel
+   *  support overlayd warns and uses UDP GSO. */
+  kernelGso: z.boolean().default(false),
 });
 
 const NodeSchema = z.strictObject({
@@ -281,6 +289,12 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
   }
   if (c.node.device.offloads === true && c.node.device.mode === "tap") {
     issue(["node", "device", "offloads"], "tun offloads need mode: tun (TSO super-frames are IPv4 packets, a tap carries Ethernet)");
+  }
+  if (tunnel.kernelGso && (c.node.device.offloads === false || c.node.device.mode === "tap")) {
+    issue(["tunnel", "kernelGso"], "needs node.device.offloads (tun mode): it sends the tun's TCP super-frames whole");
+  }
+  if (tunnel.kernelGso && (c.nat.masquerade || c.services.length > 0)) {
+    issue(["tunnel", "kernelGso"], "does not work with NAT: a super-frame would be translated by its first segment alone");
   }
   const { mac, vtepMac } = c.node.device;
   if (mac !== undefined && vtepMac !== undefined && mac === vtepMac) {

@@ -1,6 +1,6 @@
 // overlayd's control plane: config -> tables -> worker; the node's device,
 // sockets and kernel routes; hot reload; admin API and metrics; shutdown.
-import { rmSync, watch, type FSWatcher } from "node:fs";
+import { readFileSync, rmSync, watch, type FSWatcher } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
@@ -12,7 +12,7 @@ import type { Config } from "../config/schema.js";
 import { formatMac, parseListen, u32ToIp } from "../config/net.js";
 import { createEtcdMetrics, createMetrics, type Metrics } from "../control/metrics.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
-import { closeTun, configureLink, ip, openTun, setTunOffload, type TunDevice } from "../io/tun.js";
+import { closeTun, configureLink, ip, openTun, setTunOffload, setVnetHdrSize, type TunDevice } from "../io/tun.js";
 import { openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/sockets.js";
 import { attachSteering } from "../io/steer.js";
 import { TunRing } from "../io/uring.js";
@@ -20,7 +20,7 @@ import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
 
 /** UDP sockets VXLAN leaves from with offloads on: the outer source ports a flow hashes onto. */
 const GSO_SOCKETS = 8;
-import { closeQuiet, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO_ECN } from "../io/libc.js";
+import { closeQuiet, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO_ECN, TUN_F_UDP_TUNNEL_GSO, TUN_F_UDP_TUNNEL_GSO_CSUM } from "../io/libc.js";
 import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
 import type { ConntrackStats } from "../dataplane/dataplane.js";
 import { checkPrivileges, KernelRoutes, setSysctl } from "./system.js";
@@ -77,6 +77,9 @@ export class Daemon {
   private lanes: Lane[] = [];
   /** The tun's further queues (lane i > 0 reads queue i). */
   private queueTuns: TunDevice[] = [];
+  /** tunnel.kernelGso: the tap's queues (one per lane) and its MAC, or none. */
+  private gsoTaps: TunDevice[] = [];
+  private gsoTapMac = "";
   private server?: Server;
   private watcher?: FSWatcher;
   private kernelRoutes = new KernelRoutes();
@@ -182,9 +185,45 @@ export class Daemon {
     setSysctl("net.ipv4.ip_forward", "1");
     setSysctl(`net.ipv4.conf.${this.tun.name}.accept_local`, "1");
     setSysctl(`net.ipv4.conf.${this.tun.name}.rp_filter`, "0");
+    if (c.tunnel.kernelGso) this.setupGsoTap(queues);
     const errs = this.kernelRoutes.sync(this.kernelRouteList(d));
     if (errs.length) throw new Error(`installing routes: ${errs.join("; ")}`);
     if (d.nat.enabled) this.nodeNat.apply(this.natPlan(d));
+  }
+
+  /** tunnel.kernelGso: a tap whose writes carry UDP tunnel GSO; the kernel
+   *  routes what we write to it (our own VXLAN packets, from the node's
+   *  address) out to the underlay. Falls back to UDP GSO with a warning. */
+  private setupGsoTap(queues: number): void {
+    const name = `${this.tun!.name}-gso`.slice(0, 15);
+    const flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_UDP_TUNNEL_GSO | TUN_F_UDP_TUNNEL_GSO_CSUM;
+    const taps: TunDevice[] = [];
+    try {
+      for (let q = 0; q < queues; q++) {
+        const t = openTun({ name, mode: "tap", vnetHdr: true, multiQueue: queues > 1 });
+        taps.push(t);
+        // struct virtio_net_hdr_v1_hash_tunnel: 12 + hash 8 + two offsets.
+        if (setVnetHdrSize(t, 24) !== 24) throw new Error("the tap refused a 24-byte virtio_net_hdr");
+        setTunOffload(t, flags);
+      }
+    } catch (e) {
+      for (const t of taps) closeTun(t);
+      this.log.warn({ err: (e as Error).message }, "tunnel.kernelGso: the kernel has no UDP tunnel GSO on taps (Linux 6.17+); VXLAN leaves with UDP GSO");
+      return;
+    }
+    setSysctl(`net.ipv6.conf.${name}.disable_ipv6`, "1");
+    // Our frames come from the node's own address: accept that on this
+    // link. The strict reverse-path check fails them (the address is not
+    // routed through the tap); the kernel applies the larger of this link's
+    // and conf.all's rp_filter, so loose (2) here is enough whatever conf.all
+    // says, once the link has an address (a link without one fails any
+    // reverse-path check): the node's overlay address, as on the tun.
+    setSysctl(`net.ipv4.conf.${name}.accept_local`, "1");
+    setSysctl(`net.ipv4.conf.${name}.rp_filter`, "2");
+    configureLink(name, { addresses: [`${u32ToIp(this.derived.node.overlay)}/32`], up: true });
+    this.gsoTaps = taps;
+    this.gsoTapMac = readFileSync(`/sys/class/net/${name}/address`, "utf8").trim();
+    this.log.info({ device: name }, "tunnel.kernelGso: VXLAN super-frames leave through the kernel's UDP tunnel GSO");
   }
 
   /** What the node needs so NAT traffic reaches the data path. */
@@ -268,6 +307,7 @@ export class Daemon {
       // Carved once: enabling NAT by a reload needs no restart; resizing does.
       natMaxFlows: c.nat.conntrack.maxFlows,
       gsoFds,
+      gsoTap: this.gsoTaps[q] ? { fd: this.gsoTaps[q].fd, mac: this.gsoTapMac } : undefined,
     };
     const workerFile = fileURLToPath(new URL("./worker.js", import.meta.url));
     const worker = new Worker(workerFile, { workerData: { port: port2, config }, transferList: [port2] });
@@ -573,6 +613,7 @@ export class Daemon {
       // device gone already
     }
     for (const t of this.queueTuns.splice(0)) closeTun(t);
+    for (const t of this.gsoTaps.splice(0)) closeTun(t);
     if (this.tun) closeTun(this.tun);
     this.tun = undefined;
     for (const fd of this.fds.splice(0)) closeQuiet(fd);

@@ -30,6 +30,8 @@ export interface WorkerConfig {
   /** UDP GSO/GRO on the underlay (with offloads): sockets VXLAN leaves from
    *  (one per outer source port); the VXLAN socket has UDP_GRO on. */
   gsoFds?: number[];
+  /** tunnel.kernelGso: this lane's queue of the tap that takes UDP tunnel GSO frames, and the tap's MAC. */
+  gsoTap?: { fd: number; mac: string };
 }
 
 export type ToWorker =
@@ -64,6 +66,8 @@ export interface IoStats {
   /** UDP GRO: datagrams that held a whole encapsulated TCP super-frame
    *  (a kernel VTEP's GSO packet over virtual links), segmented on arrival. */
   encapSuperframes?: number;
+  /** tunnel.kernelGso: super-frames written whole to the tap, for the kernel to segment. */
+  tnlGsoFrames?: number;
 }
 
 function run(cfg: WorkerConfig, port: MessagePort): void {
@@ -103,7 +107,11 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const SUPER = 65536 + 64;
   // With io_uring, SUPER_BUFS super-frames are read in one call.
   const SUPER_BUFS = ring ? 4 : 1;
-  const superPtr = cfg.offloads ? Number(dp.raw.allocScratch(SUPER * SUPER_BUFS)) : 0;
+  // Each buffer has room in front for the headers of a tunnel GSO frame.
+  const SUPER_ROOM = 128;
+  const SUPER_STRIDE = SUPER_ROOM + SUPER;
+  const superPtr = cfg.offloads ? Number(dp.raw.allocScratch(SUPER_STRIDE * SUPER_BUFS)) : 0;
+  const superAt = (j: number) => superPtr + j * SUPER_STRIDE + SUPER_ROOM;
   const superLens = new Int32Array(SUPER_BUFS);
   if (cfg.offloads && dp.raw.offloadSetup() !== 0) throw new Error("no memory for offload buffers");
   const memBase = io.slotAddress(0) - dp.slotBase;
@@ -120,6 +128,10 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   let toVxlan = new Uint16Array(dp.memory.buffer, vxPtr, gso ? dp.batch : 0);
   const countsPtr = gso ? Number(dp.raw.allocScratch(16)) : 0;
   if (gso) Object.assign(ioStats, { gsoSends: 0, gsoSegments: 0, groTrains: 0, groDatagrams: 0, encapSuperframes: 0 });
+  // Super-frames in one VXLAN datagram go to the tun whole (not with NAT,
+  // whose connection state follows every packet).
+  const fastRx = gso && cfg.offloads && !nat;
+  if (fastRx) dp.raw.encapRxSetup(Number(dp.raw.allocScratch(64)));
   // Bytes of a datagram an input slot holds.
   const slotRoom = dp.slotSize - abi.HEADROOM;
   const readTrains = (): number => {
@@ -135,8 +147,29 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
           ioStats.groDatagrams! += Math.ceil(d.len / seg);
         }
         if (seg === d.len && d.len > slotRoom) {
-          // One VXLAN datagram longer than a slot: a TCP super-frame a kernel
-          // VTEP sent over virtual links only (see ingestEncapSuperframe).
+          // One VXLAN datagram longer than a slot: a TCP super-frame sent
+          // over virtual links only (ours with tunnel.kernelGso, or a kernel
+          // VTEP's). Written to the tun whole when its representative is
+          // delivered there (assembly/offload/tnlgso.ts), else segmented.
+          if (fastRx) {
+            if (n) {
+              // What came before it first, in order.
+              dp.processVxlan(n);
+              flush(n);
+              n = 0;
+            }
+            const segs = dp.raw.encapRepresentative(d.ptr, d.len, 0, d.src, d.dst, d.tos);
+            if (segs > 0) {
+              dp.processVxlan(1);
+              const len = dp.raw.encapBuild(0, d.ptr, d.len, segs);
+              if (len > 0) {
+                if (libc.write(cfg.tunFd, memBase + d.ptr + 12, len) < 0) ioStats.writeErrors++;
+                ioStats.groFrames++;
+              } else flush(1); // dropped, or an answer: as any packet
+              ioStats.encapSuperframes!++;
+              continue;
+            }
+          }
           let k = dp.raw.ingestEncapSuperframe(d.ptr, d.len, n, d.src, d.dst, d.tos);
           if (k === 0 && n > 0) {
             dp.processVxlan(n);
@@ -197,7 +230,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       if (ring) {
         // SUPER_BUFS reads in one call, completing in order; fewer than
         // SUPER_BUFS frames found ends the batch.
-        const r = ring.readBatch(cfg.tunFd, SUPER_BUFS, (j) => memBase + superPtr + j * SUPER, SUPER);
+        const r = ring.readBatch(cfg.tunFd, SUPER_BUFS, (j) => memBase + superAt(j), SUPER);
         if (r < 0) break;
         // Lengths first: ingesting may flush a full batch, whose writes
         // reuse ring.res. A read after an empty one may still have found a
@@ -206,21 +239,92 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
         for (let j = 0; j < SUPER_BUFS; j++) superLens[j] = ring.res[j];
         for (let j = 0; j < SUPER_BUFS; j++) {
           if (superLens[j] <= 0) continue;
-          n = ingestSuperframe(superPtr + j * SUPER, superLens[j], n);
+          n = ingestSuperframe(superAt(j), superLens[j], n);
           got++;
         }
         if (got < SUPER_BUFS) break;
         continue;
       }
-      const r = libc.read(cfg.tunFd, memBase + superPtr, SUPER);
+      const r = libc.read(cfg.tunFd, memBase + superAt(0), SUPER);
       if (r <= 0) break; // EAGAIN (or EOF): batch done
-      n = ingestSuperframe(superPtr, r, n);
+      n = ingestSuperframe(superAt(0), r, n);
     }
     return n;
   };
+  // tunnel.kernelGso: a super-frame bound for a VXLAN peer leaves whole, as
+  // one tunnel GSO frame written to the tap; its first segment goes through
+  // the pipeline for it (assembly/offload/tnlgso.ts). Frames for anywhere
+  // else are segmented as usual. Handles whole batches itself: returns 0.
+  const tnl = cfg.offloads && cfg.gsoTap !== undefined;
+  const segsOf = new Int32Array(SUPER_BUFS);
+  // A tunnel GSO frame starts this far from its super-frame's buffer: its
+  // headers (TNL_PREFIX bytes, tnlgso.ts) replace the tun's 10-byte vnet header.
+  const TNL_BACK = 10 - Number((dp.raw.TNL_PREFIX as WebAssembly.Global).value);
+  if (-TNL_BACK > SUPER_ROOM) throw new Error("super-frame buffers lack room for tunnel GSO headers");
+  const tnlFrames = new Float64Array(SUPER_BUFS * 2); // address, length
+  if (tnl) {
+    const mac = cfg.gsoTap!.mac.split(":").map((x) => parseInt(x, 16));
+    dp.raw.gsoSetup((mac[0] << 8) | mac[1], ((mac[2] << 24) | (mac[3] << 16) | (mac[4] << 8) | mac[5]) >>> 0, Number(dp.raw.allocScratch(16)));
+    ioStats.tnlGsoFrames = 0;
+  }
+  const readSuperframesTnl = (): number => {
+    for (let round = 0; round < 8; round++) {
+      let got = 0;
+      if (ring) {
+        if (ring.readBatch(cfg.tunFd, SUPER_BUFS, (j) => memBase + superAt(j), SUPER) < 0) break;
+        for (let j = 0; j < SUPER_BUFS; j++) superLens[j] = ring.res[j];
+      } else {
+        superLens[0] = libc.read(cfg.tunFd, memBase + superAt(0), SUPER);
+      }
+      // Representatives in slots 0.., through the pipeline in one call.
+      let reps = 0;
+      for (let j = 0; j < SUPER_BUFS; j++) {
+        segsOf[j] = 0;
+        if (superLens[j] <= 0) continue;
+        got++;
+        ioStats.superframes++;
+        const segs = dp.raw.gsoRepresentative(superAt(j), superLens[j], reps);
+        if (segs > 0) {
+          segsOf[j] = segs;
+          reps++;
+        }
+      }
+      if (reps) {
+        dp.processPod(reps);
+        let frames = 0;
+        for (let j = 0, k = 0; j < SUPER_BUFS; j++) {
+          if (!segsOf[j]) continue;
+          const len = dp.raw.gsoBuild(k++, superAt(j), superLens[j], segsOf[j]);
+          if (!len) continue;
+          tnlFrames[frames * 2] = memBase + superAt(j) + TNL_BACK;
+          tnlFrames[frames * 2 + 1] = len;
+          frames++;
+        }
+        if (ring) {
+          ioStats.writeErrors += ring.writeAll(cfg.gsoTap!.fd, frames, (k) => tnlFrames[k * 2], (k) => tnlFrames[k * 2 + 1]);
+        } else {
+          for (let k = 0; k < frames; k++) if (libc.write(cfg.gsoTap!.fd, tnlFrames[k * 2], tnlFrames[k * 2 + 1]) < 0) ioStats.writeErrors++;
+        }
+        ioStats.tnlGsoFrames! += frames;
+        // What did not leave as a frame (ICMP errors, drops) goes on as any packet.
+        flush(reps);
+      }
+      // The others, segmented here.
+      let n = 0;
+      for (let j = 0; j < SUPER_BUFS; j++) {
+        if (superLens[j] > 0 && !segsOf[j]) n = ingestSuperframe(superAt(j), superLens[j], n);
+      }
+      if (n) {
+        dp.processPod(n);
+        flush(n);
+      }
+      if (got < SUPER_BUFS) break;
+    }
+    return 0;
+  };
   // Each readable source: how to read a batch from it and which stage takes it.
   const sources = [
-    { bit: bitOf(cfg.tunFd), read: () => (cfg.offloads ? readSuperframes() : io.readTun(cfg.tunFd, dp.batch)), process: (n: number) => dp.processPod(n) },
+    { bit: bitOf(cfg.tunFd), read: () => (tnl ? readSuperframesTnl() : cfg.offloads ? readSuperframes() : io.readTun(cfg.tunFd, dp.batch)), process: (n: number) => dp.processPod(n) },
     { bit: bitOf(cfg.vxlanFd), read: () => (gso ? readTrains() : io.recvVxlan(cfg.vxlanFd, dp.batch)), process: (n: number) => dp.processVxlan(n) },
     { bit: bitOf(cfg.ipipFd), read: () => io.recvIpip(cfg.ipipFd, dp.batch), process: (n: number) => dp.processIpip(n) },
   ].filter((s) => s.bit !== 0);

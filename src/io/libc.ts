@@ -95,6 +95,9 @@ export const TUN_F_TSO4 = 0x02;
 export const TUN_F_TSO6 = 0x04;
 export const TUN_F_TSO_ECN = 0x08;
 export const TUN_F_UFO = 0x10;
+/** Linux 6.17+: the reader/writer handles UDP tunnel GSO (virtio_net_hdr_v1_hash_tunnel). */
+export const TUN_F_UDP_TUNNEL_GSO = 0x80;
+export const TUN_F_UDP_TUNNEL_GSO_CSUM = 0x100;
 
 // --- errors -----------------------------------------------------------------
 const errnoNumbers = koffi.os.errno as Record<string, number>;
