@@ -34,8 +34,8 @@ import { ld16 } from "../wire/bytes";
 import { ETH_HDR_LEN, ETH_TYPE, ETHERTYPE_IPV4 } from "../wire/ethernet";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
 import { nhKind } from "../pipeline/peers";
-import { cfgMode, cfgUnderlayMtu, count, metaBase, slotBase, slotSize } from "../pipeline/state";
-import { tsoFirstSegment } from "./tso";
+import { batchMax, cfgMode, cfgUnderlayMtu, count, metaBase, slotBase, slotSize } from "../pipeline/state";
+import { tsoFirstSegment, tsoSegmentCount } from "./tso";
 import { emitVnet, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetGsoSize, vnetGsoType } from "./vnet";
 
 export const TNL_VNET_LEN: u32 = 24;
@@ -54,16 +54,26 @@ export function gsoSetup(macHi: u32, macLo: u32, scratch: usize): void {
   repLens = scratch;
 }
 
+/** The segment count of the super-frame at `src` (vnet header + IPv4/TCP,
+ *  `srcLen` bytes) when it can leave as one tunnel GSO packet: a TCPV4 frame
+ *  of two segments or more whose destination routes to a VXLAN peer; else 0.
+ *  Reads only. */
+export function gsoSegments(src: usize, srcLen: u32): i32 {
+  if (repLens == 0 || srcLen <= VNET_HDR_LEN + 40) return 0;
+  if ((vnetGsoType(src) & ~VNET_GSO_ECN) != VNET_GSO_TCPV4) return 0;
+  const nh = lpmLookup(ipDst(src + VNET_HDR_LEN));
+  if (nh == LPM_MISS || nhKind(nh) != NH_VXLAN) return 0;
+  const n = tsoSegmentCount(src, srcLen);
+  return n < 2 ? 0 : n;
+}
+
 /** Put the representative of the super-frame at `src` (vnet header + IPv4/TCP,
  *  `srcLen` bytes) in pod-side input slot `i`. Returns the frame's segment
  *  count when the frame can leave as one tunnel GSO packet (a TCPV4 frame of
  *  two segments or more whose destination routes to a VXLAN peer); 0 when
  *  it cannot (the caller segments it as usual); nothing is written then. */
 export function gsoRepresentative(src: usize, srcLen: u32, i: u32): i32 {
-  if (repLens == 0 || srcLen <= VNET_HDR_LEN + 40) return 0;
-  const q = src + VNET_HDR_LEN;
-  const nh = lpmLookup(ipDst(q));
-  if (nh == LPM_MISS || nhKind(nh) != NH_VXLAN) return 0;
+  if (i >= batchMax || gsoSegments(src, srcLen) == 0) return 0;
   const slot = slotBase + <usize>i * slotSize;
   const n = tsoFirstSegment(src, srcLen, slot + HEADROOM, slotSize - HEADROOM, repLens);
   if (n < 2) return 0;

@@ -267,8 +267,36 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     dp.raw.gsoSetup((mac[0] << 8) | mac[1], ((mac[2] << 24) | (mac[3] << 16) | (mac[4] << 8) | mac[5]) >>> 0, Number(dp.raw.allocScratch(16)));
     ioStats.tnlGsoFrames = 0;
   }
+  // Frames are taken in order, in runs of one kind: representatives (their
+  // frames leave through the tap) or segmented frames (through the sockets);
+  // a run ends where the kind changes, so a flow is never reordered.
+  // Representatives hold on to their read buffers: their run ends with the
+  // read. Segmented frames live in slots: their run may go on over reads
+  // and is returned for the caller to run.
+  const repOf = new Int32Array(SUPER_BUFS); // run slot k -> buffer
+  const runReps = (k: number) => {
+    dp.processPod(k);
+    let frames = 0;
+    for (let i = 0; i < k; i++) {
+      const j = repOf[i];
+      const len = dp.raw.gsoBuild(i, superAt(j), superLens[j], segsOf[j]);
+      if (!len) continue;
+      tnlFrames[frames * 2] = memBase + superAt(j) + TNL_BACK;
+      tnlFrames[frames * 2 + 1] = len;
+      frames++;
+    }
+    if (ring) {
+      ioStats.writeErrors += ring.writeAll(cfg.gsoTap!.fd, frames, (i) => tnlFrames[i * 2], (i) => tnlFrames[i * 2 + 1]);
+    } else {
+      for (let i = 0; i < frames; i++) if (libc.write(cfg.gsoTap!.fd, tnlFrames[i * 2], tnlFrames[i * 2 + 1]) < 0) ioStats.writeErrors++;
+    }
+    ioStats.tnlGsoFrames! += frames;
+    // What did not leave as a frame (ICMP errors, drops) goes on as any packet.
+    flush(k);
+  };
   const readSuperframesTnl = (): number => {
-    for (let round = 0; round < 8; round++) {
+    let n = 0; // slots of the open run of segmented frames
+    while (n < dp.batch) {
       let got = 0;
       if (ring) {
         if (ring.readBatch(cfg.tunFd, SUPER_BUFS, (j) => memBase + superAt(j), SUPER) < 0) break;
@@ -276,51 +304,35 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       } else {
         superLens[0] = libc.read(cfg.tunFd, memBase + superAt(0), SUPER);
       }
-      // Representatives in slots 0.., through the pipeline in one call.
       let reps = 0;
       for (let j = 0; j < SUPER_BUFS; j++) {
-        segsOf[j] = 0;
         if (superLens[j] <= 0) continue;
         got++;
-        ioStats.superframes++;
-        const segs = dp.raw.gsoRepresentative(superAt(j), superLens[j], reps);
+        const segs = dp.raw.gsoSegments(superAt(j), superLens[j]);
         if (segs > 0) {
-          segsOf[j] = segs;
-          reps++;
+          if (n > 0) {
+            // A run of segmented frames ends here.
+            dp.processPod(n);
+            flush(n);
+            n = 0;
+          }
+          if (dp.raw.gsoRepresentative(superAt(j), superLens[j], reps) > 0) {
+            segsOf[j] = segs;
+            repOf[reps++] = j;
+            ioStats.superframes++;
+            continue;
+          }
         }
-      }
-      if (reps) {
-        dp.processPod(reps);
-        let frames = 0;
-        for (let j = 0, k = 0; j < SUPER_BUFS; j++) {
-          if (!segsOf[j]) continue;
-          const len = dp.raw.gsoBuild(k++, superAt(j), superLens[j], segsOf[j]);
-          if (!len) continue;
-          tnlFrames[frames * 2] = memBase + superAt(j) + TNL_BACK;
-          tnlFrames[frames * 2 + 1] = len;
-          frames++;
+        if (reps) {
+          runReps(reps);
+          reps = 0;
         }
-        if (ring) {
-          ioStats.writeErrors += ring.writeAll(cfg.gsoTap!.fd, frames, (k) => tnlFrames[k * 2], (k) => tnlFrames[k * 2 + 1]);
-        } else {
-          for (let k = 0; k < frames; k++) if (libc.write(cfg.gsoTap!.fd, tnlFrames[k * 2], tnlFrames[k * 2 + 1]) < 0) ioStats.writeErrors++;
-        }
-        ioStats.tnlGsoFrames! += frames;
-        // What did not leave as a frame (ICMP errors, drops) goes on as any packet.
-        flush(reps);
+        n = ingestSuperframe(superAt(j), superLens[j], n);
       }
-      // The others, segmented here.
-      let n = 0;
-      for (let j = 0; j < SUPER_BUFS; j++) {
-        if (superLens[j] > 0 && !segsOf[j]) n = ingestSuperframe(superAt(j), superLens[j], n);
-      }
-      if (n) {
-        dp.processPod(n);
-        flush(n);
-      }
+      if (reps) runReps(reps);
       if (got < SUPER_BUFS) break;
     }
-    return 0;
+    return n;
   };
   // Each readable source: how to read a batch from it and which stage takes it.
   const sources = [
