@@ -21,6 +21,10 @@
 //                  see build_roundtrip()
 //     nat          (up to 6 segments, one batch each, in order) a step of a
 //                  NAT sequence on a NAT-enabled worker2; see nat_run()
+//     vxlan-super  (the whole input after byte 0) outer TOS u8, an inner
+//                  IPv4 packet the harness wraps in VXLAN + Ethernet from
+//                  worker3 as one datagram: a TCP super-frame that arrived
+//                  unsegmented, or anything claiming to be; see super_run()
 //
 // Packet k of a batch sits in slot 2k; the odd slots are guards: their
 // metadata says off 0 (dropped with R_BAD_OFFSET before any byte is read)
@@ -58,9 +62,10 @@
 #define T_POD_TAP 5
 #define T_ROUNDTRIP 6
 #define T_NAT 7
+#define T_VXLAN_SUPER 8
 #ifndef FUZZ_TARGET
 #error "compile with -DFUZZ_TARGET=<n>"
-#elif FUZZ_TARGET < T_VXLAN_DECAP || FUZZ_TARGET > T_NAT
+#elif FUZZ_TARGET < T_VXLAN_DECAP || FUZZ_TARGET > T_VXLAN_SUPER
 #error "FUZZ_TARGET out of range"
 #endif
 
@@ -1206,6 +1211,137 @@ static void roundtrip(const uint8_t* data, size_t size) {
   check_forwarded(slot_ptr(peer, 0) + le32(m), le32(m + 4), sent.bytes, sent.len, "decap(encap(x))");
 }
 
+// --- vxlan-super: one VXLAN datagram holding a whole TCP super-frame ------------
+// What a GSO packet that crossed only virtual links looks like to our UDP
+// socket (assembly/offload/tnlgso.ts). Both ways the worker handles it run on
+// every input, on worker2 (tun) receiving from worker3:
+//   1. encapRepresentative + processVxlanBatch + encapBuild: the frame's first
+//      segment decides; a delivered one turns the datagram into one TSO write
+//      for the tun (virtio_net_hdr TCPV4, checksum partial) in place;
+//   2. ingestEncapSuperframe + processVxlanBatch: MTU segments, each checked.
+// Invariants: the module accepts only an unfragmented IPv4/TCP packet that
+// fills the datagram (checked independently here) and leaves the datagram's
+// bytes as they were; both ways agree on the segment count; the tun write is
+// the input with a header in front: same addresses, ports, sequence, flags
+// and payload, a valid IPv4 header and the partial TCP checksum; every
+// delivered segment is valid IPv4 with a valid TCP checksum, its payload the
+// right slice of the input's, in sequence; counters move by the segments.
+#if FUZZ_TARGET == T_VXLAN_SUPER
+#define SUPER_MAX 65536
+#define C_TO_DEVICE_PKTS 12
+static uint32_t g_super, g_super2;
+static uint8_t g_dgram[SUPER_MAX];
+
+static void super_setup(node_t* n) {
+  must(Z_overlayZ_offloadSetup(&n->w), "offloadSetup");
+  uint32_t rx = Z_overlayZ_allocScratch(&n->w, 64);
+  g_super = Z_overlayZ_allocScratch(&n->w, SUPER_MAX + 64);
+  g_super2 = Z_overlayZ_allocScratch(&n->w, SUPER_MAX + 64);
+  if (!rx || !g_super || !g_super2) must(-98, "scratch");
+  Z_overlayZ_encapRxSetup(&n->w, rx);
+  node_ready(n);
+}
+
+static uint32_t tcp_pseudo_sum(const uint8_t* ip, uint32_t l4len) {
+  uint64_t s = (uint64_t)be16(ip + 12) + be16(ip + 14) + be16(ip + 16) + be16(ip + 18) + 6 + l4len;
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return (uint32_t)s;
+}
+
+static void super_run(const uint8_t* data, size_t size) {
+  node_t* n = &A;
+  if (size < 2 || size - 2 + 22 > SUPER_MAX) return;
+  const uint8_t tos = data[1];
+  const uint8_t* inner = data + 2;
+  const uint32_t ilen = (uint32_t)(size - 2), len = ilen + 22;
+  uint8_t* d = g_dgram;
+  memset(d, 0, 22);
+  d[0] = 0x08;
+  d[6] = VNI;
+  put_be48(d + 8, W2_MAC);
+  put_be48(d + 14, W3_MAC);
+  d[20] = 0x08;
+  memcpy(d + 22, inner, ilen);
+  // What the module may accept, judged here.
+  uint32_t ihl = ilen >= 20 ? (inner[0] & 15) * 4u : 0, hdr = 0;
+  int valid = ilen >= 40 && inner[0] >> 4 == 4 && ihl >= 20 && ihl + 20 <= ilen && be16(inner + 2) == ilen && inner[9] == 6 &&
+              (be16(inner + 6) & 0x3fff) == 0 && inet_csum(inner, ihl) == 0;
+  if (valid) {
+    hdr = ihl + (inner[ihl + 12] >> 4) * 4u;
+    valid = hdr >= ihl + 20 && hdr <= ilen;
+  }
+  const uint32_t mss = valid ? MTU - 50 - hdr : 0;
+  const uint32_t segs = valid && mss > 0 ? (ilen - hdr + mss - 1) / mss : 0;
+
+  // 1. The representative, and the whole frame to the tun.
+  uint8_t* buf = n->mem + g_super;
+  memcpy(buf, d, len);
+  UNPOISON(slot_ptr(n, 0), BATCH * SLOT_SIZE);
+  for (uint32_t i = 0; i < BATCH; i++) memset(meta_ptr(n, i), 0, META_SIZE);
+  int32_t r = Z_overlayZ_encapRepresentative(&n->w, g_super, len, 0, W3_UNDERLAY, W2_UNDERLAY, tos);
+  CHECK(memcmp(buf, d, len) == 0, "encapRepresentative changed the datagram");
+  if (r != 0) {
+    CHECK(valid, "encapRepresentative took a datagram that holds no IPv4/TCP super-frame");
+    CHECK(r >= 2 && (uint32_t)r == segs, "encapRepresentative: %d segments, expected %u", r, segs);
+    const uint8_t* m = meta_ptr(n, 0);
+    CHECK(le32(m) == HEADROOM && le32(m + 4) <= SLOT_SIZE - HEADROOM && le32(m + 4) > 22, "representative off %u len %u", le32(m), le32(m + 4));
+    for (uint32_t i = 0; i < COUNTER_COUNT; i++) g_before[i] = counter(n, i);
+    Z_overlayZ_processVxlanBatch(&n->w, 1);
+    const uint32_t v = le16(m + 8);
+    const uint32_t w = Z_overlayZ_encapBuild(&n->w, 0, g_super, len, (uint32_t)r);
+    if (v == VERDICT_TO_DEVICE) {
+      CHECK(w == ilen + 10, "tun write of %u bytes for %u", w, ilen);
+      const uint8_t* f = buf + 12;
+      CHECK(f[0] == 1 && (f[1] & 0x7f) == 1, "virtio_net_hdr flags %u gso_type %u", f[0], f[1]);
+      CHECK(le16(f + 2) == hdr && le16(f + 4) == mss && le16(f + 6) == ihl && le16(f + 8) == 16, "virtio_net_hdr fields");
+      const uint8_t* q = f + 10;
+      check_ipv4(n, q, ilen, "super-frame to the tun");
+      CHECK(memcmp(q + 12, inner + 12, 8) == 0 && q[9] == 6, "addresses changed");
+      CHECK(memcmp(q + ihl, inner + ihl, 16) == 0, "ports, sequence, ack or flags changed");
+      CHECK(memcmp(q + hdr, inner + hdr, ilen - hdr) == 0, "payload changed");
+      CHECK(be16(q + ihl + 16) == tcp_pseudo_sum(q, ilen - ihl), "TCP checksum is not the partial sum");
+      CHECK(le16(m + 8) == VERDICT_DROP && le16(m + 10) == 0, "representative not marked as handled");
+      CHECK(counter(n, C_TO_DEVICE_PKTS) - g_before[C_TO_DEVICE_PKTS] == segs, "to-device counter moved by %llu for %u segments",
+            (unsigned long long)(counter(n, C_TO_DEVICE_PKTS) - g_before[C_TO_DEVICE_PKTS]), segs);
+    } else {
+      CHECK(w == 0, "a tun write for verdict %u", v);
+    }
+  }
+
+  // 2. Segmented.
+  uint8_t* buf2 = n->mem + g_super2;
+  memcpy(buf2, d, len);
+  for (uint32_t i = 0; i < BATCH; i++) memset(meta_ptr(n, i), 0, META_SIZE);
+  int32_t k = Z_overlayZ_ingestEncapSuperframe(&n->w, g_super2, len, 0, W3_UNDERLAY, W2_UNDERLAY, tos);
+  CHECK(memcmp(buf2, d, len) == 0, "ingestEncapSuperframe changed the datagram");
+  CHECK(k == -2 || (k >= 0 && k <= BATCH), "ingestEncapSuperframe returned %d", k);
+  if (k != -2) CHECK(valid, "ingestEncapSuperframe took a datagram that holds no IPv4/TCP super-frame");
+  if (r > 0) CHECK(k == r || (k == 0 && (uint32_t)r > BATCH), "representative: %d segments, ingest: %d", r, k);
+  if (k <= 0) return;
+  CHECK((uint32_t)k == segs, "ingest: %d segments, expected %u", k, segs);
+  for (uint32_t i = 0; i < COUNTER_COUNT; i++) g_before[i] = counter(n, i);
+  Z_overlayZ_processVxlanBatch(&n->w, (uint32_t)k);
+  CHECK(counter(n, C_RX_VXLAN_PKTS) - g_before[C_RX_VXLAN_PKTS] == (uint64_t)k, "rx counter");
+  uint32_t at = hdr, seq = be32(inner + ihl + 4), first = le16(meta_ptr(n, 0) + 8);
+  for (uint32_t i = 0; i < (uint32_t)k; i++) {
+    const uint8_t* m = meta_ptr(n, i);
+    const uint32_t v = le16(m + 8);
+    CHECK(v == first, "segment %u: verdict %u, the first got %u", i, v, first);
+    if (v != VERDICT_TO_DEVICE) continue;
+    const uint8_t* p = slot_ptr(n, i) + le32(m);
+    const uint32_t l = le32(m + 4);
+    check_ipv4(n, p, l, "segment");
+    CHECK(l > hdr && l - hdr <= mss, "segment %u: %u bytes", i, l);
+    CHECK(be32(p + ihl + 4) == seq, "segment %u: sequence %u, expected %u", i, be32(p + ihl + 4), seq);
+    CHECK(csum_fold(csum_add(tcp_pseudo_sum(p, l - ihl), p + ihl, l - ihl)) == 0, "segment %u: bad TCP checksum", i);
+    CHECK(memcmp(p + hdr, inner + at, l - hdr) == 0, "segment %u: payload is not the input's", i);
+    at += l - hdr;
+    seq += l - hdr;
+  }
+  if (first == VERDICT_TO_DEVICE) CHECK(at == ilen, "segments carried %u of %u bytes", at - hdr, ilen - hdr);
+}
+#endif
+
 // --- libFuzzer entry points -------------------------------------------------------
 int LLVMFuzzerInitialize(int* argc, char*** argv) {
   (void)argc;
@@ -1223,6 +1359,9 @@ int LLVMFuzzerInitialize(int* argc, char*** argv) {
   nat_worker2(&A);
 #else
   worker2(&A, 0);
+#endif
+#if FUZZ_TARGET == T_VXLAN_SUPER
+  super_setup(&A);
 #endif
 #if FUZZ_TARGET == T_ROUNDTRIP
   worker3(&B);
@@ -1242,6 +1381,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   roundtrip(data, size);
 #elif FUZZ_TARGET == T_NAT
   nat_run(data, size);
+#elif FUZZ_TARGET == T_VXLAN_SUPER
+  super_run(data, size);
 #else
   const uint8_t* seg[MAX_PKTS];
   size_t seglen[MAX_PKTS];

@@ -27,7 +27,7 @@ import { MODE_TUN, E_RANGE, HEADROOM, C_RX_VXLAN_PKTS, C_RX_VXLAN_BYTES, C_TO_DE
   C_RX_POD_PKTS, C_RX_POD_BYTES, C_TX_VXLAN_PKTS, C_TX_VXLAN_BYTES, C_VERDICT_BASE } from "../abi";
 import { st16, st32, st8 } from "../wire/bytes";
 import { csumFinish, csumPseudo } from "../wire/checksum";
-import { checkIpv4, ipDst, ipFillChecksum, ipHeaderLen, ipIsFragment, ipProto, ipSrc, ipTotalLen, IP_TOTLEN, IP_TTL, PROTO_TCP, PROTO_UDP } from "../wire/ipv4";
+import { checkIpv4, ipChecksumOk, ipDst, ipFillChecksum, ipHeaderLen, ipIsFragment, ipProto, ipSrc, ipTotalLen, IP_TOTLEN, IP_TTL, PROTO_TCP, PROTO_UDP } from "../wire/ipv4";
 import { checkTcp, TCP_CSUM, TCP_FLAGS, tcpHeaderLen } from "../wire/tcp";
 import { vxlanFlags, VXLAN_FLAG_I, VXLAN_HDR_LEN, VXLAN_OVERHEAD } from "../wire/vxlan";
 import { ld16 } from "../wire/bytes";
@@ -165,14 +165,17 @@ const ENCAP_OUTER: u32 = VXLAN_HDR_LEN + ETH_HDR_LEN; // 22: VXLAN + inner Ether
 
 /** Header bytes (IPv4 + TCP) of the super-frame in the VXLAN datagram at
  *  `src` (`len` bytes), or 0 when it is not one: VXLAN with the I flag,
- *  IPv4, an unfragmented TCP packet whose total length fills the datagram,
+ *  IPv4 with a valid header checksum, an unfragmented TCP packet whose
+ *  total length fills the datagram,
  *  and a segment size (tunnel MTU - headers) that fits a slot. */
 function encapPlan(src: usize, len: u32): u32 {
   if (len < ENCAP_OUTER + 40 || (vxlanFlags(src) & VXLAN_FLAG_I) == 0) return 0;
   if (ld16(src + VXLAN_HDR_LEN + ETH_TYPE) != ETHERTYPE_IPV4) return 0;
   const p = src + ENCAP_OUTER;
   const plen = len - ENCAP_OUTER;
-  if (checkIpv4(p, plen) != R_NONE || ipProto(p) != PROTO_TCP || ipIsFragment(p) || ipTotalLen(p) != plen) return 0;
+  // The header checksum too: each segment gets a fresh one, which must not
+  // vouch for a header that arrived damaged (a bug the fuzzer found).
+  if (checkIpv4(p, plen) != R_NONE || !ipChecksumOk(p) || ipProto(p) != PROTO_TCP || ipIsFragment(p) || ipTotalLen(p) != plen) return 0;
   const ihl = ipHeaderLen(p);
   if (checkTcp(p + ihl, plen - ihl) != R_NONE) return 0;
   const hdr = ihl + tcpHeaderLen(p + ihl);
