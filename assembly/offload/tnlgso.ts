@@ -23,8 +23,8 @@
 //   q-64  Ethernet: to the tap's own MAC, so the kernel takes it in and routes it
 //   q-50  outer IPv4 + UDP + VXLAN + inner Ethernet, from the representative
 //   q     inner IPv4 + TCP (the representative's), payload as read
-import { MODE_TUN, E_RANGE, HEADROOM, C_RX_VXLAN_PKTS, C_RX_VXLAN_BYTES, C_TO_DEVICE_PKTS, C_TO_DEVICE_BYTES, VERDICT_TO_DEVICE, META_LEN, META_OFF, META_VERDICT, META_REASON, NH_VXLAN, R_NONE, VERDICT_DROP, VERDICT_TX_UNDERLAY,
-  C_RX_POD_PKTS, C_RX_POD_BYTES, C_TX_VXLAN_PKTS, C_TX_VXLAN_BYTES, C_VERDICT_BASE } from "../abi";
+import { MODE_TUN, E_RANGE, HEADROOM, C_RX_VXLAN_PKTS, C_TO_DEVICE_PKTS, VERDICT_TO_DEVICE, META_LEN, META_OFF, META_VERDICT, META_REASON, NH_VXLAN, R_NONE, VERDICT_DROP, VERDICT_TX_UNDERLAY,
+  C_RX_POD_PKTS, C_TX_VXLAN_PKTS, C_VERDICT_BASE } from "../abi";
 import { st16, st32, st8 } from "../wire/bytes";
 import { csumFinish, csumPseudo } from "../wire/checksum";
 import { checkIpv4, ipChecksumOk, ipDst, ipFillChecksum, ipHeaderLen, ipIsFragment, ipProto, ipSrc, ipTotalLen, IP_TOTLEN, IP_TTL, PROTO_TCP, PROTO_UDP } from "../wire/ipv4";
@@ -52,6 +52,22 @@ export function gsoSetup(macHi: u32, macLo: u32, scratch: usize): void {
   tapMacHi = macHi;
   tapMacLo = macLo;
   repLens = scratch;
+}
+
+/** A representative's frame went out whole: count its other segments as
+ *  if each had gone through the pipeline (packets on the input counter
+ *  `rxC`, bytes beyond the representative's on rxC + 1; the same on `outC`;
+ *  the verdict's counter), and mark the slot as handled, a silent drop the
+ *  I/O layer skips. */
+function settle(m: usize, segs: u32, rxC: u32, rxBytes: u64, outC: u32, outBytes: u64, verdict: u16): void {
+  const more = <u64>(segs - 1);
+  count(rxC, more);
+  count(rxC + 1, rxBytes);
+  count(outC, more);
+  count(outC + 1, outBytes);
+  count(C_VERDICT_BASE + verdict, more);
+  store<u16>(m, VERDICT_DROP, META_VERDICT);
+  store<u16>(m, R_NONE, META_REASON);
 }
 
 /** The segment count of the super-frame at `src` (vnet header + IPv4/TCP,
@@ -139,17 +155,9 @@ export function gsoBuild(i: u32, src: usize, srcLen: u32, segs: u32): u32 {
   store<u64>(v, 0, 12);
   store<u16>(v, <u16>(ETH_HDR_LEN + 20), 20);
   store<u16>(v, <u16>l2, 22);
-  // The other segments, as if each had gone through the pipeline.
-  const more = <u64>(segs - 1);
-  const repInner = repLen - VXLAN_OVERHEAD;
   const allInner = <u64>(innerLen - hdr) + <u64>segs * hdr;
-  count(C_RX_POD_PKTS, more);
-  count(C_RX_POD_BYTES, allInner - repInner);
-  count(C_TX_VXLAN_PKTS, more);
-  count(C_TX_VXLAN_BYTES, allInner + <u64>segs * VXLAN_OVERHEAD - repLen);
-  count(C_VERDICT_BASE + VERDICT_TX_UNDERLAY, more);
-  store<u16>(m, VERDICT_DROP, META_VERDICT);
-  store<u16>(m, R_NONE, META_REASON);
+  settle(m, segs, C_RX_POD_PKTS, allInner - (repLen - VXLAN_OVERHEAD), C_TX_VXLAN_PKTS, allInner + <u64>segs * VXLAN_OVERHEAD - repLen,
+    VERDICT_TX_UNDERLAY);
   return TNL_PREFIX + innerLen;
 }
 
@@ -253,14 +261,8 @@ export function encapBuild(i: u32, src: usize, len: u32, segs: u32): u32 {
   const cwr = (load<u8>(q + ihl + TCP_FLAGS) & 0x80) != 0;
   const mss = cfgUnderlayMtu - VXLAN_OVERHEAD - hdr;
   emitVnet(q - VNET_HDR_LEN, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4 | (cwr ? VNET_GSO_ECN : 0), hdr, mss, ihl, <u32>TCP_CSUM);
-  const more = <u64>(segs - 1);
   const payload = <u64>(innerLen - hdr);
-  count(C_RX_VXLAN_PKTS, more);
-  count(C_RX_VXLAN_BYTES, payload + <u64>segs * (hdr + ENCAP_OUTER) - (repLen + ENCAP_OUTER));
-  count(C_TO_DEVICE_PKTS, more);
-  count(C_TO_DEVICE_BYTES, payload + <u64>segs * hdr - repLen);
-  count(C_VERDICT_BASE + VERDICT_TO_DEVICE, more);
-  store<u16>(m, VERDICT_DROP, META_VERDICT);
-  store<u16>(m, R_NONE, META_REASON);
+  settle(m, segs, C_RX_VXLAN_PKTS, payload + <u64>segs * (hdr + ENCAP_OUTER) - (repLen + ENCAP_OUTER), C_TO_DEVICE_PKTS,
+    payload + <u64>segs * hdr - repLen, VERDICT_TO_DEVICE);
   return innerLen + VNET_HDR_LEN;
 }

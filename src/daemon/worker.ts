@@ -63,8 +63,9 @@ export interface IoStats {
   /** UDP GRO: coalesced trains received (each several datagrams), and the datagrams in them. */
   groTrains?: number;
   groDatagrams?: number;
-  /** UDP GRO: datagrams that held a whole encapsulated TCP super-frame
-   *  (a kernel VTEP's GSO packet over virtual links), segmented on arrival. */
+  /** UDP GRO: datagrams that held a whole encapsulated TCP super-frame (a
+   *  GSO packet that crossed virtual links only: ours with tunnel.kernelGso,
+   *  or a kernel VTEP's), written to the tun whole or segmented. */
   encapSuperframes?: number;
   /** tunnel.kernelGso: super-frames written whole to the tap, for the kernel to segment. */
   tnlGsoFrames?: number;
@@ -254,7 +255,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   // tunnel.kernelGso: a super-frame bound for a VXLAN peer leaves whole, as
   // one tunnel GSO frame written to the tap; its first segment goes through
   // the pipeline for it (assembly/offload/tnlgso.ts). Frames for anywhere
-  // else are segmented as usual. Handles whole batches itself: returns 0.
+  // else, and small packets, are segmented as usual.
   const tnl = cfg.offloads && cfg.gsoTap !== undefined;
   const segsOf = new Int32Array(SUPER_BUFS);
   // A tunnel GSO frame starts this far from its super-frame's buffer: its
