@@ -229,8 +229,11 @@ for (const { offloads, kernel, kernelGso } of interop) describe.skipIf(!isRoot)(
     expect(b.receivedSha).toBe(b.sentSha);
     expect(b.received).toBe(4 << 20);
     const s = JSON.parse(cluster.exec(`w${ours}`, [process.execPath, CLI, "show", "stats", "--json"]));
-    // The kernel's super-frames arrived whole and were taken, none refused.
-    if (kernel === 2) expect(s.io.encapSuperframes).toBeGreaterThan(0);
+    // The kernel's super-frames arrived whole and were written to the tun whole, none refused.
+    if (kernel === 2) {
+      expect(s.io.encapSuperframes).toBeGreaterThan(0);
+      expect(s.io.encapWhole).toBeGreaterThan(0);
+    }
     expect(s.io.refused ?? 0).toBe(0);
     // Ours left whole through the tap.
     if (kernelGso) expect(s.io.tnlGsoFrames).toBeGreaterThan(0);
@@ -328,8 +331,10 @@ describe.skipIf(!isRoot)("tunnel.kernelGso: super-frames leave whole through a t
     const s3 = JSON.parse(cluster.exec("w3", [process.execPath, CLI, "show", "stats", "--json"]));
     expect(s2.io.tnlGsoFrames).toBeGreaterThan(0);
     expect(s3.io.tnlGsoFrames).toBeGreaterThan(0);
-    // worker3 took worker2's frames whole; worker2 got worker3's as datagrams.
+    // worker3 took worker2's frames whole (one TSO write each to its tun);
+    // worker2 got worker3's as datagrams.
     expect(s3.io.encapSuperframes).toBeGreaterThan(0);
+    expect(s3.io.encapWhole).toBe(s3.io.encapSuperframes);
     expect(s2.io.groDatagrams).toBeGreaterThan(0);
     expect(s2.io.refused + s3.io.refused).toBe(0);
     expect(s2.io.writeErrors + s3.io.writeErrors).toBe(0);

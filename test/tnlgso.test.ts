@@ -144,6 +144,26 @@ describe("tunnel GSO: one super-frame, built on worker2, delivered whole on work
     expect(Buffer.from(c.subarray(40)).equals(Buffer.from(data))).toBe(true);
   });
 
+  it("worker3 with NAT on declines (its connection state follows every packet): the frame is segmented instead", () => {
+    const sf = superframe(data);
+    w2.u8.set(sf, buf2);
+    w2.raw.gsoRepresentative(buf2, sf.length, 0);
+    w2.processPod(1);
+    const len = w2.raw.gsoBuild(0, buf2, sf.length, segs);
+    const start = buf2 + 10 - PREFIX + 24 + 14 + 28;
+    const datagram = w2.u8.slice(start, start + len - 24 - 14 - 28);
+    const nat = worker3().dp;
+    nat.raw.encapRxSetup(Number(nat.raw.allocScratch(64)));
+    expect(nat.raw.offloadSetup()).toBe(abi.OK);
+    const b = Number(nat.raw.allocScratch(70_000));
+    nat.u8.set(datagram, b);
+    expect(nat.raw.encapRepresentative(b, datagram.length, 0, ip("198.18.0.12"), ip("198.18.1.13"), 0)).toBe(segs);
+    nat.natSetup({ maxFlows: 64 });
+    nat.natConfigure({ enabled: true, masquerade: true, nodeIp: ip("198.18.1.13"), snatAddress: ip("198.19.3.1") });
+    expect(nat.raw.encapRepresentative(b, datagram.length, 0, ip("198.18.0.12"), ip("198.18.1.13"), 0)).toBe(0);
+    expect(nat.raw.ingestEncapSuperframe(b, datagram.length, 0, ip("198.18.0.12"), ip("198.18.1.13"), 0)).toBe(segs);
+  });
+
   it("frames that cannot leave whole are left to the usual path: other next hops, one segment, no GSO", () => {
     for (const sf of [
       superframe(data, 0x18, "198.19.1.9"), // IPIP peer

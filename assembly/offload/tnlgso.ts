@@ -34,6 +34,7 @@ import { ld16 } from "../wire/bytes";
 import { ETH_HDR_LEN, ETH_TYPE, ETHERTYPE_IPV4 } from "../wire/ethernet";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
 import { nhKind } from "../pipeline/peers";
+import { natEnabled } from "../nat/stage";
 import { batchMax, cfgMode, cfgUnderlayMtu, count, metaBase, slotBase, slotSize } from "../pipeline/state";
 import { tsoFirstSegment, tsoSegmentCount } from "./tso";
 import { emitVnet, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetGsoSize, vnetGsoType } from "./vnet";
@@ -219,9 +220,10 @@ export function encapRxSetup(scratch: usize): void {
 /** Put the representative of the super-frame in the VXLAN datagram at `src`
  *  (`len` bytes) in underlay-side slot `i`, with the outer metadata. Returns
  *  the frame's segment count when it can be written to the tun whole (tun
- *  mode, two segments or more); 0 when not (nothing written). */
+ *  mode, two segments or more, NAT off: its connection state follows every
+ *  packet); 0 when not (nothing written). */
 export function encapRepresentative(src: usize, len: u32, i: u32, addr: u32, addr2: u32, tos: u32): i32 {
-  if (rxSaved == 0 || cfgMode != MODE_TUN) return 0;
+  if (rxSaved == 0 || cfgMode != MODE_TUN || i >= batchMax || natEnabled()) return 0;
   const v = encapAsVnet(src, len, rxSaved);
   if (v == 0) return 0;
   const slot = slotBase + <usize>i * slotSize;

@@ -67,6 +67,8 @@ export interface IoStats {
    *  GSO packet that crossed virtual links only: ours with tunnel.kernelGso,
    *  or a kernel VTEP's), written to the tun whole or segmented. */
   encapSuperframes?: number;
+  /** Of those, written to the tun as one TSO frame (the others were segmented). */
+  encapWhole?: number;
   /** tunnel.kernelGso: super-frames written whole to the tap, for the kernel to segment. */
   tnlGsoFrames?: number;
 }
@@ -128,10 +130,11 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const vxPtr = gso ? Number(dp.raw.allocScratch(listBytes)) : 0;
   let toVxlan = new Uint16Array(dp.memory.buffer, vxPtr, gso ? dp.batch : 0);
   const countsPtr = gso ? Number(dp.raw.allocScratch(16)) : 0;
-  if (gso) Object.assign(ioStats, { gsoSends: 0, gsoSegments: 0, groTrains: 0, groDatagrams: 0, encapSuperframes: 0 });
-  // Super-frames in one VXLAN datagram go to the tun whole (not with NAT,
-  // whose connection state follows every packet).
-  const fastRx = gso && cfg.offloads && !nat;
+  if (gso) Object.assign(ioStats, { gsoSends: 0, gsoSegments: 0, groTrains: 0, groDatagrams: 0, encapSuperframes: 0, encapWhole: 0 });
+  // Super-frames in one VXLAN datagram go to the tun whole (while NAT is
+  // on, whose connection state follows every packet, encapRepresentative
+  // declines and they are segmented).
+  const fastRx = gso && cfg.offloads;
   if (fastRx) dp.raw.encapRxSetup(Number(dp.raw.allocScratch(64)));
   // Bytes of a datagram an input slot holds.
   const slotRoom = dp.slotSize - abi.HEADROOM;
@@ -166,6 +169,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
               if (len > 0) {
                 if (libc.write(cfg.tunFd, memBase + d.ptr + 12, len) < 0) ioStats.writeErrors++;
                 ioStats.groFrames++;
+                ioStats.encapWhole!++;
               } else flush(1); // dropped, or an answer: as any packet
               ioStats.encapSuperframes!++;
               continue;
