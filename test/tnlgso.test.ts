@@ -169,6 +169,7 @@ describe("tunnel GSO: one super-frame, built on worker2, delivered whole on work
       superframe(data, 0x18, "198.19.1.9"), // IPIP peer
       superframe(data, 0x18, "198.19.4.9"), // direct
       superframe(payload(MSS)), // a single segment
+      superframe(payload(65535 - 40)), // the inner packet at 64 KiB: no room for the outer headers
     ]) {
       w2.u8.set(sf, buf2);
       expect(w2.raw.gsoRepresentative(buf2, sf.length, 0)).toBe(0);

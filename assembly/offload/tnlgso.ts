@@ -73,10 +73,13 @@ function settle(m: usize, segs: u32, rxC: u32, rxBytes: u64, outC: u32, outBytes
 
 /** The segment count of the super-frame at `src` (vnet header + IPv4/TCP,
  *  `srcLen` bytes) when it can leave as one tunnel GSO packet: a TCPV4 frame
- *  of two segments or more whose destination routes to a VXLAN peer; else 0.
+ *  of two segments or more whose destination routes to a VXLAN peer, small
+ *  enough for one outer IPv4 packet; else 0.
  *  Reads only. */
 export function gsoSegments(src: usize, srcLen: u32): i32 {
-  if (repLens == 0 || srcLen <= VNET_HDR_LEN + 40) return 0;
+  // The outer IPv4 total length must hold the whole frame (a 64 KiB inner
+  // packet plus 50 bytes does not: such a frame is segmented here instead).
+  if (repLens == 0 || srcLen <= VNET_HDR_LEN + 40 || srcLen - VNET_HDR_LEN + VXLAN_OVERHEAD > 0xffff) return 0;
   if ((vnetGsoType(src) & ~VNET_GSO_ECN) != VNET_GSO_TCPV4) return 0;
   const nh = lpmLookup(ipDst(src + VNET_HDR_LEN));
   if (nh == LPM_MISS || nhKind(nh) != NH_VXLAN) return 0;
