@@ -368,4 +368,17 @@ describe("control: metrics", () => {
     expect(DROP_REASONS).toEqual(REASON_NAMES.slice(1));
     expect(DROP_REASONS).toEqual(expect.arrayContaining(["no_route", "ttl_exceeded", "no_fdb", "spoofed_source"]));
   });
+
+  it("packet I/O statistics: deltas of the summed IoStats, a drop counts as a reset, unknown keys ignored", async () => {
+    const m = createMetrics();
+    const line = async (event: string) => (await m.registry.metrics()).split("\n").find((l) => l.startsWith(`overlay_io_events_total{event="${event}"}`));
+    expect(await line("tunnel_gso_frames")).toBe('overlay_io_events_total{event="tunnel_gso_frames"} 0');
+    m.setIo({ tnlGsoFrames: 5, encapWhole: 3, superframes: 10, bogus: 7 });
+    m.setIo({ tnlGsoFrames: 9, encapWhole: 3, superframes: 4, gsoSends: undefined });
+    expect(await line("tunnel_gso_frames")).toBe('overlay_io_events_total{event="tunnel_gso_frames"} 9');
+    expect(await line("encap_superframes_whole")).toBe('overlay_io_events_total{event="encap_superframes_whole"} 3');
+    expect(await line("superframes")).toBe('overlay_io_events_total{event="superframes"} 14');
+    expect(await line("gso_sends")).toBe('overlay_io_events_total{event="gso_sends"} 0');
+    expect((await m.registry.metrics()).includes("bogus")).toBe(false);
+  });
 });

@@ -342,6 +342,10 @@ describe.skipIf(!isRoot)("tunnel.kernelGso: super-frames leave whole through a t
     expect(Number(s2.counters.tx_vxlan_packets)).toBeGreaterThan(s2.io.tnlGsoFrames * 2);
     // The tap is the daemon's: it goes with it.
     expect(cluster.exec("w2", ["ip", "-o", "link", "show", "wo0-gso"])).toContain("UP");
+    // Operators see it in the metrics.
+    const metrics = cluster.exec("w2", [process.execPath, "-e", "fetch('http://127.0.0.1:9469/metrics').then(r=>r.text()).then(t=>process.stdout.write(t))"]);
+    const frames = Number(/overlay_io_events_total\{event="tunnel_gso_frames"\} (\d+)/.exec(metrics)?.[1]);
+    expect(frames).toBeGreaterThan(0);
   });
 });
 

@@ -60,7 +60,28 @@ export interface Metrics {
   /** Conntrack: entries and capacity as gauges; inserts, deletes, expiries,
    *  failed inserts (table full), clashes and invalid TCP packets as counters. */
   setConntrack(stats: ConntrackSnapshot): void;
+  /** Packet I/O (the workers' IoStats, summed): cumulative values; the
+   *  difference from the previous call is added, a value that went down
+   *  counts as a reset. Keys not in IO_EVENTS are ignored. */
+  setIo(stats: Readonly<Record<string, number | undefined>>): void;
 }
+
+/** The workers' I/O statistics as exported: event label -> IoStats key (src/daemon/worker.ts). */
+export const IO_EVENTS = {
+  send_errors: "sendErrors",
+  write_errors: "writeErrors",
+  polls: "polls",
+  superframes: "superframes",
+  superframes_refused: "refused",
+  gro_frames: "groFrames",
+  gso_sends: "gsoSends",
+  gso_segments: "gsoSegments",
+  gro_trains: "groTrains",
+  gro_datagrams: "groDatagrams",
+  encap_superframes: "encapSuperframes",
+  encap_superframes_whole: "encapWhole",
+  tunnel_gso_frames: "tnlGsoFrames",
+} as const;
 
 export interface ConntrackSnapshot {
   entries: number;
@@ -117,6 +138,22 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const CT_EVENTS = { insert: "inserts", delete: "deletes", expire: "expired", insert_failed: "insertFailed", clash: "clash", invalid: "invalid" } as const;
   for (const e of Object.keys(CT_EVENTS)) ctEvents.inc({ event: e }, 0);
   const ctLast = new Map<string, number>();
+  const ioEvents = new Counter({
+    name: `${p}io_events_total`,
+    help: "Packet I/O: send/write errors, polls, tun super-frames (read, refused, written after GRO), UDP GSO sends and segments, UDP GRO trains and datagrams, VXLAN datagrams holding a whole super-frame (and those written whole), tunnel GSO frames (tunnel.kernelGso)",
+    labelNames: ["event"] as const,
+    registers,
+  });
+  for (const e of Object.keys(IO_EVENTS)) ioEvents.inc({ event: e }, 0);
+  const ioLast = new Map<string, number>();
+
+  /** Add what a cumulative value grew by since the last call (all of it after a reset). */
+  const grow = (lastMap: Map<string, number>, key: string, now: number, add: (n: number) => void) => {
+    const before = lastMap.get(key) ?? 0;
+    const delta = now >= before ? now - before : now;
+    lastMap.set(key, now);
+    if (delta > 0) add(delta);
+  };
 
   return {
     registry, packets, bytes, drops, verdicts, batches, routes, peers, fdbEntries, neighEntries, configReloads,
@@ -141,12 +178,12 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     setConntrack(st) {
       ctEntries.set(st.entries);
       ctCapacity.set(st.capacity);
-      for (const [event, key] of Object.entries(CT_EVENTS)) {
+      for (const [event, key] of Object.entries(CT_EVENTS)) grow(ctLast, event, st[key], (n) => ctEvents.inc({ event }, n));
+    },
+    setIo(st) {
+      for (const [event, key] of Object.entries(IO_EVENTS)) {
         const now = st[key];
-        const before = ctLast.get(event) ?? 0;
-        const delta = now >= before ? now - before : now;
-        ctLast.set(event, now);
-        if (delta > 0) ctEvents.inc({ event }, delta);
+        if (typeof now === "number" && Number.isSafeInteger(now) && now >= 0) grow(ioLast, event, now, (n) => ioEvents.inc({ event }, n));
       }
     },
     setTableSizes(s) {

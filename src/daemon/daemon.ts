@@ -377,6 +377,7 @@ export class Daemon {
     for (const l of this.lanes) for (const [k, v] of Object.entries(l.io ?? {})) (io as Record<string, number>)[k] = ((io as Record<string, number>)[k] ?? 0) + (v as number);
     this.ioStats = io;
     this.metrics.updateFromCounters(this.lanes.map((l) => l.counters));
+    this.metrics.setIo(io as unknown as Record<string, number | undefined>);
     const cts = this.lanes.map((l) => l.ct).filter((x): x is ConntrackStats => x !== undefined);
     if (cts.length) {
       const sum = { ...cts[0] };
