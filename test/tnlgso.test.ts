@@ -47,6 +47,16 @@ describe("tunnel GSO: one super-frame, built on worker2, delivered whole on work
   const buf3 = Number(w3.raw.allocScratch(70_000));
   const data = payload(20_000);
   const segs = Math.ceil(data.length / MSS);
+  /** worker2 builds the frame for `data`; what worker3's UDP socket returns for it, unsegmented: the UDP payload (VXLAN onwards). */
+  const sentDatagram = (flags: number): Uint8Array => {
+    const sf = superframe(data, flags);
+    w2.u8.set(sf, buf2);
+    w2.raw.gsoRepresentative(buf2, sf.length, 0);
+    w2.processPod(1);
+    const len = w2.raw.gsoBuild(0, buf2, sf.length, segs);
+    const start = buf2 + 10 - PREFIX + 24 + 14 + 28;
+    return w2.u8.slice(start, start + len - 24 - 14 - 28);
+  };
 
   it("worker2: the representative goes through the pipeline, the frame carries its headers over the whole payload", () => {
     const sf = superframe(data, 0x19); // ACK|FIN: FIN must reach the last segment only, by the kernel
@@ -104,14 +114,7 @@ describe("tunnel GSO: one super-frame, built on worker2, delivered whole on work
   });
 
   it("worker3: that packet, arrived unsegmented, becomes one TSO write to the tun with the same stream", () => {
-    const sf = superframe(data, 0x19);
-    w2.u8.set(sf, buf2);
-    w2.raw.gsoRepresentative(buf2, sf.length, 0);
-    w2.processPod(1);
-    const len = w2.raw.gsoBuild(0, buf2, sf.length, segs);
-    // What worker3's UDP socket returns: the UDP payload (VXLAN onwards).
-    const start = buf2 + 10 - PREFIX + 24 + 14 + 28;
-    const datagram = w2.u8.slice(start, start + len - 24 - 14 - 28);
+    const datagram = sentDatagram(0x19);
     w3.u8.set(datagram, buf3);
     const before = w3.counters();
     const n = w3.raw.encapRepresentative(buf3, datagram.length, 0, ip("198.18.0.12"), ip("198.18.1.13"), 0);
@@ -145,13 +148,7 @@ describe("tunnel GSO: one super-frame, built on worker2, delivered whole on work
   });
 
   it("worker3 with NAT on declines (its connection state follows every packet): the frame is segmented instead", () => {
-    const sf = superframe(data);
-    w2.u8.set(sf, buf2);
-    w2.raw.gsoRepresentative(buf2, sf.length, 0);
-    w2.processPod(1);
-    const len = w2.raw.gsoBuild(0, buf2, sf.length, segs);
-    const start = buf2 + 10 - PREFIX + 24 + 14 + 28;
-    const datagram = w2.u8.slice(start, start + len - 24 - 14 - 28);
+    const datagram = sentDatagram(0x18);
     const nat = worker3().dp;
     nat.raw.encapRxSetup(Number(nat.raw.allocScratch(64)));
     expect(nat.raw.offloadSetup()).toBe(abi.OK);
