@@ -31,10 +31,9 @@ import { setupNexthops, rebuildAllTemplates, nhMax, peerMax } from "./pipeline/p
 import { tsoSegment, tsoSegmentCount, tsoSegmentMaxLen } from "./offload/tso";
 import { groCoalesce } from "./offload/gro";
 import { VNET_HDR_LEN } from "./offload/vnet";
-import { encapAsVnet } from "./offload/tnlgso";
-import { ETH_HDR_LEN } from "./wire/ethernet";
-import { VXLAN_HDR_LEN } from "./wire/vxlan";
+import { encapAsVnet, ENCAP_OUTER } from "./offload/tnlgso";
 import * as st from "./pipeline/state";
+import { setInput } from "./pipeline/verdict";
 
 let initialised = false;
 
@@ -190,12 +189,7 @@ export function ingestSuperframe(src: usize, srcLen: u32, first: u32): i32 {
   const got = tsoSegment(src, srcLen, st.slotBase + <usize>first * st.slotSize + HEADROOM, st.slotSize, st.batchMax - first, lens);
   if (got <= 0) return got < 0 ? got : E_RANGE;
   for (let k: u32 = 0; k < <u32>got; k++) {
-    const m = st.metaBase + (<usize>(first + k) << 5);
-    store<u32>(m, HEADROOM, 0);
-    store<u32>(m, load<u32>(lens + (<usize>k << 2)), 4);
-    store<u32>(m, 0, 12);
-    store<u32>(m, 0, 16);
-    store<u8>(m, 0, 20);
+    setInput(st.metaBase + (<usize>(first + k) << 5), HEADROOM, load<u32>(lens + (<usize>k << 2)), 0, 0, 0);
   }
   return got;
 }
@@ -218,12 +212,7 @@ export function ingestDatagrams(src: usize, len: u32, seg: u32, first: u32, addr
     const n = len - at < seg ? len - at : seg;
     const i = first + k;
     memory.copy(st.slotBase + <usize>i * st.slotSize + HEADROOM, src + at, n);
-    const m = st.metaBase + (<usize>i << 5);
-    store<u32>(m, HEADROOM, 0);
-    store<u32>(m, n, 4);
-    store<u32>(m, addr, 12);
-    store<u32>(m, addr2, 16);
-    store<u8>(m, <u8>tos, 20);
+    setInput(st.metaBase + (<usize>i << 5), HEADROOM, n, addr, addr2, tos);
     at += n;
     k++;
   }
@@ -242,7 +231,7 @@ export function ingestDatagrams(src: usize, len: u32, seg: u32, first: u32, addr
  *  call again with 0), or E_RANGE for anything else (counted by the caller).
  *  The datagram's bytes are left as they were. */
 export function ingestEncapSuperframe(src: usize, len: u32, first: u32, addr: u32, addr2: u32, tos: u32): i32 {
-  const outer: u32 = VXLAN_HDR_LEN + ETH_HDR_LEN;
+  const outer = ENCAP_OUTER;
   if (ingestSaved == 0) return E_NO_MEMORY;
   const plen = len - outer;
   const v = encapAsVnet(src, len, ingestSaved);
@@ -256,12 +245,7 @@ export function ingestEncapSuperframe(src: usize, len: u32, first: u32, addr: u3
   for (let k: u32 = 0; k < <u32>max(got, 0); k++) {
     const i = first + k;
     memory.copy(st.slotBase + <usize>i * st.slotSize + HEADROOM, ingestSaved, outer);
-    const m = st.metaBase + (<usize>i << 5);
-    store<u32>(m, HEADROOM, 0);
-    store<u32>(m, load<u32>(ingestLens + (<usize>k << 2)) + outer, 4);
-    store<u32>(m, addr, 12);
-    store<u32>(m, addr2, 16);
-    store<u8>(m, <u8>tos, 20);
+    setInput(st.metaBase + (<usize>i << 5), HEADROOM, load<u32>(ingestLens + (<usize>k << 2)) + outer, addr, addr2, tos);
   }
   return got;
 }

@@ -39,7 +39,7 @@
 // or single starts), across flows it may change, as with the kernel's GRO.
 import { E_RANGE } from "../abi";
 import { ld16, ld32, ld8, st16, st8 } from "../wire/bytes";
-import { csumFinish, csumPartial, csumPseudo } from "../wire/checksum";
+import { csumFinish, csumPartial, csumPartialField, csumPseudo } from "../wire/checksum";
 import { IP_TOTLEN, ipChecksumOk, ipDst, ipIsFragment, ipSrc, PROTO_TCP } from "../wire/ipv4";
 import { TCP_ACKF, TCP_CSUM, TCP_FLAGS, TCP_PSH, TCP_SEQ } from "../wire/tcp";
 import { emitVnet, VNET_F_NEEDS_CSUM, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN } from "./vnet";
@@ -222,7 +222,7 @@ export function groCoalesce(pkts: usize, lens: usize, n: u32, out: usize, outCap
       st16(f + 10, 0);
       st16(f + 10, csumFinish(csumPartial(f, 20, 0)));
       st8(f + 20 + TCP_FLAGS, ld8(f + 20 + TCP_FLAGS) | (lastFlags & TCP_PSH));
-      st16(f + 20 + TCP_CSUM, ~csumFinish(csumPseudo(ipSrc(f), ipDst(f), PROTO_TCP, total - 20)) & 0xffff);
+      st16(f + 20 + TCP_CSUM, csumPartialField(ipSrc(f), ipDst(f), PROTO_TCP, total - 20));
       emitVnet(o, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, hdr, gso, 20, <u32>TCP_CSUM);
     }
     store<u32>(frames + (<usize>k << 3), <u32>(o - out));

@@ -26,7 +26,7 @@
 import { MODE_TUN, E_RANGE, HEADROOM, C_RX_VXLAN_PKTS, C_TO_DEVICE_PKTS, VERDICT_TO_DEVICE, META_LEN, META_OFF, META_VERDICT, META_REASON, NH_VXLAN, R_NONE, VERDICT_DROP, VERDICT_TX_UNDERLAY,
   C_RX_POD_PKTS, C_TX_VXLAN_PKTS, C_VERDICT_BASE } from "../abi";
 import { st16, st32, st8 } from "../wire/bytes";
-import { csumFinish, csumPseudo } from "../wire/checksum";
+import { csumPartialField } from "../wire/checksum";
 import { checkIpv4, ipChecksumOk, ipDst, ipFillChecksum, ipHeaderLen, ipIsFragment, ipProto, ipSrc, ipTotalLen, IP_TOTLEN, IP_TTL, PROTO_TCP, PROTO_UDP } from "../wire/ipv4";
 import { checkTcp, TCP_CSUM, TCP_FLAGS, tcpHeaderLen } from "../wire/tcp";
 import { vxlanFlags, VXLAN_FLAG_I, VXLAN_HDR_LEN, VXLAN_OVERHEAD } from "../wire/vxlan";
@@ -34,6 +34,7 @@ import { ld16 } from "../wire/bytes";
 import { ETH_HDR_LEN, ETH_TYPE, ETHERTYPE_IPV4 } from "../wire/ethernet";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
 import { nhKind } from "../pipeline/peers";
+import { setInput } from "../pipeline/verdict";
 import { natEnabled } from "../nat/stage";
 import { batchMax, cfgMode, cfgUnderlayMtu, count, metaBase, slotBase, slotSize } from "../pipeline/state";
 import { tsoFirstSegment, tsoSegmentCount } from "./tso";
@@ -53,6 +54,16 @@ export function gsoSetup(macHi: u32, macLo: u32, scratch: usize): void {
   tapMacHi = macHi;
   tapMacLo = macLo;
   repLens = scratch;
+}
+
+/** The representative's processed IPv4/TCP header, copied to `q`, now heads
+ *  the whole frame (`innerLen` bytes): its total length, a fresh header
+ *  checksum, and the TCP checksum left partial for the kernel to finish per
+ *  segment. */
+function headWholeFrame(q: usize, ihl: u32, innerLen: u32): void {
+  st16(q + IP_TOTLEN, innerLen);
+  ipFillChecksum(q);
+  st16(q + ihl + TCP_CSUM, csumPartialField(ipSrc(q), ipDst(q), PROTO_TCP, innerLen - ihl));
 }
 
 /** A representative's frame went out whole: count its other segments as
@@ -97,12 +108,7 @@ export function gsoRepresentative(src: usize, srcLen: u32, i: u32): i32 {
   const slot = slotBase + <usize>i * slotSize;
   const n = tsoFirstSegment(src, srcLen, slot + HEADROOM, slotSize - HEADROOM, repLens);
   if (n < 2) return 0;
-  const m = metaBase + (<usize>i << 5);
-  store<u32>(m, HEADROOM, 0);
-  store<u32>(m, load<u32>(repLens), 4);
-  store<u32>(m, 0, 12);
-  store<u32>(m, 0, 16);
-  store<u8>(m, 0, 20);
+  setInput(metaBase + (<usize>i << 5), HEADROOM, load<u32>(repLens), 0, 0, 0);
   return n;
 }
 
@@ -130,10 +136,7 @@ export function gsoBuild(i: u32, src: usize, srcLen: u32, segs: u32): u32 {
   const ecn = vnetGsoType(src) & VNET_GSO_ECN;
   // Outer headers and the processed inner headers over the frame's own.
   memory.copy(q - VXLAN_OVERHEAD, o, VXLAN_OVERHEAD + hdr);
-  st16(q + IP_TOTLEN, innerLen);
-  ipFillChecksum(q);
-  const t = q + ihl;
-  st16(t + TCP_CSUM, ~csumFinish(csumPseudo(ipSrc(q), ipDst(q), PROTO_TCP, innerLen - ihl)) & 0xffff);
+  headWholeFrame(q, ihl, innerLen);
   const outer = q - VXLAN_OVERHEAD;
   st16(outer + IP_TOTLEN, innerLen + VXLAN_OVERHEAD);
   // Forwarding from the tap takes one off; it leaves with the configured TTL.
@@ -173,7 +176,10 @@ export function gsoBuild(i: u32, src: usize, srcLen: u32, segs: u32): u32 {
 // TSO super-frame with a virtio_net_hdr, the processed headers in front.
 // Otherwise (or with NAT, tap mode) ingestEncapSuperframe segments it.
 
-const ENCAP_OUTER: u32 = VXLAN_HDR_LEN + ETH_HDR_LEN; // 22: VXLAN + inner Ethernet
+export const ENCAP_OUTER: u32 = VXLAN_HDR_LEN + ETH_HDR_LEN; // 22: VXLAN + inner Ethernet
+/** Where encapBuild's tun write starts in its datagram: its virtio_net_hdr
+ *  takes the last 10 of the 22 bytes before the inner IPv4 header. */
+export const ENCAP_WRITE_AT: u32 = ENCAP_OUTER - VNET_HDR_LEN;
 
 /** Header bytes (IPv4 + TCP) of the super-frame in the VXLAN datagram at
  *  `src` (`len` bytes), or 0 when it is not one: VXLAN with the I flag,
@@ -234,12 +240,7 @@ export function encapRepresentative(src: usize, len: u32, i: u32, addr: u32, add
   memory.copy(src, rxSaved, ENCAP_OUTER);
   if (n < 2) return 0;
   memory.copy(slot + HEADROOM, rxSaved, ENCAP_OUTER);
-  const m = metaBase + (<usize>i << 5);
-  store<u32>(m, HEADROOM, 0);
-  store<u32>(m, load<u32>(rxLens) + ENCAP_OUTER, 4);
-  store<u32>(m, addr, 12);
-  store<u32>(m, addr2, 16);
-  store<u8>(m, <u8>tos, 20);
+  setInput(metaBase + (<usize>i << 5), HEADROOM, load<u32>(rxLens) + ENCAP_OUTER, addr, addr2, tos);
   return n;
 }
 
@@ -247,7 +248,7 @@ export function encapRepresentative(src: usize, len: u32, i: u32, addr: u32, add
  *  (`len` bytes) is to be delivered to the tun, turn the datagram into a tun
  *  write in place (virtio_net_hdr TCPV4, checksum partial, the processed
  *  headers), mark the slot as handled and count the other segments. Returns
- *  the write's length (it starts at src + 12), or 0 when the representative
+ *  the write's length (it starts at src + ENCAP_WRITE_AT), or 0 when the representative
  *  went elsewhere (the caller handles it as any packet). */
 export function encapBuild(i: u32, src: usize, len: u32, segs: u32): u32 {
   const m = metaBase + (<usize>i << 5);
@@ -260,9 +261,7 @@ export function encapBuild(i: u32, src: usize, len: u32, segs: u32): u32 {
   if (repLen < hdr || ipHeaderLen(o) != ihl || tcpHeaderLen(o + ihl) != hdr - ihl) return 0;
   const innerLen = len - ENCAP_OUTER;
   memory.copy(q, o, hdr);
-  st16(q + IP_TOTLEN, innerLen);
-  ipFillChecksum(q);
-  st16(q + ihl + TCP_CSUM, ~csumFinish(csumPseudo(ipSrc(q), ipDst(q), PROTO_TCP, innerLen - ihl)) & 0xffff);
+  headWholeFrame(q, ihl, innerLen);
   const cwr = (load<u8>(q + ihl + TCP_FLAGS) & 0x80) != 0;
   const mss = cfgUnderlayMtu - VXLAN_OVERHEAD - hdr;
   emitVnet(q - VNET_HDR_LEN, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4 | (cwr ? VNET_GSO_ECN : 0), hdr, mss, ihl, <u32>TCP_CSUM);

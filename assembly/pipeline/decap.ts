@@ -4,7 +4,7 @@
 // (anti-spoofing, like a strict reverse-path check), applies the RFC 6040
 // ECN decapsulation rules and delivers the inner packet to the device.
 import { ld16, ld8, st16 } from "../wire/bytes";
-import { csumFinish, csumPartial, csumPseudo } from "../wire/checksum";
+import { csumFinish, csumPartial, csumPartialField, csumPseudo } from "../wire/checksum";
 import { ethDst, ethType, ETHERTYPE_IPV4, ETH_HDR_LEN } from "../wire/ethernet";
 import {
   checkIpv4Forwardable, ipDecTtl, ipDst, ipHeaderLen, ipIsFragment, ipProto, ipSetTos, PROTO_TCP, PROTO_UDP, ipTtl, ipSrc, ipTos, ipTotalLen, ECN_CE, ECN_ECT0, ECN_ECT1,
@@ -56,10 +56,9 @@ export function finishPartialL4(p: usize, len: u32): void {
   const l4len = len - ihl;
   const c = ld16(l4 + field);
   if (proto == PROTO_UDP && c == 0) return; // no checksum
-  const pseudo = csumPseudo(ipSrc(p), ipDst(p), proto, l4len);
-  if (c != (~csumFinish(pseudo) & 0xffff)) return;
+  if (c != csumPartialField(ipSrc(p), ipDst(p), proto, l4len)) return;
   st16(l4 + field, 0);
-  let full = csumFinish(csumPartial(l4, l4len, pseudo));
+  let full = csumFinish(csumPartial(l4, l4len, csumPseudo(ipSrc(p), ipDst(p), proto, l4len)));
   if (proto == PROTO_UDP && full == 0) full = 0xffff;
   st16(l4 + field, full);
 }

@@ -1,11 +1,22 @@
 // Writing a packet's outcome into its metadata record, with its counters.
 import {
-  C_DROP_BASE, C_REPLY_PKTS, C_TX_DIRECT_BYTES, C_TX_DIRECT_PKTS, C_VERDICT_BASE, META_ADDR, META_HASH, META_LEN, META_OFF, META_PEER, META_REASON,
+  C_DROP_BASE, C_REPLY_PKTS, C_TX_DIRECT_BYTES, C_TX_DIRECT_PKTS, C_VERDICT_BASE, META_ADDR, META_ADDR2, META_HASH, META_LEN, META_OFF, META_PEER, META_REASON, META_TOS,
   META_VERDICT, PEER_NONE, R_BAD_OFFSET, R_NONE, VERDICT_DROP, VERDICT_REPLY, VERDICT_TX_DIRECT,
 } from "../abi";
 import { count, slotSize } from "./state";
 
 @inline export function metaPtr(base: usize, i: u32): usize { return base + (<usize>i << 5); }
+
+/** Fill record `m` as input for a stage: the packet at [off, off+len) of its
+ *  slot, outer source `addr` and destination `addr2`, outer TOS `tos` (0 on
+ *  the pod side). */
+@inline export function setInput(m: usize, off: u32, len: u32, addr: u32, addr2: u32, tos: u32): void {
+  store<u32>(m, off, META_OFF);
+  store<u32>(m, len, META_LEN);
+  store<u32>(m, addr, META_ADDR);
+  store<u32>(m, addr2, META_ADDR2);
+  store<u8>(m, <u8>tos, META_TOS);
+}
 
 /** Reset the output fields of a record before a stage fills them. */
 @inline export function metaReset(m: usize): void {

@@ -110,6 +110,13 @@ export function checksum(p: usize, len: usize): u32 {
   return <u64>bswap<u16>(<u16>f);
 }
 
+/** What a TCP/UDP checksum field holds while the checksum is partial
+ *  (CHECKSUM_PARTIAL, a virtio_net_hdr with NEEDS_CSUM): the folded
+ *  pseudo-header sum, not complemented; the sum over the L4 bytes finishes it. */
+@inline export function csumPartialField(src: u32, dst: u32, proto: u32, l4len: u32): u32 {
+  return ~csumFinish(csumPseudo(src, dst, proto, l4len)) & 0xffff;
+}
+
 /** RFC 1624 eqn. 3: new checksum after a 16-bit field changes from `old` to
  *  `now`: HC' = ~(~HC + ~m + m'). All values host order 16-bit. */
 @inline export function csumUpdate16(hc: u32, old: u32, now: u32): u32 {
