@@ -136,6 +136,8 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   // declines and they are segmented).
   const fastRx = gso && cfg.offloads;
   if (fastRx) dp.raw.encapRxSetup(Number(dp.raw.allocScratch(64)));
+  // encapBuild's tun write starts this far into its datagram.
+  const ENCAP_WRITE_AT = Number((dp.raw.ENCAP_WRITE_AT as WebAssembly.Global).value);
   // Bytes of a datagram an input slot holds.
   const slotRoom = dp.slotSize - abi.HEADROOM;
   const readTrains = (): number => {
@@ -167,7 +169,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
               dp.processVxlan(1);
               const len = dp.raw.encapBuild(0, d.ptr, d.len, segs);
               if (len > 0) {
-                if (libc.write(cfg.tunFd, memBase + d.ptr + 12, len) < 0) ioStats.writeErrors++;
+                if (libc.write(cfg.tunFd, memBase + d.ptr + ENCAP_WRITE_AT, len) < 0) ioStats.writeErrors++;
                 ioStats.groFrames++;
                 ioStats.encapWhole!++;
               } else flush(1); // dropped, or an answer: as any packet
@@ -229,30 +231,32 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     ioStats.superframes++;
     return n + k;
   };
+  /** Read up to SUPER_BUFS super-frames into their buffers: with io_uring in
+   *  one call, completing in order, else one read(). Their lengths (<= 0:
+   *  none) land in superLens, copied out of ring.res since running a batch
+   *  reuses it. A read after an empty one may still have found a frame that
+   *  arrived meanwhile: callers take every one, in order. Returns how many
+   *  were found; fewer than SUPER_BUFS means the tun is drained. */
+  const readFrames = (): number => {
+    if (ring) {
+      if (ring.readBatch(cfg.tunFd, SUPER_BUFS, (j) => memBase + superAt(j), SUPER) < 0) {
+        superLens.fill(0); // the call failed: nothing read
+        return 0;
+      }
+      for (let j = 0; j < SUPER_BUFS; j++) superLens[j] = ring.res[j];
+    } else {
+      superLens[0] = libc.read(cfg.tunFd, memBase + superAt(0), SUPER); // EAGAIN (or EOF): none
+    }
+    let got = 0;
+    for (let j = 0; j < SUPER_BUFS; j++) if (superLens[j] > 0) got++;
+    return got;
+  };
   const readSuperframes = (): number => {
     let n = 0;
     while (n < dp.batch) {
-      if (ring) {
-        // SUPER_BUFS reads in one call, completing in order; fewer than
-        // SUPER_BUFS frames found ends the batch.
-        const r = ring.readBatch(cfg.tunFd, SUPER_BUFS, (j) => memBase + superAt(j), SUPER);
-        if (r < 0) break;
-        // Lengths first: ingesting may flush a full batch, whose writes
-        // reuse ring.res. A read after an empty one may still have found a
-        // frame that arrived meanwhile: take every one, in order.
-        let got = 0;
-        for (let j = 0; j < SUPER_BUFS; j++) superLens[j] = ring.res[j];
-        for (let j = 0; j < SUPER_BUFS; j++) {
-          if (superLens[j] <= 0) continue;
-          n = ingestSuperframe(superAt(j), superLens[j], n);
-          got++;
-        }
-        if (got < SUPER_BUFS) break;
-        continue;
-      }
-      const r = libc.read(cfg.tunFd, memBase + superAt(0), SUPER);
-      if (r <= 0) break; // EAGAIN (or EOF): batch done
-      n = ingestSuperframe(superAt(0), r, n);
+      const got = readFrames();
+      for (let j = 0; j < SUPER_BUFS; j++) if (superLens[j] > 0) n = ingestSuperframe(superAt(j), superLens[j], n);
+      if (got < SUPER_BUFS) break;
     }
     return n;
   };
@@ -302,17 +306,10 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const readSuperframesTnl = (): number => {
     let n = 0; // slots of the open run of segmented frames
     while (n < dp.batch) {
-      let got = 0;
-      if (ring) {
-        if (ring.readBatch(cfg.tunFd, SUPER_BUFS, (j) => memBase + superAt(j), SUPER) < 0) break;
-        for (let j = 0; j < SUPER_BUFS; j++) superLens[j] = ring.res[j];
-      } else {
-        superLens[0] = libc.read(cfg.tunFd, memBase + superAt(0), SUPER);
-      }
+      const got = readFrames();
       let reps = 0;
       for (let j = 0; j < SUPER_BUFS; j++) {
         if (superLens[j] <= 0) continue;
-        got++;
         const segs = dp.raw.gsoSegments(superAt(j), superLens[j]);
         if (segs > 0) {
           if (n > 0) {
