@@ -139,6 +139,12 @@ const NodeSchema = z.strictObject({
   }),
   /** This node's pods' prefix (delivered locally). With `etcd:` it may be left out: src/membership/ leases one and fills it in. */
   podCIDR: cidr,
+  /** Where overlayd keeps its run-time files: the instance lock, the record
+   *  of what it installed on the node (reclaimed after a crash), the node
+   *  facts the CNI plugin reads (pod CIDR, MTU), the admin socket. One
+   *  overlayd per directory. Several daemons on one host (namespaces in
+   *  tests and the demo) each need their own. */
+  stateDir: z.string().regex(/^\/[^\0]*$/, { error: (iss) => `${JSON.stringify(iss.input)} is not an absolute path` }).default("/run/wasm-overlay"),
   /** The node's overlay address (VTEP IP, source of ICMP errors). Default: the first address of podCIDR. */
   overlayAddress: ipv4.optional(),
   device: z.strictObject({

@@ -200,6 +200,7 @@ export class Cluster {
         underlay: { address: me.underlay, prefixLength: 24, device: "eth0" },
         podCIDR: `198.19.${n}.0/24`,
         device: { name: "wo0", mode: "tun" },
+        stateDir: join(this.dir, `state-w${n}`),
       },
       tunnel: { vni: 100 },
       peers: WORKERS.filter((w) => w.n !== n).map((w) => ({

@@ -168,7 +168,7 @@ export class EtcdCluster {
   config(n: number, etcd?: Record<string, unknown>): string {
     const w = WORKERS.find((x) => x.n === n)!;
     const cfg: Record<string, unknown> = {
-      node: { name: `worker${n}`, underlay: { address: w.underlay, prefixLength: 24, device: "eth0" }, device: { name: "wo0", mode: "tun" } },
+      node: { name: `worker${n}`, underlay: { address: w.underlay, prefixLength: 24, device: "eth0" }, device: { name: "wo0", mode: "tun" }, stateDir: join(this.dir, `state-w${n}`) },
       tunnel: { vni: 100 },
       admin: { listen: "127.0.0.1:9469" },
     };
