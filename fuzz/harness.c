@@ -316,11 +316,11 @@ static void check_ipv4(node_t* n, const uint8_t* p, uint32_t len, const char* wh
   CHECK(inet_csum(p, hl) == 0, "%s: bad IPv4 header checksum", what);
 }
 
-/** `out` is `orig` forwarded by a router: TTL one lower, checksum valid,
- *  every other byte identical. */
+/** `out` is `orig` forwarded without NAT: identical, TTL included (the
+ *  node's kernel takes its hop, before or after us: forward.ts, "TTL"). */
 static void check_forwarded(const uint8_t* out, uint32_t olen, const uint8_t* orig, uint32_t ilen, const char* what) {
   CHECK(olen == ilen, "%s: forwarded %u bytes of %u", what, olen, ilen);
-  CHECK(out[8] + 1 == orig[8], "%s: TTL %u -> %u", what, orig[8], out[8]);
+  CHECK(out[8] == orig[8], "%s: TTL %u -> %u", what, orig[8], out[8]);
   for (uint32_t i = 0; i < olen; i++) {
     if (i == 8 || i == 10 || i == 11) continue;
     CHECK(out[i] == orig[i], "%s: byte %u changed (%02x -> %02x)", what, i, orig[i], out[i]);
@@ -832,6 +832,23 @@ static int nat_field(const uint8_t* in, uint32_t len, uint32_t i) {
   return e < 8 || e == 16 || e == 17;
 }
 
+/** What the data path takes off the TTL of a packet NAT's node forwards
+ *  (forward.ts, "TTL: one hop per node"): one where the node's hop is its
+ *  own, a pod-side packet to the node's underlay address (steered by tc)
+ *  leaving by a tunnel or the node's stack, or a NodePort answer leaving the
+ *  decap side through the node's stack; minus one (one given back) for a
+ *  hairpin, a pod-side packet the kernel forwarded in that NAT translated
+ *  back to the device; else none. */
+static int nat_ttl_drop(int pod, uint16_t verdict, const uint8_t* in0, uint32_t ilen0, const uint8_t* out, uint32_t olen) {
+  if (!pod) return verdict == VERDICT_TX_DIRECT ? 1 : 0;
+  if (be32(in0 + 16) == W2_UNDERLAY) return verdict == VERDICT_TO_DEVICE ? 0 : 1;
+  if (verdict != VERDICT_TO_DEVICE || in0[8] == 255) return 0;
+  uint32_t ilen = ip_len(in0, ilen0);
+  for (uint32_t i = 0; i < olen && i < ilen; i++)
+    if (i != 8 && i != 10 && i != 11 && out[i] != in0[i]) return -1;
+  return 0;
+}
+
 /** A packet the node forwarded with NAT: the input with TTL as the path sets
  *  it, at most the NAT fields changed, to addresses and ports it may
  *  produce, and checksums that were right still right. */
@@ -943,7 +960,7 @@ static void check_nat_packet(node_t* n, uint32_t slot, uint32_t j, int side) {
       check_tx_underlay(n, p, len, addr, peer, NULL, -1);
       {
         uint32_t o = p[9] == 17 ? 50 : 20;
-        check_nat_forwarded(p + o, len - o, in, ilen, 1, "TX_UNDERLAY inner");
+        check_nat_forwarded(p + o, len - o, in, ilen, nat_ttl_drop(pod, verdict, in, ilen, p + o, len - o), "TX_UNDERLAY inner");
       }
       break;
     case VERDICT_TX_DIRECT:
@@ -957,12 +974,12 @@ static void check_nat_packet(node_t* n, uint32_t slot, uint32_t j, int side) {
       }
       CHECK((addr == W4_UNDERLAY && peer == 2) || (addr == be32(p + 16) && be32(p + 12) == W2_UNDERLAY),
             "TX_DIRECT: next hop %08x peer %u for %08x -> %08x", addr, peer, be32(p + 12), be32(p + 16));
-      check_nat_forwarded(p, len, in, ilen, 1, "TX_DIRECT");
+      check_nat_forwarded(p, len, in, ilen, nat_ttl_drop(pod, verdict, in, ilen, p, len), "TX_DIRECT");
       break;
     case VERDICT_TO_DEVICE:
       CHECK(reason == 0, "TO_DEVICE with reason %u", reason);
       check_ipv4(n, p, len, "TO_DEVICE");
-      check_nat_forwarded(p, len, in, ilen, pod ? 1 : 0, "TO_DEVICE");
+      check_nat_forwarded(p, len, in, ilen, nat_ttl_drop(pod, verdict, in, ilen, p, len), "TO_DEVICE");
       break;
     case VERDICT_REPLY:
       CHECK(pod, "REPLY from a decap path");

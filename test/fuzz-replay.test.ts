@@ -113,9 +113,11 @@ function checkIpv4(dp: Dataplane, at: number, len: number, what: string): void {
   check(inetChecksum(b.subarray(at, at + hl)) === 0, `${what}: bad IPv4 header checksum`);
 }
 
+/** `out` is `orig` forwarded without NAT: identical, TTL included (the
+ *  node's kernel takes its hop, before or after us: forward.ts, "TTL"). */
 function checkForwarded(out: Uint8Array, orig: Uint8Array, what: string): void {
   check(out.length === orig.length, `${what}: forwarded ${out.length} bytes of ${orig.length}`);
-  check(out[8] + 1 === orig[8], `${what}: TTL ${orig[8]} -> ${out[8]}`);
+  check(out[8] === orig[8], `${what}: TTL ${orig[8]} -> ${out[8]}`);
   for (let i = 0; i < out.length; i++) {
     if (i !== 8 && i !== 10 && i !== 11) check(out[i] === orig[i], `${what}: byte ${i} changed`);
   }
@@ -563,6 +565,22 @@ function natField(inp: Uint8Array, i: number): boolean {
   return e < 8 || e === 16 || e === 17;
 }
 
+/** What the data path takes off the TTL of a packet NAT's node forwards
+ *  (forward.ts, "TTL: one hop per node"): one where the node's hop is its
+ *  own, a pod-side packet to the node's underlay address (steered by tc)
+ *  leaving by a tunnel or the node's stack, or a NodePort answer leaving the
+ *  decap side through the node's stack; minus one (one given back) for a
+ *  hairpin, a pod-side packet the kernel forwarded in that NAT translated
+ *  back to the device; else none. */
+function natTtlDrop(pod: boolean, verdict: number, inRaw: Uint8Array, out: Uint8Array): number {
+  if (!pod) return verdict === abi.VERDICT_TX_DIRECT ? 1 : 0;
+  const inp = inRaw.subarray(0, ipLen(inRaw));
+  if (be32(inp, 16) === W2.underlay) return verdict === abi.VERDICT_TO_DEVICE ? 0 : 1;
+  if (verdict !== abi.VERDICT_TO_DEVICE || inp[8] === 255) return 0;
+  const translated = out.some((b, i) => i !== 8 && i !== 10 && i !== 11 && b !== inp[i]);
+  return translated ? -1 : 0;
+}
+
 function checkNatForwarded(seen: Seen, out: Uint8Array, inRaw: Uint8Array, ttlDrop: number, what: string): void {
   const inp = inRaw.subarray(0, ipLen(inRaw));
   check(out.length === inp.length, `${what}: ${out.length} bytes out of ${inp.length}`);
@@ -651,7 +669,7 @@ function checkNatPacket(node: Node, slot: number, inp: Uint8Array, side: Side, s
       checkIpv4(dp, at + o, r.len - o, "TX_UNDERLAY inner");
       check(out[1] === out[o + 1], "outer TOS != inner TOS");
       check((be16(out, 6) & 0xbfff) === 0 && (be16(out, 6) & 0x4000) === (be16(out, o + 6) & 0x4000), "outer flags");
-      checkNatForwarded(seen, out.subarray(o), inp, 1, "TX_UNDERLAY inner");
+      checkNatForwarded(seen, out.subarray(o), inp, natTtlDrop(pod, r.verdict, inp, out.subarray(o)), "TX_UNDERLAY inner");
       break;
     }
     case abi.VERDICT_TX_DIRECT:
@@ -664,12 +682,12 @@ function checkNatPacket(node: Node, slot: number, inp: Uint8Array, side: Side, s
         break;
       }
       check((r.addr >>> 0 === W4.underlay && r.peer === 2) || (r.addr >>> 0 === be32(out, 16) && be32(out, 12) === W2.underlay), "TX_DIRECT next hop");
-      checkNatForwarded(seen, out, inp, 1, "TX_DIRECT");
+      checkNatForwarded(seen, out, inp, natTtlDrop(pod, r.verdict, inp, out), "TX_DIRECT");
       break;
     case abi.VERDICT_TO_DEVICE:
       check(r.reason === 0, "TO_DEVICE with a reason");
       checkIpv4(dp, at, r.len, "TO_DEVICE");
-      checkNatForwarded(seen, out, inp, pod ? 1 : 0, "TO_DEVICE");
+      checkNatForwarded(seen, out, inp, natTtlDrop(pod, r.verdict, inp, out), "TO_DEVICE");
       break;
     case abi.VERDICT_REPLY:
       check(pod, "REPLY from a decap path");

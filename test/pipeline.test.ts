@@ -46,13 +46,11 @@ describe("pod side -> VXLAN", () => {
     expect(Array.from(out.subarray(42, 48))).toEqual(macBytes(W2.mac));
     expect(out[48] << 8 | out[49]).toBe(0x0800);
     const i = parseIpv4(out.subarray(50));
-    expect(i.ttl).toBe(63);
+    // The node's kernel took its hop when it forwarded the packet to us.
+    expect(i.ttl).toBe(64);
     expect(i.checksumOk).toBe(true);
-    // Everything but TTL and checksum is the original packet.
-    const expected = inner.slice();
-    expected[8] -= 1;
-    expected.set(out.subarray(50 + 10, 50 + 12), 10);
-    expect(Array.from(out.subarray(50))).toEqual(Array.from(expected));
+    // The inner packet is the original, byte for byte.
+    expect(Array.from(out.subarray(50))).toEqual(Array.from(inner));
   });
 
   it("keeps a flow on one source port and spreads flows over the range", () => {
@@ -98,11 +96,8 @@ describe("decap(encap(x)) == x", () => {
     expect(r.verdict).toBe(abi.VERDICT_TO_DEVICE);
     expect(r.peer).toBe(0);
     const got = w3.dp.readPacket(0);
-    const expected = inner.slice();
-    expected[8] -= 1;
-    new DataView(expected.buffer).setUint16(10, 0);
-    new DataView(expected.buffer).setUint16(10, inetChecksum(expected.subarray(0, 20)));
-    expect(Array.from(got)).toEqual(Array.from(expected));
+    // TTL too: each node's kernel takes that node's hop (forward.ts, "TTL").
+    expect(Array.from(got)).toEqual(Array.from(inner));
   });
 
   it("IPIP worker2 -> worker1 -> decap at a worker1 dataplane", () => {
@@ -127,7 +122,8 @@ describe("decap(encap(x)) == x", () => {
     const d = rx.dp.result(0);
     expect(d.verdict).toBe(abi.VERDICT_TO_DEVICE);
     const got = parseIpv4(rx.dp.readPacket(0));
-    expect(got.ttl).toBe(63);
+    expect(got.ttl).toBe(64);
+    expect(got.checksumOk).toBe(true);
     expect(Array.from(got.payload)).toEqual(Array.from(parseIpv4(inner).payload));
   });
 });
@@ -135,14 +131,14 @@ describe("decap(encap(x)) == x", () => {
 describe("routing decisions and ICMP errors", () => {
   const { dp } = worker2();
 
-  it("direct next hop: unencapsulated, TTL decremented, next hop = peer underlay", () => {
+  it("direct next hop: unencapsulated, TTL as the kernel left it, next hop = peer underlay", () => {
     dp.writePacket(0, podUdp("198.19.2.5", "198.19.4.4"));
     dp.processPod(1);
     const r = dp.result(0);
     expect(r.verdict).toBe(abi.VERDICT_TX_DIRECT);
     expect(r.addr).toBe(W4.underlay);
     const p = parseIpv4(dp.readPacket(0));
-    expect(p.ttl).toBe(63);
+    expect(p.ttl).toBe(64);
     expect(p.checksumOk).toBe(true);
   });
 
@@ -176,11 +172,12 @@ describe("routing decisions and ICMP errors", () => {
     expectIcmpError(3, 0, abi.R_NO_ROUTE, pkt);
   });
 
-  it("TTL 1: time exceeded", () => {
+  it("TTL 1 from the kernel: forwarded as is (the next node's kernel answers it)", () => {
     const pkt = podUdp("198.19.2.5", "198.19.3.7", { ttl: 1 });
     dp.writePacket(0, pkt);
     dp.processPod(1);
-    expectIcmpError(11, 0, abi.R_TTL_EXCEEDED, pkt);
+    expect(dp.result(0)).toMatchObject({ verdict: abi.VERDICT_TX_UNDERLAY, reason: abi.R_NONE });
+    expect(parseIpv4(dp.readPacket(0).subarray(50)).ttl).toBe(1);
   });
 
   it("DF and larger than the tunnel MTU: fragmentation needed with MTU 1450", () => {
@@ -411,7 +408,7 @@ describe("tap mode (L2 device)", () => {
     const f = w3.dp.readPacket(0);
     expect(Array.from(f.subarray(0, 6))).toEqual(macBytes(DEV_MAC));
     expect(Array.from(f.subarray(6, 12))).toEqual(macBytes(W3.mac));
-    expect(parseIpv4(f.subarray(14)).ttl).toBe(63);
+    expect(parseIpv4(f.subarray(14)).ttl).toBe(64);
   });
   it("ICMP errors go back to the frame's sender with Ethernet", () => {
     dp.writePacket(0, ethernet(W2.mac, DEV_MAC, 0x0800, podUdp("198.19.2.5", "198.18.200.1")));

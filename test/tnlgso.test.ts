@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import * as abi from "../src/dataplane/abi.js";
 import { inetChecksum, ip, ipv4, parseIpv4, tcp } from "./helpers/packets.js";
-import { W3, worker2, worker3 } from "./helpers/topology.js";
+import { DEV_MAC, W2, W3, worker2, worker3 } from "./helpers/topology.js";
 
 const payload = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed) & 255);
 const SRC = "198.19.2.5", DST = "198.19.3.7";
@@ -100,10 +100,10 @@ describe("tunnel GSO: one super-frame, built on worker2, delivered whole on work
     expect(dv.getUint16(38 + 26)).toBe(0);
     expect(f[38 + 28]).toBe(0x08);
     expect(Array.from(f.subarray(38 + 36, 38 + 42))).toEqual(Array.from(W3.mac.toString(16).padStart(12, "0").match(/../g)!, (x) => parseInt(x, 16)));
-    // Inner: TTL down by one, whole length, the frame's flags, checksum left partial for the kernel.
+    // Inner: TTL as read (the kernel took the node's hop), whole length, the frame's flags, checksum left partial for the kernel.
     const inner = f.subarray(38 + 50);
     const i = parseIpv4(inner);
-    expect(i).toMatchObject({ src: SRC, dst: DST, ttl: 63, checksumOk: true, totalLen: inner.length, id: 300 });
+    expect(i).toMatchObject({ src: SRC, dst: DST, ttl: 64, checksumOk: true, totalLen: inner.length, id: 300 });
     const t = new DataView(inner.buffer, inner.byteOffset);
     expect(t.getUint32(20 + 4)).toBe(1_000_000);
     expect(inner[20 + 13]).toBe(0x19);
@@ -179,15 +179,23 @@ describe("tunnel GSO: one super-frame, built on worker2, delivered whole on work
 
   it("a representative the pipeline did not send as VXLAN builds nothing", () => {
     const sf = superframe(data);
-    sf[10 + 8] = 1; // TTL 1: the pipeline answers with an ICMP error instead
-    // IPv4 header checksum after the TTL change
+    sf[10 + 6] |= 0x40; // DF
+    // IPv4 header checksum after the flag change
     const dv = new DataView(sf.buffer);
     dv.setUint16(10 + 10, 0);
     dv.setUint16(10 + 10, inetChecksum(sf.subarray(10, 30)));
     w2.u8.set(sf, buf2);
     expect(w2.raw.gsoRepresentative(buf2, sf.length, 0)).toBe(segs);
-    w2.processPod(1);
-    expect(w2.result(0).verdict).toBe(abi.VERDICT_REPLY);
+    // An underlay too small for the representative: the pipeline answers
+    // with fragmentation needed instead.
+    const node = { mode: "tun" as const, underlay: W2.underlay, overlay: W2.vtep, vtepMac: W2.mac, devMac: DEV_MAC, vni: 100 };
+    w2.configure({ ...node, underlayMtu: 1450 });
+    try {
+      w2.processPod(1);
+    } finally {
+      w2.configure({ ...node, underlayMtu: 1500 });
+    }
+    expect(w2.result(0)).toMatchObject({ verdict: abi.VERDICT_REPLY, reason: abi.R_TOO_BIG });
     expect(w2.raw.gsoBuild(0, buf2, sf.length, segs)).toBe(0);
     expect(w2.result(0).verdict).toBe(abi.VERDICT_REPLY);
   });

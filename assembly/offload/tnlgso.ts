@@ -11,7 +11,7 @@
 //
 // The pipeline still decides everything: the super-frame's first segment,
 // with all of the frame's TCP flags, goes through processPodBatch as its
-// representative; when it leaves as VXLAN, its processed headers (TTL,
+// representative; when it leaves as VXLAN, its processed headers (VXLAN
 // template, source port) are put in front of the whole payload.
 //
 // The frame written to the tap, for an inner packet at q:

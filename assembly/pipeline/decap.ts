@@ -109,7 +109,8 @@ function deliverInner(m: usize, off: u32, p: usize, avail: u32, peer: u32, outer
   if (nat & NAT_DONE) return;
   if ((nat & NAT_TRANSLATED) != 0 && ipSrc(p) == natNodeIp() && lpmLookup(ipDst(p)) == LPM_MISS) {
     // A NodePort answer for a client outside the cluster: leaves as the
-    // node's own packet, through the node's stack.
+    // node's own packet, through the node's stack (local output: the kernel
+    // takes nothing off), so this node's hop is ours (forward.ts, "TTL").
     if (ipTtl(p) <= 1) {
       drop(m, R_TTL_EXCEEDED);
       return;

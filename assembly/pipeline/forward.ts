@@ -2,13 +2,48 @@
 // or tap (Ethernet) device. This is where a packet's route is looked up.
 //
 // Per packet: validate, answer ARP (tap), look the destination up (LPM),
-// enforce TTL and the tunnel MTU (ICMP errors like a router), decrement TTL
+// enforce the tunnel MTU (ICMP errors like a router), settle the TTL (below)
 // and hand the packet to the encapsulation its next hop names.
+//
+// TTL: one hop per node. A node running overlayd is one router hop, as with
+// the kernel's vxlan and ipip (RFC 2003 section 3.1: the encapsulator
+// decrements the inner TTL only as part of forwarding it; RFC 7348 says
+// nothing more): whoever forwards a packet through this node takes one off
+// the TTL and answers ICMP time exceeded for a packet it would forward with
+// TTL <= 1; the data path does it only where nobody else on the node does.
+//   - Pod -> tun/tap -> tunnel (VXLAN, IPIP) or direct: the kernel forwarded
+//     the packet into our device and took the hop (and answered TTL 1 itself;
+//     a tap carries frames the kernel routed to it, so the same holds there).
+//     We do not decrement and do not check: a packet with TTL 1 left the
+//     kernel legitimately and is the next node's to answer. Packets the node
+//     sends itself into the device were never forwarded; nothing is taken
+//     off them either, as the kernel's vxlan does not.
+//   - Tunnel -> tun/tap (decap): nothing here. The receiving node's kernel
+//     forwards the inner packet from the device to the pod: its hop, its
+//     TTL check, its ICMP (the kernel's vxlan does not decrement on decap).
+//   - NAT, pod side (src/daemon/natsetup.ts steers traffic for the node's
+//     own underlay address to the device with tc, not by forwarding: NodePort
+//     requests, answers to masqueraded flows, ICMP errors about them): for
+//     those the node's forwarding is ours. Leaving by a tunnel, directly or
+//     through the node's stack (the raw socket: local output, the kernel
+//     takes nothing), we check TTL (time exceeded, translated back to the
+//     sender) and decrement; going back to the device, the kernel forwards it
+//     to the pod and takes the hop. Masqueraded packets and NodePort answers
+//     leaving through the raw socket came in by kernel forwarding: as is.
+//   - Hairpin (a packet the kernel forwarded into the device that NAT sends
+//     back to a pod of this node: a service with a local backend, and its
+//     answers): the kernel forwards it twice, into the device and out of it.
+//     We give one back (kube-proxy's hairpin is one hop). Only for packets
+//     NAT translated on this pass: a translated packet that comes round
+//     again is not translated again, so a routing loop still ends.
+//   - NAT, tunnel side: an answer of a NodePort flow for a client outside
+//     leaves through the node's stack (raw socket): our hop; a TTL <= 1 is a
+//     counted drop (ttl_exceeded; decap.ts), else one off.
 import { ld16 } from "../wire/bytes";
 import { checkEthernet, emitEthernet, ethDst, ethType, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR_LEN, macIsMulticast } from "../wire/ethernet";
 import { ARP_REPLY, ARP_REQUEST, arpOper, arpSha, arpSpa, arpTpa, checkArp, emitArp } from "../wire/arp";
 import {
-  checkIpv4Forwardable, ipDecTtl, ipDst, ipSrc, ipTotalLen, ipTtl, IP_FLAG_DF, IP_FRAG,
+  checkIpv4Forwardable, ipDecTtl, ipDst, ipIncTtl, ipSrc, ipTotalLen, ipTtl, IP_FLAG_DF, IP_FRAG,
 } from "../wire/ipv4";
 import { ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, UNREACH_FRAG_NEEDED, UNREACH_NET } from "../wire/icmp";
 import { VXLAN_OVERHEAD } from "../wire/vxlan";
@@ -29,7 +64,7 @@ import { encapIpip, encapVxlan } from "./encap";
 import { flowHash } from "./flow";
 import { replyIcmpError } from "./icmperr";
 import { admit, drop, emit, emitDirect, metaPtr, replyToDirect } from "./verdict";
-import { natNodeIp, natPodSide, NAT_DONE, NAT_TRANSLATED, translateIcmpError } from "../nat/stage";
+import { natEnabled, natNodeIp, natPodSide, NAT_DONE, NAT_TRANSLATED, translateIcmpError } from "../nat/stage";
 
 /** Process `n` packets read from the pod-side device (slot i, metadata i,
  *  bytes at [off, off+len) of the slot). Every record gets a verdict.
@@ -80,6 +115,9 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
     return;
   }
   len = ipTotalLen(p); // ignore link-layer padding
+  // Addressed to the node's own underlay address: steered here by tc, not
+  // forwarded by the kernel, so this node's hop is ours (see the top).
+  const ours = natEnabled() && ipDst(p) == natNodeIp();
   // Connection tracking and NAT come before the route: a service address
   // becomes a backend's, a masqueraded answer a pod's (nat/stage.ts).
   let nh = lpmLookup(ipDst(p));
@@ -90,7 +128,7 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
   if (nh == LPM_MISS) {
     if (translated && ipSrc(p) == natNodeIp()) {
       // Masqueraded (or a NodePort answer): leaves as the node's own packet.
-      toHost(m, slot, off, p, len, translated);
+      toHost(m, slot, off, p, len, translated, ours);
       return;
     }
     replyIcmpError(m, slot, off, p, len, ICMP_DEST_UNREACH, UNREACH_NET, 0, R_NO_ROUTE);
@@ -102,13 +140,20 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
     drop(m, R_BLACKHOLE);
     return;
   }
-  if (ipTtl(p) <= 1) {
+  const hash = flowHash(p, len);
+  store<u32>(m, hash, META_HASH);
+  if (kind == NH_LOCAL) {
+    // Back to the device: the kernel forwards it to the pod (its hop).
+    // Forwarded into the device by the kernel too (a hairpin): one back.
+    if (translated && !ours && ipTtl(p) < 255) ipIncTtl(p);
+    deliverIpv4(m, off, p, len);
+    return;
+  }
+  if (ours && ipTtl(p) <= 1) {
     replyIcmpError(m, slot, off, p, len, ICMP_TIME_EXCEEDED, 0, 0, R_TTL_EXCEEDED);
     if (translated) untranslateOwnError(m, slot);
     return;
   }
-  const hash = flowHash(p, len);
-  store<u32>(m, hash, META_HASH);
   if (kind == NH_VXLAN) {
     if (len + VXLAN_OVERHEAD > cfgUnderlayMtu) {
       tooBig(m, slot, off, p, len, cfgUnderlayMtu - VXLAN_OVERHEAD);
@@ -131,7 +176,7 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
       drop(m, R_NO_FDB);
       return;
     }
-    ipDecTtl(p);
+    if (ours) ipDecTtl(p);
     encapVxlan(m, off, p, len, peer, mac, hash);
   } else if (kind == NH_IPIP) {
     const peer = nhPeer(nh);
@@ -144,7 +189,7 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
       if (translated) untranslateOwnError(m, slot);
       return;
     }
-    ipDecTtl(p);
+    if (ours) ipDecTtl(p);
     encapIpip(m, off, p, len, peer);
   } else if (kind == NH_DIRECT) {
     if (len > cfgUnderlayMtu) {
@@ -152,22 +197,20 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
       if (translated) untranslateOwnError(m, slot);
       return;
     }
-    ipDecTtl(p);
+    if (ours) ipDecTtl(p);
     store<u16>(m, <u16>nhPeer(nh), META_PEER);
     emitDirect(m, off, len, nhGateway(nh));
-  } else if (kind == NH_LOCAL) {
-    ipDecTtl(p);
-    deliverIpv4(m, off, p, len);
   } else {
     drop(m, R_NO_ROUTE);
   }
 }
 
 /** A translated packet whose destination no route covers and whose source
- *  is the node's address: hand it to the node's stack (raw socket, routed
- *  by the kernel) like a router forwarding it: TTL and MTU checked. */
-function toHost(m: usize, slot: usize, off: u32, p: usize, len: u32, translated: bool): void {
-  if (ipTtl(p) <= 1) {
+ *  is the node's address: hand it to the node's stack (raw socket, local
+ *  output, routed by the kernel) with the MTU checked; when the node's hop
+ *  is `ours` (see the top), TTL checked and decremented as a router does. */
+function toHost(m: usize, slot: usize, off: u32, p: usize, len: u32, translated: bool, ours: bool): void {
+  if (ours && ipTtl(p) <= 1) {
     replyIcmpError(m, slot, off, p, len, ICMP_TIME_EXCEEDED, 0, 0, R_TTL_EXCEEDED);
     if (translated) untranslateOwnError(m, slot);
     return;
@@ -177,7 +220,7 @@ function toHost(m: usize, slot: usize, off: u32, p: usize, len: u32, translated:
     if (translated) untranslateOwnError(m, slot);
     return;
   }
-  ipDecTtl(p);
+  if (ours) ipDecTtl(p);
   emitDirect(m, off, len, ipDst(p));
 }
 

@@ -104,6 +104,16 @@ export function checkIpv4(p: usize, len: u32): u16 {
   st16(p + IP_CSUM, csumUpdate16(ld16(p + IP_CSUM), oldWord, newWord));
 }
 
+/** Increment TTL by one, updating the checksum incrementally (RFC 1624):
+ *  gives back a hop the node's kernel is about to count a second time.
+ *  Caller has checked TTL < 255. */
+@inline export function ipIncTtl(p: usize): void {
+  const oldWord = ld16(p + IP_TTL);
+  const newWord = oldWord + 0x100;
+  st8(p + IP_TTL, newWord >> 8);
+  st16(p + IP_CSUM, csumUpdate16(ld16(p + IP_CSUM), oldWord, newWord));
+}
+
 /** Change the TOS byte, updating the checksum incrementally. */
 @inline export function ipSetTos(p: usize, tos: u32): void {
   const oldWord = ld16(p);
