@@ -61,8 +61,8 @@ export function testHooksEnabled(): boolean {
 
 type Reply = { status: number; body: string; type?: string; headers?: Record<string, string> };
 
-const json = (v: unknown, status = 200): Reply => ({
-  status, type: "application/json", body: JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x), 2),
+const json = (v: unknown, status = 200, indent = 2): Reply => ({
+  status, type: "application/json", body: JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x), indent),
 });
 const text = (status: number, body: string, headers?: Record<string, string>): Reply => ({ status, type: "text/plain", body: body + "\n", headers });
 
@@ -224,7 +224,8 @@ export class AdminServer {
     const cursor = num("cursor", 0);
     if (limit === undefined || limit < 1) return text(400, `limit: a whole number 1..${CT_PAGE_MAX} (larger ones are cut to ${CT_PAGE_MAX})`);
     if (cursor === undefined) return text(400, "cursor: the `next` of the previous page");
-    return json(await this.conntrackPage(cursor, Math.min(limit, CT_PAGE_MAX)));
+    // Compact: a page may hold 10,000 flows.
+    return json(await this.conntrackPage(cursor, Math.min(limit, CT_PAGE_MAX)), 200, 0);
   }
 
   /** One page of the flow tables: up to `limit` flows from `cursor` on, and

@@ -258,7 +258,10 @@ export class Cluster {
 
   private adminOk(n: number): boolean {
     try {
-      this.exec(`w${n}`, ["curl", "-sf", "-o", "/dev/null", "--max-time", "2", "--unix-socket", this.adminSocket(n), "http://overlayd/status"]);
+      // The admin socket; a daemon configured with a TCP admin API answers on the metrics listener.
+      const sock = ["curl", "-sf", "-o", "/dev/null", "--max-time", "2", "--unix-socket", this.adminSocket(n), "http://overlayd/status"];
+      const metrics = ["curl", "-sf", "-o", "/dev/null", "--max-time", "2", "http://127.0.0.1:9469/healthz"];
+      this.exec(`w${n}`, ["sh", "-c", `${sock.join(" ")} || ${metrics.join(" ")}`]);
       return true;
     } catch {
       return false;
