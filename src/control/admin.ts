@@ -9,7 +9,8 @@
 // mutating calls are POST only. The metrics listener can be exposed to a
 // scraper: it mutates nothing and reveals no tables.
 import { createHash, timingSafeEqual } from "node:crypto";
-import { chmodSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { connect } from "node:net";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { dirname } from "node:path";
 import type { MessagePort } from "node:worker_threads";
@@ -307,7 +308,8 @@ async function listenHttp(where: string, onRequest: (req: IncomingMessage, res: 
   const server = createServer(onRequest);
   if (addr.kind === "unix") {
     mkdirSync(dirname(addr.path), { recursive: true, mode: 0o700 });
-    rmSync(addr.path, { force: true });
+    if (existsSync(addr.path) && (await answers(addr.path))) throw new Error(`${what} cannot listen on ${where}: another overlayd answers there`);
+    rmSync(addr.path, { force: true }); // left by a dead instance
   }
   await new Promise<void>((resolve, reject) => {
     server.once("error", (e) => reject(new Error(`${what} cannot listen on ${where}: ${e.message}`)));
@@ -323,6 +325,20 @@ async function listenHttp(where: string, onRequest: (req: IncomingMessage, res: 
   });
   if (addr.kind === "unix") chmodSync(addr.path, 0o600);
   return server;
+}
+
+/** Whether something accepts connections on the unix socket `path`. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect(path);
+    const done = (v: boolean) => {
+      c.destroy();
+      resolve(v);
+    };
+    c.once("connect", () => done(true));
+    c.once("error", () => done(false));
+    c.setTimeout(1000, () => done(false));
+  });
 }
 
 const TCP_STATES = ["NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"];
