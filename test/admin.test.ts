@@ -132,6 +132,9 @@ describe.skipIf(!isRoot)("admin surface of a running overlayd", () => {
     const s = spawnSync("ip", ["netns", "exec", cluster.ns("w1"), process.execPath, CLI, "show", "status", "--json", "--config", files.get(1)!], { encoding: "utf8", env, timeout: 30_000 });
     expect(s.status, s.stderr).toBe(0);
     expect(JSON.parse(s.stdout).node).toBe("worker1");
+    const h = spawnSync("ip", ["netns", "exec", cluster.ns("w1"), process.execPath, CLI, "show", "healthz", "--config", files.get(1)!], { encoding: "utf8", env, timeout: 30_000 });
+    expect(h.status, h.stderr).toBe(0);
+    expect(JSON.parse(h.stdout)).toMatchObject({ ok: true, workers: [{ queue: 0 }] });
   });
 
   it("a TCP admin API needs the bearer token: none 401, a wrong one 401, the right one 200", () => {

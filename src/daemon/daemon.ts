@@ -534,8 +534,12 @@ export class Daemon implements AdminTarget {
       const exited = new Promise<void>((r) => l.worker.once("exit", () => r()));
       l.port.postMessage({ type: "stop" } satisfies ToWorker);
       const timer = setTimeout(() => void l.worker.terminate(), 2000);
-      await exited;
+      // A worker hung inside a system call does not even die from
+      // terminate(): clean up the node anyway (the watchdog's exit path).
+      let giveUp: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise<void>((r) => (giveUp = setTimeout(r, 5000)))]);
       clearTimeout(timer);
+      clearTimeout(giveUp);
       l.port.close();
     }));
     await this.admin?.stop();
