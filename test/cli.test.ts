@@ -18,7 +18,7 @@ describe("overlayd CLI", () => {
   it("--help names every command", () => {
     const r = run(["--help"]);
     expect(r.code).toBe(0);
-    for (const c of ["run", "check-config", "show", "demo"]) expect(r.out).toContain(c);
+    for (const c of ["run", "check-config", "show", "reload", "demo"]) expect(r.out).toContain(c);
   });
 
   it("check-config accepts the examples and shows each peer's resolved encapsulation", () => {
@@ -45,10 +45,17 @@ describe("overlayd CLI", () => {
     expect(run(["check-config", join(dir, "missing.yaml")]).code).toBe(1);
   });
 
-  it("show without a running daemon says so instead of crashing", () => {
+  it("show and reload without a running daemon say so instead of crashing", () => {
     const r = run(["show", "peers", "--admin", "127.0.0.1:1"]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/cannot reach overlayd/);
+    // The socket path comes from the config's node.stateDir.
+    const dir = mkdtempSync(join(tmpdir(), "wo-cli-"));
+    const f = join(dir, "node.yaml");
+    writeFileSync(f, `node:\n  name: x\n  stateDir: ${dir}/state\n`);
+    const s = run(["reload", "--config", f]);
+    expect(s.code).toBe(1);
+    expect(s.err).toContain(`cannot reach overlayd at ${dir}/state/admin.sock`);
   });
 
   const canDrop = process.getuid?.() === 0 && spawnSync("setpriv", ["--version"]).status === 0;

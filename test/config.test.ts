@@ -85,7 +85,9 @@ describe("defaults", () => {
     expect(c.peers[0].vtepAddress).toBe("198.19.2.0");
     expect(c.peers[0].encapsulation).toBe("auto");
     expect(c.routes).toEqual([]);
-    expect(c.admin).toEqual({ listen: "127.0.0.1:9469", metrics: { listen: "127.0.0.1:9469", path: "/metrics" } });
+    // The admin API on a unix socket in node.stateDir; the metrics listener where Prometheus scrapes.
+    expect(c.admin).toEqual({ listen: "/run/wasm-overlay/admin.sock", tokenFile: undefined, metrics: "127.0.0.1:9469", watchdogSeconds: 15 });
+    expect(c.node.stateDir).toBe("/run/wasm-overlay");
     expect(c.log).toEqual({ level: "info" });
   });
 
@@ -140,12 +142,16 @@ describe("defaults", () => {
     expect(ok(validateConfig(d)).peers[0].vtepMac).toBe("0e:00:00:00:02:aa");
   });
 
-  it("admin: unix socket path, metrics on a path or on a listener of its own", () => {
+  it("admin: the socket follows node.stateDir; a socket path of its own; TCP with a token file; metrics on a listener of its own or none", () => {
     const d = doc();
-    d.admin = { listen: "/run/overlayd.sock", metrics: "/prom" };
-    expect(ok(validateConfig(d)).admin).toEqual({ listen: "/run/overlayd.sock", metrics: { listen: "/run/overlayd.sock", path: "/prom" } });
-    d.admin = { metrics: "0.0.0.0:9470" };
-    expect(ok(validateConfig(d)).admin.metrics).toEqual({ listen: "0.0.0.0:9470", path: "/metrics" });
+    d.node.stateDir = "/var/run/wo-a/";
+    expect(ok(validateConfig(d)).admin.listen).toBe("/var/run/wo-a/admin.sock");
+    d.admin = { listen: "/run/overlayd.sock", metrics: "0.0.0.0:9470", watchdogSeconds: 30 };
+    expect(ok(validateConfig(d)).admin).toEqual({ listen: "/run/overlayd.sock", tokenFile: undefined, metrics: "0.0.0.0:9470", watchdogSeconds: 30 });
+    d.admin = { listen: "127.0.0.1:9470", tokenFile: "/etc/wasm-overlay/admin.token" };
+    expect(ok(validateConfig(d)).admin).toMatchObject({ listen: "127.0.0.1:9470", tokenFile: "/etc/wasm-overlay/admin.token", metrics: "127.0.0.1:9469" });
+    d.admin = { metrics: false };
+    expect(ok(validateConfig(d)).admin.metrics).toBeUndefined();
   });
 });
 
@@ -199,7 +205,12 @@ describe("validation messages name the field and the reason", () => {
     ["route repeating a pod CIDR", (d) => (d.routes = [{ prefix: "198.19.2.0/24", via: "blackhole" }]), "routes[0].prefix", /already the pod CIDR of peer worker2/],
     ["duplicate route", (d) => (d.routes = [{ prefix: "10.0.0.0/8", via: "local" }, { prefix: "10.0.0.0/8", via: "worker2" }]), "routes[1].prefix", /also routes\[0\]/],
     ["admin listen", (d) => (d.admin = { listen: "localhost" }), "admin.listen", /neither host:port/],
-    ["metrics on an admin path", (d) => (d.admin = { metrics: "/routes" }), "admin.metrics", /admin API path/],
+    ["metrics on a path", (d) => (d.admin = { metrics: "/prom" }), "admin.metrics", /is not host:port \(\/metrics is always on the admin API/],
+    ["TCP admin without a token", (d) => (d.admin = { listen: "127.0.0.1:9470" }), "admin.tokenFile", /admin.listen "127.0.0.1:9470" is TCP: set admin.tokenFile/],
+    ["admin and metrics on one address", (d) => (d.admin = { listen: "127.0.0.1:9469", tokenFile: "/t" }), "admin.metrics", /needs an address of its own/],
+    ["relative token file", (d) => (d.admin = { listen: "127.0.0.1:9470", tokenFile: "t" }), "admin.tokenFile", /not an absolute path/],
+    ["state dir too long for the socket", (d) => (d.node.stateDir = "/" + "x".repeat(100)), "node.stateDir", /longer than a unix socket path/],
+    ["watchdog", (d) => (d.admin = { watchdogSeconds: 1 }), "admin.watchdogSeconds", /not an integer in 2\.\.3600/],
     ["log level", (d) => (d.log = { level: "verbose" }), "log.level", /"verbose" is not one of/],
   ];
 

@@ -2,8 +2,11 @@
 // overlayd: the node daemon of wasm-overlay and its operator commands.
 import { Command, Option } from "commander";
 import { deriveTables, queueCount } from "../config/derive.js";
-import { get as httpGet } from "node:http";
+import { readFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
+import { parse as parseYaml } from "yaml";
 import { parseListen, u32ToIp } from "../config/net.js";
+import { adminSocketPath } from "../config/schema.js";
 import { createLogger } from "../control/log.js";
 import { Daemon } from "../daemon/daemon.js";
 import { checkConfigFile } from "../membership/check.js";
@@ -82,33 +85,137 @@ program
     for (const p of d.peers) console.log(`  peer ${p.name.padEnd(12)} ${u32ToIp(p.underlay).padEnd(15)} ${p.encapsulation.padEnd(6)} ${p.reason}`);
   });
 
-const SHOW = ["status", "routes", "peers", "fdb", "neigh", "stats", "conntrack"] as const;
-program
-  .command("show")
-  .description("query the running daemon: " + SHOW.join(" | "))
-  .argument("<what>", SHOW.join("|"))
-  .option("--json", "raw JSON")
-  .option("--admin <host:port|path>", "admin API of the daemon (host:port or unix socket path)", process.env.OVERLAYD_ADMIN ?? "127.0.0.1:9469")
-  .action(async (what: string, opts: { json?: boolean; admin: string }) => {
-    if (!(SHOW as readonly string[]).includes(what)) {
-      console.error(`unknown "${what}"; one of: ${SHOW.join(", ")}`);
-      process.exitCode = 2;
-      return;
-    }
-    let body: unknown;
+const SHOW = ["status", "routes", "peers", "fdb", "neigh", "stats", "conntrack", "healthz"] as const;
+
+/** How `show` and `reload` reach the admin API. */
+interface AdminOpts {
+  admin?: string;
+  config?: string;
+  tokenFile?: string;
+}
+
+/** --admin, else OVERLAYD_ADMIN, else the config's admin.listen (its socket in
+ *  node.stateDir by default), else /run/wasm-overlay/admin.sock; the token
+ *  file from --token-file, else the config's admin.tokenFile. */
+function adminOf(opts: AdminOpts): { admin: string; tokenFile?: string } {
+  let fromConfig: { listen?: string; tokenFile?: string; stateDir?: string } = {};
+  if (opts.config) {
+    // Only the admin address is needed: read it without validating the rest.
+    let doc: { admin?: { listen?: string; tokenFile?: string }; node?: { stateDir?: string } } | undefined;
     try {
-      body = JSON.parse(await adminGet(opts.admin, `/${what}`));
+      doc = parseYaml(readFileSync(opts.config, "utf8"));
     } catch (e) {
-      console.error(`cannot reach overlayd at ${opts.admin}: ${(e as Error).message} (is it running? pass --admin host:port)`);
+      throw new Error(`${opts.config}: ${(e as Error).message}`);
+    }
+    fromConfig = { listen: doc?.admin?.listen, tokenFile: doc?.admin?.tokenFile, stateDir: doc?.node?.stateDir };
+  }
+  const admin = opts.admin ?? process.env.OVERLAYD_ADMIN ?? fromConfig.listen ?? adminSocketPath(fromConfig.stateDir ?? "/run/wasm-overlay");
+  return { admin, tokenFile: opts.tokenFile ?? (opts.admin || process.env.OVERLAYD_ADMIN ? undefined : fromConfig.tokenFile) };
+}
+
+function addAdminOptions(c: Command): Command {
+  return c
+    .option("-c, --config <file>", "the daemon's config file: its admin.listen (default <node.stateDir>/admin.sock) and admin.tokenFile")
+    .option("--admin <path|host:port>", "admin API of the daemon (default: from --config, or $OVERLAYD_ADMIN, or /run/wasm-overlay/admin.sock)")
+    .option("--token-file <file>", "bearer token for a TCP admin API");
+}
+
+addAdminOptions(
+  program
+    .command("show")
+    .description("query the running daemon: " + SHOW.join(" | "))
+    .argument("<what>", SHOW.join("|"))
+    .option("--json", "raw JSON")
+    .option("--limit <n>", "conntrack: list at most n flows (default: all, fetched a page at a time)"),
+).action(async (what: string, opts: AdminOpts & { json?: boolean; limit?: string }) => {
+  if (!(SHOW as readonly string[]).includes(what)) {
+    console.error(`unknown "${what}"; one of: ${SHOW.join(", ")}`);
+    process.exitCode = 2;
+    return;
+  }
+  const limit = opts.limit === undefined ? Infinity : Number(opts.limit);
+  if (!(limit >= 1) || (limit !== Infinity && !Number.isInteger(limit))) {
+    console.error(`--limit: a whole number above 0, not ${JSON.stringify(opts.limit)}`);
+    process.exitCode = 2;
+    return;
+  }
+  let target: { admin: string; tokenFile?: string };
+  try {
+    target = adminOf(opts);
+    if (what === "conntrack") {
+      await showConntrack(target, limit, opts.json === true);
+      return;
+    }
+    if (what === "healthz") {
+      // 503 is an answer here: print it and exit 1.
+      const r = await adminCall(target, "GET", "/healthz", true);
+      console.log(opts.json ? r.body.trim() : JSON.stringify(JSON.parse(r.body)));
+      if (r.status !== 200) process.exitCode = 1;
+      return;
+    }
+    const body = JSON.parse((await adminCall(target, "GET", `/${what}`)).body);
+    if (opts.json) console.log(JSON.stringify(body, null, 2));
+    else printTable(what, body);
+  } catch (e) {
+    failReach(opts, e);
+  }
+});
+
+addAdminOptions(
+  program
+    .command("reload")
+    .description("reload the running daemon's config (POST /reload; as SIGHUP); exit 1 when it was rejected"),
+).action(async (opts: AdminOpts) => {
+  try {
+    const r = JSON.parse((await adminCall(adminOf(opts), "POST", "/reload")).body) as { ok: boolean; errors: string[] };
+    if (r.ok) console.log("reloaded");
+    else {
+      console.error("reload rejected; the running config stays in force:");
+      for (const e of r.errors) console.error("  " + e);
       process.exitCode = 1;
-      return;
     }
-    if (opts.json) {
-      console.log(JSON.stringify(body, null, 2));
-      return;
+  } catch (e) {
+    failReach(opts, e);
+  }
+});
+
+function failReach(opts: AdminOpts, e: unknown): void {
+  let where = "?";
+  try {
+    where = adminOf(opts).admin;
+  } catch {
+    // the config's own error is in the message
+  }
+  console.error(`cannot reach overlayd at ${where}: ${(e as Error).message} (is it running? pass --config FILE or --admin PATH|host:port)`);
+  process.exitCode = 1;
+}
+
+/** `show conntrack`: follow the cursor page by page, printing as it goes (at most `limit` flows). */
+async function showConntrack(target: { admin: string; tokenFile?: string }, limit: number, asJson: boolean): Promise<void> {
+  const all: FlowInfo[] = [];
+  let shown = 0;
+  let cursor: number | null = 0;
+  let stats: { entries: number; capacity: number } | undefined;
+  while (cursor !== null && shown < limit) {
+    const page = Math.min(10_000, limit - shown);
+    const r = JSON.parse((await adminCall(target, "GET", `/conntrack?limit=${page}&cursor=${cursor}`)).body) as { flows: FlowInfo[]; next: number | null; stats?: { entries: number; capacity: number } };
+    const flows = r.flows.slice(0, limit - shown);
+    stats ??= r.stats;
+    shown += flows.length;
+    cursor = r.next;
+    if (asJson) all.push(...flows);
+    else {
+      const text = formatConntrack(flows);
+      if (text) process.stdout.write(text.endsWith("\n") ? text : text + "\n");
     }
-    printTable(what, body);
-  });
+  }
+  if (asJson) {
+    console.log(JSON.stringify({ stats, flows: all }, null, 2));
+    return;
+  }
+  // Like `conntrack -L`: the count on stderr.
+  console.error(`overlayd: ${shown} flow entries have been shown${stats ? ` (${stats.entries} tracked, capacity ${stats.capacity})` : ""}.`);
+}
 
 program
   .command("demo")
@@ -119,33 +226,30 @@ program
     process.exitCode = await runDemo({ keep: opts.keep });
   });
 
-/** GET `path` from the admin API at "host:port" or a unix socket path. */
-function adminGet(admin: string, path: string): Promise<string> {
-  const addr = parseListen(admin);
+/** One call to the admin API at a unix socket path or "host:port" (with
+ *  the bearer token from the token file, if any). Rejects on a status other
+ *  than 200 unless `anyStatus`. */
+function adminCall(target: { admin: string; tokenFile?: string }, method: "GET" | "POST", path: string, anyStatus = false): Promise<{ status: number; body: string }> {
+  const addr = parseListen(target.admin);
+  const headers: Record<string, string> = {};
+  if (target.tokenFile) headers.authorization = `Bearer ${readFileSync(target.tokenFile, "utf8").trim()}`;
   return new Promise((resolve, reject) => {
-    const req = httpGet(
-      addr.kind === "unix" ? { socketPath: addr.path, path } : { host: addr.host, port: addr.port, path },
+    const req = httpRequest(
+      addr.kind === "unix" ? { socketPath: addr.path, path, method, headers } : { host: addr.host, port: addr.port, path, method, headers },
       (res) => {
         let body = "";
         res.setEncoding("utf8");
         res.on("data", (d) => (body += d));
-        res.on("end", () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}: ${body.trim()}`))));
+        res.on("end", () => (res.statusCode === 200 || anyStatus ? resolve({ status: res.statusCode ?? 0, body }) : reject(new Error(`HTTP ${res.statusCode}: ${body.trim()}`))));
       },
     );
-    req.setTimeout(5000, () => req.destroy(new Error("timed out")));
+    req.setTimeout(30_000, () => req.destroy(new Error("timed out")));
     req.on("error", reject);
+    req.end();
   });
 }
 
 function printTable(what: string, body: unknown): void {
-  if (what === "conntrack") {
-    // Like `conntrack -L`: one line per flow, then the count on stderr.
-    const c = body as { flows: FlowInfo[]; stats?: { entries: number; capacity: number } };
-    const text = formatConntrack(c.flows);
-    if (text) process.stdout.write(text.endsWith("\n") ? text : text + "\n");
-    console.error(`overlayd: ${c.flows.length} flow entries have been shown${c.stats ? ` (${c.stats.entries} tracked, capacity ${c.stats.capacity})` : ""}.`);
-    return;
-  }
   if (what === "stats") {
     const s = body as { counters: Record<string, string>; io: Record<string, number> };
     for (const [k, v] of Object.entries(s.counters)) if (v !== "0") console.log(`${k.padEnd(28)} ${v}`);

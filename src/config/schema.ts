@@ -11,7 +11,7 @@
 import { z } from "zod";
 import {
   cidrContains, cidrFirst, cidrOverlaps, formatMac, ipToU32, isMulticastMac, macFromIp, parseCidr, parseMac, tryIpToU32,
-  tryParseCidr, tryParseListen, tryParseMac, u32ToIp, type Parsed,
+  tryParseCidr, tryParseListen, tryParseMac, u32ToIp, UNIX_PATH_MAX, type Parsed,
 } from "./net.js";
 
 // --- field types ---------------------------------------------------------------
@@ -73,24 +73,24 @@ const ifname = z.string().superRefine((v, ctx) => {
 /** Admin API address: "host:port" or an absolute unix socket path. */
 const listen = fromParser(tryParseListen);
 
-/** Where /metrics is served: a URL path on the admin server, or "host:port" of a server of its own. */
-const metricsAt = z.string().superRefine((v, ctx) => {
-  if (v.startsWith("/") && /^\/[A-Za-z0-9._~/-]*$/.test(v)) {
-    if ((ADMIN_PATHS as readonly string[]).includes(v)) {
-      ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is an admin API path (${ADMIN_PATHS.join(" ")}); pick another` });
-    }
-    return;
-  }
+/** The metrics listener: "host:port" of a server of its own (it serves /metrics and /healthz only), or false for none. */
+const metricsAt = z.union([z.literal(false), z.string().superRefine((v, ctx) => {
   const r = tryParseListen(v);
   if (!r.ok || r.value.kind !== "tcp") {
-    ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is neither a URL path on the admin server (e.g. "/metrics") nor host:port of its own` });
+    const was = v.startsWith("/") ? " (/metrics is always on the admin API; admin.metrics is a listener of its own)" : "";
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(v)} is not host:port${was}` });
   }
-});
+})]);
 
-/** Paths the admin API already answers (so admin.metrics may not take them). */
-export const ADMIN_PATHS = ["/", "/status", "/routes", "/peers", "/fdb", "/neigh", "/stats", "/reload", "/conntrack"] as const;
-/** Path of the metrics endpoint when admin.metrics is host:port or left out. */
+/** An absolute file path. */
+const absPath = z.string().regex(/^\/[^\0]*$/, { error: (iss) => `${JSON.stringify(iss.input)} is not an absolute path` });
+
+/** Path of the metrics endpoint (on the admin API and on the metrics listener). */
 export const DEFAULT_METRICS_PATH = "/metrics";
+/** The metrics listener when admin.metrics is left out: Prometheus scrapes it; it serves /metrics and /healthz only. */
+export const DEFAULT_METRICS_LISTEN = "127.0.0.1:9469";
+/** The admin API's unix socket, in node.stateDir, when admin.listen is left out. */
+export const ADMIN_SOCKET_NAME = "admin.sock";
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 export const ENCAPSULATIONS = ["vxlan", "ipip", "direct", "auto"] as const;
@@ -261,10 +261,18 @@ const ConfigShape = z.strictObject({
   nat: NatSchema,
   services: z.array(ServiceSchema).default([]),
   admin: z.strictObject({
-    /** Admin HTTP API (show, reload, /metrics): "host:port" or a unix socket path. */
-    listen: listen.default("127.0.0.1:9469"),
-    /** Prometheus endpoint: a path on the admin server (default "/metrics") or "host:port" of its own. */
-    metrics: metricsAt.default(DEFAULT_METRICS_PATH),
+    /** Admin HTTP API (show, reload, conntrack, /metrics, /healthz): a unix
+     *  socket path (default <node.stateDir>/admin.sock, mode 0600) or
+     *  "host:port", which then needs tokenFile. */
+    listen: listen.optional(),
+    /** A file holding the bearer token every request to a TCP admin API must carry. */
+    tokenFile: absPath.optional(),
+    /** The metrics listener, "host:port" (default 127.0.0.1:9469): /metrics and /healthz only; false: none. */
+    metrics: metricsAt.default(DEFAULT_METRICS_LISTEN),
+    /** A data-path worker that has not turned its loop for this long makes
+     *  overlayd log, clean up and exit non-zero (its supervisor restarts it);
+     *  /healthz reports it stale after min(5 s, this). */
+    watchdogSeconds: intIn(2, 3600).default(15),
   }).prefault({}),
   log: z.strictObject({
     level: z.enum(LOG_LEVELS).default("info"),
@@ -367,6 +375,7 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
   });
 
   crossCheckNat(c, issue);
+  crossCheckAdmin(c, issue);
 
   const peerNames = new Set(c.peers.map((p) => p.name));
   const routePrefixes = new Map<string, number>();
@@ -387,6 +396,20 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
 }
 
 /** NAT and services: addresses that must not be anyone else's, ports that must not collide. */
+/** A TCP admin API only with a token; the default socket path must fit sun_path; two listeners, two addresses. */
+function crossCheckAdmin(c: Shape, issue: (path: (string | number)[], message: string) => void): void {
+  const a = c.admin;
+  if (a.listen === undefined) {
+    const sock = adminSocketPath(c.node.stateDir);
+    if (!tryParseListen(sock).ok) issue(["node", "stateDir"], `${JSON.stringify(c.node.stateDir)}: the admin socket ${sock} would be longer than a unix socket path may be (${UNIX_PATH_MAX} bytes); shorten it or set admin.listen`);
+  } else if (tryParseListen(a.listen).ok && !a.listen.startsWith("/") && a.tokenFile === undefined) {
+    issue(["admin", "tokenFile"], `admin.listen ${JSON.stringify(a.listen)} is TCP: set admin.tokenFile to a file holding a bearer token (or leave admin.listen out for the unix socket ${adminSocketPath(c.node.stateDir)})`);
+  }
+  if (a.metrics !== false && a.listen !== undefined && a.metrics === a.listen) {
+    issue(["admin", "metrics"], `${JSON.stringify(a.metrics)} is admin.listen too: the metrics listener needs an address of its own`);
+  }
+}
+
 function crossCheckNat(c: Shape, issue: (path: (string | number)[], message: string) => void): void {
   if ((c.node.device.queues ?? 1) > 1 && (c.nat.masquerade || c.services.length > 0)) {
     issue(["node", "device", "queues"], `${c.node.device.queues} queues with NAT on: the two directions of a flow may reach different queues, and each queue's worker has its own connection table; use 1`);
@@ -437,6 +460,11 @@ export function defaultSnatAddress(podCIDR: string): string {
   return u32ToIp((cidrFirst(c) + Math.max(0, size - 2)) >>> 0);
 }
 
+/** The admin API's default unix socket in a state directory. */
+export function adminSocketPath(stateDir: string): string {
+  return `${stateDir.replace(/\/+$/, "")}/${ADMIN_SOCKET_NAME}`;
+}
+
 function resolve(c: Shape) {
   const underlay = ipToU32(c.node.underlay.address);
   const d = c.node.device;
@@ -456,6 +484,7 @@ function resolve(c: Shape) {
       name: c.node.name,
       underlay: c.node.underlay,
       podCIDR: c.node.podCIDR,
+      stateDir: c.node.stateDir,
       overlayAddress: c.node.overlayAddress ?? u32ToIp(cidrFirst(parseCidr(c.node.podCIDR))),
       device,
     },
@@ -478,11 +507,11 @@ function resolve(c: Shape) {
     },
     services: c.services.map((s) => ({ ...s, ports: s.ports.map((p) => ({ ...p, targetPort: p.targetPort ?? p.port })) })),
     admin: {
-      listen: c.admin.listen,
-      /** Resolved: `listen` equal to admin.listen means the admin server itself serves `path`. */
-      metrics: c.admin.metrics.startsWith("/")
-        ? { listen: c.admin.listen, path: c.admin.metrics }
-        : { listen: c.admin.metrics, path: DEFAULT_METRICS_PATH },
+      listen: c.admin.listen ?? adminSocketPath(c.node.stateDir),
+      tokenFile: c.admin.tokenFile,
+      /** host:port of the metrics listener, or undefined for none. */
+      metrics: c.admin.metrics === false ? undefined : c.admin.metrics,
+      watchdogSeconds: c.admin.watchdogSeconds,
     },
     log: c.log,
     etcd: c.etcd,

@@ -1,7 +1,7 @@
 // overlayd's control plane: config -> tables -> worker; the node's device,
-// sockets and kernel routes; hot reload; admin API and metrics; shutdown.
-import { readFileSync, rmSync, watch, type FSWatcher } from "node:fs";
-import { createServer, type Server } from "node:http";
+// sockets and kernel routes; hot reload; shutdown. The admin API and the
+// metrics listener are src/control/admin.ts (the daemon is its AdminTarget).
+import { readFileSync, watch, type FSWatcher } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 import type { Logger } from "pino";
@@ -9,7 +9,8 @@ import { loadConfigFile, type LoadResult } from "../config/load.js";
 import { Membership } from "../membership/membership.js";
 import { deriveTables, queueCount, type DerivedTables } from "../config/derive.js";
 import type { Config } from "../config/schema.js";
-import { formatMac, parseListen, u32ToIp } from "../config/net.js";
+import { formatMac, u32ToIp } from "../config/net.js";
+import { AdminServer, testHooksEnabled, type AdminLane, type AdminTarget } from "../control/admin.js";
 import { createEtcdMetrics, createMetrics, type Metrics } from "../control/metrics.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
 import { closeTun, configureLink, ip, openTun, setTunOffload, setVnetHdrSize, type TunDevice } from "../io/tun.js";
@@ -25,8 +26,6 @@ import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
 import type { ConntrackStats } from "../dataplane/dataplane.js";
 import { checkPrivileges, KernelRoutes, setSysctl } from "./system.js";
 import { NodeNat, type NatPlan } from "./natsetup.js";
-import type { FlowInfo } from "../control/conntrack.js";
-import type { FlowRecord } from "../dataplane/dataplane.js";
 
 export interface DaemonOptions {
   configPath: string;
@@ -59,9 +58,11 @@ interface Lane {
   counters: Record<string, bigint>;
   io?: IoStats;
   ct?: ConntrackStats;
+  /** Loop turns of the worker (it bumps element 0): the admin surface's health and watchdog. */
+  heartbeat: Int32Array;
 }
 
-export class Daemon {
+export class Daemon implements AdminTarget {
   private config!: Config;
   private derived!: DerivedTables;
   /** The tables the workers were last sent: a lane started while a reload
@@ -80,7 +81,7 @@ export class Daemon {
   /** tunnel.kernelGso: the tap's queues (one per lane) and its MAC, or none. */
   private gsoTaps: TunDevice[] = [];
   private gsoTapMac = "";
-  private server?: Server;
+  private admin?: AdminServer;
   private watcher?: FSWatcher;
   private kernelRoutes = new KernelRoutes();
   /** Policy routing, tc steering and reserved ports for NAT (natsetup.ts). */
@@ -127,7 +128,8 @@ export class Daemon {
     try {
       this.setupNode();
       await this.startWorker();
-      await this.startAdmin();
+      this.admin = new AdminServer(this, this.config.admin);
+      await this.admin.start();
     } catch (e) {
       await this.stop();
       throw e;
@@ -308,10 +310,12 @@ export class Daemon {
       natMaxFlows: c.nat.conntrack.maxFlows,
       gsoFds,
       gsoTap: this.gsoTaps[q] ? { fd: this.gsoTaps[q].fd, mac: this.gsoTapMac } : undefined,
+      heartbeat: new SharedArrayBuffer(4),
+      testHooks: testHooksEnabled(),
     };
     const workerFile = fileURLToPath(new URL("./worker.js", import.meta.url));
     const worker = new Worker(workerFile, { workerData: { port: port2, config }, transferList: [port2] });
-    const lane: Lane = { worker, port: port1, counters: {} };
+    const lane: Lane = { worker, port: port1, counters: {}, heartbeat: new Int32Array(config.heartbeat!) };
     // In the list before it is ready: a reload that happens meanwhile (etcd
     // peers arriving at start) must reach it; the worker reads its messages
     // once its loop runs, after the tables it started with.
@@ -332,7 +336,8 @@ export class Daemon {
     });
   }
 
-  private fatal(reason: string): void {
+  /** The node cannot go on: onFatal (overlayd run: clean up, exit non-zero). */
+  fatal(reason: string): void {
     this.log.fatal({ reason }, "data path lost");
     this.opts.onFatal?.(reason);
   }
@@ -463,99 +468,31 @@ export class Daemon {
     }
   }
 
-  // --- admin API -------------------------------------------------------------
-  private metricsServer?: Server;
+  // --- what the admin API shows (src/control/admin.ts) -------------------------
 
-  private async startAdmin(): Promise<void> {
-    const { listen, metrics } = this.config.admin;
-    this.server = await listenHttp(listen, (url, res) => void this.handle(url, res), "admin API");
-    // /metrics on a server of its own when the config asks for one.
-    if (metrics.listen !== listen) {
-      this.metricsServer = await listenHttp(metrics.listen, (url, res) => void this.handle(url === metrics.path ? "/metrics" : url, res), "metrics");
-    }
+  adminLanes(): AdminLane[] {
+    return this.lanes.map((l) => ({ port: l.port, heartbeat: l.heartbeat }));
   }
 
-  private async handle(url: string, res: import("node:http").ServerResponse): Promise<void> {
-    const path = url.split("?")[0];
-    const json = (v: unknown) => {
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? x.toString() : x), 2));
-    };
-    try {
-      if (path === "/metrics" || path === this.config.admin.metrics.path) {
-        await this.refreshStats();
-        res.writeHead(200, { "content-type": this.metrics.registry.contentType });
-        res.end(await this.metrics.registry.metrics());
-      } else if (path === "/stats") {
-        await this.refreshStats();
-        // Per queue (one worker each): what each one moved.
-        const queues = this.lanes.map((l, q) => ({
-          queue: q, rx_pod_packets: l.counters.rx_pod_packets ?? 0n, rx_vxlan_packets: l.counters.rx_vxlan_packets ?? 0n,
-          rx_ipip_packets: l.counters.rx_ipip_packets ?? 0n, to_device_packets: l.counters.to_device_packets ?? 0n,
-        }));
-        json({ counters: this.counters, io: this.ioStats, queues });
-      } else if (path === "/status" || path === "/") json(this.status());
-      else if (path === "/routes") json(this.showRoutes());
-      else if (path === "/peers") json(this.derived.peers.map((p, i) => ({ index: i, name: p.name, underlay: u32ToIp(p.underlay), vtepMac: formatMac(p.vtepMac), vtepAddress: u32ToIp(p.vtepAddress), podCIDRs: p.podCIDRs, encapsulation: p.encapsulation, reason: p.reason, ...(this.membership?.origin(p.name) ?? { source: "config" }) })));
-      else if (path === "/fdb") json(this.derived.fdb.map((f) => ({ mac: formatMac(f.mac), peer: this.derived.peers[f.peer]?.name, dst: u32ToIp(this.derived.peers[f.peer]?.underlay ?? 0) })));
-      else if (path === "/neigh") json(this.derived.neigh.map((n) => ({ ip: u32ToIp(n.ip), mac: formatMac(n.mac) })));
-      else if (path === "/reload" ) json(await this.reload("admin API"));
-      else if (path === "/conntrack") json(await this.conntrack(Number(new URLSearchParams(url.split("?")[1] ?? "").get("limit") ?? 10_000)));
-      else {
-        res.writeHead(404, { "content-type": "text/plain" });
-        res.end("unknown path; try /status /routes /peers /fdb /neigh /stats /conntrack /metrics\n");
-      }
-    } catch (e) {
-      res.writeHead(500, { "content-type": "text/plain" });
-      res.end(String((e as Error).message) + "\n");
-    }
-  }
-
-  private ctSeq = 0;
-
-  /** Flows of the data path's conntrack tables, as FlowInfo records. */
-  private conntrack(limit: number): Promise<{ stats: unknown; flows: FlowInfo[] }> {
-    const max = Number.isFinite(limit) && limit > 0 ? limit : 10_000;
-    if (!this.lanes.length) return Promise.reject(new Error("no data path"));
-    const id = ++this.ctSeq;
-    const asks = this.lanes.map((l) => new Promise<Extract<FromWorker, { type: "conntrack" }>>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        l.port.off("message", onMsg);
-        reject(new Error("data path did not answer"));
-      }, 5000);
-      const onMsg = (m: FromWorker) => {
-        if (m.type !== "conntrack" || m.id !== id) return;
-        clearTimeout(timer);
-        l.port.off("message", onMsg);
-        resolve(m);
-      };
-      l.port.on("message", onMsg);
-      l.port.postMessage({ type: "conntrack", id, limit: max } satisfies ToWorker);
+  showStats() {
+    // Per queue (one worker each): what each one moved.
+    const queues = this.lanes.map((l, q) => ({
+      queue: q, rx_pod_packets: l.counters.rx_pod_packets ?? 0n, rx_vxlan_packets: l.counters.rx_vxlan_packets ?? 0n,
+      rx_ipip_packets: l.counters.rx_ipip_packets ?? 0n, to_device_packets: l.counters.to_device_packets ?? 0n,
     }));
-    return Promise.all(asks).then((all) => {
-      const stats = all.map((a) => a.stats).filter((x): x is ConntrackStats => x !== undefined);
-      const sum = stats.length ? stats.reduce((a, b) => Object.fromEntries(Object.keys(a).map((k) => [k, a[k as keyof ConntrackStats] + b[k as keyof ConntrackStats]])) as unknown as ConntrackStats) : undefined;
-      return { stats: sum, flows: all.flatMap((a) => a.flows).slice(0, max).map(toFlowInfo) };
-    });
+    return { counters: this.counters, io: this.ioStats, queues };
   }
 
-  /** Ask every lane for fresh statistics; resolves when all answered (or after 500 ms). */
-  private refreshStats(): Promise<void> {
-    const asks = this.lanes.map((l) => new Promise<void>((resolve) => {
-      const onMsg = (m: FromWorker) => {
-        if (m.type === "stats") {
-          l.port.off("message", onMsg);
-          resolve();
-        }
-      };
-      l.port.on("message", onMsg);
-      l.port.postMessage({ type: "stats" } satisfies ToWorker);
-      setTimeout(() => {
-        l.port.off("message", onMsg);
-        resolve();
-      }, 500);
-    }));
-    return Promise.all(asks).then(() => undefined);
+  showPeers() {
+    return this.derived.peers.map((p, i) => ({ index: i, name: p.name, underlay: u32ToIp(p.underlay), vtepMac: formatMac(p.vtepMac), vtepAddress: u32ToIp(p.vtepAddress), podCIDRs: p.podCIDRs, encapsulation: p.encapsulation, reason: p.reason, ...(this.membership?.origin(p.name) ?? { source: "config" }) }));
+  }
+
+  showFdb() {
+    return this.derived.fdb.map((f) => ({ mac: formatMac(f.mac), peer: this.derived.peers[f.peer]?.name, dst: u32ToIp(this.derived.peers[f.peer]?.underlay ?? 0) }));
+  }
+
+  showNeigh() {
+    return this.derived.neigh.map((n) => ({ ip: u32ToIp(n.ip), mac: formatMac(n.mac) }));
   }
 
   status() {
@@ -576,7 +513,7 @@ export class Daemon {
     };
   }
 
-  private showRoutes() {
+  showRoutes() {
     const d = this.derived;
     return d.routes.map((r) => {
       const nh = d.nexthops[r.nh];
@@ -597,12 +534,16 @@ export class Daemon {
       const exited = new Promise<void>((r) => l.worker.once("exit", () => r()));
       l.port.postMessage({ type: "stop" } satisfies ToWorker);
       const timer = setTimeout(() => void l.worker.terminate(), 2000);
-      await exited;
+      // A worker hung inside a system call does not even die from
+      // terminate(): clean up the node anyway (the watchdog's exit path).
+      let giveUp: NodeJS.Timeout | undefined;
+      await Promise.race([exited, new Promise<void>((r) => (giveUp = setTimeout(r, 5000)))]);
       clearTimeout(timer);
+      clearTimeout(giveUp);
       l.port.close();
     }));
-    for (const srv of [this.server, this.metricsServer]) if (srv) await new Promise<void>((r) => srv.close(() => r()));
-    this.server = this.metricsServer = undefined;
+    await this.admin?.stop();
+    this.admin = undefined;
     try {
       this.nodeNat.teardown();
     } catch (e) {
@@ -622,19 +563,6 @@ export class Daemon {
   }
 }
 
-/** An HTTP server on "host:port" or a unix socket path (a stale socket file is replaced). */
-async function listenHttp(where: string, onRequest: (url: string, res: import("node:http").ServerResponse) => void, what: string): Promise<Server> {
-  const addr = parseListen(where);
-  const server = createServer((req, res) => onRequest(req.url ?? "/", res));
-  if (addr.kind === "unix") rmSync(addr.path, { force: true });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (e) => reject(new Error(`${what} cannot listen on ${where}: ${e.message}`)));
-    if (addr.kind === "unix") server.listen(addr.path, () => resolve());
-    else server.listen(addr.port, addr.host, () => resolve());
-  });
-  return server;
-}
-
 import { execFileSync } from "node:child_process";
 
 /** The interface holding `addr` (ip -o addr show to addr/32). */
@@ -645,16 +573,6 @@ function deviceWithAddress(addr: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-const TCP_STATES = ["NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"];
-
-function toFlowInfo(f: FlowRecord): FlowInfo {
-  const t = (x: FlowRecord["orig"]) => ({ src: u32ToIp(x.src), dst: u32ToIp(x.dst), sport: x.sport, dport: x.dport });
-  return {
-    proto: f.proto, state: f.proto === 6 ? (TCP_STATES[f.state] ?? String(f.state)) : "", expiresIn: Math.max(0, f.expiresIn),
-    orig: t(f.orig), reply: t(f.reply), nat: f.nat, assured: (f.flags & 4) !== 0, seenReply: (f.flags & 2) !== 0,
-  };
 }
 
 function execIpRouteGet(addr: string): string | undefined {

@@ -32,16 +32,33 @@ export interface WorkerConfig {
   gsoFds?: number[];
   /** tunnel.kernelGso: this lane's queue of the tap that takes UDP tunnel GSO frames, and the tap's MAC. */
   gsoTap?: { fd: number; mac: string };
+  /** An Int32Array's buffer whose element 0 the loop bumps every turn: the
+   *  control plane's /healthz and watchdog read it (src/control/admin.ts). */
+  heartbeat?: SharedArrayBuffer;
+  /** OVERLAYD_TEST_HOOKS=1: obey "hang" and "ctFill" (tests and bench/conntrack-dump.ts only). */
+  testHooks?: boolean;
 }
+
+/** Flows a conntrack dump reads per loop turn (between packet batches). */
+export const CT_DUMP_PER_TURN = 1024;
+/** Flows one conntrack dump page holds at most. */
+export const CT_PAGE_MAX = 10_000;
 
 export type ToWorker =
   | { type: "tables"; tables: DataplaneTables; id: number }
   | { type: "stop" }
   | { type: "stats" }
-  | { type: "conntrack"; id: number; limit: number };
+  /** A page of the flow table: up to `limit` (<= CT_PAGE_MAX) flows from
+   *  flow index `cursor` on, read CT_DUMP_PER_TURN per loop turn. */
+  | { type: "conntrack"; id: number; cursor: number; limit: number }
+  /** Test hooks (cfg.testHooks): block the loop for good; add `n` placeholder flows. */
+  | { type: "hang" }
+  | { type: "ctFill"; id: number; n: number };
 export type FromWorker =
   | { type: "ready" }
-  | { type: "conntrack"; id: number; now: number; flows: FlowRecord[]; stats: ConntrackStats | undefined }
+  /** `next`: the cursor of the next page, -1 at the end; `turns`: loop turns the page took. */
+  | { type: "conntrack"; id: number; now: number; flows: FlowRecord[]; stats: ConntrackStats | undefined; next: number; turns: number }
+  | { type: "ctFilled"; id: number; made: number }
   | { type: "applied"; id: number; errors: string[]; routesAdded: number; routesRemoved: number }
   | { type: "stats"; counters: Record<string, bigint>; io: IoStats; ct?: ConntrackStats }
   | { type: "fatal"; message: string }
@@ -344,6 +361,32 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   ].filter((s) => s.bit !== 0);
   port.postMessage({ type: "ready" } satisfies FromWorker);
 
+  // Test hook: `n` placeholder flows (IP protocol 253, RFC 3692's
+  // experimental number: the generic timeout, 600 s), from 198.18.128.0/17
+  // to 198.18.127.1, without NAT, so a dump has something to walk.
+  let fillSeq = 0;
+  let tuples = 0;
+  const ctFill = (n: number): number => {
+    const CHUNK = 4096;
+    if (!tuples) tuples = Number(dp.raw.allocScratch(CHUNK * 16));
+    let made = 0;
+    for (let done = 0; done < n; ) {
+      const k = Math.min(CHUNK, n - done);
+      const dv = dp.dv;
+      for (let i = 0; i < k; i++, fillSeq++) {
+        const t = tuples + i * 16;
+        dv.setUint32(t, (0xc6128000 | (fillSeq >>> 16)) >>> 0, true); // 198.18.128.0 + seq / 65536
+        dv.setUint32(t + 4, 0xc6127f01, true); // 198.18.127.1
+        dv.setUint16(t + 8, fillSeq & 0xffff, true);
+        dv.setUint16(t + 10, 9, true);
+        dv.setUint8(t + 12, 253);
+      }
+      made += Number(dp.raw.ctBenchCreate(tuples, k, 0, nowSec()));
+      done += k;
+    }
+    return made;
+  };
+
   const flush = (n: number) => {
     if (toUnderlay.buffer !== dp.memory.buffer) {
       toUnderlay = new Uint16Array(dp.memory.buffer, toUnderlayPtr, dp.batch);
@@ -388,8 +431,25 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     ioStats.writeErrors += io.writeTun(cfg.tunFd, toDevice, nd).errors;
   };
 
+  // A conntrack dump in progress: a bounded step each loop turn, so a
+  // table of millions is spread over many turns and never stalls a batch.
+  let dump: { id: number; next: number; left: number; flows: FlowRecord[]; turns: number } | undefined;
+  const dumpStep = () => {
+    const d = dump!;
+    const now = nowSec();
+    d.turns++;
+    const before = d.flows.length;
+    d.next = dp.conntrackScan(now, d.next, Math.min(CT_DUMP_PER_TURN, d.left), d.flows);
+    d.left -= d.flows.length - before;
+    if (d.next < 0 || d.left <= 0) {
+      port.postMessage({ type: "conntrack", id: d.id, now, flows: d.flows, stats: ctStats(), next: d.next, turns: d.turns } satisfies FromWorker);
+      dump = undefined;
+    }
+  };
+  const beat = cfg.heartbeat ? new Int32Array(cfg.heartbeat) : undefined;
   let lastStats = Date.now();
   for (;;) {
+    if (beat) Atomics.add(beat, 0, 1);
     // Control messages first, between batches.
     for (let msg = receiveMessageOnPort(port); msg; msg = receiveMessageOnPort(port)) {
       const m = msg.message as ToWorker;
@@ -404,11 +464,20 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       }
       if (m.type === "stats") port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats, ct: ctStats() } satisfies FromWorker);
       if (m.type === "conntrack") {
-        const now = nowSec();
-        port.postMessage({ type: "conntrack", id: m.id, now, flows: nat ? dp.conntrackDump(now, m.limit) : [], stats: ctStats() } satisfies FromWorker);
+        if (dump) port.postMessage({ type: "conntrack", id: dump.id, now: nowSec(), flows: dump.flows, stats: ctStats(), next: dump.next, turns: dump.turns } satisfies FromWorker);
+        const limit = Math.min(CT_PAGE_MAX, Math.max(1, Math.floor(m.limit) || CT_PAGE_MAX));
+        dump = nat ? { id: m.id, next: Math.max(0, Math.floor(m.cursor) || 0), left: limit, flows: [], turns: 0 } : undefined;
+        if (!nat) port.postMessage({ type: "conntrack", id: m.id, now: nowSec(), flows: [], stats: undefined, next: -1, turns: 0 } satisfies FromWorker);
       }
+      if (m.type === "hang" && cfg.testHooks) {
+        // A worker stuck for good (tests of /healthz and the watchdog).
+        const w = new Int32Array(new SharedArrayBuffer(4));
+        for (;;) Atomics.wait(w, 0, 0, 1000);
+      }
+      if (m.type === "ctFill" && cfg.testHooks) port.postMessage({ type: "ctFilled", id: m.id, made: nat ? ctFill(m.n) : 0 } satisfies FromWorker);
     }
-    const ready = io.pollReadable(fds, 50);
+    // With a dump pending, do not sleep: it goes on between batches.
+    const ready = io.pollReadable(fds, dump ? 0 : 50);
     dp.setClock(Date.now());
     if (nat) {
       // Expiry a bounded slice at a time (at least every 50 ms poll), so
@@ -433,6 +502,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       }
       if (!moved) break;
     }
+    if (dump) dumpStep();
     const now = Date.now();
     if (now - lastStats >= cfg.statsIntervalMs) {
       lastStats = now;

@@ -237,8 +237,19 @@ export class Dataplane {
   /** Up to `limit` tracked flows, as `conntrack -L` would list them. */
   conntrackDump(nowSec: number, limit = 10_000): FlowRecord[] {
     const out: FlowRecord[] = [];
+    this.conntrackScan(nowSec, 0, limit, out);
+    return out;
+  }
+
+  /** One bounded step of a dump: the tracked flows from flow index `from`
+   *  on, at most `max` of them, appended to `out`. Returns the index to go
+   *  on from, or -1 when the table has no more. Flow indexes are stable while
+   *  a flow lives, so a walk in steps lists every flow that lived through it
+   *  exactly once (flows created or removed meanwhile may or may not show). */
+  conntrackScan(nowSec: number, from: number, max: number, out: FlowRecord[]): number {
     const dv = this.dv;
-    for (let f = this.raw.ctEntryAt(0); f >= 0 && out.length < limit; f = this.raw.ctEntryAt(f + 1)) {
+    let f = this.raw.ctEntryAt(from >>> 0);
+    for (let n = 0; f >= 0 && n < max; f = this.raw.ctEntryAt(f + 1)) {
       const r = Number(this.raw.ctFlowPtr(f));
       if (r === 0) continue;
       const tuple = (o: number) => ({
@@ -250,8 +261,9 @@ export class Dataplane {
         orig: tuple(0), reply: tuple(12), proto: dv.getUint8(r + 24), nat: NAT_KINDS[dv.getUint8(r + 25)] ?? "none",
         state: dv.getUint8(r + 26), flags: dv.getUint8(r + 27), expiresIn: ((deadline - nowSec) | 0),
       });
+      n++;
     }
-    return out;
+    return f;
   }
 
   // --- tables ------------------------------------------------------------

@@ -147,7 +147,11 @@ export class Cluster {
     return this.nets.ns(name);
   }
 
+  /** Run a command in a namespace. In a worker's, OVERLAYD_ADMIN names its
+   *  daemon's admin socket, so `overlayd show ...` there reaches that daemon. */
   exec(ns: string, args: string[], input?: string): string {
+    const w = /^w(\d+)$/.exec(ns);
+    if (w) args = ["env", `OVERLAYD_ADMIN=${this.adminSocket(Number(w[1]))}`, ...args];
     return this.nets.exec(ns, args, input);
   }
 
@@ -210,7 +214,7 @@ export class Cluster {
         vtepMac: vtepMac(w.n),
         encapsulation: encap(w.n),
       })),
-      admin: { listen: "127.0.0.1:9469" },
+      // The admin API on its socket in stateDir (adminSocket()); metrics on 127.0.0.1:9469.
       ...extra,
     };
     (cfg.node.device as Record<string, unknown>).vtepMac = vtepMac(n);
@@ -247,9 +251,17 @@ export class Cluster {
     throw new Error(`overlayd on worker${n} did not come up: ${log.join("")}`);
   }
 
+  /** Worker n's admin API socket (the default, in its node.stateDir). */
+  adminSocket(n: number): string {
+    return join(this.dir, `state-w${n}`, "admin.sock");
+  }
+
   private adminOk(n: number): boolean {
     try {
-      this.exec(`w${n}`, [process.execPath, "-e", "fetch('http://127.0.0.1:9469/status').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]);
+      // The admin socket; a daemon configured with a TCP admin API answers on the metrics listener.
+      const sock = ["curl", "-sf", "-o", "/dev/null", "--max-time", "2", "--unix-socket", this.adminSocket(n), "http://overlayd/status"];
+      const metrics = ["curl", "-sf", "-o", "/dev/null", "--max-time", "2", "http://127.0.0.1:9469/healthz"];
+      this.exec(`w${n}`, ["sh", "-c", `${sock.join(" ")} || ${metrics.join(" ")}`]);
       return true;
     } catch {
       return false;
