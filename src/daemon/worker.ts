@@ -3,7 +3,7 @@
 // call -> send the batch, and applies table updates between batches. The
 // main thread is the control plane; it talks to us only by messages.
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from "node:worker_threads";
-import { Dataplane, type ConntrackStats, type FlowRecord } from "../dataplane/dataplane.js";
+import { Dataplane, type BackendFlowKey, type BackendFlush, type ConntrackStats, type FlowRecord } from "../dataplane/dataplane.js";
 import { TableState, type DataplaneTables } from "../dataplane/tables.js";
 import * as abi from "../dataplane/abi.js";
 import { BatchIO } from "../io/batch.js";
@@ -27,6 +27,8 @@ export interface WorkerConfig {
   ioUring: boolean;
   /** Conntrack capacity; carved at start (NAT parameters come with the tables). */
   natMaxFlows?: number;
+  /** 16 random bytes keying the conntrack hash (drawn by the daemon at start). */
+  natHashSeed?: Uint8Array;
   /** UDP GSO/GRO on the underlay (with offloads): sockets VXLAN leaves from
    *  (one per outer source port); the VXLAN socket has UDP_GRO on. */
   gsoFds?: number[];
@@ -38,12 +40,15 @@ export type ToWorker =
   | { type: "tables"; tables: DataplaneTables; id: number }
   | { type: "stop" }
   | { type: "stats" }
-  | { type: "conntrack"; id: number; limit: number };
+  | { type: "conntrack"; id: number; limit: number }
+  /** Delete the flows of `proto` from these frontends to these backends (removed from their services). */
+  | { type: "flushBackends"; id: number; proto: number; keys: BackendFlowKey[] };
 export type FromWorker =
   | { type: "ready" }
   | { type: "conntrack"; id: number; now: number; flows: FlowRecord[]; stats: ConntrackStats | undefined }
   | { type: "applied"; id: number; errors: string[]; routesAdded: number; routesRemoved: number }
   | { type: "stats"; counters: Record<string, bigint>; io: IoStats; ct?: ConntrackStats }
+  | { type: "flushed"; id: number; deleted: number }
   | { type: "fatal"; message: string }
   | { type: "stopped" };
 
@@ -84,7 +89,10 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   // not expire or immortalise flows).
   const nowSec = () => Math.floor((performance.timeOrigin + performance.now()) / 1000) >>> 0;
   const nat = (cfg.natMaxFlows ?? 0) > 0;
-  if (nat) dp.natSetup({ maxFlows: cfg.natMaxFlows! });
+  if (nat) dp.natSetup({ maxFlows: cfg.natMaxFlows!, hashSeed: cfg.natHashSeed });
+  // Backend flushes in progress, a bounded slice of the table per loop.
+  const flushes: { id: number; walk: BackendFlush }[] = [];
+  const FLUSH_BUDGET = 65536;
   dp.setNow(nowSec());
   const ctStats = () => (nat ? dp.conntrackStats() : undefined);
   const first = state.apply(cfg.tables);
@@ -403,12 +411,21 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
         port.postMessage({ type: "applied", id: m.id, errors: r.errors, routesAdded: r.routesAdded, routesRemoved: r.routesRemoved } satisfies FromWorker);
       }
       if (m.type === "stats") port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats, ct: ctStats() } satisfies FromWorker);
+      if (m.type === "flushBackends") {
+        if (nat) flushes.push({ id: m.id, walk: dp.backendFlush(m.proto, m.keys) });
+        else port.postMessage({ type: "flushed", id: m.id, deleted: 0 } satisfies FromWorker);
+      }
       if (m.type === "conntrack") {
         const now = nowSec();
         port.postMessage({ type: "conntrack", id: m.id, now, flows: nat ? dp.conntrackDump(now, m.limit) : [], stats: ctStats() } satisfies FromWorker);
       }
     }
-    const ready = io.pollReadable(fds, 50);
+    if (flushes.length && flushes[0].walk.step(FLUSH_BUDGET)) {
+      const done = flushes.shift()!;
+      port.postMessage({ type: "flushed", id: done.id, deleted: done.walk.deleted } satisfies FromWorker);
+    }
+    // While a flush is under way, do not sleep in poll between its slices.
+    const ready = io.pollReadable(fds, flushes.length ? 0 : 50);
     dp.setClock(Date.now());
     if (nat) {
       // Expiry a bounded slice at a time (at least every 50 ms poll), so
