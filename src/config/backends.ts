@@ -7,13 +7,16 @@
 import type { BackendFlowKey } from "../dataplane/dataplane.js";
 import type { DerivedFrontend } from "./derive.js";
 
-const frontendKey = (f: DerivedFrontend) => `${f.protocol} ${f.addr >>> 0}:${f.port}`;
+/** What the diff looks at of a frontend (DerivedFrontend and the data path's ServiceFrontend both have it). */
+type Frontend = Pick<DerivedFrontend, "addr" | "port" | "backends"> & { protocol: "tcp" | "udp" };
+
+const frontendKey = (f: Frontend) => `${f.protocol} ${f.addr >>> 0}:${f.port}`;
 
 /** The (frontend, backend) pairs of `protocol` that `prev` had and `next`
  *  no longer has: a backend removed from a frontend, a frontend gone (all of
  *  its backends), a backend whose port changed (the old port). Sorted, no
  *  duplicates. Pure: the daemon hands the result to the workers. */
-export function removedBackends(prev: readonly DerivedFrontend[], next: readonly DerivedFrontend[], protocol: "udp" | "tcp" = "udp"): BackendFlowKey[] {
+export function removedBackends(prev: readonly Frontend[], next: readonly Frontend[], protocol: "udp" | "tcp" = "udp"): BackendFlowKey[] {
   const now = new Map<string, Set<string>>();
   for (const f of next) {
     if (f.protocol !== protocol) continue;

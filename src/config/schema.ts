@@ -11,7 +11,7 @@
 import { z } from "zod";
 import {
   cidrContains, cidrFirst, cidrOverlaps, formatMac, ipToU32, isMulticastMac, macFromIp, parseCidr, parseMac, tryIpToU32,
-  tryParseCidr, tryParseListen, tryParseMac, u32ToIp, type Parsed,
+  tryParseCidr, tryParseListen, tryParseMac, u32ToIp, type Cidr, type Parsed,
 } from "./net.js";
 import { MAX_BACKENDS, MAX_FRONTENDS, MAX_NEXTHOPS, MAX_PEERS, TBL8_GROUPS } from "../dataplane/limits.js";
 
@@ -335,13 +335,15 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
   }
 
   // Prefixes already claimed, with who claimed them, for overlap messages.
-  const claimed: Array<{ text: string; owner: string }> = [];
+  // Parsed once: a node with a thousand peers compares a million pairs.
+  const claimed: Array<{ text: string; owner: string; cidr: Cidr }> = [];
   /** Record a prefix; false (and an issue) when it overlaps one already claimed. */
   const claim = (path: (string | number)[], text: string, owner: string): boolean => {
-    if (!tryParseCidr(text).ok) return false;
-    const clash = claimed.find((x) => cidrOverlaps(x.text, text));
+    const parsed = tryParseCidr(text);
+    if (!parsed.ok) return false;
+    const clash = claimed.find((x) => cidrOverlaps(x.cidr, parsed.value));
     if (clash) issue(path, `${JSON.stringify(text)} overlaps ${clash.text} of ${clash.owner}`);
-    else claimed.push({ text, owner });
+    else claimed.push({ text, owner, cidr: parsed.value });
     return !clash;
   };
   claim(["node", "podCIDR"], c.node.podCIDR, NODE_OWNER);
@@ -384,8 +386,10 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
 
   // A VTEP address inside someone else's pod CIDR would be routed there
   // instead of being this node's / that peer's overlay address.
-  const inOther = (addr: string | undefined, owner: string) =>
-    addr !== undefined && tryIpToU32(addr).ok ? claimed.find((x) => x.owner !== owner && cidrContains(x.text, addr)) : undefined;
+  const inOther = (addr: string | undefined, owner: string) => {
+    const a = addr === undefined ? undefined : tryIpToU32(addr);
+    return a?.ok ? claimed.find((x) => x.owner !== owner && cidrContains(x.cidr, a.value)) : undefined;
+  };
   const ownClash = inOther(ownOverlay, NODE_OWNER);
   if (ownClash) issue(["node", "overlayAddress"], `${JSON.stringify(ownOverlay)} lies in ${ownClash.text} of ${ownClash.owner}`);
   c.peers.forEach((p, i) => {
