@@ -92,7 +92,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   if (nat) dp.natSetup({ maxFlows: cfg.natMaxFlows!, hashSeed: cfg.natHashSeed });
   // Backend flushes in progress, a bounded slice of the table per loop.
   const flushes: { id: number; walk: BackendFlush }[] = [];
-  const FLUSH_BUDGET = 65536;
+  const FLUSH_BUDGET = 16384; // ~0.5 ms of work with deletions (README)
   dp.setNow(nowSec());
   const ctStats = () => (nat ? dp.conntrackStats() : undefined);
   const first = state.apply(cfg.tables);
