@@ -107,6 +107,10 @@ function pickIndex(slow: SlowConntrack, pick: number): number {
   return idx[pick % idx.length];
 }
 
+/** Room the random runs' full tables made (each victim checked by the twin), and how much of it by early drop. */
+let evictions = 0;
+let earlyDrops = 0;
+
 function runOps(capacity: number, ops: Op[], seed?: [bigint, bigint]): void {
   const raw = fresh(capacity, seed);
   const slow = new SlowConntrack(capacity);
@@ -177,6 +181,8 @@ function runOps(capacity: number, ops: Op[], seed?: [bigint, bigint]): void {
     expect(lookup(raw, f.proto, f.reply)).toBe((f.index << 1) | 1);
   }
   expect(raw.ctHighWater()).toBe(slow.high);
+  earlyDrops += slow.stats[STAT.EARLY_DROP];
+  evictions += slow.evictions;
 }
 
 describe("conntrack against the Map-based twin", () => {
@@ -187,6 +193,27 @@ describe("conntrack against the Map-based twin", () => {
       fc.property(fc.integer({ min: 1, max: 24 }), fc.array(opArb, { minLength: 1, maxLength: 250 }), seedArb, (cap, ops, seed) => runOps(cap, ops, seed)),
       { numRuns: 300 },
     );
+  });
+
+  it("full tables making room: early drop and reaping agree with the twin (exactly, where the search covers the table)", () => {
+    evictions = 0;
+    earlyDrops = 0;
+    // Mostly creates and TCP/UDP traffic (which assures flows), time moving in small steps.
+    const fillArb: fc.Arbitrary<Op> = fc.oneof(
+      { weight: 8, arbitrary: fc.record({ k: fc.constant("create" as const), proto: fc.constantFrom(6, 17), o: tupleArb, nat: fc.nat(2), x: tupleArb }) },
+      { weight: 3, arbitrary: fc.record({ k: fc.constant("touch" as const), pick: fc.nat(), dir: fc.nat(1) }) },
+      { weight: 4, arbitrary: fc.record({ k: fc.constant("tcp" as const), pick: fc.nat(), dir: fc.nat(1), flags: fc.constantFrom(...FLAGS) }) },
+      { weight: 1, arbitrary: fc.record({ k: fc.constant("delete" as const), pick: fc.nat() }) },
+      { weight: 3, arbitrary: fc.record({ k: fc.constant("time" as const), dt: fc.constantFrom(0, 1, 2, 5, 11, 31) }) },
+      { weight: 1, arbitrary: fc.record({ k: fc.constant("lookupFlow" as const), pick: fc.nat(), reply: fc.boolean(), live: fc.boolean() }) },
+    );
+    fc.assert(
+      // Up to 5 flows: 15 slots, inside the 16-slot window, so the twin knows each victim; up to 12: it checks legality only.
+      fc.property(fc.integer({ min: 1, max: 12 }), fc.array(fillArb, { minLength: 60, maxLength: 300 }), seedArb, (cap, ops, seed) => runOps(cap, ops, seed)),
+      { numRuns: 120 },
+    );
+    expect(evictions).toBeGreaterThan(1000);
+    expect(earlyDrops).toBeGreaterThan(500);
   });
 
   it("a larger table under churn (backward-shift deletion across long clusters)", () => {

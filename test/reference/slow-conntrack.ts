@@ -101,6 +101,8 @@ export class SlowConntrack {
   readonly stats = [0, 0, 0, 0, 0, 0, 0];
   high = 0;
   hand = 0;
+  /** Flows a full table freed for a new one (expired or early-dropped). */
+  evictions = 0;
 
   constructor(readonly capacity: number) {}
 
@@ -219,6 +221,7 @@ export class SlowConntrack {
       this.stats[STAT.EARLY_DROP]++;
     }
     this.remove(victim);
+    this.evictions++;
     return true;
   }
 
