@@ -8,6 +8,7 @@ import fc from "fast-check";
 import * as abi from "../src/dataplane/abi.js";
 import { BackendFlush, type Dataplane, type ServiceFrontend } from "../src/dataplane/dataplane.js";
 import { removedBackends } from "../src/config/backends.js";
+import { TableState, type DataplaneTables } from "../src/dataplane/tables.js";
 import { concat, icmpEcho, inetChecksum, ip, ipStr, ipv4, parseIpv4, tcp, udp } from "./helpers/packets.js";
 import { W2, W3, worker2, worker3 } from "./helpers/topology.js";
 
@@ -537,6 +538,20 @@ describe("conntrack timeouts from the control plane", () => {
     expect(dp.ctExpire(1069, 100)).toBe(0);
     expect(dp.ctExpire(1070, 100)).toBe(1);
     expect(() => dp.setTimeouts({ udp: 0 })).toThrow(/timeout udp/);
+  });
+
+  it("a reload's tables carry them: applied at start and changed live (TableState, as the worker does)", () => {
+    const { dp } = natNode();
+    const state = new TableState(dp);
+    const tables = (timeouts: typeof TIMEOUTS): DataplaneTables => ({
+      node: { mode: "tun", underlay: W2.underlay, overlay: W2.vtep, vtepMac: W2.mac, vni: 100 },
+      peers: [], nexthops: [{ kind: "local", peer: 0xffff, gateway: 0 }], routes: [{ prefix: ip("198.19.2.0"), len: 24, nh: 0 }], neigh: [], fdb: [],
+      nat: { enabled: true, masquerade: true, nodeIp: W2.underlay, snatAddress: ip(SNAT), timeouts }, services: [],
+    });
+    expect(state.apply(tables({ ...TIMEOUTS, tcpEstablished: 3600 })).errors).toEqual([]);
+    expect(dp.raw.ctTimeout(3)).toBe(3600);
+    expect(state.apply(tables({ ...TIMEOUTS, tcpEstablished: 7200, icmp: 9 })).errors).toEqual([]);
+    expect([dp.raw.ctTimeout(3), dp.raw.ctTimeout(12)]).toEqual([7200, 9]);
   });
 });
 
