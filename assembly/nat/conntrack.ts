@@ -50,7 +50,7 @@
 // source address when it can spoof one) cannot predict which keys collide
 // and build long probe chains. Two fmix64 rounds with the seed entering both:
 // keyed mixing, not a cryptographic PRF (the kernel moved nf_conntrack to
-// siphash; this costs two extra multiplies per hash instead).
+// siphash; this costs one multiply more than the unkeyed mix it replaced).
 //
 // A full table admits a new flow by early drop, as nf_conntrack does: the
 // slots around the new flow's home (CT_EVICT_WINDOW of them, its probe chain
@@ -60,8 +60,8 @@
 // the table is nearly full). Counted as early_drop; only when the window
 // holds no victim is the new flow refused (insert_failed). ASSURED means: a
 // TCP flow that reached ESTABLISHED with a reply seen; a UDP flow that saw a
-// reply and then more traffic (a query answered once stays unassured, as in
-// nf_conntrack, where a UDP flow is assured once it outlives its first reply).
+// reply and then more traffic (a query answered once stays unassured; the
+// kernel asks for a reply and traffic still flowing 2 s after the first packet).
 //
 // Expiry is incremental: ctExpire(now, budget) moves a clock hand over at
 // most `budget` flow records per call, so the data path can reap a little
