@@ -557,6 +557,7 @@ static int stage(uint32_t k, uint8_t ctrl, const uint8_t* hdr, size_t hlen, cons
 #define CT_STAT_INSERTS 0
 #define CT_STAT_DELETES 1
 #define CT_STAT_EXPIRED 2
+#define CT_STAT_EARLY_DROP 6
 #define SIDE_POD 0
 #define SIDE_VXLAN 1
 #define SIDE_IPIP 2
@@ -603,7 +604,8 @@ static void nat_reset(node_t* n) {
 }
 
 static uint64_t ct_gone(node_t* n) {
-  return Z_overlayZ_ctStat(&n->w, CT_STAT_DELETES) + Z_overlayZ_ctStat(&n->w, CT_STAT_EXPIRED);
+  return Z_overlayZ_ctStat(&n->w, CT_STAT_DELETES) + Z_overlayZ_ctStat(&n->w, CT_STAT_EXPIRED) +
+    Z_overlayZ_ctStat(&n->w, CT_STAT_EARLY_DROP);
 }
 
 /** The length a checked IPv4 packet claims (else `len`). */
@@ -1088,7 +1090,7 @@ static void nat_run(const uint8_t* data, size_t size) {
     check_counters(n, ns, rxc);
     uint32_t live = Z_overlayZ_ctCount(w);
     CHECK(live <= NAT_FLOWS && Z_overlayZ_ctCapacity(w) == NAT_FLOWS, "conntrack holds %u flows, capacity %u", live, NAT_FLOWS);
-    CHECK(live == Z_overlayZ_ctStat(w, CT_STAT_INSERTS) - ct_gone(n), "conntrack count %u != inserts - deletes - expired", live);
+    CHECK(live == Z_overlayZ_ctStat(w, CT_STAT_INSERTS) - ct_gone(n), "conntrack count %u != inserts - deletes - expired - early drops", live);
     uint64_t dtr = counter(n, C_NAT_TRANSLATED) - tr0, dicmp = counter(n, C_NAT_ICMP_TRANSLATED) - icmp0;
     CHECK(dtr <= npk && dicmp <= npk, "NAT counters moved by %llu/%llu for %u packets", (unsigned long long)dtr, (unsigned long long)dicmp, npk);
     // Answers and errors about a translated output whose flow is still there

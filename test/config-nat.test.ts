@@ -88,3 +88,75 @@ describe("derived NAT tables", () => {
     });
   });
 });
+
+describe("nat.conntrack.timeouts", () => {
+  it("defaults: nf_conntrack's, ESTABLISHED 24 h as kube-proxy sets it; they reach the derived tables", () => {
+    const c = ok(validateConfig(doc()));
+    expect(c.nat.conntrack.timeouts).toEqual({
+      tcpSynSent: 120, tcpSynRecv: 60, tcpEstablished: 86400, tcpFinWait: 120, tcpCloseWait: 60, tcpLastAck: 30,
+      tcpTimeWait: 120, tcpClose: 10, udp: 30, udpStream: 120, icmp: 30,
+    });
+    expect(deriveTables(c).nat.timeouts.tcpEstablished).toBe(86400);
+  });
+
+  it("each may be set; out of range, not an integer or unknown names are refused by path", () => {
+    const d = doc();
+    d.nat = { conntrack: { timeouts: { tcpEstablished: 3600, udp: 10 } } };
+    const c = ok(validateConfig(d));
+    expect(c.nat.conntrack.timeouts).toMatchObject({ tcpEstablished: 3600, udp: 10, udpStream: 120 });
+    expect(deriveTables(c).nat.timeouts).toMatchObject({ tcpEstablished: 3600, udp: 10 });
+    expect(errorsOf((x) => (x.nat = { conntrack: { timeouts: { tcpEstablished: 0 } } }))).toEqual([
+      "nat.conntrack.timeouts.tcpEstablished: 0 is not an integer in 1..31536000",
+    ]);
+    expect(errorsOf((x) => (x.nat = { conntrack: { timeouts: { udp: 1.5 } } }))[0]).toMatch(/^nat\.conntrack\.timeouts\.udp: /);
+    expect(errorsOf((x) => (x.nat = { conntrack: { timeouts: { tcpSynSent2: 5 } } }))[0]).toMatch(/^nat\.conntrack\.timeouts/);
+    expect(errorsOf((x) => (x.nat = { conntrack: { timeouts: { icmp: 31_536_001 } } }))).toHaveLength(1);
+  });
+});
+
+describe("capacities the data path is sized for", () => {
+  const peer = (i: number) => ({
+    name: `p${i}`, underlay: `198.18.${4 + (i >> 8)}.${i & 255}`, podCIDRs: [`198.19.${i >> 8}.${i & 255}/32`],
+    vtepMac: `0e:10:00:00:${((i >> 8) & 255).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`,
+  });
+  const peersDoc = (n: number) => {
+    const d = doc();
+    d.node.podCIDR = "198.19.200.0/24";
+    d.peers = Array.from({ length: n }, (_, i) => peer(i));
+    d.services = [];
+    return d;
+  };
+
+  it("1024 peers load; 1025 are refused naming the limit", () => {
+    expect(validateConfig(peersDoc(1024)).ok).toBe(true);
+    const r = validateConfig(peersDoc(1025));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.errors).toContain("peers: 1025 peers: the data path holds at most 1024");
+  });
+
+  it("service frontends and backend entries beyond the tables are refused", () => {
+    const many = (n: number, backends: number) => {
+      const d = doc();
+      d.services = Array.from({ length: n }, (_, i) => ({
+        name: `s${i}`, clusterIP: `198.18.${240 + (i >> 8)}.${i & 255}`, ports: [{ port: 80 }],
+        backends: Array.from({ length: backends }, (_, j) => `198.19.2.${1 + j}`),
+      }));
+      return validateConfig(d);
+    };
+    expect(many(4096, 1).ok).toBe(true);
+    const r = many(4097, 1);
+    expect(!r.ok && r.errors).toContain("services: 4097 frontends (ClusterIP ports and NodePorts): the data path holds at most 4096");
+    const b = many(300, 220); // 66,000 backend entries
+    expect(!b.ok && b.errors).toContain("services: 66000 backend entries (backends x frontends): the data path holds at most 65536");
+  });
+
+  it("prefixes longer than /24 in more /24s than the route table's groups are refused", () => {
+    const d = doc();
+    d.routes = Array.from({ length: 4100 }, (_, i) => ({ prefix: `198.18.${i >> 8}.${i & 255}/32`, via: "local" }));
+    // 4100 /32s in 17 /24s: fine.
+    expect(validateConfig(d).ok).toBe(true);
+    d.routes = Array.from({ length: 4097 }, (_, i) => ({ prefix: `${198 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}.0/25`, via: "local" }));
+    const r = validateConfig(d);
+    expect(!r.ok && r.errors.some((e) => /^routes: prefixes longer than \/24 fall in 409[78] distinct \/24s: the route table holds 4096$/.test(e))).toBe(true);
+  });
+});

@@ -4,6 +4,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { instantiateDataplane, type RawExports } from "../src/dataplane/wasm.js";
+import { Dataplane } from "../src/dataplane/dataplane.js";
 import {
   DEFAULT_TIMEOUTS, E_CT_CLASH, E_FULL, E_NOT_FOUND, E_RANGE, F_ASSURED, F_SEEN_REPLY, F_USED, NAT_DNAT, NAT_NONE, NAT_SNAT, OK,
   SlowConntrack, STAT, TCP, TCP_VERDICT, TO, type SlowFlow, type Tuple,
@@ -15,9 +16,10 @@ const FIN = 0x01;
 const RST = 0x04;
 const PSH = 0x08;
 
-function fresh(maxFlows: number): RawExports {
+function fresh(maxFlows: number, seed?: [bigint, bigint]): RawExports {
   const raw = instantiateDataplane("debug");
   expect(raw.ctSetup(maxFlows)).toBe(OK);
+  if (seed) expect(raw.ctSetHashSeed(seed[0], seed[1])).toBe(OK);
   return raw;
 }
 
@@ -46,7 +48,7 @@ function dump(raw: RawExports): SlowFlow[] {
 }
 
 function stats(raw: RawExports): number[] {
-  return [0, 1, 2, 3, 4, 5].map((i) => Number(raw.ctStat(i)));
+  return [0, 1, 2, 3, 4, 5, 6].map((i) => Number(raw.ctStat(i)));
 }
 
 function create(raw: RawExports, proto: number, o: Tuple, r: Tuple, nat: number, now: number): number {
@@ -105,8 +107,12 @@ function pickIndex(slow: SlowConntrack, pick: number): number {
   return idx[pick % idx.length];
 }
 
-function runOps(capacity: number, ops: Op[]): void {
-  const raw = fresh(capacity);
+/** Room the random runs' full tables made (each victim checked by the twin), and how much of it by early drop. */
+let evictions = 0;
+let earlyDrops = 0;
+
+function runOps(capacity: number, ops: Op[], seed?: [bigint, bigint]): void {
+  const raw = fresh(capacity, seed);
   const slow = new SlowConntrack(capacity);
   let now = 1000;
   for (const op of ops) {
@@ -175,14 +181,39 @@ function runOps(capacity: number, ops: Op[]): void {
     expect(lookup(raw, f.proto, f.reply)).toBe((f.index << 1) | 1);
   }
   expect(raw.ctHighWater()).toBe(slow.high);
+  earlyDrops += slow.stats[STAT.EARLY_DROP];
+  evictions += slow.evictions;
 }
 
 describe("conntrack against the Map-based twin", () => {
-  it("random create/lookup/update/expire/delete sequences agree, both directions, time advancing", () => {
+  const seedArb = fc.tuple(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }));
+
+  it("random create/lookup/update/expire/delete sequences agree, both directions, time advancing, random hash seeds", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 24 }), fc.array(opArb, { minLength: 1, maxLength: 250 }), (cap, ops) => runOps(cap, ops)),
+      fc.property(fc.integer({ min: 1, max: 24 }), fc.array(opArb, { minLength: 1, maxLength: 250 }), seedArb, (cap, ops, seed) => runOps(cap, ops, seed)),
       { numRuns: 300 },
     );
+  });
+
+  it("full tables making room: early drop and reaping agree with the twin (exactly, where the search covers the table)", () => {
+    evictions = 0;
+    earlyDrops = 0;
+    // Mostly creates and TCP/UDP traffic (which assures flows), time moving in small steps.
+    const fillArb: fc.Arbitrary<Op> = fc.oneof(
+      { weight: 8, arbitrary: fc.record({ k: fc.constant("create" as const), proto: fc.constantFrom(6, 17), o: tupleArb, nat: fc.nat(2), x: tupleArb }) },
+      { weight: 3, arbitrary: fc.record({ k: fc.constant("touch" as const), pick: fc.nat(), dir: fc.nat(1) }) },
+      { weight: 4, arbitrary: fc.record({ k: fc.constant("tcp" as const), pick: fc.nat(), dir: fc.nat(1), flags: fc.constantFrom(...FLAGS) }) },
+      { weight: 1, arbitrary: fc.record({ k: fc.constant("delete" as const), pick: fc.nat() }) },
+      { weight: 3, arbitrary: fc.record({ k: fc.constant("time" as const), dt: fc.constantFrom(0, 1, 2, 5, 11, 31) }) },
+      { weight: 1, arbitrary: fc.record({ k: fc.constant("lookupFlow" as const), pick: fc.nat(), reply: fc.boolean(), live: fc.boolean() }) },
+    );
+    fc.assert(
+      // Up to 5 flows: 15 slots, inside the 16-slot window, so the twin knows each victim; up to 12: it checks legality only.
+      fc.property(fc.integer({ min: 1, max: 12 }), fc.array(fillArb, { minLength: 60, maxLength: 300 }), seedArb, (cap, ops, seed) => runOps(cap, ops, seed)),
+      { numRuns: 120 },
+    );
+    expect(evictions).toBeGreaterThan(1000);
+    expect(earlyDrops).toBeGreaterThan(500);
   });
 
   it("a larger table under churn (backward-shift deletion across long clusters)", () => {
@@ -199,7 +230,7 @@ describe("conntrack against the Map-based twin", () => {
       { weight: 1, arbitrary: fc.record({ k: fc.constant("expire" as const), budget: fc.nat(100) }) },
       { weight: 1, arbitrary: fc.record({ k: fc.constant("time" as const), dt: fc.constantFrom(0, 31, 121) }) },
     );
-    fc.assert(fc.property(fc.array(churn, { minLength: 200, maxLength: 1500 }), (ops) => runOps(300, ops)), { numRuns: 25 });
+    fc.assert(fc.property(fc.array(churn, { minLength: 200, maxLength: 1500 }), seedArb, (ops, seed) => runOps(300, ops, seed)), { numRuns: 25 });
   });
 });
 
@@ -231,7 +262,7 @@ describe("conntrack setup", () => {
     expect(raw.ctErrClash()).toBe(E_CT_CLASH);
   });
 
-  it("holds 1,000,000 flows: every one found in both directions, the next refused", () => {
+  it("holds 1,000,000 flows: every one found in both directions; the next one early-drops one", () => {
     const N = 1_000_000;
     const raw = fresh(N);
     expect(Number(raw.ctMemoryBytes())).toBe(N * 88);
@@ -262,16 +293,27 @@ describe("conntrack setup", () => {
       fill(s, n, true);
       expect(raw.ctBenchLookup(buf, n)).toBe(n);
     }
-    expect(udpFlow(raw, 1, 5000)).toBe(E_FULL);
-    expect(Number(raw.ctStat(STAT.INSERT_FAILED))).toBe(1);
+    // None of them is assured (no packet was seen): one gives way.
+    expect(udpFlow(raw, 1, 5001)).toBeGreaterThanOrEqual(0);
+    expect(Number(raw.ctStat(STAT.EARLY_DROP))).toBe(1);
+    expect(Number(raw.ctStat(STAT.INSERT_FAILED))).toBe(0);
+    expect(raw.ctCount()).toBe(N);
   });
 });
 
+/** UDP flow `f` answered and then used again: a stream, ASSURED. */
+function assure(raw: RawExports, f: number, now: number): void {
+  expect(raw.ctTouch(f, 1, now)).toBe(OK);
+  expect(raw.ctTouch(f, 0, now)).toBe(OK);
+  expect(readFlow(raw, f)!.flags & F_ASSURED).toBe(F_ASSURED);
+}
+
 describe("conntrack: full table", () => {
-  it("existing flows keep working, new ones fail and are counted, a freed record is reused", () => {
+  it("full of assured flows: existing ones keep working, new ones fail and are counted, a freed record is reused", () => {
     const raw = fresh(8);
     const flows = Array.from({ length: 8 }, (_, i) => udpFlow(raw, i, 100));
     expect(flows).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    for (const f of flows) assure(raw, f, 100);
     for (let i = 8; i < 20; i++) expect(udpFlow(raw, i, 101)).toBe(E_FULL);
     expect(Number(raw.ctStat(STAT.INSERT_FAILED))).toBe(12);
     expect(Number(raw.ctStat(STAT.INSERTS))).toBe(8);
@@ -286,7 +328,83 @@ describe("conntrack: full table", () => {
     expect(raw.ctDelete(3)).toBe(OK);
     expect(raw.ctDelete(3)).toBe(E_NOT_FOUND);
     expect(udpFlow(raw, 30, 103)).toBe(3);
-    expect(udpFlow(raw, 31, 103)).toBe(E_FULL);
+    // The newcomer is not assured: the next new flow takes its place.
+    expect(udpFlow(raw, 31, 103)).toBe(3);
+    expect(Number(raw.ctStat(STAT.EARLY_DROP))).toBe(1);
+    assure(raw, 3, 104);
+    expect(udpFlow(raw, 32, 104)).toBe(E_FULL);
+    expect(Number(raw.ctStat(STAT.INSERT_FAILED))).toBe(13);
+  });
+
+  it("full of unassured flows: a new flow evicts the least recently seen one (early drop, counted)", () => {
+    const raw = fresh(5); // 15 slots: the search window covers the whole table
+    for (let i = 0; i < 5; i++) expect(udpFlow(raw, i, 100 + i)).toBe(i);
+    raw.ctTouch(0, 0, 110); // flow 0 is the freshest now; flow 1 the oldest
+    expect(udpFlow(raw, 5, 111)).toBe(1);
+    expect(Number(raw.ctStat(STAT.EARLY_DROP))).toBe(1);
+    expect(lookup(raw, 17, { src: A, dst: B, sport: 10001, dport: 53 })).toBe(-1);
+    expect(lookup(raw, 17, { src: A, dst: B, sport: 10005, dport: 53 })).toBe(1 << 1);
+    // Assured flows stay; the unassured ones go, oldest first.
+    assure(raw, 0, 112);
+    assure(raw, 2, 112);
+    expect(udpFlow(raw, 6, 113)).toBe(3);
+    expect(udpFlow(raw, 7, 113)).toBe(4);
+    expect(udpFlow(raw, 8, 114)).toBe(1); // flow 1 (sport 10005, seen at 111) was next
+    for (const f of [0, 2]) expect(raw.ctFlowPtr(f)).not.toBe(0);
+    expect(Number(raw.ctStat(STAT.EARLY_DROP))).toBe(4);
+    expect(Number(raw.ctStat(STAT.INSERT_FAILED))).toBe(0);
+    // An expired flow is reaped first (counted as expired, not as an early drop).
+    assure(raw, 3, 114);
+    assure(raw, 4, 114);
+    assure(raw, 1, 114);
+    expect(udpFlow(raw, 9, 115)).toBe(E_FULL);
+    expect(Number(raw.ctStat(STAT.INSERT_FAILED))).toBe(1);
+    expect(udpFlow(raw, 9, 114 + 120)).toBeGreaterThanOrEqual(0); // the streams' 120 s are up
+    expect(Number(raw.ctStat(STAT.EXPIRED))).toBe(1);
+    expect(Number(raw.ctStat(STAT.EARLY_DROP))).toBe(4);
+  });
+
+  it("assured TCP flows are kept unless they are closing; a SYN flood cannot push out established flows", () => {
+    const raw = fresh(64);
+    const est: number[] = [];
+    for (let i = 0; i < 16; i++) {
+      const o = { src: A, dst: B, sport: 20000 + i, dport: 443 };
+      const f = create(raw, 6, o, rev(o), NAT_NONE, 1000);
+      raw.ctUpdateTcp(f, 0, SYN, 1000);
+      raw.ctUpdateTcp(f, 1, SYN | ACK, 1000);
+      expect(raw.ctUpdateTcp(f, 0, ACK, 1000)).toBe(TCP.ESTABLISHED);
+      est.push(f);
+    }
+    // A flood from one address over many source ports fills the rest and keeps coming.
+    let admitted = 0;
+    for (let p = 0; p < 2000; p++) {
+      const o = { src: NODE, dst: A, sport: 1024 + p, dport: 30080 };
+      const f = create(raw, 6, o, rev(o), NAT_NONE, 1001 + (p >> 8));
+      if (f < 0) continue;
+      expect(raw.ctUpdateTcp(f, 0, SYN, 1001 + (p >> 8))).toBe(TCP.SYN_SENT);
+      admitted++;
+    }
+    expect(raw.ctCount()).toBe(64);
+    for (const f of est) expect(readFlow(raw, f)!.state).toBe(TCP.ESTABLISHED);
+    expect(admitted).toBeGreaterThan(1500); // the flood mostly evicts itself
+    expect(Number(raw.ctStat(STAT.EARLY_DROP))).toBe(admitted - 48);
+    expect(Number(raw.ctStat(STAT.EARLY_DROP)) + Number(raw.ctStat(STAT.INSERT_FAILED))).toBe(2000 - 48);
+    // A closing assured flow may go: TIME_WAIT.
+    const tiny = fresh(2);
+    const o = { src: A, dst: B, sport: 1, dport: 2 };
+    const f = create(tiny, 6, o, rev(o), NAT_NONE, 10);
+    for (const [d, fl] of [[0, SYN], [1, SYN | ACK], [0, ACK], [0, FIN | ACK], [1, ACK], [1, FIN | ACK], [0, ACK]]) tiny.ctUpdateTcp(f, d, fl, 10);
+    expect(readFlow(tiny, f)!.state).toBe(TCP.TIME_WAIT);
+    const g = udpFlow(tiny, 0, 10);
+    assure(tiny, g, 10);
+    expect(udpFlow(tiny, 1, 11)).toBe(f);
+    expect(Number(tiny.ctStat(STAT.EARLY_DROP))).toBe(1);
+    // The newcomer is unassured itself: the next one evicts it, until it is a stream too.
+    expect(udpFlow(tiny, 2, 12)).toBe(f);
+    assure(tiny, f, 12);
+    expect(udpFlow(tiny, 3, 13)).toBe(E_FULL);
+    expect(Number(tiny.ctStat(STAT.EARLY_DROP))).toBe(2);
+    expect(Number(tiny.ctStat(STAT.INSERT_FAILED))).toBe(1);
   });
 
   it("a clash changes nothing; an expired holder of the tuple is reaped instead", () => {
@@ -306,6 +424,58 @@ describe("conntrack: full table", () => {
     expect(create(raw, 17, { src: A, dst: A, sport: 5, dport: 5 }, { src: A, dst: A, sport: 5, dport: 5 }, 0, 130)).toBe(E_RANGE);
   });
 });
+
+describe("conntrack: keyed hash", () => {
+  it("the seed moves keys; a set built to collide without it spreads with a random one", () => {
+    const N = 4096;
+    const plain = fresh(N, [0n, 0n]);
+    // An attacker who knew the hash (seed 0): NodePort tuples from one
+    // address, source ports picked so that they all land on few home slots.
+    const chosen: number[] = [];
+    const target = plain.ctHomeSlot(6, B, NODE, 1024, 30080) as number;
+    for (let p = 1024; p < 65536 && chosen.length < 40; p++) {
+      const h = plain.ctHomeSlot(6, B, NODE, p, 30080) as number;
+      if (Math.abs(h - target) < 24) chosen.push(p);
+    }
+    expect(chosen.length).toBe(40);
+    const spread = (raw: RawExports) => {
+      const homes = chosen.map((p) => raw.ctHomeSlot(6, B, NODE, p, 30080) as number).sort((a, b) => a - b);
+      return homes[homes.length - 1] - homes[0];
+    };
+    expect(spread(plain)).toBeLessThan(48);
+    const keyed = fresh(N, [0x0123456789abcdefn, 0xfedcba9876543210n]);
+    expect(spread(keyed)).toBeGreaterThan(N); // over the 3N slots, not a cluster
+    // And the probe chains those keys build: inserted, they are found with short runs.
+    let made = 0;
+    for (const p of chosen) {
+      const o = { src: B, dst: NODE, sport: p, dport: 30080 };
+      if (create(keyed, 6, o, rev(o), NAT_NONE, 1) >= 0) made++;
+    }
+    expect(made).toBe(40);
+    for (const p of chosen) expect(lookup(keyed, 6, { src: B, dst: NODE, sport: p, dport: 30080 })).toBeGreaterThanOrEqual(0);
+  });
+
+  it("a seed is set only on an empty table; two data paths draw different seeds", () => {
+    const raw = fresh(8, [1n, 2n]);
+    expect(raw.ctHashSeed(0)).toBe(1n);
+    expect(raw.ctHashSeed(1)).toBe(2n);
+    udpFlow(raw, 0, 1);
+    expect(raw.ctSetHashSeed(3n, 4n)).toBe(E_RANGE);
+    expect(raw.ctHashSeed(0)).toBe(1n);
+    const seeds = [0, 1].map(() => {
+      const dp = new Dataplane({ kind: "debug" });
+      dp.natSetup({ maxFlows: 16 });
+      return `${dp.raw.ctHashSeed(0)}/${dp.raw.ctHashSeed(1)}`;
+    });
+    expect(seeds[0]).not.toBe(seeds[1]);
+    expect(seeds[0]).not.toBe("0/0");
+    const given = new Dataplane({ kind: "debug" });
+    given.natSetup({ maxFlows: 16, hashSeed: Uint8Array.from({ length: 16 }, (_, i) => i + 1) });
+    expect(given.raw.ctHashSeed(0)).toBe(0x0807060504030201n);
+    expect(given.raw.ctHashSeed(1)).toBe(0x100f0e0d0c0b0a09n);
+  });
+});
+
 
 describe("conntrack: timeouts", () => {
   /** Drive a TCP flow into `state` by its flag sequence; return the flow. */
@@ -363,7 +533,7 @@ describe("conntrack: timeouts", () => {
     });
   }
 
-  it("UDP: 30 s until a reply, then a 120 s stream; ICMP 30 s; other protocols 600 s", () => {
+  it("UDP: 30 s until a reply and after it, a 120 s stream once traffic follows the reply; ICMP 30 s; other protocols 600 s", () => {
     const raw = fresh(16);
     const u = udpFlow(raw, 0, 1000);
     const icmp = create(raw, 1, { src: A, dst: B, sport: 77, dport: 0 }, { src: B, dst: A, sport: 77, dport: 0 }, NAT_NONE, 1000);
@@ -374,11 +544,15 @@ describe("conntrack: timeouts", () => {
     expect(raw.ctTouch(u, 0, 1010)).toBe(OK);
     expect(readFlow(raw, u)!.deadline).toBe(1040);
     expect(raw.ctTouch(u, 1, 1020)).toBe(OK);
+    // One answer (a DNS query's): still 30 s, not assured.
+    expect(readFlow(raw, u)!.deadline).toBe(1050);
+    expect(readFlow(raw, u)!.flags).toBe(F_USED | F_SEEN_REPLY);
+    expect(raw.ctTouch(u, 0, 1025)).toBe(OK);
     const fl = readFlow(raw, u)!;
-    expect(fl.deadline).toBe(1140);
+    expect(fl.deadline).toBe(1145);
     expect(fl.flags).toBe(F_USED | F_SEEN_REPLY | F_ASSURED);
-    expect(raw.ctExpire(1139, 100)).toBe(1); // the ICMP flow
-    expect(raw.ctExpire(1140, 100)).toBe(1); // the UDP stream
+    expect(raw.ctExpire(1144, 100)).toBe(1); // the ICMP flow
+    expect(raw.ctExpire(1145, 100)).toBe(1); // the UDP stream
     expect(raw.ctExpire(1599, 100)).toBe(0);
     expect(raw.ctExpire(1600, 100)).toBe(1);
   });
@@ -471,7 +645,7 @@ describe("conntrack: TCP state machine", () => {
     const raw = fresh(4);
     const f = tcpFlow(raw);
     expect(raw.ctUpdateTcp(f, 0, ACK, 1000)).toBe(TCP.ESTABLISHED);
-    expect(readFlow(raw, f)!.deadline).toBe(1000 + 432000);
+    expect(readFlow(raw, f)!.deadline).toBe(1000 + 86400);
   });
 });
 

@@ -6,7 +6,9 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import * as abi from "../src/dataplane/abi.js";
-import type { Dataplane } from "../src/dataplane/dataplane.js";
+import { BackendFlush, type Dataplane, type ServiceFrontend } from "../src/dataplane/dataplane.js";
+import { removedBackends } from "../src/config/backends.js";
+import { TableState, type DataplaneTables } from "../src/dataplane/tables.js";
 import { concat, icmpEcho, inetChecksum, ip, ipStr, ipv4, parseIpv4, tcp, udp } from "./helpers/packets.js";
 import { W2, W3, worker2, worker3 } from "./helpers/topology.js";
 
@@ -21,6 +23,11 @@ const NODE = ipStr(W2.underlay);
 const SYN = 0x02;
 const ACK = 0x10;
 const SYNACK = 0x12;
+
+const TIMEOUTS = {
+  tcpSynSent: 120, tcpSynRecv: 60, tcpEstablished: 86400, tcpFinWait: 120, tcpCloseWait: 60, tcpLastAck: 30, tcpTimeWait: 120,
+  tcpClose: 10, udp: 30, udpStream: 120, icmp: 30,
+};
 
 const data = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 13 + 5) & 255);
 
@@ -426,23 +433,53 @@ describe("ICMP errors about translated flows", () => {
 });
 
 describe("conntrack limits in the pipeline", () => {
-  it("a full table drops new flows (counted) while existing flows keep working", () => {
-    const { dp } = natNode(8);
+  /** Fill worker2's table with `n` masqueraded TCP flows; `established`: each gets its SYN-ACK and ACK (ASSURED). */
+  function fill(dp: Dataplane, n: number, established: boolean): number[] {
     const sports: number[] = [];
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < n; i++) {
       const out = run(dp, "pod", tcpPkt(POD, OUTSIDE, 41000 + i, 80, SYN));
       expect(out.verdict).toBe(abi.VERDICT_TX_DIRECT);
       sports.push(ports(out.bytes).sport);
+      if (!established) continue;
+      expect(run(dp, "pod", tcpPkt(OUTSIDE, NODE, 80, sports[i], SYNACK)).verdict).toBe(abi.VERDICT_TO_DEVICE);
+      expect(run(dp, "pod", tcpPkt(POD, OUTSIDE, 41000 + i, 80, ACK)).verdict).toBe(abi.VERDICT_TX_DIRECT);
     }
+    return sports;
+  }
+
+  it("a table full of established flows drops new flows (counted) while existing flows keep working", () => {
+    const { dp } = natNode(8);
+    const sports = fill(dp, 8, true);
     const ninth = run(dp, "pod", tcpPkt(POD, OUTSIDE, 41100, 80, SYN));
     expect(ninth.verdict).toBe(abi.VERDICT_DROP);
     expect(ninth.reason).toBe(abi.R_CT_FULL);
     expect(dp.conntrackStats().insertFailed).toBe(1);
+    expect(dp.conntrackStats().earlyDrop).toBe(0);
+    expect(dp.counters().ct_insert_failed).toBe(1n);
     for (let i = 0; i < 8; i++) {
-      const back = run(dp, "pod", tcpPkt(OUTSIDE, NODE, 80, sports[i], SYNACK));
+      const back = run(dp, "pod", tcpPkt(OUTSIDE, NODE, 80, sports[i], ACK));
       expect(back.verdict).toBe(abi.VERDICT_TO_DEVICE);
       expect(ports(back.bytes).dport).toBe(41000 + i);
     }
+  });
+
+  it("a table full of half-open flows (a SYN flood) admits a new flow by early drop, counted", () => {
+    const { dp } = natNode(4); // 12 slots: the search covers them all
+    const est = fill(dp, 1, true)[0];
+    // A NodePort SYN flood from outside fills the rest and keeps coming.
+    for (let p = 0; p < 50; p++) {
+      dp.setNow(1000 + p);
+      expect(run(dp, "pod", tcpPkt(OUTSIDE, NODE, 20000 + p, 30080, SYN)).verdict).toBe(abi.VERDICT_TX_UNDERLAY);
+    }
+    expect(dp.conntrackStats()).toMatchObject({ entries: 4, earlyDrop: 47, insertFailed: 0 });
+    // A pod's new masqueraded flow still opens, and so does the established one go on.
+    const out = run(dp, "pod", tcpPkt(POD, OUTSIDE, 42000, 80, SYN));
+    expect(out.verdict).toBe(abi.VERDICT_TX_DIRECT);
+    expect(run(dp, "pod", tcpPkt(OUTSIDE, NODE, 80, ports(out.bytes).sport, SYNACK)).verdict).toBe(abi.VERDICT_TO_DEVICE);
+    expect(ports(run(dp, "pod", tcpPkt(OUTSIDE, NODE, 80, est, ACK)).bytes).dport).toBe(41000);
+    expect(dp.conntrackStats().earlyDrop).toBe(48);
+    expect(dp.counters().ct_early_drop).toBe(48n);
+    expect(dp.counters().drop_ct_full).toBe(0n);
   });
 
   it("flows expire on the data path's clock: a UDP flow after 30 s without an answer", () => {
@@ -475,5 +512,129 @@ describe("conntrack limits in the pipeline", () => {
         expect(r.reason).toBeLessThan(abi.REASON_COUNT);
         if (r.verdict === abi.VERDICT_TX_DIRECT || r.verdict === abi.VERDICT_TO_DEVICE) expect(parseIpv4(r.bytes).checksumOk).toBe(true);
       }), { numRuns: 3000, seed: 4 });
+  });
+});
+
+describe("conntrack timeouts from the control plane", () => {
+  it("natConfigure sets them; a flow expires at the configured time, and a changed one applies from its next packet", () => {
+    const { dp } = natNode();
+    dp.natConfigure({ enabled: true, masquerade: true, nodeIp: W2.underlay, snatAddress: ip(SNAT), timeouts: { ...TIMEOUTS, udp: 5, tcpEstablished: 600 } });
+    expect(dp.raw.ctTimeout(10)).toBe(5);
+    expect(dp.raw.ctTimeout(3)).toBe(600);
+    expect(dp.raw.ctTimeout(1)).toBe(TIMEOUTS.tcpSynSent);
+    expect(dp.raw.ctTimeout(9)).toBe(TIMEOUTS.tcpSynSent); // SYN_SENT2 follows SYN_SENT
+    run(dp, "pod", udpPkt(POD, OUTSIDE, 5000, 53));
+    expect(dp.ctExpire(1004, 100)).toBe(0);
+    expect(dp.ctExpire(1005, 100)).toBe(1);
+    // ESTABLISHED at 600 s, then lowered live to 60: the flow takes it with its next packet.
+    const sport = ports(run(dp, "pod", tcpPkt(POD, OUTSIDE, 40000, 80, SYN)).bytes).sport;
+    run(dp, "pod", tcpPkt(OUTSIDE, NODE, 80, sport, SYNACK));
+    run(dp, "pod", tcpPkt(POD, OUTSIDE, 40000, 80, ACK));
+    expect(dp.conntrackDump(1000)[0]).toMatchObject({ state: 3, expiresIn: 600 });
+    dp.setTimeouts({ tcpEstablished: 60 });
+    expect(dp.conntrackDump(1000)[0].expiresIn).toBe(600);
+    dp.setNow(1010);
+    run(dp, "pod", tcpPkt(POD, OUTSIDE, 40000, 80, ACK));
+    expect(dp.conntrackDump(1010)[0].expiresIn).toBe(60);
+    expect(dp.ctExpire(1069, 100)).toBe(0);
+    expect(dp.ctExpire(1070, 100)).toBe(1);
+    expect(() => dp.setTimeouts({ udp: 0 })).toThrow(/timeout udp/);
+  });
+
+  it("a reload's tables carry them: applied at start and changed live (TableState, as the worker does)", () => {
+    const { dp } = natNode();
+    const state = new TableState(dp);
+    const tables = (timeouts: typeof TIMEOUTS): DataplaneTables => ({
+      node: { mode: "tun", underlay: W2.underlay, overlay: W2.vtep, vtepMac: W2.mac, vni: 100 },
+      peers: [], nexthops: [{ kind: "local", peer: 0xffff, gateway: 0 }], routes: [{ prefix: ip("198.19.2.0"), len: 24, nh: 0 }], neigh: [], fdb: [],
+      nat: { enabled: true, masquerade: true, nodeIp: W2.underlay, snatAddress: ip(SNAT), timeouts }, services: [],
+    });
+    expect(state.apply(tables({ ...TIMEOUTS, tcpEstablished: 3600 })).errors).toEqual([]);
+    expect(dp.raw.ctTimeout(3)).toBe(3600);
+    expect(state.apply(tables({ ...TIMEOUTS, tcpEstablished: 7200, icmp: 9 })).errors).toEqual([]);
+    expect([dp.raw.ctTimeout(3), dp.raw.ctTimeout(12)]).toEqual([7200, 9]);
+  });
+});
+
+describe("a backend removed from a service", () => {
+  const BE_A = { addr: ip("198.19.3.8"), port: 5353 };
+  const BE_B = { addr: ip("198.19.3.9"), port: 5353 };
+  const svc = (udpBackends: { addr: number; port: number }[]): ServiceFrontend[] => [
+    { protocol: "udp", addr: ip(CLUSTER_IP), port: 53, backends: udpBackends },
+    { protocol: "udp", addr: W2.underlay, port: 30053, nodePort: true, backends: udpBackends },
+    { protocol: "tcp", addr: ip(CLUSTER_IP), port: 80, backends: [BE_A] },
+  ];
+  const flush = (dp: Dataplane, prev: ServiceFrontend[], next: ServiceFrontend[]) => {
+    const walk = dp.backendFlush(17, removedBackends(prev, next, "udp"));
+    let steps = 0;
+    while (!walk.step(1)) steps++;
+    return { deleted: walk.deleted, steps };
+  };
+
+  it("its UDP flows are deleted, so the client's next datagram goes to the remaining backend; TCP flows stay", () => {
+    const { dp } = natNode();
+    const before = svc([BE_A]);
+    dp.setServices(before);
+    const dns = run(dp, "pod", udpPkt(POD, CLUSTER_IP, 7000, 53));
+    expect(parseIpv4(dns.bytes.subarray(50)).dst).toBe("198.19.3.8");
+    const tcpOut = run(dp, "pod", tcpPkt(POD, CLUSTER_IP, 40000, 80, SYN));
+    expect(tcpOut.verdict).toBe(abi.VERDICT_TX_UNDERLAY);
+    // The flow keeps its backend across the table swap (as with kube-proxy) ...
+    const after = svc([BE_B]);
+    dp.setServices(after);
+    const again = run(dp, "pod", udpPkt(POD, CLUSTER_IP, 7000, 53));
+    expect(parseIpv4(again.bytes.subarray(50)).dst).toBe("198.19.3.8");
+    // ... until the reload's flush deletes it.
+    const { deleted, steps } = flush(dp, before, after);
+    expect(deleted).toBe(1);
+    expect(steps).toBe(1); // bounded slices: 1 record per step here, 2 records
+    const next = run(dp, "pod", udpPkt(POD, CLUSTER_IP, 7000, 53));
+    expect(parseIpv4(next.bytes.subarray(50)).dst).toBe("198.19.3.9");
+    expect(dp.conntrackDump(1000).filter((f) => f.proto === 6)).toHaveLength(1);
+    expect(flush(dp, before, after).deleted).toBe(0);
+  });
+
+  it("NodePort flows of the backend go too; flows of other frontends to the same pod stay", () => {
+    const { dp } = natNode();
+    dp.setServices([
+      ...svc([BE_A]),
+      { protocol: "udp", addr: ip("198.18.250.12"), port: 53, backends: [BE_A] }, // another service on the same pod
+    ]);
+    run(dp, "pod", udpPkt(OUTSIDE, NODE, 6000, 30053));
+    run(dp, "pod", udpPkt(POD, "198.18.250.12", 7001, 53));
+    expect(dp.conntrackStats().entries).toBe(2);
+    const prev = [...svc([BE_A]), { protocol: "udp" as const, addr: ip("198.18.250.12"), port: 53, backends: [BE_A] }];
+    const next = [...svc([BE_B]), { protocol: "udp" as const, addr: ip("198.18.250.12"), port: 53, backends: [BE_A] }];
+    dp.setServices(next);
+    expect(flush(dp, prev, next).deleted).toBe(1);
+    const left = dp.conntrackDump(1000);
+    expect(left).toHaveLength(1);
+    expect(ipStr(left[0].orig.dst)).toBe("198.18.250.12");
+  });
+
+  it("removedBackends: per frontend, removed backends, gone frontends and changed ports; only the protocol asked", () => {
+    const fe = (protocol: "tcp" | "udp", addr: number, port: number, backends: { addr: number; port: number }[]) => ({ protocol, addr, port, backends });
+    const prev = [fe("udp", 1, 53, [BE_A, BE_B]), fe("udp", 2, 53, [BE_A]), fe("tcp", 1, 80, [BE_A]), fe("udp", 3, 99, [{ addr: 7, port: 1 }])];
+    const next = [fe("udp", 1, 53, [BE_B]), fe("tcp", 1, 80, []), fe("udp", 3, 99, [{ addr: 7, port: 2 }])];
+    expect(removedBackends(prev, next, "udp")).toEqual([
+      { frontendAddr: 1, frontendPort: 53, backendAddr: BE_A.addr, backendPort: 5353 },
+      { frontendAddr: 2, frontendPort: 53, backendAddr: BE_A.addr, backendPort: 5353 },
+      { frontendAddr: 3, frontendPort: 99, backendAddr: 7, backendPort: 1 },
+    ]);
+    expect(removedBackends(prev, next, "tcp")).toEqual([{ frontendAddr: 1, frontendPort: 80, backendAddr: BE_A.addr, backendPort: 5353 }]);
+    expect(removedBackends(next, next)).toEqual([]);
+  });
+
+  it("a list of more pairs than one chunk is walked chunk by chunk", () => {
+    const { dp } = natNode();
+    const many = Array.from({ length: BackendFlush.CHUNK + 10 }, (_, i) => ({ addr: ip("198.19.3.8"), port: 1000 + i }));
+    dp.setServices([{ protocol: "udp", addr: ip(CLUSTER_IP), port: 53, backends: many.slice(-1) }]);
+    run(dp, "pod", udpPkt(POD, CLUSTER_IP, 7000, 53));
+    const prev: ServiceFrontend[] = [{ protocol: "udp", addr: ip(CLUSTER_IP), port: 53, backends: many }];
+    const walk = dp.backendFlush(17, removedBackends(prev, []));
+    let steps = 0;
+    while (!walk.step(1 << 16)) steps++;
+    expect(steps).toBe(1); // two chunks, one step each (the table is small)
+    expect(walk.deleted).toBe(1);
   });
 });

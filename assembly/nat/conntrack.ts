@@ -44,6 +44,25 @@
 // load stays <= 2/3, every probe loop meets an empty slot and ends; the
 // expected probes are ~2 for a hit and ~5 for a miss.
 //
+// Keyed hash: the home slot of a key depends on a 128-bit seed the control
+// plane draws at random when the table is set up (ctSetHashSeed), so a client
+// choosing its tuples (a NodePort client picks its source ports, and its
+// source address when it can spoof one) cannot predict which keys collide
+// and build long probe chains. Two fmix64 rounds with the seed entering both:
+// keyed mixing, not a cryptographic PRF (the kernel moved nf_conntrack to
+// siphash; this costs one multiply more than the unkeyed mix it replaced).
+//
+// A full table admits a new flow by early drop, as nf_conntrack does: the
+// slots around the new flow's home (CT_EVICT_WINDOW of them, its probe chain
+// and neighbours) are searched for a victim: an expired flow (reaped), else
+// the least recently seen flow that is not ASSURED, or an assured TCP flow
+// already closing (FIN_WAIT .. CLOSE, which nf_conntrack's gc also drops when
+// the table is nearly full). Counted as early_drop; only when the window
+// holds no victim is the new flow refused (insert_failed). ASSURED means: a
+// TCP flow that reached ESTABLISHED with a reply seen; a UDP flow that saw a
+// reply and then more traffic (a query answered once stays unassured; the
+// kernel asks for a reply and traffic still flowing 2 s after the first packet).
+//
 // Expiry is incremental: ctExpire(now, budget) moves a clock hand over at
 // most `budget` flow records per call, so the data path can reap a little
 // every batch and never stops for a sweep. A flow past its deadline that the
@@ -110,7 +129,12 @@ export const CT_STAT_EXPIRED: u32 = 2; // reaped by the clock hand or on sight
 export const CT_STAT_INSERT_FAILED: u32 = 3; // table full: the new flow was refused
 export const CT_STAT_CLASH: u32 = 4; // a tuple already belonged to a live flow
 export const CT_STAT_INVALID: u32 = 5; // TCP packets the state machine called invalid
-export const CT_STAT_COUNT: u32 = 6;
+export const CT_STAT_EARLY_DROP: u32 = 6; // a flow evicted so that a new one fits a full table
+export const CT_STAT_COUNT: u32 = 7;
+
+/** Slots around a new flow's home that early drop searches for a victim
+ *  (~10 keys at the 2/3 load of a full table; nf_conntrack looks at 8). */
+export const CT_EVICT_WINDOW: u32 = 16;
 
 export const CT_FLOW_SIZE: u32 = 40;
 export const CT_MAX_FLOWS: u32 = (1 << 23) - 1;
@@ -146,13 +170,15 @@ let live: u32 = 0; // records in use (expired ones not yet reaped included)
 let high: u32 = 0; // records ever handed out: the hand scans [0, high)
 let freeHead: u32 = NONE;
 let hand: u32 = 0;
-let salt: u64 = 0;
+let seed0: u64 = 0;
+let seed1: u64 = 0;
 let stats: usize = 0;
 let timeouts: usize = 0;
 let carvedBytes: usize = 0;
 
 /** Carve the table for `maxFlows` flows (1 .. CT_MAX_FLOWS), 88 bytes each
- *  (see the layout above), and set nf_conntrack's default timeouts. Returns
+ *  (see the layout above), and set the default timeouts (nf_conntrack's,
+ *  ESTABLISHED 24 h as kube-proxy sets it). Returns
  *  OK, E_RANGE for a bad size or a second call (one table per instance), or
  *  E_NO_MEMORY. Init-time only. */
 export function ctSetup(max: u32): i32 {
@@ -185,11 +211,12 @@ export function ctSetup(max: u32): i32 {
 }
 
 function setDefaultTimeouts(): void {
-  // nf_conntrack defaults (net.netfilter.nf_conntrack_*_timeout*).
+  // nf_conntrack defaults (net.netfilter.nf_conntrack_*_timeout*), but ESTABLISHED.
   store<u32>(timeouts + (<usize>CT_TCP_NONE << 2), 120);
   store<u32>(timeouts + (<usize>CT_TCP_SYN_SENT << 2), 120);
   store<u32>(timeouts + (<usize>CT_TCP_SYN_RECV << 2), 60);
-  store<u32>(timeouts + (<usize>CT_TCP_ESTABLISHED << 2), 432000);
+  // kube-proxy's conntrack.tcpEstablishedTimeout (24 h), not nf_conntrack's 5 days.
+  store<u32>(timeouts + (<usize>CT_TCP_ESTABLISHED << 2), 86400);
   store<u32>(timeouts + (<usize>CT_TCP_FIN_WAIT << 2), 120);
   store<u32>(timeouts + (<usize>CT_TCP_CLOSE_WAIT << 2), 60);
   store<u32>(timeouts + (<usize>CT_TCP_LAST_ACK << 2), 30);
@@ -218,12 +245,19 @@ export function ctTimeout(which: u32): u32 {
   return load<u32>(timeouts + (<usize>which << 2));
 }
 
-/** Set the hash seed (against crafted collisions from outside). Only while
+/** Set the 128-bit hash seed (s0, s1), against crafted collisions from
+ *  outside; the control plane draws it at random for every table. Only while
  *  the table is empty, since every home slot moves: OK, E_RANGE otherwise. */
-export function ctSetHashSeed(seed: u64): i32 {
+export function ctSetHashSeed(s0: u64, s1: u64): i32 {
   if (live != 0) return E_RANGE;
-  salt = seed;
+  seed0 = s0;
+  seed1 = s1;
   return OK;
+}
+
+/** Half `i` (0 or 1) of the hash seed (tests; 0 for another i). */
+export function ctHashSeed(i: u32): u64 {
+  return i == 0 ? seed0 : i == 1 ? seed1 : 0;
 }
 
 // --- internals -----------------------------------------------------------------
@@ -250,7 +284,7 @@ export function ctSetHashSeed(seed: u64): i32 {
 }
 
 @inline function homeOf(k0: u64, k1: u64): u32 {
-  const h = mix64(k0 ^ (k1 * 0x9e3779b97f4a7c15) ^ salt);
+  const h = mix64(mix64(k0 ^ seed0) ^ k1 ^ seed1);
   return <u32>(((h >> 32) * <u64>nSlots) >> 32);
 }
 
@@ -346,7 +380,7 @@ function release(f: u32): void {
   const proto = <u32>load<u8>(r, F_PROTO);
   let which: u32;
   if (proto == 6) which = <u32>load<u8>(r, F_STATE);
-  else if (proto == 17) which = (<u32>load<u8>(r, F_FLAGS) & CT_F_SEEN_REPLY) != 0 ? CT_TO_UDP_STREAM : CT_TO_UDP;
+  else if (proto == 17) which = (<u32>load<u8>(r, F_FLAGS) & CT_F_ASSURED) != 0 ? CT_TO_UDP_STREAM : CT_TO_UDP;
   else if (proto == 1) which = CT_TO_ICMP;
   else which = CT_TO_GENERIC;
   return load<u32>(timeouts + (<usize>which << 2));
@@ -399,6 +433,53 @@ function heldLive(k0: u64, k1: u64, now: u32): bool {
   return false;
 }
 
+/** Early drop may take this flow: not assured, or an assured TCP flow that
+ *  is already closing. */
+@inline function evictable(r: usize): bool {
+  if ((<u32>load<u8>(r, F_FLAGS) & CT_F_ASSURED) == 0) return true;
+  if (<u32>load<u8>(r, F_PROTO) != 6) return false;
+  const st = <u32>load<u8>(r, F_STATE);
+  return st >= CT_TCP_FIN_WAIT && st <= CT_TCP_CLOSE;
+}
+
+/** Make room in a full table: look at CT_EVICT_WINDOW slots from `home`
+ *  (the new flow's home; fewer in a smaller table) and free the first
+ *  expired flow seen (counted as expired) or else the evictable one seen
+ *  least recently (counted as early_drop). Returns false when none is there.
+ *  Bounded work: at most CT_EVICT_WINDOW slots and their records. */
+function evictNear(home: u32, now: u32): bool {
+  const n = nSlots;
+  const w = n < CT_EVICT_WINDOW ? n : CT_EVICT_WINDOW;
+  let i = home;
+  let victim = NONE;
+  let oldest: u32 = 0;
+  for (let k: u32 = 0; k < w; k++) {
+    const tag = <u32>(load<u64>(slotPtr(i), 8) >> 32);
+    if (tag != 0) {
+      const f = ((tag & 0xffffff) - 1) >> 1;
+      const r = flowPtr(f);
+      if (isExpired(r, now)) {
+        release(f);
+        statAdd(CT_STAT_EXPIRED);
+        return true;
+      }
+      if (evictable(r)) {
+        const age = now - load<u32>(r, F_LAST);
+        if (victim == NONE || age > oldest) {
+          victim = f;
+          oldest = age;
+        }
+      }
+    }
+    i++;
+    if (i == n) i = 0;
+  }
+  if (victim == NONE) return false;
+  release(victim);
+  statAdd(CT_STAT_EARLY_DROP);
+  return true;
+}
+
 // --- create / update / delete ----------------------------------------------------
 
 /** Track a new flow: original tuple (proto, oSrc, oDst, oSport, oDport) as
@@ -407,11 +488,14 @@ function heldLive(k0: u64, k1: u64, now: u32): bool {
  *  reversed). `nat` is CT_NAT_*; `now` seconds. A TCP flow starts in state
  *  NONE: feed its first packet to ctUpdateTcp next (and ctDelete it if that
  *  says invalid). Returns the flow index, or
- *   E_FULL      maxFlows flows are tracked (counted; nothing changes),
+ *   E_FULL      maxFlows flows are tracked and early drop found no victim
+ *               near the new flow's home (counted; nothing changes),
  *   E_CT_CLASH  a tuple belongs to a live flow (counted; nothing changes),
  *   E_RANGE     bad nat kind or the two tuples are the same key,
  *   E_NOT_INIT  no table.
- *  A flow past its deadline that holds one of the tuples is reaped first. */
+ *  A flow past its deadline that holds one of the tuples is reaped first.
+ *  With the table full, one flow near the new one's home slot is reaped
+ *  (expired) or early-dropped (not assured) to make room, if there is one. */
 export function ctCreate(proto: u32, oSrc: u32, oDst: u32, oSport: u32, oDport: u32,
   rSrc: u32, rDst: u32, rSport: u32, rDport: u32, nat: u32, now: u32): i32 {
   if (nSlots == 0) return E_NOT_INIT;
@@ -425,7 +509,7 @@ export function ctCreate(proto: u32, oSrc: u32, oDst: u32, oSport: u32, oDport: 
     statAdd(CT_STAT_CLASH);
     return E_CT_CLASH;
   }
-  if (live >= maxFlows) {
+  if (live >= maxFlows && !evictNear(homeOf(ok0, ok1), now)) {
     statAdd(CT_STAT_INSERT_FAILED);
     return E_FULL;
   }
@@ -460,18 +544,18 @@ export function ctCreate(proto: u32, oSrc: u32, oDst: u32, oSport: u32, oDport: 
 
 /** A packet of flow `f` went in direction `dir` at `now`: refresh its
  *  timer (TCP: at its current state's timeout; use ctUpdateTcp to follow
- *  flags). A UDP flow that has seen a reply becomes a stream (longer
- *  timeout, ASSURED). Returns OK, E_NOT_FOUND (no such live record) or
+ *  flags). A UDP flow with traffic after its first reply becomes a stream
+ *  (ASSURED, the longer timeout). Returns OK, E_NOT_FOUND (no such live record) or
  *  E_RANGE (dir > 1). */
 export function ctTouch(f: u32, dir: u32, now: u32): i32 {
   if (dir > 1) return E_RANGE;
   if (!isUsed(f)) return E_NOT_FOUND;
   const r = flowPtr(f);
-  if (dir == CT_DIR_REPLY) {
-    let fl = <u32>load<u8>(r, F_FLAGS) | CT_F_SEEN_REPLY;
-    if (<u32>load<u8>(r, F_PROTO) == 17) fl |= CT_F_ASSURED;
-    store<u8>(r, <u8>fl, F_FLAGS);
-  }
+  let fl = <u32>load<u8>(r, F_FLAGS);
+  // UDP: traffic after a reply makes a stream (ASSURED, longer timeout).
+  if ((fl & CT_F_SEEN_REPLY) != 0 && <u32>load<u8>(r, F_PROTO) == 17) fl |= CT_F_ASSURED;
+  if (dir == CT_DIR_REPLY) fl |= CT_F_SEEN_REPLY;
+  store<u8>(r, <u8>fl, F_FLAGS);
   refresh(r, now);
   return OK;
 }
@@ -565,6 +649,56 @@ export function ctExpire(now: u32, budget: u32): u32 {
   return n;
 }
 
+/** Delete the flows of protocol `proto` that a service sent to a backend
+ *  which is gone: those DNATed (or DNAT + SNAT) from frontend faddr:fport to
+ *  backend baddr:bport, for any entry of the list at `list`: `n` 16-byte
+ *  records sorted ascending by (key u64 @0, faddr u32 @8), key = baddr << 32
+ *  | bport << 16 | fport, 4 bytes unused. (kube-proxy does this for UDP:
+ *  `conntrack -D --orig-dst <frontend> --dst-nat <endpoint>`, or a client
+ *  keeps sending a dead pod its datagrams.) Looks at records [from, from +
+ *  budget) of the records ever used, a binary search of the list each;
+ *  returns where to go on, or -1 once the end is reached. Deletions are
+ *  counted as deletes, and ctFlushed() says how many this call made.
+ *  E_RANGE when the list does not lie inside memory. */
+export function ctFlushBackends(proto: u32, list: usize, n: u32, from: u32, budget: u32): i32 {
+  flushed = 0;
+  if (<u64>list + (<u64>n << 4) > (<u64>memory.size() << 16)) return E_RANGE;
+  let end = <u64>from + <u64>budget;
+  if (end > <u64>high) end = <u64>high;
+  for (let f = from; <u64>f < end; f++) {
+    const r = flowPtr(f);
+    if ((<u32>load<u8>(r, F_FLAGS) & CT_F_USED) == 0 || <u32>load<u8>(r, F_PROTO) != proto) continue;
+    const nat = <u32>load<u8>(r, F_NAT);
+    if (nat != CT_NAT_DNAT && nat != CT_NAT_BOTH) continue;
+    const key = (<u64>load<u32>(r, F_RSRC) << 32) | (<u64>load<u16>(r, F_RSPORT) << 16) | <u64>load<u16>(r, F_ODPORT);
+    const faddr = load<u32>(r, F_ODST);
+    let lo: u32 = 0;
+    let hi = n;
+    while (lo < hi) {
+      const mid = lo + ((hi - lo) >> 1);
+      const e = list + (<usize>mid << 4);
+      const ek = load<u64>(e);
+      const ef = load<u32>(e, 8);
+      if (ek < key || (ek == key && ef < faddr)) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo < n) {
+      const e = list + (<usize>lo << 4);
+      if (load<u64>(e) == key && load<u32>(e, 8) == faddr) {
+        release(f);
+        statAdd(CT_STAT_DELETES);
+        flushed++;
+      }
+    }
+  }
+  return end >= <u64>high ? -1 : <i32>end;
+}
+
+let flushed: u32 = 0;
+
+/** Flows the last ctFlushBackends call deleted. */
+export function ctFlushed(): u32 { return flushed; }
+
 // --- introspection ---------------------------------------------------------------
 
 /** Flows tracked (including expired ones not reaped yet). */
@@ -598,6 +732,13 @@ export function ctEntryAt(i: u32): i32 {
  *  `f` is not in use. Valid until the flow is deleted or reaped. */
 export function ctFlowPtr(f: u32): usize {
   return isUsed(f) ? flowPtr(f) : 0;
+}
+
+/** Home slot of a key under the current seed (tests that build colliding
+ *  keys), or 0 with no table. */
+export function ctHomeSlot(proto: u32, src: u32, dst: u32, sport: u32, dport: u32): u32 {
+  if (nSlots == 0) return 0;
+  return homeOf(key0(src, dst), key1(proto, sport, dport));
 }
 
 /** Where the clock hand will look next (tests, `show conntrack` stats). */
@@ -639,7 +780,7 @@ export function natAllocPort(proto: u32, nodeIp: u32, dst: u32, dport: u32, seed
   const size = portMax - portMin + 1;
   const k0 = key0(dst, nodeIp);
   let attempts: u32 = size < 128 ? size : 128;
-  let h = mix64((<u64>seed << 32) ^ k0 ^ (<u64>dport << 8) ^ <u64>proto ^ salt);
+  let h = mix64((<u64>seed << 32) ^ k0 ^ (<u64>dport << 8) ^ <u64>proto ^ seed0);
   let off = <u32>(h >> 32) % size;
   let i: u32 = 0;
   while (true) {

@@ -11,7 +11,7 @@ import { natApplyFlow, natLookupPacket, NAT_OK } from "./translate";
 import { OK } from "../abi";
 
 export {
-  ctSetup, ctSetTimeout, ctTimeout, ctSetHashSeed, ctLookup, ctLookupLive, ctCreate, ctTouch, ctUpdateTcp, ctDelete,
+  ctSetup, ctSetTimeout, ctTimeout, ctSetHashSeed, ctHashSeed, ctFlushBackends, ctFlushed, ctHomeSlot, ctLookup, ctLookupLive, ctCreate, ctTouch, ctUpdateTcp, ctDelete,
   ctExpire, ctCount, ctCapacity, ctSlotCount, ctMemoryBytes, ctStat, ctEntryAt, ctFlowPtr, ctHand, ctHighWater,
   natSetPortRange, natPortMin, natPortMax, natAllocPort,
 } from "./conntrack";

@@ -48,9 +48,14 @@ export function setupNexthops(maxNh: u32, maxPeers: u32): i32 {
 }
 
 @inline export function nhPtr(i: u32): usize { return nhBase + <usize>i * NH_SIZE; }
-@inline export function nhKind(i: u32): u32 { return <u32>load<u8>(nhPtr(i)); }
-@inline export function nhPeer(i: u32): u32 { return <u32>load<u16>(nhPtr(i), 2); }
-@inline export function nhGateway(i: u32): u32 { return load<u32>(nhPtr(i), 4); }
+// A route entry may hold any index up to LPM_MAX_NH (the LPM does not know
+// how many next hops there are): past nhMax the accessors read nothing and
+// answer "no such next hop" (kind 0, no peer, no gateway), which every
+// caller treats as unusable (forward.ts: a no_route drop; decap.ts: spoofed
+// source), never an out-of-bounds read.
+@inline export function nhKind(i: u32): u32 { return i < nhMax ? <u32>load<u8>(nhPtr(i)) : 0; }
+@inline export function nhPeer(i: u32): u32 { return i < nhMax ? <u32>load<u16>(nhPtr(i), 2) : 0xffff; }
+@inline export function nhGateway(i: u32): u32 { return i < nhMax ? load<u32>(nhPtr(i), 4) : 0; }
 
 export function setNexthop(i: u32, kind: u32, peer: u32, gateway: u32): i32 {
   if (i >= nhMax || kind > 255 || peer > 0xffff) return E_RANGE;

@@ -15,6 +15,7 @@
 //                   tunnelled traffic and routes same-subnet peers itself
 import { availableParallelism } from "node:os";
 import type { Config, PeerConfig } from "./schema.js";
+import type { CtTimeouts } from "../dataplane/dataplane.js";
 import { cidrContains, formatCidr, ipToU32, maskOf, parseCidr, parseMac, u32ToIp } from "./net.js";
 
 export type ResolvedEncapsulation = "vxlan" | "ipip" | "direct";
@@ -85,6 +86,8 @@ export interface DerivedNat {
   snatAddress: number;
   portRange: [number, number];
   maxFlows: number;
+  /** Conntrack timeouts in seconds (nat.conntrack.timeouts). */
+  timeouts: CtTimeouts;
   routeTable: number;
   rulePriority: number;
   /** Addresses the kernel must route into our device (ClusterIPs). */
@@ -246,6 +249,7 @@ export function deriveTables(config: Config): DerivedTables {
     snatAddress: ipToU32(config.nat.snatAddress),
     portRange: [config.nat.portRange[0], config.nat.portRange[1]],
     maxFlows: config.nat.conntrack.maxFlows,
+    timeouts: { ...config.nat.conntrack.timeouts },
     routeTable: config.nat.routeTable,
     rulePriority: config.nat.rulePriority,
     clusterIPs: [...new Set(config.services.map((s) => s.clusterIP))],

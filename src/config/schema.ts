@@ -11,8 +11,9 @@
 import { z } from "zod";
 import {
   cidrContains, cidrFirst, cidrOverlaps, formatMac, ipToU32, isMulticastMac, macFromIp, parseCidr, parseMac, tryIpToU32,
-  tryParseCidr, tryParseListen, tryParseMac, u32ToIp, UNIX_PATH_MAX, type Parsed,
+  tryParseCidr, tryParseListen, tryParseMac, u32ToIp, UNIX_PATH_MAX, type Cidr, type Parsed,
 } from "./net.js";
+import { MAX_BACKENDS, MAX_FRONTENDS, MAX_NEXTHOPS, MAX_PEERS, TBL8_GROUPS } from "../dataplane/limits.js";
 
 // --- field types ---------------------------------------------------------------
 
@@ -193,6 +194,27 @@ const RouteSchema = z.strictObject({
   via: z.string().min(1, "is empty"),
 });
 
+/** A timeout in seconds: 1 s .. 1 year. */
+const timeout = intIn(1, 31_536_000);
+
+/** nf_conntrack's defaults (net.netfilter.nf_conntrack_*_timeout*), except
+ *  ESTABLISHED: 24 h as kube-proxy sets it (conntrack.tcpEstablishedTimeout),
+ *  not the kernel's 5 days. */
+const CtTimeoutsSchema = z.strictObject({
+  tcpSynSent: timeout.default(120),
+  tcpSynRecv: timeout.default(60),
+  tcpEstablished: timeout.default(86_400),
+  tcpFinWait: timeout.default(120),
+  tcpCloseWait: timeout.default(60),
+  tcpLastAck: timeout.default(30),
+  tcpTimeWait: timeout.default(120),
+  tcpClose: timeout.default(10),
+  /** UDP until the flow is a stream (traffic after its first reply). */
+  udp: timeout.default(30),
+  udpStream: timeout.default(120),
+  icmp: timeout.default(30),
+});
+
 /** NAT (issue 4): masquerade for pods, DNAT for services. Active when
  *  `masquerade` is on or any service is configured. */
 const NatSchema = z.strictObject({
@@ -207,8 +229,13 @@ const NatSchema = z.strictObject({
    *  Default: the pod CIDR's last address below broadcast (x.y.z.254 of a /24). */
   snatAddress: ipv4.optional(),
   conntrack: z.strictObject({
-    /** Flows tracked at most (88 bytes each); new flows beyond it are dropped and counted. */
+    /** Flows tracked at most (88 bytes each). A new flow meeting a full
+     *  table evicts a flow that is not assured near its hash slot (early
+     *  drop, counted), else it is dropped (counted). Needs a restart. */
     maxFlows: intIn(1, 8_388_607).default(262_144),
+    /** Seconds a flow lives after its last packet, by state; a change on
+     *  reload applies to each flow from its next packet on. */
+    timeouts: CtTimeoutsSchema.prefault({}),
   }).prefault({}),
   /** Policy routing that sends pod traffic leaving the cluster into our device. */
   routeTable: intIn(1, 0xfffffffe).default(4789),
@@ -316,13 +343,15 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
   }
 
   // Prefixes already claimed, with who claimed them, for overlap messages.
-  const claimed: Array<{ text: string; owner: string }> = [];
+  // Parsed once: a node with a thousand peers compares a million pairs.
+  const claimed: Array<{ text: string; owner: string; cidr: Cidr }> = [];
   /** Record a prefix; false (and an issue) when it overlaps one already claimed. */
   const claim = (path: (string | number)[], text: string, owner: string): boolean => {
-    if (!tryParseCidr(text).ok) return false;
-    const clash = claimed.find((x) => cidrOverlaps(x.text, text));
+    const parsed = tryParseCidr(text);
+    if (!parsed.ok) return false;
+    const clash = claimed.find((x) => cidrOverlaps(x.cidr, parsed.value));
     if (clash) issue(path, `${JSON.stringify(text)} overlaps ${clash.text} of ${clash.owner}`);
-    else claimed.push({ text, owner });
+    else claimed.push({ text, owner, cidr: parsed.value });
     return !clash;
   };
   claim(["node", "podCIDR"], c.node.podCIDR, NODE_OWNER);
@@ -365,8 +394,10 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
 
   // A VTEP address inside someone else's pod CIDR would be routed there
   // instead of being this node's / that peer's overlay address.
-  const inOther = (addr: string | undefined, owner: string) =>
-    addr !== undefined && tryIpToU32(addr).ok ? claimed.find((x) => x.owner !== owner && cidrContains(x.text, addr)) : undefined;
+  const inOther = (addr: string | undefined, owner: string) => {
+    const a = addr === undefined ? undefined : tryIpToU32(addr);
+    return a?.ok ? claimed.find((x) => x.owner !== owner && cidrContains(x.cidr, a.value)) : undefined;
+  };
   const ownClash = inOther(ownOverlay, NODE_OWNER);
   if (ownClash) issue(["node", "overlayAddress"], `${JSON.stringify(ownOverlay)} lies in ${ownClash.text} of ${ownClash.owner}`);
   c.peers.forEach((p, i) => {
@@ -376,6 +407,7 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
 
   crossCheckNat(c, issue);
   crossCheckAdmin(c, issue);
+  crossCheckCapacity(c, issue);
 
   const peerNames = new Set(c.peers.map((p) => p.name));
   const routePrefixes = new Map<string, number>();
@@ -393,6 +425,34 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
     const same = claimed.find((x) => x.text === r.prefix);
     if (same) issue(["routes", i, "prefix"], `${JSON.stringify(r.prefix)} is already the pod CIDR of ${same.owner}`);
   });
+}
+
+/** What the data path is sized for (src/dataplane/limits.ts): a config that
+ *  would not fit is refused here, naming the limit, rather than failing a
+ *  table write at run time. */
+function crossCheckCapacity(c: Shape, issue: (path: (string | number)[], message: string) => void): void {
+  if (c.peers.length > MAX_PEERS) issue(["peers"], `${c.peers.length} peers: the data path holds at most ${MAX_PEERS}`);
+  // derive.ts: local + one per peer + blackhole when a route needs it.
+  const nexthops = 1 + c.peers.length + (c.routes.some((r) => r.via === "blackhole") ? 1 : 0);
+  if (nexthops > MAX_NEXTHOPS) issue(["peers"], `${nexthops} next hops: the data path holds at most ${MAX_NEXTHOPS}`);
+  // One tbl8 group per /24 that holds a prefix longer than /24.
+  const long = new Set<number>();
+  for (const text of [c.node.podCIDR, ...c.peers.flatMap((p) => p.podCIDRs), ...c.routes.map((r) => r.prefix)]) {
+    const r = tryParseCidr(text);
+    if (r.ok && r.value.len > 24) long.add(r.value.prefix >>> 8);
+  }
+  if (long.size > TBL8_GROUPS) issue(["routes"], `prefixes longer than /24 fall in ${long.size} distinct /24s: the route table holds ${TBL8_GROUPS}`);
+  let frontends = 0;
+  let backendSlots = 0;
+  for (const svc of c.services) {
+    for (const sp of svc.ports) {
+      const n = sp.nodePort !== undefined ? 2 : 1;
+      frontends += n;
+      backendSlots += n * svc.backends.length;
+    }
+  }
+  if (frontends > MAX_FRONTENDS) issue(["services"], `${frontends} frontends (ClusterIP ports and NodePorts): the data path holds at most ${MAX_FRONTENDS}`);
+  if (backendSlots > MAX_BACKENDS) issue(["services"], `${backendSlots} backend entries (backends x frontends): the data path holds at most ${MAX_BACKENDS}`);
 }
 
 /** NAT and services: addresses that must not be anyone else's, ports that must not collide. */

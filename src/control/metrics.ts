@@ -90,6 +90,8 @@ export interface ConntrackSnapshot {
   deletes: number;
   expired: number;
   insertFailed: number;
+  /** Flows evicted (not assured) so that a new one fits a full table; absent: 0. */
+  earlyDrop?: number;
   clash: number;
   invalid: number;
 }
@@ -134,8 +136,8 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
 
   const ctEntries = new Gauge({ name: `${p}conntrack_entries`, help: "Flows in the conntrack table", registers });
   const ctCapacity = new Gauge({ name: `${p}conntrack_capacity`, help: "Flows the conntrack table holds at most", registers });
-  const ctEvents = new Counter({ name: `${p}conntrack_events_total`, help: "Conntrack events: insert, delete, expire, insert_failed (table full), clash, invalid (TCP)", labelNames: ["event"] as const, registers });
-  const CT_EVENTS = { insert: "inserts", delete: "deletes", expire: "expired", insert_failed: "insertFailed", clash: "clash", invalid: "invalid" } as const;
+  const ctEvents = new Counter({ name: `${p}conntrack_events_total`, help: "Conntrack events: insert, delete, expire, insert_failed (table full, no flow to evict), clash, invalid (TCP), early_drop (a flow not assured evicted to admit a new one)", labelNames: ["event"] as const, registers });
+  const CT_EVENTS = { insert: "inserts", delete: "deletes", expire: "expired", insert_failed: "insertFailed", clash: "clash", invalid: "invalid", early_drop: "earlyDrop" } as const;
   for (const e of Object.keys(CT_EVENTS)) ctEvents.inc({ event: e }, 0);
   const ctLast = new Map<string, number>();
   const ioEvents = new Counter({
@@ -178,7 +180,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     setConntrack(st) {
       ctEntries.set(st.entries);
       ctCapacity.set(st.capacity);
-      for (const [event, key] of Object.entries(CT_EVENTS)) grow(ctLast, event, st[key], (n) => ctEvents.inc({ event }, n));
+      for (const [event, key] of Object.entries(CT_EVENTS)) grow(ctLast, event, st[key] ?? 0, (n) => ctEvents.inc({ event }, n));
     },
     setIo(st) {
       for (const [event, key] of Object.entries(IO_EVENTS)) {

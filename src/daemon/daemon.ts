@@ -1,6 +1,7 @@
 // overlayd's control plane: config -> tables -> worker; the node's device,
 // sockets and kernel routes; hot reload; shutdown. The admin API and the
 // metrics listener are src/control/admin.ts (the daemon is its AdminTarget).
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync, watch, type FSWatcher } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
@@ -8,6 +9,7 @@ import type { Logger } from "pino";
 import { loadConfigFile, type LoadResult } from "../config/load.js";
 import { Membership } from "../membership/membership.js";
 import { deriveTables, queueCount, type DerivedTables } from "../config/derive.js";
+import { removedBackends } from "../config/backends.js";
 import type { Config } from "../config/schema.js";
 import { formatMac, u32ToIp } from "../config/net.js";
 import { AdminServer, testHooksEnabled, type AdminLane, type AdminTarget } from "../control/admin.js";
@@ -42,7 +44,7 @@ export interface DaemonOptions {
 function toDataplaneTables(d: DerivedTables): DataplaneTables {
   return {
     node: d.node,
-    nat: { enabled: d.nat.enabled, masquerade: d.nat.masquerade, nodeIp: d.nat.nodeIp, snatAddress: d.nat.snatAddress, portRange: d.nat.portRange },
+    nat: { enabled: d.nat.enabled, masquerade: d.nat.masquerade, nodeIp: d.nat.nodeIp, snatAddress: d.nat.snatAddress, portRange: d.nat.portRange, timeouts: d.nat.timeouts },
     services: d.services.map((f) => ({ protocol: f.protocol, addr: f.addr, port: f.port, nodePort: f.nodePort, backends: f.backends })),
     peers: d.peers.map((p) => ({ underlay: p.underlay, vtepMac: p.vtepMac })),
     nexthops: d.nexthops.map((n) => ({ kind: n.kind, peer: n.peer ?? 0xffff, gateway: n.gateway ?? 0 })),
@@ -91,6 +93,8 @@ export class Daemon implements AdminTarget {
   private reloadSeq = 0;
   private reloadTimer?: NodeJS.Timeout;
   private readonly startedAt = Date.now();
+  /** Keys the workers' conntrack hashes, new at every start (show status has a digest of it). */
+  private readonly ctHashSeed = randomBytes(16);
   private lastReload: { at: number; ok: boolean; errors: string[] } | undefined;
   /** Pod CIDR lease and peers from etcd, when configured (src/membership/). */
   private membership?: Membership;
@@ -308,6 +312,7 @@ export class Daemon implements AdminTarget {
       ioUring: this.ioUring,
       // Carved once: enabling NAT by a reload needs no restart; resizing does.
       natMaxFlows: c.nat.conntrack.maxFlows,
+      natHashSeed: this.ctHashSeed,
       gsoFds,
       gsoTap: this.gsoTaps[q] ? { fd: this.gsoTaps[q].fd, mac: this.gsoTapMac } : undefined,
       heartbeat: new SharedArrayBuffer(4),
@@ -367,6 +372,8 @@ export class Daemon implements AdminTarget {
           p.done();
         }
       }
+    } else if (m.type === "flushed") {
+      if (m.deleted) this.log.info({ deleted: m.deleted }, "deleted the UDP flows of backends removed from their services");
     } else if (m.type === "fatal") {
       this.fatal("data-path worker failed: " + m.message);
     }
@@ -433,6 +440,9 @@ export class Daemon implements AdminTarget {
         this.send({ type: "tables", tables: this.sentTables!, id });
       });
     }
+    // After the new tables (the same port, in order): UDP flows to removed backends go.
+    const gone = removedBackends(this.derived.services, derived.services, "udp");
+    if (gone.length) this.send({ type: "flushBackends", id, proto: 17, keys: gone });
     const routeErrors = this.kernelRoutes.sync(this.kernelRouteList(derived));
     this.config = next;
     try {
@@ -509,6 +519,7 @@ export class Daemon implements AdminTarget {
       routes: this.derived.routes.length,
       kernelRoutes: this.kernelRoutes.list(),
       lastReload: this.lastReload,
+      conntrack: { hashSeedId: createHash("sha256").update(this.ctHashSeed).digest("hex").slice(0, 16) },
       etcd: this.membership?.status(),
     };
   }

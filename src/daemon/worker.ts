@@ -3,7 +3,7 @@
 // call -> send the batch, and applies table updates between batches. The
 // main thread is the control plane; it talks to us only by messages.
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from "node:worker_threads";
-import { Dataplane, type ConntrackStats, type FlowRecord } from "../dataplane/dataplane.js";
+import { Dataplane, type BackendFlowKey, type BackendFlush, type ConntrackStats, type FlowRecord } from "../dataplane/dataplane.js";
 import { TableState, type DataplaneTables } from "../dataplane/tables.js";
 import * as abi from "../dataplane/abi.js";
 import { BatchIO } from "../io/batch.js";
@@ -27,6 +27,8 @@ export interface WorkerConfig {
   ioUring: boolean;
   /** Conntrack capacity; carved at start (NAT parameters come with the tables). */
   natMaxFlows?: number;
+  /** 16 random bytes keying the conntrack hash (drawn by the daemon at start). */
+  natHashSeed?: Uint8Array;
   /** UDP GSO/GRO on the underlay (with offloads): sockets VXLAN leaves from
    *  (one per outer source port); the VXLAN socket has UDP_GRO on. */
   gsoFds?: number[];
@@ -51,6 +53,8 @@ export type ToWorker =
   /** A page of the flow table: up to `limit` (<= CT_PAGE_MAX) flows from
    *  flow index `cursor` on, read CT_DUMP_PER_TURN per loop turn. */
   | { type: "conntrack"; id: number; cursor: number; limit: number }
+  /** Delete the flows of `proto` from these frontends to these backends (removed from their services). */
+  | { type: "flushBackends"; id: number; proto: number; keys: BackendFlowKey[] }
   /** Test hooks (cfg.testHooks): block the loop for good; add `n` placeholder flows. */
   | { type: "hang" }
   | { type: "ctFill"; id: number; n: number };
@@ -61,6 +65,7 @@ export type FromWorker =
   | { type: "ctFilled"; id: number; made: number }
   | { type: "applied"; id: number; errors: string[]; routesAdded: number; routesRemoved: number }
   | { type: "stats"; counters: Record<string, bigint>; io: IoStats; ct?: ConntrackStats }
+  | { type: "flushed"; id: number; deleted: number }
   | { type: "fatal"; message: string }
   | { type: "stopped" };
 
@@ -101,7 +106,10 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   // not expire or immortalise flows).
   const nowSec = () => Math.floor((performance.timeOrigin + performance.now()) / 1000) >>> 0;
   const nat = (cfg.natMaxFlows ?? 0) > 0;
-  if (nat) dp.natSetup({ maxFlows: cfg.natMaxFlows! });
+  if (nat) dp.natSetup({ maxFlows: cfg.natMaxFlows!, hashSeed: cfg.natHashSeed });
+  // Backend flushes in progress, a bounded slice of the table per loop.
+  const flushes: { id: number; walk: BackendFlush }[] = [];
+  const FLUSH_BUDGET = 16384; // ~0.5 ms of work with deletions (README)
   dp.setNow(nowSec());
   const ctStats = () => (nat ? dp.conntrackStats() : undefined);
   const first = state.apply(cfg.tables);
@@ -463,6 +471,10 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
         port.postMessage({ type: "applied", id: m.id, errors: r.errors, routesAdded: r.routesAdded, routesRemoved: r.routesRemoved } satisfies FromWorker);
       }
       if (m.type === "stats") port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats, ct: ctStats() } satisfies FromWorker);
+      if (m.type === "flushBackends") {
+        if (nat) flushes.push({ id: m.id, walk: dp.backendFlush(m.proto, m.keys) });
+        else port.postMessage({ type: "flushed", id: m.id, deleted: 0 } satisfies FromWorker);
+      }
       if (m.type === "conntrack") {
         if (dump) port.postMessage({ type: "conntrack", id: dump.id, now: nowSec(), flows: dump.flows, stats: ctStats(), next: dump.next, turns: dump.turns } satisfies FromWorker);
         const limit = Math.min(CT_PAGE_MAX, Math.max(1, Math.floor(m.limit) || CT_PAGE_MAX));
@@ -476,8 +488,12 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       }
       if (m.type === "ctFill" && cfg.testHooks) port.postMessage({ type: "ctFilled", id: m.id, made: nat ? ctFill(m.n) : 0 } satisfies FromWorker);
     }
-    // With a dump pending, do not sleep: it goes on between batches.
-    const ready = io.pollReadable(fds, dump ? 0 : 50);
+    if (flushes.length && flushes[0].walk.step(FLUSH_BUDGET)) {
+      const done = flushes.shift()!;
+      port.postMessage({ type: "flushed", id: done.id, deleted: done.walk.deleted } satisfies FromWorker);
+    }
+    // With a dump or a flush under way, do not sleep in poll: they go on between batches.
+    const ready = io.pollReadable(fds, dump || flushes.length ? 0 : 50);
     dp.setClock(Date.now());
     if (nat) {
       // Expiry a bounded slice at a time (at least every 50 ms poll), so

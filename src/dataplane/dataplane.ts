@@ -1,7 +1,9 @@
 // A typed wrapper over one instance of the WASM data path: init, node
 // configuration, table writes, batch calls and counters. One instance per
 // worker thread; all calls on it come from that thread.
+import { randomBytes } from "node:crypto";
 import * as abi from "./abi.js";
+import { FDB_CAPACITY, MAX_BACKENDS, MAX_FRONTENDS, MAX_NEXTHOPS, MAX_PEERS, NEIGH_CAPACITY, TBL8_GROUPS } from "./limits.js";
 import { instantiateDataplane, type BuildKind, type RawExports } from "./wasm.js";
 
 export interface DataplaneOptions {
@@ -51,6 +53,39 @@ export interface NatSetup {
   maxFlows: number;
   maxFrontends?: number;
   maxBackends?: number;
+  /** 16 bytes keying the conntrack hash; default: crypto.randomBytes(16). */
+  hashSeed?: Uint8Array;
+}
+
+/** Conntrack timeouts in seconds, by the names of nat.conntrack.timeouts. */
+export interface CtTimeouts {
+  tcpSynSent: number;
+  tcpSynRecv: number;
+  tcpEstablished: number;
+  tcpFinWait: number;
+  tcpCloseWait: number;
+  tcpLastAck: number;
+  tcpTimeWait: number;
+  tcpClose: number;
+  udp: number;
+  udpStream: number;
+  icmp: number;
+}
+
+/** Which WASM timeout slots (nat/conntrack.ts: TCP state 0..9, then
+ *  CT_TO_UDP 10, CT_TO_UDP_STREAM 11, CT_TO_ICMP 12) each name sets;
+ *  SYN_SENT2 (simultaneous open) takes SYN_SENT's, as in nf_conntrack. */
+export const CT_TIMEOUT_SLOTS: Record<keyof CtTimeouts, number[]> = {
+  tcpSynSent: [1, 9], tcpSynRecv: [2], tcpEstablished: [3], tcpFinWait: [4], tcpCloseWait: [5], tcpLastAck: [6],
+  tcpTimeWait: [7], tcpClose: [8], udp: [10], udpStream: [11], icmp: [12],
+};
+
+/** A frontend -> backend pair whose flows are to be deleted (a backend removed from a service). */
+export interface BackendFlowKey {
+  frontendAddr: number;
+  frontendPort: number;
+  backendAddr: number;
+  backendPort: number;
 }
 
 export interface NatParams {
@@ -62,6 +97,8 @@ export interface NatParams {
   snatAddress?: number;
   portRange?: [number, number];
   seed?: number;
+  /** Conntrack timeouts; they apply to a flow from its next packet on. */
+  timeouts?: CtTimeouts;
 }
 
 /** One service frontend: a ClusterIP:port or a NodePort (node address:port). */
@@ -83,6 +120,8 @@ export interface ConntrackStats {
   insertFailed: number;
   clash: number;
   invalid: number;
+  /** Flows evicted to admit a new one into a full table. */
+  earlyDrop: number;
   frontends: number;
 }
 
@@ -100,6 +139,8 @@ export interface FlowRecord {
 }
 
 const NAT_KINDS = ["none", "snat", "dnat", "both"] as const;
+/** ctStat indices (nat/conntrack.ts CT_STAT_*) by name. */
+const CT_EVENT_NAMES = ["inserts", "deletes", "expired", "insert_failed", "clash", "invalid", "early_drop"] as const;
 
 export class DataplaneError extends Error {
   constructor(what: string, public readonly status: number) {
@@ -137,9 +178,9 @@ export class Dataplane {
     this.raw = instantiateDataplane(opts.kind ?? "release");
     this.batch = opts.batch ?? 256;
     this.slotSize = opts.slotSize ?? 2048;
-    const maxPeers = opts.maxPeers ?? 1024;
-    check("init", this.raw.init(this.batch, this.slotSize, opts.tbl8Groups ?? 4096, opts.maxNexthops ?? 4096,
-      maxPeers, opts.neighCapacity ?? 4096, opts.fdbCapacity ?? 4096));
+    const maxPeers = opts.maxPeers ?? MAX_PEERS;
+    check("init", this.raw.init(this.batch, this.slotSize, opts.tbl8Groups ?? TBL8_GROUPS, opts.maxNexthops ?? MAX_NEXTHOPS,
+      maxPeers, opts.neighCapacity ?? NEIGH_CAPACITY, opts.fdbCapacity ?? FDB_CAPACITY));
     this.slotBase = Number(this.raw.slotBase());
     this.metaBase = Number(this.raw.metaBase());
     this.countersBase = Number(this.raw.countersBase());
@@ -187,10 +228,15 @@ export class Dataplane {
 
   // --- NAT ----------------------------------------------------------------
   /** Carve the conntrack table (`maxFlows`, 88 bytes each) and the service
-   *  table. Once per instance, before traffic. */
+   *  table, and key the conntrack hash (`hashSeed`, random by default). Once
+   *  per instance, before traffic. */
   natSetup(o: NatSetup): void {
     check("conntrack setup", this.raw.ctSetup(o.maxFlows));
-    check("service table setup", this.raw.svcSetup(o.maxFrontends ?? 4096, o.maxBackends ?? 65536));
+    const seed = o.hashSeed ?? randomBytes(16);
+    if (seed.length !== 16) throw new RangeError("the conntrack hash seed is 16 bytes");
+    const dv = new DataView(seed.buffer, seed.byteOffset, 16);
+    check("conntrack hash seed", this.raw.ctSetHashSeed(dv.getBigUint64(0, true), dv.getBigUint64(8, true)));
+    check("service table setup", this.raw.svcSetup(o.maxFrontends ?? MAX_FRONTENDS, o.maxBackends ?? MAX_BACKENDS));
     this.natSized = true;
   }
   private natSized = false;
@@ -201,7 +247,28 @@ export class Dataplane {
     const [lo, hi] = p.portRange ?? [61000, 65535];
     check("NAT configure", this.raw.natConfigure(p.enabled ? 1 : 0, p.masquerade ? 1 : 0, p.nodeIp >>> 0,
       (p.snatAddress ?? 0) >>> 0, lo, hi, (p.seed ?? (Math.random() * 0xffffffff) | 1) >>> 0));
+    if (p.timeouts && this.natSized) this.setTimeouts(p.timeouts);
   }
+
+  /** Set conntrack timeouts (seconds, 1 .. 2^30); a flow takes a changed
+   *  one from its next packet on, as with nf_conntrack's sysctls. */
+  setTimeouts(t: Partial<CtTimeouts>): void {
+    for (const [name, slots] of Object.entries(CT_TIMEOUT_SLOTS) as [keyof CtTimeouts, number[]][]) {
+      const v = t[name];
+      if (v !== undefined) for (const i of slots) check(`conntrack timeout ${name}`, this.raw.ctSetTimeout(i, v >>> 0));
+    }
+  }
+
+  /** A bounded walk over the conntrack table deleting the flows of `proto`
+   *  (17: UDP) that went from one of the frontends to one of the backends
+   *  given (a backend removed from its service); see BackendFlush. */
+  backendFlush(proto: number, keys: BackendFlowKey[]): BackendFlush {
+    if (!this.flushList) this.flushList = Number(this.raw.allocScratch(BackendFlush.CHUNK * 16));
+    return new BackendFlush(this, this.flushList, proto, keys);
+  }
+  private flushList = 0;
+  /** The walk whose list chunk is in the shared buffer. */
+  flushOwner?: BackendFlush;
 
   /** The conntrack clock in seconds (the worker stamps each batch). */
   setNow(sec: number): void {
@@ -230,7 +297,7 @@ export class Dataplane {
     const st = (i: number) => Number(this.raw.ctStat(i));
     return {
       entries: this.raw.ctCount(), capacity: this.raw.ctCapacity(), inserts: st(0), deletes: st(1), expired: st(2),
-      insertFailed: st(3), clash: st(4), invalid: st(5), frontends: this.raw.svcCount(),
+      insertFailed: st(3), clash: st(4), invalid: st(5), earlyDrop: st(6), frontends: this.raw.svcCount(),
     };
   }
 
@@ -374,6 +441,59 @@ export class Dataplane {
     abi.REASON_NAMES.forEach((name, r) => {
       if (r !== 0) out[`drop_${name}`] = this.counter(abi.C_DROP_BASE + r);
     });
+    if (this.natSized) {
+      // Conntrack events, so `show stats` lists them (summed over workers).
+      CT_EVENT_NAMES.forEach((name, i) => (out[`ct_${name}`] = this.raw.ctStat(i) as bigint));
+    }
     return out;
+  }
+}
+
+/** A walk deleting the flows of removed backends, in bounded steps. The
+ *  pairs are sorted and copied into linear memory BackendFlush.CHUNK at a
+ *  time (16 bytes each); each chunk is one walk over the table's records.
+ *  step(budget) looks at `budget` flow records (run it between batches) and
+ *  returns true once every chunk has been walked. */
+export class BackendFlush {
+  static readonly CHUNK = 4096;
+  private readonly sorted: { key: bigint; faddr: number }[];
+  private chunk = -1;
+  private at = -1;
+  private n = 0;
+  deleted = 0;
+
+  constructor(private readonly dp: Dataplane, private readonly list: number, private readonly proto: number, keys: BackendFlowKey[]) {
+    this.sorted = keys.map((k) => ({
+      key: (BigInt(k.backendAddr >>> 0) << 32n) | (BigInt(k.backendPort & 0xffff) << 16n) | BigInt(k.frontendPort & 0xffff),
+      faddr: k.frontendAddr >>> 0,
+    }));
+    this.sorted.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.faddr - b.faddr));
+  }
+
+  private load(): void {
+    const dv = this.dp.dv;
+    const part = this.sorted.slice(this.chunk * BackendFlush.CHUNK, (this.chunk + 1) * BackendFlush.CHUNK);
+    part.forEach((e, i) => {
+      dv.setBigUint64(this.list + i * 16, e.key, true);
+      dv.setUint32(this.list + i * 16 + 8, e.faddr, true);
+    });
+    this.n = part.length;
+    this.dp.flushOwner = this;
+  }
+
+  step(budget: number): boolean {
+    if (this.at < 0) {
+      this.chunk++;
+      if (this.chunk * BackendFlush.CHUNK >= this.sorted.length) return true;
+      this.at = 0;
+      this.load();
+    } else if (this.dp.flushOwner !== this) {
+      this.load(); // another walk used the buffer meanwhile
+    }
+    const next = this.dp.raw.ctFlushBackends(this.proto, this.list, this.n, this.at, Math.max(1, budget) >>> 0);
+    if (next < -1) throw new DataplaneError("conntrack flush", next);
+    this.deleted += this.dp.raw.ctFlushed();
+    this.at = next;
+    return this.at < 0 && (this.chunk + 1) * BackendFlush.CHUNK >= this.sorted.length;
   }
 }

@@ -4,7 +4,11 @@
 // (that is the allocator's business): create() is told the index the WASM
 // table returned and checks that it was free. What it predicts exactly:
 // every status, every lookup, every field, the clock hand's reaping and the
-// counters.
+// counters. Early drop (a full table evicting a flow near the new one's hash
+// slot) depends on where keys hash, which the twin does not model: it checks
+// that the flow the table evicted (its index is the new flow's, the freed
+// record being reused) was a legal victim, and, when the search window
+// covers every slot (small tables), that it was the right one.
 export const OK = 0;
 export const E_FULL = -1;
 export const E_RANGE = -2;
@@ -22,7 +26,9 @@ export const F_ASSURED = 4;
 
 export const TCP = { NONE: 0, SYN_SENT: 1, SYN_RECV: 2, ESTABLISHED: 3, FIN_WAIT: 4, CLOSE_WAIT: 5, LAST_ACK: 6, TIME_WAIT: 7, CLOSE: 8, SYN_SENT2: 9 } as const;
 export const TO = { UDP: 10, UDP_STREAM: 11, ICMP: 12, GENERIC: 13 } as const;
-export const STAT = { INSERTS: 0, DELETES: 1, EXPIRED: 2, INSERT_FAILED: 3, CLASH: 4, INVALID: 5 } as const;
+export const STAT = { INSERTS: 0, DELETES: 1, EXPIRED: 2, INSERT_FAILED: 3, CLASH: 4, INVALID: 5, EARLY_DROP: 6 } as const;
+/** Slots early drop looks at (nat/conntrack.ts CT_EVICT_WINDOW); 3 slots per flow. */
+export const EVICT_WINDOW = 16;
 export const TCP_VERDICT = { ACCEPTED: 0, IGNORED: 1, INVALID: 2 } as const;
 
 export interface Tuple {
@@ -44,8 +50,8 @@ export interface SlowFlow {
   deadline: number;
 }
 
-// nf_conntrack's defaults, indexed like the WASM table.
-export const DEFAULT_TIMEOUTS = [120, 120, 60, 432000, 120, 60, 30, 120, 10, 120, 30, 120, 30, 600];
+// nf_conntrack's defaults, indexed like the WASM table, but ESTABLISHED 24 h (kube-proxy's).
+export const DEFAULT_TIMEOUTS = [120, 120, 60, 86400, 120, 60, 30, 120, 10, 120, 30, 120, 30, 600];
 
 type Ev = "syn" | "synack" | "fin" | "ack" | "rst" | "none";
 const S = ["NO", "SS", "SR", "ES", "FW", "CW", "LA", "TW", "CL", "S2"] as const;
@@ -92,9 +98,11 @@ export class SlowConntrack {
   readonly flows = new Map<number, SlowFlow>();
   private readonly keys = new Map<string, { flow: SlowFlow; dir: 0 | 1 }>();
   readonly timeouts = [...DEFAULT_TIMEOUTS];
-  readonly stats = [0, 0, 0, 0, 0, 0];
+  readonly stats = [0, 0, 0, 0, 0, 0, 0];
   high = 0;
   hand = 0;
+  /** Flows a full table freed for a new one (expired or early-dropped). */
+  evictions = 0;
 
   constructor(readonly capacity: number) {}
 
@@ -114,7 +122,7 @@ export class SlowConntrack {
 
   private timeoutOf(f: SlowFlow): number {
     if (f.proto === 6) return this.timeouts[f.state];
-    if (f.proto === 17) return this.timeouts[f.flags & F_SEEN_REPLY ? TO.UDP_STREAM : TO.UDP];
+    if (f.proto === 17) return this.timeouts[f.flags & F_ASSURED ? TO.UDP_STREAM : TO.UDP];
     if (f.proto === 1) return this.timeouts[TO.ICMP];
     return this.timeouts[TO.GENERIC];
   }
@@ -165,7 +173,7 @@ export class SlowConntrack {
       this.stats[STAT.CLASH]++;
       return E_CT_CLASH;
     }
-    if (this.flows.size >= this.capacity) {
+    if (this.flows.size >= this.capacity && !this.evicted(wasmIndex, now)) {
       this.stats[STAT.INSERT_FAILED]++;
       return E_FULL;
     }
@@ -184,14 +192,46 @@ export class SlowConntrack {
     return f.index;
   }
 
+  /** Early drop may take `f`: not assured, or assured TCP already closing (FIN_WAIT .. CLOSE). */
+  static evictable(f: SlowFlow): boolean {
+    return (f.flags & F_ASSURED) === 0 || (f.proto === 6 && f.state >= TCP.FIN_WAIT && f.state <= TCP.CLOSE);
+  }
+
+  /** The table is full: did it rightly make room by freeing flow `wasmIndex`
+   *  (a negative one: it found nothing)? Counts like the table does. */
+  private evicted(wasmIndex: number, now: number): boolean {
+    const all = [...this.flows.values()];
+    const expired = all.filter((f) => this.expired(f, now));
+    const candidates = all.filter((f) => SlowConntrack.evictable(f));
+    const whole = this.capacity * 3 <= EVICT_WINDOW; // the window is every slot
+    if (wasmIndex < 0) {
+      if (whole && (expired.length || candidates.length)) throw new Error(`a full table refused a flow although ${expired.length} expired and ${candidates.length} evictable flows were there`);
+      return false;
+    }
+    const victim = this.flows.get(wasmIndex);
+    if (!victim) throw new Error(`a full table admitted flow ${wasmIndex}, which evicted nothing`);
+    if (this.expired(victim, now)) {
+      this.stats[STAT.EXPIRED]++;
+    } else {
+      if (!SlowConntrack.evictable(victim)) throw new Error(`early drop took flow ${wasmIndex}, assured (flags ${victim.flags}, state ${victim.state})`);
+      if (whole && expired.length) throw new Error(`early drop took flow ${wasmIndex} while ${expired.length} had expired`);
+      const age = (f: SlowFlow) => (now - f.lastSeen) >>> 0;
+      const oldest = Math.max(...candidates.map(age));
+      if (whole && age(victim) !== oldest) throw new Error(`early drop took flow ${wasmIndex} (idle ${age(victim)} s), not the oldest (${oldest} s)`);
+      this.stats[STAT.EARLY_DROP]++;
+    }
+    this.remove(victim);
+    this.evictions++;
+    return true;
+  }
+
   touch(index: number, dir: number, now: number): number {
     if (dir > 1) return E_RANGE;
     const f = this.flows.get(index);
     if (!f) return E_NOT_FOUND;
-    if (dir === 1) {
-      f.flags |= F_SEEN_REPLY;
-      if (f.proto === 17) f.flags |= F_ASSURED;
-    }
+    // UDP: traffic after the first reply makes a stream.
+    if (f.flags & F_SEEN_REPLY && f.proto === 17) f.flags |= F_ASSURED;
+    if (dir === 1) f.flags |= F_SEEN_REPLY;
     this.refresh(f, now);
     return OK;
   }
