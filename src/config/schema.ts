@@ -456,6 +456,7 @@ function resolve(c: Shape) {
       name: c.node.name,
       underlay: c.node.underlay,
       podCIDR: c.node.podCIDR,
+      stateDir: c.node.stateDir,
       overlayAddress: c.node.overlayAddress ?? u32ToIp(cidrFirst(parseCidr(c.node.podCIDR))),
       device,
     },

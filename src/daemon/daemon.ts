@@ -25,6 +25,7 @@ import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
 import type { ConntrackStats } from "../dataplane/dataplane.js";
 import { checkPrivileges, KernelRoutes, setSysctl } from "./system.js";
 import { NodeNat, type NatPlan } from "./natsetup.js";
+import { podStatus, removeNodeState, writeNodeState } from "./nodestate.js";
 import type { FlowInfo } from "../control/conntrack.js";
 import type { FlowRecord } from "../dataplane/dataplane.js";
 
@@ -128,6 +129,7 @@ export class Daemon {
       this.setupNode();
       await this.startWorker();
       await this.startAdmin();
+      writeNodeState(this.config.node.stateDir, this.config); // the CNI plugin's node facts
     } catch (e) {
       await this.stop();
       throw e;
@@ -438,6 +440,7 @@ export class Daemon {
     }
     this.derived = derived;
     this.updateTableGauges(derived);
+    try { writeNodeState(next.node.stateDir, next); } catch (e) { routeErrors.push(`node facts for CNI: ${(e as Error).message}`); }
     const errors = [...res.errors, ...routeErrors];
     this.lastReload = { at: Date.now(), ok: errors.length === 0, errors };
     this.metrics.configReloads.inc({ result: errors.length ? "error" : "ok" });
@@ -573,6 +576,7 @@ export class Daemon {
       kernelRoutes: this.kernelRoutes.list(),
       lastReload: this.lastReload,
       etcd: this.membership?.status(),
+      pods: podStatus(this.config.node.stateDir),
     };
   }
 
@@ -588,6 +592,7 @@ export class Daemon {
   /** Stop the worker, remove routes, the device and the sockets. Idempotent. */
   async stop(): Promise<void> {
     await this.membership?.stop();
+    if (this.config) removeNodeState(this.config.node.stateDir);
     clearTimeout(this.reloadTimer);
     this.watcher?.close();
     this.watcher = undefined;
