@@ -52,7 +52,7 @@ describe.skipIf(!isRoot && process.env.CI !== "true")("CNI plugin, spec conforma
     return `/run/netns/${ns}`;
   };
   const env = (id: string, netns?: string, ifname = "eth0") => ({ CNI_CONTAINERID: id, CNI_NETNS: netns, CNI_IFNAME: ifname });
-  const allocated = () => readdirSync(join(dataDir, "wonet", "addresses")).sort();
+  const allocated = () => readdirSync(join(dataDir, "addresses")).sort();
 
   beforeAll(() => {
     sh("ip", "netns", "add", NODE);
@@ -175,7 +175,7 @@ describe.skipIf(!isRoot && process.env.CI !== "true")("CNI plugin, spec conforma
 
   it("an exhausted pool is a code 11 error; DEL frees an address for the next ADD", async () => {
     // 198.19.1.4/30: .4 network, .7 broadcast -> two addresses.
-    const conf = { ...base, name: "tiny", ipam: { dataDir, subnet: "198.19.1.4/30" } };
+    const conf = { ...base, name: "tiny", ipam: { dataDir: join(dir, "ipam-tiny"), subnet: "198.19.1.4/30" } };
     const got: string[] = [];
     for (const id of ["t1", "t2"]) {
       const r = await runCni("ADD", env(id, pod(id)), conf, NODE);
@@ -231,14 +231,18 @@ describe.skipIf(!isRoot && process.env.CI !== "true")("CNI plugin, spec conforma
   });
 
   it("GC releases every attachment not in cni.dev/valid-attachments, and only those", async () => {
-    const conf = { ...base, name: "gcnet" };
+    // Its own data dir, plus a second network sharing it that GC of gcnet must leave alone.
+    const conf = { ...base, name: "gcnet", ipam: { dataDir: join(dir, "ipam-gc") } };
+    const other = await runCni("ADD", env("g1", pod("gother")), { ...conf, name: "othernet" }, NODE);
+    expect(other.code, other.stdout).toBe(0);
     const res: Record<string, any> = {};
     for (const id of ["g1", "g2", "g3"]) res[id] = (await runCni("ADD", env(id, pod(id)), conf, NODE)).json;
-    const addrs = (dirName: string) => readdirSync(join(dataDir, dirName, "addresses")).sort();
-    expect(addrs("gcnet")).toHaveLength(3);
+    const gcDir = join(dir, "ipam-gc");
+    const addrs = (_: string) => readdirSync(join(gcDir, "addresses")).sort();
+    expect(addrs("gcnet")).toHaveLength(4); // three of gcnet, one of othernet
     const g = await runCni("GC", {}, { ...conf, cniVersion: "1.1.0", "cni.dev/valid-attachments": [{ containerID: "g2", ifname: "eth0" }] }, NODE);
     expect(g.code, g.stdout).toBe(0);
-    expect(addrs("gcnet")).toEqual([res.g2.ips[0].address.split("/")[0]]);
+    expect(addrs("gcnet")).toEqual([res.g2.ips[0].address.split("/")[0], other.json!.ips[0].address.split("/")[0]].sort());
     for (const id of ["g1", "g3"]) expect(() => inNode("ip", "link", "show", res[id].interfaces[0].name)).toThrow();
     inNode("ip", "link", "show", res.g2.interfaces[0].name);
   });
@@ -251,7 +255,7 @@ describe.skipIf(!isRoot && process.env.CI !== "true")("CNI plugin, spec conforma
     for (const r of rs) expect(r.code, r.stdout + r.stderr).toBe(0);
     const got = new Set(rs.map((r) => r.json!.ips[0].address));
     expect(got.size).toBe(20);
-    expect(readdirSync(join(dataDir, "burst", "addresses"))).toHaveLength(20);
+    expect(readdirSync(join(dataDir, "attachments", "burst"))).toHaveLength(20);
   }, 60_000);
 
   it("bridge mode: pods on one bridge holding the gateway, reaching each other", async () => {

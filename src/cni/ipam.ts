@@ -1,5 +1,6 @@
 // The built-in IPAM: addresses from the node's pod CIDR, allocated on disk
-// under `${dataDir}/${network}/` so that separate plugin processes (a
+// under `${dataDir}/` (shared by every network of this plugin on the node:
+// they all address from the one pod CIDR) so that separate plugin processes (a
 // runtime starts one per ADD, many at once) never hand out one address twice.
 //
 // How: one file per allocated address, `addresses/<ip>`, created with
@@ -9,8 +10,8 @@
 // after a crash (a plain O_EXCL lock file would need that, a mkdir lock too).
 // What a crashed ADD can leave is an allocation without a live container,
 // which DEL (the runtime's cleanup after a failed ADD) and GC reclaim.
-// The same create guards `attachments/<key>` (one record per container +
-// interface name), so a second ADD of one attachment fails even when both race.
+// The same create guards `attachments/<network>/<key>` (one record per
+// container + interface name), so a second ADD of one attachment fails even when both race.
 import { createHash } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
@@ -35,14 +36,14 @@ const isCode = (e: unknown, code: string) => (e as NodeJS.ErrnoException)?.code 
 
 export class Ipam {
   readonly dir: string;
-  constructor(dataDir: string, network: string) {
-    this.dir = join(dataDir, network);
+  constructor(dataDir: string, readonly network: string) {
+    this.dir = dataDir;
   }
   private get addrDir() {
     return join(this.dir, "addresses");
   }
   private get attDir() {
-    return join(this.dir, "attachments");
+    return join(this.dir, "attachments", this.network);
   }
 
   static key(containerId: string, ifname: string): string {
@@ -100,11 +101,12 @@ export class Ipam {
   }
 
   /** Addresses allocated now, with their owners. */
-  addresses(): { ip: string; containerId: string; ifname: string }[] {
+  /** Addresses this network holds now, with their owners (`all`: every network's). */
+  addresses(all = false): { ip: string; containerId: string; ifname: string; network: string }[] {
     return safeReaddir(this.addrDir).filter((n) => !n.startsWith(".")).map((ip) => {
-      const [containerId = "", ifname = ""] = safeRead(join(this.addrDir, ip)).split("\n");
-      return { ip, containerId, ifname };
-    });
+      const [containerId = "", ifname = "", network = ""] = safeRead(join(this.addrDir, ip)).split("\n");
+      return { ip, containerId, ifname, network };
+    }).filter((a) => all || a.network === this.network);
   }
 
   /**
@@ -124,7 +126,7 @@ export class Ipam {
       skip.add(first);
       skip.add((first + size - 1) >>> 0);
     }
-    const owner = `${containerId}\n${ifname}\n`;
+    const owner = `${containerId}\n${ifname}\n${this.network}\n`;
     const tryTake = (a: number): boolean => {
       const file = join(this.addrDir, u32ToIp(a));
       try {
@@ -155,7 +157,7 @@ export class Ipam {
         return u32ToIp(a);
       }
     }
-    throw new CniError(ERR.TRY_AGAIN_LATER, `no free address in ${range}`, `${this.addresses().length} allocated in ${this.addrDir}`);
+    throw new CniError(ERR.TRY_AGAIN_LATER, `no free address in ${range}`, `${this.addresses(true).length} allocated in ${this.addrDir}`);
   }
 
   private hint(): number | undefined {
@@ -176,8 +178,8 @@ export class Ipam {
   /** Free the address `ip` if this attachment owns it. */
   releaseAddress(ip: string, containerId: string, ifname: string): void {
     const file = join(this.addrDir, ip);
-    const [cid, ifn] = safeRead(file).split("\n");
-    if (cid === containerId && ifn === ifname) rmSync(file, { force: true });
+    const [cid, ifn, net] = safeRead(file).split("\n");
+    if (cid === containerId && ifn === ifname && net === this.network) rmSync(file, { force: true });
   }
 
   /** Release everything of an attachment: its address(es) and its record. Idempotent. */

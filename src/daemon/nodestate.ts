@@ -86,7 +86,8 @@ export function podStatus(stateDir: string): { nodeState: string; ipamDir?: stri
     const cni = JSON.parse(readFileSync(join(stateDir, CNI_STATE_FILE), "utf8")) as { ipamDir?: string };
     if (typeof cni.ipamDir === "string") {
       out.ipamDir = cni.ipamDir;
-      out.attachments = readdirNames(join(cni.ipamDir, "attachments")).length;
+      const root = join(cni.ipamDir, "attachments");
+      out.attachments = readdirNames(root).reduce((n, net) => n + readdirNames(join(root, net)).filter((f) => !f.endsWith(".tmp")).length, 0);
     }
   } catch {
     // no pod attached through the plugin yet
