@@ -128,8 +128,8 @@ export class Daemon {
     try {
       this.setupNode();
       await this.startWorker();
-      await this.startAdmin();
       writeNodeState(this.config.node.stateDir, this.config); // the CNI plugin's node facts
+      await this.startAdmin();
     } catch (e) {
       await this.stop();
       throw e;
