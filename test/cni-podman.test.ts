@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Cluster, OUTSIDE, WORKERS } from "../src/demo/cluster.js";
-import { CNI_MAIN } from "./helpers/cni.js";
+import { CNI_MAIN, runCni } from "./helpers/cni.js";
 
 const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
 const isRoot = process.getuid?.() === 0;
@@ -173,5 +173,16 @@ describe.skipIf(!ready && process.env.CI !== "true")("CNI plugin with podman on 
     expect(qd).toMatch(/qdisc tbf \S+ dev bwp\S+ root .*rate 8Mbit/);
     podman(1, "rm", "-f", "-t", "0", "slow");
     expect(allocated(1)).not.toContain(ip);
+  }, 60_000);
+
+  it("stopping overlayd removes node.json: the plugin's STATUS says not available and a new container is refused", async () => {
+    const nodeJson = join(cluster.stateDir(3), "node.json");
+    expect(existsSync(nodeJson)).toBe(true);
+    podman(3, "rm", "-f", "-t", "0", "recv");
+    expect(await cluster.stopDaemon(daemons.pop()!)).toBe(0);
+    expect(existsSync(nodeJson)).toBe(false);
+    const st = await runCni("STATUS", {}, { ...cluster.cniConfig(3) });
+    expect(st.json).toMatchObject({ code: 50 });
+    expect(() => podman(3, ...runBox(3, "late", [], "true"))).toThrow(/overlayd is not running on this node/);
   }, 60_000);
 });

@@ -33,6 +33,10 @@ describe("node.json (src/daemon/nodestate.ts)", () => {
       expect(nodeStateOf(loaded.config).pid).toBe(process.pid);
       removeNodeState(dir);
       expect(existsSync(file)).toBe(false);
+      // Another overlayd's file (say one this process failed to take the lock from) stays.
+      writeFileSync(file, JSON.stringify({ ...s, pid: process.pid + 1 }));
+      removeNodeState(dir);
+      expect(existsSync(file)).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -67,8 +67,15 @@ export function writeNodeState(stateDir: string, config: Config): string {
   return file;
 }
 
+/** Remove node.json if this process wrote it (never another overlayd's, e.g. after failing to take its lock). */
 export function removeNodeState(stateDir: string): void {
-  rmSync(nodeStatePath(stateDir), { force: true });
+  const file = nodeStatePath(stateDir);
+  try {
+    if (JSON.parse(readFileSync(file, "utf8")).pid !== process.pid) return;
+  } catch {
+    return; // none, or not ours to judge
+  }
+  rmSync(file, { force: true });
 }
 
 /** Read and validate node.json; throws with the reason. */
