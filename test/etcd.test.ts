@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readNodeState } from "../src/daemon/nodestate.js";
 import { EtcdCluster, ETCD_URL, haveEtcd, sleep, waitUntil, type LogLine } from "./helpers/etcd-cluster.js";
 
 const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
@@ -72,6 +73,8 @@ describe.skipIf(!isRoot || !haveEtcd())("cluster membership from etcd", () => {
     expect(metrics).toMatch(/^overlay_etcd_connected 1$/m);
     expect(metrics).toMatch(/^overlay_etcd_peers 2$/m);
     expect(metrics).toMatch(/^overlay_etcd_lease_ttl_seconds 3$/m);
+    // The CNI plugin's node facts carry the leased subnet (src/daemon/nodestate.ts).
+    for (const n of [1, 2, 3]) expect(readNodeState(join(c.dir, `state-w${n}`, "node.json")).podCIDR).toBe(c.subnets.get(n));
     // Kernel routes for the leased subnets.
     expect(c.routes(1)).toContain(`${c.subnets.get(3)} dev wo0`);
     expect(c.routes(2)).toContain(`${c.subnets.get(1)!} via 198.18.0.11 dev eth0`);

@@ -57,7 +57,8 @@ print(json.dumps({"sent": sent, "sha": h.hexdigest(), "reply": json.loads(buf.de
 interface Reply { n: number; sha: string; peer: string; port: number; me: string }
 
 describe.skipIf(!isRoot)("NAT across namespaces (Hand CNI-3/4/5)", () => {
-  const cluster = new Cluster();
+  // Pods attached by the CNI plugin (routed, gateway the node's overlay address), as the demo's.
+  const cluster = new Cluster(undefined, { pods: "cni" });
   const daemons = new Map<number, ChildProcess>();
   const servers: ChildProcess[] = [];
 

@@ -28,6 +28,7 @@ import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
 import type { ConntrackStats } from "../dataplane/dataplane.js";
 import { checkPrivileges, KernelRoutes, setSysctl } from "./system.js";
 import { NodeNat, type NatPlan } from "./natsetup.js";
+import { podStatus, removeNodeState, writeNodeState } from "./nodestate.js";
 
 export interface DaemonOptions {
   configPath: string;
@@ -132,6 +133,7 @@ export class Daemon implements AdminTarget {
     try {
       this.setupNode();
       await this.startWorker();
+      writeNodeState(this.config.node.stateDir, this.config); // the CNI plugin's node facts
       this.admin = new AdminServer(this, this.config.admin);
       await this.admin.start();
     } catch (e) {
@@ -453,6 +455,7 @@ export class Daemon implements AdminTarget {
     }
     this.derived = derived;
     this.updateTableGauges(derived);
+    try { writeNodeState(next.node.stateDir, next); } catch (e) { routeErrors.push(`node facts for CNI: ${(e as Error).message}`); }
     const errors = [...res.errors, ...routeErrors];
     this.lastReload = { at: Date.now(), ok: errors.length === 0, errors };
     this.metrics.configReloads.inc({ result: errors.length ? "error" : "ok" });
@@ -521,6 +524,7 @@ export class Daemon implements AdminTarget {
       lastReload: this.lastReload,
       conntrack: { hashSeedId: createHash("sha256").update(this.ctHashSeed).digest("hex").slice(0, 16) },
       etcd: this.membership?.status(),
+      pods: podStatus(this.config.node.stateDir),
     };
   }
 
@@ -536,6 +540,7 @@ export class Daemon implements AdminTarget {
   /** Stop the worker, remove routes, the device and the sockets. Idempotent. */
   async stop(): Promise<void> {
     await this.membership?.stop();
+    if (this.config) removeNodeState(this.config.node.stateDir);
     clearTimeout(this.reloadTimer);
     this.watcher?.close();
     this.watcher = undefined;

@@ -3,17 +3,20 @@
 //
 //   underlay A 198.18.0.0/24: worker1 .11, worker2 .12, leaf .1   (one bridge in "leaf")
 //   underlay B 198.18.1.0/24: worker3 .13, leaf .1
-//   pods: worker N has pod 198.19.N.10, gateway 198.19.N.1 on the worker
+//   pods: worker N has pod 198.19.N.10: with `pods: "cni"` attached by the
+//   CNI plugin (src/cni/, routed mode: a /32, gateway the node's overlay
+//   address 198.19.N.0) once the worker's overlayd is up; by default built by
+//   hand (a /32, gateway 198.19.N.1 on the worker's veth); `pods: "none"`: no pods
 //   optional (addOutside): "outside" 198.18.2.100 behind the leaf (198.18.2.1),
 //   routes only to the underlay subnets, never to the pod CIDRs (Hand CNI-3)
 //
 // Used by `overlayd demo` and by the end-to-end tests. Every namespace gets
 // a run-specific prefix; destroy() removes all of them and ends only the
 // processes started here, by PID.
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { stringify } from "yaml";
 import { Namespaces } from "./netns.js";
 
@@ -130,17 +133,66 @@ export async function waitFor(cond: () => boolean, ms: number, what: string): Pr
   }
 }
 
+/** How the cluster's pods are attached: by the CNI plugin, by hand-built veths, or not at all. */
+export type PodAttachment = "cni" | "manual" | "none";
+
 export class Cluster {
   readonly prefix: string;
   readonly dir: string;
+  readonly pods: PodAttachment;
   private readonly nets: Namespaces;
   private procs: ChildProcess[] = [];
+  private attached = new Set<number>();
   readonly logs = new Map<string, string[]>();
 
-  constructor(prefix = `wo${Math.random().toString(36).slice(2, 6)}`) {
+  constructor(prefix = `wo${Math.random().toString(36).slice(2, 6)}`, opts: { pods?: PodAttachment } = {}) {
     this.prefix = prefix;
+    this.pods = opts.pods ?? "manual";
     this.nets = new Namespaces(prefix);
     this.dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+  }
+
+  /** Worker n's node.stateDir (overlayd writes node.json for the CNI plugin there). */
+  stateDir(n: number): string {
+    return join(this.dir, `state-w${n}`);
+  }
+
+  /** The network config worker n's runtime would give the plugin (one of the conflist's plugins). */
+  cniConfig(n: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+    return {
+      cniVersion: "1.0.0",
+      name: "wasm-overlay",
+      type: "wasm-overlay",
+      nodeState: join(this.stateDir(n), "node.json"),
+      ipam: { dataDir: join(this.dir, `cni-w${n}`) },
+      ...extra,
+    };
+  }
+
+  /**
+   * Attach pod n (namespace pod<n>) as a runtime would: run the CNI plugin
+   * `cniMain` (dist/src/cni/main.js) with CNI_COMMAND=ADD in worker n's
+   * namespace, asking for podIp(n) through the `ips` capability. Needs
+   * worker n's overlayd up (the plugin reads its node.json). Returns the result.
+   */
+  attachPod(n: number, cniMain: string): Record<string, unknown> {
+    const out = this.runCni(n, cniMain, "ADD", `pod${n}`, this.cniConfig(n, { runtimeConfig: { ips: [podIp(n)] } }));
+    this.attached.add(n);
+    return JSON.parse(out);
+  }
+
+  /** Run the plugin for `verb` on the sandbox namespace `podNs` (short name), as container `pod<n>`. */
+  runCni(n: number, cniMain: string, verb: string, podNs: string, conf: Record<string, unknown>): string {
+    try {
+      return execFileSync("ip", ["netns", "exec", this.ns(`w${n}`), process.execPath, cniMain], {
+        encoding: "utf8",
+        input: JSON.stringify(conf),
+        env: { ...process.env, CNI_COMMAND: verb, CNI_CONTAINERID: `${this.prefix}-${podNs}`, CNI_NETNS: `/run/netns/${this.ns(podNs)}`, CNI_IFNAME: "eth0", CNI_PATH: "/usr/lib/cni" },
+      });
+    } catch (e) {
+      const x = e as { stdout?: string; message: string };
+      throw new Error(`CNI ${verb} of ${podNs} on worker${n}: ${x.stdout?.trim() || x.message}`);
+    }
   }
 
   ns(name: string): string {
@@ -176,9 +228,16 @@ export class Cluster {
         this.exec(wn, ["ip", "addr", "add", `${w.underlay}/24`, "dev", "eth0"]);
         this.exec(wn, ["ip", "route", "add", "198.18.0.0/24", "via", "198.18.1.1"]);
       }
-      // The pod: routed (Hand CNI-2 option 1), gateway on the worker side.
+      this.exec(wn, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+      // Strict reverse-path filtering, as on many hardened nodes: the overlay
+      // must work without turning it off globally.
+      this.exec(wn, ["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1"]);
+      if (this.pods === "none") continue;
       const pod = `pod${w.n}`;
       this.nets.add(pod);
+      // With the plugin, startDaemon() attaches the pod once overlayd is up.
+      if (this.pods === "cni") continue;
+      // By hand: routed (Hand CNI-2 option 1), gateway on the worker side.
       this.nets.veth(pod, "eth0", wn, "veth-pod");
       // A /32 with an on-link gateway, as routed CNIs (Calico) give pods:
       // every other address, this node's pod CIDR included, is reached
@@ -188,10 +247,6 @@ export class Cluster {
       this.exec(pod, ["ip", "route", "add", `198.19.${w.n}.1`, "dev", "eth0", "scope", "link"]);
       this.exec(pod, ["ip", "route", "add", "default", "via", `198.19.${w.n}.1`, "dev", "eth0"]);
       this.exec(wn, ["ip", "addr", "add", `198.19.${w.n}.1/24`, "dev", "veth-pod"]);
-      this.exec(wn, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-      // Strict reverse-path filtering, as on many hardened nodes: the overlay
-      // must work without turning it off globally.
-      this.exec(wn, ["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.default.rp_filter=1"]);
     }
   }
 
@@ -204,7 +259,7 @@ export class Cluster {
         underlay: { address: me.underlay, prefixLength: 24, device: "eth0" },
         podCIDR: `198.19.${n}.0/24`,
         device: { name: "wo0", mode: "tun" },
-        stateDir: join(this.dir, `state-w${n}`),
+        stateDir: this.stateDir(n),
       },
       tunnel: { vni: 100 },
       peers: WORKERS.filter((w) => w.n !== n).map((w) => ({
@@ -242,7 +297,10 @@ export class Cluster {
       if (child.exitCode !== null) throw new Error(`overlayd on worker${n} exited ${child.exitCode}: ${log.join("")}`);
       try {
         const out = this.exec(`w${n}`, ["ip", "-o", "link", "show", "wo0"]);
-        if (out.includes("UP") && this.adminOk(n)) return child;
+        if (out.includes("UP") && this.adminOk(n)) {
+          if (this.pods === "cni" && !this.attached.has(n)) this.attachPod(n, join(dirname(cli), "..", "cni", "main.js"));
+          return child;
+        }
       } catch {
         // not yet
       }

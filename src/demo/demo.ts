@@ -26,7 +26,8 @@ export async function runDemo(opts: { keep?: boolean } = {}): Promise<number> {
     console.error("the demo builds network namespaces and tun devices: run it as root (sudo npm start)");
     return 1;
   }
-  const cluster = new Cluster();
+  // Pods attached by the CNI plugin (dist/src/cni/main.js), run as a runtime runs it.
+  const cluster = new Cluster(undefined, { pods: "cni" });
   const cleanup = async () => {
     await cluster.destroy();
   };
@@ -47,7 +48,7 @@ export async function runDemo(opts: { keep?: boolean } = {}): Promise<number> {
     for (const w of WORKERS) {
       const file = cluster.writeConfig(w.n, cluster.config(w.n, (p) => encap(w.n, p), nat));
       await cluster.startDaemon(w.n, file, CLI);
-      console.log(`  worker${w.n} (${w.underlay}) overlayd up, pods 198.19.${w.n}.0/24`);
+      console.log(`  worker${w.n} (${w.underlay}) overlayd up, pods 198.19.${w.n}.0/24; pod${w.n} ${podIp(w.n)}/32 attached by the CNI plugin (routed, gateway 198.19.${w.n}.0)`);
     }
     const cases: Array<[number, number, string]> = [
       [1, 3, "IPIP  (worker1 -> worker3, other subnet)"],

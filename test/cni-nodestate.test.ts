@@ -1,0 +1,41 @@
+// overlayd's node facts for the CNI plugin (`${node.stateDir}/node.json`,
+// src/daemon/nodestate.ts) with a real daemon: written at start, rewritten by
+// a reload that changes them, removed on stop; `show status` points at it.
+// Needs root; CI runs it as root.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { parse, stringify } from "yaml";
+import { Cluster, waitFor } from "../src/demo/cluster.js";
+import { readNodeState } from "../src/daemon/nodestate.js";
+
+const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
+const isRoot = process.getuid?.() === 0;
+
+describe.skipIf(!isRoot && process.env.CI !== "true")("node.json from a running overlayd", () => {
+  const cluster = new Cluster(undefined, { pods: "none" });
+  afterAll(async () => {
+    await cluster.destroy();
+  });
+
+  it("is written at start, follows a reload, and goes on stop", async () => {
+    cluster.build();
+    const file = cluster.writeConfig(1, cluster.config(1));
+    const d = await cluster.startDaemon(1, file, CLI);
+    const nodeJson = join(cluster.stateDir(1), "node.json");
+    const s = readNodeState(nodeJson);
+    expect(s).toMatchObject({ node: "worker1", podCIDR: "198.19.1.0/24", overlayAddress: "198.19.1.0", device: "wo0", mtu: 1450, underlay: "198.18.0.11", pid: d.pid === undefined ? undefined : expect.any(Number) });
+    expect(s.reserved).toEqual(["198.19.1.0", "198.19.1.254"]);
+    const status = JSON.parse(cluster.exec("w1", [process.execPath, CLI, "show", "status", "--json"]));
+    expect(status.pods.nodeState).toBe(nodeJson);
+    // A reload that moves the node's pod CIDR (as a new etcd lease would) rewrites it.
+    const cfg = parse(cluster.config(1));
+    cfg.node.podCIDR = "198.19.11.0/24";
+    cluster.writeConfig(1, stringify(cfg));
+    await waitFor(() => readNodeState(nodeJson).podCIDR === "198.19.11.0/24", 10_000, "node.json to follow the reload");
+    expect(readNodeState(nodeJson)).toMatchObject({ overlayAddress: "198.19.11.0", reserved: ["198.19.11.0", "198.19.11.254"] });
+    expect(await cluster.stopDaemon(d)).toBe(0);
+    expect(existsSync(nodeJson)).toBe(false);
+  }, 60_000);
+});
