@@ -25,6 +25,7 @@ import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
 import type { ConntrackStats } from "../dataplane/dataplane.js";
 import { checkPrivileges, KernelRoutes, setSysctl } from "./system.js";
 import { NodeNat, type NatPlan } from "./natsetup.js";
+import { LinkMtuWatcher, MtuError, planMtu, readLinkMtu, underlayDeviceOf, type MtuPlan } from "./mtu.js";
 import type { FlowInfo } from "../control/conntrack.js";
 import type { FlowRecord } from "../dataplane/dataplane.js";
 
@@ -123,9 +124,10 @@ export class Daemon {
     if (!loaded.ok) throw new Error(`invalid config ${this.opts.configPath}:\n  ${loaded.errors.join("\n  ")}`);
     checkPrivileges();
     this.config = loaded.config;
-    this.derived = deriveTables(this.config);
     try {
+      ({ derived: this.derived, plan: this.mtu } = this.deriveWithMtu(this.config, true));
       this.setupNode();
+      this.watchLinkMtu();
       await this.startWorker();
       await this.startAdmin();
     } catch (e) {
@@ -139,6 +141,30 @@ export class Daemon {
       node: this.config.node.name, device: this.tun?.name, mode: d.node.mode, underlay: u32ToIp(d.node.underlay),
       peers: d.peers.map((p) => `${p.name}=${p.encapsulation}`), routes: d.routes.length,
     }, "overlayd started");
+  }
+
+  /** The MTUs from the underlay link (src/daemon/mtu.ts) and what follows its changes. */
+  private mtu?: MtuPlan;
+  private linkMtuWatcher?: LinkMtuWatcher;
+
+  /** deriveTables, with the tunnel MTU the underlay link allows. `strict`:
+   *  refuse (MtuError) configured MTUs above the link's. */
+  private deriveWithMtu(c: Config, strict: boolean): { derived: DerivedTables; plan: MtuPlan } {
+    const derived = deriveTables(c);
+    const device = underlayDeviceOf(c);
+    const plan = planMtu(c, derived, { device, mtu: readLinkMtu(device) }, strict);
+    for (const w of plan.warnings) this.log.warn(w);
+    derived.node.underlayMtu = plan.tunnelMtu;
+    return { derived, plan };
+  }
+
+  private watchLinkMtu(): void {
+    const p = this.mtu!;
+    if (!p.device) return;
+    this.linkMtuWatcher = new LinkMtuWatcher(p.device, p.linkMtu, (mtu, before) => {
+      this.log.info({ device: p.device, mtu, before }, "the underlay link's MTU changed; applying it");
+      this.scheduleReload("underlay MTU changed", 0);
+    });
   }
 
   /** Whether an io_uring can be set up (the kernel may lack it or forbid it). */
@@ -172,8 +198,9 @@ export class Daemon {
     // neighbour solicitations into the device, which the data path drops.
     // Before the link goes up, or the first of them is already queued.
     setSysctl(`net.ipv6.conf.${this.tun.name}.disable_ipv6`, "1");
+    this.log.info({ ...this.mtu, warnings: undefined }, "MTUs");
     configureLink(this.tun.name, {
-      mtu: c.node.device.mtu,
+      mtu: this.mtu!.deviceMtu,
       mac: d.node.mode === "tap" ? formatMac(d.node.devMac) : undefined,
       addresses: [`${u32ToIp(d.node.overlay)}/32`],
       up: true,
@@ -410,7 +437,15 @@ export class Daemon {
       const what = changed.length ? `node.${changed[0]}` : ctResized ? "nat.conntrack.maxFlows" : "tunnel.port";
       return reject([`${what} changed: restart overlayd to apply it`]);
     }
-    const derived = deriveTables(next);
+    // Strict when the config's MTUs changed; a moved link is taken as it is.
+    const mtuFields = (x: Config) => `${x.tunnel.underlayMtu} ${x.node.device.mtu}`;
+    let derived: DerivedTables, plan: MtuPlan;
+    try {
+      ({ derived, plan } = this.deriveWithMtu(next, mtuFields(next) !== mtuFields(this.config)));
+    } catch (e) {
+      if (e instanceof MtuError) return reject([e.message]);
+      throw e;
+    }
     const queues = 1 + this.queueTuns.length;
     if (derived.nat.enabled && queues > 1) {
       return reject([`NAT needs one tun queue and this overlayd runs ${queues}: set node.device.queues: 1 and restart overlayd`]);
@@ -429,6 +464,15 @@ export class Daemon {
       });
     }
     const routeErrors = this.kernelRoutes.sync(this.kernelRouteList(derived));
+    if (this.tun && plan.deviceMtu !== this.mtu?.deviceMtu) {
+      try {
+        ip("link", "set", "dev", this.tun.name, "mtu", String(plan.deviceMtu));
+        this.log.info({ device: this.tun.name, mtu: plan.deviceMtu, tunnelMtu: plan.tunnelMtu }, "device MTU changed");
+      } catch (e) {
+        routeErrors.push(`device MTU ${plan.deviceMtu}: ${(e as Error).message}`);
+      }
+    }
+    this.mtu = plan;
     this.config = next;
     try {
       if (derived.nat.enabled) this.nodeNat.apply(this.natPlan(derived));
@@ -572,6 +616,7 @@ export class Daemon {
       routes: this.derived.routes.length,
       kernelRoutes: this.kernelRoutes.list(),
       lastReload: this.lastReload,
+      mtu: this.mtu && { device: this.mtu.device, linkMtu: this.mtu.linkMtu, tunnelMtu: this.mtu.tunnelMtu, deviceMtu: this.mtu.deviceMtu, source: this.mtu.source },
       etcd: this.membership?.status(),
     };
   }
@@ -589,6 +634,7 @@ export class Daemon {
   async stop(): Promise<void> {
     await this.membership?.stop();
     clearTimeout(this.reloadTimer);
+    this.linkMtuWatcher?.stop();
     this.watcher?.close();
     this.watcher = undefined;
     const lanes = this.lanes;

@@ -1,0 +1,124 @@
+// MTU and PMTU end to end (issue 13 §4): the seed cluster on an underlay of
+// MTU 1400 with the default config (no tunnel.underlayMtu, no device MTU).
+// Needs root; CI runs it as root.
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Cluster, podIp, waitFor } from "../src/demo/cluster.js";
+
+const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
+const isRoot = process.getuid?.() === 0;
+if (process.env.CI === "true" && !isRoot) throw new Error("test/mtu-e2e.test.ts needs root in CI");
+
+// Echo requests of every size in [lo, hi] (ICMP payload bytes), DF set, from
+// a raw socket; prints the sizes that got no echo reply within the timeout.
+const PING_SWEEP = `
+import socket, struct, sys, time, select
+dst, lo, hi = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.setsockopt(socket.IPPROTO_IP, 10, 3)  # IP_MTU_DISCOVER = IP_PMTUDISC_PROBE: DF set
+s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE: every reply fits
+def csum(b):
+    if len(b) % 2: b += b"\\0"
+    t = sum(struct.unpack("!%dH" % (len(b) // 2), b)); t = (t >> 16) + (t & 0xffff); t += t >> 16
+    return ~t & 0xffff
+ident = 0x4d54; want = set(range(lo, hi + 1)); got = set()
+for size in range(lo, hi + 1):
+    body = bytes((size + i) & 0xff for i in range(size))
+    h = struct.pack("!BBHHH", 8, 0, 0, ident, size) + body
+    s.sendto(struct.pack("!BBHHH", 8, 0, csum(h), ident, size) + body, (dst, 0))
+    if size % 50 == 0: time.sleep(0.01)
+end = time.time() + 3
+while time.time() < end and got != want:
+    r, _, _ = select.select([s], [], [], 0.2)
+    if not r: continue
+    p = s.recv(65535); ihl = (p[0] & 15) * 4; t, _, _, i, seq = struct.unpack("!BBHHH", p[ihl:ihl + 8])
+    if t == 0 and i == ident and len(p) - ihl - 8 == seq: got.add(seq)
+print(" ".join(str(x) for x in sorted(want - got)))
+`;
+
+describe.skipIf(!isRoot)("MTU from the underlay link (1400)", () => {
+  const cluster = new Cluster();
+  // worker1 <-> worker3 IPIP, worker2 <-> worker3 VXLAN, as test/e2e.test.ts.
+  const encap = (me: number, peer: number) => ((me === 1 && peer === 3) || (me === 3 && peer === 1) ? "ipip" : "auto");
+  const status = (n: number) => JSON.parse(cluster.exec(`w${n}`, [process.execPath, CLI, "show", "status", "--json"]));
+  const linkMtu = (ns: string, dev: string) => Number(/ mtu (\d+)/.exec(cluster.exec(ns, ["ip", "-o", "link", "show", dev]))![1]);
+
+  beforeAll(async () => {
+    cluster.build({ underlayMtu: 1400 });
+  }, 60_000);
+  afterAll(async () => {
+    await cluster.destroy();
+  });
+
+  it("a configured tunnel.underlayMtu above the link is refused at start with a clear message", () => {
+    const file = cluster.writeConfig(1, cluster.config(1, (p) => encap(1, p), { tunnel: { vni: 100, underlayMtu: 1500 } }));
+    let out = "";
+    let code = 0;
+    try {
+      execFileSync("ip", ["netns", "exec", cluster.ns("w1"), process.execPath, CLI, "run", "--config", file], { encoding: "utf8", stdio: "pipe", timeout: 20_000 });
+    } catch (e) {
+      const x = e as { status: number; stdout: string; stderr: string };
+      code = x.status;
+      out = `${x.stdout}${x.stderr}`;
+    }
+    expect(code).not.toBe(0);
+    expect(out).toMatch(/tunnel\.underlayMtu 1500 is above the MTU of the underlay interface eth0 \(1400\)/);
+    // Refused before anything was set up.
+    expect(cluster.exec("w1", ["ip", "-o", "link"])).not.toMatch(/wo0/);
+  }, 30_000);
+
+  it("starts with the default config: device MTU 1350, tunnel MTU 1400", async () => {
+    for (const n of [1, 2, 3]) {
+      const file = cluster.writeConfig(n, cluster.config(n, (p) => encap(n, p)));
+      await cluster.startDaemon(n, file, CLI);
+    }
+    // Room for VXLAN (50) where a peer is reached by VXLAN; worker1's only
+    // tunnelled peer is IPIP (20): 1380.
+    for (const [n, dev] of [[1, 1380], [2, 1350], [3, 1350]]) {
+      expect(linkMtu(`w${n}`, "wo0")).toBe(dev);
+      expect(status(n).mtu).toMatchObject({ device: "eth0", linkMtu: 1400, tunnelMtu: 1400, deviceMtu: dev, source: "link" });
+    }
+  }, 60_000);
+
+  it("pings of every size up to the device MTU pass pod to pod over VXLAN (DF set)", () => {
+    // ICMP payload + 28 bytes of headers: 1322 gives a 1350-byte packet.
+    const missing = cluster.exec("pod2", ["python3", "-c", PING_SWEEP, podIp(3), "0", "1322"]).trim();
+    expect(missing, `sizes without a reply: ${missing}`).toBe("");
+  }, 60_000);
+
+  it("larger DF pings get fragmentation needed with MTU 1350, from the kernel and from the data path", () => {
+    const tooBig = () => {
+      cluster.exec("pod2", ["ip", "route", "flush", "cache"]); // forget a PMTU learnt before
+      try {
+        return cluster.exec("pod2", ["sh", "-c", `ping -c 1 -W 2 -M do -s 1323 ${podIp(3)} 2>&1`]);
+      } catch (e) {
+        return String((e as { stdout?: string }).stdout ?? e);
+      }
+    };
+    // The device MTU stops it at worker2's kernel (local error or an ICMP from the node).
+    expect(tooBig()).toMatch(/mtu = 1350|mtu=1350/);
+    // With the device opened up, the data path itself answers with the tunnel MTU's inner size.
+    cluster.exec("w2", ["ip", "link", "set", "wo0", "mtu", "1400"]);
+    try {
+      expect(tooBig()).toMatch(/From 198\.19\.2\.0 .*Frag needed and DF set \(mtu = 1350\)/);
+    } finally {
+      cluster.exec("w2", ["ip", "link", "set", "wo0", "mtu", "1350"]);
+    }
+  });
+
+  it("follows the link: lowering worker2's underlay MTU to 1300 makes its device MTU 1250, and back", async () => {
+    const set = (mtu: number) => {
+      cluster.exec("w2", ["ip", "link", "set", "eth0", "mtu", String(mtu)]);
+    };
+    set(1300);
+    try {
+      await waitFor(() => linkMtu("w2", "wo0") === 1250, 10_000, "device MTU did not follow the link to 1250");
+      expect(status(2).mtu).toMatchObject({ linkMtu: 1300, tunnelMtu: 1300, deviceMtu: 1250 });
+    } finally {
+      set(1400);
+    }
+    await waitFor(() => linkMtu("w2", "wo0") === 1350, 10_000, "device MTU did not follow the link back to 1350");
+    expect(cluster.ping(2, podIp(3), 1).ok).toBe(true);
+  }, 30_000);
+});
