@@ -6,6 +6,9 @@ import { validateConfig } from "../src/config/load.js";
 import { deriveTables } from "../src/config/derive.js";
 import type { Config } from "../src/config/schema.js";
 import { encapOverhead, MtuError, planMtu, readLinkMtu } from "../src/daemon/mtu.js";
+import { createMetrics } from "../src/control/metrics.js";
+import { E_BAD_SLOT, E_TRUNCATED, IoErrors, OP_RECV, OP_SEND, OP_WRITE } from "../src/io/errors.js";
+import * as libc from "../src/io/libc.js";
 
 function config(extra: { tunnel?: object; device?: object; encap?: string[] } = {}): Config {
   const encap = extra.encap ?? ["auto", "auto"];
@@ -66,5 +69,39 @@ describe("MTUs from the underlay link", () => {
     expect(readLinkMtu("no-such-link0")).toBeUndefined();
     expect(readLinkMtu("../../../etc")).toBeUndefined();
     expect(readLinkMtu(undefined)).toBeUndefined();
+  });
+});
+
+describe("I/O errors by errno (overlay_io_errors_total)", () => {
+  const line = async (m: ReturnType<typeof createMetrics>, op: string, errno: string) => {
+    const text = await m.registry.metrics();
+    const hit = new RegExp(`^overlay_io_errors_total\\{op="${op}",errno="${errno}"\\} (\\d+)$`, "m").exec(text);
+    return hit ? Number(hit[1]) : undefined;
+  };
+
+  it("exports each op/errno as a counter, from cumulative snapshots, resets included; common series exist at 0", async () => {
+    const m = createMetrics();
+    expect(await line(m, "send", "EMSGSIZE")).toBe(0);
+    expect(await line(m, "recv", "MSG_TRUNC")).toBe(0);
+    m.setIoErrors({ "send/EMSGSIZE": 3, "write/EAGAIN": 1 });
+    m.setIoErrors({ "send/EMSGSIZE": 5, "write/EAGAIN": 1, "send/ENETUNREACH": 2 });
+    expect(await line(m, "send", "EMSGSIZE")).toBe(5);
+    expect(await line(m, "send", "ENETUNREACH")).toBe(2);
+    expect(await line(m, "write", "EAGAIN")).toBe(1);
+    m.setIoErrors({ "send/EMSGSIZE": 2 }); // a worker restarted from zero
+    expect(await line(m, "send", "EMSGSIZE")).toBe(7);
+    m.setIoErrors({ "bogus/EIO": 1, "send/E IO": 1, "send/EIO": -1 } as Record<string, number>);
+    expect(await m.registry.metrics()).not.toMatch(/bogus|E IO/);
+  });
+
+  it("IoErrors counts by op and errno without names until the snapshot", () => {
+    const e = new IoErrors();
+    e.add(OP_SEND, libc.EMSGSIZE);
+    e.add(OP_SEND, libc.EMSGSIZE, 2);
+    e.add(OP_WRITE, libc.EAGAIN);
+    e.add(OP_RECV, E_TRUNCATED);
+    e.add(OP_SEND, E_BAD_SLOT);
+    e.add(OP_SEND, libc.ENOBUFS, 0);
+    expect(e.snapshot()).toEqual({ "send/EMSGSIZE": 3, "write/EAGAIN": 1, "recv/MSG_TRUNC": 1, "send/bad_slot": 1 });
   });
 });

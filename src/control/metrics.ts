@@ -64,7 +64,17 @@ export interface Metrics {
    *  difference from the previous call is added, a value that went down
    *  counts as a reset. Keys not in IO_EVENTS are ignored. */
   setIo(stats: Readonly<Record<string, number | undefined>>): void;
+  /** Packet I/O failures (IoStats.errors, summed over the workers): "op/ERRNO"
+   *  -> cumulative count, exported as overlay_io_errors_total{op, errno};
+   *  deltas as in setIo. Malformed keys are ignored. */
+  setIoErrors(errors: Readonly<Record<string, number>>): void;
 }
+
+/** Series of overlay_io_errors_total that exist from the start (at 0). */
+export const IO_ERRORS_PRECREATED = [
+  ["send", "EMSGSIZE"], ["send", "ENOBUFS"], ["send", "EAGAIN"], ["send", "EIO"],
+  ["write", "EAGAIN"], ["write", "EIO"], ["recv", "MSG_TRUNC"],
+] as const;
 
 /** The workers' I/O statistics as exported: event label -> IoStats key (src/daemon/worker.ts). */
 export const IO_EVENTS = {
@@ -146,6 +156,14 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   });
   for (const e of Object.keys(IO_EVENTS)) ioEvents.inc({ event: e }, 0);
   const ioLast = new Map<string, number>();
+  const ioErrors = new Counter({
+    name: `${p}io_errors_total`,
+    help: "Packet I/O failures by operation (send: underlay sockets, write: tun/tap, recv: underlay sockets, read: tun/tap) and errno (MSG_TRUNC: a datagram longer than its buffer; bad_slot: a packet outside its slot, never sent)",
+    labelNames: ["op", "errno"] as const,
+    registers,
+  });
+  for (const [op, errno] of IO_ERRORS_PRECREATED) ioErrors.inc({ op, errno }, 0);
+  const ioErrLast = new Map<string, number>();
 
   /** Add what a cumulative value grew by since the last call (all of it after a reset). */
   const grow = (lastMap: Map<string, number>, key: string, now: number, add: (n: number) => void) => {
@@ -184,6 +202,13 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       for (const [event, key] of Object.entries(IO_EVENTS)) {
         const now = st[key];
         if (typeof now === "number" && Number.isSafeInteger(now) && now >= 0) grow(ioLast, event, now, (n) => ioEvents.inc({ event }, n));
+      }
+    },
+    setIoErrors(errs) {
+      for (const [key, now] of Object.entries(errs)) {
+        const m = /^(send|write|recv|read)\/([A-Za-z0-9_]+)$/.exec(key);
+        if (!m || typeof now !== "number" || !Number.isSafeInteger(now) || now < 0) continue;
+        grow(ioErrLast, key, now, (n) => ioErrors.inc({ op: m[1], errno: m[2] }, n));
       }
     },
     setTableSizes(s) {

@@ -400,11 +400,19 @@ export class Daemon {
     for (const l of this.lanes) for (const [k, v] of Object.entries(l.counters)) counters[k] = (counters[k] ?? 0n) + v;
     this.counters = counters;
     const io = { ...this.ioStats };
-    for (const k of Object.keys(io) as (keyof IoStats)[]) io[k] = 0;
-    for (const l of this.lanes) for (const [k, v] of Object.entries(l.io ?? {})) (io as Record<string, number>)[k] = ((io as Record<string, number>)[k] ?? 0) + (v as number);
+    for (const k of Object.keys(io)) if (k !== "errors") (io as unknown as Record<string, number>)[k] = 0;
+    const errors: Record<string, number> = {};
+    for (const l of this.lanes) {
+      for (const [k, v] of Object.entries(l.io ?? {})) {
+        if (k === "errors") for (const [e, n] of Object.entries(v as Record<string, number>)) errors[e] = (errors[e] ?? 0) + n;
+        else (io as unknown as Record<string, number>)[k] = ((io as unknown as Record<string, number>)[k] ?? 0) + (v as number);
+      }
+    }
+    io.errors = errors;
     this.ioStats = io;
     this.metrics.updateFromCounters(this.lanes.map((l) => l.counters));
     this.metrics.setIo(io as unknown as Record<string, number | undefined>);
+    this.metrics.setIoErrors(errors);
     const cts = this.lanes.map((l) => l.ct).filter((x): x is ConntrackStats => x !== undefined);
     if (cts.length) {
       const sum = { ...cts[0] };

@@ -10,6 +10,7 @@ import { BatchIO } from "../io/batch.js";
 import * as libc from "../io/libc.js";
 import { UdpGroReceiver, UdpGsoSender } from "../io/udpgso.js";
 import { TunRing } from "../io/uring.js";
+import { IoErrors, OP_WRITE } from "../io/errors.js";
 
 export interface WorkerConfig {
   tunFd: number;
@@ -71,6 +72,8 @@ export interface IoStats {
   encapWhole?: number;
   /** tunnel.kernelGso: super-frames written whole to the tap, for the kernel to segment. */
   tnlGsoFrames?: number;
+  /** Failures by "op/ERRNO" (src/io/errors.ts), cumulative. */
+  errors?: Record<string, number>;
 }
 
 function run(cfg: WorkerConfig, port: MessagePort): void {
@@ -89,7 +92,12 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const ctStats = () => (nat ? dp.conntrackStats() : undefined);
   const first = state.apply(cfg.tables);
   if (first.errors.length) port.postMessage({ type: "applied", id: 0, ...first } satisfies FromWorker);
-  const io = new BatchIO({ memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch });
+  const ioErrors = new IoErrors();
+  const io = new BatchIO({ memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch, errors: ioErrors });
+  const writeFailed = () => {
+    ioStats.writeErrors++;
+    ioErrors.add(OP_WRITE, libc.errno());
+  };
   const ring = cfg.ioUring ? new TunRing(256) : undefined;
   if (ring) io.useRing(ring);
   // Index lists live in linear memory: collectVerdicts() fills them in WASM.
@@ -121,10 +129,10 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   // UDP GSO/GRO: VXLAN trains leave as one sendmsg and arrive as one buffer.
   const gso = (cfg.gsoFds?.length ?? 0) > 0;
   const region = { memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch };
-  const gsoSender = gso ? new UdpGsoSender(region, cfg.gsoFds!) : undefined;
+  const gsoSender = gso ? new UdpGsoSender(region, cfg.gsoFds!, ioErrors) : undefined;
   const GRO_BUFS = 8;
   const groBufPtr = gso ? Number(dp.raw.allocScratch(GRO_BUFS * 65536)) : 0;
-  const groRx = gso ? new UdpGroReceiver(dp.memory, groBufPtr, GRO_BUFS) : undefined;
+  const groRx = gso ? new UdpGroReceiver(dp.memory, groBufPtr, GRO_BUFS, ioErrors) : undefined;
   // VXLAN packets for UDP GSO get a list of their own; IPIP and direct ones
   // go to the toUnderlay list as without GSO.
   const vxPtr = gso ? Number(dp.raw.allocScratch(listBytes)) : 0;
@@ -169,7 +177,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
               dp.processVxlan(1);
               const len = dp.raw.encapBuild(0, d.ptr, d.len, segs);
               if (len > 0) {
-                if (libc.write(cfg.tunFd, memBase + d.ptr + ENCAP_WRITE_AT, len) < 0) ioStats.writeErrors++;
+                if (libc.write(cfg.tunFd, memBase + d.ptr + ENCAP_WRITE_AT, len) < 0) writeFailed();
                 ioStats.groFrames++;
                 ioStats.encapWhole!++;
               } else flush(1); // dropped, or an answer: as any packet
@@ -295,9 +303,9 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       frames++;
     }
     if (ring) {
-      ioStats.writeErrors += ring.writeAll(cfg.gsoTap!.fd, frames, (i) => tnlFrames[i * 2], (i) => tnlFrames[i * 2 + 1]);
+      ioStats.writeErrors += ring.writeAll(cfg.gsoTap!.fd, frames, (i) => tnlFrames[i * 2], (i) => tnlFrames[i * 2 + 1], ioErrors);
     } else {
-      for (let i = 0; i < frames; i++) if (libc.write(cfg.gsoTap!.fd, tnlFrames[i * 2], tnlFrames[i * 2 + 1]) < 0) ioStats.writeErrors++;
+      for (let i = 0; i < frames; i++) if (libc.write(cfg.gsoTap!.fd, tnlFrames[i * 2], tnlFrames[i * 2 + 1]) < 0) writeFailed();
     }
     ioStats.tnlGsoFrames! += frames;
     // What did not leave as a frame (ICMP errors, drops) goes on as any packet.
@@ -373,11 +381,11 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       if (frames >= 0) {
         const dv = dp.dv;
         if (ring) {
-          ioStats.writeErrors += ring.writeAll(cfg.tunFd, frames, (k) => memBase + groOut + dv.getUint32(groFrames + k * 8, true), (k) => dv.getUint32(groFrames + k * 8 + 4, true));
+          ioStats.writeErrors += ring.writeAll(cfg.tunFd, frames, (k) => memBase + groOut + dv.getUint32(groFrames + k * 8, true), (k) => dv.getUint32(groFrames + k * 8 + 4, true), ioErrors);
         } else {
           for (let k = 0; k < frames; k++) {
             const off = dv.getUint32(groFrames + k * 8, true), len = dv.getUint32(groFrames + k * 8 + 4, true);
-            if (libc.write(cfg.tunFd, memBase + groOut + off, len) < 0) ioStats.writeErrors++;
+            if (libc.write(cfg.tunFd, memBase + groOut + off, len) < 0) writeFailed();
           }
         }
         ioStats.groFrames += frames;
@@ -388,13 +396,17 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     ioStats.writeErrors += io.writeTun(cfg.tunFd, toDevice, nd).errors;
   };
 
+  const ioSnapshot = (): IoStats => {
+    ioStats.errors = ioErrors.snapshot();
+    return ioStats;
+  };
   let lastStats = Date.now();
   for (;;) {
     // Control messages first, between batches.
     for (let msg = receiveMessageOnPort(port); msg; msg = receiveMessageOnPort(port)) {
       const m = msg.message as ToWorker;
       if (m.type === "stop") {
-        port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats, ct: ctStats() } satisfies FromWorker);
+        port.postMessage({ type: "stats", counters: dp.counters(), io: ioSnapshot(), ct: ctStats() } satisfies FromWorker);
         port.postMessage({ type: "stopped" } satisfies FromWorker);
         return;
       }
@@ -402,7 +414,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
         const r = state.apply(m.tables);
         port.postMessage({ type: "applied", id: m.id, errors: r.errors, routesAdded: r.routesAdded, routesRemoved: r.routesRemoved } satisfies FromWorker);
       }
-      if (m.type === "stats") port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats, ct: ctStats() } satisfies FromWorker);
+      if (m.type === "stats") port.postMessage({ type: "stats", counters: dp.counters(), io: ioSnapshot(), ct: ctStats() } satisfies FromWorker);
       if (m.type === "conntrack") {
         const now = nowSec();
         port.postMessage({ type: "conntrack", id: m.id, now, flows: nat ? dp.conntrackDump(now, m.limit) : [], stats: ctStats() } satisfies FromWorker);
@@ -436,7 +448,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     const now = Date.now();
     if (now - lastStats >= cfg.statsIntervalMs) {
       lastStats = now;
-      port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats, ct: ctStats() } satisfies FromWorker);
+      port.postMessage({ type: "stats", counters: dp.counters(), io: ioSnapshot(), ct: ctStats() } satisfies FromWorker);
     }
   }
 }

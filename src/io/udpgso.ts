@@ -21,6 +21,7 @@
 import * as abi from "../dataplane/abi.js";
 import koffi from "koffi";
 import * as libc from "./libc.js";
+import { E_BAD_SLOT, E_TRUNCATED, IoErrors, OP_RECV, OP_SEND } from "./errors.js";
 import { parseIPv4, SOCKADDR_IN_SIZE, writeSockaddrIn } from "./sockets.js";
 import {
   CMSG_HDR, forEachCmsg, IOV_SIZE, MH_CONTROL, MH_CONTROLLEN, MH_FLAGS, MH_IOV, MH_IOVLEN, MH_LEN, MH_NAME, MH_NAMELEN, MMSG_SIZE,
@@ -124,7 +125,8 @@ export class UdpGsoSender {
   private mem!: DataView;
   private memAddr = 0;
 
-  constructor(private readonly r: Region, private readonly fds: number[]) {
+  /** `errors`: where failures are counted by errno (default: its own). */
+  constructor(private readonly r: Region, private readonly fds: number[], readonly errors: IoErrors = new IoErrors()) {
     if (fds.length === 0) throw new RangeError("no send sockets");
     const n = r.batch;
     const layout = new ScratchLayout();
@@ -202,6 +204,7 @@ export class UdpGsoSender {
       const len = mem.getUint32(meta + abi.META_LEN, true);
       if (off + len > r.slotSize || len <= OUTER) {
         errors++;
+        this.errors.add(OP_SEND, E_BAD_SLOT);
         continue;
       }
       const p = r.slotBase + i * r.slotSize + off;
@@ -257,10 +260,14 @@ export class UdpGsoSender {
         continue;
       }
       if (e === libc.EAGAIN || e === libc.ENOBUFS) {
-        for (let m = start; m < to; m++) errors += segsOf(m);
+        let lost = 0;
+        for (let m = start; m < to; m++) lost += segsOf(m);
+        errors += lost;
+        this.errors.add(OP_SEND, e, lost);
         break;
       }
       errors += segsOf(start);
+      this.errors.add(OP_SEND, e, segsOf(start));
       start++;
     }
     return errors;
@@ -296,8 +303,9 @@ export class UdpGroReceiver {
   private memAddr = 0;
   readonly out: GroDatagram[];
 
-  /** `bufs` buffers of 64 KiB each starting at linear-memory offset `bufPtr`. */
-  constructor(private readonly memory: WebAssembly.Memory, private readonly bufPtr: number, private readonly bufs: number) {
+  /** `bufs` buffers of 64 KiB each starting at linear-memory offset `bufPtr`;
+   *  failures counted by errno in `errors`. */
+  constructor(private readonly memory: WebAssembly.Memory, private readonly bufPtr: number, private readonly bufs: number, readonly errors: IoErrors = new IoErrors()) {
     const layout = new ScratchLayout();
     this.msgs = layout.take(bufs * MMSG_SIZE);
     this.iovs = layout.take(bufs * IOV_SIZE);
@@ -334,14 +342,20 @@ export class UdpGroReceiver {
     let got = libc.recvmmsg(fd, this.scratch.addr + this.msgs, this.bufs, libc.MSG_DONTWAIT, 0);
     if (got < 0) {
       const e = libc.errno();
-      if (e !== libc.EAGAIN && e !== libc.EINTR) this.rxErrors++;
+      if (e !== libc.EAGAIN && e !== libc.EINTR) {
+        this.rxErrors++;
+        this.errors.add(OP_RECV, e);
+      }
       got = 0;
     }
     for (let i = 0; i < got; i++) {
       const m = this.msgs + i * MMSG_SIZE;
       const o = this.out[i];
       o.len = s.getUint32(m + MH_LEN, true);
-      if ((s.getInt32(m + MH_FLAGS, true) & libc.MSG_TRUNC) !== 0) this.truncated++;
+      if ((s.getInt32(m + MH_FLAGS, true) & libc.MSG_TRUNC) !== 0) {
+        this.truncated++;
+        this.errors.add(OP_RECV, E_TRUNCATED);
+      }
       o.src = s.getUint32(this.names + i * SOCKADDR_IN_SIZE + 4, false);
       o.sport = s.getUint16(this.names + i * SOCKADDR_IN_SIZE + 2, false);
       o.seg = 0;
