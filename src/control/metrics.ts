@@ -86,6 +86,8 @@ export const IO_EVENTS = {
   gro_frames: "groFrames",
   gso_sends: "gsoSends",
   gso_segments: "gsoSegments",
+  gso_fallbacks: "gsoFallbacks",
+  gso_resent: "gsoResent",
   gro_trains: "groTrains",
   gro_datagrams: "groDatagrams",
   encap_superframes: "encapSuperframes",
@@ -150,7 +152,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const ctLast = new Map<string, number>();
   const ioEvents = new Counter({
     name: `${p}io_events_total`,
-    help: "Packet I/O: send/write errors, polls, tun super-frames (read, refused, written after GRO), UDP GSO sends and segments, UDP GRO trains and datagrams, VXLAN datagrams holding a whole super-frame (and those written whole), tunnel GSO frames (tunnel.kernelGso)",
+    help: "Packet I/O: send/write errors, polls, tun super-frames (read, refused, written after GRO), UDP GSO sends and segments, sockets that fell back from UDP GSO after EIO and the datagrams resent, UDP GRO trains and datagrams, VXLAN datagrams holding a whole super-frame (and those written whole), tunnel GSO frames (tunnel.kernelGso)",
     labelNames: ["event"] as const,
     registers,
   });

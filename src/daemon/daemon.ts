@@ -394,6 +394,8 @@ export class Daemon {
     }
   }
 
+  private gsoFallbackLogged = false;
+
   /** Counters, I/O and conntrack statistics summed over the lanes. */
   private aggregateStats(): void {
     const counters: Record<string, bigint> = {};
@@ -409,6 +411,10 @@ export class Daemon {
       }
     }
     io.errors = errors;
+    if ((io.gsoFallbacks ?? 0) > 0 && !this.gsoFallbackLogged) {
+      this.gsoFallbackLogged = true;
+      this.log.warn({ sockets: io.gsoFallbacks }, "UDP GSO sends failed with EIO (the route or NIC cannot segment): those sockets send single datagrams now");
+    }
     this.ioStats = io;
     this.metrics.updateFromCounters(this.lanes.map((l) => l.counters));
     this.metrics.setIo(io as unknown as Record<string, number | undefined>);

@@ -72,6 +72,9 @@ export interface IoStats {
   encapWhole?: number;
   /** tunnel.kernelGso: super-frames written whole to the tap, for the kernel to segment. */
   tnlGsoFrames?: number;
+  /** UDP GSO: sockets turned to single datagrams after an EIO, and the datagrams of failed trains resent. */
+  gsoFallbacks?: number;
+  gsoResent?: number;
   /** Failures by "op/ERRNO" (src/io/errors.ts), cumulative. */
   errors?: Record<string, number>;
 }
@@ -368,6 +371,8 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       if (nr) ioStats.sendErrors += io.sendRaw(cfg.sendFd, toUnderlay, nr).errors;
       ioStats.gsoSends = gsoSender!.stats.gsoSends;
       ioStats.gsoSegments = gsoSender!.stats.gsoSegments;
+      ioStats.gsoFallbacks = gsoSender!.stats.gsoFallbacks;
+      ioStats.gsoResent = gsoSender!.stats.gsoResent;
     } else {
       const packed = dp.raw.collectVerdicts(n, toUnderlayPtr, toDevicePtr) >>> 0;
       const nu = packed & 0xffff;

@@ -107,6 +107,7 @@ for (const [name, num] of Object.entries(errnoNumbers)) if (!errnoNames.has(num)
 export const EPERM = errnoNumbers.EPERM ?? 1;
 export const ENOENT = errnoNumbers.ENOENT ?? 2;
 export const EINTR = errnoNumbers.EINTR ?? 4;
+export const EIO = errnoNumbers.EIO ?? 5;
 export const EAGAIN = errnoNumbers.EAGAIN ?? 11;
 export const EACCES = errnoNumbers.EACCES ?? 13;
 export const EBUSY = errnoNumbers.EBUSY ?? 16;

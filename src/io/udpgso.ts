@@ -18,6 +18,12 @@
 // The kernel computes the outer UDP checksum (UDP GSO needs one, RFC 7348
 // allows it) and the IPv4 ID; TTL is a socket option, TOS a cmsg per send,
 // DF is left clear (the data path already enforces the underlay MTU).
+//
+// A send with UDP_SEGMENT that fails with EIO means the route cannot take a
+// GSO packet (Linux before 6.11 on a device without checksum offload, an
+// xfrm/IPsec route): that socket stops using GSO for good and the train is
+// sent again as single datagrams, as wireguard-go does (counted in
+// stats.gsoFallbacks; the daemon logs it once).
 import * as abi from "../dataplane/abi.js";
 import koffi from "koffi";
 import * as libc from "./libc.js";
@@ -110,11 +116,21 @@ export interface GsoStats {
   /** Datagrams the kernel refused (counted per datagram). */
   errors: number;
   lastErrno: number;
+  /** Sockets that gave EIO for a GSO send and now send single datagrams. */
+  gsoFallbacks: number;
+  /** Datagrams of failed trains sent again one by one. */
+  gsoResent: number;
 }
 
 /** Sends encapsulated VXLAN packets from the slots with UDP_SEGMENT. */
 export class UdpGsoSender {
-  readonly stats: GsoStats = { gsoSends: 0, gsoSegments: 0, errors: 0, lastErrno: 0 };
+  readonly stats: GsoStats = { gsoSends: 0, gsoSegments: 0, errors: 0, lastErrno: 0, gsoFallbacks: 0, gsoResent: 0 };
+  /** Per socket (index into fds): GSO turned off after an EIO. */
+  private readonly noGso: boolean[];
+  /** Test hook (failGsoWith): a GSO send on a socket still using GSO fails with this errno. */
+  private injectErrno = 0;
+  /** One message per datagram of a failed train: the single-datagram resend. */
+  private readonly singles: number;
   private readonly scratch: libc.Scratch;
   private readonly s: DataView;
   private readonly msgs: number;
@@ -134,9 +150,17 @@ export class UdpGsoSender {
     this.iovs = layout.take(n * IOV_SIZE);
     this.names = layout.take(n * SOCKADDR_IN_SIZE);
     this.ctrl = layout.take(n * TX_CTRL);
+    this.singles = layout.take(MAX_SEGMENTS * MMSG_SIZE);
     this.scratch = new libc.Scratch(layout.size);
     this.s = this.scratch.dv;
+    this.noGso = fds.map(() => false);
     this.sync();
+  }
+
+  /** For tests: make every GSO send fail with `errno` (as a NIC that cannot
+   *  segment would with EIO) on the sockets still using GSO; 0 stops it. */
+  failGsoWith(errno: number): void {
+    this.injectErrno = errno;
   }
 
   private sync(): void {
@@ -212,10 +236,11 @@ export class UdpGsoSender {
       const dst = mem.getUint32(p + 16, false);
       const sport = mem.getUint16(p + 20, false);
       const dport = mem.getUint16(p + 22, false);
-      const fd = this.fds[sport % this.fds.length];
+      const fdIdx = sport % this.fds.length;
+      const fd = this.fds[fdIdx];
       const pay = len - OUTER;
       const fits = !gClosed && dst === gDst && fd === gFd && tos === gTos && dport === gPort && pay <= gSeg &&
-        gSegs < MAX_SEGMENTS && gBytes + pay <= MAX_GSO_BYTES;
+        gSegs < MAX_SEGMENTS && gBytes + pay <= MAX_GSO_BYTES && !this.noGso[fdIdx];
       if (!fits) {
         closeGroup();
         if (fd !== fdOfBatch) {
@@ -245,15 +270,28 @@ export class UdpGsoSender {
     const base = this.scratch.addr;
     let start = from, errors = 0, waited = false;
     const segsOf = (m: number) => s.getUint32(this.msgs + m * MMSG_SIZE + MH_IOVLEN, true);
+    const fdIdx = this.fds.indexOf(fd);
     while (start < to) {
-      const r = libc.sendmmsg(fd, base + this.msgs + start * MMSG_SIZE, to - start, 0);
+      const inject = this.injectErrno !== 0 && !this.noGso[fdIdx] && segsOf(start) > 1;
+      const r = inject ? -1 : libc.sendmmsg(fd, base + this.msgs + start * MMSG_SIZE, to - start, 0);
       if (r > 0) {
         start += r;
         continue;
       }
-      const e = r < 0 ? libc.errno() : libc.EAGAIN;
+      const e = inject ? this.injectErrno : r < 0 ? libc.errno() : libc.EAGAIN;
       if (e === libc.EINTR) continue;
       this.stats.lastErrno = e;
+      if (e === libc.EIO && segsOf(start) > 1) {
+        // The route cannot take GSO packets: no more trains on this socket,
+        // and this one (and any after it in this call) goes out datagram by datagram.
+        if (!this.noGso[fdIdx]) {
+          this.noGso[fdIdx] = true;
+          this.stats.gsoFallbacks++;
+        }
+        errors += this.sendSingles(fd, start);
+        start++;
+        continue;
+      }
       if ((e === libc.EAGAIN || e === libc.ENOBUFS) && !waited) {
         waited = true;
         waitWritable(fd, 1);
@@ -271,6 +309,51 @@ export class UdpGsoSender {
       start++;
     }
     return errors;
+  }
+
+  /** Send the datagrams of message m (a train) one per message, with the
+   *  same destination and TOS but no UDP_SEGMENT; returns those refused. */
+  private sendSingles(fd: number, m: number): number {
+    const s = this.s, base = this.scratch.addr;
+    const mm = this.msgs + m * MMSG_SIZE;
+    const segs = s.getUint32(mm + MH_IOVLEN, true);
+    const iov0 = Number(s.getBigUint64(mm + MH_IOV, true));
+    const ctrl = Number(s.getBigUint64(mm + MH_CONTROL, true));
+    const clen = Number(s.getBigUint64(mm + MH_CONTROLLEN, true));
+    // A train's control area starts with its UDP_SEGMENT cmsg; what follows (TOS) stays.
+    const rest = clen > CMSG_SPACE_SMALL ? clen - CMSG_SPACE_SMALL : 0;
+    for (let j = 0; j < segs; j++) {
+      const o = this.singles + j * MMSG_SIZE;
+      setPtr(s, o + MH_NAME, Number(s.getBigUint64(mm + MH_NAME, true)));
+      s.setUint32(o + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
+      setPtr(s, o + MH_IOV, iov0 + j * IOV_SIZE);
+      setPtr(s, o + MH_IOVLEN, 1);
+      setPtr(s, o + MH_CONTROL, rest ? ctrl + CMSG_SPACE_SMALL : 0);
+      setPtr(s, o + MH_CONTROLLEN, rest);
+      s.setInt32(o + MH_FLAGS, 0, true);
+    }
+    let start = 0, refused = 0, waited = false;
+    while (start < segs) {
+      const r = libc.sendmmsg(fd, base + this.singles + start * MMSG_SIZE, segs - start, 0);
+      if (r > 0) {
+        this.stats.gsoResent += r;
+        start += r;
+        continue;
+      }
+      const e = r < 0 ? libc.errno() : libc.EAGAIN;
+      if (e === libc.EINTR) continue;
+      this.stats.lastErrno = e;
+      if ((e === libc.EAGAIN || e === libc.ENOBUFS) && !waited) {
+        waited = true;
+        waitWritable(fd, 1);
+        continue;
+      }
+      const lost = e === libc.EAGAIN || e === libc.ENOBUFS ? segs - start : 1;
+      this.errors.add(OP_SEND, e, lost);
+      refused += lost;
+      start += lost;
+    }
+    return refused;
   }
 }
 
