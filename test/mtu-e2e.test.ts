@@ -107,6 +107,31 @@ describe.skipIf(!isRoot)("MTU from the underlay link (1400)", () => {
     }
   });
 
+  it("outer DF is the inner packet's, with UDP offloads (VXLAN, worker2) and through the raw socket (IPIP, worker1)", async () => {
+    const ping = (pod: number, df: boolean, size: number) => {
+      cluster.exec(`pod${pod}`, ["ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", df ? "do" : "dont", "-s", String(size), podIp(3)]);
+    };
+    const file = await cluster.capture("w3", "eth0", "", () => {
+      for (const pod of [1, 2]) {
+        ping(pod, true, 1000);
+        ping(pod, false, 1001);
+      }
+    });
+    // Echo requests only: per packet the outer and inner DF flags and lengths.
+    const out = execFileSync("tshark", ["-r", file, "-Y", "icmp.type == 8", "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,",
+      "-e", "ip.proto", "-e", "ip.flags.df", "-e", "ip.len"], { encoding: "utf8" }).trim().split("\n");
+    const rows = out.map((l) => l.split("|")).map(([proto, df, len]) => ({ outer: proto.split(",")[0], df: df.split(","), innerLen: Number(len.split(",")[1]) }));
+    for (const outer of ["17", "4"]) {
+      const mine = rows.filter((r) => r.outer === outer);
+      expect(mine.filter((r) => r.innerLen === 1028).length, `outer proto ${outer} DF`).toBe(2);
+      expect(mine.filter((r) => r.innerLen === 1029).length, `outer proto ${outer} no DF`).toBe(2);
+      for (const r of mine) {
+        expect(r.df[1]).toBe(r.innerLen === 1028 ? "1" : "0"); // inner, as the pod sent it
+        expect(r.df[0], `outer DF of a ${r.innerLen}-byte inner packet over proto ${outer}`).toBe(r.df[1]);
+      }
+    }
+  }, 30_000);
+
   it("follows the link: lowering worker2's underlay MTU to 1300 makes its device MTU 1250, and back", async () => {
     const set = (mtu: number) => {
       cluster.exec("w2", ["ip", "link", "set", "eth0", "mtu", String(mtu)]);

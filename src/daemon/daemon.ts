@@ -312,10 +312,15 @@ export class Daemon {
     // Offloads: VXLAN trains leave with UDP GSO from a few UDP sockets (their
     // ports are the outer source ports) and arrive coalesced (UDP GRO).
     let gsoFds: number[] | undefined;
+    let gsoDfFds: number[] | undefined;
     if (c.tunnel.udpOffloads) {
       const socks = openUdpSendSockets(underlay, GSO_SOCKETS, { ttl: c.tunnel.outerTtl, sndBuf: 8 << 20 });
       this.fds.push(...socks.fds);
       gsoFds = socks.fds;
+      // Outer DF follows the inner packet's, as without offloads: DF is a socket option.
+      const dfSocks = openUdpSendSockets(underlay, GSO_SOCKETS, { ttl: c.tunnel.outerTtl, sndBuf: 8 << 20, df: true });
+      this.fds.push(...dfSocks.fds);
+      gsoDfFds = dfSocks.fds;
       enableUdpGro(vx);
     }
     const { port1, port2 } = new MessageChannel();
@@ -334,6 +339,7 @@ export class Daemon {
       // Carved once: enabling NAT by a reload needs no restart; resizing does.
       natMaxFlows: c.nat.conntrack.maxFlows,
       gsoFds,
+      gsoDfFds,
       gsoTap: this.gsoTaps[q] ? { fd: this.gsoTaps[q].fd, mac: this.gsoTapMac } : undefined,
     };
     const workerFile = fileURLToPath(new URL("./worker.js", import.meta.url));

@@ -31,6 +31,8 @@ export interface WorkerConfig {
   /** UDP GSO/GRO on the underlay (with offloads): sockets VXLAN leaves from
    *  (one per outer source port); the VXLAN socket has UDP_GRO on. */
   gsoFds?: number[];
+  /** As many sockets again, with DF set: for datagrams whose inner packet has DF (src/io/udpgso.ts). */
+  gsoDfFds?: number[];
   /** tunnel.kernelGso: this lane's queue of the tap that takes UDP tunnel GSO frames, and the tap's MAC. */
   gsoTap?: { fd: number; mac: string };
 }
@@ -132,7 +134,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   // UDP GSO/GRO: VXLAN trains leave as one sendmsg and arrive as one buffer.
   const gso = (cfg.gsoFds?.length ?? 0) > 0;
   const region = { memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch };
-  const gsoSender = gso ? new UdpGsoSender(region, cfg.gsoFds!, ioErrors) : undefined;
+  const gsoSender = gso ? new UdpGsoSender(region, cfg.gsoFds!, ioErrors, cfg.gsoDfFds) : undefined;
   const GRO_BUFS = 8;
   const groBufPtr = gso ? Number(dp.raw.allocScratch(GRO_BUFS * 65536)) : 0;
   const groRx = gso ? new UdpGroReceiver(dp.memory, groBufPtr, GRO_BUFS, ioErrors) : undefined;

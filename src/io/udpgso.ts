@@ -16,8 +16,12 @@
 // path's per-flow port picks socket (port % count), and the wire carries that
 // socket's port. One flow keeps one port; flows spread over `count` ports.
 // The kernel computes the outer UDP checksum (UDP GSO needs one, RFC 7348
-// allows it) and the IPv4 ID; TTL is a socket option, TOS a cmsg per send,
-// DF is left clear (the data path already enforces the underlay MTU).
+// allows it) and the IPv4 ID; TTL is a socket option, TOS a cmsg per send.
+// DF is inherited from the inner packet, as on the raw-socket path (the
+// data path copies it into the outer header it builds, encap.ts): DF is a
+// socket option only, so a second set of sockets with IP_PMTUDISC_PROBE (DF
+// set, the kernel's learnt path MTU not applied: the data path keeps its own
+// per peer) sends the datagrams whose outer header has DF.
 //
 // A send with UDP_SEGMENT that fails with EIO means the route cannot take a
 // GSO packet (Linux before 6.11 on a device without checksum offload, an
@@ -56,8 +60,9 @@ export interface UdpSendSockets {
 }
 
 /** `count` nonblocking UDP sockets bound to bindAddr with kernel-chosen
- *  ports, outer TTL `ttl`, DF clear, big send buffers. */
-export function openUdpSendSockets(bindAddr: string, count: number, opts: { ttl?: number; sndBuf?: number } = {}): UdpSendSockets {
+ *  ports, outer TTL `ttl`, DF clear (or, with `df`, set on every datagram),
+ *  big send buffers. */
+export function openUdpSendSockets(bindAddr: string, count: number, opts: { ttl?: number; sndBuf?: number; df?: boolean } = {}): UdpSendSockets {
   const fds: number[] = [];
   const ports: number[] = [];
   const addr = parseIPv4(bindAddr);
@@ -66,7 +71,7 @@ export function openUdpSendSockets(bindAddr: string, count: number, opts: { ttl?
       const fd = libc.check("socket(AF_INET, SOCK_DGRAM)", libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, 0));
       fds.push(fd);
       libc.setIntOpt(fd, libc.IPPROTO_IP, IP_TTL, opts.ttl ?? 64, "IP_TTL");
-      libc.setIntOpt(fd, libc.IPPROTO_IP, libc.IP_MTU_DISCOVER, libc.IP_PMTUDISC_DONT, "IP_MTU_DISCOVER");
+      libc.setIntOpt(fd, libc.IPPROTO_IP, libc.IP_MTU_DISCOVER, opts.df ? libc.IP_PMTUDISC_PROBE : libc.IP_PMTUDISC_DONT, "IP_MTU_DISCOVER");
       if (opts.sndBuf) {
         try {
           libc.setIntOpt(fd, libc.SOL_SOCKET, libc.SO_SNDBUFFORCE, opts.sndBuf, "SO_SNDBUFFORCE");
@@ -141,9 +146,16 @@ export class UdpGsoSender {
   private mem!: DataView;
   private memAddr = 0;
 
-  /** `errors`: where failures are counted by errno (default: its own). */
-  constructor(private readonly r: Region, private readonly fds: number[], readonly errors: IoErrors = new IoErrors()) {
+  /** Every socket: `fds` (DF clear) then `dfFds` (DF set, as many). */
+  private readonly all: number[];
+
+  /** `fds`: DF-clear sockets; `dfFds` (as many, or none: every datagram
+   *  leaves DF clear): DF-set ones, for datagrams whose outer header has DF.
+   *  `errors`: where failures are counted by errno (default: its own). */
+  constructor(private readonly r: Region, private readonly fds: number[], readonly errors: IoErrors = new IoErrors(), private readonly dfFds: number[] = []) {
     if (fds.length === 0) throw new RangeError("no send sockets");
+    if (dfFds.length && dfFds.length !== fds.length) throw new RangeError("as many DF sockets as others");
+    this.all = [...fds, ...dfFds];
     const n = r.batch;
     const layout = new ScratchLayout();
     this.msgs = layout.take(n * MMSG_SIZE);
@@ -153,7 +165,7 @@ export class UdpGsoSender {
     this.singles = layout.take(MAX_SEGMENTS * MMSG_SIZE);
     this.scratch = new libc.Scratch(layout.size);
     this.s = this.scratch.dv;
-    this.noGso = fds.map(() => false);
+    this.noGso = this.all.map(() => false);
     this.sync();
   }
 
@@ -236,8 +248,9 @@ export class UdpGsoSender {
       const dst = mem.getUint32(p + 16, false);
       const sport = mem.getUint16(p + 20, false);
       const dport = mem.getUint16(p + 22, false);
-      const fdIdx = sport % this.fds.length;
-      const fd = this.fds[fdIdx];
+      const df = this.dfFds.length > 0 && (mem.getUint8(p + 6) & 0x40) !== 0;
+      const fdIdx = (df ? this.fds.length : 0) + (sport % this.fds.length);
+      const fd = this.all[fdIdx];
       const pay = len - OUTER;
       const fits = !gClosed && dst === gDst && fd === gFd && tos === gTos && dport === gPort && pay <= gSeg &&
         gSegs < MAX_SEGMENTS && gBytes + pay <= MAX_GSO_BYTES && !this.noGso[fdIdx];
@@ -270,7 +283,7 @@ export class UdpGsoSender {
     const base = this.scratch.addr;
     let start = from, errors = 0, waited = false;
     const segsOf = (m: number) => s.getUint32(this.msgs + m * MMSG_SIZE + MH_IOVLEN, true);
-    const fdIdx = this.fds.indexOf(fd);
+    const fdIdx = this.all.indexOf(fd);
     while (start < to) {
       const inject = this.injectErrno !== 0 && !this.noGso[fdIdx] && segsOf(start) > 1;
       const r = inject ? -1 : libc.sendmmsg(fd, base + this.msgs + start * MMSG_SIZE, to - start, 0);
