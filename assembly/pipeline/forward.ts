@@ -2,7 +2,7 @@
 // or tap (Ethernet) device. This is where a packet's route is looked up.
 //
 // Per packet: validate, answer ARP (tap), look the destination up (LPM),
-// enforce TTL and the tunnel MTU (ICMP errors like a router), decrement TTL
+// enforce TTL and the tunnel MTU or the peer's path MTU (ICMP errors like a router), decrement TTL
 // and hand the packet to the encapsulation its next hop names.
 import { ld16 } from "../wire/bytes";
 import { checkEthernet, emitEthernet, ethDst, ethType, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR_LEN, macIsMulticast } from "../wire/ethernet";
@@ -26,6 +26,7 @@ import {
 } from "./state";
 import { nhGateway, nhKind, nhPeer, peerValid } from "./peers";
 import { encapIpip, encapVxlan } from "./encap";
+import { peerPathMtu } from "./pmtu";
 import { flowHash } from "./flow";
 import { replyIcmpError } from "./icmperr";
 import { admit, drop, emit, emitDirect, metaPtr, replyToDirect } from "./verdict";
@@ -110,6 +111,7 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
   const hash = flowHash(p, len);
   store<u32>(m, hash, META_HASH);
   if (kind == NH_VXLAN) {
+    // Beyond the tunnel MTU no peer can take it (the per-peer path MTU is checked below).
     if (len + VXLAN_OVERHEAD > cfgUnderlayMtu) {
       tooBig(m, slot, off, p, len, cfgUnderlayMtu - VXLAN_OVERHEAD);
       if (translated) untranslateOwnError(m, slot);
@@ -131,6 +133,13 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
       drop(m, R_NO_FDB);
       return;
     }
+    // A path MTU a router on the way reported (pmtu.ts).
+    const pmtu = peerPathMtu(peer);
+    if (len + VXLAN_OVERHEAD > pmtu) {
+      tooBig(m, slot, off, p, len, pmtu - VXLAN_OVERHEAD);
+      if (translated) untranslateOwnError(m, slot);
+      return;
+    }
     ipDecTtl(p);
     encapVxlan(m, off, p, len, peer, mac, hash);
   } else if (kind == NH_IPIP) {
@@ -139,8 +148,9 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
       drop(m, R_UNKNOWN_PEER);
       return;
     }
-    if (len + IPIP_OVERHEAD > cfgUnderlayMtu) {
-      tooBig(m, slot, off, p, len, cfgUnderlayMtu - IPIP_OVERHEAD);
+    const pmtu = peerPathMtu(peer);
+    if (len + IPIP_OVERHEAD > pmtu) {
+      tooBig(m, slot, off, p, len, pmtu - IPIP_OVERHEAD);
       if (translated) untranslateOwnError(m, slot);
       return;
     }
