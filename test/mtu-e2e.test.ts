@@ -132,6 +132,29 @@ describe.skipIf(!isRoot)("MTU from the underlay link (1400)", () => {
     }
   }, 30_000);
 
+  it("a router with a smaller MTU on the path (the leaf towards worker3, 1300) sends frag-needed; TCP through it completes byte for byte", async () => {
+    const stats = (n: number) => JSON.parse(cluster.exec(`w${n}`, [process.execPath, CLI, "show", "stats", "--json"])).counters;
+    cluster.exec("leaf", ["ip", "link", "set", "pB", "mtu", "1300"]);
+    try {
+      // pod1 -> pod3 over IPIP (the raw socket), pod2 -> pod3 over VXLAN (UDP GSO).
+      for (const from of [1, 2]) {
+        const r = await cluster.tcpTransfer(from, 3, 4 << 20, 0, 5100 + from);
+        expect(r.received, `pod${from} -> pod3`).toBe(4 << 20);
+        expect(r.receivedSha).toBe(r.sentSha);
+      }
+      expect(BigInt(stats(1).pmtu_lowered)).toBeGreaterThan(0n);
+      expect(BigInt(stats(2).pmtu_lowered)).toBeGreaterThan(0n);
+      const paths = status(1).mtu.paths as { peer: string; pathMtu: number; router: string }[];
+      expect(paths).toContainEqual(expect.objectContaining({ peer: "worker3", pathMtu: 1300, router: "198.18.0.1" }));
+      // Inner packets too big for the path get frag-needed with 1300 - 20 (IPIP) from the data path.
+      cluster.exec("pod1", ["ip", "route", "flush", "cache"]);
+      const out = cluster.exec("pod1", ["sh", "-c", `ping -c 1 -W 2 -M do -s 1300 ${podIp(3)} 2>&1 || true`]);
+      expect(out).toMatch(/Frag needed and DF set \(mtu = 1280\)/);
+    } finally {
+      cluster.exec("leaf", ["ip", "link", "set", "pB", "mtu", "1400"]);
+    }
+  }, 120_000);
+
   it("follows the link: lowering worker2's underlay MTU to 1300 makes its device MTU 1250, and back", async () => {
     const set = (mtu: number) => {
       cluster.exec("w2", ["ip", "link", "set", "eth0", "mtu", String(mtu)]);

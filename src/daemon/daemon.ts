@@ -13,7 +13,7 @@ import { formatMac, parseListen, u32ToIp } from "../config/net.js";
 import { createEtcdMetrics, createMetrics, type Metrics } from "../control/metrics.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
 import { closeTun, configureLink, ip, openTun, setTunOffload, setVnetHdrSize, type TunDevice } from "../io/tun.js";
-import { openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/sockets.js";
+import { openIcmpRecvSocket, openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/sockets.js";
 import { attachSteering } from "../io/steer.js";
 import { TunRing } from "../io/uring.js";
 import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
@@ -22,10 +22,10 @@ import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
 const GSO_SOCKETS = 8;
 import { closeQuiet, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO_ECN, TUN_F_UDP_TUNNEL_GSO, TUN_F_UDP_TUNNEL_GSO_CSUM } from "../io/libc.js";
 import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
-import type { ConntrackStats } from "../dataplane/dataplane.js";
+import type { ConntrackStats, PmtuUpdate } from "../dataplane/dataplane.js";
 import { checkPrivileges, KernelRoutes, setSysctl } from "./system.js";
 import { NodeNat, type NatPlan } from "./natsetup.js";
-import { LinkMtuWatcher, MtuError, planMtu, readLinkMtu, underlayDeviceOf, type MtuPlan } from "./mtu.js";
+import { LinkMtuWatcher, MtuError, pathMtuList, planMtu, PMTU_TTL_MS, readLinkMtu, underlayDeviceOf, type MtuPlan, type PathMtu } from "./mtu.js";
 import type { FlowInfo } from "../control/conntrack.js";
 import type { FlowRecord } from "../dataplane/dataplane.js";
 
@@ -302,10 +302,13 @@ export class Daemon {
     const vx = openVxlanSocket({ bindAddr: underlay, port: c.tunnel.port, rcvBuf: 16 << 20, reusePort: shared });
     this.fds.push(vx);
     if (shared && q === 0) attachSteering(vx, lanes);
-    let ipip = -1;
+    let ipip = -1, icmp = -1;
     if (q === 0) {
       ipip = openIpipRecvSocket({ rcvBuf: 16 << 20 });
       this.fds.push(ipip);
+      // Routers' fragmentation-needed about our outer packets (src/daemon/mtu.ts).
+      icmp = openIcmpRecvSocket({ rcvBuf: 1 << 20 });
+      this.fds.push(icmp);
     }
     const send = openRawSendSocket({ sndBuf: 8 << 20 });
     this.fds.push(send);
@@ -328,6 +331,7 @@ export class Daemon {
       tunFd,
       vxlanFd: vx,
       ipipFd: ipip,
+      icmpFd: icmp,
       sendFd: send,
       batch: 256,
       slotSize: 2048,
@@ -395,12 +399,27 @@ export class Daemon {
           p.done();
         }
       }
+    } else if (m.type === "pmtu") {
+      this.onPathMtu(m.updates, lane);
     } else if (m.type === "fatal") {
       this.fatal("data-path worker failed: " + m.message);
     }
   }
 
   private gsoFallbackLogged = false;
+  /** Path MTUs learnt from the underlay, by peer underlay address (for status). */
+  private readonly pathMtus = new Map<number, PathMtu>();
+
+  /** A lane learnt lower path MTUs: log them, keep them, tell the other lanes. */
+  private onPathMtu(updates: PmtuUpdate[], from: Lane): void {
+    for (const u of updates) {
+      const peer = this.derived.peers.find((p) => p.underlay === u.peer);
+      this.log.info({ peer: peer?.name, underlay: u32ToIp(u.peer), pathMtu: u.mtu, router: u32ToIp(u.from) }, "path MTU lowered by ICMP fragmentation-needed from the underlay");
+      this.pathMtus.set(u.peer, { mtu: u.mtu, from: u.from, until: Date.now() + PMTU_TTL_MS });
+    }
+    const msg: ToWorker = { type: "pmtu", updates: updates.map((u) => ({ peer: u.peer, mtu: u.mtu })), ttlMs: PMTU_TTL_MS };
+    for (const l of this.lanes) if (l !== from) l.port.postMessage(msg);
+  }
 
   /** Counters, I/O and conntrack statistics summed over the lanes. */
   private aggregateStats(): void {
@@ -636,7 +655,10 @@ export class Daemon {
       routes: this.derived.routes.length,
       kernelRoutes: this.kernelRoutes.list(),
       lastReload: this.lastReload,
-      mtu: this.mtu && { device: this.mtu.device, linkMtu: this.mtu.linkMtu, tunnelMtu: this.mtu.tunnelMtu, deviceMtu: this.mtu.deviceMtu, source: this.mtu.source },
+      mtu: this.mtu && {
+        device: this.mtu.device, linkMtu: this.mtu.linkMtu, tunnelMtu: this.mtu.tunnelMtu, deviceMtu: this.mtu.deviceMtu, source: this.mtu.source,
+        paths: pathMtuList(this.pathMtus, this.derived.peers),
+      },
       etcd: this.membership?.status(),
     };
   }

@@ -125,6 +125,30 @@ export function deviceWithAddress(addr: string): string | undefined {
   }
 }
 
+/** How long a path MTU learnt from the underlay holds (the data path's PMTU_EXPIRES_MS; the kernel's mtu_expires). */
+export const PMTU_TTL_MS = 600_000;
+
+/** A path MTU learnt from an ICMP of router `from` (host-order address), valid until `until` (ms). */
+export interface PathMtu {
+  mtu: number;
+  from: number;
+  until: number;
+}
+
+/** The learnt path MTUs still in force, for `show status`. */
+export function pathMtuList(paths: Map<number, PathMtu>, peers: readonly { name: string; underlay: number }[], now = Date.now()) {
+  const ip = (a: number) => [a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join(".");
+  const out: { peer?: string; underlay: string; pathMtu: number; router: string; expiresIn: number }[] = [];
+  for (const [addr, p] of paths) {
+    if (p.until <= now) {
+      paths.delete(addr);
+      continue;
+    }
+    out.push({ peer: peers.find((x) => x.underlay === addr)?.name, underlay: ip(addr), pathMtu: p.mtu, router: ip(p.from), expiresIn: Math.round((p.until - now) / 1000) });
+  }
+  return out;
+}
+
 /** Polls a link's MTU (sysfs, every `intervalMs`) and calls `onChange` when it moves. */
 export class LinkMtuWatcher {
   private timer?: NodeJS.Timeout;

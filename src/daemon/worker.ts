@@ -3,7 +3,7 @@
 // call -> send the batch, and applies table updates between batches. The
 // main thread is the control plane; it talks to us only by messages.
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from "node:worker_threads";
-import { Dataplane, type ConntrackStats, type FlowRecord } from "../dataplane/dataplane.js";
+import { Dataplane, type ConntrackStats, type FlowRecord, type PmtuUpdate } from "../dataplane/dataplane.js";
 import { TableState, type DataplaneTables } from "../dataplane/tables.js";
 import * as abi from "../dataplane/abi.js";
 import { BatchIO } from "../io/batch.js";
@@ -16,6 +16,8 @@ export interface WorkerConfig {
   tunFd: number;
   vxlanFd: number; // -1: none
   ipipFd: number; // -1: none
+  /** Raw ICMP socket (destination unreachables only): frag-needed from the underlay (lane 0; -1 or absent: none). */
+  icmpFd?: number;
   sendFd: number;
   batch: number;
   slotSize: number;
@@ -41,13 +43,17 @@ export type ToWorker =
   | { type: "tables"; tables: DataplaneTables; id: number }
   | { type: "stop" }
   | { type: "stats" }
-  | { type: "conntrack"; id: number; limit: number };
+  | { type: "conntrack"; id: number; limit: number }
+  /** Path MTUs another lane learnt (peer underlay addresses, host order). */
+  | { type: "pmtu"; updates: { peer: number; mtu: number }[]; ttlMs: number };
 export type FromWorker =
   | { type: "ready" }
   | { type: "conntrack"; id: number; now: number; flows: FlowRecord[]; stats: ConntrackStats | undefined }
   | { type: "applied"; id: number; errors: string[]; routesAdded: number; routesRemoved: number }
   | { type: "stats"; counters: Record<string, bigint>; io: IoStats; ct?: ConntrackStats }
   | { type: "fatal"; message: string }
+  /** Peers whose path MTU an ICMP from the underlay lowered (assembly/pipeline/pmtu.ts). */
+  | { type: "pmtu"; updates: PmtuUpdate[] }
   | { type: "stopped" };
 
 export interface IoStats {
@@ -116,7 +122,8 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const groCap = dp.batch * (dp.slotSize + 16);
   const groOut = cfg.offloads ? Number(dp.raw.allocScratch(groCap)) : 0;
   const groFrames = cfg.offloads ? Number(dp.raw.allocScratch(dp.batch * 8)) : 0;
-  const fds = [cfg.tunFd, cfg.vxlanFd, cfg.ipipFd].filter((fd) => fd >= 0);
+  const icmpFd = cfg.icmpFd ?? -1;
+  const fds = [cfg.tunFd, cfg.vxlanFd, cfg.ipipFd, icmpFd].filter((fd) => fd >= 0);
   const bitOf = (fd: number) => (fd < 0 ? 0 : 1 << fds.indexOf(fd));
   // Offloads: one super-frame at a time lands in its own buffer and is
   // segmented by WASM straight into the input slots.
@@ -349,11 +356,22 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     }
     return n;
   };
+  /** Fragmentation-needed from routers on the underlay lower peers' path
+   *  MTUs here; the control plane tells the other lanes. */
+  const readIcmp = (): number => {
+    const n = io.recvIpip(icmpFd, dp.batch);
+    if (!n) return 0;
+    const updates = dp.processIcmp(n);
+    if (updates.length) port.postMessage({ type: "pmtu", updates } satisfies FromWorker);
+    return 0;
+  };
   // Each readable source: how to read a batch from it and which stage takes it.
   const sources = [
     { bit: bitOf(cfg.tunFd), read: () => (tnl ? readSuperframesTnl() : cfg.offloads ? readSuperframes() : io.readTun(cfg.tunFd, dp.batch)), process: (n: number) => dp.processPod(n) },
     { bit: bitOf(cfg.vxlanFd), read: () => (gso ? readTrains() : io.recvVxlan(cfg.vxlanFd, dp.batch)), process: (n: number) => dp.processVxlan(n) },
     { bit: bitOf(cfg.ipipFd), read: () => io.recvIpip(cfg.ipipFd, dp.batch), process: (n: number) => dp.processIpip(n) },
+    // ICMP errors from the underlay: taken here, nothing to send (0 slots).
+    { bit: bitOf(icmpFd), read: () => readIcmp(), process: () => 0 },
   ].filter((s) => s.bit !== 0);
   port.postMessage({ type: "ready" } satisfies FromWorker);
 
@@ -422,6 +440,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
         port.postMessage({ type: "applied", id: m.id, errors: r.errors, routesAdded: r.routesAdded, routesRemoved: r.routesRemoved } satisfies FromWorker);
       }
       if (m.type === "stats") port.postMessage({ type: "stats", counters: dp.counters(), io: ioSnapshot(), ct: ctStats() } satisfies FromWorker);
+      if (m.type === "pmtu") for (const u of m.updates) dp.setPeerPmtu(u.peer, u.mtu, m.ttlMs);
       if (m.type === "conntrack") {
         const now = nowSec();
         port.postMessage({ type: "conntrack", id: m.id, now, flows: nat ? dp.conntrackDump(now, m.limit) : [], stats: ctStats() } satisfies FromWorker);

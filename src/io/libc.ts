@@ -54,6 +54,7 @@ export const SOCK_RAW = 3;
 export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
 export const IPPROTO_IP = 0;
+export const IPPROTO_ICMP = 1;
 export const IPPROTO_IPIP = 4;
 export const IPPROTO_UDP = 17;
 export const IPPROTO_RAW = 255;
