@@ -94,6 +94,14 @@ describe("I/O errors by errno (overlay_io_errors_total)", () => {
     expect(await m.registry.metrics()).not.toMatch(/bogus|E IO/);
   });
 
+  it("the data path's PMTU counters become overlay_pmtu_events_total", async () => {
+    const m = createMetrics();
+    m.updateFromCounters({ pmtu_lowered: 2n, pmtu_ignored: 5n });
+    const text = await m.registry.metrics();
+    expect(text).toMatch(/^overlay_pmtu_events_total\{event="lowered"\} 2$/m);
+    expect(text).toMatch(/^overlay_pmtu_events_total\{event="ignored"\} 5$/m);
+  });
+
   it("IoErrors counts by op and errno without names until the snapshot", () => {
     const e = new IoErrors();
     e.add(OP_SEND, libc.EMSGSIZE);

@@ -141,6 +141,11 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   for (const r of DROP_REASONS) sinks.set(`drop_${r}`, (n) => drops.inc({ reason: r }, n));
   for (const v of VERDICT_NAMES) sinks.set(`verdict_${v}`, (n) => verdicts.inc({ verdict: v }, n));
   sinks.set("batches", (n) => batches.inc(n));
+  const pmtuEvents = new Counter({ name: `${p}pmtu_events_total`, help: "ICMP fragmentation-needed from the underlay about our outer packets: lowered (a peer's path MTU went down), ignored (did not match a peer, port, checksum, or not lower)", labelNames: ["event"] as const, registers });
+  for (const e of ["lowered", "ignored"]) {
+    pmtuEvents.inc({ event: e }, 0);
+    sinks.set(`pmtu_${e}`, (n) => pmtuEvents.inc({ event: e }, n));
+  }
 
   const last = new Map<string, bigint>();
 
