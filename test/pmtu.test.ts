@@ -87,6 +87,10 @@ describe("path MTU from the underlay's ICMP", () => {
     // 1250 inner bytes fit (1300 outer), 1251 get fragmentation-needed with 1250.
     expect(sendPod("198.19.3.7", 1250 - 28).verdict).toBe(abi.VERDICT_TX_UNDERLAY);
     expect(sendPod("198.19.3.7", 1251 - 28)).toMatchObject({ verdict: abi.VERDICT_REPLY, reason: abi.R_TOO_BIG, type: 3, code: 4, mtu: 1250, to: "198.19.2.5" });
+    // Without DF it leaves as it is (the underlay may fragment it), as from the kernel's vxlan.
+    dp.writePacket(0, ipv4({ src: "198.19.2.5", dst: "198.19.3.7", proto: 17, df: false, payload: udp("198.19.2.5", "198.19.3.7", 40000, 8080, payload(1400 - 28)) }));
+    dp.processPod(1);
+    expect(dp.result(0).verdict).toBe(abi.VERDICT_TX_UNDERLAY);
     // Other peers keep the tunnel MTU: worker1 over IPIP still takes 1480.
     expect(sendPod("198.19.1.7", 1480 - 28).verdict).toBe(abi.VERDICT_TX_UNDERLAY);
     // The same report again refreshes it without news; a higher one never raises it.

@@ -133,9 +133,11 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
       drop(m, R_NO_FDB);
       return;
     }
-    // A path MTU a router on the way reported (pmtu.ts).
+    // A path MTU a router on the way reported (pmtu.ts) binds DF packets;
+    // others leave without DF and the underlay may fragment them, as the
+    // kernel's vxlan does.
     const pmtu = peerPathMtu(peer);
-    if (len + VXLAN_OVERHEAD > pmtu) {
+    if (len + VXLAN_OVERHEAD > pmtu && (ld16(p + IP_FRAG) & IP_FLAG_DF) != 0) {
       tooBig(m, slot, off, p, len, pmtu - VXLAN_OVERHEAD);
       if (translated) untranslateOwnError(m, slot);
       return;
@@ -149,8 +151,9 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
       return;
     }
     const pmtu = peerPathMtu(peer);
-    if (len + IPIP_OVERHEAD > pmtu) {
-      tooBig(m, slot, off, p, len, pmtu - IPIP_OVERHEAD);
+    const limit = (ld16(p + IP_FRAG) & IP_FLAG_DF) != 0 ? pmtu : cfgUnderlayMtu; // as for VXLAN
+    if (len + IPIP_OVERHEAD > limit) {
+      tooBig(m, slot, off, p, len, limit - IPIP_OVERHEAD);
       if (translated) untranslateOwnError(m, slot);
       return;
     }

@@ -73,6 +73,8 @@ export const IP_MTU_DISCOVER = 10;
 export const IP_PMTUDISC_DONT = 0;
 /** DF set on every packet; the route's learnt path MTU is not applied (the data path keeps its own). */
 export const IP_PMTUDISC_PROBE = 3;
+/** DF never set; the interface's MTU, never the route's learnt path MTU. */
+export const IP_PMTUDISC_INTERFACE = 4;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_TRUNC = 0x20;
 export const MSG_CTRUNC = 0x08;

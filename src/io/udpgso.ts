@@ -71,7 +71,10 @@ export function openUdpSendSockets(bindAddr: string, count: number, opts: { ttl?
       const fd = libc.check("socket(AF_INET, SOCK_DGRAM)", libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, 0));
       fds.push(fd);
       libc.setIntOpt(fd, libc.IPPROTO_IP, IP_TTL, opts.ttl ?? 64, "IP_TTL");
-      libc.setIntOpt(fd, libc.IPPROTO_IP, libc.IP_MTU_DISCOVER, opts.df ? libc.IP_PMTUDISC_PROBE : libc.IP_PMTUDISC_DONT, "IP_MTU_DISCOVER");
+      // Neither kind applies the route's learnt path MTU (the data path keeps
+      // its own per peer): PROBE sets DF, INTERFACE never does (and with DONT
+      // a learnt PMTU below a train's segment size would fail it, EINVAL).
+      libc.setIntOpt(fd, libc.IPPROTO_IP, libc.IP_MTU_DISCOVER, opts.df ? libc.IP_PMTUDISC_PROBE : libc.IP_PMTUDISC_INTERFACE, "IP_MTU_DISCOVER");
       if (opts.sndBuf) {
         try {
           libc.setIntOpt(fd, libc.SOL_SOCKET, libc.SO_SNDBUFFORCE, opts.sndBuf, "SO_SNDBUFFORCE");
