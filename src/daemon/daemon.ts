@@ -306,7 +306,7 @@ export class Daemon {
     if (q === 0) {
       ipip = openIpipRecvSocket({ rcvBuf: 16 << 20 });
       this.fds.push(ipip);
-      // Routers' fragmentation-needed about our outer packets (src/daemon/mtu.ts).
+      // Routers' fragmentation-needed about our outer packets (assembly/pipeline/pmtu.ts).
       icmp = openIcmpRecvSocket({ rcvBuf: 1 << 20 });
       this.fds.push(icmp);
     }
