@@ -17,6 +17,7 @@ export { processPodBatch } from "./pipeline/forward";
 export { processVxlanBatch, processIpipBatch } from "./pipeline/decap";
 export { setNexthop, setPeer, clearPeer } from "./pipeline/peers";
 export { setClock, setIcmpRateLimit } from "./pipeline/state";
+export { pmtuIcmpBatch, setPeerPmtu, peerPmtu } from "./pipeline/pmtu";
 export { natConfigure, natSetNow, natNow, translateIcmpError } from "./nat/stage";
 export { svcSetup, svcClear, svcSetBackend, svcAdd, svcCount } from "./nat/service";
 

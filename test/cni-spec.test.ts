@@ -25,12 +25,12 @@ describe("node.json (src/daemon/nodestate.ts)", () => {
     if (!loaded.ok) return;
     const dir = mkdtempSync(join(tmpdir(), "wo-nodestate-"));
     try {
-      const file = writeNodeState(dir, loaded.config);
+      const file = writeNodeState(dir, loaded.config, 1450);
       const s = readNodeState(file);
       expect(s).toMatchObject({ node: "worker2", podCIDR: "198.19.2.0/24", overlayAddress: "198.19.2.0", device: "wo0", mtu: 1450, underlay: "198.18.0.12" });
       expect(s.reserved).toContain("198.19.2.0");
       expect(s.reserved).toContain(loaded.config.nat.snatAddress);
-      expect(nodeStateOf(loaded.config).pid).toBe(process.pid);
+      expect(nodeStateOf(loaded.config, 1450).pid).toBe(process.pid);
       removeNodeState(dir);
       expect(existsSync(file)).toBe(false);
       // Another overlayd's file (say one this process failed to take the lock from) stays.

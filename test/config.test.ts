@@ -79,9 +79,10 @@ describe("defaults", () => {
     const d = doc();
     delete d.tunnel;
     const c = ok(validateConfig(d));
-    expect(c.tunnel).toEqual({ vni: 1, port: 4789, sourcePortRange: [32768, 60999], outerTtl: 64, underlayMtu: 1500, udpOffloads: true, kernelGso: false });
+    expect(c.tunnel).toEqual({ vni: 1, port: 4789, sourcePortRange: [32768, 60999], outerTtl: 64, underlayMtu: undefined, udpOffloads: true, kernelGso: false });
     expect(c.node.overlayAddress).toBe("198.19.1.0");
-    expect(c.node.device).toEqual({ name: "wo0", mode: "tun", mtu: 1450, mac: undefined, vtepMac: "0e:00:c6:12:00:0b", offloads: true, ioUring: true, queues: undefined });
+    // The device MTU is left to the daemon, which reads the underlay link (src/daemon/mtu.ts).
+    expect(c.node.device).toEqual({ name: "wo0", mode: "tun", mtu: undefined, mac: undefined, vtepMac: "0e:00:c6:12:00:0b", offloads: true, ioUring: true, queues: undefined });
     expect(c.peers[0].vtepAddress).toBe("198.19.2.0");
     expect(c.peers[0].encapsulation).toBe("auto");
     expect(c.routes).toEqual([]);
@@ -126,12 +127,13 @@ describe("defaults", () => {
     }
   });
 
-  it("device MTU follows tunnel.underlayMtu; a tap device gets a kernel-side MAC distinct from the VTEP MAC", () => {
+  it("tunnel.underlayMtu is kept as set; a tap device gets a kernel-side MAC distinct from the VTEP MAC", () => {
     const d = doc();
     d.tunnel.underlayMtu = 9000;
     d.node.device = { mode: "tap" };
     const c = ok(validateConfig(d));
-    expect(c.node.device.mtu).toBe(8950);
+    expect(c.tunnel.underlayMtu).toBe(9000);
+    expect(c.node.device.mtu).toBeUndefined();
     expect(c.node.device.mac).toBe("0e:01:c6:12:00:0b");
     expect(c.node.device.vtepMac).toBe("0e:00:c6:12:00:0b");
   });
@@ -192,7 +194,7 @@ describe("validation messages name the field and the reason", () => {
     ["outer TTL 0", (d) => (d.tunnel.outerTtl = 0), "tunnel.outerTtl", /1\.\.255/],
     ["outer TTL 256", (d) => (d.tunnel.outerTtl = 256), "tunnel.outerTtl", /1\.\.255/],
     ["underlay prefix length 33", (d) => (d.node.underlay.prefixLength = 33), "node.underlay.prefixLength", /0\.\.32/],
-    ["device MTU above the underlay's", (d) => (d.node.device = { mtu: 1600 }), "node.device.mtu", /above tunnel\.underlayMtu/],
+    ["device MTU above the underlay's", (d) => ((d.node.device = { mtu: 1600 }), (d.tunnel.underlayMtu = 1500)), "node.device.mtu", /above tunnel\.underlayMtu/],
     ["device mode", (d) => (d.node.device = { mode: "tun0" }), "node.device.mode", /"tun0" is not one of "tun", "tap"/],
     ["device name too long", (d) => (d.node.device = { name: "a-very-long-ifname" }), "node.device.name", /interface name/],
     ["no pod CIDRs", (d) => (d.peers[0].podCIDRs = []), "peers[0].podCIDRs", /at least one pod CIDR/],

@@ -153,8 +153,10 @@ print(json.dumps({"result": {"udp": udp, "ip": ip}}))
       { src: "198.18.0.1", dst: "198.19.9.1", via: "198.18.0.2", sport: 43212, dport: 9999, payload: "three", df: false },
     ];
     const c = child(a, "sendraw", JSON.stringify(specs));
-    const s = parse<{ sent: number; errors: number; stats: { txTooBig: number } }>(await c.waitForLine(isDone));
+    const s = parse<{ sent: number; errors: number; stats: { txTooBig: number }; errorsByErrno: Record<string, number> }>(await c.waitForLine(isDone));
     expect(s).toMatchObject({ sent: 2, errors: 1, stats: { txTooBig: 1 } });
+    // Counted by errno too, for overlay_io_errors_total{op="send",errno="EMSGSIZE"}.
+    expect(s.errorsByErrno).toEqual({ "send/EMSGSIZE": 1 });
     const got = parse<{ udp: { from: string; sport: number; payload: string }[]; ip: { id: number; csumOk: boolean; totlen: number; len: number; dst: string; df: boolean }[] }>(
       await listener.waitForLine(isDone));
     expect(got.udp).toEqual([

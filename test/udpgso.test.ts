@@ -49,4 +49,33 @@ describe.skipIf(!isRoot)("UDP GSO/GRO on the underlay", () => {
     // The three packets to the other address reached it.
     expect(r.otherCount).toBe(3);
   });
+
+  // No NIC or route here fails GSO with EIO (Linux 6.11+ checksums GSO in
+  // software for a device without checksum offload; there is no xfrm/esp4
+  // module for an IPsec route), so the kernel's answer is injected
+  // (UdpGsoSender.failGsoWith): the fallback path after it is real.
+  it("a GSO send failing with EIO turns GSO off for that socket and resends the train datagram by datagram", () => {
+    const out = execFileSync("ip", ["netns", "exec", NS, "node", "--import", "tsx", "test/helpers/udpgso-child.ts", "eio"], { encoding: "utf8", timeout: 30_000 });
+    const line = JSON.parse(out.trim().split("\n").pop()!);
+    expect(line.error).toBeUndefined();
+    const r = line.result as {
+      errors: number; stats: { gsoFallbacks: number; gsoResent: number; gsoSends: number }; got: { sport: number; datagrams: string[] }[]; expected: string[]; otherCount: number;
+    };
+    // Nothing lost: all 60 datagrams arrived, each once, in order per flow.
+    expect(r.errors).toBe(0);
+    const all = r.got.flatMap((g) => g.datagrams);
+    expect([...all].sort()).toEqual([...r.expected].sort());
+    const flowA = r.expected.filter((_, k) => Math.floor(k / 10) % 2 === 0);
+    const bySport = new Map<number, string[]>();
+    for (const g of r.got) bySport.set(g.sport, [...(bySport.get(g.sport) ?? []), ...g.datagrams]);
+    expect([...bySport.values()].some((d) => JSON.stringify(d) === JSON.stringify(flowA))).toBe(true);
+    // The three sockets that had trains (two flows, and the three packets to
+    // the other address) each fell back once; each one's first train went
+    // out again datagram by datagram (10 + 10 + 3), every later datagram of
+    // those sockets went alone from the start: 3 trains tried, none after.
+    expect(r.stats.gsoFallbacks).toBe(3);
+    expect(r.stats.gsoResent).toBe(23);
+    expect(r.stats.gsoSends).toBe(3);
+    expect(r.otherCount).toBe(3);
+  });
 });

@@ -2,7 +2,8 @@
 // or tap (Ethernet) device. This is where a packet's route is looked up.
 //
 // Per packet: validate, answer ARP (tap), look the destination up (LPM),
-// enforce the tunnel MTU (ICMP errors like a router), settle the TTL (below)
+// enforce the tunnel MTU or the peer's path MTU (ICMP errors like a router),
+// settle the TTL (below)
 // and hand the packet to the encapsulation its next hop names.
 //
 // TTL: one hop per node. A node running overlayd is one router hop, as with
@@ -61,6 +62,7 @@ import {
 } from "./state";
 import { nhGateway, nhKind, nhPeer, peerValid } from "./peers";
 import { encapIpip, encapVxlan } from "./encap";
+import { peerPathMtu } from "./pmtu";
 import { flowHash } from "./flow";
 import { replyIcmpError } from "./icmperr";
 import { admit, drop, emit, emitDirect, metaPtr, replyToDirect } from "./verdict";
@@ -155,6 +157,7 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
     return;
   }
   if (kind == NH_VXLAN) {
+    // Beyond the tunnel MTU no peer can take it (the per-peer path MTU is checked below).
     if (len + VXLAN_OVERHEAD > cfgUnderlayMtu) {
       tooBig(m, slot, off, p, len, cfgUnderlayMtu - VXLAN_OVERHEAD);
       if (translated) untranslateOwnError(m, slot);
@@ -176,6 +179,15 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
       drop(m, R_NO_FDB);
       return;
     }
+    // A path MTU a router on the way reported (pmtu.ts) binds DF packets;
+    // others leave without DF and the underlay may fragment them, as the
+    // kernel's vxlan does.
+    const pmtu = peerPathMtu(peer);
+    if (len + VXLAN_OVERHEAD > pmtu && (ld16(p + IP_FRAG) & IP_FLAG_DF) != 0) {
+      tooBig(m, slot, off, p, len, pmtu - VXLAN_OVERHEAD);
+      if (translated) untranslateOwnError(m, slot);
+      return;
+    }
     if (ours) ipDecTtl(p);
     encapVxlan(m, off, p, len, peer, mac, hash);
   } else if (kind == NH_IPIP) {
@@ -184,8 +196,10 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
       drop(m, R_UNKNOWN_PEER);
       return;
     }
-    if (len + IPIP_OVERHEAD > cfgUnderlayMtu) {
-      tooBig(m, slot, off, p, len, cfgUnderlayMtu - IPIP_OVERHEAD);
+    const pmtu = peerPathMtu(peer);
+    const limit = (ld16(p + IP_FRAG) & IP_FLAG_DF) != 0 ? pmtu : cfgUnderlayMtu; // as for VXLAN
+    if (len + IPIP_OVERHEAD > limit) {
+      tooBig(m, slot, off, p, len, limit - IPIP_OVERHEAD);
       if (translated) untranslateOwnError(m, slot);
       return;
     }

@@ -13,6 +13,7 @@
 //   @52 vxlan template partial checksum (u32): one's-complement sum of the
 //       template's IPv4 header words with the patched fields zero.
 //   @56 ipip template: outer IPv4 (20), same convention; @76 its partial sum.
+//   @80 path MTU learnt from the underlay (u32, 0: none; pmtu.ts) | @84 until (nowMs, u32)
 import { ld16 } from "../wire/bytes";
 import { emitIpv4, PROTO_IPIP, PROTO_UDP } from "../wire/ipv4";
 import { emitUdp } from "../wire/udp";
@@ -31,6 +32,8 @@ export const PEER_VXLAN_TPL: usize = 16;
 export const PEER_VXLAN_SUM: usize = 52;
 export const PEER_IPIP_TPL: usize = 56;
 export const PEER_IPIP_SUM: usize = 76;
+export const PEER_PMTU: usize = 80;
+export const PEER_PMTU_UNTIL: usize = 84;
 export const VXLAN_TPL_LEN: u32 = 36;
 
 export let nhBase: usize = 0;
@@ -108,6 +111,8 @@ export function setPeer(i: u32, underlay: u32, vtepMac: u64): i32 {
   const p = peerPtr(i);
   // The decap side finds peers by outer source address.
   if (peerValid(i) && load<u32>(p, PEER_UNDERLAY) != underlay) unmapAddress(load<u32>(p, PEER_UNDERLAY), i);
+  // A path MTU learnt towards another address is not this one's.
+  if (!peerValid(i) || load<u32>(p, PEER_UNDERLAY) != underlay) store<u32>(p, 0, PEER_PMTU);
   const r = htPut(peerAddrTable, <u64>underlay, <u64>i);
   if (r != OK) return r;
   store<u32>(p, underlay, PEER_UNDERLAY);

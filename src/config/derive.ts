@@ -166,7 +166,9 @@ export function deriveTables(config: Config): DerivedTables {
     port: t.port,
     sourcePortRange: [t.sourcePortRange[0], t.sourcePortRange[1]],
     outerTtl: t.outerTtl,
-    underlayMtu: t.underlayMtu,
+    // Without tunnel.underlayMtu the daemon puts the underlay link's MTU
+    // here (src/daemon/mtu.ts); 1500 for a config read on its own.
+    underlayMtu: t.underlayMtu ?? 1500,
   };
 
   const peers: DerivedPeer[] = config.peers.map((p) => {

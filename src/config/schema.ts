@@ -112,8 +112,11 @@ const TunnelSchema = z.strictObject({
   /** Outer UDP source ports, chosen by flow hash for ECMP entropy (RFC 7348 §5). */
   sourcePortRange: z.tuple([port, port]).default([32768, 60999]),
   outerTtl: intIn(1, 255).default(64),
-  /** MTU of the underlay path; the data path refuses packets that do not fit once encapsulated. */
-  underlayMtu: intIn(576, 65535).default(1500),
+  /** MTU of the underlay path; the data path refuses packets that do not fit
+   *  once encapsulated. Default: the underlay interface's MTU, read at start
+   *  and followed while running (src/daemon/mtu.ts); a value above it is
+   *  refused at start. */
+  underlayMtu: intIn(576, 65535).optional(),
   /** UDP GSO/GRO for VXLAN on the underlay: a flow's datagrams leave as one
    *  send and arrive as one buffer; outer source ports then come from 8
    *  sockets. Default: as node.device.offloads. */
@@ -151,7 +154,9 @@ const NodeSchema = z.strictObject({
   device: z.strictObject({
     name: ifname.default("wo0"),
     mode: z.enum(DEVICE_MODES).default("tun"),
-    /** Default: tunnel.underlayMtu - 50 (room for VXLAN). */
+    /** Default: the tunnel MTU (tunnel.underlayMtu, else the underlay
+     *  link's) minus the largest overhead of the encapsulations in use:
+     *  50 for VXLAN, 20 when every tunnelled peer is IPIP (src/daemon/mtu.ts). */
     mtu: intIn(68, 65535).optional(),
     /** Tap mode: MAC of the kernel's side of the tap. Default: 0e:01:<underlay address bytes>. */
     mac: unicastMac.optional(),
@@ -322,10 +327,12 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
   if (smin > smax) issue(["tunnel", "sourcePortRange"], `[${smin}, ${smax}]: min is above max`);
 
   const mtu = c.node.device.mtu;
-  if (mtu !== undefined && mtu > tunnel.underlayMtu) {
+  // Without tunnel.underlayMtu the link's MTU is known only at run time,
+  // where src/daemon/mtu.ts makes the same checks against it.
+  if (mtu !== undefined && tunnel.underlayMtu !== undefined && mtu > tunnel.underlayMtu) {
     issue(["node", "device", "mtu"], `${mtu} is above tunnel.underlayMtu ${tunnel.underlayMtu}: no tunnelled packet that size could be sent`);
   }
-  if (mtu === undefined && tunnel.underlayMtu - VXLAN_OVERHEAD < 68) {
+  if (mtu === undefined && tunnel.underlayMtu !== undefined && tunnel.underlayMtu - VXLAN_OVERHEAD < 68) {
     issue(["tunnel", "underlayMtu"], `${tunnel.underlayMtu} leaves no room for VXLAN (${VXLAN_OVERHEAD} bytes); set node.device.mtu`);
   }
   if (c.node.device.offloads === true && c.node.device.mode === "tap") {
@@ -531,7 +538,8 @@ function resolve(c: Shape) {
   const device = {
     name: d.name,
     mode: d.mode,
-    mtu: d.mtu ?? c.tunnel.underlayMtu - VXLAN_OVERHEAD,
+    // Left undefined unless set: the default depends on the link (src/daemon/mtu.ts).
+    mtu: d.mtu,
     mac: d.mac ?? (d.mode === "tap" ? formatMac(macFromIp(underlay, [0x0e, 0x01])) : undefined),
     vtepMac: d.vtepMac ?? formatMac(macFromIp(underlay)),
     // On by default for tun (3x the TCP throughput); tap has no TSO path.

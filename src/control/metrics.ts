@@ -64,7 +64,17 @@ export interface Metrics {
    *  difference from the previous call is added, a value that went down
    *  counts as a reset. Keys not in IO_EVENTS are ignored. */
   setIo(stats: Readonly<Record<string, number | undefined>>): void;
+  /** Packet I/O failures (IoStats.errors, summed over the workers): "op/ERRNO"
+   *  -> cumulative count, exported as overlay_io_errors_total{op, errno};
+   *  deltas as in setIo. Malformed keys are ignored. */
+  setIoErrors(errors: Readonly<Record<string, number>>): void;
 }
+
+/** Series of overlay_io_errors_total that exist from the start (at 0). */
+export const IO_ERRORS_PRECREATED = [
+  ["send", "EMSGSIZE"], ["send", "ENOBUFS"], ["send", "EAGAIN"], ["send", "EIO"],
+  ["write", "EAGAIN"], ["write", "EIO"], ["recv", "MSG_TRUNC"],
+] as const;
 
 /** The workers' I/O statistics as exported: event label -> IoStats key (src/daemon/worker.ts). */
 export const IO_EVENTS = {
@@ -76,6 +86,8 @@ export const IO_EVENTS = {
   gro_frames: "groFrames",
   gso_sends: "gsoSends",
   gso_segments: "gsoSegments",
+  gso_fallbacks: "gsoFallbacks",
+  gso_resent: "gsoResent",
   gro_trains: "groTrains",
   gro_datagrams: "groDatagrams",
   encap_superframes: "encapSuperframes",
@@ -131,6 +143,11 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   for (const r of DROP_REASONS) sinks.set(`drop_${r}`, (n) => drops.inc({ reason: r }, n));
   for (const v of VERDICT_NAMES) sinks.set(`verdict_${v}`, (n) => verdicts.inc({ verdict: v }, n));
   sinks.set("batches", (n) => batches.inc(n));
+  const pmtuEvents = new Counter({ name: `${p}pmtu_events_total`, help: "ICMP fragmentation-needed from the underlay about our outer packets: lowered (a peer's path MTU went down), ignored (did not match a peer, port, checksum, or not lower)", labelNames: ["event"] as const, registers });
+  for (const e of ["lowered", "ignored"]) {
+    pmtuEvents.inc({ event: e }, 0);
+    sinks.set(`pmtu_${e}`, (n) => pmtuEvents.inc({ event: e }, n));
+  }
 
   const last = new Map<string, bigint>();
 
@@ -142,12 +159,20 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const ctLast = new Map<string, number>();
   const ioEvents = new Counter({
     name: `${p}io_events_total`,
-    help: "Packet I/O: send/write errors, polls, tun super-frames (read, refused, written after GRO), UDP GSO sends and segments, UDP GRO trains and datagrams, VXLAN datagrams holding a whole super-frame (and those written whole), tunnel GSO frames (tunnel.kernelGso)",
+    help: "Packet I/O: send/write errors, polls, tun super-frames (read, refused, written after GRO), UDP GSO sends and segments, sockets that fell back from UDP GSO after EIO and the datagrams resent, UDP GRO trains and datagrams, VXLAN datagrams holding a whole super-frame (and those written whole), tunnel GSO frames (tunnel.kernelGso)",
     labelNames: ["event"] as const,
     registers,
   });
   for (const e of Object.keys(IO_EVENTS)) ioEvents.inc({ event: e }, 0);
   const ioLast = new Map<string, number>();
+  const ioErrors = new Counter({
+    name: `${p}io_errors_total`,
+    help: "Packet I/O failures by operation (send: underlay sockets, write: tun/tap, recv: underlay sockets, read: tun/tap) and errno (MSG_TRUNC: a datagram longer than its buffer; bad_slot: a packet outside its slot, never sent)",
+    labelNames: ["op", "errno"] as const,
+    registers,
+  });
+  for (const [op, errno] of IO_ERRORS_PRECREATED) ioErrors.inc({ op, errno }, 0);
+  const ioErrLast = new Map<string, number>();
 
   /** Add what a cumulative value grew by since the last call (all of it after a reset). */
   const grow = (lastMap: Map<string, number>, key: string, now: number, add: (n: number) => void) => {
@@ -186,6 +211,13 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       for (const [event, key] of Object.entries(IO_EVENTS)) {
         const now = st[key];
         if (typeof now === "number" && Number.isSafeInteger(now) && now >= 0) grow(ioLast, event, now, (n) => ioEvents.inc({ event }, n));
+      }
+    },
+    setIoErrors(errs) {
+      for (const [key, now] of Object.entries(errs)) {
+        const m = /^(send|write|recv|read)\/([A-Za-z0-9_]+)$/.exec(key);
+        if (!m || typeof now !== "number" || !Number.isSafeInteger(now) || now < 0) continue;
+        grow(ioErrLast, key, now, (n) => ioErrors.inc({ op: m[1], errno: m[2] }, n));
       }
     },
     setTableSizes(s) {

@@ -16,7 +16,7 @@ import { AdminServer, testHooksEnabled, type AdminLane, type AdminTarget } from 
 import { createEtcdMetrics, createMetrics, type Metrics } from "../control/metrics.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
 import { closeTun, configureLink, ip, openTun, setTunOffload, setVnetHdrSize, type TunDevice } from "../io/tun.js";
-import { openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/sockets.js";
+import { openIcmpRecvSocket, openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/sockets.js";
 import { attachSteering } from "../io/steer.js";
 import { TunRing } from "../io/uring.js";
 import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
@@ -25,10 +25,11 @@ import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
 const GSO_SOCKETS = 8;
 import { closeQuiet, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO_ECN, TUN_F_UDP_TUNNEL_GSO, TUN_F_UDP_TUNNEL_GSO_CSUM } from "../io/libc.js";
 import type { FromWorker, IoStats, ToWorker, WorkerConfig } from "./worker.js";
-import type { ConntrackStats } from "../dataplane/dataplane.js";
+import type { ConntrackStats, PmtuUpdate } from "../dataplane/dataplane.js";
 import { checkPrivileges, KernelRoutes, setSysctl } from "./system.js";
 import { NodeNat, type NatPlan } from "./natsetup.js";
 import { podStatus, removeNodeState, writeNodeState } from "./nodestate.js";
+import { LinkMtuWatcher, MtuError, pathMtuList, planMtu, PMTU_TTL_MS, readLinkMtu, underlayDeviceOf, type MtuPlan, type PathMtu } from "./mtu.js";
 
 export interface DaemonOptions {
   configPath: string;
@@ -129,11 +130,12 @@ export class Daemon implements AdminTarget {
     if (!loaded.ok) throw new Error(`invalid config ${this.opts.configPath}:\n  ${loaded.errors.join("\n  ")}`);
     checkPrivileges();
     this.config = loaded.config;
-    this.derived = deriveTables(this.config);
     try {
+      ({ derived: this.derived, plan: this.mtu } = this.deriveWithMtu(this.config, true));
       this.setupNode();
+      this.watchLinkMtu();
       await this.startWorker();
-      writeNodeState(this.config.node.stateDir, this.config); // the CNI plugin's node facts
+      writeNodeState(this.config.node.stateDir, this.config, this.mtu!.deviceMtu); // the CNI plugin's node facts
       this.admin = new AdminServer(this, this.config.admin);
       await this.admin.start();
     } catch (e) {
@@ -147,6 +149,30 @@ export class Daemon implements AdminTarget {
       node: this.config.node.name, device: this.tun?.name, mode: d.node.mode, underlay: u32ToIp(d.node.underlay),
       peers: d.peers.map((p) => `${p.name}=${p.encapsulation}`), routes: d.routes.length,
     }, "overlayd started");
+  }
+
+  /** The MTUs from the underlay link (src/daemon/mtu.ts) and what follows its changes. */
+  private mtu?: MtuPlan;
+  private linkMtuWatcher?: LinkMtuWatcher;
+
+  /** deriveTables, with the tunnel MTU the underlay link allows. `strict`:
+   *  refuse (MtuError) configured MTUs above the link's. */
+  private deriveWithMtu(c: Config, strict: boolean): { derived: DerivedTables; plan: MtuPlan } {
+    const derived = deriveTables(c);
+    const device = underlayDeviceOf(c);
+    const plan = planMtu(c, derived, { device, mtu: readLinkMtu(device) }, strict);
+    for (const w of plan.warnings) this.log.warn(w);
+    derived.node.underlayMtu = plan.tunnelMtu;
+    return { derived, plan };
+  }
+
+  private watchLinkMtu(): void {
+    const p = this.mtu!;
+    if (!p.device) return;
+    this.linkMtuWatcher = new LinkMtuWatcher(p.device, p.linkMtu, (mtu, before) => {
+      this.log.info({ device: p.device, mtu, before }, "the underlay link's MTU changed; applying it");
+      this.scheduleReload("underlay MTU changed", 0);
+    });
   }
 
   /** Whether an io_uring can be set up (the kernel may lack it or forbid it). */
@@ -180,8 +206,9 @@ export class Daemon implements AdminTarget {
     // neighbour solicitations into the device, which the data path drops.
     // Before the link goes up, or the first of them is already queued.
     setSysctl(`net.ipv6.conf.${this.tun.name}.disable_ipv6`, "1");
+    this.log.info({ ...this.mtu, warnings: undefined }, "MTUs");
     configureLink(this.tun.name, {
-      mtu: c.node.device.mtu,
+      mtu: this.mtu!.deviceMtu,
       mac: d.node.mode === "tap" ? formatMac(d.node.devMac) : undefined,
       addresses: [`${u32ToIp(d.node.overlay)}/32`],
       up: true,
@@ -283,20 +310,28 @@ export class Daemon implements AdminTarget {
     const vx = openVxlanSocket({ bindAddr: underlay, port: c.tunnel.port, rcvBuf: 16 << 20, reusePort: shared });
     this.fds.push(vx);
     if (shared && q === 0) attachSteering(vx, lanes);
-    let ipip = -1;
+    let ipip = -1, icmp = -1;
     if (q === 0) {
       ipip = openIpipRecvSocket({ rcvBuf: 16 << 20 });
       this.fds.push(ipip);
+      // Routers' fragmentation-needed about our outer packets (assembly/pipeline/pmtu.ts).
+      icmp = openIcmpRecvSocket({ rcvBuf: 1 << 20 });
+      this.fds.push(icmp);
     }
     const send = openRawSendSocket({ sndBuf: 8 << 20 });
     this.fds.push(send);
     // Offloads: VXLAN trains leave with UDP GSO from a few UDP sockets (their
     // ports are the outer source ports) and arrive coalesced (UDP GRO).
     let gsoFds: number[] | undefined;
+    let gsoDfFds: number[] | undefined;
     if (c.tunnel.udpOffloads) {
       const socks = openUdpSendSockets(underlay, GSO_SOCKETS, { ttl: c.tunnel.outerTtl, sndBuf: 8 << 20 });
       this.fds.push(...socks.fds);
       gsoFds = socks.fds;
+      // Outer DF follows the inner packet's, as without offloads: DF is a socket option.
+      const dfSocks = openUdpSendSockets(underlay, GSO_SOCKETS, { ttl: c.tunnel.outerTtl, sndBuf: 8 << 20, df: true });
+      this.fds.push(...dfSocks.fds);
+      gsoDfFds = dfSocks.fds;
       enableUdpGro(vx);
     }
     const { port1, port2 } = new MessageChannel();
@@ -304,6 +339,7 @@ export class Daemon implements AdminTarget {
       tunFd,
       vxlanFd: vx,
       ipipFd: ipip,
+      icmpFd: icmp,
       sendFd: send,
       batch: 256,
       slotSize: 2048,
@@ -316,6 +352,7 @@ export class Daemon implements AdminTarget {
       natMaxFlows: c.nat.conntrack.maxFlows,
       natHashSeed: this.ctHashSeed,
       gsoFds,
+      gsoDfFds,
       gsoTap: this.gsoTaps[q] ? { fd: this.gsoTaps[q].fd, mac: this.gsoTapMac } : undefined,
       heartbeat: new SharedArrayBuffer(4),
       testHooks: testHooksEnabled(),
@@ -376,9 +413,26 @@ export class Daemon implements AdminTarget {
       }
     } else if (m.type === "flushed") {
       if (m.deleted) this.log.info({ deleted: m.deleted }, "deleted the UDP flows of backends removed from their services");
+    } else if (m.type === "pmtu") {
+      this.onPathMtu(m.updates, lane);
     } else if (m.type === "fatal") {
       this.fatal("data-path worker failed: " + m.message);
     }
+  }
+
+  private gsoFallbackLogged = false;
+  /** Path MTUs learnt from the underlay, by peer underlay address (for status). */
+  private readonly pathMtus = new Map<number, PathMtu>();
+
+  /** A lane learnt lower path MTUs: log them, keep them, tell the other lanes. */
+  private onPathMtu(updates: PmtuUpdate[], from: Lane): void {
+    for (const u of updates) {
+      const peer = this.derived.peers.find((p) => p.underlay === u.peer);
+      this.log.info({ peer: peer?.name, underlay: u32ToIp(u.peer), pathMtu: u.mtu, router: u32ToIp(u.from) }, "path MTU lowered by ICMP fragmentation-needed from the underlay");
+      this.pathMtus.set(u.peer, { mtu: u.mtu, from: u.from, until: Date.now() + PMTU_TTL_MS });
+    }
+    const msg: ToWorker = { type: "pmtu", updates: updates.map((u) => ({ peer: u.peer, mtu: u.mtu })), ttlMs: PMTU_TTL_MS };
+    for (const l of this.lanes) if (l !== from) l.port.postMessage(msg);
   }
 
   /** Counters, I/O and conntrack statistics summed over the lanes. */
@@ -387,11 +441,23 @@ export class Daemon implements AdminTarget {
     for (const l of this.lanes) for (const [k, v] of Object.entries(l.counters)) counters[k] = (counters[k] ?? 0n) + v;
     this.counters = counters;
     const io = { ...this.ioStats };
-    for (const k of Object.keys(io) as (keyof IoStats)[]) io[k] = 0;
-    for (const l of this.lanes) for (const [k, v] of Object.entries(l.io ?? {})) (io as Record<string, number>)[k] = ((io as Record<string, number>)[k] ?? 0) + (v as number);
+    for (const k of Object.keys(io)) if (k !== "errors") (io as unknown as Record<string, number>)[k] = 0;
+    const errors: Record<string, number> = {};
+    for (const l of this.lanes) {
+      for (const [k, v] of Object.entries(l.io ?? {})) {
+        if (k === "errors") for (const [e, n] of Object.entries(v as Record<string, number>)) errors[e] = (errors[e] ?? 0) + n;
+        else (io as unknown as Record<string, number>)[k] = ((io as unknown as Record<string, number>)[k] ?? 0) + (v as number);
+      }
+    }
+    io.errors = errors;
+    if ((io.gsoFallbacks ?? 0) > 0 && !this.gsoFallbackLogged) {
+      this.gsoFallbackLogged = true;
+      this.log.warn({ sockets: io.gsoFallbacks }, "UDP GSO sends failed with EIO (the route or NIC cannot segment): those sockets send single datagrams now");
+    }
     this.ioStats = io;
     this.metrics.updateFromCounters(this.lanes.map((l) => l.counters));
     this.metrics.setIo(io as unknown as Record<string, number | undefined>);
+    this.metrics.setIoErrors(errors);
     const cts = this.lanes.map((l) => l.ct).filter((x): x is ConntrackStats => x !== undefined);
     if (cts.length) {
       const sum = { ...cts[0] };
@@ -424,7 +490,15 @@ export class Daemon implements AdminTarget {
       const what = changed.length ? `node.${changed[0]}` : ctResized ? "nat.conntrack.maxFlows" : "tunnel.port";
       return reject([`${what} changed: restart overlayd to apply it`]);
     }
-    const derived = deriveTables(next);
+    // Strict when the config's MTUs changed; a moved link is taken as it is.
+    const mtuFields = (x: Config) => `${x.tunnel.underlayMtu} ${x.node.device.mtu}`;
+    let derived: DerivedTables, plan: MtuPlan;
+    try {
+      ({ derived, plan } = this.deriveWithMtu(next, mtuFields(next) !== mtuFields(this.config)));
+    } catch (e) {
+      if (e instanceof MtuError) return reject([e.message]);
+      throw e;
+    }
     const queues = 1 + this.queueTuns.length;
     if (derived.nat.enabled && queues > 1) {
       return reject([`NAT needs one tun queue and this overlayd runs ${queues}: set node.device.queues: 1 and restart overlayd`]);
@@ -446,6 +520,15 @@ export class Daemon implements AdminTarget {
     const gone = removedBackends(this.derived.services, derived.services, "udp");
     if (gone.length) this.send({ type: "flushBackends", id, proto: 17, keys: gone });
     const routeErrors = this.kernelRoutes.sync(this.kernelRouteList(derived));
+    if (this.tun && plan.deviceMtu !== this.mtu?.deviceMtu) {
+      try {
+        ip("link", "set", "dev", this.tun.name, "mtu", String(plan.deviceMtu));
+        this.log.info({ device: this.tun.name, mtu: plan.deviceMtu, tunnelMtu: plan.tunnelMtu }, "device MTU changed");
+      } catch (e) {
+        routeErrors.push(`device MTU ${plan.deviceMtu}: ${(e as Error).message}`);
+      }
+    }
+    this.mtu = plan;
     this.config = next;
     try {
       if (derived.nat.enabled) this.nodeNat.apply(this.natPlan(derived));
@@ -455,7 +538,7 @@ export class Daemon implements AdminTarget {
     }
     this.derived = derived;
     this.updateTableGauges(derived);
-    try { writeNodeState(next.node.stateDir, next); } catch (e) { routeErrors.push(`node facts for CNI: ${(e as Error).message}`); }
+    try { writeNodeState(next.node.stateDir, next, plan.deviceMtu); } catch (e) { routeErrors.push(`node facts for CNI: ${(e as Error).message}`); }
     const errors = [...res.errors, ...routeErrors];
     this.lastReload = { at: Date.now(), ok: errors.length === 0, errors };
     this.metrics.configReloads.inc({ result: errors.length ? "error" : "ok" });
@@ -523,6 +606,10 @@ export class Daemon implements AdminTarget {
       kernelRoutes: this.kernelRoutes.list(),
       lastReload: this.lastReload,
       conntrack: { hashSeedId: createHash("sha256").update(this.ctHashSeed).digest("hex").slice(0, 16) },
+      mtu: this.mtu && {
+        device: this.mtu.device, linkMtu: this.mtu.linkMtu, tunnelMtu: this.mtu.tunnelMtu, deviceMtu: this.mtu.deviceMtu, source: this.mtu.source,
+        paths: pathMtuList(this.pathMtus, this.derived.peers),
+      },
       etcd: this.membership?.status(),
       pods: podStatus(this.config.node.stateDir),
     };
@@ -542,6 +629,7 @@ export class Daemon implements AdminTarget {
     await this.membership?.stop();
     if (this.config) removeNodeState(this.config.node.stateDir);
     clearTimeout(this.reloadTimer);
+    this.linkMtuWatcher?.stop();
     this.watcher?.close();
     this.watcher = undefined;
     const lanes = this.lanes;

@@ -34,15 +34,17 @@ export type NodeState = z.output<typeof NodeStateSchema>;
 
 export const nodeStatePath = (stateDir: string) => join(stateDir, NODE_STATE_FILE);
 
-/** What node.json says for this config (the daemon's merged one: a leased podCIDR included). */
-export function nodeStateOf(config: Config): NodeState {
+/** What node.json says for this config (the daemon's merged one: a leased
+ *  podCIDR included) and the device MTU in force (the config's, or the one
+ *  derived from the underlay link: src/daemon/mtu.ts). */
+export function nodeStateOf(config: Config, deviceMtu: number): NodeState {
   return {
     version: 1,
     node: config.node.name,
     podCIDR: config.node.podCIDR,
     overlayAddress: config.node.overlayAddress,
     device: config.node.device.name,
-    mtu: config.node.device.mtu,
+    mtu: deviceMtu,
     underlay: config.node.underlay.address,
     reserved: [config.node.overlayAddress, config.nat.snatAddress],
     pid: process.pid,
@@ -50,9 +52,9 @@ export function nodeStateOf(config: Config): NodeState {
 }
 
 /** Write node.json (only when the facts changed); returns its path. Throws on I/O errors. */
-export function writeNodeState(stateDir: string, config: Config): string {
+export function writeNodeState(stateDir: string, config: Config, deviceMtu: number): string {
   const file = nodeStatePath(stateDir);
-  const state = nodeStateOf(config);
+  const state = nodeStateOf(config, deviceMtu);
   try {
     const old = JSON.parse(readFileSync(file, "utf8"));
     delete old.writtenAt;

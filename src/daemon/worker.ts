@@ -3,18 +3,21 @@
 // call -> send the batch, and applies table updates between batches. The
 // main thread is the control plane; it talks to us only by messages.
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from "node:worker_threads";
-import { Dataplane, type BackendFlowKey, type BackendFlush, type ConntrackStats, type FlowRecord } from "../dataplane/dataplane.js";
+import { Dataplane, type BackendFlowKey, type BackendFlush, type ConntrackStats, type FlowRecord, type PmtuUpdate } from "../dataplane/dataplane.js";
 import { TableState, type DataplaneTables } from "../dataplane/tables.js";
 import * as abi from "../dataplane/abi.js";
 import { BatchIO } from "../io/batch.js";
 import * as libc from "../io/libc.js";
 import { UdpGroReceiver, UdpGsoSender } from "../io/udpgso.js";
 import { TunRing } from "../io/uring.js";
+import { IoErrors, OP_WRITE } from "../io/errors.js";
 
 export interface WorkerConfig {
   tunFd: number;
   vxlanFd: number; // -1: none
   ipipFd: number; // -1: none
+  /** Raw ICMP socket (destination unreachables only): frag-needed from the underlay (lane 0; -1 or absent: none). */
+  icmpFd?: number;
   sendFd: number;
   batch: number;
   slotSize: number;
@@ -32,6 +35,8 @@ export interface WorkerConfig {
   /** UDP GSO/GRO on the underlay (with offloads): sockets VXLAN leaves from
    *  (one per outer source port); the VXLAN socket has UDP_GRO on. */
   gsoFds?: number[];
+  /** As many sockets again, with DF set: for datagrams whose inner packet has DF (src/io/udpgso.ts). */
+  gsoDfFds?: number[];
   /** tunnel.kernelGso: this lane's queue of the tap that takes UDP tunnel GSO frames, and the tap's MAC. */
   gsoTap?: { fd: number; mac: string };
   /** An Int32Array's buffer whose element 0 the loop bumps every turn: the
@@ -57,7 +62,9 @@ export type ToWorker =
   | { type: "flushBackends"; id: number; proto: number; keys: BackendFlowKey[] }
   /** Test hooks (cfg.testHooks): block the loop for good; add `n` placeholder flows. */
   | { type: "hang" }
-  | { type: "ctFill"; id: number; n: number };
+  | { type: "ctFill"; id: number; n: number }
+  /** Path MTUs another lane learnt (peer underlay addresses, host order). */
+  | { type: "pmtu"; updates: { peer: number; mtu: number }[]; ttlMs: number };
 export type FromWorker =
   | { type: "ready" }
   /** `next`: the cursor of the next page, -1 at the end; `turns`: loop turns the page took. */
@@ -67,6 +74,8 @@ export type FromWorker =
   | { type: "stats"; counters: Record<string, bigint>; io: IoStats; ct?: ConntrackStats }
   | { type: "flushed"; id: number; deleted: number }
   | { type: "fatal"; message: string }
+  /** Peers whose path MTU an ICMP from the underlay lowered (assembly/pipeline/pmtu.ts). */
+  | { type: "pmtu"; updates: PmtuUpdate[] }
   | { type: "stopped" };
 
 export interface IoStats {
@@ -93,6 +102,11 @@ export interface IoStats {
   encapWhole?: number;
   /** tunnel.kernelGso: super-frames written whole to the tap, for the kernel to segment. */
   tnlGsoFrames?: number;
+  /** UDP GSO: sockets turned to single datagrams after an EIO, and the datagrams of failed trains resent. */
+  gsoFallbacks?: number;
+  gsoResent?: number;
+  /** Failures by "op/ERRNO" (src/io/errors.ts), cumulative. */
+  errors?: Record<string, number>;
 }
 
 function run(cfg: WorkerConfig, port: MessagePort): void {
@@ -114,7 +128,12 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const ctStats = () => (nat ? dp.conntrackStats() : undefined);
   const first = state.apply(cfg.tables);
   if (first.errors.length) port.postMessage({ type: "applied", id: 0, ...first } satisfies FromWorker);
-  const io = new BatchIO({ memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch });
+  const ioErrors = new IoErrors();
+  const io = new BatchIO({ memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch, errors: ioErrors });
+  const writeFailed = () => {
+    ioStats.writeErrors++;
+    ioErrors.add(OP_WRITE, libc.errno());
+  };
   const ring = cfg.ioUring ? new TunRing(256) : undefined;
   if (ring) io.useRing(ring);
   // Index lists live in linear memory: collectVerdicts() fills them in WASM.
@@ -128,7 +147,8 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const groCap = dp.batch * (dp.slotSize + 16);
   const groOut = cfg.offloads ? Number(dp.raw.allocScratch(groCap)) : 0;
   const groFrames = cfg.offloads ? Number(dp.raw.allocScratch(dp.batch * 8)) : 0;
-  const fds = [cfg.tunFd, cfg.vxlanFd, cfg.ipipFd].filter((fd) => fd >= 0);
+  const icmpFd = cfg.icmpFd ?? -1;
+  const fds = [cfg.tunFd, cfg.vxlanFd, cfg.ipipFd, icmpFd].filter((fd) => fd >= 0);
   const bitOf = (fd: number) => (fd < 0 ? 0 : 1 << fds.indexOf(fd));
   // Offloads: one super-frame at a time lands in its own buffer and is
   // segmented by WASM straight into the input slots.
@@ -146,10 +166,10 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   // UDP GSO/GRO: VXLAN trains leave as one sendmsg and arrive as one buffer.
   const gso = (cfg.gsoFds?.length ?? 0) > 0;
   const region = { memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch };
-  const gsoSender = gso ? new UdpGsoSender(region, cfg.gsoFds!) : undefined;
+  const gsoSender = gso ? new UdpGsoSender(region, cfg.gsoFds!, ioErrors, cfg.gsoDfFds) : undefined;
   const GRO_BUFS = 8;
   const groBufPtr = gso ? Number(dp.raw.allocScratch(GRO_BUFS * 65536)) : 0;
-  const groRx = gso ? new UdpGroReceiver(dp.memory, groBufPtr, GRO_BUFS) : undefined;
+  const groRx = gso ? new UdpGroReceiver(dp.memory, groBufPtr, GRO_BUFS, ioErrors) : undefined;
   // VXLAN packets for UDP GSO get a list of their own; IPIP and direct ones
   // go to the toUnderlay list as without GSO.
   const vxPtr = gso ? Number(dp.raw.allocScratch(listBytes)) : 0;
@@ -194,7 +214,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
               dp.processVxlan(1);
               const len = dp.raw.encapBuild(0, d.ptr, d.len, segs);
               if (len > 0) {
-                if (libc.write(cfg.tunFd, memBase + d.ptr + ENCAP_WRITE_AT, len) < 0) ioStats.writeErrors++;
+                if (libc.write(cfg.tunFd, memBase + d.ptr + ENCAP_WRITE_AT, len) < 0) writeFailed();
                 ioStats.groFrames++;
                 ioStats.encapWhole!++;
               } else flush(1); // dropped, or an answer: as any packet
@@ -320,9 +340,9 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       frames++;
     }
     if (ring) {
-      ioStats.writeErrors += ring.writeAll(cfg.gsoTap!.fd, frames, (i) => tnlFrames[i * 2], (i) => tnlFrames[i * 2 + 1]);
+      ioStats.writeErrors += ring.writeAll(cfg.gsoTap!.fd, frames, (i) => tnlFrames[i * 2], (i) => tnlFrames[i * 2 + 1], ioErrors);
     } else {
-      for (let i = 0; i < frames; i++) if (libc.write(cfg.gsoTap!.fd, tnlFrames[i * 2], tnlFrames[i * 2 + 1]) < 0) ioStats.writeErrors++;
+      for (let i = 0; i < frames; i++) if (libc.write(cfg.gsoTap!.fd, tnlFrames[i * 2], tnlFrames[i * 2 + 1]) < 0) writeFailed();
     }
     ioStats.tnlGsoFrames! += frames;
     // What did not leave as a frame (ICMP errors, drops) goes on as any packet.
@@ -361,11 +381,22 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     }
     return n;
   };
+  /** Fragmentation-needed from routers on the underlay lower peers' path
+   *  MTUs here; the control plane tells the other lanes. */
+  const readIcmp = (): number => {
+    const n = io.recvIpip(icmpFd, dp.batch);
+    if (!n) return 0;
+    const updates = dp.processIcmp(n);
+    if (updates.length) port.postMessage({ type: "pmtu", updates } satisfies FromWorker);
+    return 0;
+  };
   // Each readable source: how to read a batch from it and which stage takes it.
   const sources = [
     { bit: bitOf(cfg.tunFd), read: () => (tnl ? readSuperframesTnl() : cfg.offloads ? readSuperframes() : io.readTun(cfg.tunFd, dp.batch)), process: (n: number) => dp.processPod(n) },
     { bit: bitOf(cfg.vxlanFd), read: () => (gso ? readTrains() : io.recvVxlan(cfg.vxlanFd, dp.batch)), process: (n: number) => dp.processVxlan(n) },
     { bit: bitOf(cfg.ipipFd), read: () => io.recvIpip(cfg.ipipFd, dp.batch), process: (n: number) => dp.processIpip(n) },
+    // ICMP errors from the underlay: taken here, nothing to send (0 slots).
+    { bit: bitOf(icmpFd), read: () => readIcmp(), process: () => 0 },
   ].filter((s) => s.bit !== 0);
   port.postMessage({ type: "ready" } satisfies FromWorker);
 
@@ -411,6 +442,8 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       if (nr) ioStats.sendErrors += io.sendRaw(cfg.sendFd, toUnderlay, nr).errors;
       ioStats.gsoSends = gsoSender!.stats.gsoSends;
       ioStats.gsoSegments = gsoSender!.stats.gsoSegments;
+      ioStats.gsoFallbacks = gsoSender!.stats.gsoFallbacks;
+      ioStats.gsoResent = gsoSender!.stats.gsoResent;
     } else {
       const packed = dp.raw.collectVerdicts(n, toUnderlayPtr, toDevicePtr) >>> 0;
       const nu = packed & 0xffff;
@@ -424,11 +457,11 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
       if (frames >= 0) {
         const dv = dp.dv;
         if (ring) {
-          ioStats.writeErrors += ring.writeAll(cfg.tunFd, frames, (k) => memBase + groOut + dv.getUint32(groFrames + k * 8, true), (k) => dv.getUint32(groFrames + k * 8 + 4, true));
+          ioStats.writeErrors += ring.writeAll(cfg.tunFd, frames, (k) => memBase + groOut + dv.getUint32(groFrames + k * 8, true), (k) => dv.getUint32(groFrames + k * 8 + 4, true), ioErrors);
         } else {
           for (let k = 0; k < frames; k++) {
             const off = dv.getUint32(groFrames + k * 8, true), len = dv.getUint32(groFrames + k * 8 + 4, true);
-            if (libc.write(cfg.tunFd, memBase + groOut + off, len) < 0) ioStats.writeErrors++;
+            if (libc.write(cfg.tunFd, memBase + groOut + off, len) < 0) writeFailed();
           }
         }
         ioStats.groFrames += frames;
@@ -455,6 +488,10 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     }
   };
   const beat = cfg.heartbeat ? new Int32Array(cfg.heartbeat) : undefined;
+  const ioSnapshot = (): IoStats => {
+    ioStats.errors = ioErrors.snapshot();
+    return ioStats;
+  };
   let lastStats = Date.now();
   for (;;) {
     if (beat) Atomics.add(beat, 0, 1);
@@ -462,7 +499,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     for (let msg = receiveMessageOnPort(port); msg; msg = receiveMessageOnPort(port)) {
       const m = msg.message as ToWorker;
       if (m.type === "stop") {
-        port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats, ct: ctStats() } satisfies FromWorker);
+        port.postMessage({ type: "stats", counters: dp.counters(), io: ioSnapshot(), ct: ctStats() } satisfies FromWorker);
         port.postMessage({ type: "stopped" } satisfies FromWorker);
         return;
       }
@@ -470,7 +507,8 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
         const r = state.apply(m.tables);
         port.postMessage({ type: "applied", id: m.id, errors: r.errors, routesAdded: r.routesAdded, routesRemoved: r.routesRemoved } satisfies FromWorker);
       }
-      if (m.type === "stats") port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats, ct: ctStats() } satisfies FromWorker);
+      if (m.type === "stats") port.postMessage({ type: "stats", counters: dp.counters(), io: ioSnapshot(), ct: ctStats() } satisfies FromWorker);
+      if (m.type === "pmtu") for (const u of m.updates) dp.setPeerPmtu(u.peer, u.mtu, m.ttlMs);
       if (m.type === "flushBackends") {
         if (nat) flushes.push({ id: m.id, walk: dp.backendFlush(m.proto, m.keys) });
         else port.postMessage({ type: "flushed", id: m.id, deleted: 0 } satisfies FromWorker);
@@ -522,7 +560,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
     const now = Date.now();
     if (now - lastStats >= cfg.statsIntervalMs) {
       lastStats = now;
-      port.postMessage({ type: "stats", counters: dp.counters(), io: ioStats, ct: ctStats() } satisfies FromWorker);
+      port.postMessage({ type: "stats", counters: dp.counters(), io: ioSnapshot(), ct: ctStats() } satisfies FromWorker);
     }
   }
 }

@@ -142,6 +142,16 @@ const NAT_KINDS = ["none", "snat", "dnat", "both"] as const;
 /** ctStat indices (nat/conntrack.ts CT_STAT_*) by name. */
 const CT_EVENT_NAMES = ["inserts", "deletes", "expired", "insert_failed", "clash", "invalid", "early_drop"] as const;
 
+/** Bytes of one pmtuIcmpBatch record (assembly/pipeline/pmtu.ts PMTU_RECORD). */
+const PMTU_RECORD = 12;
+
+/** A peer's path MTU lowered by an ICMP from the underlay: host-order addresses. */
+export interface PmtuUpdate {
+  peer: number;
+  mtu: number;
+  from: number;
+}
+
 export class DataplaneError extends Error {
   constructor(what: string, public readonly status: number) {
     super(`${what} failed: ${statusName(status)} (${status})`);
@@ -426,6 +436,35 @@ export class Dataplane {
   }
   processIpip(n: number): number {
     return this.raw.processIpipBatch(n);
+  }
+
+  // --- path MTU from the underlay (assembly/pipeline/pmtu.ts) ------------------
+  private pmtuOut = 0;
+
+  /** Take `n` ICMP packets from the slots (whole IPv4 packets, as a raw ICMP
+   *  socket delivers them); returns the peers whose path MTU a valid
+   *  fragmentation-needed lowered (peer underlay address, new MTU, router). */
+  processIcmp(n: number): PmtuUpdate[] {
+    if (!this.pmtuOut) this.pmtuOut = Number(this.raw.allocScratch(this.batch * PMTU_RECORD));
+    const k = this.raw.pmtuIcmpBatch(n, this.pmtuOut) >>> 0;
+    const out: PmtuUpdate[] = [];
+    const dv = this.dv;
+    for (let i = 0; i < k; i++) {
+      const r = this.pmtuOut + i * PMTU_RECORD;
+      out.push({ peer: dv.getUint32(r, true), mtu: dv.getUint32(r + 4, true), from: dv.getUint32(r + 8, true) });
+    }
+    return out;
+  }
+
+  /** Set the path MTU towards the peer at underlay address `peer` for
+   *  `ttlMs` (what another lane learnt); false when no peer has it. */
+  setPeerPmtu(peer: number, mtu: number, ttlMs: number): boolean {
+    return this.raw.setPeerPmtu(peer >>> 0, mtu >>> 0, ttlMs >>> 0) === abi.OK;
+  }
+
+  /** The path MTU in force towards peer index i (tunnel MTU when none learnt; 0: no such peer). */
+  peerPmtu(i: number): number {
+    return this.raw.peerPmtu(i) >>> 0;
   }
 
   // --- counters -------------------------------------------------------------

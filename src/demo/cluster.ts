@@ -207,8 +207,10 @@ export class Cluster {
     return this.nets.exec(ns, args, input);
   }
 
-  /** Build namespaces, links, addresses and underlay routes. */
-  build(): void {
+  /** Build namespaces, links, addresses and underlay routes. `underlayMtu`:
+   *  the MTU of every underlay link (the workers' eth0 and the leaf's ports;
+   *  default the veths' 1500). */
+  build(opts: { underlayMtu?: number } = {}): void {
     this.nets.add("leaf");
     this.exec("leaf", ["ip", "link", "add", "brA", "type", "bridge"]);
     this.exec("leaf", ["ip", "link", "set", "brA", "up"]);
@@ -227,6 +229,11 @@ export class Cluster {
         this.exec("leaf", ["ip", "addr", "add", "198.18.1.1/24", "dev", "pB"]);
         this.exec(wn, ["ip", "addr", "add", `${w.underlay}/24`, "dev", "eth0"]);
         this.exec(wn, ["ip", "route", "add", "198.18.0.0/24", "via", "198.18.1.1"]);
+      }
+      if (opts.underlayMtu) {
+        const port = w.subnet === "A" ? `p${w.n}` : "pB";
+        this.exec(wn, ["ip", "link", "set", "eth0", "mtu", String(opts.underlayMtu)]);
+        this.exec("leaf", ["ip", "link", "set", port, "mtu", String(opts.underlayMtu)]);
       }
       this.exec(wn, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
       // Strict reverse-path filtering, as on many hardened nodes: the overlay

@@ -17,6 +17,7 @@ import * as abi from "../dataplane/abi.js";
 import koffi from "koffi";
 import * as libc from "./libc.js";
 import type { TunRing } from "./uring.js";
+import { E_BAD_SLOT, E_TRUNCATED, IoErrors, OP_READ, OP_RECV, OP_SEND, OP_WRITE } from "./errors.js";
 import { SOCKADDR_IN_SIZE, writeSockaddrIn } from "./sockets.js";
 import {
   forEachCmsg, IOV_SIZE, MH_CONTROL, MH_CONTROLLEN, MH_FLAGS, MH_IOV, MH_IOVLEN, MH_LEN, MH_NAME, MH_NAMELEN, MMSG_SIZE, ScratchLayout,
@@ -35,6 +36,8 @@ export interface BatchIOOptions {
   metaBase: number;
   /** Number of slots (and metadata records). */
   batch: number;
+  /** Where failures are counted by errno (default: an IoErrors of its own). */
+  errors?: IoErrors;
 }
 
 /** Counters of per-packet failures; plain numbers, read them any time. */
@@ -74,6 +77,9 @@ export class BatchIO {
     rxErrors: 0, rxTruncated: 0, txErrors: 0, txTooBig: 0, txNoBuffer: 0, txBadSlot: 0, tunWriteErrors: 0, lastErrno: 0,
   };
 
+  /** Failures by operation and errno (shared with the worker's other I/O). */
+  readonly errors: IoErrors;
+
   private buffer!: ArrayBuffer; // memory.buffer the views below were made for
   private mem!: DataView; // over all of linear memory: metadata and headers
   private memAddr = 0; // native address of linear memory byte 0
@@ -102,6 +108,7 @@ export class BatchIO {
     this.slotSize = opts.slotSize;
     this.metaBase = opts.metaBase;
     this.batch = opts.batch;
+    this.errors = opts.errors ?? new IoErrors();
     const end = opts.slotBase + opts.batch * opts.slotSize;
     const metaEnd = opts.metaBase + opts.batch * abi.META_SIZE;
     if (end > opts.memory.buffer.byteLength || metaEnd > opts.memory.buffer.byteLength) {
@@ -166,7 +173,7 @@ export class BatchIO {
       if (r < 0) {
         const e = libc.errno();
         if (e === libc.EINTR) continue;
-        if (e !== libc.EAGAIN) this.rxError(e);
+        if (e !== libc.EAGAIN) this.rxError(e, OP_READ);
         break;
       }
       if (r === 0) break;
@@ -242,6 +249,7 @@ export class BatchIO {
       if (addr < 0) {
         errors++;
         this.stats.txBadSlot++;
+        this.errors.add(OP_SEND, E_BAD_SLOT);
         continue;
       }
       const iov = this.txIovs + n * IOV_SIZE;
@@ -269,10 +277,12 @@ export class BatchIO {
         const rest = n - start;
         errors += rest;
         this.stats.txNoBuffer += rest;
+        this.errors.add(OP_SEND, e, rest);
         break;
       }
       // The first message of the remainder failed: drop it, go on.
       if (e === libc.EMSGSIZE) this.stats.txTooBig++;
+      this.errors.add(OP_SEND, e);
       errors++;
       start++;
     }
@@ -293,6 +303,7 @@ export class BatchIO {
       const addr = this.outputPacket(idx[k], 1);
       if (addr < 0) {
         errors++;
+        this.errors.add(OP_WRITE, E_BAD_SLOT);
         continue;
       }
       const len = this.outLen;
@@ -300,6 +311,7 @@ export class BatchIO {
       if (r < 0 && libc.errno() === libc.EINTR) r = libc.write(fd, addr, len);
       if (r < 0) {
         this.stats.lastErrno = libc.errno();
+        this.errors.add(OP_WRITE, this.stats.lastErrno);
         errors++;
       } else written++;
     }
@@ -323,7 +335,7 @@ export class BatchIO {
     const base = this.memAddr + this.slotBase + abi.HEADROOM;
     const r = ring.readBatch(fd, want, (i) => base + i * this.slotSize, cap);
     if (r < 0) {
-      this.rxError(-r);
+      this.rxError(-r, OP_READ);
       return 0;
     }
     const res = ring.res;
@@ -331,7 +343,7 @@ export class BatchIO {
     for (let i = 0; i < want; i++) {
       const len = res[i];
       if (len <= 0) {
-        if (len < 0 && len !== -libc.EAGAIN && len !== -libc.EINTR) this.rxError(-len);
+        if (len < 0 && len !== -libc.EAGAIN && len !== -libc.EINTR) this.rxError(-len, OP_READ);
         continue;
       }
       if (i !== got) {
@@ -355,12 +367,13 @@ export class BatchIO {
       const addr = this.outputPacket(idx[k], 1);
       if (addr < 0) {
         errors++;
+        this.errors.add(OP_WRITE, E_BAD_SLOT);
         continue;
       }
       addrs[m] = addr;
       lens[m++] = this.outLen;
     }
-    const failed = ring.writeAll(fd, m, (j) => addrs[j], (j) => lens[j]);
+    const failed = ring.writeAll(fd, m, (j) => addrs[j], (j) => lens[j], this.errors);
     if (failed) this.stats.lastErrno = ring.lastErrno;
     errors += failed;
     this.stats.tunWriteErrors += errors;
@@ -434,11 +447,14 @@ export class BatchIO {
     if (r > 0) this.rxFilled = r;
     if (r < 0) {
       const e = libc.errno();
-      if (e !== libc.EAGAIN && e !== libc.EINTR) this.rxError(e);
+      if (e !== libc.EAGAIN && e !== libc.EINTR) this.rxError(e, OP_RECV);
       return 0;
     }
     for (let i = 0; i < r; i++) {
-      if (s.getInt32(this.rxMsgs + i * MMSG_SIZE + MH_FLAGS, true) & libc.MSG_TRUNC) this.stats.rxTruncated++;
+      if (s.getInt32(this.rxMsgs + i * MMSG_SIZE + MH_FLAGS, true) & libc.MSG_TRUNC) {
+        this.stats.rxTruncated++;
+        this.errors.add(OP_RECV, E_TRUNCATED);
+      }
     }
     return r;
   }
@@ -453,8 +469,9 @@ export class BatchIO {
     mem.setUint8(m + abi.META_TOS, tos);
   }
 
-  private rxError(e: number): void {
+  private rxError(e: number, op: number): void {
     this.stats.rxErrors++;
+    this.errors.add(op, e);
     this.stats.lastErrno = e;
   }
 

@@ -54,6 +54,7 @@ export const SOCK_RAW = 3;
 export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
 export const IPPROTO_IP = 0;
+export const IPPROTO_ICMP = 1;
 export const IPPROTO_IPIP = 4;
 export const IPPROTO_UDP = 17;
 export const IPPROTO_RAW = 255;
@@ -70,6 +71,10 @@ export const IP_PKTINFO = 8;
 export const IP_RECVTOS = 13;
 export const IP_MTU_DISCOVER = 10;
 export const IP_PMTUDISC_DONT = 0;
+/** DF set on every packet; the route's learnt path MTU is not applied (the data path keeps its own). */
+export const IP_PMTUDISC_PROBE = 3;
+/** DF never set; the interface's MTU, never the route's learnt path MTU. */
+export const IP_PMTUDISC_INTERFACE = 4;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_TRUNC = 0x20;
 export const MSG_CTRUNC = 0x08;
@@ -107,6 +112,7 @@ for (const [name, num] of Object.entries(errnoNumbers)) if (!errnoNames.has(num)
 export const EPERM = errnoNumbers.EPERM ?? 1;
 export const ENOENT = errnoNumbers.ENOENT ?? 2;
 export const EINTR = errnoNumbers.EINTR ?? 4;
+export const EIO = errnoNumbers.EIO ?? 5;
 export const EAGAIN = errnoNumbers.EAGAIN ?? 11;
 export const EACCES = errnoNumbers.EACCES ?? 13;
 export const EBUSY = errnoNumbers.EBUSY ?? 16;

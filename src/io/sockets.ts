@@ -91,6 +91,32 @@ export function openIpipRecvSocket(opts: { rcvBuf?: number } = {}): number {
   }
 }
 
+/** SOL_RAW / ICMP_FILTER (linux/icmp.h): a bitmask of ICMP types NOT to deliver. */
+const SOL_RAW = 255;
+const ICMP_FILTER = 1;
+const ICMP_DEST_UNREACH = 3;
+
+/**
+ * A nonblocking raw ICMP socket that sees a copy of every ICMP destination
+ * unreachable the node receives (ICMP_FILTER drops every other type in the
+ * kernel, so a ping flood never reaches us), header included: the
+ * fragmentation-needed errors routers send about our outer packets
+ * (assembly/pipeline/pmtu.ts). Read it with BatchIO.recvIpip.
+ */
+export function openIcmpRecvSocket(opts: { rcvBuf?: number } = {}): number {
+  const fd = libc.check("socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)",
+    libc.socket(libc.AF_INET, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, libc.IPPROTO_ICMP),
+    (e) => (e === libc.EPERM ? "raw sockets need root or CAP_NET_RAW" : undefined));
+  try {
+    libc.setIntOpt(fd, SOL_RAW, ICMP_FILTER, ~(1 << ICMP_DEST_UNREACH), "ICMP_FILTER");
+    if (opts.rcvBuf) setBuf(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.rcvBuf);
+    return fd;
+  } catch (e) {
+    libc.closeQuiet(fd);
+    throw e;
+  }
+}
+
 /**
  * A nonblocking raw IPPROTO_RAW socket (IP_HDRINCL implied) that sends
  * complete IPv4 packets, routed by the sockaddr address (the next hop: the

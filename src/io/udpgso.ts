@@ -16,11 +16,22 @@
 // path's per-flow port picks socket (port % count), and the wire carries that
 // socket's port. One flow keeps one port; flows spread over `count` ports.
 // The kernel computes the outer UDP checksum (UDP GSO needs one, RFC 7348
-// allows it) and the IPv4 ID; TTL is a socket option, TOS a cmsg per send,
-// DF is left clear (the data path already enforces the underlay MTU).
+// allows it) and the IPv4 ID; TTL is a socket option, TOS a cmsg per send.
+// DF is inherited from the inner packet, as on the raw-socket path (the
+// data path copies it into the outer header it builds, encap.ts): DF is a
+// socket option only, so a second set of sockets with IP_PMTUDISC_PROBE (DF
+// set, the kernel's learnt path MTU not applied: the data path keeps its own
+// per peer) sends the datagrams whose outer header has DF.
+//
+// A send with UDP_SEGMENT that fails with EIO means the route cannot take a
+// GSO packet (Linux before 6.11 on a device without checksum offload, an
+// xfrm/IPsec route): that socket stops using GSO for good and the train is
+// sent again as single datagrams, as wireguard-go does (counted in
+// stats.gsoFallbacks; the daemon logs it once).
 import * as abi from "../dataplane/abi.js";
 import koffi from "koffi";
 import * as libc from "./libc.js";
+import { E_BAD_SLOT, E_TRUNCATED, IoErrors, OP_RECV, OP_SEND } from "./errors.js";
 import { parseIPv4, SOCKADDR_IN_SIZE, writeSockaddrIn } from "./sockets.js";
 import {
   CMSG_HDR, forEachCmsg, IOV_SIZE, MH_CONTROL, MH_CONTROLLEN, MH_FLAGS, MH_IOV, MH_IOVLEN, MH_LEN, MH_NAME, MH_NAMELEN, MMSG_SIZE,
@@ -49,8 +60,9 @@ export interface UdpSendSockets {
 }
 
 /** `count` nonblocking UDP sockets bound to bindAddr with kernel-chosen
- *  ports, outer TTL `ttl`, DF clear, big send buffers. */
-export function openUdpSendSockets(bindAddr: string, count: number, opts: { ttl?: number; sndBuf?: number } = {}): UdpSendSockets {
+ *  ports, outer TTL `ttl`, DF clear (or, with `df`, set on every datagram),
+ *  big send buffers. */
+export function openUdpSendSockets(bindAddr: string, count: number, opts: { ttl?: number; sndBuf?: number; df?: boolean } = {}): UdpSendSockets {
   const fds: number[] = [];
   const ports: number[] = [];
   const addr = parseIPv4(bindAddr);
@@ -59,7 +71,10 @@ export function openUdpSendSockets(bindAddr: string, count: number, opts: { ttl?
       const fd = libc.check("socket(AF_INET, SOCK_DGRAM)", libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, 0));
       fds.push(fd);
       libc.setIntOpt(fd, libc.IPPROTO_IP, IP_TTL, opts.ttl ?? 64, "IP_TTL");
-      libc.setIntOpt(fd, libc.IPPROTO_IP, libc.IP_MTU_DISCOVER, libc.IP_PMTUDISC_DONT, "IP_MTU_DISCOVER");
+      // Neither kind applies the route's learnt path MTU (the data path keeps
+      // its own per peer): PROBE sets DF, INTERFACE never does (and with DONT
+      // a learnt PMTU below a train's segment size would fail it, EINVAL).
+      libc.setIntOpt(fd, libc.IPPROTO_IP, libc.IP_MTU_DISCOVER, opts.df ? libc.IP_PMTUDISC_PROBE : libc.IP_PMTUDISC_INTERFACE, "IP_MTU_DISCOVER");
       if (opts.sndBuf) {
         try {
           libc.setIntOpt(fd, libc.SOL_SOCKET, libc.SO_SNDBUFFORCE, opts.sndBuf, "SO_SNDBUFFORCE");
@@ -109,11 +124,21 @@ export interface GsoStats {
   /** Datagrams the kernel refused (counted per datagram). */
   errors: number;
   lastErrno: number;
+  /** Sockets that gave EIO for a GSO send and now send single datagrams. */
+  gsoFallbacks: number;
+  /** Datagrams of failed trains sent again one by one. */
+  gsoResent: number;
 }
 
 /** Sends encapsulated VXLAN packets from the slots with UDP_SEGMENT. */
 export class UdpGsoSender {
-  readonly stats: GsoStats = { gsoSends: 0, gsoSegments: 0, errors: 0, lastErrno: 0 };
+  readonly stats: GsoStats = { gsoSends: 0, gsoSegments: 0, errors: 0, lastErrno: 0, gsoFallbacks: 0, gsoResent: 0 };
+  /** Per socket (index into fds): GSO turned off after an EIO. */
+  private readonly noGso: boolean[];
+  /** Test hook (failGsoWith): a GSO send on a socket still using GSO fails with this errno. */
+  private injectErrno = 0;
+  /** One message per datagram of a failed train: the single-datagram resend. */
+  private readonly singles: number;
   private readonly scratch: libc.Scratch;
   private readonly s: DataView;
   private readonly msgs: number;
@@ -124,17 +149,33 @@ export class UdpGsoSender {
   private mem!: DataView;
   private memAddr = 0;
 
-  constructor(private readonly r: Region, private readonly fds: number[]) {
+  /** Every socket: `fds` (DF clear) then `dfFds` (DF set, as many). */
+  private readonly all: number[];
+
+  /** `fds`: DF-clear sockets; `dfFds` (as many, or none: every datagram
+   *  leaves DF clear): DF-set ones, for datagrams whose outer header has DF.
+   *  `errors`: where failures are counted by errno (default: its own). */
+  constructor(private readonly r: Region, private readonly fds: number[], readonly errors: IoErrors = new IoErrors(), private readonly dfFds: number[] = []) {
     if (fds.length === 0) throw new RangeError("no send sockets");
+    if (dfFds.length && dfFds.length !== fds.length) throw new RangeError("as many DF sockets as others");
+    this.all = [...fds, ...dfFds];
     const n = r.batch;
     const layout = new ScratchLayout();
     this.msgs = layout.take(n * MMSG_SIZE);
     this.iovs = layout.take(n * IOV_SIZE);
     this.names = layout.take(n * SOCKADDR_IN_SIZE);
     this.ctrl = layout.take(n * TX_CTRL);
+    this.singles = layout.take(MAX_SEGMENTS * MMSG_SIZE);
     this.scratch = new libc.Scratch(layout.size);
     this.s = this.scratch.dv;
+    this.noGso = this.all.map(() => false);
     this.sync();
+  }
+
+  /** For tests: make every GSO send fail with `errno` (as a NIC that cannot
+   *  segment would with EIO) on the sockets still using GSO; 0 stops it. */
+  failGsoWith(errno: number): void {
+    this.injectErrno = errno;
   }
 
   private sync(): void {
@@ -202,6 +243,7 @@ export class UdpGsoSender {
       const len = mem.getUint32(meta + abi.META_LEN, true);
       if (off + len > r.slotSize || len <= OUTER) {
         errors++;
+        this.errors.add(OP_SEND, E_BAD_SLOT);
         continue;
       }
       const p = r.slotBase + i * r.slotSize + off;
@@ -209,10 +251,12 @@ export class UdpGsoSender {
       const dst = mem.getUint32(p + 16, false);
       const sport = mem.getUint16(p + 20, false);
       const dport = mem.getUint16(p + 22, false);
-      const fd = this.fds[sport % this.fds.length];
+      const df = this.dfFds.length > 0 && (mem.getUint8(p + 6) & 0x40) !== 0;
+      const fdIdx = (df ? this.fds.length : 0) + (sport % this.fds.length);
+      const fd = this.all[fdIdx];
       const pay = len - OUTER;
       const fits = !gClosed && dst === gDst && fd === gFd && tos === gTos && dport === gPort && pay <= gSeg &&
-        gSegs < MAX_SEGMENTS && gBytes + pay <= MAX_GSO_BYTES;
+        gSegs < MAX_SEGMENTS && gBytes + pay <= MAX_GSO_BYTES && !this.noGso[fdIdx];
       if (!fits) {
         closeGroup();
         if (fd !== fdOfBatch) {
@@ -242,9 +286,73 @@ export class UdpGsoSender {
     const base = this.scratch.addr;
     let start = from, errors = 0, waited = false;
     const segsOf = (m: number) => s.getUint32(this.msgs + m * MMSG_SIZE + MH_IOVLEN, true);
+    const fdIdx = this.all.indexOf(fd);
     while (start < to) {
-      const r = libc.sendmmsg(fd, base + this.msgs + start * MMSG_SIZE, to - start, 0);
+      const inject = this.injectErrno !== 0 && !this.noGso[fdIdx] && segsOf(start) > 1;
+      const r = inject ? -1 : libc.sendmmsg(fd, base + this.msgs + start * MMSG_SIZE, to - start, 0);
       if (r > 0) {
+        start += r;
+        continue;
+      }
+      const e = inject ? this.injectErrno : r < 0 ? libc.errno() : libc.EAGAIN;
+      if (e === libc.EINTR) continue;
+      this.stats.lastErrno = e;
+      if (e === libc.EIO && segsOf(start) > 1) {
+        // The route cannot take GSO packets: no more trains on this socket,
+        // and this one (and any after it in this call) goes out datagram by datagram.
+        if (!this.noGso[fdIdx]) {
+          this.noGso[fdIdx] = true;
+          this.stats.gsoFallbacks++;
+        }
+        errors += this.sendSingles(fd, start);
+        start++;
+        continue;
+      }
+      if ((e === libc.EAGAIN || e === libc.ENOBUFS) && !waited) {
+        waited = true;
+        waitWritable(fd, 1);
+        continue;
+      }
+      if (e === libc.EAGAIN || e === libc.ENOBUFS) {
+        let lost = 0;
+        for (let m = start; m < to; m++) lost += segsOf(m);
+        errors += lost;
+        this.errors.add(OP_SEND, e, lost);
+        break;
+      }
+      errors += segsOf(start);
+      this.errors.add(OP_SEND, e, segsOf(start));
+      start++;
+    }
+    return errors;
+  }
+
+  /** Send the datagrams of message m (a train) one per message, with the
+   *  same destination and TOS but no UDP_SEGMENT; returns those refused. */
+  private sendSingles(fd: number, m: number): number {
+    const s = this.s, base = this.scratch.addr;
+    const mm = this.msgs + m * MMSG_SIZE;
+    const segs = s.getUint32(mm + MH_IOVLEN, true);
+    const iov0 = Number(s.getBigUint64(mm + MH_IOV, true));
+    const ctrl = Number(s.getBigUint64(mm + MH_CONTROL, true));
+    const clen = Number(s.getBigUint64(mm + MH_CONTROLLEN, true));
+    // A train's control area starts with its UDP_SEGMENT cmsg; what follows (TOS) stays.
+    const rest = clen > CMSG_SPACE_SMALL ? clen - CMSG_SPACE_SMALL : 0;
+    for (let j = 0; j < segs; j++) {
+      const o = this.singles + j * MMSG_SIZE;
+      setPtr(s, o + MH_NAME, Number(s.getBigUint64(mm + MH_NAME, true)));
+      s.setUint32(o + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
+      setPtr(s, o + MH_IOV, iov0 + j * IOV_SIZE);
+      setPtr(s, o + MH_IOVLEN, 1);
+      setPtr(s, o + MH_CONTROL, rest ? ctrl + CMSG_SPACE_SMALL : 0);
+      setPtr(s, o + MH_CONTROLLEN, rest);
+      s.setInt32(o + MH_FLAGS, 0, true);
+    }
+    let start = 0, refused = 0, waited = false;
+    while (start < segs) {
+      const r = libc.sendmmsg(fd, base + this.singles + start * MMSG_SIZE, segs - start, 0);
+      if (r > 0) {
+        this.stats.gsoResent += r;
         start += r;
         continue;
       }
@@ -256,14 +364,12 @@ export class UdpGsoSender {
         waitWritable(fd, 1);
         continue;
       }
-      if (e === libc.EAGAIN || e === libc.ENOBUFS) {
-        for (let m = start; m < to; m++) errors += segsOf(m);
-        break;
-      }
-      errors += segsOf(start);
-      start++;
+      const lost = e === libc.EAGAIN || e === libc.ENOBUFS ? segs - start : 1;
+      this.errors.add(OP_SEND, e, lost);
+      refused += lost;
+      start += lost;
     }
-    return errors;
+    return refused;
   }
 }
 
@@ -296,8 +402,9 @@ export class UdpGroReceiver {
   private memAddr = 0;
   readonly out: GroDatagram[];
 
-  /** `bufs` buffers of 64 KiB each starting at linear-memory offset `bufPtr`. */
-  constructor(private readonly memory: WebAssembly.Memory, private readonly bufPtr: number, private readonly bufs: number) {
+  /** `bufs` buffers of 64 KiB each starting at linear-memory offset `bufPtr`;
+   *  failures counted by errno in `errors`. */
+  constructor(private readonly memory: WebAssembly.Memory, private readonly bufPtr: number, private readonly bufs: number, readonly errors: IoErrors = new IoErrors()) {
     const layout = new ScratchLayout();
     this.msgs = layout.take(bufs * MMSG_SIZE);
     this.iovs = layout.take(bufs * IOV_SIZE);
@@ -334,14 +441,20 @@ export class UdpGroReceiver {
     let got = libc.recvmmsg(fd, this.scratch.addr + this.msgs, this.bufs, libc.MSG_DONTWAIT, 0);
     if (got < 0) {
       const e = libc.errno();
-      if (e !== libc.EAGAIN && e !== libc.EINTR) this.rxErrors++;
+      if (e !== libc.EAGAIN && e !== libc.EINTR) {
+        this.rxErrors++;
+        this.errors.add(OP_RECV, e);
+      }
       got = 0;
     }
     for (let i = 0; i < got; i++) {
       const m = this.msgs + i * MMSG_SIZE;
       const o = this.out[i];
       o.len = s.getUint32(m + MH_LEN, true);
-      if ((s.getInt32(m + MH_FLAGS, true) & libc.MSG_TRUNC) !== 0) this.truncated++;
+      if ((s.getInt32(m + MH_FLAGS, true) & libc.MSG_TRUNC) !== 0) {
+        this.truncated++;
+        this.errors.add(OP_RECV, E_TRUNCATED);
+      }
       o.src = s.getUint32(this.names + i * SOCKADDR_IN_SIZE + 4, false);
       o.sport = s.getUint16(this.names + i * SOCKADDR_IN_SIZE + 2, false);
       o.seg = 0;

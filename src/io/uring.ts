@@ -14,6 +14,7 @@
 // io_uring_enter, so plain loads and stores around the call suffice.
 import koffi from "koffi";
 import * as libc from "./libc.js";
+import { OP_WRITE, type IoErrors } from "./errors.js";
 
 const SYS_IO_URING_SETUP = 425; // the same number on every architecture
 const SYS_IO_URING_ENTER = 426;
@@ -111,8 +112,8 @@ export class TunRing {
 
   /** Write `n` packets to `fd`, packet i from addr(i), len(i) bytes, in
    *  order, `entries` per call. Returns how many failed (lastErrno has the
-   *  last failure's errno). */
-  writeAll(fd: number, n: number, addr: (i: number) => number, len: (i: number) => number): number {
+   *  last failure's errno; `errors` counts each by errno). */
+  writeAll(fd: number, n: number, addr: (i: number) => number, len: (i: number) => number, errors?: IoErrors): number {
     let failed = 0;
     for (let k0 = 0; k0 < n; k0 += this.entries) {
       const m = Math.min(this.entries, n - k0);
@@ -120,11 +121,13 @@ export class TunRing {
       if (r < 0) {
         this.lastErrno = -r;
         failed += m;
+        errors?.add(OP_WRITE, -r, m);
         continue;
       }
       for (let i = 0; i < m; i++) {
         if (this.res[i] < 0) {
           this.lastErrno = -this.res[i];
+          errors?.add(OP_WRITE, -this.res[i]);
           failed++;
         }
       }

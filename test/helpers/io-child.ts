@@ -205,7 +205,7 @@ function sendRawMode(specJson: string): void {
   const idx = Uint16Array.from(specs.keys());
   const r = io.sendRaw(fd, idx, specs.length);
   closeSocket(fd);
-  say({ result: { ...r, stats: io.stats } });
+  say({ result: { ...r, stats: io.stats, errorsByErrno: io.errors.snapshot() } });
 }
 
 /** readTun/writeTun through io_uring: 40 UDP datagrams routed into the tun

@@ -1,6 +1,6 @@
 // The UDP GSO/GRO side of test/udpgso.test.ts, run inside a test namespace
 // whose loopback holds 198.18.9.1 and 198.18.9.2:
-//   ip netns exec NS node --import tsx test/helpers/udpgso-child.ts
+//   ip netns exec NS node --import tsx test/helpers/udpgso-child.ts [eio]
 // Builds outer VXLAN packets in slots of a bare WebAssembly.Memory (as the
 // data path leaves them), sends them with UdpGsoSender, receives them with
 // UdpGroReceiver on a UDP_GRO socket, splits the trains and prints one JSON
@@ -53,6 +53,8 @@ async function main(): Promise<void> {
   const tx = openUdpSendSockets("198.18.9.1", 4, { ttl: 33 });
   const region = { memory, slotBase: SLOT_BASE, slotSize: SLOT, metaBase: META_BASE, batch: BATCH };
   const sender = new UdpGsoSender(region, tx.fds);
+  // "eio": every GSO send fails with EIO, as on a NIC that cannot segment.
+  if (process.argv[2] === "eio") sender.failGsoWith(libc.EIO);
   // Two flows of 1400-byte payloads (30 each, the last 700), interleaved in
   // runs of 10; one TOS change mid-run; 3 packets to another address.
   const specs: Spec[] = [];
