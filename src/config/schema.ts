@@ -457,6 +457,7 @@ function resolve(c: Shape) {
       underlay: c.node.underlay,
       podCIDR: c.node.podCIDR,
       overlayAddress: c.node.overlayAddress ?? u32ToIp(cidrFirst(parseCidr(c.node.podCIDR))),
+      stateDir: c.node.stateDir,
       device,
     },
     tunnel: {
