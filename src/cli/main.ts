@@ -86,7 +86,7 @@ program
       target = reclaimTarget(r.config);
     }
     try {
-      const removed = reclaim(target, undefined, { devices: true });
+      const removed = reclaim(target, undefined, { devices: true, sweepAll: true });
       for (const x of removed) console.log(`removed ${x}`);
       console.log(removed.length ? `overlayd cleanup: ${removed.length} removed` : "overlayd cleanup: nothing to remove");
     } catch (e) {

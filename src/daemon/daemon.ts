@@ -24,7 +24,7 @@ import { LanePool, type Lane } from "./lanes.js";
 import { NodeSetup, pausePoint, StartCancelled } from "./nodesetup.js";
 import { refusedChanges } from "./reload.js";
 import { reclaim, reclaimTarget } from "./reclaim.js";
-import { acquireLock, releaseLock, removeRecord } from "./state.js";
+import { acquireLock, readRecord, releaseLock, removeRecord } from "./state.js";
 
 export interface DaemonOptions {
   configPath: string;
@@ -155,7 +155,8 @@ export class Daemon {
     // What a dead instance left (routes of our protocol, NAT rules and tc
     // filters at our prefs, reserved ports and sysctls from its record) goes
     // before we set up; a device of our name nobody recorded is refused.
-    const removed = reclaim(reclaimTarget(this.config));
+    // A dead instance without a record (lost, torn): every proto 79 route here is its.
+    const removed = reclaim(reclaimTarget(this.config), undefined, { sweepAll: stale && readRecord(stateDir) === undefined });
     if (removed.length) this.log.warn({ removed }, "removed what a previous overlayd left on the node");
     const setup = new NodeSetup(this.config, this.derived, this.log);
     this.setup = setup;

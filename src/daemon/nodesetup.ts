@@ -193,6 +193,7 @@ export class NodeSetup {
   /** Persist what is installed now (after a step, or a reload's NAT change). */
   saveRecord(): void {
     this.record.nat = this.nodeNat.record();
+    this.record.routes = this.kernelRoutes.list();
     try {
       writeRecord(this.config.node.stateDir, this.record);
     } catch (e) {

@@ -38,10 +38,12 @@ export const DEFAULT_TARGET: ReclaimTarget = { stateDir: "/run/wasm-overlay", de
  * Remove the leftovers of a dead instance (see the file comment). With
  * `devices`, devices of the recorded/configured names are deleted; without,
  * a device of our name that the record does not claim is refused (another
- * overlayd in this namespace owns it). Returns one line per thing removed;
+ * overlayd in this namespace owns it). With `sweepAll`
+ * every `proto 79` route goes; else only those on our device and those
+ * the record names. Returns one line per thing removed;
  * throws naming what could not be removed (the record then stays).
  */
-export function reclaim(t: ReclaimTarget, kernel: Kernel = hostKernel, opts: { devices?: boolean } = {}): string[] {
+export function reclaim(t: ReclaimTarget, kernel: Kernel = hostKernel, opts: { devices?: boolean; sweepAll?: boolean } = {}): string[] {
   const owner = lockOwner(t.stateDir);
   if (owner !== undefined) throw new Error(`overlayd (pid ${owner}) is running with node.stateDir ${t.stateDir}: stop it instead`);
   const rec: InstallRecord | undefined = readRecord(t.stateDir);
@@ -62,7 +64,12 @@ export function reclaim(t: ReclaimTarget, kernel: Kernel = hostKernel, opts: { d
       errors.push((e as Error).message);
     }
   }
-  const routes = kernel.routesOfProto(RT_PROTO);
+  // Every `proto 79` route when asked to (by hand, or a dead instance whose
+  // record is lost); otherwise those on our device and those the record names,
+  // so another overlayd's routes in this namespace (other device, other
+  // stateDir) are left alone.
+  const recorded = new Set((rec?.routes ?? []).map((r) => `${r.dst.replace(/\/32$/, "")}|${r.dev}`));
+  const routes = kernel.routesOfProto(RT_PROTO).filter((r) => opts.sweepAll || r.dev === t.device || recorded.has(`${r.dst}|${r.dev}`));
   const lines = routes.map((r) => `route del ${r.dst}${r.dev ? ` dev ${r.dev}` : ""} proto ${RT_PROTO}`);
   errors.push(...kernel.ipBatch(lines).filter((e) => !/No such process|Cannot find device/.test(e)));
   for (const r of routes) done.push(`route ${r.dst}${r.gateway ? ` via ${r.gateway}` : ""}${r.dev ? ` dev ${r.dev}` : ""} proto ${RT_PROTO}`);

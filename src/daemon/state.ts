@@ -24,6 +24,8 @@ export interface InstallRecord {
   sysctls: { key: string; old: string }[];
   /** Route protocol of every route installed (RT_PROTO). */
   routeProto: number;
+  /** The kernel routes installed (main table), for a reclaim that removes only these. */
+  routes?: { dst: string; via?: string; dev: string }[];
   /** NAT plumbing (src/daemon/natsetup.ts NodeNat.record()). */
   nat?: NatRecord;
 }
