@@ -189,10 +189,6 @@ export class Daemon {
     this.metrics.setTableSizes({ routes: d.routes.length, peers: d.peers.length, fdb: d.fdb.length, neigh: d.neigh.length });
   }
 
-  private send(msg: ToWorker): void {
-    this.pool.broadcast(msg);
-  }
-
   /**
    * Load the config again and apply it without restarting: validate (the
    * file, then RESTART_ONLY fields, refused by name), plan (resolve kernel
