@@ -122,6 +122,16 @@ describe.skipIf(!isRoot)("overlayd on a node: reload transactions, signals, cras
     }
   }, 240_000);
 
+  it("an unexpected error (uncaught exception, unhandled rejection) is logged, cleaned up and exits 1", async () => {
+    for (const kind of ["uncaught", "rejection"]) {
+      const o = spawnOverlayd({ OVERLAYD_TEST_THROW: kind });
+      expect(await o.exit, o.out()).toBe(1);
+      expect(o.out()).toMatch(/injected by OVERLAYD_TEST_THROW.*"msg":"unexpected error/);
+      expect(o.out()).toContain("overlayd stopped");
+      expect(footprint(), `after an injected ${kind}`).toBe(baseline);
+    }
+  }, 90_000);
+
   it("kill -9, then a start removes what the dead instance left (a peer gone meanwhile leaves no route); a clean stop restores the baseline", async () => {
     const a = await cluster.startDaemon(1, cfg1, CLI);
     const d2 = await cluster.startDaemon(2, cluster.writeConfig(2, cluster.config(2)), CLI);

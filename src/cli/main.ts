@@ -65,7 +65,13 @@ program
       if (stopping) return; // a signal stopped the start-up
       log.error((e as Error).message);
       process.exitCode = 1;
+      return;
     }
+    // Test-only (test/robust-node.test.ts): an error from nowhere once running,
+    // to check the handlers above. Never set it in production.
+    const inject = process.env.OVERLAYD_TEST_THROW;
+    if (inject === "uncaught") setImmediate(() => { throw new Error("injected by OVERLAYD_TEST_THROW"); });
+    if (inject === "rejection") void Promise.reject(new Error("injected by OVERLAYD_TEST_THROW"));
   });
 
 program
