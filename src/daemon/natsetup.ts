@@ -34,12 +34,13 @@ import type { NatRecord } from "./state.js";
 
 export class NatSetupError extends Error {}
 
-export type Run = (argv: string[]) => string;
+/** argv (+ stdin, for `tc -batch -`) -> stdout. */
+export type Run = (argv: string[], input?: string) => string;
 
 /** Run argv in this process's namespace; throws NatSetupError naming the command and its stderr. */
-export function runCommand(argv: string[]): string {
+export function runCommand(argv: string[], input?: string): string {
   try {
-    return execFileSync(argv[0], argv.slice(1), { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 10_000 });
+    return execFileSync(argv[0], argv.slice(1), { encoding: "utf8", input, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], timeout: 10_000 });
   } catch (e) {
     const err = e as { stderr?: string; message: string };
     throw new NatSetupError(`${argv.join(" ")}: ${(err.stderr ?? "").trim() || err.message}`);
@@ -523,9 +524,9 @@ export class NodeNat {
     // pref is deleted, so no packet of a running flow falls to the node's stack.
     Object.assign(this.tc, { basePref, pref, keys: "", targetIfindex: ifindex });
     try {
-      for (const f of filters) {
-        this.run(["tc", "filter", "add", "dev", plan.underlayDevice, "ingress", "pref", String(pref), "protocol", "ip", ...f.args]);
-      }
+      // One `tc -batch` for the whole set (it stops at the first failure).
+      const lines = filters.map((f) => ["filter", "add", "dev", plan.underlayDevice, "ingress", "pref", String(pref), "protocol", "ip", ...f.args].join(" "));
+      this.run(["tc", "-batch", "-"], lines.join("\n") + "\n");
     } catch (e) {
       this.delFilterPref(plan.underlayDevice, pref);
       Object.assign(this.tc, prev);

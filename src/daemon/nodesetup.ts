@@ -70,7 +70,7 @@ export class NodeSetup {
     readonly kernel: Kernel = hostKernel,
   ) {
     this.kernelRoutes = new KernelRoutes(kernel);
-    this.nodeNat = new NodeNat(kernel === hostKernel ? runCommand : (argv) => kernel.exec(argv));
+    this.nodeNat = new NodeNat(kernel === hostKernel ? runCommand : (argv, input) => kernel.exec(argv, input));
   }
 
   /** Run one named step: its pause point, then `run`, whose returned function undoes it. */
