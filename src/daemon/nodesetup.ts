@@ -13,7 +13,7 @@ import { queueCount, type DerivedTables } from "../config/derive.js";
 import { formatMac, u32ToIp } from "../config/net.js";
 import type { Config } from "../config/schema.js";
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO_ECN, TUN_F_UDP_TUNNEL_GSO, TUN_F_UDP_TUNNEL_GSO_CSUM } from "../io/libc.js";
-import { closeTun, configureLink, ip, openTun, setTunOffload, setVnetHdrSize, type TunDevice } from "../io/tun.js";
+import { closeTun, openTun, setTunOffload, setVnetHdrSize, type TunDevice } from "../io/tun.js";
 import { TunRing } from "../io/uring.js";
 import { hostKernel, RT_PROTO, type Kernel } from "./kernel.js";
 import { NodeNat, runCommand, type NatPlan } from "./natsetup.js";
@@ -126,14 +126,14 @@ export class NodeSetup {
       // neighbour solicitations into the device, which the data path drops.
       // Before the link goes up, or the first of them is already queued.
       this.sysctl(`net.ipv6.conf.${dev}.disable_ipv6`, "1");
-      configureLink(dev, {
-        mtu: c.node.device.mtu,
-        mac: d.node.mode === "tap" ? formatMac(d.node.devMac) : undefined,
-        addresses: [`${u32ToIp(d.node.overlay)}/32`],
-        up: true,
-      });
-      // The kernel queues packets for us here while a batch is in flight.
-      ip("link", "set", "dev", dev, "txqueuelen", "4096");
+      this.configureLink(dev, [
+        `link set dev ${dev} mtu ${c.node.device.mtu}`,
+        ...(d.node.mode === "tap" ? [`link set dev ${dev} address ${formatMac(d.node.devMac)}`] : []),
+        `addr replace ${u32ToIp(d.node.overlay)}/32 dev ${dev}`,
+        // The kernel queues packets for us here while a batch is in flight.
+        `link set dev ${dev} txqueuelen 4096`,
+        `link set dev ${dev} up`,
+      ]);
     });
     await this.step("sysctls", () => {
       // We route between the tunnel and local pods, and our ICMP errors come
@@ -207,6 +207,12 @@ export class NodeSetup {
     this.derived = derived;
   }
 
+  /** One `ip -batch` of link settings, in order; throws naming what failed. */
+  private configureLink(dev: string, lines: string[]): void {
+    const errors = this.kernel.ipBatch(lines);
+    if (errors.length) throw new Error(`configuring ${dev}: ${errors.join("; ")}`);
+  }
+
   /** Set a sysctl; a global one changed is recorded with its old value and returns its undo. */
   private sysctl(key: string, value: string): (() => void) | undefined {
     const old = setSysctl(key, value);
@@ -264,7 +270,7 @@ export class NodeSetup {
     // reverse-path check): the node's overlay address, as on the tun.
     setSysctl(`net.ipv4.conf.${name}.accept_local`, "1");
     setSysctl(`net.ipv4.conf.${name}.rp_filter`, "2");
-    configureLink(name, { addresses: [`${u32ToIp(this.derived.node.overlay)}/32`], up: true });
+    this.configureLink(name, [`addr replace ${u32ToIp(this.derived.node.overlay)}/32 dev ${name}`, `link set dev ${name} up`]);
     this.gsoTapMac = readFileSync(`/sys/class/net/${name}/address`, "utf8").trim();
     this.log.info({ device: name }, "tunnel.kernelGso: VXLAN super-frames leave through the kernel's UDP tunnel GSO");
     return undo;
