@@ -6,6 +6,7 @@
 //   peer (198.18.0.1/24, "outside") --eth0-- node (198.18.0.11/24, wo0 tun) --veth-pod-- pod (198.19.1.10/24)
 //
 // wo0 is held open by test/helpers/tun-dump.ts, standing in for the data path.
+import { execFileSync } from "node:child_process";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -223,10 +224,17 @@ describe.skipIf(skip !== null)("NodeNat on a node in namespaces", () => {
   let tun: Child;
   let lines = 0;
   const log: string[][] = [];
-  const run = (argv: string[]) => {
-    log.push(argv);
-    return node.exec(argv);
+  // A batch (`tc -batch -`) is logged as its lines, each as the command it stands for.
+  const run = (argv: string[], input?: string) => {
+    if (input === undefined) {
+      log.push(argv);
+      return node.exec(argv);
+    }
+    for (const l of input.split("\n").filter(Boolean)) log.push([argv[0], ...l.split(" ")]);
+    return execFileSync("ip", ["netns", "exec", node.name, ...argv], { input, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
   };
+  const nsRun = (argv: string[], input?: string) =>
+    input === undefined ? node.exec(argv) : execFileSync("ip", ["netns", "exec", node.name, ...argv], { input, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
   const nat = new NodeNat(run);
   let rulesBefore = "";
   const RESERVED_BEFORE = "5555,30080"; // 30080 was reserved before us and must stay after teardown
@@ -304,9 +312,9 @@ describe.skipIf(skip !== null)("NodeNat on a node in namespaces", () => {
     const rules = node.exec(["ip", "rule", "show"]);
     expect(rules).toContain("4789:\tfrom 198.19.1.0/24 lookup main suppress_prefixlength 0");
     expect(rules).toContain("4790:\tfrom 198.19.1.0/24 lookup 4789");
-    expect(node.exec(["ip", "route", "show", "table", "4789"]).trim()).toBe("default dev wo0 scope link");
+    expect(node.exec(["ip", "route", "show", "table", "4789"]).trim()).toBe("default dev wo0 proto 79 scope link");
     const main = node.exec(["ip", "route", "show"]);
-    for (const a of ["198.18.96.10", "198.18.96.11", "198.19.1.254"]) expect(main).toContain(`${a} dev wo0 proto static scope link`);
+    for (const a of ["198.18.96.10", "198.18.96.11", "198.19.1.254"]) expect(main).toContain(`${a} dev wo0 proto 79 scope link`);
     expect(reserved()).toBe("5555,30053,30080,61000-65535");
 
     expect(node.exec(["tc", "qdisc", "show", "dev", "eth0"])).toMatch(/qdisc clsact ffff:/);
@@ -357,7 +365,7 @@ describe.skipIf(skip !== null)("NodeNat on a node in namespaces", () => {
     expect(main).toContain("198.18.96.12 dev wo0");
     const cmds = log.map((a) => a.join(" "));
     expect(cmds).toContain("ip route del 198.18.96.10/32 dev wo0 table main");
-    expect(cmds).toContain("ip route replace 198.18.96.12/32 dev wo0 table main proto static");
+    expect(cmds).toContain("ip route replace 198.18.96.12/32 dev wo0 table main proto 79");
     expect(cmds.filter((c) => c.startsWith("ip route replace 198.18.96.11"))).toEqual([]); // unchanged: untouched
     expect(cmds.filter((c) => c.startsWith("ip rule"))).toEqual(cmds.filter((c) => c.startsWith("ip rule show"))); // rules untouched
     expect(reserved()).toBe("5555,30080-30081,61000-65535"); // the kernel collapses ranges too
@@ -391,12 +399,12 @@ describe.skipIf(skip !== null)("NodeNat on a node in namespaces", () => {
     expect(rules).toContain("4700:\tfrom 198.19.1.0/24 lookup main suppress_prefixlength 0");
     expect(rules).toContain("4701:\tfrom 198.19.1.0/24 lookup 4800");
     expect(rules).not.toContain("4789:");
-    expect(tableRoutes(4800)).toBe("default dev wo0 scope link");
+    expect(tableRoutes(4800)).toBe("default dev wo0 proto 79 scope link");
     nat.apply(plan2);
     expect(node.exec(["ip", "rule", "show"])).not.toContain("4700:");
     expect(node.exec(["ip", "rule", "show"])).toContain("4790:\tfrom 198.19.1.0/24 lookup 4789");
     expect(tableRoutes(4800)).toBe("");
-    expect(tableRoutes(4789)).toBe("default dev wo0 scope link");
+    expect(tableRoutes(4789)).toBe("default dev wo0 proto 79 scope link");
   });
 
   it("steers UDP to the SNAT range and NodePorts into wo0 with complete checksums; other ports reach the node's sockets", async () => {
@@ -520,7 +528,7 @@ describe.skipIf(skip !== null)("NodeNat on a node in namespaces", () => {
     expect(tcFilters()).not.toContain("device *");
     expect(tcFilters()).toContain("pref 4789 u32");
     // routes through the old device went with it; apply put them back
-    expect(node.exec(["ip", "route", "show", "table", "4789"]).trim()).toBe("default dev wo0 scope link");
+    expect(node.exec(["ip", "route", "show", "table", "4789"]).trim()).toBe("default dev wo0 proto 79 scope link");
     mark();
     peer.exec(["python3", "-c", UDP_SEND, "198.18.0.1", "198.18.0.11", "61502", "100", "0"]);
     const got = await waitTun((p) => p.dport === 61502);
@@ -566,7 +574,7 @@ describe.skipIf(skip !== null)("NodeNat on a node in namespaces", () => {
     node.exec(["tc", "qdisc", "add", "dev", "eth0", "clsact"]);
     try {
       node.exec(["tc", "filter", "add", "dev", "eth0", "ingress", "pref", "100", "protocol", "ip", "u32", "match", "ip", "dst", "198.18.0.99/32", "flowid", "ffff:1"]);
-      const other = new NodeNat((a) => node.exec(a));
+      const other = new NodeNat(nsRun);
       other.apply(PLAN);
       expect(other.installed().tc?.createdQdisc).toBe(false);
       other.teardown();
@@ -581,7 +589,7 @@ describe.skipIf(skip !== null)("NodeNat on a node in namespaces", () => {
   });
 
   it("teardown after the devices are gone does not throw; a failing command is named with its stderr", async () => {
-    const n2 = new NodeNat((a) => node.exec(a));
+    const n2 = new NodeNat(nsRun);
     n2.apply(PLAN);
     tun.proc.kill("SIGTERM");
     await tun.exited;
@@ -590,8 +598,8 @@ describe.skipIf(skip !== null)("NodeNat on a node in namespaces", () => {
     expect(reserved()).toBe(RESERVED_BEFORE);
     expect(node.exec(["tc", "qdisc", "show", "dev", "eth0"])).not.toContain("clsact");
     // wo0 is gone now: apply fails, naming the command
-    const n3 = new NodeNat((a) => node.exec(a));
-    expect(() => n3.apply(PLAN)).toThrow(/ip -o link show dev wo0.*Device "wo0" does not exist/);
+    const n3 = new NodeNat(nsRun);
+    expect(() => n3.apply(PLAN)).toThrow(/ip -json link show dev wo0.*Device "wo0" does not exist/);
     n3.teardown();
     expect(node.exec(["ip", "rule", "show"])).toBe(rulesBefore);
     expect(reserved()).toBe(RESERVED_BEFORE);
@@ -648,7 +656,7 @@ describe.skipIf(skip !== null)("the demo cluster's outside host, and NodeNat on 
     let out = "";
     tun.stdout!.on("data", (d) => (out += String(d)));
     await waitFor(() => out.includes('"ready"'), 20_000, "tun-dump did not start");
-    const nat = new NodeNat((a) => cluster.exec("w1", a));
+    const nat = new NodeNat((a, input) => cluster.exec("w1", a, input));
     try {
       nat.apply({ ...PLAN, clusterIPs: [] });
       cluster.udpRequest("pod1", OUTSIDE.address, 5354, "via-wo0", 1);

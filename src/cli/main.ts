@@ -31,32 +31,77 @@ program
   .addOption(new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error"]))
   .action(async (opts: { config: string; watch: boolean; logLevel?: string; etcdEndpoints?: string; etcdPrefix?: string }) => {
     const log = createLogger({ level: opts.logLevel });
+    // Installed before start-up, so a signal in the middle of it undoes
+    // what was set up so far; any unexpected error anywhere becomes "log,
+    // clean up, exit non-zero" (a supervisor restarts us; the next start
+    // reclaims what a cleanup could not remove).
+    let stopping: Promise<void> | undefined;
+    const shutdown = (code: number, why: string) => {
+      if (stopping) return;
+      log[code ? "error" : "info"]({ reason: why }, "shutting down");
+      setTimeout(() => process.exit(code || 1), 15_000).unref(); // a stop that hangs must not keep us
+      stopping = daemon.stop().catch((e) => log.error({ err: e }, "stopping")).finally(() => process.exit(code));
+    };
     const daemon: Daemon = new Daemon({
       configPath: opts.config,
       log,
       watchConfig: opts.watch,
+      logLevelFixed: opts.logLevel !== undefined,
       etcd: opts.etcdEndpoints || opts.etcdPrefix ? { endpoints: opts.etcdEndpoints?.split(",").map((e) => e.trim()).filter(Boolean), prefix: opts.etcdPrefix } : undefined,
       // Without its data path the node is down: clean up and exit non-zero.
-      onFatal: () => void daemon.stop().finally(() => process.exit(1)),
+      onFatal: (why) => shutdown(1, why),
+    });
+    process.on("SIGTERM", () => shutdown(0, "SIGTERM"));
+    process.on("SIGINT", () => shutdown(0, "SIGINT"));
+    process.on("SIGHUP", () => void daemon.reload("SIGHUP"));
+    process.on("uncaughtException", (e) => {
+      log.fatal({ err: e }, "unexpected error");
+      shutdown(1, "uncaught exception");
+    });
+    process.on("unhandledRejection", (e) => {
+      log.fatal({ err: e }, "unexpected error (unhandled rejection)");
+      shutdown(1, "unhandled rejection");
     });
     try {
       await daemon.start();
     } catch (e) {
+      if (stopping) return; // a signal stopped the start-up
       log.error((e as Error).message);
       process.exitCode = 1;
       return;
     }
-    let stopping = false;
-    const stop = async (sig: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal: sig }, "shutting down");
-      await daemon.stop();
-      process.exit(0);
-    };
-    process.on("SIGTERM", () => void stop("SIGTERM"));
-    process.on("SIGINT", () => void stop("SIGINT"));
-    process.on("SIGHUP", () => void daemon.reload("SIGHUP"));
+    // Test-only (test/robust-node.test.ts): an error from nowhere once running,
+    // to check the handlers above. Never set it in production.
+    const inject = process.env.OVERLAYD_TEST_THROW;
+    if (inject === "uncaught") setImmediate(() => { throw new Error("injected by OVERLAYD_TEST_THROW"); });
+    if (inject === "rejection") void Promise.reject(new Error("injected by OVERLAYD_TEST_THROW"));
+  });
+
+program
+  .command("cleanup")
+  .description("remove everything a dead overlayd left on this node (device, proto 79 routes, NAT rules and tc filters, reserved ports and sysctls from its install record); refuses while overlayd runs")
+  .option("-c, --config <file>", "node config: gives node.stateDir, the device and the underlay device (default /run/wasm-overlay, wo0)")
+  .action(async (opts: { config?: string }) => {
+    const { reclaim, reclaimTarget, DEFAULT_TARGET } = await import("../daemon/reclaim.js");
+    let target = DEFAULT_TARGET;
+    if (opts.config) {
+      const r = checkConfigFile(opts.config).result;
+      if (!r.ok) {
+        console.error(`${opts.config}: invalid`);
+        for (const e of r.errors) console.error("  " + e);
+        process.exitCode = 1;
+        return;
+      }
+      target = reclaimTarget(r.config);
+    }
+    try {
+      const removed = reclaim(target, undefined, { devices: true, sweepAll: true });
+      for (const x of removed) console.log(`removed ${x}`);
+      console.log(removed.length ? `overlayd cleanup: ${removed.length} removed` : "overlayd cleanup: nothing to remove");
+    } catch (e) {
+      console.error(`overlayd cleanup: ${(e as Error).message}`);
+      process.exitCode = 1;
+    }
   });
 
 program

@@ -29,15 +29,18 @@
 // (argv -> stdout), so tests can run them inside a namespace.
 import { execFileSync } from "node:child_process";
 import { ipToU32, maskOf, parseCidr, tryIpToU32, tryParseCidr, u32ToIp } from "../config/net.js";
+import { RT_PROTO } from "./kernel.js";
+import type { NatRecord } from "./state.js";
 
 export class NatSetupError extends Error {}
 
-export type Run = (argv: string[]) => string;
+/** argv (+ stdin, for `tc -batch -`) -> stdout. */
+export type Run = (argv: string[], input?: string) => string;
 
 /** Run argv in this process's namespace; throws NatSetupError naming the command and its stderr. */
-export function runCommand(argv: string[]): string {
+export function runCommand(argv: string[], input?: string): string {
   try {
-    return execFileSync(argv[0], argv.slice(1), { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 10_000 });
+    return execFileSync(argv[0], argv.slice(1), { encoding: "utf8", input, stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], timeout: 10_000 });
   } catch (e) {
     const err = e as { stderr?: string; message: string };
     throw new NatSetupError(`${argv.join(" ")}: ${(err.stderr ?? "").trim() || err.message}`);
@@ -295,6 +298,91 @@ export class NodeNat {
     };
   }
 
+  /** What is installed, for the install record (src/daemon/state.ts): enough to remove it after a crash. */
+  record(): NatRecord {
+    return {
+      rules: this.rules.map((r) => ({ pref: r.pref, args: [...r.args] })),
+      tableRoute: this.tableRoute && { ...this.tableRoute },
+      routes: [...this.routes].map(([dst, dev]) => ({ dst, dev })),
+      tc: this.tc && { dev: this.tc.dev, prefs: [this.tc.basePref, this.tc.basePref + 1].filter((p) => p > 0), createdQdisc: this.tc.createdQdisc },
+      reservedPortsAdded: formatPortList(this.reservedAdded),
+    };
+  }
+
+  /**
+   * Remove what a dead instance left, as its record says (`rec`) or, for what
+   * the record does not name, by overlayd's markers: ip rules at `rulePref`
+   * and `rulePref + 1` from `podCIDR`, `proto 79` routes in `table`, tc filters
+   * at `filterPref` and `filterPref + 1` on `underlayDevice`'s ingress. Returns
+   * what it removed, one line each; throws NatSetupError for what it could not.
+   */
+  static reclaim(run: Run, rec: NatRecord | undefined, marks: { rulePref: number; table: number; filterPref?: number; underlayDevice?: string }): string[] {
+    const done: string[] = [];
+    const errors: string[] = [];
+    const attempt = (what: string, f: () => void) => {
+      try {
+        f();
+        done.push(what);
+      } catch (e) {
+        if (!GONE.test((e as Error).message)) errors.push((e as Error).message);
+      }
+    };
+    const rulePrefs = new Set([marks.rulePref, marks.rulePref + 1, ...(rec?.rules.map((r) => r.pref) ?? [])]);
+    for (const pref of rulePrefs) {
+      let rules: JsonRule[] = [];
+      try {
+        rules = JSON.parse(run(["ip", "-json", "rule", "show", "pref", String(pref)]) || "[]") as JsonRule[];
+      } catch {
+        continue;
+      }
+      for (const _ of rules) attempt(`ip rule pref ${pref}`, () => run(["ip", "rule", "del", "pref", String(pref)]));
+    }
+    for (const table of new Set([marks.table, ...(rec?.tableRoute ? [rec.tableRoute.table] : [])])) {
+      let routes: { dst: string; dev?: string }[] = [];
+      try {
+        routes = JSON.parse(run(["ip", "-json", "route", "show", "table", String(table), "proto", String(RT_PROTO)]) || "[]") as { dst: string }[];
+      } catch {
+        continue; // table does not exist
+      }
+      for (const r of routes) attempt(`route ${r.dst} table ${table}`, () => run(["ip", "route", "del", r.dst, "table", String(table), "proto", String(RT_PROTO)]));
+    }
+    const tcs = new Map<string, { prefs: Set<number>; createdQdisc: boolean }>();
+    const fp = marks.filterPref ?? NAT_DEFAULTS.filterPref;
+    if (marks.underlayDevice) tcs.set(marks.underlayDevice, { prefs: new Set([fp, fp + 1]), createdQdisc: false });
+    if (rec?.tc) {
+      const t = tcs.get(rec.tc.dev) ?? { prefs: new Set<number>(), createdQdisc: false };
+      for (const p of rec.tc.prefs) t.prefs.add(p);
+      t.createdQdisc ||= rec.tc.createdQdisc;
+      tcs.set(rec.tc.dev, t);
+    }
+    for (const [dev, t] of tcs) {
+      let filters: unknown[];
+      try {
+        filters = JSON.parse(run(["tc", "-json", "filter", "show", "dev", dev, "ingress"]) || "[]") as unknown[];
+      } catch {
+        continue; // no such device or no clsact
+      }
+      for (const p of t.prefs) {
+        if ((filters as { pref?: number }[]).some((f) => f.pref === p)) attempt(`tc filter ${dev} ingress pref ${p}`, () => run(["tc", "filter", "del", "dev", dev, "ingress", "pref", String(p)]));
+      }
+      if (t.createdQdisc) {
+        const left = (run(["tc", "filter", "show", "dev", dev, "ingress"]) + run(["tc", "filter", "show", "dev", dev, "egress"])).trim();
+        if (!left) attempt(`tc qdisc clsact ${dev}`, () => run(["tc", "qdisc", "del", "dev", dev, "clsact"]));
+      }
+    }
+    if (rec?.reservedPortsAdded) {
+      attempt(`reserved ports ${rec.reservedPortsAdded}`, () => {
+        const drop = parsePortList(rec.reservedPortsAdded);
+        const cur = parsePortList(run(["sysctl", "-n", RESERVED_PORTS]).trim());
+        const next = cur.map((v, p) => (drop[p] ? 0 : v));
+        const text = formatPortList(next);
+        if (text !== formatPortList(cur)) run(["sysctl", "-qw", `${RESERVED_PORTS}=${text}`]);
+      });
+    }
+    if (errors.length) throw new NatSetupError(`NAT leftovers not removed:\n  ${errors.join("\n  ")}`);
+    return done;
+  }
+
   // --- masquerade: policy routing -------------------------------------------
 
   private syncRules(plan: NatPlan): void {
@@ -314,7 +402,7 @@ export class NodeNat {
     // and leaves untranslated.
     const old = this.tableRoute;
     if (tableRoute && (old?.table !== tableRoute.table || old.dev !== tableRoute.dev)) {
-      this.run(["ip", "route", "replace", "default", "dev", tableRoute.dev, "table", String(tableRoute.table)]);
+      this.run(["ip", "route", "replace", "default", "dev", tableRoute.dev, "table", String(tableRoute.table), "proto", String(RT_PROTO)]);
       this.tableRoute = tableRoute;
     }
     for (const r of want) {
@@ -343,9 +431,8 @@ export class NodeNat {
 
   /** Whether this exact rule is already there (left by a previous run that died): adopt it, do not duplicate it. */
   private ruleExists(r: RuleSpec): boolean {
-    const out = this.run(["ip", "rule", "show", "pref", String(r.pref)]);
-    const text = r.args.join(" ");
-    return out.split("\n").some((l) => l.replace(/^\d+:\s*/, "").trim() === text);
+    const rules = JSON.parse(this.run(["ip", "-json", "rule", "show", "pref", String(r.pref)]) || "[]") as JsonRule[];
+    return rules.some((j) => sameRule(j, r));
   }
 
   // --- ClusterIP and service-SNAT routes ------------------------------------
@@ -364,14 +451,14 @@ export class NodeNat {
     }
     for (const [dst, dev] of want) {
       if (this.routes.get(dst) === dev) continue;
-      this.run(["ip", "route", "replace", dst, "dev", dev, "table", "main", "proto", "static"]);
+      this.run(["ip", "route", "replace", dst, "dev", dev, "table", "main", "proto", String(RT_PROTO)]);
       this.routes.set(dst, dev);
     }
   }
 
   private checkSnatAddressUnassigned(addr: string): void {
-    const out = this.run(["ip", "-o", "-4", "addr", "show", "to", `${addr}/32`]);
-    const dev = /^\d+:\s+(\S+)/.exec(out)?.[1];
+    const links = JSON.parse(this.run(["ip", "-json", "-4", "addr", "show", "to", `${addr}/32`]) || "[]") as { ifname: string }[];
+    const dev = links[0]?.ifname;
     if (dev) {
       throw new NatSetupError(
         `nat plan: snatAddress: ${addr} is assigned to ${dev}; the service-SNAT address must be on no interface (its replies have to be routed into the overlay device, and a local address is delivered to the node's own stack first)`,
@@ -437,9 +524,9 @@ export class NodeNat {
     // pref is deleted, so no packet of a running flow falls to the node's stack.
     Object.assign(this.tc, { basePref, pref, keys: "", targetIfindex: ifindex });
     try {
-      for (const f of filters) {
-        this.run(["tc", "filter", "add", "dev", plan.underlayDevice, "ingress", "pref", String(pref), "protocol", "ip", ...f.args]);
-      }
+      // One `tc -batch` for the whole set (it stops at the first failure).
+      const lines = filters.map((f) => ["filter", "add", "dev", plan.underlayDevice, "ingress", "pref", String(pref), "protocol", "ip", ...f.args].join(" "));
+      this.run(["tc", "-batch", "-"], lines.join("\n") + "\n");
     } catch (e) {
       this.delFilterPref(plan.underlayDevice, pref);
       Object.assign(this.tc, prev);
@@ -483,13 +570,13 @@ export class NodeNat {
   }
 
   private hasIngressQdisc(dev: string): boolean {
-    const out = this.run(["tc", "qdisc", "show", "dev", dev]);
-    return /^qdisc (clsact|ingress) ffff:/m.test(out);
+    const qdiscs = JSON.parse(this.run(["tc", "-json", "qdisc", "show", "dev", dev]) || "[]") as { kind: string; handle: string }[];
+    return qdiscs.some((q) => (q.kind === "clsact" || q.kind === "ingress") && q.handle === "ffff:");
   }
 
   private linkExists(dev: string): boolean {
     try {
-      this.run(["ip", "-o", "link", "show", "dev", dev]);
+      this.run(["ip", "-json", "link", "show", "dev", dev]);
       return true;
     } catch {
       return false;
@@ -497,11 +584,28 @@ export class NodeNat {
   }
 
   private ifindex(dev: string): number {
-    const out = this.run(["ip", "-o", "link", "show", "dev", dev]);
-    const m = /^(\d+):/.exec(out);
-    if (!m) throw new NatSetupError(`ip -o link show dev ${dev}: unexpected output ${JSON.stringify(out.slice(0, 80))}`);
-    return Number(m[1]);
+    const out = this.run(["ip", "-json", "link", "show", "dev", dev]);
+    const ifindex = (JSON.parse(out || "[]") as { ifindex?: number }[])[0]?.ifindex;
+    if (ifindex === undefined) throw new NatSetupError(`ip -json link show dev ${dev}: unexpected output ${JSON.stringify(out.slice(0, 80))}`);
+    return ifindex;
   }
+}
+
+interface JsonRule {
+  priority?: number;
+  src?: string;
+  srclen?: number;
+  table?: string;
+  suppress_prefixlen?: number;
+}
+
+/** Whether `ip -json rule` entry `j` is our rule `r` (from CIDR lookup T [suppress_prefixlength N]). */
+function sameRule(j: JsonRule, r: RuleSpec): boolean {
+  const a = r.args;
+  const from = a[a.indexOf("from") + 1];
+  const table = a[a.indexOf("lookup") + 1];
+  const sp = a.includes("suppress_prefixlength") ? Number(a[a.indexOf("suppress_prefixlength") + 1]) : undefined;
+  return j.priority === r.pref && `${j.src}/${j.srclen}` === from && j.table === table && j.suppress_prefixlen === sp;
 }
 
 /** stderr of a delete whose target is already gone (rule, route, filter pref, device). */

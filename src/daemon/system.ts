@@ -2,7 +2,7 @@
 // device's addresses and routes, sysctls. Everything added here is recorded
 // so shutdown removes exactly that.
 import { accessSync, constants, readFileSync, writeFileSync } from "node:fs";
-import { ip } from "../io/tun.js";
+import { hostKernel, RT_PROTO, type Kernel } from "./kernel.js";
 
 export class SetupError extends Error {}
 
@@ -35,44 +35,44 @@ export interface KernelRoute {
   dev: string;
 }
 
-function routeArgs(r: KernelRoute): string[] {
-  return ["route", "replace", r.dst, ...(r.via ? ["via", r.via] : []), "dev", r.dev, "proto", "static"];
-}
+const routeKey = (r: KernelRoute) => `${r.dst}|${r.via ?? ""}|${r.dev}`;
 
-/** Kernel routes we installed, so reloads can diff them and shutdown removes them. */
+/**
+ * Kernel routes we installed (all `proto 79`, RT_PROTO), so reloads can diff
+ * them and shutdown removes them. One `ip -batch` per sync.
+ */
 export class KernelRoutes {
   private installed = new Map<string, KernelRoute>();
 
+  constructor(private readonly kernel: Kernel = hostKernel) {}
+
+  /** Make the installed set `want`; returns the lines that failed (the set then
+   *  holds what did go in: re-sync the previous list to roll back). */
   sync(want: KernelRoute[]): string[] {
-    const errors: string[] = [];
-    const next = new Map(want.map((r) => [`${r.dst}|${r.via ?? ""}|${r.dev}`, r]));
-    for (const [key, r] of this.installed) {
-      if (!next.has(key)) {
-        try {
-          ip("route", "del", r.dst, "dev", r.dev);
-        } catch (e) {
-          errors.push((e as Error).message);
-        }
-        this.installed.delete(key);
-      }
-    }
-    for (const [key, r] of next) {
-      if (this.installed.has(key)) continue;
-      try {
-        ip(...routeArgs(r));
-        this.installed.set(key, r);
-      } catch (e) {
-        errors.push((e as Error).message);
-      }
-    }
-    return errors;
+    const next = new Map(want.map((r) => [routeKey(r), r]));
+    const dels = [...this.installed].filter(([k]) => !next.has(k));
+    const adds = [...next].filter(([k]) => !this.installed.has(k));
+    const lines = [
+      ...dels.map(([, r]) => `route del ${r.dst} dev ${r.dev} proto ${RT_PROTO}`),
+      ...adds.map(([, r]) => `route replace ${r.dst}${r.via ? ` via ${r.via}` : ""} dev ${r.dev} proto ${RT_PROTO}`),
+    ];
+    const errors = this.kernel.ipBatch(lines);
+    const failed = new Set(errors.map((e) => lines.findIndex((l) => e.startsWith(`ip ${l}:`))));
+    dels.forEach(([k], i) => {
+      // A route already gone (its device went) counts as removed.
+      if (!failed.has(i) || /No such process|Cannot find device/.test(errors.find((e) => e.startsWith(`ip ${lines[i]}:`)) ?? "")) this.installed.delete(k);
+    });
+    adds.forEach(([k, r], i) => {
+      if (!failed.has(dels.length + i)) this.installed.set(k, r);
+    });
+    return errors.filter((e) => !/route del .*(No such process|Cannot find device)/.test(e));
   }
 
   list(): KernelRoute[] {
     return [...this.installed.values()];
   }
 
-  removeAll(): void {
-    this.sync([]);
+  removeAll(): string[] {
+    return this.sync([]);
   }
 }
