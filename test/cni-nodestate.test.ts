@@ -1,6 +1,8 @@
 // overlayd's node facts for the CNI plugin (`${node.stateDir}/node.json`,
 // src/daemon/nodestate.ts) with a real daemon: written at start, rewritten by
-// a reload that changes them, removed on stop; `show status` points at it.
+// a reload that changes them (the underlay link's MTU moving), kept by one
+// that is refused (a new pod CIDR needs a restart), removed on stop; `show
+// status` points at it.
 // Needs root; CI runs it as root.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -29,12 +31,19 @@ describe.skipIf(!isRoot && process.env.CI !== "true")("node.json from a running 
     expect(s.reserved).toEqual(["198.19.1.0", "198.19.1.254"]);
     const status = JSON.parse(cluster.exec("w1", [process.execPath, CLI, "show", "status", "--json"]));
     expect(status.pods.nodeState).toBe(nodeJson);
-    // A reload that moves the node's pod CIDR (as a new etcd lease would) rewrites it.
+    // A reload that moves the node's pod CIDR is refused (restart-only): node.json keeps the running one.
     const cfg = parse(cluster.config(1));
     cfg.node.podCIDR = "198.19.11.0/24";
     cluster.writeConfig(1, stringify(cfg));
-    await waitFor(() => readNodeState(nodeJson).podCIDR === "198.19.11.0/24", 10_000, "node.json to follow the reload");
-    expect(readNodeState(nodeJson)).toMatchObject({ overlayAddress: "198.19.11.0", reserved: ["198.19.11.0", "198.19.11.254"] });
+    const lastReload = () => JSON.parse(cluster.exec("w1", [process.execPath, CLI, "show", "status", "--json"])).lastReload;
+    await waitFor(() => lastReload()?.ok === false, 10_000, "the pod CIDR change to be refused");
+    expect(lastReload().errors.join(" ")).toMatch(/node\.podCIDR changed: restart overlayd/);
+    expect(readNodeState(nodeJson)).toMatchObject({ podCIDR: "198.19.1.0/24", mtu: 1450 });
+    // The underlay link's MTU moving is applied live, and node.json follows it (pods get the new MTU).
+    cluster.writeConfig(1, cluster.config(1));
+    cluster.exec("w1", ["ip", "link", "set", "eth0", "mtu", "1400"]);
+    await waitFor(() => readNodeState(nodeJson).mtu === 1350, 15_000, "node.json to follow the link MTU");
+    expect(readNodeState(nodeJson)).toMatchObject({ podCIDR: "198.19.1.0/24", overlayAddress: "198.19.1.0" });
     expect(await cluster.stopDaemon(d)).toBe(0);
     expect(existsSync(nodeJson)).toBe(false);
   }, 60_000);

@@ -33,7 +33,7 @@ describe("refusedChanges", () => {
       [(d) => (d.tunnel.kernelGso = true), "tunnel.kernelGso"],
       [(d) => (d.tunnel.outerTtl = 10), "tunnel.outerTtl"],
       [(d) => (d.nat = { conntrack: { maxFlows: 10 } }), "nat.conntrack.maxFlows"],
-      [(d) => (d.admin = { listen: "127.0.0.1:1" }), "admin.listen"],
+      [(d) => (d.admin = { listen: "127.0.0.1:1", tokenFile: "/etc/wasm-overlay/admin.token" }), "admin.listen"],
     ];
     // (a new podCIDR also moves the default overlay address: both are named)
     for (const [edit, field] of cases) expect(refusedChanges(cfg(), cfg(edit))[0]).toBe(`${field} changed: restart overlayd to apply it`);

@@ -206,7 +206,7 @@ describe.skipIf(!isRoot)("overlayd on a node: reload transactions, signals, cras
       [(d) => (d.node.podCIDR = "198.19.11.0/24"), "node.podCIDR changed: restart overlayd to apply it"],
       [(d) => (d.tunnel.udpOffloads = false), "tunnel.udpOffloads changed: restart overlayd to apply it"],
       [(d) => (d.node.device.mtu = 1300), "node.device.mtu changed: restart overlayd to apply it"],
-      [(d) => (d.admin.watchdogSeconds = 20), "admin.watchdogSeconds changed: restart overlayd to apply it"],
+      [(d) => (d.admin = { watchdogSeconds: 20 }), "admin.watchdogSeconds changed: restart overlayd to apply it"],
       [(d) => (d.nat.conntrack = { maxFlows: 1000 }), "nat.conntrack.maxFlows changed: restart overlayd to apply it"],
     ];
     for (const [edit, msg] of cases) {
@@ -274,7 +274,8 @@ describe.skipIf(!isRoot)("overlayd on a node: reload transactions, signals, cras
     expect(routes().some((x) => x.prefix === "198.19.9.0/24")).toBe(false);
     expect(kernel()).toBe(kernelBefore);
     expect(ping(podIp(2))).toBe(true);
-    expect(status().lastReload).toMatchObject({ ok: false, reason: "SIGHUP" });
+    // SIGHUP, or the file watch that saw the same write (whichever ran last)
+    expect(status().lastReload).toMatchObject({ ok: false, reason: expect.stringMatching(/SIGHUP|file changed/) });
     write(doc());
     const r3 = await reloadBySighup(child);
     expect(r3.ok).toBe(true);
