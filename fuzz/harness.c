@@ -1290,7 +1290,9 @@ static void super_run(const uint8_t* data, size_t size) {
     valid = hdr >= ihl + 20 && hdr <= ilen;
   }
   const uint32_t mss = valid ? MTU - 50 - hdr : 0;
-  const uint32_t segs = valid && mss > 0 ? (ilen - hdr + mss - 1) / mss : 0;
+  // A frame without payload (a bare ACK, FIN, ...) is one segment: itself.
+  const uint32_t payload = valid ? ilen - hdr : 0;
+  const uint32_t segs = valid && mss > 0 ? (payload == 0 ? 1 : (payload + mss - 1) / mss) : 0;
 
   // 1. The representative, and the whole frame to the tun.
   uint8_t* buf = n->mem + g_super;
@@ -1350,7 +1352,7 @@ static void super_run(const uint8_t* data, size_t size) {
     const uint8_t* p = slot_ptr(n, i) + le32(m);
     const uint32_t l = le32(m + 4);
     check_ipv4(n, p, l, "segment");
-    CHECK(l > hdr && l - hdr <= mss, "segment %u: %u bytes", i, l);
+    CHECK(l >= hdr && l - hdr <= mss && (l > hdr || payload == 0), "segment %u: %u bytes", i, l);
     CHECK(be32(p + ihl + 4) == seq, "segment %u: sequence %u, expected %u", i, be32(p + ihl + 4), seq);
     CHECK(csum_fold(csum_add(tcp_pseudo_sum(p, l - ihl), p + ihl, l - ihl)) == 0, "segment %u: bad TCP checksum", i);
     CHECK(memcmp(p + hdr, inner + at, l - hdr) == 0, "segment %u: payload is not the input's", i);
