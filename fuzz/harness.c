@@ -69,7 +69,7 @@
 #error "FUZZ_TARGET out of range"
 #endif
 
-// --- ABI (assembly/abi.ts) -------------------------------------------------
+// --- ABI (assembly/abi.ts; scripts/check-abi.mjs checks these at build) ---
 #define META_SIZE 32
 #define HEADROOM 128
 #define MIN_OFF 64

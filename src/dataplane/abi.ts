@@ -1,5 +1,7 @@
-// Mirror of assembly/abi.ts for the control plane (keep in step; test/abi.test.ts
-// checks the values against the module's own exports and this file's source).
+// Mirror of assembly/abi.ts for the control plane. `npm run build` first runs
+// scripts/check-abi.mjs, which fails when a constant here (or a name in
+// REASON_NAMES) disagrees with assembly/abi.ts; test/abi.test.ts checks the
+// values against the module's own exports.
 
 export const META_SIZE = 32;
 export const META_OFF = 0;
