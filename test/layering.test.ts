@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative, resolve, dirname } from "node:path";
 import { describe, expect, it } from "vitest";
-import { repoRoot } from "../src/dataplane/wasm.js";
+import { instantiateDataplane, repoRoot } from "../src/dataplane/wasm.js";
 
 const ASM = resolve(repoRoot(), "assembly");
 
@@ -67,5 +67,11 @@ describe("assembly/ layering", () => {
   it("index.ts is the exported ABI only: re-exports, no functions of its own", () => {
     const text = readFileSync(join(ASM, "index.ts"), "utf8").replace(/\/\/.*$/gm, "");
     expect(text).not.toMatch(/\bfunction\b|\blet\b|\bconst\b|\bimport\b/);
+  });
+
+  it("the module the daemon runs exports no benchmark loops and no dead code", () => {
+    const names = Object.keys(instantiateDataplane("release"));
+    expect(names).toContain("processPodBatch");
+    expect(names.filter((n) => /Bench|^resetRegions$/.test(n))).toEqual([]);
   });
 });
