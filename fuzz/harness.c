@@ -1232,7 +1232,7 @@ static void roundtrip(const uint8_t* data, size_t size) {
 
 // --- vxlan-super: one VXLAN datagram holding a whole TCP super-frame ------------
 // What a GSO packet that crossed only virtual links looks like to our UDP
-// socket (assembly/offload/tnlgso.ts). Both ways the worker handles it run on
+// socket (assembly/pipeline/wholeframe.ts). Both ways the worker handles it run on
 // every input, on worker2 (tun) receiving from worker3:
 //   1. encapRepresentative + processVxlanBatch + encapBuild: the frame's first
 //      segment decides; a delivered one turns the datagram into one TSO write
