@@ -74,15 +74,14 @@ export const R_IPIP_BAD_PROTO: u16 = 20; // outer protocol is not 4
 export const R_NOT_LOCAL_UNDERLAY: u16 = 21; // outer destination is not this node
 export const R_BAD_OFFSET: u16 = 22; // metadata off/len outside the slot
 export const R_ICMP_SUPPRESSED: u16 = 23; // an error about an ICMP error or a fragment: no ICMP sent (RFC 1812 4.3.2.7)
-export const R_LOOP: u16 = 24; // route points back into the tunnel the packet came from
-export const R_ICMP_RATE_LIMITED: u16 = 25; // an ICMP error was due but the token bucket was empty
-export const R_CT_FULL: u16 = 26; // a new flow needed tracking, the conntrack table is full and no flow near it could be evicted
-export const R_NAT_NO_PORT: u16 = 27; // no free NAT port (or the translated tuple is taken)
-export const R_CT_INVALID: u16 = 28; // a TCP packet that cannot open a flow (SYN-ACK, FIN, RST first)
-export const R_NAT_FRAGMENT: u16 = 29; // a later fragment of NAT traffic (no userspace reassembly)
-export const R_NAT_NO_FLOW: u16 = 30; // steered to the node's NAT address/ports but matches no flow
-export const R_SVC_NO_BACKEND: u16 = 31; // a service without backends (answered with ICMP port unreachable)
-export const REASON_COUNT: u16 = 32;
+export const R_ICMP_RATE_LIMITED: u16 = 24; // an ICMP error was due but the token bucket was empty
+export const R_CT_FULL: u16 = 25; // a new flow needed tracking, the conntrack table is full and no flow near it could be evicted
+export const R_NAT_NO_PORT: u16 = 26; // no free NAT port (or the translated tuple is taken)
+export const R_CT_INVALID: u16 = 27; // a TCP packet that cannot open a flow (SYN-ACK, FIN, RST first)
+export const R_NAT_FRAGMENT: u16 = 28; // a later fragment of NAT traffic (no userspace reassembly)
+export const R_NAT_NO_FLOW: u16 = 29; // steered to the node's NAT address/ports but matches no flow
+export const R_SVC_NO_BACKEND: u16 = 30; // a service without backends (answered with ICMP port unreachable)
+export const REASON_COUNT: u16 = 31;
 
 // Counter block: u64 values, indexed as below. Each *_BYTES counter directly
 // follows its *_PKTS counter (verdict.ts admit() relies on it).

@@ -1,10 +1,14 @@
-// Linear-memory regions, carved once at init and never freed or moved.
+// Linear-memory regions, carved once and never freed or moved.
 //
 // The data path only ever touches memory inside these regions, through raw
-// pointers, so it allocates nothing per packet. The TypeScript side learns the
-// addresses through exported getters and, because WASM memory never grows
-// after init(), may keep views (and native pointers for recvmmsg/sendmmsg)
-// over them for the life of the instance.
+// pointers, so it allocates nothing per packet. Regions are carved by
+// set-up calls only, never by a batch: init() carves the slots, metadata,
+// counters, route and hash tables and every stage's scratch; ctSetup and
+// svcSetup (NAT, at start) and allocScratch (the I/O layer's buffers, at
+// start) carve theirs after it. A region never moves, so the TypeScript side
+// keeps its addresses (and native pointers for recvmmsg/sendmmsg) for the
+// life of the instance; memory may grow during those set-up calls, so its
+// typed views are renewed when memory.buffer changes (src/dataplane/).
 
 /** Next free byte for region carving; starts past the static data. */
 let brk: usize = 0;
@@ -21,16 +25,12 @@ export function carve(bytes: usize, align: usize = 64): usize {
     const pages = <i32>((end - have + 0xffff) >> 16);
     if (memory.grow(pages) < 0) return 0;
   }
-  // Fresh pages from memory.grow are zero, but a region may reuse memory
-  // below the previous top after a reset; clear it either way.
+  // Memory past the static data starts zeroed and regions never overlap,
+  // so this only makes "zero-filled" independent of how the module was
+  // instantiated; it costs at set-up, never per packet.
   memory.fill(start, 0, bytes);
   brk = end;
   return start;
-}
-
-/** Forget every region (used by init() when called again). */
-export function resetRegions(): void {
-  brk = 0;
 }
 
 /** Highest address handed out so far. */

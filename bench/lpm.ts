@@ -4,7 +4,7 @@
 // prefixes and half anywhere. Random addresses over a 64 MiB tbl24 measure
 // cache-missing lookups, the realistic case for a big table.
 // Run: npm run build && node dist/bench/lpm.js   (or: npx tsx bench/lpm.ts)
-import Benchmark from "benchmark";
+import { measure } from "./measure.js";
 import { resolve } from "node:path";
 import { Dataplane } from "../src/dataplane/dataplane.js";
 import { RouteRules } from "../src/dataplane/routes.js";
@@ -46,20 +46,12 @@ export function runLpmBench(): Promise<LpmBenchResult> {
   for (let i = 0; i < LOOKUPS; i++) view[i] = i & 1 ? rules[rnd() % rules.length].prefix + (rnd() & 0xff) : rnd();
   const lookupBatch = dp.raw.lpmLookupBatch as (a: number, o: number, n: number) => void;
 
-  return new Promise((resolveP, reject) => {
-    const bench: Benchmark = new Benchmark("lpmLookupBatch", () => lookupBatch(addrs, out, LOOKUPS), {
-      minSamples: 40,
-      maxTime: 8,
-      onError: () => reject(bench.error),
-      onComplete: () =>
-        resolveP({
-          mlookupsPerSec: (bench.hz * LOOKUPS) / 1e6,
-          routes: routes.size,
-          rme: bench.stats.rme,
-          tbl8InUse: dp.raw.lpmTbl8InUse() as number,
-        }),
-    });
-    bench.run({ async: false });
+  const m = measure("lpmLookupBatch", () => lookupBatch(addrs, out, LOOKUPS), { seconds: 8, minSamples: 40 });
+  return Promise.resolve({
+    mlookupsPerSec: (m.hz * LOOKUPS) / 1e6,
+    routes: routes.size,
+    rme: m.rme,
+    tbl8InUse: dp.raw.lpmTbl8InUse() as number,
   });
 }
 

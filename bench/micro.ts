@@ -1,7 +1,9 @@
 // Micro benchmarks of the WASM stages alone (no I/O): Mpps per stage for
-// 64-byte and 1400-byte packets at a fixed batch size, using `benchmark`.
+// 64-byte and 1400-byte packets at a fixed batch size, timed with tinybench
+// (bench/measure.ts; 5 s a stage, as benchmark.js's default maxTime was).
 // Run: npm run bench   (JSON lands in bench/results/micro-<date>.json)
-import Benchmark from "benchmark";
+// A quick check that it runs (numbers meaningless): BENCH_TIME_SCALE=0.01
+import { Measurements, type Measured } from "./measure.js";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Dataplane } from "../src/dataplane/dataplane.js";
@@ -72,7 +74,7 @@ function runSuite(): Promise<StageResult[]> {
   const results: StageResult[] = [];
   const w2 = node("198.18.0.12", "198.19.2.0", "198.18.1.13", "198.19.3.0", "198.19.3.0", "198.19.2.0", 100_000);
   const w3 = node("198.18.1.13", "198.19.3.0", "198.18.0.12", "198.19.2.0", "198.19.2.0", "198.19.3.0", 0);
-  const suite = new Benchmark.Suite();
+  const suite = new Measurements({ seconds: 5 });
 
   for (const size of [64, 1400]) {
     const pkts = Array.from({ length: BATCH }, (_, i) => packet(size, "198.19.2.5", `198.19.3.${(i % 250) + 1}`, 1024 + i));
@@ -88,7 +90,7 @@ function runSuite(): Promise<StageResult[]> {
         }
         w2.dp.raw.rearmBatch(BATCH, HEADROOM, size, 0, 0);
         w2.dp.raw.processPodBatch(BATCH);
-      }, { onStart: () => { passes = 0; }, onComplete: (e: Benchmark.Event) => { expectVerdict(w2.dp, VERDICT_TX_UNDERLAY, stage); record(stage, size, e); } });
+      }, { before: () => { passes = 0; }, after: (run) => { expectVerdict(w2.dp, VERDICT_TX_UNDERLAY, stage); if (run) record(stage, size); } });
     }
 
     // decap: produce real wire packets once, then replay them.
@@ -102,8 +104,8 @@ function runSuite(): Promise<StageResult[]> {
       w3.dp.raw.rearmBatch(BATCH, HEADROOM, size + 22, ipn("198.18.0.12"), 0);
       w3.dp.raw.processVxlanBatch(BATCH);
     }, {
-      onStart: () => vx.forEach((p, i) => w3.dp.writePacket(i, p, { addr: ipn("198.18.0.12") })),
-      onComplete: (e: Benchmark.Event) => { expectVerdict(w3.dp, VERDICT_TO_DEVICE, "vxlan decap"); record("vxlan decap", size, e); },
+      before: () => vx.forEach((p, i) => w3.dp.writePacket(i, p, { addr: ipn("198.18.0.12") })),
+      after: (run) => { expectVerdict(w3.dp, VERDICT_TO_DEVICE, "vxlan decap"); if (run) record("vxlan decap", size); },
     });
 
     w2.routes.add(ipn("198.19.3.0"), 24, 2);
@@ -116,13 +118,13 @@ function runSuite(): Promise<StageResult[]> {
       w3.dp.raw.rearmBatch(BATCH, HEADROOM, size + 20, 0, 0);
       w3.dp.raw.processIpipBatch(BATCH);
     }, {
-      onStart: () => {
+      before: () => {
         w3.routes.add(ipn("198.19.2.0"), 24, 2);
         ii.forEach((p, i) => w3.dp.writePacket(i, p));
       },
-      onComplete: (e: Benchmark.Event) => {
+      after: (run) => {
         expectVerdict(w3.dp, VERDICT_TO_DEVICE, "ipip decap");
-        record("ipip decap", size, e);
+        if (run) record("ipip decap", size);
         w3.routes.add(ipn("198.19.2.0"), 24, 1);
       },
     });
@@ -148,7 +150,7 @@ function runSuite(): Promise<StageResult[]> {
         wn.dp.dv.setUint16(t + 10, 443, true);
         wn.dp.dv.setUint8(t + 12, 6);
       }
-      made += wn.dp.raw.ctBenchCreate(tuples, Math.min(CHUNK, 1_000_000 - made), ipn("198.18.0.12"), 100);
+      made += wn.dp.ctCreateTuples(tuples, Math.min(CHUNK, 1_000_000 - made), ipn("198.18.0.12"), 100);
     }
     if (wn.dp.conntrackStats().entries < 999_000) throw new Error("bench setup: conntrack fill");
     for (const size of [64, 1400]) {
@@ -158,7 +160,7 @@ function runSuite(): Promise<StageResult[]> {
         if (passes++ % 200 === 0) pkts.forEach((p, i) => wn.dp.writePacket(i, p));
         wn.dp.raw.rearmBatch(BATCH, HEADROOM, size, 0, 0);
         wn.dp.raw.processPodBatch(BATCH);
-      }, { onStart: () => { passes = 0; }, onComplete: (e: Benchmark.Event) => { expectVerdict(wn.dp, VERDICT_TX_UNDERLAY, "nat on"); record("vxlan encap + lpm, NAT on", size, e); } });
+      }, { before: () => { passes = 0; }, after: (run) => { expectVerdict(wn.dp, VERDICT_TX_UNDERLAY, "nat on"); if (run) record("vxlan encap + lpm, NAT on", size); } });
     }
   }
 
@@ -171,14 +173,19 @@ function runSuite(): Promise<StageResult[]> {
     }
   }
 
-  function record(stage: string, size: number, e: Benchmark.Event) {
-    const t = e.target as unknown as Benchmark;
-    results.push({ stage, size, mpps: ((t.hz ?? 0) * BATCH) / 1e6, rme: t.stats?.rme ?? 0 });
+  // A stage's measured run is over (its task is named "<stage> <size>B").
+  const done: { stage: string; size: number }[] = [];
+  function record(stage: string, size: number) {
+    done.push({ stage, size });
   }
 
-  return new Promise((resolveP) => {
-    suite.on("complete", () => resolveP(results)).run({ async: false });
-  });
+  const measured: Measured[] = suite.run();
+  for (const d of done) {
+    const m = measured.find((x) => x.name === `${d.stage} ${d.size}B`);
+    if (!m) throw new Error(`no measurement for ${d.stage} ${d.size}B`);
+    results.push({ ...d, mpps: (m.hz * BATCH) / 1e6, rme: m.rme });
+  }
+  return Promise.resolve(results);
 }
 
 export async function runMicroBench(): Promise<StageResult[]> {

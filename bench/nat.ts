@@ -1,5 +1,5 @@
 // Connection tracking and NAT throughput with 1,000,000 tracked flows (the
-// release build, one core, no I/O):
+// bench build: the release build plus the batch loops; one core, no I/O):
 //   lookup     ctBenchLookup over 32,768 tuples of random established flows,
 //              half original, half reply direction: Mlookups/s.
 //   translate  natBenchTranslate over 4,096 64-byte UDP packets of random
@@ -14,8 +14,10 @@
 //              fill from empty to 1M (creates only) is timed too.
 // Random tuples over an 88 MB table measure cache-missing lookups, the
 // realistic case for a big table.
-// Run: npm run build && node dist/bench/nat.js   (or: npx tsx bench/nat.ts)
-import Benchmark from "benchmark";
+// The batch loops (ctBench*, natBenchTranslate) are exported only by the
+// bench build, build/overlay.bench.wasm (assembly/bench.ts).
+// Run: npm run build && npm run asbuild:bench && node dist/bench/nat.js
+import { measure, type Measured } from "./measure.js";
 import { resolve } from "node:path";
 import { instantiateDataplane, type RawExports } from "../src/dataplane/wasm.js";
 
@@ -101,22 +103,14 @@ function udpPacket(mem: Uint8Array, at: number, src: number, dst: number, sport:
   dv.setUint16(26, c);
 }
 
-function bench(name: string, fn: () => void): Promise<Benchmark> {
-  return new Promise((res, rej) => {
-    const b: Benchmark = new Benchmark(name, fn, {
-      minSamples: 30,
-      maxTime: 6,
-      onError: () => rej(b.error),
-      onComplete: () => res(b),
-    });
-    b.run({ async: false });
-  });
+function bench(name: string, fn: () => void): Promise<Measured> {
+  return Promise.resolve(measure(name, fn, { seconds: 6, minSamples: 30 }));
 }
 
-/** Fill a release-build conntrack with FLOWS masqueraded flows and measure
+/** Fill a bench-build conntrack with FLOWS masqueraded flows and measure
  *  lookups, established-flow translation and new-flow setup (one core). */
 export async function runNatBench(): Promise<NatBenchResult> {
-  const raw: RawExports = instantiateDataplane("release");
+  const raw: RawExports = instantiateDataplane("bench");
   if (raw.ctSetup(FLOWS) !== 0) throw new Error("ctSetup failed");
   raw.natSetPortRange(1024, 65535);
   const tuples: number = raw.scratchAlloc(16 * FILL_CHUNK);
@@ -188,11 +182,11 @@ export async function runNatBench(): Promise<NatBenchResult> {
     flows: FLOWS,
     bytesPerFlow: Number(raw.ctMemoryBytes()) / FLOWS,
     mlookupsPerSec: (bl.hz * LOOKUPS) / 1e6,
-    lookupRme: bl.stats.rme,
+    lookupRme: bl.rme,
     translateMpps: (bt.hz * PACKETS) / 1e6,
-    translateRme: bt.stats.rme,
+    translateRme: bt.rme,
     createsPerSec: bc.hz * CHURN,
-    createRme: bc.stats.rme,
+    createRme: bc.rme,
     fillCreatesPerSec: base / fillSec,
   };
 }

@@ -69,7 +69,7 @@
 #error "FUZZ_TARGET out of range"
 #endif
 
-// --- ABI (assembly/abi.ts) -------------------------------------------------
+// --- ABI (assembly/abi.ts; scripts/check-abi.mjs checks these at build) ---
 #define META_SIZE 32
 #define HEADROOM 128
 #define MIN_OFF 64
@@ -79,9 +79,9 @@
 #define VERDICT_TO_DEVICE 3
 #define VERDICT_REPLY 4
 #define VERDICT_COUNT 5
-#define REASON_COUNT 32
+#define REASON_COUNT 31
 #define R_BAD_OFFSET 22
-#define R_CT_INVALID 28
+#define R_CT_INVALID 27
 #define C_RX_POD_PKTS 0
 #define C_RX_VXLAN_PKTS 2
 #define C_RX_IPIP_PKTS 4
@@ -1232,7 +1232,7 @@ static void roundtrip(const uint8_t* data, size_t size) {
 
 // --- vxlan-super: one VXLAN datagram holding a whole TCP super-frame ------------
 // What a GSO packet that crossed only virtual links looks like to our UDP
-// socket (assembly/offload/tnlgso.ts). Both ways the worker handles it run on
+// socket (assembly/pipeline/wholeframe.ts). Both ways the worker handles it run on
 // every input, on worker2 (tun) receiving from worker3:
 //   1. encapRepresentative + processVxlanBatch + encapBuild: the frame's first
 //      segment decides; a delivered one turns the datagram into one TSO write

@@ -34,7 +34,7 @@ describe("conntrack dump steps (Dataplane.conntrackScan, as the worker walks it)
       dv.setUint8(buf + i * 16 + 12, 17);
     };
     for (let k = 0; k < N; k++) put(k, k);
-    expect(Number(dp.raw.ctBenchCreate(buf, N, 0, 100))).toBe(N);
+    expect(dp.ctCreateTuples(buf, N, 0, 100)).toBe(N);
     const key = (f: FlowRecord) => `${f.orig.src}:${f.orig.sport}`;
     const seen = new Map<string, number>();
     let at = 0, steps = 0, churn = N;
@@ -48,7 +48,7 @@ describe("conntrack dump steps (Dataplane.conntrackScan, as the worker walks it)
       // Between steps the data path creates new flows (listed or not, but never twice).
       if (steps % 5 === 0) {
         for (let i = 0; i < 64; i++) put(i, churn++);
-        dp.raw.ctBenchCreate(buf, 64, 0, 100);
+        dp.ctCreateTuples(buf, 64, 0, 100);
       }
     }
     expect(steps).toBeGreaterThanOrEqual(Math.ceil(N / CT_DUMP_PER_TURN));

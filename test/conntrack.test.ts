@@ -5,6 +5,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { instantiateDataplane, type RawExports } from "../src/dataplane/wasm.js";
 import { Dataplane } from "../src/dataplane/dataplane.js";
+import { ctCreateTuples, ctLookupTuples } from "../src/dataplane/ctfill.js";
 import {
   DEFAULT_TIMEOUTS, E_CT_CLASH, E_FULL, E_NOT_FOUND, E_RANGE, F_ASSURED, F_SEEN_REPLY, F_USED, NAT_DNAT, NAT_NONE, NAT_SNAT, OK,
   SlowConntrack, STAT, TCP, TCP_VERDICT, TO, type SlowFlow, type Tuple,
@@ -283,15 +284,15 @@ describe("conntrack setup", () => {
     for (let s = 0; s < N; s += 65536) {
       const n = Math.min(65536, N - s);
       fill(s, n, false);
-      expect(raw.ctBenchCreate(buf, n, 0, 5000)).toBe(n);
+      expect(ctCreateTuples(raw, buf, n, 0, 5000)).toBe(n);
     }
     expect(raw.ctCount()).toBe(N);
     for (let s = 0; s < N; s += 65536) {
       const n = Math.min(65536, N - s);
       fill(s, n, false);
-      expect(raw.ctBenchLookup(buf, n)).toBe(n);
+      expect(ctLookupTuples(raw, buf, n)).toBe(n);
       fill(s, n, true);
-      expect(raw.ctBenchLookup(buf, n)).toBe(n);
+      expect(ctLookupTuples(raw, buf, n)).toBe(n);
     }
     // None of them is assured (no packet was seen): one gives way.
     expect(udpFlow(raw, 1, 5001)).toBeGreaterThanOrEqual(0);

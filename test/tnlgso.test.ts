@@ -1,4 +1,4 @@
-// Whole TCP super-frames inside one VXLAN packet (assembly/offload/tnlgso.ts):
+// Whole TCP super-frames inside one VXLAN packet (assembly/pipeline/wholeframe.ts):
 // worker2 builds the tunnel GSO frame for its tap from a tun super-frame
 // (tunnel.kernelGso); worker3 takes such a packet, arrived unsegmented, and
 // turns it into one TSO write for its tun. Checked end to end: what the

@@ -6,4 +6,4 @@ export {
 } from "./vnet";
 export { tsoSegment, tsoSegmentCount, tsoSegmentMaxLen, vnetFinishChecksum } from "./tso";
 export { groCoalesce, GRO_MAX_BATCH, GRO_OPEN_RUNS, GRO_MAX_FRAME } from "./gro";
-export { gsoSetup, gsoSegments, gsoRepresentative, gsoBuild, TNL_PREFIX, TNL_VNET_LEN, encapRxSetup, encapRepresentative, encapBuild, ENCAP_WRITE_AT } from "./tnlgso";
+

@@ -147,7 +147,7 @@ export function tsoSegment(src: usize, srcLen: u32, dst: usize, dstStride: u32, 
 
 /** The first segment of a TCPV4 super-frame (as tsoSegment writes it) at
  *  `dst`, except that it keeps every TCP flag of the super-frame (FIN and PSH
- *  too): it stands for the whole frame in the pipeline (see tnlgso.ts).
+ *  too): it stands for the whole frame in the pipeline (see ../pipeline/wholeframe.ts).
  *  Returns the frame's segment count (its length as u32 at outLen), or
  *  E_RANGE when tsoSegment would refuse the frame, the frame is not TCPV4,
  *  or the segment is longer than `room`. */

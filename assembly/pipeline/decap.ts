@@ -23,7 +23,7 @@ import { batchMax, cfgUnderlay, cfgVni, cfgVtepMac, count, metaBase, peerAddrTab
 import { nhKind, nhPeer, peerValid } from "./peers";
 import { deliverIpv4 } from "./forward";
 import { admit, drop, emitDirect, metaPtr } from "./verdict";
-import { natNodeIp, natUnderlaySide, NAT_DONE, NAT_TRANSLATED } from "../nat/stage";
+import { natNodeIp, natUnderlaySide, NAT_DONE, NAT_TRANSLATED } from "./nat";
 
 /** RFC 6040 section 4.2 (Figure 4): the inner ECN field after
  *  decapsulation, or -1 when the packet must be dropped (outer CE on a

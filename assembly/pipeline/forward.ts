@@ -66,7 +66,7 @@ import { peerPathMtu } from "./pmtu";
 import { flowHash } from "./flow";
 import { replyIcmpError } from "./icmperr";
 import { admit, drop, emit, emitDirect, metaPtr, replyToDirect } from "./verdict";
-import { natEnabled, natNodeIp, natPodSide, NAT_DONE, NAT_TRANSLATED, translateIcmpError } from "../nat/stage";
+import { natEnabled, natNodeIp, natPodSide, NAT_DONE, NAT_TRANSLATED, translateIcmpError } from "./nat";
 
 /** Process `n` packets read from the pod-side device (slot i, metadata i,
  *  bytes at [off, off+len) of the slot). Every record gets a verdict.
@@ -121,7 +121,7 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
   // forwarded by the kernel, so this node's hop is ours (see the top).
   const ours = natEnabled() && ipDst(p) == natNodeIp();
   // Connection tracking and NAT come before the route: a service address
-  // becomes a backend's, a masqueraded answer a pod's (nat/stage.ts).
+  // becomes a backend's, a masqueraded answer a pod's (nat.ts).
   let nh = lpmLookup(ipDst(p));
   const nat = natPodSide(m, slot, off, p, len, nh);
   if (nat & NAT_DONE) return;

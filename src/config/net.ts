@@ -2,10 +2,14 @@
 // host-order unsigned 32-bit numbers (what the data path's tables take);
 // MACs are 48-bit bigints (the ABI's u64 MAC, first octet most significant).
 //
-// The parsers are strict on purpose: a config file is the only source of
-// these values, and "010.1.1.1" (octal to some tools) or "10.1.1.0/24 " is
-// more likely a typo than intent. Each parser has a `try…` twin that returns
-// a reason instead of throwing, which the config schema turns into messages.
+// The one IPv4/CIDR parser of the control plane (config, route rules, I/O):
+// strict on purpose: a config file is the main source of these values, and
+// "010.1.1.1" (octal to some tools) or "10.1.1.0/24 " is more likely a typo
+// than intent. Each parser has a `try…` twin that returns a reason instead of
+// throwing, which the config schema turns into messages. node:net's BlockList
+// answers only "is this address string in the set", while the tables need the
+// numbers (prefix, length, mask), so containment is plain arithmetic here.
+import { isIPv4 } from "node:net";
 
 /** A parsed IPv4 prefix: network address (host order, host bits zero) and length. */
 export interface Cidr {
@@ -13,23 +17,25 @@ export interface Cidr {
   len: number;
 }
 
-export type Parsed<T> = { ok: true; value: T } | { ok: false; reason: string };
+export type Parsed<T> = { ok: true; value: T } | { ok: false; reason: string; detail?: string };
 
-const OCTET = /^(0|[1-9][0-9]{0,2})$/;
-
-/** Dotted-quad IPv4 → host-order u32, or the reason it is not one. */
+/** Dotted-quad IPv4 → host-order u32, or the reason it is not one (`reason`
+ *  names the text, `detail` the part that is wrong). node:net's isIPv4
+ *  accepts exactly the strict form (four decimal octets 0..255, no leading
+ *  zeros, nothing around them); the rest only says why not. */
 export function tryIpToU32(text: string): Parsed<number> {
-  if (typeof text !== "string") return { ok: false, reason: "is not a string" };
-  const parts = text.split(".");
-  if (parts.length !== 4) return { ok: false, reason: `${JSON.stringify(text)} is not an IPv4 address` };
-  let v = 0;
-  for (const part of parts) {
-    if (!OCTET.test(part) || Number(part) > 255) {
-      return { ok: false, reason: `${JSON.stringify(text)} is not an IPv4 address` };
-    }
-    v = v * 256 + Number(part);
+  if (typeof text !== "string") return { ok: false, reason: "is not a string", detail: "not a string" };
+  if (isIPv4(text)) {
+    const [a, b, c, d] = text.split(".").map(Number);
+    return { ok: true, value: ((a << 24) | (b << 16) | (c << 8) | d) >>> 0 };
   }
-  return { ok: true, value: v >>> 0 };
+  const parts = text.split(".");
+  let detail = "expected four dotted numbers";
+  if (parts.length === 4) {
+    const bad = parts.find((p) => !/^(0|[1-9][0-9]{0,2})$/.test(p) || Number(p) > 255) ?? text;
+    detail = /^0[0-9]+$/.test(bad) ? `${JSON.stringify(bad)} has a leading zero` : `${JSON.stringify(bad)} is not 0..255`;
+  }
+  return { ok: false, reason: `${JSON.stringify(text)} is not an IPv4 address`, detail };
 }
 
 /** "a.b.c.d" → (a<<24 | b<<16 | c<<8 | d) >>> 0. Throws a RangeError naming the text otherwise. */
@@ -45,9 +51,9 @@ export function u32ToIp(v: number): string {
   return `${x >>> 24}.${(x >>> 16) & 255}.${(x >>> 8) & 255}.${x & 255}`;
 }
 
-/** Whether `text` is a dotted-quad IPv4 address. */
+/** Whether `text` is a dotted-quad IPv4 address (strict: see tryIpToU32). */
 export function isIpv4(text: string): boolean {
-  return tryIpToU32(text).ok;
+  return typeof text === "string" && isIPv4(text);
 }
 
 /** Network mask for a prefix length 0..32, host order. */
@@ -56,24 +62,28 @@ export function maskOf(len: number): number {
 }
 
 /**
- * "a.b.c.d/len" → {prefix, len}, or the reason it is not a usable CIDR.
- * Host bits set ("10.0.0.1/24") are refused with the network it probably
- * meant, because silently masking them hides a wrong address in the file.
+ * "a.b.c.d/len" → {prefix, len}, or the reason it is not a usable CIDR
+ * (`detail`: which part is wrong). Host bits set ("10.0.0.1/24") are refused
+ * with the network it probably meant, because silently masking them hides a
+ * wrong address in the file; `hostBits: "clear"` masks them instead (route
+ * rules, where a prefix is normalised by definition).
  */
-export function tryParseCidr(text: string): Parsed<Cidr> {
-  if (typeof text !== "string") return { ok: false, reason: "is not a string" };
+export function tryParseCidr(text: string, opts: { hostBits?: "refuse" | "clear" } = {}): Parsed<Cidr> {
+  if (typeof text !== "string") return { ok: false, reason: "is not a string", detail: "not a string" };
   const slash = text.indexOf("/");
-  const notCidr: Parsed<Cidr> = { ok: false, reason: `${JSON.stringify(text)} is not an IPv4 CIDR (want a.b.c.d/len)` };
-  if (slash < 0) return notCidr;
-  const ip = tryIpToU32(text.slice(0, slash));
+  const notCidr = (detail: string): Parsed<Cidr> => ({ ok: false, reason: `${JSON.stringify(text)} is not an IPv4 CIDR (want a.b.c.d/len)`, detail });
+  if (slash < 0) return notCidr('missing "/len"');
   const lenText = text.slice(slash + 1);
-  if (!ip.ok || !/^(0|[1-9][0-9]?)$/.test(lenText) || Number(lenText) > 32) return notCidr;
+  if (!/^(0|[1-9][0-9]?)$/.test(lenText) || Number(lenText) > 32) return notCidr(`prefix length ${JSON.stringify(lenText)} is not 0..32`);
+  const ip = tryIpToU32(text.slice(0, slash));
+  if (!ip.ok) return notCidr(ip.detail ?? ip.reason);
   const len = Number(lenText);
   const prefix = (ip.value & maskOf(len)) >>> 0;
-  if (prefix !== ip.value) {
+  if (prefix !== ip.value && opts.hostBits !== "clear") {
     return {
       ok: false,
       reason: `${JSON.stringify(text)} has host bits set (did you mean ${u32ToIp(prefix)}/${len}?)`,
+      detail: "host bits set",
     };
   }
   return { ok: true, value: { prefix, len } };

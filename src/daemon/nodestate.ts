@@ -9,17 +9,18 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync
 import { join } from "node:path";
 import { z } from "zod";
 import type { Config } from "../config/schema.js";
+import { isIpv4, tryParseCidr } from "../config/net.js";
 
 export const NODE_STATE_FILE = "node.json";
 export const DEFAULT_NODE_STATE = `/run/wasm-overlay/${NODE_STATE_FILE}`;
 /** Written by the plugin next to node.json: where its IPAM keeps allocations (read by `show status`). */
 export const CNI_STATE_FILE = "cni.json";
 
-const ipv4 = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/);
+const ipv4 = z.string().refine(isIpv4, { message: "not an IPv4 address" });
 export const NodeStateSchema = z.looseObject({
   version: z.literal(1),
   node: z.string().min(1),
-  podCIDR: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/),
+  podCIDR: z.string().refine((s) => tryParseCidr(s).ok, { message: "not an IPv4 CIDR" }),
   /** The node's overlay address (on the device as a /32): routed pods' gateway. */
   overlayAddress: ipv4,
   device: z.string().min(1),

@@ -1,5 +1,7 @@
-// Mirror of assembly/abi.ts for the control plane (keep in step; test/abi.test.ts
-// checks the values against the module's own exports and this file's source).
+// Mirror of assembly/abi.ts for the control plane. `npm run build` first runs
+// scripts/check-abi.mjs, which fails when a constant here (or a name in
+// REASON_NAMES) disagrees with assembly/abi.ts; test/abi.test.ts checks the
+// values against the module's own exports.
 
 export const META_SIZE = 32;
 export const META_OFF = 0;
@@ -44,15 +46,14 @@ export const R_IPIP_BAD_PROTO = 20; // outer protocol is not 4
 export const R_NOT_LOCAL_UNDERLAY = 21; // outer destination is not this node
 export const R_BAD_OFFSET = 22; // metadata off/len outside the slot
 export const R_ICMP_SUPPRESSED = 23; // an error about an ICMP error or a fragment: no ICMP sent (RFC 1812 4.3.2.7)
-export const R_LOOP = 24; // route points back into the tunnel the packet came from
-export const R_ICMP_RATE_LIMITED = 25; // an ICMP error was due but the token bucket was empty
-export const R_CT_FULL = 26; // a new flow needed tracking, the conntrack table is full and no flow near it could be evicted
-export const R_NAT_NO_PORT = 27; // no free NAT port (or the translated tuple is taken)
-export const R_CT_INVALID = 28; // a TCP packet that cannot open a flow (SYN-ACK, FIN, RST first)
-export const R_NAT_FRAGMENT = 29; // a later fragment of NAT traffic (no userspace reassembly)
-export const R_NAT_NO_FLOW = 30; // steered to the node's NAT address/ports but matches no flow
-export const R_SVC_NO_BACKEND = 31; // a service without backends (answered with ICMP port unreachable)
-export const REASON_COUNT = 32;
+export const R_ICMP_RATE_LIMITED = 24; // an ICMP error was due but the token bucket was empty
+export const R_CT_FULL = 25; // a new flow needed tracking, the conntrack table is full and no flow near it could be evicted
+export const R_NAT_NO_PORT = 26; // no free NAT port (or the translated tuple is taken)
+export const R_CT_INVALID = 27; // a TCP packet that cannot open a flow (SYN-ACK, FIN, RST first)
+export const R_NAT_FRAGMENT = 28; // a later fragment of NAT traffic (no userspace reassembly)
+export const R_NAT_NO_FLOW = 29; // steered to the node's NAT address/ports but matches no flow
+export const R_SVC_NO_BACKEND = 30; // a service without backends (answered with ICMP port unreachable)
+export const REASON_COUNT = 31;
 export const C_RX_POD_PKTS = 0;
 export const C_RX_POD_BYTES = 1;
 export const C_RX_VXLAN_PKTS = 2;
@@ -100,7 +101,7 @@ export const REASON_NAMES = [
   "none", "truncated", "bad_ip_header", "bad_ip_checksum", "ttl_exceeded", "no_route", "blackhole", "no_neigh",
   "no_fdb", "too_big", "frag_needed_no_df", "vxlan_bad_flags", "vxlan_bad_vni", "unknown_peer", "spoofed_source",
   "bad_ethertype", "dst_mac_mismatch", "ecn_ce_not_ect", "martian", "arp_ignored", "ipip_bad_proto",
-  "not_local_underlay", "bad_offset", "icmp_suppressed", "loop", "icmp_rate_limited", "ct_full", "nat_no_port",
+  "not_local_underlay", "bad_offset", "icmp_suppressed", "icmp_rate_limited", "ct_full", "nat_no_port",
   "ct_invalid", "nat_fragment", "nat_no_flow", "svc_no_backend",
 ] as const;
 

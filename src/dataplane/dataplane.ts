@@ -5,6 +5,7 @@ import { randomBytes } from "node:crypto";
 import * as abi from "./abi.js";
 import { FDB_CAPACITY, MAX_BACKENDS, MAX_FRONTENDS, MAX_NEXTHOPS, MAX_PEERS, NEIGH_CAPACITY, TBL8_GROUPS } from "./limits.js";
 import { instantiateDataplane, type BuildKind, type RawExports } from "./wasm.js";
+import { ctCreateTuples } from "./ctfill.js";
 
 export interface DataplaneOptions {
   kind?: BuildKind;
@@ -316,6 +317,13 @@ export class Dataplane {
     const out: FlowRecord[] = [];
     this.conntrackScan(nowSec, 0, limit, out);
     return out;
+  }
+
+  /** Create a flow for each of the `n` 16-byte tuple records at `ptr` (see
+   *  ctfill.ts), masqueraded to `nodeIp` unless it is 0; returns how many
+   *  were created. For tests and the ct-fill test hook. */
+  ctCreateTuples(ptr: number, n: number, nodeIp: number, nowSec: number): number {
+    return ctCreateTuples(this.raw, ptr, n, nodeIp, nowSec);
   }
 
   /** One bounded step of a dump: the tracked flows from flow index `from`

@@ -5,6 +5,7 @@
 // rules live here: on delete we find the rule that takes over the deleted
 // prefix's addresses (the longest shorter rule containing it) and hand it to
 // the table. Addresses are host-order u32 numbers throughout.
+import { maskOf, tryIpToU32, tryParseCidr, u32ToIp } from "../config/net.js";
 
 /** Next hop returned by the WASM lookup when nothing matches. */
 export const LPM_MISS = 0xffffffff;
@@ -39,41 +40,29 @@ export interface ReplaceResult {
   failed: { route: Route; status: number }[];
 }
 
-/** Mask of the top `len` bits (len 0..32). */
-export function prefixMask(len: number): number {
-  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-}
+// Addresses and prefixes are parsed by the control plane's one parser
+// (config/net.ts); these names are the route keeper's (and its tests').
 
-/** Parse dotted-quad "a.b.c.d" to a host-order u32; throws on anything else. */
+/** Mask of the top `len` bits (len 0..32). */
+export const prefixMask = maskOf;
+
+/** Parse dotted-quad "a.b.c.d" to a host-order u32; throws an Error naming
+ *  the text and the part that is wrong on anything else. */
 export function parseIpv4(s: string): number {
-  const parts = s.split(".");
-  if (parts.length !== 4) throw new Error(`invalid IPv4 address "${s}": expected four dotted numbers`);
-  let v = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p) || Number(p) > 255) throw new Error(`invalid IPv4 address "${s}": "${p}" is not 0..255`);
-    v = v * 256 + Number(p);
-  }
-  return v >>> 0;
+  const r = tryIpToU32(s);
+  if (!r.ok) throw new Error(`invalid IPv4 address ${JSON.stringify(s)}: ${r.detail ?? r.reason}`);
+  return r.value;
 }
 
 /** Format a host-order u32 as dotted quad. */
-export function formatIpv4(ip: number): string {
-  ip >>>= 0;
-  return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
-}
+export const formatIpv4 = u32ToIp;
 
 /** Parse "a.b.c.d/len" into a normalised prefix (host bits cleared). Throws
  *  an Error naming the problem for a missing or bad length or address. */
 export function parseCidr(cidr: string): { prefix: number; len: number } {
-  const slash = cidr.indexOf("/");
-  if (slash < 0) throw new Error(`invalid CIDR "${cidr}": missing "/len"`);
-  const lenStr = cidr.slice(slash + 1);
-  if (!/^\d{1,2}$/.test(lenStr) || Number(lenStr) > 32) {
-    throw new Error(`invalid CIDR "${cidr}": prefix length "${lenStr}" is not 0..32`);
-  }
-  const len = Number(lenStr);
-  const ip = parseIpv4(cidr.slice(0, slash));
-  return { prefix: (ip & prefixMask(len)) >>> 0, len };
+  const r = tryParseCidr(cidr, { hostBits: "clear" });
+  if (!r.ok) throw new Error(`invalid IPv4 CIDR ${JSON.stringify(cidr)}: ${r.detail ?? r.reason}`);
+  return r.value;
 }
 
 function toAddr(prefix: string | number): number {

@@ -4,7 +4,9 @@ import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export type BuildKind = "release" | "debug";
+/** release: what the daemon runs; debug: with assertions; bench: release plus
+ *  the benchmarks' batch loops (assembly/bench.ts, `npm run asbuild:bench`). */
+export type BuildKind = "release" | "debug" | "bench";
 
 /** The repository root, found from this file whether it runs from src/ (tsx,
  *  vitest) or from dist/src/ (compiled). */
@@ -22,7 +24,7 @@ export function repoRoot(): string {
 }
 
 export function wasmPath(kind: BuildKind = "release"): string {
-  return resolve(repoRoot(), "build", kind === "release" ? "overlay.wasm" : "overlay.debug.wasm");
+  return resolve(repoRoot(), "build", kind === "release" ? "overlay.wasm" : kind === "bench" ? "overlay.bench.wasm" : "overlay.debug.wasm");
 }
 
 /** The raw exports of the module: functions take and return numbers (i64 as bigint). */
@@ -38,7 +40,7 @@ export function instantiateDataplane(kind: BuildKind = "release", path = wasmPat
     try {
       mod = new WebAssembly.Module(readFileSync(path));
     } catch (e) {
-      throw new Error(`cannot load ${path}: ${(e as Error).message} (run \`npm run build\` first)`);
+      throw new Error(`cannot load ${path}: ${(e as Error).message} (run \`npm run build\`${path.endsWith("overlay.bench.wasm") ? " and \`npm run asbuild:bench\`" : ""} first)`);
     }
     moduleCache.set(path, mod);
   }

@@ -13,6 +13,7 @@
 //
 // Addresses are host-order u32 numbers (a.b.c.d => (a<<24|b<<16|c<<8|d)>>>0).
 import * as libc from "./libc.js";
+import { ipToU32 as parseIPv4, u32ToIp as formatIPv4 } from "../config/net.js";
 
 export const SOCKADDR_IN_SIZE = 16;
 
@@ -25,18 +26,8 @@ export function writeSockaddrIn(dv: DataView, off: number, addr: number, port: n
   dv.setUint32(off + 12, 0, true);
 }
 
-/** "198.18.0.1" => host-order u32. Throws on anything but a dotted quad. */
-export function parseIPv4(s: string): number {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m) throw new Error(`not an IPv4 address: "${s}"`);
-  const p = m.slice(1).map(Number);
-  if (p.some((x) => x > 255)) throw new Error(`not an IPv4 address: "${s}"`);
-  return ((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0;
-}
-
-export function formatIPv4(a: number): string {
-  return `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
-}
+// "198.18.0.1" <=> host-order u32: the control plane's one IPv4 parser.
+export { parseIPv4, formatIPv4 };
 
 export interface VxlanSocketOptions {
   /** Local address to bind, "0.0.0.0" for any. */

@@ -33,12 +33,13 @@ import { vxlanFlags, VXLAN_FLAG_I, VXLAN_HDR_LEN, VXLAN_OVERHEAD } from "../wire
 import { ld16 } from "../wire/bytes";
 import { ETH_HDR_LEN, ETH_TYPE, ETHERTYPE_IPV4 } from "../wire/ethernet";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
-import { nhKind } from "../pipeline/peers";
-import { setInput } from "../pipeline/verdict";
-import { natEnabled } from "../nat/stage";
-import { batchMax, cfgMode, cfgUnderlayMtu, count, metaBase, slotBase, slotSize } from "../pipeline/state";
-import { tsoFirstSegment, tsoSegmentCount } from "./tso";
-import { emitVnet, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetGsoSize, vnetGsoType } from "./vnet";
+import { nhKind } from "./peers";
+import { setInput } from "./verdict";
+import { natEnabled } from "./nat";
+import { batchMax, cfgMode, cfgUnderlayMtu, count, metaBase, slotBase, slotSize } from "./state";
+import { carve } from "../layout";
+import { tsoFirstSegment, tsoSegmentCount } from "../offload/tso";
+import { emitVnet, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetGsoSize, vnetGsoType } from "../offload/vnet";
 
 export const TNL_VNET_LEN: u32 = 24;
 /** Bytes in front of the inner IPv4 header: tunnel vnet header, Ethernet, outer headers. */
@@ -47,13 +48,32 @@ const GSO_TCPV4_TUNNEL_IPV4: u32 = 0x01 | 0x20;
 
 let tapMacHi: u32 = 0; // first 2 bytes of the tap's MAC
 let tapMacLo: u32 = 0; // last 4
+// Scratch, carved by init (wholeFrameCarve): the representative's segment
+// length (sending), and the 22 bytes encapAsVnet overwrites plus the
+// representative's length (receiving).
 let repLens: usize = 0;
+let rxSaved: usize = 0;
+let rxLens: usize = 0;
+let gsoOn: bool = false;
+let rxOn: bool = false;
 
-/** The tap's MAC (frames must be addressed to it) and scratch; at start. */
+/** Carve this stage's scratch; init calls it once. False when out of memory. */
+export function wholeFrameCarve(): bool {
+  const s = carve(64);
+  if (s == 0) return false;
+  repLens = s;
+  rxSaved = s + 16;
+  rxLens = s + 48;
+  return true;
+}
+
+/** Turn the sending side on: the tap's MAC (frames must be addressed to
+ *  it); at start. `scratch` is ignored (init carves this stage's scratch;
+ *  the parameter stays for the ABI's sake). */
 export function gsoSetup(macHi: u32, macLo: u32, scratch: usize): void {
   tapMacHi = macHi;
   tapMacLo = macLo;
-  repLens = scratch;
+  gsoOn = repLens != 0;
 }
 
 /** The representative's processed IPv4/TCP header, copied to `q`, now heads
@@ -90,7 +110,7 @@ function settle(m: usize, segs: u32, rxC: u32, rxBytes: u64, outC: u32, outBytes
 export function gsoSegments(src: usize, srcLen: u32): i32 {
   // The outer IPv4 total length must hold the whole frame (a 64 KiB inner
   // packet plus 50 bytes does not: such a frame is segmented here instead).
-  if (repLens == 0 || srcLen <= VNET_HDR_LEN + 40 || srcLen - VNET_HDR_LEN + VXLAN_OVERHEAD > 0xffff) return 0;
+  if (!gsoOn || srcLen <= VNET_HDR_LEN + 40 || srcLen - VNET_HDR_LEN + VXLAN_OVERHEAD > 0xffff) return 0;
   if ((vnetGsoType(src) & ~VNET_GSO_ECN) != VNET_GSO_TCPV4) return 0;
   const nh = lpmLookup(ipDst(src + VNET_HDR_LEN));
   if (nh == LPM_MISS || nhKind(nh) != NH_VXLAN) return 0;
@@ -217,13 +237,10 @@ export function encapAsVnet(src: usize, len: u32, save: usize): usize {
   return v;
 }
 
-let rxSaved: usize = 0;
-let rxLens: usize = 0;
-
-/** Scratch for encapRepresentative; at start. 0 when out of memory. */
+/** Turn the receiving side's whole-frame writes on; at start. `scratch` is
+ *  ignored (init carves it; the parameter stays for the ABI's sake). */
 export function encapRxSetup(scratch: usize): void {
-  rxSaved = scratch;
-  rxLens = scratch + 32;
+  rxOn = rxSaved != 0;
 }
 
 /** Put the representative of the super-frame in the VXLAN datagram at `src`
@@ -232,7 +249,7 @@ export function encapRxSetup(scratch: usize): void {
  *  mode, two segments or more, NAT off: its connection state follows every
  *  packet); 0 when not (nothing written). */
 export function encapRepresentative(src: usize, len: u32, i: u32, addr: u32, addr2: u32, tos: u32): i32 {
-  if (rxSaved == 0 || cfgMode != MODE_TUN || i >= batchMax || natEnabled()) return 0;
+  if (!rxOn || cfgMode != MODE_TUN || i >= batchMax || natEnabled()) return 0;
   const v = encapAsVnet(src, len, rxSaved);
   if (v == 0) return 0;
   const slot = slotBase + <usize>i * slotSize;

@@ -19,7 +19,9 @@
 //      - addressed to the node or the SNAT address but matching no flow:
 //        a counted drop (only steered NAT traffic gets here).
 //
-// Tables: conntrack.ts (flows), service.ts (frontends and backends).
+// Tables: ../nat/conntrack.ts (flows), ../nat/service.ts (frontends and
+// backends); rewrites: ../nat/translate.ts. This file composes them into a
+// stage of the pipeline (forward.ts and decap.ts call it).
 // Everything is bounded work per packet; nothing allocates or throws.
 import { ld16, ld32 } from "../wire/bytes";
 import {
@@ -31,17 +33,17 @@ import {
   R_CT_FULL, R_CT_INVALID, R_NAT_FRAGMENT, R_NAT_NO_FLOW, R_NAT_NO_PORT, R_SVC_NO_BACKEND, R_TRUNCATED,
 } from "../abi";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
-import { count } from "../pipeline/state";
-import { nhKind } from "../pipeline/peers";
-import { drop } from "../pipeline/verdict";
-import { replyIcmpError } from "../pipeline/icmperr";
+import { count } from "./state";
+import { nhKind } from "./peers";
+import { drop } from "./verdict";
+import { replyIcmpError } from "./icmperr";
 import {
   ctCount, ctCreate, ctDelete, ctFlowPtr, ctLookupLive, ctTouch, ctUpdateTcp, natAllocPort, natSetPortRange,
   CT_DIR_ORIG, CT_DIR_REPLY, CT_NAT_BOTH, CT_NAT_DNAT, CT_NAT_SNAT, CT_TCP_INVALID, F_ODPORT, F_ODST, F_OSPORT, F_OSRC,
   F_RDPORT, F_RDST, F_RSPORT, F_RSRC,
-} from "./conntrack";
-import { isEcho, natApplyFlow, natTranslateIcmpError, NAT_OK, NAT_SIDE_DST, NAT_SIDE_SRC } from "./translate";
-import { backendAddr, backendPort, svcBackend, svcBackendCount, svcFlags, svcLookup, SVC_F_NODEPORT } from "./service";
+} from "../nat/conntrack";
+import { isEcho, natApplyFlow, natTranslateIcmpError, NAT_OK, NAT_SIDE_DST, NAT_SIDE_SRC } from "../nat/translate";
+import { backendAddr, backendPort, svcBackend, svcBackendCount, svcFlags, svcLookup, SVC_F_NODEPORT } from "../nat/service";
 
 /** natPodSide/natUnderlaySide results (bits). */
 export const NAT_PASS: u32 = 0; // untouched: route as usual
