@@ -119,7 +119,7 @@ export class KernelTable {
   read(why: string, always = false): void {
     let parsed;
     try {
-      parsed = parseTableRoutes(this.opts.kernel.ipJson("-4", "route", "show", "table", String(this.opts.table)));
+      parsed = parseTableRoutes(this.readTable());
     } catch (e) {
       this.opts.onEvent?.("read_error");
       if (always) throw e;
@@ -130,6 +130,16 @@ export class KernelTable {
     const changed = diffRoutes(this.routes, parsed.routes);
     this.routes = parsed.routes;
     if (always || changed.added || changed.deleted) this.opts.onRoutes(parsed.routes, why);
+  }
+
+  /** The table's routes; a table the kernel has not created yet (nothing was ever put in it) is empty. */
+  private readTable(): unknown {
+    try {
+      return this.opts.kernel.ipJson("-4", "route", "show", "table", String(this.opts.table));
+    } catch (e) {
+      if (/FIB table does not exist/.test((e as Error).message)) return [];
+      throw e;
+    }
   }
 
   private schedule(why: string): void {
