@@ -17,7 +17,7 @@ import { formatMac, u32ToIp } from "../config/net.js";
 import { AdminServer, type AdminLane, type AdminTarget } from "../control/admin.js";
 import { createEtcdMetrics, createMetrics, createRouteMetrics, type Metrics, type RouteMetrics } from "../control/metrics.js";
 import { Routing } from "../routing/routing.js";
-import { countRouteEvents } from "../routing/events.js";
+import { RouteEventCounter } from "../routing/events.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
 import type { PmtuUpdate } from "../dataplane/dataplane.js";
 import { ip } from "../io/tun.js";
@@ -88,6 +88,7 @@ export class Daemon implements AdminTarget {
   /** Peers from the routes a routing daemon installs (config routing:, src/routing/). */
   private routing?: Routing;
   private readonly routeMetrics: RouteMetrics;
+  private readonly routeEvents: RouteEventCounter;
   /** Set once start() finished: reloads run only after it. */
   private running = false;
   private locked?: string;
@@ -100,6 +101,7 @@ export class Daemon implements AdminTarget {
   constructor(private readonly opts: DaemonOptions) {
     this.metrics = createMetrics();
     this.routeMetrics = createRouteMetrics(this.metrics.registry);
+    this.routeEvents = new RouteEventCounter(this.routeMetrics);
     this.pool = new LanePool({
       log: opts.log, metrics: this.metrics, natHashSeed: this.ctHashSeed,
       onFatal: (why) => this.fatal(why),
@@ -204,7 +206,7 @@ export class Daemon implements AdminTarget {
     this.running = true;
     if (this.opts.watchConfig !== false) this.watchConfigFile();
     this.updateTableGauges(this.derived);
-    countRouteEvents(this.routeMetrics, undefined, this.derived, (name) => this.peerSource(name));
+    this.routeEvents.update(this.derived, (name) => this.peerSource(name));
     const d = this.derived;
     this.log.info({
       node: this.config.node.name, device: this.tun?.name, mode: d.node.mode, underlay: u32ToIp(d.node.underlay),
@@ -367,7 +369,7 @@ export class Daemon implements AdminTarget {
       }
     }
     // commit
-    countRouteEvents(this.routeMetrics, this.derived, derived, (name) => this.peerSource(name));
+    this.routeEvents.update(derived, (name) => this.peerSource(name));
     this.config = next;
     this.derived = derived;
     this.mtu = plan;

@@ -3,10 +3,10 @@
 import type { DerivedTables } from "../config/derive.js";
 import type { RouteMetrics } from "../control/metrics.js";
 
-type Source = "config" | "etcd" | "bgp";
+export type RouteSource = "config" | "etcd" | "bgp";
 
-function routesBySource(d: DerivedTables, sourceOf: (peer: string) => Source): Map<string, Source> {
-  const out = new Map<string, Source>();
+function routesBySource(d: DerivedTables, sourceOf: (peer: string) => RouteSource): Map<string, RouteSource> {
+  const out = new Map<string, RouteSource>();
   for (const r of d.routes) {
     const nh = d.nexthops[r.nh];
     const peer = nh && nh.peer !== 0xffff ? d.peers[nh.peer] : undefined;
@@ -15,16 +15,23 @@ function routesBySource(d: DerivedTables, sourceOf: (peer: string) => Source): M
   return out;
 }
 
-/** Count the routes `after` adds to and removes from `before` (undefined: none before). */
-export function countRouteEvents(m: RouteMetrics, before: DerivedTables | undefined, after: DerivedTables, sourceOf: (peer: string) => Source): void {
-  const a = before ? routesBySource(before, sourceOf) : new Map<string, Source>();
-  const b = routesBySource(after, sourceOf);
-  const tally = new Map<string, number>();
-  const add = (source: Source, event: "added" | "removed") => tally.set(`${source}|${event}`, (tally.get(`${source}|${event}`) ?? 0) + 1);
-  for (const [k, s] of b) if (!a.has(k)) add(s, "added");
-  for (const [k, s] of a) if (!b.has(k)) add(s, "removed");
-  for (const [k, n] of tally) {
-    const [source, event] = k.split("|");
-    m.events.inc({ source, event }, n);
+/** Counts the routes each table set adds and removes against the one before,
+ *  a removed route by the source it had when it went in. */
+export class RouteEventCounter {
+  private last = new Map<string, RouteSource>();
+
+  constructor(private readonly m: RouteMetrics) {}
+
+  update(tables: DerivedTables, sourceOf: (peer: string) => RouteSource): void {
+    const next = routesBySource(tables, sourceOf);
+    const tally = new Map<string, number>();
+    const add = (source: RouteSource, event: "added" | "removed") => tally.set(`${source}|${event}`, (tally.get(`${source}|${event}`) ?? 0) + 1);
+    for (const [k, s] of next) if (!this.last.has(k)) add(s, "added");
+    for (const [k, s] of this.last) if (!next.has(k)) add(s, "removed");
+    for (const [k, n] of tally) {
+      const [source, event] = k.split("|");
+      this.m.events.inc({ source, event }, n);
+    }
+    this.last = next;
   }
 }
