@@ -44,7 +44,11 @@ class BgpCluster extends Cluster {
   }
 
   adminText(n: number, path: string): string {
-    return execFileSync("curl", ["-sf", "--max-time", "5", "--unix-socket", this.adminSocket(n), `http://overlayd${path}`], { encoding: "utf8" });
+    try {
+      return execFileSync("curl", ["-sf", "--max-time", "20", "--unix-socket", this.adminSocket(n), `http://overlayd${path}`], { encoding: "utf8" });
+    } catch (e) {
+      throw new Error(`worker${n} ${path}: ${(e as Error).message}\n${(this.logs.get(`w${n}`) ?? []).join("").split("\n").slice(-15).join("\n")}`);
+    }
   }
 
   /** overlayd's config for worker n: no config peers, peers from table 4791. VTEP MACs
@@ -79,7 +83,7 @@ class BgpCluster extends Cluster {
   reconfigureBird(ns: string, conf: string): void {
     writeFileSync(join(this.dir, `bird-${ns}.conf`), conf);
     const out = this.birdc(ns, "configure");
-    if (!/Reconfigured/.test(out)) throw new Error(`bird in ${ns}: configure: ${out}`);
+    if (!/Reconfigured|Reconfiguration in progress/.test(out)) throw new Error(`bird in ${ns}: configure: ${out}`);
   }
 
   birdSocket(ns: string): string {
@@ -88,7 +92,7 @@ class BgpCluster extends Cluster {
 
   birdc(ns: string, cmd: string): string {
     try {
-      return execFileSync("birdc", ["-s", this.birdSocket(ns), ...cmd.split(" ")], { encoding: "utf8", timeout: 10_000 });
+      return execFileSync("birdc", ["-s", this.birdSocket(ns), ...cmd.split(" ")], { encoding: "utf8", timeout: 10_000, stdio: ["ignore", "pipe", "pipe"] });
     } catch (e) {
       return String((e as { stdout?: string }).stdout ?? "");
     }
@@ -152,10 +156,14 @@ async function allPairsTraffic(c: BgpCluster): Promise<void> {
 describe.skipIf(!isRoot || !haveBird)("routes from BGP: workers peering with the leaf (Hand CNI-9, encapsulation never)", () => {
   const c = new BgpCluster(`hbl${Math.random().toString(36).slice(2, 5)}`);
   const learnedAll = (n: number) => c.bgpRoutes(n).length === 2;
+  const daemons = new Map<number, { child: ChildProcess; file: string }>();
 
   beforeAll(async () => {
     c.build();
-    for (const w of WORKERS) await c.startDaemon(w.n, c.routingConfig(w.n, { encapsulation: "never" }), CLI);
+    for (const w of WORKERS) {
+      const file = c.routingConfig(w.n, { encapsulation: "never" });
+      daemons.set(w.n, { child: await c.startDaemon(w.n, file, CLI), file });
+    }
     await c.startBird("leaf", example("leaf/leaf.conf"));
     for (const w of WORKERS) await c.startBird(`w${w.n}`, example(`leaf/worker${w.n}.conf`));
     const ms = await timeUntil(() => WORKERS.every((w) => learnedAll(w.n)), 60_000, "every worker to learn the other two pod CIDRs");
@@ -293,9 +301,18 @@ describe.skipIf(!isRoot || !haveBird)("routes from BGP: workers peering with the
     const count = (n: number) => c.admin<{ routes: number }>(n, "/status").routes;
     const base = [1, 2, 3].map(count);
 
+    // On worker1: when BIRD has all of them in table 4791, and when overlayd's tables (the LPM) do.
+    const inTable = () => Number(c.exec("w1", ["sh", "-c", `ip route show table ${TABLE} | grep -c ' via 198.18.0.50 ' || true`]).trim() || 0);
+    const t0 = Date.now();
+    let tableAt = 0;
+    let lpmAt = 0;
     c.birdc("stub", "enable many");
-    const inMs = await timeUntil(() => [1, 2, 3].every((n, i) => count(n) === base[i] + N), 60_000, "5,000 prefixes in every worker's tables");
-    console.log(`5,000 BGP prefixes: in every worker's data-path tables ${seconds(inMs)} after the stub announced them (BGP to the leaf and on, BIRD into table ${TABLE}, overlayd's re-read, reload, kernel routes, LPM)`);
+    const inMs = await timeUntil(() => {
+      if (!tableAt && inTable() === N) tableAt = Date.now();
+      if (!lpmAt && count(1) === base[0] + N) lpmAt = Date.now();
+      return tableAt > 0 && lpmAt > 0 && [2, 3].every((n) => count(n) === base[n - 1] + N);
+    }, 60_000, "5,000 prefixes in every worker's tables");
+    console.log(`5,000 BGP prefixes: in every worker's data-path tables ${seconds(inMs)} after the stub announced them; on worker1 all in table ${TABLE} after ${seconds(tableAt - t0)} (BGP through the leaf, BIRD's kernel sync) and in overlayd's tables after ${seconds(lpmAt - t0)}, ${seconds(Math.max(0, lpmAt - tableAt))} after the table was complete (overlayd follows the table while BIRD fills it: re-read, reload, kernel routes, LPM)`);
     expect(inMs).toBeLessThan(10_000);
     // worker1 and worker2 share the stub's subnet: one direct peer, 5,000 kernel routes through it.
     const learned1 = c.bgpRoutes(1).filter((r) => r.peer === "bgp-198.18.0.50");
@@ -314,6 +331,20 @@ describe.skipIf(!isRoot || !haveBird)("routes from BGP: workers peering with the
       expect(c.exec(`w${n}`, ["ip", "route", "show", "table", String(TABLE)]).split("\n").filter(stubRange)).toEqual([]);
     }
   }, 240_000);
+
+  it("an overlayd killed (-9) leaves its announcement; `overlayd cleanup` removes it and BIRD withdraws the node", async () => {
+    const { child, file } = daemons.get(2)!;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+    // The device went with the process; the routes it installed outside the device stay.
+    expect(c.kernelRoutes(2)).toContain("198.19.2.0/24 blackhole - -");
+    expect(c.bgpRoutes(1).some((r) => r.prefix === "198.19.2.0/24")).toBe(true); // still announced
+    c.exec("w2", [process.execPath, CLI, "cleanup", "--config", file]);
+    expect(c.kernelRoutes(2)).toEqual([]);
+    const ms = await timeUntil(() => !c.bgpRoutes(1).some((r) => r.prefix === "198.19.2.0/24"), 15_000, "worker2's pod CIDR to leave worker1");
+    console.log(`worker2's overlayd killed and cleaned up: its pod CIDR left worker1 ${seconds(ms)} after the blackhole went`);
+  }, 60_000);
 });
 
 describe.skipIf(!isRoot || !haveBird)("routes from BGP: node-to-node full mesh across two subnets (encapsulation auto)", () => {

@@ -170,10 +170,12 @@ describe("announcing the pod CIDR", () => {
     expect(refusedChanges(a, config({}, { encapsulation: "never", announce: false }))).toEqual([]);
   });
 
-  it("refuses the kernel's own tables", () => {
+  it("refuses the kernel's own tables and NAT's", () => {
     const r = validateConfig({ node: { name: "w", underlay: { address: "198.18.0.11", prefixLength: 24 }, podCIDR: "198.19.1.0/24" }, routing: { table: 254 } });
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.errors[0]).toMatch(/^routing\.table: is a kernel table of its own/);
+    const nat = validateConfig({ node: { name: "w", underlay: { address: "198.18.0.11", prefixLength: 24 }, podCIDR: "198.19.1.0/24" }, routing: { table: 4789 } });
+    expect(nat.ok ? [] : nat.errors).toEqual(["routing.table: 4789 is also nat.routeTable (overlayd's own routes): give BIRD another table"]);
   });
 });
 

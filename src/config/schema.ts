@@ -342,6 +342,7 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
 
   const [smin, smax] = tunnel.sourcePortRange;
   if (smin > smax) issue(["tunnel", "sourcePortRange"], `[${smin}, ${smax}]: min is above max`);
+  if (c.routing && c.routing.table === c.nat.routeTable) issue(["routing", "table"], `${c.routing.table} is also nat.routeTable (overlayd's own routes): give BIRD another table`);
 
   const mtu = c.node.device.mtu;
   // Without tunnel.underlayMtu the link's MTU is known only at run time,

@@ -7,7 +7,7 @@
 // or prefix that clashes with them (or with this node) is left out and
 // reported, as merge.ts does for etcd records. Kernel routes and data-path
 // tables then follow from derive.ts as for any other peer.
-import { cidrContains, cidrOverlaps, formatCidr, formatMac, ipToU32, macFromIp, maskOf, parseCidr, parseMac } from "../config/net.js";
+import { cidrContains, cidrOverlaps, formatCidr, formatMac, ipToU32, macFromIp, maskOf, parseCidr, parseMac, tryParseCidr, u32ToIp, type Cidr } from "../config/net.js";
 import type { Config, PeerConfig, RoutingConfig } from "../config/schema.js";
 import { MAX_NEXTHOPS, MAX_PEERS, TBL8_GROUPS } from "../dataplane/limits.js";
 import type { LearnedRoute } from "./table.js";
@@ -44,32 +44,31 @@ export function learnedPeers(config: Config, routing: RoutingConfig, routes: rea
   const names = new Set(config.peers.map((p) => p.name));
   const underlays = new Set(config.peers.map((p) => p.underlay));
   const macs = new Set([self.device.vtepMac, ...config.peers.map((p) => p.vtepMac)].map((m) => formatMac(parseMac(m))));
+  // Parsed once: thousands of learned routes meet each of these.
   const claimed = [
     { cidr: self.podCIDR, owner: "this node" },
     ...config.peers.flatMap((p) => p.podCIDRs.map((cidr) => ({ cidr, owner: `peer ${p.name}` }))),
     ...config.routes.map((r) => ({ cidr: r.prefix, owner: "a static route" })),
-  ];
-  const vteps = config.peers.map((p) => ({ ip: p.vtepAddress, owner: `peer ${p.name}` }));
+  ].map((c) => ({ ...c, net: parseCidr(c.cidr) }));
+  const vteps = config.peers.map((p) => ({ ip: p.vtepAddress, addr: ipToU32(p.vtepAddress), owner: `peer ${p.name}` }));
   // Prefixes longer than /24 each take a tbl8 group of their /24 (limits.ts).
   const long = new Set<number>();
-  for (const c of claimed) {
-    const x = parseCidr(c.cidr);
-    if (x.len > 24) long.add(x.prefix >>> 8);
-  }
+  for (const c of claimed) if (c.net.len > 24) long.add(c.net.prefix >>> 8);
 
-  const byVia = new Map<string, string[]>();
+  const byVia = new Map<string, Cidr[]>();
   for (const r of routes) {
+    const c = tryParseCidr(r.prefix);
     const reason = (() => {
+      if (!c.ok) return c.reason;
       if (r.via === self.underlay.address) return `next hop ${r.via} is this node`;
       if (underlays.has(r.via)) return `next hop ${r.via} is the underlay of ${config.peers.find((p) => p.underlay === r.via)!.name}, which the config or etcd already has`;
-      const over = claimed.find((c) => cidrOverlaps(c.cidr, r.prefix));
+      const over = claimed.find((x) => cidrOverlaps(x.net, c.value));
       if (over) return `overlaps ${over.cidr} of ${over.owner}`;
-      const vtep = vteps.find((v) => cidrContains(r.prefix, v.ip));
+      const vtep = vteps.find((v) => cidrContains(c.value, v.addr));
       if (vtep) return `holds the VTEP address ${vtep.ip} of ${vtep.owner}`;
-      const c = parseCidr(r.prefix);
-      if (c.len > 24 && !long.has(c.prefix >>> 8)) {
+      if (c.value.len > 24 && !long.has(c.value.prefix >>> 8)) {
         if (long.size >= TBL8_GROUPS) return `prefixes longer than /24 already fill ${TBL8_GROUPS} /24s of the route table`;
-        long.add(c.prefix >>> 8);
+        long.add(c.value.prefix >>> 8);
       }
       return undefined;
     })();
@@ -79,17 +78,15 @@ export function learnedPeers(config: Config, routing: RoutingConfig, routes: rea
     }
     let list = byVia.get(r.via);
     if (!list) byVia.set(r.via, (list = []));
-    list.push(r.prefix);
+    list.push((c as { value: Cidr }).value);
   }
 
   const peers: PeerConfig[] = [];
   const room = Math.min(MAX_PEERS, MAX_NEXTHOPS - 2) - config.peers.length;
   const vias = [...byVia.keys()].sort((a, b) => ipToU32(a) - ipToU32(b));
   for (const via of vias) {
-    const podCIDRs = byVia.get(via)!.sort((a, b) => {
-      const x = parseCidr(a), y = parseCidr(b);
-      return x.prefix - y.prefix || x.len - y.len;
-    });
+    const nets = byVia.get(via)!.sort((x, y) => x.prefix - y.prefix || x.len - y.len);
+    const podCIDRs = nets.map(formatCidr);
     const name = `${BGP_PEER_PREFIX}${via}`;
     const vtepMac = formatMac(macFromIp(ipToU32(via)));
     const clash = names.has(name) ? `a peer is already called ${name}` : macs.has(vtepMac) ? `VTEP MAC ${vtepMac} is taken` : peers.length >= room ? `the data path holds at most ${MAX_PEERS} peers` : undefined;
@@ -104,7 +101,7 @@ export function learnedPeers(config: Config, routing: RoutingConfig, routes: rea
       podCIDRs,
       vtepMac,
       // As the schema resolves it for a config peer: the first address of the first pod CIDR.
-      vtepAddress: formatCidr({ prefix: parseCidr(podCIDRs[0]).prefix, len: 32 }).replace(/\/32$/, ""),
+      vtepAddress: u32ToIp(nets[0].prefix),
       encapsulation: learnedEncapsulation(config, routing, via),
     });
   }

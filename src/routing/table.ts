@@ -15,7 +15,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import type { Logger } from "pino";
-import { formatCidr, parseCidr, tryIpToU32, tryParseCidr } from "../config/net.js";
+import { formatCidr, tryIpToU32, tryParseCidr } from "../config/net.js";
 import type { Kernel } from "../daemon/kernel.js";
 
 /** One learned route: a prefix and the next hop it goes through. */
@@ -48,12 +48,13 @@ export function parseTableRoutes(entries: unknown): { routes: LearnedRoute[]; ig
     const type = e.type ?? "unicast";
     const gw = e.gateway ?? e.nexthops?.find((n) => typeof n?.gateway === "string")?.gateway;
     const dst = typeof e.dst === "string" ? (e.dst.includes("/") ? e.dst : `${e.dst}/32`) : undefined;
-    if (type !== "unicast" || !dst || !gw || !tryParseCidr(dst).ok || !tryIpToU32(gw).ok) {
+    const cidr = type === "unicast" && dst && gw && tryIpToU32(gw).ok ? tryParseCidr(dst) : undefined;
+    if (!cidr?.ok) {
       ignored++;
       continue;
     }
-    const prefix = formatCidr(parseCidr(dst));
-    if (!routes.has(prefix)) routes.set(prefix, gw);
+    const prefix = formatCidr(cidr.value);
+    if (!routes.has(prefix)) routes.set(prefix, gw!);
   }
   const sorted = [...routes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([prefix, via]) => ({ prefix, via }));
   return { routes: sorted, ignored };
