@@ -337,6 +337,9 @@ describe.skipIf(!isRoot || !haveBird)("routes from BGP: workers peering with the
     const exited = new Promise((r) => child.once("exit", r));
     child.kill("SIGKILL");
     await exited;
+    // Its `ip monitor route` went with it (parent-death signal).
+    await waitFor(() => !execFileSync("ip", ["netns", "pids", c.ns("w2")], { encoding: "utf8" }).split("\n").filter(Boolean)
+      .some((pid) => { try { return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("monitor"); } catch { return false; } }), 5000, "worker2's ip monitor to end");
     // The device went with the process; the routes it installed outside the device stay.
     expect(c.kernelRoutes(2)).toContain("198.19.2.0/24 blackhole - -");
     expect(c.bgpRoutes(1).some((r) => r.prefix === "198.19.2.0/24")).toBe(true); // still announced

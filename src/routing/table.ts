@@ -13,10 +13,15 @@
 // costs a few table reads rather than one callback each; the price is one
 // `ip` process per read, milliseconds for thousands of routes.
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { createInterface } from "node:readline";
 import type { Logger } from "pino";
 import { formatCidr, tryIpToU32, tryParseCidr } from "../config/net.js";
 import type { Kernel } from "../daemon/kernel.js";
+
+/** `ip monitor route`, under util-linux's setpriv where there is one so that it
+ *  gets SIGTERM when overlayd dies (kill -9 included) instead of outliving it. */
+const MONITOR = [...(existsSync("/usr/bin/setpriv") ? ["/usr/bin/setpriv", "--pdeathsig", "TERM"] : []), "ip", "-4", "monitor", "route"];
 
 /** One learned route: a prefix and the next hop it goes through. */
 export interface LearnedRoute {
@@ -153,7 +158,7 @@ export class KernelTable {
 
   private startMonitor(): void {
     if (this.stopped) return;
-    const child = spawn("ip", ["-4", "monitor", "route"], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(MONITOR[0], MONITOR.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
     this.monitor = child;
     const mine = new RegExp(`\\btable ${this.opts.table}\\b`);
     const lines = createInterface({ input: child.stdout! });
