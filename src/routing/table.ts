@@ -97,6 +97,11 @@ export class KernelTable {
   private pending?: NodeJS.Timeout;
   private stopped = false;
   private restartDelay = 100;
+  /** When the last read ended and how long it took: a burst of changes (BIRD
+   *  filling the table) is read at most every 4x a read's time, so the reads
+   *  leave the reloads they trigger room to run. */
+  private lastReadEnd = 0;
+  private lastReadMs = 0;
 
   constructor(private readonly opts: KernelTableOptions) {}
 
@@ -124,8 +129,11 @@ export class KernelTable {
   /** Re-read the table now; `onRoutes` when it changed (or `always`). */
   read(why: string, always = false): void {
     let parsed;
+    const t0 = Date.now();
     try {
       parsed = parseTableRoutes(this.readTable());
+      this.lastReadEnd = Date.now();
+      this.lastReadMs = this.lastReadEnd - t0;
     } catch (e) {
       this.opts.onEvent?.("read_error");
       if (always) throw e;
@@ -150,10 +158,12 @@ export class KernelTable {
 
   private schedule(why: string): void {
     if (this.pending || this.stopped) return;
+    const debounce = this.opts.debounceMs ?? 30;
+    const delay = Math.max(debounce, this.lastReadEnd + 4 * this.lastReadMs - Date.now());
     this.pending = setTimeout(() => {
       this.pending = undefined;
       if (!this.stopped) this.read(why);
-    }, this.opts.debounceMs ?? 30);
+    }, delay);
   }
 
   private startMonitor(): void {
