@@ -3,7 +3,8 @@
 // announcement's blackhole route, and the events counted per source.
 import { describe, expect, it } from "vitest";
 import { deriveTables } from "../src/config/derive.js";
-import { validateConfig } from "../src/config/load.js";
+import { fileURLToPath } from "node:url";
+import { loadConfigFile, validateConfig } from "../src/config/load.js";
 import { formatMac, ipToU32, macFromIp } from "../src/config/net.js";
 import type { Config } from "../src/config/schema.js";
 import { createMetrics, createRouteMetrics } from "../src/control/metrics.js";
@@ -168,6 +169,11 @@ describe("announcing the pod CIDR", () => {
     expect(refusedChanges(a, config({}, { table: 100 }))).toEqual(["routing.table changed: restart overlayd to apply it"]);
     expect(refusedChanges(a, config({}, null))).toEqual(["routing.source changed: restart overlayd to apply it", "routing.table changed: restart overlayd to apply it", "routing.resyncSeconds changed: restart overlayd to apply it"]);
     expect(refusedChanges(a, config({}, { encapsulation: "never", announce: false }))).toEqual([]);
+  });
+
+  it("examples/worker1-bgp.yaml loads", () => {
+    const r = loadConfigFile(fileURLToPath(new URL("../examples/worker1-bgp.yaml", import.meta.url)));
+    expect(r.ok ? r.config.routing : r.errors).toEqual({ source: "kernel", table: 4791, encapsulation: "never", tunnel: "vxlan", announce: true, resyncSeconds: 30 });
   });
 
   it("refuses the kernel's own tables and NAT's", () => {
