@@ -6,12 +6,13 @@
 # tests assert the kernel's NAT tables stay empty), etcd-server (the cluster
 # membership tests run a real etcd), podman + runc + the reference CNI
 # plugins + busybox-static (the CNI plugin's tests run real containers),
-# hping3 (SYN floods at a NodePort), traceroute (one hop per node). Run as root.
+# hping3 (SYN floods at a NodePort), traceroute (one hop per node), bird2 (BGP:
+# the routing tests run BIRD on every node and the leaf). Run as root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
 for pkg in iproute2 iputils-ping tcpdump tshark iperf3 python3 python3-scapy wabt clang libclang-rt-14-dev nftables etcd-server \
-  podman runc containernetworking-plugins busybox-static hping3 traceroute; do
+  podman runc containernetworking-plugins busybox-static hping3 traceroute bird2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -73,8 +73,9 @@ export interface KernelRoute {
   dst: string;
   /** Gateway for direct routes (the peer's underlay address). */
   via?: string;
-  /** "tunnel" = our tun/tap device; "underlay" = the underlay interface. */
-  dev: "tunnel" | "underlay";
+  /** "tunnel" = our tun/tap device; "underlay" = the underlay interface;
+   *  "blackhole" = a blackhole route (routing.announce: the pod CIDR for BIRD to export). */
+  dev: "tunnel" | "underlay" | "blackhole";
 }
 
 /** NAT as the data path and the node plumbing need it. */
@@ -207,6 +208,8 @@ export function deriveTables(config: Config): DerivedTables {
   };
 
   route(n.podCIDR, NH_LOCAL_INDEX);
+  // Announced to the routing daemon (src/routing/); local pods have longer routes of their own.
+  if (config.routing?.announce) kernelRoutes.push({ dst: n.podCIDR, dev: "blackhole" });
   // The VTEP address is normally inside podCIDR (flannel's x.y.z.0); if the
   // config puts it elsewhere, packets to it must still be delivered here.
   if (!cidrContains(n.podCIDR, node.overlay)) route(`${n.overlayAddress}/32`, NH_LOCAL_INDEX);

@@ -285,6 +285,22 @@ export const EtcdSchema = z.strictObject({
   encapsulation: z.enum(ENCAPSULATIONS).default("auto"),
 });
 
+/** Routes a routing daemon (BIRD) installs into a kernel table become peers (src/routing/). */
+export const RoutingSchema = z.strictObject({
+  source: z.literal("kernel").default("kernel"),
+  /** The kernel routing table BIRD's kernel protocol exports the learned routes into (not one the node forwards with). */
+  table: intIn(1, 4294967295).refine((t) => ![253, 254, 255].includes(t), "is a kernel table of its own (default, main, local): pick another").default(4791),
+  /** auto: direct when the next hop is in the underlay subnet, else `tunnel` (Calico's CrossSubnet);
+   *  vxlan / ipip: always; never: the fabric routes the pod CIDRs (no encapsulation, Hand CNI-9). */
+  encapsulation: z.enum(["auto", "vxlan", "ipip", "never"]).default("auto"),
+  /** The encapsulation `auto` uses across subnets. */
+  tunnel: z.enum(["vxlan", "ipip"]).default("vxlan"),
+  /** Install `blackhole <node.podCIDR> proto 79` in the main table, for BIRD to export (`krt_source = 79`). */
+  announce: z.boolean().default(true),
+  /** Seconds between full re-reads of the table (on top of the live monitor). */
+  resyncSeconds: intIn(1, 3600).default(30),
+});
+
 const ConfigShape = z.strictObject({
   node: NodeSchema,
   tunnel: TunnelSchema.prefault({}),
@@ -310,6 +326,7 @@ const ConfigShape = z.strictObject({
     level: z.enum(LOG_LEVELS).default("info"),
   }).prefault({}),
   etcd: EtcdSchema.optional(),
+  routing: RoutingSchema.optional(),
 });
 
 type Shape = z.output<typeof ConfigShape>;
@@ -325,6 +342,7 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
 
   const [smin, smax] = tunnel.sourcePortRange;
   if (smin > smax) issue(["tunnel", "sourcePortRange"], `[${smin}, ${smax}]: min is above max`);
+  if (c.routing && c.routing.table === c.nat.routeTable) issue(["routing", "table"], `${c.routing.table} is also nat.routeTable (overlayd's own routes): give BIRD another table`);
 
   const mtu = c.node.device.mtu;
   // Without tunnel.underlayMtu the link's MTU is known only at run time,
@@ -583,6 +601,7 @@ function resolve(c: Shape) {
     },
     log: c.log,
     etcd: c.etcd,
+    routing: c.routing,
   };
 }
 
@@ -596,6 +615,7 @@ export type Config = z.output<typeof ConfigSchema>;
 export type PeerConfig = Config["peers"][number];
 export type RouteConfig = Config["routes"][number];
 export type EtcdConfig = NonNullable<Config["etcd"]>;
+export type RoutingConfig = NonNullable<Config["routing"]>;
 export type ServiceConfig = Config["services"][number];
 export type Encapsulation = (typeof ENCAPSULATIONS)[number];
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -253,3 +253,19 @@ export function createEtcdMetrics(registry: Registry, prefix = "overlay_"): Etcd
   for (const e of ETCD_EVENTS) events.inc({ event: e }, 0);
   return { connected, peers, leaseTtl, events };
 }
+
+/** Route events by where the route came from (config, etcd, bgp): the data
+ *  path's routes added and removed by each reload, and for the routing table
+ *  (src/routing/) its own: learned, withdrawn, resync, monitor_restart,
+ *  read_error, dropped (left out: a clash with the config or etcd). */
+export interface RouteMetrics {
+  events: Counter<"source" | "event">;
+}
+
+export const ROUTE_SOURCES = ["config", "etcd", "bgp"] as const;
+
+export function createRouteMetrics(registry: Registry, prefix = "overlay_"): RouteMetrics {
+  const events = new Counter({ name: `${prefix}route_events_total`, help: "Route events by source (config, etcd, bgp): routes added/removed in the data path's tables; for bgp also the routing table's learned/withdrawn routes, resyncs, monitor restarts, read errors, dropped routes", labelNames: ["source", "event"] as const, registers: [registry] });
+  for (const source of ROUTE_SOURCES) for (const event of ["added", "removed"]) events.inc({ source, event }, 0);
+  return { events };
+}

@@ -15,7 +15,9 @@ import { removedBackends } from "../config/backends.js";
 import type { Config } from "../config/schema.js";
 import { formatMac, u32ToIp } from "../config/net.js";
 import { AdminServer, type AdminLane, type AdminTarget } from "../control/admin.js";
-import { createEtcdMetrics, createMetrics, type Metrics } from "../control/metrics.js";
+import { createEtcdMetrics, createMetrics, createRouteMetrics, type Metrics, type RouteMetrics } from "../control/metrics.js";
+import { Routing } from "../routing/routing.js";
+import { RouteEventCounter } from "../routing/events.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
 import type { PmtuUpdate } from "../dataplane/dataplane.js";
 import { ip } from "../io/tun.js";
@@ -23,6 +25,7 @@ import type { ToWorker } from "./worker.js";
 import { checkPrivileges } from "./system.js";
 import { validateNatPlan, type NatPlan } from "./natsetup.js";
 import { podStatus, removeNodeState, writeNodeState } from "./nodestate.js";
+import { hostKernel } from "./kernel.js";
 import { LinkMtuWatcher, MtuError, pathMtuList, planMtu, PMTU_TTL_MS, readLinkMtu, underlayDeviceOf, type MtuPlan, type PathMtu } from "./mtu.js";
 import { LanePool, type Lane } from "./lanes.js";
 import { NodeSetup, pausePoint, StartCancelled } from "./nodesetup.js";
@@ -82,6 +85,10 @@ export class Daemon implements AdminTarget {
   private lastReload: { at: number; ok: boolean; reason: string; errors: string[] } | undefined;
   /** Pod CIDR lease and peers from etcd, when configured (src/membership/). */
   private membership?: Membership;
+  /** Peers from the routes a routing daemon installs (config routing:, src/routing/). */
+  private routing?: Routing;
+  private readonly routeMetrics: RouteMetrics;
+  private readonly routeEvents: RouteEventCounter;
   /** Set once start() finished: reloads run only after it. */
   private running = false;
   private locked?: string;
@@ -93,6 +100,8 @@ export class Daemon implements AdminTarget {
 
   constructor(private readonly opts: DaemonOptions) {
     this.metrics = createMetrics();
+    this.routeMetrics = createRouteMetrics(this.metrics.registry);
+    this.routeEvents = new RouteEventCounter(this.routeMetrics);
     this.pool = new LanePool({
       log: opts.log, metrics: this.metrics, natHashSeed: this.ctHashSeed,
       onFatal: (why) => this.fatal(why),
@@ -150,9 +159,18 @@ export class Daemon implements AdminTarget {
         },
       });
     }
-    const loaded = this.loadConfig();
+    let loaded = this.loadConfig();
     if (!loaded.ok) throw new Error(`invalid config ${this.opts.configPath}:\n  ${loaded.errors.join("\n  ")}`);
     checkPrivileges();
+    if (loaded.config.routing) {
+      this.routing = new Routing({
+        settings: loaded.config.routing, kernel: hostKernel, log: this.log, metrics: this.routeMetrics,
+        onChange: (why) => this.scheduleReload(why, 20),
+      });
+      this.routing.start();
+      loaded = this.routing.merge(loaded);
+      if (!loaded.ok) throw new Error(`invalid config ${this.opts.configPath}:\n  ${loaded.errors.join("\n  ")}`);
+    }
     this.config = loaded.config;
     ({ derived: this.derived, plan: this.mtu } = this.deriveWithMtu(this.config, true));
     this.applyLogLevel(this.config);
@@ -188,6 +206,7 @@ export class Daemon implements AdminTarget {
     this.running = true;
     if (this.opts.watchConfig !== false) this.watchConfigFile();
     this.updateTableGauges(this.derived);
+    this.routeEvents.update(this.derived, (name) => this.peerSource(name));
     const d = this.derived;
     this.log.info({
       node: this.config.node.name, device: this.tun?.name, mode: d.node.mode, underlay: u32ToIp(d.node.underlay),
@@ -350,6 +369,7 @@ export class Daemon implements AdminTarget {
       }
     }
     // commit
+    this.routeEvents.update(derived, (name) => this.peerSource(name));
     this.config = next;
     this.derived = derived;
     this.mtu = plan;
@@ -369,7 +389,14 @@ export class Daemon implements AdminTarget {
 
   /** The config file, merged with the etcd lease and peers when membership is on. */
   private loadConfig(): LoadResult {
-    return this.membership ? this.membership.loadConfig() : loadConfigFile(this.opts.configPath);
+    const loaded = this.membership ? this.membership.loadConfig() : loadConfigFile(this.opts.configPath);
+    return this.routing ? this.routing.merge(loaded) : loaded;
+  }
+
+  /** Where the peer called `name` came from: config, etcd or bgp (the routing table). */
+  private peerSource(name: string): "config" | "etcd" | "bgp" {
+    if (this.routing?.owns(name)) return "bgp";
+    return this.membership?.origin(name).source === "etcd" ? "etcd" : "config";
   }
 
   scheduleReload(reason: string, delayMs = 200): void {
@@ -401,7 +428,7 @@ export class Daemon implements AdminTarget {
   }
 
   showPeers() {
-    return this.derived.peers.map((p, i) => ({ index: i, name: p.name, underlay: u32ToIp(p.underlay), vtepMac: formatMac(p.vtepMac), vtepAddress: u32ToIp(p.vtepAddress), podCIDRs: p.podCIDRs, encapsulation: p.encapsulation, reason: p.reason, ...(this.membership?.origin(p.name) ?? { source: "config" }) }));
+    return this.derived.peers.map((p, i) => ({ index: i, name: p.name, underlay: u32ToIp(p.underlay), vtepMac: formatMac(p.vtepMac), vtepAddress: u32ToIp(p.vtepAddress), podCIDRs: p.podCIDRs, encapsulation: p.encapsulation, reason: p.reason, ...(this.routing?.owns(p.name) ? { source: "bgp" } : this.membership?.origin(p.name) ?? { source: "config" }) }));
   }
 
   showFdb() {
@@ -433,6 +460,7 @@ export class Daemon implements AdminTarget {
         paths: pathMtuList(this.pathMtus, this.derived.peers),
       },
       etcd: this.membership?.status(),
+      routing: this.routing?.status(),
       pods: podStatus(this.config.node.stateDir),
     };
   }
@@ -442,7 +470,11 @@ export class Daemon implements AdminTarget {
     return d.routes.map((r) => {
       const nh = d.nexthops[r.nh];
       const peer = nh && nh.peer !== undefined && nh.peer !== 0xffff ? d.peers[nh.peer] : undefined;
-      return { prefix: `${u32ToIp(r.prefix)}/${r.len}`, kind: nh?.kind, peer: peer?.name, via: nh?.gateway ? u32ToIp(nh.gateway) : undefined, underlay: peer ? u32ToIp(peer.underlay) : undefined };
+      const source = peer ? this.peerSource(peer.name) : "config";
+      return {
+        prefix: `${u32ToIp(r.prefix)}/${r.len}`, kind: nh?.kind, peer: peer?.name, via: nh?.gateway ? u32ToIp(nh.gateway) : undefined, underlay: peer ? u32ToIp(peer.underlay) : undefined,
+        source: source === "bgp" ? `bgp (table ${this.config.routing?.table})` : source,
+      };
     });
   }
 
@@ -458,6 +490,7 @@ export class Daemon implements AdminTarget {
     this.running = false;
     this.setup?.cancel();
     await this.membership?.stop();
+    this.routing?.stop();
     if (this.config && this.locked) removeNodeState(this.config.node.stateDir);
     clearTimeout(this.reloadTimer);
     this.linkMtuWatcher?.stop();

@@ -15,6 +15,11 @@ export class KernelError extends Error {}
  *  are known to be ours and are removed (src/daemon/reclaim.ts). */
 export const RT_PROTO = 79;
 
+/** Metric of the `blackhole <podCIDR> proto 79` route routing.announce installs
+ *  (src/routing/): above any route the node has for the same prefix (a pod
+ *  bridge's connected route is metric 0), so it never replaces one. */
+export const ANNOUNCE_METRIC = 4791;
+
 export const execHost: Exec = (argv, input) => {
   try {
     return execFileSync(argv[0], argv.slice(1), {
@@ -35,6 +40,8 @@ export interface JsonRoute {
   dev?: string;
   protocol?: string | number;
   table?: string;
+  type?: string;
+  metric?: number;
 }
 
 export class Kernel {

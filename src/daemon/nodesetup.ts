@@ -294,11 +294,11 @@ export class NodeSetup {
 
   /** The kernel routes `d` asks for, with devices resolved. Throws when a direct route's gateway is unreachable. */
   kernelRouteList(d: DerivedTables, c: Config = this.config): KernelRoute[] {
-    return d.kernelRoutes.map((r) => ({
+    return d.kernelRoutes.map((r) => r.dev === "blackhole" ? { dst: r.dst, dev: "", type: "blackhole" as const } : {
       dst: r.dst,
       via: r.via,
       dev: r.dev === "tunnel" ? this.tun!.name : (c.node.underlay.device ?? this.underlayDevice(r.via)),
-    }));
+    });
   }
 
   /** The interface that reaches `via` (for direct routes when the config names no underlay device). */

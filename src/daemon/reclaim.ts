@@ -69,10 +69,11 @@ export function reclaim(t: ReclaimTarget, kernel: Kernel = hostKernel, opts: { d
   // so another overlayd's routes in this namespace (other device, other
   // stateDir) are left alone.
   const recorded = new Set((rec?.routes ?? []).map((r) => `${r.dst.replace(/\/32$/, "")}|${r.dev}`));
-  const routes = kernel.routesOfProto(RT_PROTO).filter((r) => opts.sweepAll || r.dev === t.device || recorded.has(`${r.dst}|${r.dev}`));
-  const lines = routes.map((r) => `route del ${r.dst}${r.dev ? ` dev ${r.dev}` : ""} proto ${RT_PROTO}`);
+  // (A blackhole, routing.announce's, has no device: recorded with dev "".)
+  const routes = kernel.routesOfProto(RT_PROTO).filter((r) => opts.sweepAll || r.dev === t.device || recorded.has(`${r.dst}|${r.dev ?? ""}`));
+  const lines = routes.map((r) => `route del ${r.type === "blackhole" ? "blackhole " : ""}${r.dst}${r.dev ? ` dev ${r.dev}` : ""} proto ${RT_PROTO}${r.metric !== undefined ? ` metric ${r.metric}` : ""}`);
   errors.push(...kernel.ipBatch(lines).filter((e) => !/No such process|Cannot find device/.test(e)));
-  for (const r of routes) done.push(`route ${r.dst}${r.gateway ? ` via ${r.gateway}` : ""}${r.dev ? ` dev ${r.dev}` : ""} proto ${RT_PROTO}`);
+  for (const r of routes) done.push(`route ${r.type === "blackhole" ? "blackhole " : ""}${r.dst}${r.gateway ? ` via ${r.gateway}` : ""}${r.dev ? ` dev ${r.dev}` : ""} proto ${RT_PROTO}`);
   try {
     done.push(...NodeNat.reclaim((argv) => kernel.exec(argv), rec?.nat, { rulePref: t.rulePref, table: t.table, underlayDevice: t.underlayDevice }));
   } catch (e) {

@@ -28,6 +28,10 @@ export const RESTART_ONLY: readonly RestartOnly[] = [
   { field: "tunnel.outerTtl", when: (c) => c.tunnel.udpOffloads },
   { field: "nat.conntrack.maxFlows" },
   { field: "admin.*" },
+  // The table followed (src/routing/); its encapsulation and announce apply live.
+  { field: "routing.source" },
+  { field: "routing.table" },
+  { field: "routing.resyncSeconds" },
 ] as const;
 
 function at(c: unknown, path: string): unknown {

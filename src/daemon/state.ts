@@ -25,7 +25,7 @@ export interface InstallRecord {
   /** Route protocol of every route installed (RT_PROTO). */
   routeProto: number;
   /** The kernel routes installed (main table), for a reclaim that removes only these. */
-  routes?: { dst: string; via?: string; dev: string }[];
+  routes?: { dst: string; via?: string; dev: string; type?: "blackhole" }[];
   /** NAT plumbing (src/daemon/natsetup.ts NodeNat.record()). */
   nat?: NatRecord;
 }

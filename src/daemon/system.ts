@@ -2,7 +2,7 @@
 // device's addresses and routes, sysctls. Everything added here is recorded
 // so shutdown removes exactly that.
 import { accessSync, constants, readFileSync, writeFileSync } from "node:fs";
-import { hostKernel, RT_PROTO, type Kernel } from "./kernel.js";
+import { ANNOUNCE_METRIC, hostKernel, RT_PROTO, type Kernel } from "./kernel.js";
 
 export class SetupError extends Error {}
 
@@ -32,10 +32,17 @@ export function setSysctl(key: string, value: string): string | undefined {
 export interface KernelRoute {
   dst: string;
   via?: string;
+  /** "" for a blackhole. */
   dev: string;
+  /** A blackhole route at ANNOUNCE_METRIC (routing.announce), behind any route of the same prefix. */
+  type?: "blackhole";
 }
 
-const routeKey = (r: KernelRoute) => `${r.dst}|${r.via ?? ""}|${r.dev}`;
+const routeKey = (r: KernelRoute) => `${r.type ?? ""}|${r.dst}|${r.via ?? ""}|${r.dev}`;
+const routeDel = (r: KernelRoute) => r.type === "blackhole" ? `route del blackhole ${r.dst} proto ${RT_PROTO} metric ${ANNOUNCE_METRIC}` : `route del ${r.dst} dev ${r.dev} proto ${RT_PROTO}`;
+const routeAdd = (r: KernelRoute) => r.type === "blackhole"
+  ? `route replace blackhole ${r.dst} proto ${RT_PROTO} metric ${ANNOUNCE_METRIC}`
+  : `route replace ${r.dst}${r.via ? ` via ${r.via}` : ""} dev ${r.dev} proto ${RT_PROTO}`;
 
 /**
  * Kernel routes we installed (all `proto 79`, RT_PROTO), so reloads can diff
@@ -53,8 +60,8 @@ export class KernelRoutes {
     const dels = [...this.installed].filter(([k]) => !next.has(k));
     const adds = [...next].filter(([k]) => !this.installed.has(k));
     const lines = [
-      ...dels.map(([, r]) => `route del ${r.dst} dev ${r.dev} proto ${RT_PROTO}`),
-      ...adds.map(([, r]) => `route replace ${r.dst}${r.via ? ` via ${r.via}` : ""} dev ${r.dev} proto ${RT_PROTO}`),
+      ...dels.map(([, r]) => routeDel(r)),
+      ...adds.map(([, r]) => routeAdd(r)),
     ];
     const errors = this.kernel.ipBatch(lines);
     const failed = new Set(errors.map((e) => lines.findIndex((l) => e.startsWith(`ip ${l}:`))));

@@ -140,7 +140,7 @@ export class Cluster {
   readonly prefix: string;
   readonly dir: string;
   readonly pods: PodAttachment;
-  private readonly nets: Namespaces;
+  protected readonly nets: Namespaces;
   private procs: ChildProcess[] = [];
   private attached = new Set<number>();
   readonly logs = new Map<string, string[]>();
