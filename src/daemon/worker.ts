@@ -138,7 +138,7 @@ function startDataplane(cfg: WorkerConfig, port: MessagePort): { dp: Dataplane; 
 function ioContext(cfg: WorkerConfig, dp: Dataplane): IoContext {
   const errors = new IoErrors();
   const io = new BatchIO({ memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch, errors });
-  const ring = cfg.ioUring ? new TunRing(256, [cfg.tunFd, ...(cfg.gsoTap ? [cfg.gsoTap.fd] : [])]) : undefined;
+  const ring = cfg.ioUring ? new TunRing(256) : undefined;
   if (ring) io.useRing(ring);
   const stats: IoStats = { sendErrors: 0, writeErrors: 0, polls: 0, superframes: 0, refused: 0, groFrames: 0 };
   return { dp, io, stats, errors, ring, batch: dp.batch, memBase: io.slotAddress(0) - dp.slotBase };
@@ -199,7 +199,6 @@ class Lane {
         this.control.handle(m);
         continue;
       }
-      // The ring lets go of the tun (registered files) before the control plane closes it.
       this.ctx.ring?.close();
       this.control.stopped();
       return false;

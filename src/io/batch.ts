@@ -8,7 +8,8 @@
 // only lengths and addresses are patched. One native call moves a whole batch
 // where the kernel allows it (recvmmsg, sendmmsg); tun/tap has no batch call,
 // so readTun/writeTun go through io_uring when given a ring (useRing: one
-// io_uring_enter per batch, src/io/uring.ts), else one read()/write() per packet.
+// io_uring_enter per batch, src/io/uring.ts) where the batch is large
+// enough to gain from it (RING_MIN_BATCH), else one read()/write() per packet.
 //
 // Slot i is [slotBase + i*slotSize, +slotSize); its metadata record is at
 // metaBase + i*META_SIZE (src/dataplane/abi.ts). Input is placed at HEADROOM.
@@ -28,6 +29,12 @@ const CTRL_SIZE = 64; // room for IP_TOS (24) + IP_PKTINFO (32) cmsgs
 const POLLFD_SIZE = 8; // { int fd; short events; short revents }
 const MAX_POLL_FDS = 32;
 const IPV4_MIN = 20;
+/** With a ring, batches smaller than this go by read()/write(): on kernel
+ *  6.18 here a request through the ring costs about what a whole system
+ *  call does (~0.6 µs of kernel for an empty read, against ~0.25 µs to
+ *  enter the kernel), so the ring wins only where it saves several calls
+ *  (measured break-even: 4 writes). */
+export const RING_MIN_BATCH = 4;
 
 export interface BatchIOOptions {
   memory: WebAssembly.Memory;
@@ -171,8 +178,10 @@ export class BatchIO {
     this.sync();
     const n = max < this.batch ? max : this.batch;
     const cap = this.slotSize - abi.HEADROOM;
-    if (this.ring) return this.readTunRing(fd, n, cap);
+    if (this.ring && this.lastRingRead >= RING_MIN_BATCH) return this.readTunRing(fd, n, cap);
     let got = 0;
+    this.lastRingRead = 0;
+    this.lastRingWant = n; // a read() loop asks for up to n
     this.lastReadShort = true;
     while (got < n) {
       const r = libc.read(fd, this.memAddr + this.slotBase + got * this.slotSize + abi.HEADROOM, cap);
@@ -184,7 +193,7 @@ export class BatchIO {
       }
       if (r === 0) return got;
       this.setInputMeta(got, r, 0, 0, 0);
-      got++;
+      this.lastRingRead = ++got;
     }
     this.lastReadShort = false;
     return got;
@@ -304,7 +313,7 @@ export class BatchIO {
    */
   writeTun(fd: number, idx: SlotIndices, count: number): WriteResult {
     this.sync();
-    if (this.ring) return this.writeTunRing(fd, idx, count);
+    if (this.ring && count >= RING_MIN_BATCH) return this.writeTunRing(fd, idx, count);
     let written = 0, errors = 0;
     for (let k = 0; k < count; k++) {
       const addr = this.outputPacket(idx[k], 1);
@@ -333,15 +342,16 @@ export class BatchIO {
     this.ring = ring;
   }
 
-  /** readTun with one io_uring_enter. An empty read through the ring costs
-   *  the kernel ~0.6 µs (against ~0.12 µs for an empty read()), so few are
-   *  asked for: one more than the last call found (at least 2), twice as
-   *  many after a call that found all it asked for (a burst: grow fast). A packet that
+  /** readTun with one io_uring_enter, once the last read found at least
+   *  RING_MIN_BATCH packets (a burst; below that read() is cheaper). An
+   *  empty read through the ring costs the kernel ~0.6 µs, so few are asked
+   *  for: one more than the last call found, twice as many after a call
+   *  that found all it asked for (grow fast in a burst). A packet that
    *  landed after an empty read is moved down to close the gap. */
   private readTunRing(fd: number, n: number, cap: number): number {
     const ring = this.ring!;
     const last = this.lastRingRead, full = last > 0 && last >= this.lastRingWant;
-    const want = Math.min(n, ring.entries, full ? 2 * last : Math.max(2, last + 1));
+    const want = Math.min(n, ring.entries, full ? 2 * last : last + 1);
     this.lastRingWant = want;
     const r = ring.readBatch(fd, want, this.memAddr + this.slotBase + abi.HEADROOM, this.slotSize, cap);
     if (r < 0) {

@@ -18,24 +18,26 @@
 // for an empty read()), and ~1.3 µs of JavaScript per call with closures
 // and DataViews. So: request i always uses SQE i (the SQ index array points
 // at it), whose constant fields stay written from the last call of the same
-// kind and only address and length change; the fds are registered
-// (IORING_REGISTER_FILES: no fget per request); the ring is set up
+// kind and only address and length change; the ring is set up
 // SINGLE_ISSUER | DEFER_TASKRUN where the kernel takes it (6.1+), falling
-// back to plain. The callers ask for few reads (src/io/batch.ts).
+// back to plain. The callers ask for few reads and use the ring only for
+// batches large enough to gain from it (src/io/batch.ts).
+//
+// The fds are not registered (IORING_REGISTER_FILES): it saved ~0.1 µs a
+// request, within the noise, and a registered tun stays attached until the
+// ring is torn down, which the kernel does some time after the process
+// exits: a daemon that exits past a hung worker would leave its tun behind
+// for a moment (test/admin.test.ts saw it).
 import koffi from "koffi";
 import * as libc from "./libc.js";
 import { OP_WRITE, type IoErrors } from "./errors.js";
 
 const SYS_IO_URING_SETUP = 425; // the same number on every architecture
 const SYS_IO_URING_ENTER = 426;
-const SYS_IO_URING_REGISTER = 427;
 const IORING_ENTER_GETEVENTS = 1;
 const IORING_FEAT_SINGLE_MMAP = 1;
 const IORING_SETUP_SINGLE_ISSUER = 1 << 12;
 const IORING_SETUP_DEFER_TASKRUN = 1 << 13;
-const IORING_REGISTER_FILES = 2;
-const IORING_UNREGISTER_FILES = 3;
-const IOSQE_FIXED_FILE = 1;
 const IORING_OFF_SQ_RING = 0;
 const IORING_OFF_SQES = 0x10000000;
 const IORING_OP_READ = 22;
@@ -50,8 +52,6 @@ const lib = koffi.load("libc.so.6");
 const setup = lib.func("syscall", "long", ["long", "uint32", "intptr_t"]) as (nr: number, entries: number, params: number) => number;
 const enter = lib.func("syscall", "long", ["long", "int", "uint32", "uint32", "uint32", "intptr_t", "size_t"]) as (
   nr: number, fd: number, toSubmit: number, minComplete: number, flags: number, sig: number, sz: number) => number;
-const register = lib.func("syscall", "long", ["long", "int", "uint32", "intptr_t", "uint32"]) as (
-  nr: number, fd: number, opcode: number, arg: number, nrArgs: number) => number;
 const mmap = lib.func("void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off)");
 const munmap = lib.func("int munmap(void *addr, size_t len)");
 
@@ -73,8 +73,6 @@ export class TunRing {
   readonly entries: number;
   /** The setup flags the kernel took (SINGLE_ISSUER | DEFER_TASKRUN, or 0). */
   readonly setupFlags: number;
-  /** Registered fds: fd -> index in the ring's file table. */
-  private readonly fixed = new Map<number, number>();
   private readonly fd: number;
   private readonly ringPtr: unknown;
   private readonly sqesPtr: unknown;
@@ -95,8 +93,8 @@ export class TunRing {
   readonly res: Int32Array;
 
   /** Throws SyscallError when the kernel has no io_uring or refuses it
-   *  (io_uring_disabled). `files`: fds to register (tun, tap), best effort. */
-  constructor(entries = 256, files: number[] = []) {
+   *  (io_uring_disabled). */
+  constructor(entries = 256) {
     const p = new libc.Scratch(120);
     let flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
     let fd = trySetup(entries, flags, p);
@@ -134,23 +132,6 @@ export class TunRing {
     this.cqes = cq(5) / 4;
     this.kind = new Float64Array(this.entries).fill(-1);
     this.res = new Int32Array(this.entries);
-    this.registerFiles(files);
-  }
-
-  /** IORING_REGISTER_FILES: requests on these fds skip the per-request file
-   *  lookup. Best effort: without it (EINVAL, ENOMEM) they go by fd. */
-  private registerFiles(files: number[]): void {
-    const fds = [...new Set(files.filter((f) => f >= 0))];
-    if (!fds.length) return;
-    const arr = new libc.Scratch(fds.length * 4);
-    fds.forEach((f, k) => arr.dv.setInt32(k * 4, f, true));
-    if (register(SYS_IO_URING_REGISTER, this.fd, IORING_REGISTER_FILES, arr.addr, fds.length) < 0) return;
-    fds.forEach((f, k) => this.fixed.set(f, k));
-  }
-
-  /** The fds requests reach through the registered table. */
-  get registered(): number[] {
-    return [...this.fixed.keys()];
   }
 
   /** Read up to `n` packets from `fd` (O_NONBLOCK), request i into address
@@ -211,14 +192,13 @@ export class TunRing {
   private prepare(op: number, fd: number, n: number): void {
     const key = op * 0x100000000 + (fd >>> 0);
     const s = this.sqe32, kind = this.kind;
-    const slot = this.fixed.get(fd);
     for (let i = 0; i < n; i++) {
       if (kind[i] === key) continue;
       kind[i] = key;
       const e = i * SQE_WORDS;
       s.fill(0, e, e + SQE_WORDS);
-      s[e + W_OP] = op | (slot !== undefined ? IOSQE_FIXED_FILE << 8 : 0);
-      s[e + W_FD] = slot ?? fd;
+      s[e + W_OP] = op;
+      s[e + W_FD] = fd;
       s[e + W_OFF] = 0xffffffff; // off = -1: the current position (a tun ignores it)
       s[e + W_OFF + 1] = 0xffffffff;
       s[e + W_RWFLAGS] = op === IORING_OP_READ ? RWF_NOWAIT : 0;
@@ -252,12 +232,7 @@ export class TunRing {
     return n;
   }
 
-  /** Unregisters the fds first: that drops the ring's references to them
-   *  now, whereas closing the ring drops them later, in a kernel worker (a
-   *  tun whose last queue is gone would linger for a moment). */
   close(): void {
-    if (this.fixed.size) register(SYS_IO_URING_REGISTER, this.fd, IORING_UNREGISTER_FILES, 0, 0);
-    this.fixed.clear();
     munmap(this.sqesPtr, this.sqesLen);
     munmap(this.ringPtr, this.ringLen);
     libc.closeQuiet(this.fd);
