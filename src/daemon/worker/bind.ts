@@ -83,7 +83,7 @@ const GRO_ROUNDS = 4;
  *  tunnel.kernelGso, or a kernel VTEP's) is written to the tun whole when
  *  its representative is delivered there (assembly/offload/tnlgso.ts), else
  *  segmented. */
-class GroTrains implements Receiver {
+export class GroTrains implements Receiver {
   readonly stage = "vxlan";
   more = false;
   private readonly rx: UdpGroReceiver;
@@ -112,9 +112,8 @@ class GroTrains implements Receiver {
     this.wholeOf = undefined;
     for (let round = 0; ; ) {
       for (; this.next < this.got; this.next++) {
-        const k = this.take(this.rx.out[this.next], n);
-        if (k < 0) return this.done(n, full); // no room left: the rest opens the next batch
-        n = k;
+        n = this.take(this.rx.out[this.next], n);
+        if (this.ptr >= 0) return this.done(n, full); // no room left: the rest opens the next batch
         if (this.wholeOf) {
           this.next++;
           return this.done(1, full);
@@ -134,8 +133,9 @@ class GroTrains implements Receiver {
     return n;
   }
 
-  /** Cut datagram `d` into slots from n on; returns the new slot count, or
-   *  -1 when the slots ran out first (d, or the rest of it, stays). */
+  /** Cut datagram `d` into slots from n on; returns the new slot count.
+   *  When the slots ran out first, d (or the rest of it) stays: `ptr` is
+   *  left >= 0, where the next batch goes on. */
   private take(d: GroDatagram, n: number): number {
     const raw = this.ctx.dp.raw, stats = this.ctx.stats;
     const seg = d.seg > 0 && d.seg < d.len ? d.seg : d.len;
@@ -150,7 +150,7 @@ class GroTrains implements Receiver {
     if (seg === d.len && d.len > this.slotRoom) {
       // One VXLAN datagram longer than a slot: a whole TCP super-frame.
       if (this.fastRx) {
-        if (n > 0) return -1; // what came before it first, in order
+        if (n > 0) return n; // what came before it first, in order
         const segs = raw.encapRepresentative(d.ptr, d.len, 0, d.src, d.dst, d.tos);
         if (segs > 0) {
           this.ptr = -1;
@@ -160,7 +160,7 @@ class GroTrains implements Receiver {
         }
       }
       const k = raw.ingestEncapSuperframe(d.ptr, d.len, n, d.src, d.dst, d.tos);
-      if (k === 0 && n > 0) return -1;
+      if (k === 0 && n > 0) return n;
       this.ptr = -1;
       if (k > 0) {
         stats.encapSuperframes!++;
@@ -171,7 +171,7 @@ class GroTrains implements Receiver {
     }
     while (this.left > 0) {
       const k = raw.ingestDatagrams(this.ptr, this.left, seg, n, d.src, d.dst, d.tos);
-      if (k === 0 && n > 0) return -1; // slots ran out: run this batch, then go on with the train
+      if (k === 0 && n > 0) return n; // slots ran out: run this batch, then go on with the train
       if (k <= 0) {
         stats.refused++;
         break;
