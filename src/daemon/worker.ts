@@ -182,13 +182,19 @@ class Lane {
       if (!this.takeMessages()) return;
       this.control.flushStep();
       // With a dump or a flush under way, or packets left behind, do not sleep in poll.
-      const wait = this.control.busy || this.sources.some((s) => s.rx.more) ? 0 : POLL_MS;
+      const wait = this.control.busy || this.leftBehind() ? 0 : POLL_MS;
       const ready = this.ctx.io.pollReadable(this.fds, wait);
       this.tick();
       this.drain(ready);
       this.control.dumpStep();
       this.maybeStats();
     }
+  }
+
+  /** A receiver's last read may have left packets behind. */
+  private leftBehind(): boolean {
+    for (const s of this.sources) if (s.rx.more) return true;
+    return false;
   }
 
   /** Control messages first, between batches; false on "stop". */
