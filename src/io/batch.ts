@@ -8,7 +8,8 @@
 // only lengths and addresses are patched. One native call moves a whole batch
 // where the kernel allows it (recvmmsg, sendmmsg); tun/tap has no batch call,
 // so readTun/writeTun go through io_uring when given a ring (useRing: one
-// io_uring_enter per batch, src/io/uring.ts), else one read()/write() per packet.
+// io_uring_enter per batch, src/io/uring.ts) where the batch is large
+// enough to gain from it (RING_MIN_BATCH), else one read()/write() per packet.
 //
 // Slot i is [slotBase + i*slotSize, +slotSize); its metadata record is at
 // metaBase + i*META_SIZE (src/dataplane/abi.ts). Input is placed at HEADROOM.
@@ -28,6 +29,12 @@ const CTRL_SIZE = 64; // room for IP_TOS (24) + IP_PKTINFO (32) cmsgs
 const POLLFD_SIZE = 8; // { int fd; short events; short revents }
 const MAX_POLL_FDS = 32;
 const IPV4_MIN = 20;
+/** With a ring, batches smaller than this go by read()/write(): on kernel
+ *  6.18 here a request through the ring costs about what a whole system
+ *  call does (~0.6 µs of kernel for an empty read, against ~0.25 µs to
+ *  enter the kernel), so the ring wins only where it saves several calls
+ *  (measured break-even: 4 writes). */
+export const RING_MIN_BATCH = 4;
 
 export interface BatchIOOptions {
   memory: WebAssembly.Memory;
@@ -80,6 +87,10 @@ export class BatchIO {
   /** Failures by operation and errno (shared with the worker's other I/O). */
   readonly errors: IoErrors;
 
+  /** The last readTun stopped at an empty queue (EAGAIN, EOF or an error)
+   *  rather than a full batch: reading again before poll says so finds nothing. */
+  lastReadShort = false;
+
   private buffer!: ArrayBuffer; // memory.buffer the views below were made for
   private mem!: DataView; // over all of linear memory: metadata and headers
   private memAddr = 0; // native address of linear memory byte 0
@@ -97,6 +108,7 @@ export class BatchIO {
   private rxFilled: number; // rx messages whose name/control lengths the kernel changed
   private ring?: TunRing; // tun reads/writes through io_uring (useRing)
   private lastRingRead = 0;
+  private lastRingWant = 0;
   private ringAddrs?: Float64Array;
   private ringLens?: Uint32Array;
 
@@ -166,20 +178,24 @@ export class BatchIO {
     this.sync();
     const n = max < this.batch ? max : this.batch;
     const cap = this.slotSize - abi.HEADROOM;
-    if (this.ring) return this.readTunRing(fd, n, cap);
+    if (this.ring && this.lastRingRead >= RING_MIN_BATCH) return this.readTunRing(fd, n, cap);
     let got = 0;
+    this.lastRingRead = 0;
+    this.lastRingWant = n; // a read() loop asks for up to n
+    this.lastReadShort = true;
     while (got < n) {
       const r = libc.read(fd, this.memAddr + this.slotBase + got * this.slotSize + abi.HEADROOM, cap);
       if (r < 0) {
         const e = libc.errno();
         if (e === libc.EINTR) continue;
         if (e !== libc.EAGAIN) this.rxError(e, OP_READ);
-        break;
+        return got;
       }
-      if (r === 0) break;
+      if (r === 0) return got;
       this.setInputMeta(got, r, 0, 0, 0);
-      got++;
+      this.lastRingRead = ++got;
     }
+    this.lastReadShort = false;
     return got;
   }
 
@@ -297,7 +313,7 @@ export class BatchIO {
    */
   writeTun(fd: number, idx: SlotIndices, count: number): WriteResult {
     this.sync();
-    if (this.ring) return this.writeTunRing(fd, idx, count);
+    if (this.ring && count >= RING_MIN_BATCH) return this.writeTunRing(fd, idx, count);
     let written = 0, errors = 0;
     for (let k = 0; k < count; k++) {
       const addr = this.outputPacket(idx[k], 1);
@@ -326,16 +342,21 @@ export class BatchIO {
     this.ring = ring;
   }
 
-  /** readTun with one io_uring_enter: `want` reads are submitted (as many as
-   *  the last call found plus half again, so an idle queue costs few), and a
-   *  packet that landed after an empty read is moved down to close the gap. */
+  /** readTun with one io_uring_enter, once the last read found at least
+   *  RING_MIN_BATCH packets (a burst; below that read() is cheaper). An
+   *  empty read through the ring costs the kernel ~0.6 µs, so few are asked
+   *  for: one more than the last call found, twice as many after a call
+   *  that found all it asked for (grow fast in a burst). A packet that
+   *  landed after an empty read is moved down to close the gap. */
   private readTunRing(fd: number, n: number, cap: number): number {
     const ring = this.ring!;
-    const want = Math.min(n, ring.entries, Math.max(8, this.lastRingRead + (this.lastRingRead >> 1) + 1));
-    const base = this.memAddr + this.slotBase + abi.HEADROOM;
-    const r = ring.readBatch(fd, want, (i) => base + i * this.slotSize, cap);
+    const last = this.lastRingRead, full = last > 0 && last >= this.lastRingWant;
+    const want = Math.min(n, ring.entries, full ? 2 * last : last + 1);
+    this.lastRingWant = want;
+    const r = ring.readBatch(fd, want, this.memAddr + this.slotBase + abi.HEADROOM, this.slotSize, cap);
     if (r < 0) {
       this.rxError(-r, OP_READ);
+      this.lastReadShort = true;
       return 0;
     }
     const res = ring.res;
@@ -354,6 +375,7 @@ export class BatchIO {
       got++;
     }
     this.lastRingRead = got;
+    this.lastReadShort = got < want;
     return got;
   }
 
@@ -373,7 +395,7 @@ export class BatchIO {
       addrs[m] = addr;
       lens[m++] = this.outLen;
     }
-    const failed = ring.writeAll(fd, m, (j) => addrs[j], (j) => lens[j], this.errors);
+    const failed = ring.writeAll(fd, m, addrs, lens, this.errors);
     if (failed) this.stats.lastErrno = ring.lastErrno;
     errors += failed;
     this.stats.tunWriteErrors += errors;
