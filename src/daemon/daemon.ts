@@ -10,24 +10,24 @@ import { watch, type FSWatcher } from "node:fs";
 import type { Logger } from "pino";
 import { loadConfigFile, type LoadResult } from "../config/load.js";
 import { Membership } from "../membership/membership.js";
-import { deriveTables, type DerivedTables } from "../config/derive.js";
+import type { DerivedTables } from "../config/derive.js";
 import { removedBackends } from "../config/backends.js";
 import type { Config } from "../config/schema.js";
-import { formatMac, u32ToIp } from "../config/net.js";
+import { u32ToIp } from "../config/net.js";
 import { AdminServer, type AdminLane, type AdminTarget } from "../control/admin.js";
 import { createEtcdMetrics, createMetrics, createRouteMetrics, type Metrics, type RouteMetrics } from "../control/metrics.js";
 import { Routing } from "../routing/routing.js";
 import { RouteEventCounter } from "../routing/events.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
-import type { PmtuUpdate } from "../dataplane/dataplane.js";
 import { ip } from "../io/tun.js";
 import type { ToWorker } from "./worker.js";
 import { checkPrivileges } from "./system.js";
 import { validateNatPlan, type NatPlan } from "./natsetup.js";
 import { podStatus, removeNodeState, writeNodeState } from "./nodestate.js";
 import { hostKernel } from "./kernel.js";
-import { LinkMtuWatcher, MtuError, pathMtuList, planMtu, PMTU_TTL_MS, readLinkMtu, underlayDeviceOf, type MtuPlan, type PathMtu } from "./mtu.js";
+import { MtuError, NodeMtu, PMTU_TTL_MS, type MtuPlan } from "./mtu.js";
 import { LanePool, type Lane } from "./lanes.js";
+import { fdbRows, neighRows, peerRows, queueRows, routeRows, type PeerSource } from "./show.js";
 import { NodeSetup, pausePoint, StartCancelled } from "./nodesetup.js";
 import { refusedChanges } from "./reload.js";
 import { reclaim, reclaimTarget } from "./reclaim.js";
@@ -77,11 +77,8 @@ export class Daemon implements AdminTarget {
   private readonly startedAt = Date.now();
   /** Keys the workers' conntrack hashes, new at every start (show status has a digest of it). */
   private readonly ctHashSeed = randomBytes(16);
-  /** The MTUs from the underlay link (src/daemon/mtu.ts) and what follows its changes. */
-  private mtu?: MtuPlan;
-  private linkMtuWatcher?: LinkMtuWatcher;
-  /** Path MTUs learnt from the underlay, by peer underlay address (for status). */
-  private readonly pathMtus = new Map<number, PathMtu>();
+  /** The MTUs from the underlay link, what follows its changes, the learnt path MTUs (mtu.ts). */
+  private readonly mtu: NodeMtu;
   private lastReload: { at: number; ok: boolean; reason: string; errors: string[] } | undefined;
   /** Pod CIDR lease and peers from etcd, when configured (src/membership/). */
   private membership?: Membership;
@@ -100,12 +97,17 @@ export class Daemon implements AdminTarget {
 
   constructor(private readonly opts: DaemonOptions) {
     this.metrics = createMetrics();
+    this.mtu = new NodeMtu(opts.log);
     this.routeMetrics = createRouteMetrics(this.metrics.registry);
     this.routeEvents = new RouteEventCounter(this.routeMetrics);
     this.pool = new LanePool({
       log: opts.log, metrics: this.metrics, natHashSeed: this.ctHashSeed,
       onFatal: (why) => this.fatal(why),
-      onPathMtu: (updates, from) => this.onPathMtu(updates, from),
+      // Path MTUs one lane learnt from the underlay: kept, and told to the others.
+      onPathMtu: (updates, from) => {
+        const msg: ToWorker = { type: "pmtu", updates: this.mtu.learn(updates, this.derived.peers), ttlMs: PMTU_TTL_MS };
+        for (const l of this.lanes) if (l !== from) l.port.postMessage(msg);
+      },
     });
   }
 
@@ -116,14 +118,6 @@ export class Daemon implements AdminTarget {
   /** The data-path workers, one per tun queue. */
   get lanes(): Lane[] {
     return this.pool.lanes;
-  }
-
-  private get counters() {
-    return this.pool.counters;
-  }
-
-  private get ioStats() {
-    return this.pool.ioStats;
   }
 
   private get tun() {
@@ -172,7 +166,7 @@ export class Daemon implements AdminTarget {
       if (!loaded.ok) throw new Error(`invalid config ${this.opts.configPath}:\n  ${loaded.errors.join("\n  ")}`);
     }
     this.config = loaded.config;
-    ({ derived: this.derived, plan: this.mtu } = this.deriveWithMtu(this.config, true));
+    ({ derived: this.derived, plan: this.mtu.plan } = this.mtu.derive(this.config, true));
     this.applyLogLevel(this.config);
     const stateDir = this.config.node.stateDir;
     const cancelled = () => {
@@ -191,14 +185,15 @@ export class Daemon implements AdminTarget {
     // A dead instance without a record (lost, torn): every proto 79 route here is its.
     const removed = reclaim(reclaimTarget(this.config), undefined, { sweepAll: stale && readRecord(stateDir) === undefined });
     if (removed.length) this.log.warn({ removed }, "removed what a previous overlayd left on the node");
-    const setup = new NodeSetup(this.config, this.derived, this.mtu!.deviceMtu, this.log);
+    const deviceMtu = this.mtu.plan!.deviceMtu;
+    const setup = new NodeSetup(this.config, this.derived, deviceMtu, this.log);
     this.setup = setup;
-    this.log.info({ ...this.mtu, warnings: undefined }, "MTUs");
+    this.log.info({ ...this.mtu.plan, warnings: undefined }, "MTUs");
     await setup.setupNode();
-    this.watchLinkMtu();
+    this.mtu.watch(() => this.scheduleReload("underlay MTU changed", 0));
     await setup.step("lanes", () => undefined);
     await this.pool.start(this.config, this.derived.node.underlay, { tuns: [setup.tun!, ...setup.queueTuns], gsoTaps: setup.gsoTaps, gsoTapMac: setup.gsoTapMac, ioUring: setup.ioUring }, () => toDataplaneTables(this.derived));
-    writeNodeState(stateDir, this.config, this.mtu!.deviceMtu); // the CNI plugin's node facts, before the admin API answers
+    writeNodeState(stateDir, this.config, deviceMtu); // the CNI plugin's node facts, before the admin API answers
     await setup.step("admin", () => undefined);
     this.admin = new AdminServer(this, this.config.admin);
     await this.admin.start();
@@ -212,37 +207,6 @@ export class Daemon implements AdminTarget {
       node: this.config.node.name, device: this.tun?.name, mode: d.node.mode, underlay: u32ToIp(d.node.underlay),
       peers: d.peers.map((p) => `${p.name}=${p.encapsulation}`), routes: d.routes.length,
     }, "overlayd started");
-  }
-
-  /** deriveTables, with the tunnel MTU the underlay link allows. `strict`:
-   *  refuse (MtuError) configured MTUs above the link's. */
-  private deriveWithMtu(c: Config, strict: boolean): { derived: DerivedTables; plan: MtuPlan } {
-    const derived = deriveTables(c);
-    const device = underlayDeviceOf(c);
-    const plan = planMtu(c, derived, { device, mtu: readLinkMtu(device) }, strict);
-    for (const w of plan.warnings) this.log.warn(w);
-    derived.node.underlayMtu = plan.tunnelMtu;
-    return { derived, plan };
-  }
-
-  private watchLinkMtu(): void {
-    const p = this.mtu!;
-    if (!p.device) return;
-    this.linkMtuWatcher = new LinkMtuWatcher(p.device, p.linkMtu, (mtu, before) => {
-      this.log.info({ device: p.device, mtu, before }, "the underlay link's MTU changed; applying it");
-      this.scheduleReload("underlay MTU changed", 0);
-    });
-  }
-
-  /** A lane learnt lower path MTUs: log them, keep them, tell the other lanes. */
-  private onPathMtu(updates: PmtuUpdate[], from: Lane): void {
-    for (const u of updates) {
-      const peer = this.derived.peers.find((p) => p.underlay === u.peer);
-      this.log.info({ peer: peer?.name, underlay: u32ToIp(u.peer), pathMtu: u.mtu, router: u32ToIp(u.from) }, "path MTU lowered by ICMP fragmentation-needed from the underlay");
-      this.pathMtus.set(u.peer, { mtu: u.mtu, from: u.from, until: Date.now() + PMTU_TTL_MS });
-    }
-    const msg: ToWorker = { type: "pmtu", updates: updates.map((u) => ({ peer: u.peer, mtu: u.mtu })), ttlMs: PMTU_TTL_MS };
-    for (const l of this.lanes) if (l !== from) l.port.postMessage(msg);
   }
 
   private applyLogLevel(c: Config): void {
@@ -311,7 +275,7 @@ export class Daemon implements AdminTarget {
     const mtuFields = (x: Config) => `${x.tunnel.underlayMtu} ${x.node.device.mtu}`;
     let derived: DerivedTables, plan: MtuPlan;
     try {
-      ({ derived, plan } = this.deriveWithMtu(next, mtuFields(next) !== mtuFields(this.config)));
+      ({ derived, plan } = this.mtu.derive(next, mtuFields(next) !== mtuFields(this.config)));
     } catch (e) {
       if (e instanceof MtuError) return fail([e.message]);
       throw e;
@@ -360,7 +324,7 @@ export class Daemon implements AdminTarget {
     const gone = removedBackends(this.derived.services, derived.services, "udp");
     if (gone.length) this.pool.broadcast({ type: "flushBackends", id: 0, proto: 17, keys: gone });
     const errors = [...res.errors];
-    if (setup.tun && plan.deviceMtu !== this.mtu?.deviceMtu) {
+    if (setup.tun && plan.deviceMtu !== this.mtu.plan?.deviceMtu) {
       try {
         ip("link", "set", "dev", setup.tun.name, "mtu", String(plan.deviceMtu));
         this.log.info({ device: setup.tun.name, mtu: plan.deviceMtu, tunnelMtu: plan.tunnelMtu }, "device MTU changed");
@@ -372,7 +336,7 @@ export class Daemon implements AdminTarget {
     this.routeEvents.update(derived, (name) => this.peerSource(name));
     this.config = next;
     this.derived = derived;
-    this.mtu = plan;
+    this.mtu.plan = plan;
     setup.adopt(next, derived, plan.deviceMtu);
     this.applyLogLevel(next);
     this.updateTableGauges(derived);
@@ -394,7 +358,7 @@ export class Daemon implements AdminTarget {
   }
 
   /** Where the peer called `name` came from: config, etcd or bgp (the routing table). */
-  private peerSource(name: string): "config" | "etcd" | "bgp" {
+  private peerSource(name: string): PeerSource {
     if (this.routing?.owns(name)) return "bgp";
     return this.membership?.origin(name).source === "etcd" ? "etcd" : "config";
   }
@@ -419,24 +383,19 @@ export class Daemon implements AdminTarget {
   }
 
   showStats() {
-    // Per queue (one worker each): what each one moved.
-    const queues = this.lanes.map((l, q) => ({
-      queue: q, rx_pod_packets: l.counters.rx_pod_packets ?? 0n, rx_vxlan_packets: l.counters.rx_vxlan_packets ?? 0n,
-      rx_ipip_packets: l.counters.rx_ipip_packets ?? 0n, to_device_packets: l.counters.to_device_packets ?? 0n,
-    }));
-    return { counters: this.counters, io: this.ioStats, queues };
+    return { counters: this.pool.counters, io: this.pool.ioStats, queues: queueRows(this.lanes) };
   }
 
   showPeers() {
-    return this.derived.peers.map((p, i) => ({ index: i, name: p.name, underlay: u32ToIp(p.underlay), vtepMac: formatMac(p.vtepMac), vtepAddress: u32ToIp(p.vtepAddress), podCIDRs: p.podCIDRs, encapsulation: p.encapsulation, reason: p.reason, ...(this.routing?.owns(p.name) ? { source: "bgp" } : this.membership?.origin(p.name) ?? { source: "config" }) }));
+    return peerRows(this.derived, (name) => (this.routing?.owns(name) ? { source: "bgp" } : this.membership?.origin(name) ?? { source: "config" }));
   }
 
   showFdb() {
-    return this.derived.fdb.map((f) => ({ mac: formatMac(f.mac), peer: this.derived.peers[f.peer]?.name, dst: u32ToIp(this.derived.peers[f.peer]?.underlay ?? 0) }));
+    return fdbRows(this.derived);
   }
 
   showNeigh() {
-    return this.derived.neigh.map((n) => ({ ip: u32ToIp(n.ip), mac: formatMac(n.mac) }));
+    return neighRows(this.derived);
   }
 
   status() {
@@ -455,10 +414,7 @@ export class Daemon implements AdminTarget {
       logLevel: this.log.level,
       lastReload: this.lastReload,
       conntrack: { hashSeedId: createHash("sha256").update(this.ctHashSeed).digest("hex").slice(0, 16) },
-      mtu: this.mtu && {
-        device: this.mtu.device, linkMtu: this.mtu.linkMtu, tunnelMtu: this.mtu.tunnelMtu, deviceMtu: this.mtu.deviceMtu, source: this.mtu.source,
-        paths: pathMtuList(this.pathMtus, this.derived.peers),
-      },
+      mtu: this.mtu.status(this.derived.peers),
       etcd: this.membership?.status(),
       routing: this.routing?.status(),
       pods: podStatus(this.config.node.stateDir),
@@ -466,16 +422,7 @@ export class Daemon implements AdminTarget {
   }
 
   showRoutes() {
-    const d = this.derived;
-    return d.routes.map((r) => {
-      const nh = d.nexthops[r.nh];
-      const peer = nh && nh.peer !== undefined && nh.peer !== 0xffff ? d.peers[nh.peer] : undefined;
-      const source = peer ? this.peerSource(peer.name) : "config";
-      return {
-        prefix: `${u32ToIp(r.prefix)}/${r.len}`, kind: nh?.kind, peer: peer?.name, via: nh?.gateway ? u32ToIp(nh.gateway) : undefined, underlay: peer ? u32ToIp(peer.underlay) : undefined,
-        source: source === "bgp" ? `bgp (table ${this.config.routing?.table})` : source,
-      };
-    });
+    return routeRows(this.derived, (name) => this.peerSource(name), this.config.routing?.table);
   }
 
   /** Stop the workers, close the admin server, undo the node set-up (routes,
@@ -493,7 +440,7 @@ export class Daemon implements AdminTarget {
     this.routing?.stop();
     if (this.config && this.locked) removeNodeState(this.config.node.stateDir);
     clearTimeout(this.reloadTimer);
-    this.linkMtuWatcher?.stop();
+    this.mtu.stop();
     this.watcher?.close();
     this.watcher = undefined;
     await this.pool.stop();

@@ -18,8 +18,11 @@
 // to it with a warning, since the link is what it is.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
-import type { DerivedTables } from "../config/derive.js";
+import { deriveTables, type DerivedTables } from "../config/derive.js";
+import { u32ToIp } from "../config/net.js";
+import type { PmtuUpdate } from "../dataplane/dataplane.js";
 
 /** Bytes each encapsulation adds in front of an inner IPv4 packet. */
 export const ENCAP_OVERHEAD = { vxlan: 50, ipip: 20, direct: 0 } as const;
@@ -172,5 +175,58 @@ export class LinkMtuWatcher {
   stop(): void {
     clearInterval(this.timer);
     this.timer = undefined;
+  }
+}
+
+/** A running daemon's MTUs: the plan in force (from the underlay link), the
+ *  watcher that follows the link, and the path MTUs learnt from routers on
+ *  the underlay (assembly/pipeline/pmtu.ts), for status and the other lanes. */
+export class NodeMtu {
+  plan?: MtuPlan;
+  private watcher?: LinkMtuWatcher;
+  private readonly paths = new Map<number, PathMtu>();
+
+  constructor(private readonly log: Logger) {}
+
+  /** deriveTables, with the tunnel MTU the underlay link allows. `strict`:
+   *  refuse (MtuError) configured MTUs above the link's. */
+  derive(c: Config, strict: boolean): { derived: DerivedTables; plan: MtuPlan } {
+    const derived = deriveTables(c);
+    const device = underlayDeviceOf(c);
+    const plan = planMtu(c, derived, { device, mtu: readLinkMtu(device) }, strict);
+    for (const w of plan.warnings) this.log.warn(w);
+    derived.node.underlayMtu = plan.tunnelMtu;
+    return { derived, plan };
+  }
+
+  /** Follow the plan's link: `onChange` (a reload) when its MTU moves. */
+  watch(onChange: () => void): void {
+    const p = this.plan;
+    if (!p?.device) return;
+    this.watcher = new LinkMtuWatcher(p.device, p.linkMtu, (mtu, before) => {
+      this.log.info({ device: p.device, mtu, before }, "the underlay link's MTU changed; applying it");
+      onChange();
+    });
+  }
+
+  /** Path MTUs a lane learnt: logged and kept; returns what the other lanes must be told. */
+  learn(updates: PmtuUpdate[], peers: readonly { name: string; underlay: number }[]): { peer: number; mtu: number }[] {
+    for (const u of updates) {
+      const peer = peers.find((p) => p.underlay === u.peer);
+      this.log.info({ peer: peer?.name, underlay: u32ToIp(u.peer), pathMtu: u.mtu, router: u32ToIp(u.from) }, "path MTU lowered by ICMP fragmentation-needed from the underlay");
+      this.paths.set(u.peer, { mtu: u.mtu, from: u.from, until: Date.now() + PMTU_TTL_MS });
+    }
+    return updates.map((u) => ({ peer: u.peer, mtu: u.mtu }));
+  }
+
+  /** For `show status`. */
+  status(peers: readonly { name: string; underlay: number }[]) {
+    const p = this.plan;
+    return p && { device: p.device, linkMtu: p.linkMtu, tunnelMtu: p.tunnelMtu, deviceMtu: p.deviceMtu, source: p.source, paths: pathMtuList(this.paths, peers) };
+  }
+
+  stop(): void {
+    this.watcher?.stop();
+    this.watcher = undefined;
   }
 }

@@ -1,0 +1,45 @@
+// What `overlayd show peers|fdb|neigh|routes|stats` prints: rows built from
+// the tables in force and the lanes' last reports (src/control/admin.ts
+// serves them; the daemon supplies where each peer came from).
+import type { DerivedTables } from "../config/derive.js";
+import { formatMac, u32ToIp } from "../config/net.js";
+import type { Lane } from "./lanes.js";
+
+/** Where a peer came from: the config file, etcd membership, or a routing table BIRD fills. */
+export type PeerSource = "config" | "etcd" | "bgp";
+
+export function peerRows(d: DerivedTables, origin: (name: string) => object) {
+  return d.peers.map((p, i) => ({
+    index: i, name: p.name, underlay: u32ToIp(p.underlay), vtepMac: formatMac(p.vtepMac), vtepAddress: u32ToIp(p.vtepAddress),
+    podCIDRs: p.podCIDRs, encapsulation: p.encapsulation, reason: p.reason, ...origin(p.name),
+  }));
+}
+
+export function fdbRows(d: DerivedTables) {
+  return d.fdb.map((f) => ({ mac: formatMac(f.mac), peer: d.peers[f.peer]?.name, dst: u32ToIp(d.peers[f.peer]?.underlay ?? 0) }));
+}
+
+export function neighRows(d: DerivedTables) {
+  return d.neigh.map((n) => ({ ip: u32ToIp(n.ip), mac: formatMac(n.mac) }));
+}
+
+/** The LPM's routes; `bgpTable` names the kernel table learned routes came from. */
+export function routeRows(d: DerivedTables, sourceOf: (peer: string) => PeerSource, bgpTable?: number) {
+  return d.routes.map((r) => {
+    const nh = d.nexthops[r.nh];
+    const peer = nh && nh.peer !== undefined && nh.peer !== 0xffff ? d.peers[nh.peer] : undefined;
+    const source = peer ? sourceOf(peer.name) : "config";
+    return {
+      prefix: `${u32ToIp(r.prefix)}/${r.len}`, kind: nh?.kind, peer: peer?.name, via: nh?.gateway ? u32ToIp(nh.gateway) : undefined, underlay: peer ? u32ToIp(peer.underlay) : undefined,
+      source: source === "bgp" ? `bgp (table ${bgpTable})` : source,
+    };
+  });
+}
+
+/** Per queue (one worker each): what each one moved. */
+export function queueRows(lanes: readonly Lane[]) {
+  return lanes.map((l, q) => ({
+    queue: q, rx_pod_packets: l.counters.rx_pod_packets ?? 0n, rx_vxlan_packets: l.counters.rx_vxlan_packets ?? 0n,
+    rx_ipip_packets: l.counters.rx_ipip_packets ?? 0n, to_device_packets: l.counters.to_device_packets ?? 0n,
+  }));
+}
