@@ -16,13 +16,13 @@
 // changes under a running daemon, the plan is recomputed (and the tables and
 // the device follow it); a configured value then above the link is lowered
 // to it with a warning, since the link is what it is.
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.js";
 import { deriveTables, type DerivedTables } from "../config/derive.js";
 import { u32ToIp } from "../config/net.js";
 import type { PmtuUpdate } from "../dataplane/dataplane.js";
+import { hostKernel } from "./kernel.js";
 
 /** Bytes each encapsulation adds in front of an inner IPv4 packet. */
 export const ENCAP_OVERHEAD = { vxlan: 50, ipip: 20, direct: 0 } as const;
@@ -115,17 +115,7 @@ export function readLinkMtu(dev: string | undefined): number | undefined {
 
 /** node.underlay.device, else the interface holding node.underlay.address. */
 export function underlayDeviceOf(config: Config): string | undefined {
-  return config.node.underlay.device ?? deviceWithAddress(config.node.underlay.address);
-}
-
-/** The interface holding `addr` (ip -o addr show to addr/32). */
-export function deviceWithAddress(addr: string): string | undefined {
-  try {
-    const out = execFileSync("ip", ["-o", "-4", "addr", "show", "to", `${addr}/32`], { encoding: "utf8" });
-    return /^\d+:\s+([^\s@:]+)/.exec(out)?.[1];
-  } catch {
-    return undefined;
-  }
+  return config.node.underlay.device ?? hostKernel.deviceWithAddress(config.node.underlay.address);
 }
 
 /** How long a path MTU learnt from the underlay holds (the data path's PMTU_EXPIRES_MS; the kernel's mtu_expires). */
