@@ -16,6 +16,7 @@
 import { availableParallelism } from "node:os";
 import type { Config, PeerConfig } from "./schema.js";
 import type { CtTimeouts } from "../dataplane/dataplane.js";
+import type { DataplaneTables } from "../dataplane/tables.js";
 import { cidrContains, formatCidr, ipToU32, maskOf, parseCidr, parseMac, u32ToIp } from "./net.js";
 
 export type ResolvedEncapsulation = "vxlan" | "ipip" | "direct";
@@ -272,5 +273,19 @@ export function deriveTables(config: Config): DerivedTables {
     neigh: vxlanPeers.map(({ p }) => ({ ip: p.vtepAddress, mac: p.vtepMac })),
     fdb: vxlanPeers.map(({ p, i }) => ({ mac: p.vtepMac, peer: i })),
     kernelRoutes,
+  };
+}
+
+/** What the workers get of the derived tables (structured-cloned to each). */
+export function toDataplaneTables(d: DerivedTables): DataplaneTables {
+  return {
+    node: d.node,
+    nat: { enabled: d.nat.enabled, masquerade: d.nat.masquerade, nodeIp: d.nat.nodeIp, snatAddress: d.nat.snatAddress, portRange: d.nat.portRange, timeouts: d.nat.timeouts },
+    services: d.services.map((f) => ({ protocol: f.protocol, addr: f.addr, port: f.port, nodePort: f.nodePort, backends: f.backends })),
+    peers: d.peers.map((p) => ({ underlay: p.underlay, vtepMac: p.vtepMac })),
+    nexthops: d.nexthops.map((n) => ({ kind: n.kind, peer: n.peer ?? 0xffff, gateway: n.gateway ?? 0 })),
+    routes: d.routes,
+    neigh: d.neigh,
+    fdb: d.fdb,
   };
 }

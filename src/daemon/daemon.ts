@@ -2,7 +2,7 @@
 // named steps of START_STEPS (lock, reclaim, node set-up with undo, lanes,
 // admin); a reload is a transaction (validate -> plan -> apply), one at a
 // time; stop undoes whatever got done. The node set-up is nodesetup.ts, the
-// workers lanes.ts, what a reload may change reload.ts, crash leftovers
+// workers lanes.ts, the reload transaction reload.ts, crash leftovers
 // reclaim.ts, the MTUs mtu.ts; the admin API and the metrics listener are
 // src/control/admin.ts (the daemon is its AdminTarget).
 import { createHash, randomBytes } from "node:crypto";
@@ -10,26 +10,22 @@ import { watch, type FSWatcher } from "node:fs";
 import type { Logger } from "pino";
 import { loadConfigFile, type LoadResult } from "../config/load.js";
 import { Membership } from "../membership/membership.js";
-import type { DerivedTables } from "../config/derive.js";
-import { removedBackends } from "../config/backends.js";
+import { toDataplaneTables, type DerivedTables } from "../config/derive.js";
 import type { Config } from "../config/schema.js";
 import { u32ToIp } from "../config/net.js";
 import { AdminServer, type AdminLane, type AdminTarget } from "../control/admin.js";
 import { createEtcdMetrics, createMetrics, createRouteMetrics, type Metrics, type RouteMetrics } from "../control/metrics.js";
 import { Routing } from "../routing/routing.js";
 import { RouteEventCounter } from "../routing/events.js";
-import type { DataplaneTables } from "../dataplane/tables.js";
-import { ip } from "../io/tun.js";
 import type { ToWorker } from "./worker.js";
 import { checkPrivileges } from "./system.js";
-import { validateNatPlan, type NatPlan } from "./natsetup.js";
 import { podStatus, removeNodeState, writeNodeState } from "./nodestate.js";
 import { hostKernel } from "./kernel.js";
-import { MtuError, NodeMtu, PMTU_TTL_MS, type MtuPlan } from "./mtu.js";
+import { NodeMtu, PMTU_TTL_MS, type MtuPlan } from "./mtu.js";
 import { LanePool, type Lane } from "./lanes.js";
 import { fdbRows, neighRows, peerRows, queueRows, routeRows, type PeerSource } from "./show.js";
 import { NodeSetup, pausePoint, StartCancelled } from "./nodesetup.js";
-import { refusedChanges } from "./reload.js";
+import { Reloads, type ReloadResult } from "./reload.js";
 import { reclaim, reclaimTarget } from "./reclaim.js";
 import { acquireLock, readRecord, releaseLock, removeRecord } from "./state.js";
 
@@ -47,24 +43,6 @@ export interface DaemonOptions {
   logLevelFixed?: boolean;
 }
 
-export interface ReloadResult {
-  ok: boolean;
-  errors: string[];
-}
-
-function toDataplaneTables(d: DerivedTables): DataplaneTables {
-  return {
-    node: d.node,
-    nat: { enabled: d.nat.enabled, masquerade: d.nat.masquerade, nodeIp: d.nat.nodeIp, snatAddress: d.nat.snatAddress, portRange: d.nat.portRange, timeouts: d.nat.timeouts },
-    services: d.services.map((f) => ({ protocol: f.protocol, addr: f.addr, port: f.port, nodePort: f.nodePort, backends: f.backends })),
-    peers: d.peers.map((p) => ({ underlay: p.underlay, vtepMac: p.vtepMac })),
-    nexthops: d.nexthops.map((n) => ({ kind: n.kind, peer: n.peer ?? 0xffff, gateway: n.gateway ?? 0 })),
-    routes: d.routes,
-    neigh: d.neigh,
-    fdb: d.fdb,
-  };
-}
-
 export class Daemon implements AdminTarget {
   private config!: Config;
   private derived!: DerivedTables;
@@ -79,7 +57,6 @@ export class Daemon implements AdminTarget {
   private readonly ctHashSeed = randomBytes(16);
   /** The MTUs from the underlay link, what follows its changes, the learnt path MTUs (mtu.ts). */
   private readonly mtu: NodeMtu;
-  private lastReload: { at: number; ok: boolean; reason: string; errors: string[] } | undefined;
   /** Pod CIDR lease and peers from etcd, when configured (src/membership/). */
   private membership?: Membership;
   /** Peers from the routes a routing daemon installs (config routing:, src/routing/). */
@@ -90,9 +67,7 @@ export class Daemon implements AdminTarget {
   private running = false;
   private locked?: string;
   private stopping?: Promise<void>;
-  /** The reload running or last run (reloads are serialised on it), and the one queued behind it. */
-  private reloadChain: Promise<unknown> = Promise.resolve();
-  private queuedReload?: { reasons: string[]; result: Promise<ReloadResult> };
+  private readonly reloads: Reloads;
   readonly metrics: Metrics;
 
   constructor(private readonly opts: DaemonOptions) {
@@ -108,6 +83,16 @@ export class Daemon implements AdminTarget {
         const msg: ToWorker = { type: "pmtu", updates: this.mtu.learn(updates, this.derived.peers), ttlMs: PMTU_TTL_MS };
         for (const l of this.lanes) if (l !== from) l.port.postMessage(msg);
       },
+    });
+    const daemon = this; // the getters below read the daemon's state as it is at each reload
+    this.reloads = new Reloads({
+      log: opts.log, metrics: this.metrics, pool: this.pool, mtu: this.mtu,
+      get running() { return daemon.running && !daemon.stopping; },
+      get config() { return daemon.config; },
+      get derived() { return daemon.derived; },
+      get setup() { return daemon.setup!; },
+      loadConfig: () => this.loadConfig(),
+      commit: (next, derived, plan) => this.commit(next, derived, plan),
     });
   }
 
@@ -130,7 +115,7 @@ export class Daemon implements AdminTarget {
    *  meanwhile run once it finished. */
   async start(): Promise<void> {
     let started!: () => void;
-    this.reloadChain = new Promise<void>((r) => (started = r));
+    this.reloads.holdUntil(new Promise<void>((r) => (started = r)));
     try {
       await this.startSteps();
     } catch (e) {
@@ -223,132 +208,26 @@ export class Daemon implements AdminTarget {
     this.metrics.setTableSizes({ routes: d.routes.length, peers: d.peers.length, fdb: d.fdb.length, neigh: d.neigh.length });
   }
 
-  /**
-   * Load the config again and apply it without restarting: validate (the
-   * file, then RESTART_ONLY fields, refused by name), plan (resolve kernel
-   * routes and the NAT plan; nothing is touched yet), apply (kernel routes,
-   * then NAT plumbing, each rolled back to the running state when it fails,
-   * then the workers' tables last). A failure anywhere keeps the running
-   * config and tables, is logged and shows in status().lastReload. Reloads
-   * run one at a time; requests that arrive while one runs are coalesced
-   * into a single next run, which reads the latest config. Never rejects.
-   */
+  /** Load the config again and apply it without restarting (reload.ts: validate -> plan -> apply, one at a time). Never rejects. */
   reload(reason: string): Promise<ReloadResult> {
-    if (this.queuedReload) {
-      this.queuedReload.reasons.push(reason);
-      return this.queuedReload.result;
-    }
-    const reasons = [reason];
-    const result: Promise<ReloadResult> = this.reloadChain.then(() => {
-      if (this.queuedReload?.result === result) this.queuedReload = undefined;
-      return this.reloadNow([...new Set(reasons)].join(", "));
-    });
-    this.queuedReload = { reasons, result };
-    this.reloadChain = result;
-    return result;
+    return this.reloads.run(reason);
   }
 
-  private async reloadNow(reason: string): Promise<ReloadResult> {
-    const fail = (errors: string[]): ReloadResult => {
-      this.lastReload = { at: Date.now(), ok: false, reason, errors };
-      this.metrics.configReloads.inc({ result: "error" });
-      this.log.error({ reason, errors }, "reload failed; the running config and tables stay in force");
-      return { ok: false, errors };
-    };
-    if (!this.running || this.stopping) return { ok: false, errors: ["overlayd is not running"] };
-    try {
-      return await this.reloadTransaction(reason, fail);
-    } catch (e) {
-      return fail([`unexpected: ${(e as Error).message}`]);
-    }
-  }
-
-  private async reloadTransaction(reason: string, fail: (errors: string[]) => ReloadResult): Promise<ReloadResult> {
-    const setup = this.setup!;
-    // 1. validate
-    const loaded = this.loadConfig();
-    if (!loaded.ok) return fail(loaded.errors);
-    const next = loaded.config;
-    const refused = refusedChanges(this.config, next);
-    if (refused.length) return fail(refused);
-    // Strict when the config's MTUs changed; a moved link is taken as it is.
-    const mtuFields = (x: Config) => `${x.tunnel.underlayMtu} ${x.node.device.mtu}`;
-    let derived: DerivedTables, plan: MtuPlan;
-    try {
-      ({ derived, plan } = this.mtu.derive(next, mtuFields(next) !== mtuFields(this.config)));
-    } catch (e) {
-      if (e instanceof MtuError) return fail([e.message]);
-      throw e;
-    }
-    const queues = this.lanes.length;
-    if (derived.nat.enabled && queues > 1) {
-      return fail([`NAT needs one tun queue and this overlayd runs ${queues}: set node.device.queues: 1 and restart overlayd`]);
-    }
-    // 2. plan: everything that can fail without touching the node
-    let routes;
-    let nat: NatPlan | undefined;
-    try {
-      routes = setup.kernelRouteList(derived, next);
-      nat = derived.nat.enabled ? setup.natPlan(derived, next) : undefined;
-      if (nat) validateNatPlan(nat);
-    } catch (e) {
-      return fail([`plan: ${(e as Error).message}`]);
-    }
-    // 3. apply: the kernel's part first (undone on failure), the tables last
-    const oldRoutes = setup.kernelRoutes.list();
-    const routeErrors = setup.kernelRoutes.sync(routes);
-    if (routeErrors.length) {
-      const back = setup.kernelRoutes.sync(oldRoutes);
-      setup.saveRecord();
-      return fail([...routeErrors.map((e) => `routes: ${e}`), ...back.map((e) => `rolling back routes: ${e}`)]);
-    }
-    try {
-      if (nat) setup.nodeNat.apply(nat);
-      else setup.nodeNat.teardown();
-    } catch (e) {
-      const errors = [`NAT plumbing: ${(e as Error).message}`];
-      try {
-        if (setup.natApplied) setup.nodeNat.apply(setup.natApplied);
-        else setup.nodeNat.teardown();
-      } catch (e2) {
-        errors.push(`rolling back NAT plumbing: ${(e2 as Error).message}`);
-      }
-      errors.push(...setup.kernelRoutes.sync(oldRoutes).map((x) => `rolling back routes: ${x}`));
-      setup.saveRecord();
-      return fail(errors);
-    }
-    setup.natApplied = nat;
-    setup.saveRecord();
-    const res = await this.pool.applyTables(toDataplaneTables(derived));
-    // After the new tables (the same port, in order): UDP flows to removed backends go.
-    const gone = removedBackends(this.derived.services, derived.services, "udp");
-    if (gone.length) this.pool.broadcast({ type: "flushBackends", id: 0, proto: 17, keys: gone });
-    const errors = [...res.errors];
-    if (setup.tun && plan.deviceMtu !== this.mtu.plan?.deviceMtu) {
-      try {
-        ip("link", "set", "dev", setup.tun.name, "mtu", String(plan.deviceMtu));
-        this.log.info({ device: setup.tun.name, mtu: plan.deviceMtu, tunnelMtu: plan.tunnelMtu }, "device MTU changed");
-      } catch (e) {
-        errors.push(`device MTU ${plan.deviceMtu}: ${(e as Error).message}`);
-      }
-    }
-    // commit
+  /** A reload applied: the tables and the kernel carry `next`; make it the running config. */
+  private commit(next: Config, derived: DerivedTables, plan: MtuPlan): string[] {
     this.routeEvents.update(derived, (name) => this.peerSource(name));
     this.config = next;
     this.derived = derived;
     this.mtu.plan = plan;
-    setup.adopt(next, derived, plan.deviceMtu);
+    this.setup!.adopt(next, derived, plan.deviceMtu);
     this.applyLogLevel(next);
     this.updateTableGauges(derived);
     try {
       writeNodeState(next.node.stateDir, next, plan.deviceMtu);
+      return [];
     } catch (e) {
-      errors.push(`node facts for CNI: ${(e as Error).message}`);
+      return [`node facts for CNI: ${(e as Error).message}`];
     }
-    this.lastReload = { at: Date.now(), ok: errors.length === 0, reason, errors };
-    this.metrics.configReloads.inc({ result: errors.length ? "error" : "ok" });
-    this.log.info({ reason, routesAdded: res.routesAdded, routesRemoved: res.routesRemoved, peers: derived.peers.length, errors }, "config reloaded");
-    return { ok: errors.length === 0, errors };
   }
 
   /** The config file, merged with the etcd lease and peers when membership is on. */
@@ -412,7 +291,7 @@ export class Daemon implements AdminTarget {
       routes: this.derived.routes.length,
       kernelRoutes: this.setup?.kernelRoutes.list() ?? [],
       logLevel: this.log.level,
-      lastReload: this.lastReload,
+      lastReload: this.reloads.last,
       conntrack: { hashSeedId: createHash("sha256").update(this.ctHashSeed).digest("hex").slice(0, 16) },
       mtu: this.mtu.status(this.derived.peers),
       etcd: this.membership?.status(),

@@ -203,6 +203,39 @@ export class NodeSetup {
     }
   }
 
+  /**
+   * A reload's kernel part: the pod routes, then the NAT plumbing (none:
+   * torn down). When either fails, both go back to what ran before and the
+   * errors are returned; empty: applied and recorded.
+   */
+  applyReload(routes: KernelRoute[], nat: NatPlan | undefined): string[] {
+    const oldRoutes = this.kernelRoutes.list();
+    const routeErrors = this.kernelRoutes.sync(routes);
+    if (routeErrors.length) {
+      const back = this.kernelRoutes.sync(oldRoutes);
+      this.saveRecord();
+      return [...routeErrors.map((e) => `routes: ${e}`), ...back.map((e) => `rolling back routes: ${e}`)];
+    }
+    try {
+      if (nat) this.nodeNat.apply(nat);
+      else this.nodeNat.teardown();
+    } catch (e) {
+      const errors = [`NAT plumbing: ${(e as Error).message}`];
+      try {
+        if (this.natApplied) this.nodeNat.apply(this.natApplied);
+        else this.nodeNat.teardown();
+      } catch (e2) {
+        errors.push(`rolling back NAT plumbing: ${(e2 as Error).message}`);
+      }
+      errors.push(...this.kernelRoutes.sync(oldRoutes).map((x) => `rolling back routes: ${x}`));
+      this.saveRecord();
+      return errors;
+    }
+    this.natApplied = nat;
+    this.saveRecord();
+    return [];
+  }
+
   /** Switch to a new config (after a reload applied). */
   adopt(config: Config, derived: DerivedTables, deviceMtu: number): void {
     this.config = config;

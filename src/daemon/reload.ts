@@ -1,7 +1,18 @@
-// What a reload may change live, and what needs a restart. The daemon runs a
-// reload as validate -> plan -> apply (src/daemon/daemon.ts); this is the
-// validate part that compares the running config with the new one.
+// Reloads: what may change live and what needs a restart (RESTART_ONLY),
+// and the transaction itself, validate -> plan -> apply, one at a time
+// (Reloads). The daemon (daemon.ts) is the ReloadHost: it owns the running
+// config and tables and commits what a reload applied.
+import type { Logger } from "pino";
+import { removedBackends } from "../config/backends.js";
+import { toDataplaneTables, type DerivedTables } from "../config/derive.js";
+import type { LoadResult } from "../config/load.js";
 import type { Config } from "../config/schema.js";
+import type { Metrics } from "../control/metrics.js";
+import { ip } from "../io/tun.js";
+import type { LanePool } from "./lanes.js";
+import { MtuError, type MtuPlan, type NodeMtu } from "./mtu.js";
+import { validateNatPlan, type NatPlan } from "./natsetup.js";
+import type { NodeSetup } from "./nodesetup.js";
 
 export interface RestartOnly {
   /** Dotted path into the config; "x.*" means the whole subtree. */
@@ -70,4 +81,143 @@ export function refusedChanges(running: Config, next: Config, fields: readonly R
     if (!same(a, b)) out.push(`${changedLeaf(a, b, path)} changed: restart overlayd to apply it`);
   }
   return out;
+}
+
+export interface ReloadResult {
+  ok: boolean;
+  errors: string[];
+}
+
+export interface LastReload {
+  at: number;
+  ok: boolean;
+  reason: string;
+  errors: string[];
+}
+
+/** What a reload reads from, and commits to, the daemon. */
+export interface ReloadHost {
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** Reloads run only between start() and stop(). */
+  readonly running: boolean;
+  readonly config: Config;
+  readonly derived: DerivedTables;
+  readonly mtu: NodeMtu;
+  readonly pool: LanePool;
+  readonly setup: NodeSetup;
+  /** The config file, merged with etcd and the routing table when they are on. */
+  loadConfig(): LoadResult;
+  /** Make `next` the running config (the tables and kernel already carry it); returns errors to report. */
+  commit(next: Config, derived: DerivedTables, plan: MtuPlan): string[];
+}
+
+/**
+ * Load the config again and apply it without restarting: validate (the
+ * file, then RESTART_ONLY fields, refused by name), plan (resolve kernel
+ * routes and the NAT plan; nothing is touched yet), apply (kernel routes,
+ * then NAT plumbing, each rolled back to the running state when it fails,
+ * then the workers' tables last). A failure anywhere keeps the running
+ * config and tables, is logged and shows in `last`. Reloads run one at a
+ * time; requests that arrive while one runs are coalesced into a single
+ * next run, which reads the latest config. run() never rejects.
+ */
+export class Reloads {
+  last?: LastReload;
+  /** The reload running or last run (reloads are serialised on it), and the one queued behind it. */
+  private chain: Promise<unknown> = Promise.resolve();
+  private queued?: { reasons: string[]; result: Promise<ReloadResult> };
+
+  constructor(private readonly host: ReloadHost) {}
+
+  /** Reloads asked for until `done` settles wait for it (start-up). */
+  holdUntil(done: Promise<unknown>): void {
+    this.chain = done;
+  }
+
+  run(reason: string): Promise<ReloadResult> {
+    if (this.queued) {
+      this.queued.reasons.push(reason);
+      return this.queued.result;
+    }
+    const reasons = [reason];
+    const result: Promise<ReloadResult> = this.chain.then(() => {
+      if (this.queued?.result === result) this.queued = undefined;
+      return this.runNow([...new Set(reasons)].join(", "));
+    });
+    this.queued = { reasons, result };
+    this.chain = result;
+    return result;
+  }
+
+  private async runNow(reason: string): Promise<ReloadResult> {
+    const fail = (errors: string[]): ReloadResult => {
+      this.last = { at: Date.now(), ok: false, reason, errors };
+      this.host.metrics.configReloads.inc({ result: "error" });
+      this.host.log.error({ reason, errors }, "reload failed; the running config and tables stay in force");
+      return { ok: false, errors };
+    };
+    if (!this.host.running) return { ok: false, errors: ["overlayd is not running"] };
+    try {
+      return await this.transaction(reason, fail);
+    } catch (e) {
+      return fail([`unexpected: ${(e as Error).message}`]);
+    }
+  }
+
+  private async transaction(reason: string, fail: (errors: string[]) => ReloadResult): Promise<ReloadResult> {
+    const { host } = this;
+    const { setup, pool, mtu } = host;
+    // 1. validate
+    const loaded = host.loadConfig();
+    if (!loaded.ok) return fail(loaded.errors);
+    const next = loaded.config;
+    const refused = refusedChanges(host.config, next);
+    if (refused.length) return fail(refused);
+    // Strict when the config's MTUs changed; a moved link is taken as it is.
+    const mtuFields = (x: Config) => `${x.tunnel.underlayMtu} ${x.node.device.mtu}`;
+    let derived: DerivedTables, plan: MtuPlan;
+    try {
+      ({ derived, plan } = mtu.derive(next, mtuFields(next) !== mtuFields(host.config)));
+    } catch (e) {
+      if (e instanceof MtuError) return fail([e.message]);
+      throw e;
+    }
+    const queues = pool.lanes.length;
+    if (derived.nat.enabled && queues > 1) {
+      return fail([`NAT needs one tun queue and this overlayd runs ${queues}: set node.device.queues: 1 and restart overlayd`]);
+    }
+    // 2. plan: everything that can fail without touching the node
+    let routes;
+    let nat: NatPlan | undefined;
+    try {
+      routes = setup.kernelRouteList(derived, next);
+      nat = derived.nat.enabled ? setup.natPlan(derived, next) : undefined;
+      if (nat) validateNatPlan(nat);
+    } catch (e) {
+      return fail([`plan: ${(e as Error).message}`]);
+    }
+    // 3. apply: the kernel's part first (undone on failure), the tables last
+    const kernelErrors = setup.applyReload(routes, nat);
+    if (kernelErrors.length) return fail(kernelErrors);
+    const res = await pool.applyTables(toDataplaneTables(derived));
+    // After the new tables (the same port, in order): UDP flows to removed backends go.
+    const gone = removedBackends(host.derived.services, derived.services, "udp");
+    if (gone.length) pool.broadcast({ type: "flushBackends", id: 0, proto: 17, keys: gone });
+    const errors = [...res.errors];
+    if (setup.tun && plan.deviceMtu !== mtu.plan?.deviceMtu) {
+      try {
+        ip("link", "set", "dev", setup.tun.name, "mtu", String(plan.deviceMtu));
+        host.log.info({ device: setup.tun.name, mtu: plan.deviceMtu, tunnelMtu: plan.tunnelMtu }, "device MTU changed");
+      } catch (e) {
+        errors.push(`device MTU ${plan.deviceMtu}: ${(e as Error).message}`);
+      }
+    }
+    // 4. commit
+    errors.push(...host.commit(next, derived, plan));
+    this.last = { at: Date.now(), ok: errors.length === 0, reason, errors };
+    host.metrics.configReloads.inc({ result: errors.length ? "error" : "ok" });
+    host.log.info({ reason, routesAdded: res.routesAdded, routesRemoved: res.routesRemoved, peers: derived.peers.length, errors }, "config reloaded");
+    return { ok: errors.length === 0, errors };
+  }
 }
