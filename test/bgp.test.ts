@@ -319,6 +319,11 @@ describe.skipIf(!isRoot || !haveBird)("routes from BGP: workers peering with the
     }, 60_000, "5,000 prefixes in every worker's tables", 100);
     console.log(`5,000 BGP prefixes: in every worker's data-path tables ${seconds(inMs)} after the stub announced them; on worker1 all in table ${TABLE} after ${seconds(tableAt - t0)} (BGP through the leaf, BIRD's kernel sync) and in overlayd's tables after ${seconds(lpmAt - t0)}, ${seconds(Math.max(0, lpmAt - tableAt))} after the table was complete (overlayd follows the table while BIRD fills it: re-read, reload, kernel routes, LPM)`);
     expect(inMs).toBeLessThan(20_000); // generous: the machine is shared; the numbers are printed
+    // Where worker1's overlayd spent that time: each table read and each reload's phases (ms).
+    for (const line of (c.logs.get("w1") ?? []).join("").split("\n").filter((l) => l.startsWith("{") && /routing table changed|config reloaded/.test(l)).slice(-8)) {
+      const j = JSON.parse(line) as { time: number; msg: string; routes?: number; readMs?: number; ms?: Record<string, number> };
+      console.log(`  worker1 +${seconds(j.time - t0)} ${j.msg}${j.routes !== undefined ? ` (${j.routes} routes, read in ${j.readMs} ms)` : ` ${JSON.stringify(j.ms)}`}`);
+    }
     // worker1 and worker2 share the stub's subnet: one direct peer, 5,000 kernel routes through it.
     const learned1 = c.bgpRoutes(1).filter((r) => r.peer === "bgp-198.18.0.50");
     expect(learned1.map((r) => r.prefix).sort()).toEqual([...prefixes].sort());

@@ -168,6 +168,10 @@ export class Reloads {
   private async transaction(reason: string, fail: (errors: string[]) => ReloadResult): Promise<ReloadResult> {
     const { host } = this;
     const { setup, pool, mtu } = host;
+    // Milliseconds per phase, in the log line: where a slow reload spends its time.
+    const t0 = performance.now();
+    const ms: Record<string, number> = {};
+    const lap = (phase: string, since: number) => (ms[phase] = Math.round(performance.now() - since));
     // 1. validate
     const loaded = host.loadConfig();
     if (!loaded.ok) return fail(loaded.errors);
@@ -187,7 +191,9 @@ export class Reloads {
     if (derived.nat.enabled && queues > 1) {
       return fail([`NAT needs one tun queue and this overlayd runs ${queues}: set node.device.queues: 1 and restart overlayd`]);
     }
+    lap("validate", t0);
     // 2. plan: everything that can fail without touching the node
+    const t1 = performance.now();
     let routes;
     let nat: NatPlan | undefined;
     try {
@@ -197,10 +203,15 @@ export class Reloads {
     } catch (e) {
       return fail([`plan: ${(e as Error).message}`]);
     }
+    lap("plan", t1);
     // 3. apply: the kernel's part first (undone on failure), the tables last
+    const t2 = performance.now();
     const kernelErrors = setup.applyReload(routes, nat);
     if (kernelErrors.length) return fail(kernelErrors);
+    lap("kernel", t2);
+    const t3 = performance.now();
     const res = await pool.applyTables(toDataplaneTables(derived));
+    lap("tables", t3);
     // After the new tables (the same port, in order): UDP flows to removed backends go.
     const gone = removedBackends(host.derived.services, derived.services, "udp");
     if (gone.length) pool.broadcast({ type: "flushBackends", id: 0, proto: 17, keys: gone });
@@ -217,7 +228,8 @@ export class Reloads {
     errors.push(...host.commit(next, derived, plan));
     this.last = { at: Date.now(), ok: errors.length === 0, reason, errors };
     host.metrics.configReloads.inc({ result: errors.length ? "error" : "ok" });
-    host.log.info({ reason, routesAdded: res.routesAdded, routesRemoved: res.routesRemoved, peers: derived.peers.length, errors }, "config reloaded");
+    lap("total", t0);
+    host.log.info({ reason, routesAdded: res.routesAdded, routesRemoved: res.routesRemoved, peers: derived.peers.length, ms, errors }, "config reloaded");
     return { ok: errors.length === 0, errors };
   }
 }

@@ -34,13 +34,13 @@ export class Routing {
     this.table = new KernelTable({
       table: opts.settings.table, kernel: opts.kernel, log: opts.log, resyncMs: opts.settings.resyncSeconds * 1000,
       onEvent: (event) => opts.metrics.events.inc({ source: "bgp", event }),
-      onRoutes: (routes, why) => {
+      onRoutes: (routes, why, readMs) => {
         const d = diffRoutes(this.learned, routes);
         this.learned = routes;
         this.changedAt = Date.now();
         opts.metrics.events.inc({ source: "bgp", event: "learned" }, d.added);
         opts.metrics.events.inc({ source: "bgp", event: "withdrawn" }, d.deleted);
-        opts.log.info({ table: opts.settings.table, routes: routes.length, added: d.added, withdrawn: d.deleted, why }, "routing table changed");
+        opts.log.info({ table: opts.settings.table, routes: routes.length, added: d.added, withdrawn: d.deleted, why, readMs }, "routing table changed");
         opts.onChange(`routing table ${opts.settings.table} changed`);
       },
     });

@@ -81,8 +81,8 @@ export interface KernelTableOptions {
   kernel: Kernel;
   log: Logger;
   resyncMs: number;
-  /** Called with the whole table after a read that changed it (and after the first read). */
-  onRoutes: (routes: LearnedRoute[], why: string) => void;
+  /** Called with the whole table after a read that changed it (and after the first read); `readMs`: how long the read took. */
+  onRoutes: (routes: LearnedRoute[], why: string, readMs: number) => void;
   /** Counted events: resync, monitor_restart, read_error. */
   onEvent?: (event: "resync" | "monitor_restart" | "read_error") => void;
   /** How long a burst of monitor lines is collected before the table is read (ms). */
@@ -143,7 +143,7 @@ export class KernelTable {
     this.opts.onEvent?.("resync");
     const changed = diffRoutes(this.routes, parsed.routes);
     this.routes = parsed.routes;
-    if (always || changed.added || changed.deleted) this.opts.onRoutes(parsed.routes, why);
+    if (always || changed.added || changed.deleted) this.opts.onRoutes(parsed.routes, why, this.lastReadMs);
   }
 
   /** The table's routes; a table the kernel has not created yet (nothing was ever put in it) is empty. */
