@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Cluster, podIp } from "../src/demo/cluster.js";
 import { CT_DUMP_PER_TURN, CT_PAGE_MAX } from "../src/daemon/worker.js";
 import { Dataplane, type FlowRecord } from "../src/dataplane/dataplane.js";
+import { DEFAULT_CT_DUMP_RATE } from "../src/config/schema.js";
 
 const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
 const isRoot = process.getuid?.() === 0;
@@ -175,6 +176,7 @@ describe.skipIf(!isRoot)("admin surface of a running overlayd", () => {
     let cursor: number | null = 0;
     let pages = 0;
     let turns = 0;
+    const t0 = Date.now();
     while (cursor !== null) {
       const r = sock(1, `/conntrack?limit=50000&cursor=${cursor}`); // above the maximum: cut to CT_PAGE_MAX
       expect(r.status, r.body).toBe(200);
@@ -192,7 +194,10 @@ describe.skipIf(!isRoot)("admin surface of a running overlayd", () => {
       pages++;
       expect(pages).toBeLessThan(100);
     }
+    const tookMs = Date.now() - t0;
     const statsDuring = JSON.parse(sock(1, "/stats").body).counters;
+    // Paced at admin.conntrackDumpRate (default 10,000 flows/s, one second of credit up front).
+    expect(tookMs).toBeGreaterThanOrEqual(((N - DEFAULT_CT_DUMP_RATE) / DEFAULT_CT_DUMP_RATE) * 1000 - 50);
     expect(seen.size).toBe(N);
     expect([...seen.values()].every((c) => c === 1)).toBe(true);
     expect(pages).toBeGreaterThanOrEqual(Math.ceil(N / CT_PAGE_MAX));

@@ -87,7 +87,7 @@ describe("defaults", () => {
     expect(c.peers[0].encapsulation).toBe("auto");
     expect(c.routes).toEqual([]);
     // The admin API on a unix socket in node.stateDir; the metrics listener where Prometheus scrapes.
-    expect(c.admin).toEqual({ listen: "/run/wasm-overlay/admin.sock", tokenFile: undefined, metrics: "127.0.0.1:9469", watchdogSeconds: 15 });
+    expect(c.admin).toEqual({ listen: "/run/wasm-overlay/admin.sock", tokenFile: undefined, metrics: "127.0.0.1:9469", watchdogSeconds: 15, conntrackDumpRate: 10_000 });
     expect(c.node.stateDir).toBe("/run/wasm-overlay");
     expect(c.log).toEqual({ level: "info" });
   });
@@ -148,8 +148,10 @@ describe("defaults", () => {
     const d = doc();
     d.node.stateDir = "/var/run/wo-a/";
     expect(ok(validateConfig(d)).admin.listen).toBe("/var/run/wo-a/admin.sock");
-    d.admin = { listen: "/run/overlayd.sock", metrics: "0.0.0.0:9470", watchdogSeconds: 30 };
-    expect(ok(validateConfig(d)).admin).toEqual({ listen: "/run/overlayd.sock", tokenFile: undefined, metrics: "0.0.0.0:9470", watchdogSeconds: 30 });
+    d.admin = { listen: "/run/overlayd.sock", metrics: "0.0.0.0:9470", watchdogSeconds: 30, conntrackDumpRate: 250_000 };
+    expect(ok(validateConfig(d)).admin).toEqual({ listen: "/run/overlayd.sock", tokenFile: undefined, metrics: "0.0.0.0:9470", watchdogSeconds: 30, conntrackDumpRate: 250_000 });
+    d.admin = { conntrackDumpRate: 10 };
+    expect(validateConfig(d).ok).toBe(false);
     d.admin = { listen: "127.0.0.1:9470", tokenFile: "/etc/wasm-overlay/admin.token" };
     expect(ok(validateConfig(d)).admin).toMatchObject({ listen: "127.0.0.1:9470", tokenFile: "/etc/wasm-overlay/admin.token", metrics: "127.0.0.1:9469" });
     d.admin = { metrics: false };

@@ -90,6 +90,8 @@ const absPath = z.string().regex(/^\/[^\0]*$/, { error: (iss) => `${JSON.stringi
 export const DEFAULT_METRICS_PATH = "/metrics";
 /** The metrics listener when admin.metrics is left out: Prometheus scrapes it; it serves /metrics and /healthz only. */
 export const DEFAULT_METRICS_LISTEN = "127.0.0.1:9469";
+/** admin.conntrackDumpRate's default, flows/s (measured in bench/conntrack-dump.ts: see the README). */
+export const DEFAULT_CT_DUMP_RATE = 10_000;
 /** The admin API's unix socket, in node.stateDir, when admin.listen is left out. */
 export const ADMIN_SOCKET_NAME = "admin.sock";
 
@@ -321,6 +323,10 @@ const ConfigShape = z.strictObject({
      *  overlayd log, clean up and exit non-zero (its supervisor restarts it);
      *  /healthz reports it stale after min(5 s, this). */
     watchdogSeconds: intIn(2, 3600).default(15),
+    /** Flows per second a conntrack dump (/conntrack pages) may read: pages
+     *  beyond it wait, so a dump of a full table costs the data path a bounded
+     *  share of its CPU instead of stalling it (issue 13). */
+    conntrackDumpRate: intIn(1000, 10_000_000).default(DEFAULT_CT_DUMP_RATE),
   }).prefault({}),
   log: z.strictObject({
     level: z.enum(LOG_LEVELS).default("info"),
@@ -598,6 +604,7 @@ function resolve(c: Shape) {
       /** host:port of the metrics listener, or undefined for none. */
       metrics: c.admin.metrics === false ? undefined : c.admin.metrics,
       watchdogSeconds: c.admin.watchdogSeconds,
+      conntrackDumpRate: c.admin.conntrackDumpRate,
     },
     log: c.log,
     etcd: c.etcd,

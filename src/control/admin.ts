@@ -78,6 +78,10 @@ export class AdminServer {
   private seen = new WeakMap<Int32Array, { count: number; at: number }>();
   private fired = false;
   private ctSeq = 0;
+  /** Conntrack dump pacing (GCRA): the time (ms) by which the flows read so
+   *  far are paid for at admin.conntrackDumpRate; a page waits until at most
+   *  one full page of credit is outstanding. */
+  private ctPaidUntil = 0;
   private readonly testHooks = testHooksEnabled();
 
   constructor(private readonly target: AdminTarget, private readonly cfg: Config["admin"]) {}
@@ -237,9 +241,16 @@ export class AdminServer {
     if (!lanes.length) throw new Error("no data path");
     const lane = Math.floor(cursor / CURSOR_LANE);
     if (lane >= lanes.length) return { flows: [], next: null, turns: 0 };
+    // Pace: this page's flows are paid for in advance; what it did not use is given back.
+    const msPerFlow = 1000 / this.cfg.conntrackDumpRate;
+    const now = Date.now();
+    this.ctPaidUntil = Math.max(this.ctPaidUntil, now) + limit * msPerFlow;
+    const wait = this.ctPaidUntil - Math.min(CT_PAGE_MAX, this.cfg.conntrackDumpRate) * msPerFlow - now; // at most 1 s of credit
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const id = ++this.ctSeq;
     const m = await ask(lanes[lane].port, { type: "conntrack", id, cursor: cursor % CURSOR_LANE, limit }, (r) => r.type === "conntrack" && r.id === id, 10_000);
     const page = m as Extract<FromWorker, { type: "conntrack" }>;
+    this.ctPaidUntil -= (limit - page.flows.length) * msPerFlow;
     const next = page.next >= 0 ? lane * CURSOR_LANE + page.next : lane + 1 < lanes.length ? (lane + 1) * CURSOR_LANE : null;
     return { stats: page.stats, flows: page.flows.map(toFlowInfo), next, turns: page.turns };
   }
