@@ -298,7 +298,8 @@ describe.skipIf(!isRoot || !haveBird)("routes from BGP: workers peering with the
       "}",
     ].join("\n");
     // The leaf takes the stub as one more neighbour, without dropping its sessions (birdc configure).
-    c.reconfigureBird("leaf", example("leaf/leaf.conf") + "\nprotocol bgp edge from worker {\n  local 198.18.0.1;\n  neighbor 198.18.0.50 as 65100;\n}\n");
+    const edge = "\nprotocol bgp edge from worker {\n  local 198.18.0.1;\n  neighbor 198.18.0.50 as 65100;\n}\n";
+    c.reconfigureBird("leaf", example("leaf/leaf.conf") + edge);
     await c.startBird("stub", stubConf);
     await waitFor(() => /edge\s+BGP\s+---\s+up\s+\S+\s+Established/.test(c.birdc("leaf", "show protocols")), 60_000, "the stub's session up");
     // The data path's route count (the overlay_routes gauge, set when a reload's tables are in):
@@ -320,7 +321,15 @@ describe.skipIf(!isRoot || !haveBird)("routes from BGP: workers peering with the
     console.log(`5,000 BGP prefixes: in every worker's data-path tables ${seconds(inMs)} after the stub announced them; on worker1 all in table ${TABLE} after ${seconds(tableAt - t0)} (BGP through the leaf, BIRD's kernel sync) and in overlayd's tables after ${seconds(lpmAt - t0)}, ${seconds(Math.max(0, lpmAt - tableAt))} after the table was complete (overlayd follows the table while BIRD fills it: re-read, reload, kernel routes, LPM)`);
     expect(inMs).toBeLessThan(20_000); // generous: the machine is shared; the numbers are printed
     // Where worker1's overlayd spent that time: each table read and each reload's phases (ms).
-    for (const line of (c.logs.get("w1") ?? []).join("").split("\n").filter((l) => l.startsWith("{") && /routing table changed|config reloaded/.test(l)).slice(-8)) {
+    // The gauge is set before the reload's log line is written: wait for the line.
+    const w1Lines = () => (c.logs.get("w1") ?? []).join("").split("\n").filter((l) => l.startsWith("{") && /routing table changed|config reloaded/.test(l))
+      .map((l) => ({ line: l, time: (JSON.parse(l) as { time: number }).time })).filter((x) => x.time >= t0);
+    await waitFor(() => {
+      const l = w1Lines();
+      const lastRead = l.filter((x) => x.line.includes("routing table changed")).at(-1);
+      return lastRead !== undefined && l.some((x) => x.time >= lastRead.time && x.line.includes("config reloaded"));
+    }, 5000, "worker1's last reload logged");
+    for (const { line } of w1Lines()) {
       const j = JSON.parse(line) as { time: number; msg: string; routes?: number; readMs?: number; ms?: Record<string, number> };
       console.log(`  worker1 +${seconds(j.time - t0)} ${j.msg}${j.routes !== undefined ? ` (${j.routes} routes, read in ${j.readMs} ms)` : ` ${JSON.stringify(j.ms)}`}`);
     }
@@ -340,6 +349,26 @@ describe.skipIf(!isRoot || !haveBird)("routes from BGP: workers peering with the
       expect(c.kernelRoutes(n).filter(stubRange)).toEqual([]);
       expect(c.exec(`w${n}`, ["ip", "route", "show", "table", String(TABLE)]).split("\n").filter(stubRange)).toEqual([]);
     }
+
+    // Once more with worker1 alone learning them, as on a cluster where each node has its own
+    // machine: above, three nodes' BIRDs and overlayds each wrote 5,000 kernel routes at once on
+    // this machine's two cores. The leaf now passes the stub's prefixes to worker1 only.
+    const toWorker1Only = example("leaf/leaf.conf").replace(/protocol bgp (worker[23]) from worker \{/g,
+      "protocol bgp $1 from worker {\n  ipv4 { import all; export where source = RTS_BGP && proto != \"edge\"; };") + edge;
+    c.reconfigureBird("leaf", toWorker1Only);
+    await timeUntil(() => /edge\s+BGP\s+---\s+up\s+\S+\s+Established/.test(c.birdc("leaf", "show protocols")), 30_000, "the stub's session still up");
+    const t1 = Date.now();
+    let table1At = 0;
+    c.birdc("stub", "enable many");
+    const oneMs = await timeUntil(() => {
+      if (!table1At && inTable() === N) table1At = Date.now();
+      return count(1) === base[0] + N;
+    }, 60_000, "5,000 prefixes in worker1's tables", 50);
+    console.log(`5,000 BGP prefixes, worker1 alone learning them: in its data-path tables ${seconds(oneMs)} after the stub announced them; all in table ${TABLE} after ${seconds(table1At - t1)}, in overlayd's tables ${seconds(Math.max(0, t1 + oneMs - table1At))} after that`);
+    expect([2, 3].map(count)).toEqual([base[1], base[2]]);
+    c.birdc("stub", "disable many");
+    await timeUntil(() => count(1) === base[0], 60_000, "the 5,000 prefixes gone from worker1", 100);
+    expect(c.kernelRoutes(1).filter(stubRange)).toEqual([]);
   }, 240_000);
 
   it("an overlayd killed (-9) leaves its announcement; `overlayd cleanup` removes it and BIRD withdraws the node", async () => {

@@ -115,10 +115,11 @@ export interface ReloadHost {
 /**
  * Load the config again and apply it without restarting: validate (the
  * file, then RESTART_ONLY fields, refused by name), plan (resolve kernel
- * routes and the NAT plan; nothing is touched yet), apply (kernel routes,
- * then NAT plumbing, each rolled back to the running state when it fails,
- * then the workers' tables last). A failure anywhere keeps the running
- * config and tables, is logged and shows in `last`. Reloads run one at a
+ * routes and the NAT plan; nothing is touched yet), apply (the workers'
+ * tables, and beside them kernel routes then NAT plumbing, each rolled back
+ * to the running state when it fails, the tables then restored). A failure
+ * anywhere keeps the running config and tables, is logged and shows in
+ * `last`. Reloads run one at a
  * time; requests that arrive while one runs are coalesced into a single
  * next run, which reads the latest config. run() never rejects.
  */
@@ -204,14 +205,20 @@ export class Reloads {
       return fail([`plan: ${(e as Error).message}`]);
     }
     lap("plan", t1);
-    // 3. apply: the kernel's part first (undone on failure), the tables last
+    // 3. apply: the workers' tables and the kernel's part side by side (the
+    // workers apply on their threads while `ip -batch` runs). A kernel part
+    // that fails is undone by applyReload, and the workers get the running
+    // tables back.
     const t2 = performance.now();
+    const tablesApplied = pool.applyTables(toDataplaneTables(derived));
     const kernelErrors = setup.applyReload(routes, nat);
-    if (kernelErrors.length) return fail(kernelErrors);
     lap("kernel", t2);
-    const t3 = performance.now();
-    const res = await pool.applyTables(toDataplaneTables(derived));
-    lap("tables", t3);
+    const res = await tablesApplied;
+    lap("tables", t2);
+    if (kernelErrors.length) {
+      const back = await pool.applyTables(toDataplaneTables(host.derived));
+      return fail([...kernelErrors, ...back.errors.map((e) => `restoring the running tables: ${e}`)]);
+    }
     // After the new tables (the same port, in order): UDP flows to removed backends go.
     const gone = removedBackends(host.derived.services, derived.services, "udp");
     if (gone.length) pool.broadcast({ type: "flushBackends", id: 0, proto: 17, keys: gone });

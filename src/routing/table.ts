@@ -85,9 +85,19 @@ export interface KernelTableOptions {
   onRoutes: (routes: LearnedRoute[], why: string, readMs: number) => void;
   /** Counted events: resync, monitor_restart, read_error. */
   onEvent?: (event: "resync" | "monitor_restart" | "read_error") => void;
-  /** How long a burst of monitor lines is collected before the table is read (ms). */
-  debounceMs?: number;
+  /** The table is read once no monitor line came for this long (ms)... */
+  quietMs?: number;
+  /** ...or once lines have kept coming this long since the first one (ms). */
+  maxWaitMs?: number;
 }
+
+/** A burst of route changes (BIRD filling the table after a session came up)
+ *  is read once it pauses for QUIET_MS, or every MAX_WAIT_MS while it goes
+ *  on: reading and reloading while BIRD still writes takes the CPU BIRD needs
+ *  to finish, and every intermediate reload is work thrown away. One change
+ *  alone (a node down) is read QUIET_MS after it. */
+export const QUIET_MS = 40;
+export const MAX_WAIT_MS = 1000;
 
 /** The live view of one kernel routing table (see the file comment). */
 export class KernelTable {
@@ -97,10 +107,9 @@ export class KernelTable {
   private pending?: NodeJS.Timeout;
   private stopped = false;
   private restartDelay = 100;
-  /** When the last read ended and how long it took: a burst of changes (BIRD
-   *  filling the table) is read at most every 4x a read's time, so the reads
-   *  leave the reloads they trigger room to run. */
-  private lastReadEnd = 0;
+  /** The burst being collected: when its first and its latest line came. */
+  private burstStart = 0;
+  private lastLine = 0;
   private lastReadMs = 0;
 
   constructor(private readonly opts: KernelTableOptions) {}
@@ -132,8 +141,7 @@ export class KernelTable {
     const t0 = Date.now();
     try {
       parsed = parseTableRoutes(this.readTable());
-      this.lastReadEnd = Date.now();
-      this.lastReadMs = this.lastReadEnd - t0;
+      this.lastReadMs = Date.now() - t0;
     } catch (e) {
       this.opts.onEvent?.("read_error");
       if (always) throw e;
@@ -156,14 +164,26 @@ export class KernelTable {
     }
   }
 
+  /** A monitor line named our table: read once the burst pauses (or has gone on MAX_WAIT_MS). */
   private schedule(why: string): void {
-    if (this.pending || this.stopped) return;
-    const debounce = this.opts.debounceMs ?? 30;
-    const delay = Math.max(debounce, this.lastReadEnd + 4 * this.lastReadMs - Date.now());
-    this.pending = setTimeout(() => {
+    if (this.stopped) return;
+    const now = Date.now();
+    this.lastLine = now;
+    if (this.pending) return;
+    this.burstStart = now;
+    const quiet = this.opts.quietMs ?? QUIET_MS;
+    const maxWait = this.opts.maxWaitMs ?? MAX_WAIT_MS;
+    const check = () => {
+      const t = Date.now();
+      const wait = Math.min(this.lastLine + quiet, this.burstStart + maxWait) - t;
+      if (wait > 0 && !this.stopped) {
+        this.pending = setTimeout(check, wait);
+        return;
+      }
       this.pending = undefined;
       if (!this.stopped) this.read(why);
-    }, delay);
+    };
+    this.pending = setTimeout(check, quiet);
   }
 
   private startMonitor(): void {
