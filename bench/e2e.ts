@@ -3,11 +3,15 @@
 // run, so the ratio is meaningful on a shared, noisy machine.
 // Run as root: npm run bench:e2e [-- --seconds 5]
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Cluster, podIp, vtepMac } from "../src/demo/cluster.js";
 import { repoRoot } from "../src/dataplane/wasm.js";
+import { barChartSvg, type Bar } from "./chart.js";
+import { copyFloor, measureMemcpyGBps, measureSyscallUs } from "./floor.js";
+import { findBinary, PEERS, stopPeer, waitPath, type PeerUp } from "./peers.js";
 
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 
@@ -16,8 +20,10 @@ interface Run {
   retransmits: number;
   /** Bytes over the whole run, the omitted first second included (iperfBytesMoved). */
   bytesMoved: number;
-  /** The two daemons' CPU time over the whole run. */
+  /** The two daemons' (or a peer's processes') CPU time over the whole run. */
   cpuSeconds?: number;
+  /** The whole machine's busy CPU time over the run (both pods' TCP, the kernel's work, the VTEPs). */
+  machineCpuSeconds?: number;
   udp64Kpps?: number;
   udp64LossPct?: number;
   udp64DeliveredKpps?: number;
@@ -91,6 +97,69 @@ function cpuTicks(pid: number): number {
   return Number(rest[11]) + Number(rest[12]); // utime + stime
 }
 
+const HZ = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+
+/** Busy jiffies of the whole machine (/proc/stat: all but idle and iowait). */
+function machineTicks(): number {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  return f.reduce((a, x) => a + x, 0) - f[3] - f[4];
+}
+
+/** TCP then 64-byte UDP pod2 -> pod3 on the path set up now; CPU: `pids`' over the TCP run. */
+function measurePath(c: Cluster, seconds: number, cc: string | undefined, pids: number[]): Run {
+  const ticks = () => pids.reduce((a, p) => a + cpuTicks(p), 0);
+  const t0 = ticks();
+  const m0 = machineTicks();
+  const r = iperf(c, seconds, cc);
+  r.cpuSeconds = (ticks() - t0) / HZ;
+  r.machineCpuSeconds = (machineTicks() - m0) / HZ;
+  const u = iperfUdp64(c, Math.min(seconds, 3));
+  r.udp64Kpps = u.kpps;
+  r.udp64LossPct = u.lossPct;
+  r.udp64DeliveredKpps = u.deliveredKpps;
+  return r;
+}
+
+/** A userspace peer's row (bench/peers.ts): measured, skipped (not installed) or failed. */
+export interface PeerRow {
+  name: string;
+  note: string;
+  run?: Run;
+  ratio?: number;
+  cpuSecondsPerGbit?: number;
+  skipped?: string;
+  error?: string;
+}
+
+/** Every peer in turn on worker2 and worker3, after the kernel and overlayd rows. */
+async function runPeers(c: Cluster, seconds: number, cc: string | undefined, kernel: Run): Promise<PeerRow[]> {
+  const rows: PeerRow[] = [];
+  for (const p of PEERS) {
+    const row: PeerRow = { name: p.name, note: p.note };
+    rows.push(row);
+    const missing = p.needs.filter((b) => !findBinary(b));
+    if (missing.length) {
+      row.skipped = `not installed: ${missing.join(", ")}`;
+      continue;
+    }
+    const dir = mkdtempSync(join(tmpdir(), "wo-peer-"));
+    let up: PeerUp | undefined;
+    try {
+      up = await p.up(c, dir);
+      if (!(await waitPath(c))) throw new Error("pod2 does not reach pod3 through it");
+      row.run = measurePath(c, seconds, cc, up.procs.map((x) => x.pid!));
+      row.ratio = row.run.gbps / kernel.gbps;
+      row.cpuSecondsPerGbit = cpuSecondsPerGbit(row.run.cpuSeconds!, row.run.bytesMoved);
+    } catch (e) {
+      row.error = (e as Error).message.split("\n")[0];
+    } finally {
+      if (up) await stopPeer(up.procs);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return rows;
+}
+
 function kernelVxlan(c: Cluster, me: number, peer: number, meUnderlay: string, peerUnderlay: string): void {
   const x = (args: string[]) => c.exec(`w${me}`, args);
   x(["ip", "link", "add", "vxlan100", "type", "vxlan", "id", "100", "dstport", "4789", "local", meUnderlay, "dev", "eth0", "nolearning"]);
@@ -102,7 +171,7 @@ function kernelVxlan(c: Cluster, me: number, peer: number, meUnderlay: string, p
   x(["bridge", "fdb", "add", vtepMac(peer), "dev", "vxlan100", "dst", peerUnderlay]);
 }
 
-export async function runE2eBench(seconds = 5, cc?: string) {
+export async function runE2eBench(seconds = 5, cc?: string, opts: { peers?: boolean } = {}) {
   if (process.getuid?.() !== 0) throw new Error("bench:e2e builds namespaces: run as root");
   const c = new Cluster();
   try {
@@ -111,17 +180,12 @@ export async function runE2eBench(seconds = 5, cc?: string) {
     kernelVxlan(c, 2, 3, "198.18.0.12", "198.18.1.13");
     kernelVxlan(c, 3, 2, "198.18.1.13", "198.18.0.12");
     if (!c.ping(2, podIp(3), 2).ok) throw new Error("kernel vxlan path does not work");
-    const kernel = iperf(c, seconds, cc);
-    const ku = iperfUdp64(c, Math.min(seconds, 3));
-    kernel.udp64Kpps = ku.kpps;
-    kernel.udp64LossPct = ku.lossPct;
-    kernel.udp64DeliveredKpps = ku.deliveredKpps;
+    const kernel = measurePath(c, seconds, cc, []);
     c.exec("w2", ["ip", "link", "del", "vxlan100"]);
     c.exec("w3", ["ip", "link", "del", "vxlan100"]);
     for (const n of [2, 3]) c.exec(`pod${n}`, ["ip", "route", "flush", "cache"]);
     // 2. overlayd on the same two workers, VXLAN between them, without and
     //    with tun offloads (TSO super-frames segmented in WASM, GRO to the tun).
-    const hz = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
     // `udp`: UDP GSO/GRO on the underlay (tunnel.udpOffloads; on by default with tun offloads).
     // `kernelGso`: super-frames leave whole through the tap (tunnel.kernelGso).
     const runOurs = async (offloads: boolean, udp = offloads, ioUring = true, kernelGso = false): Promise<Run> => {
@@ -135,14 +199,7 @@ export async function runE2eBench(seconds = 5, cc?: string) {
       try {
         for (const n of [2, 3]) c.exec(`pod${n}`, ["ip", "route", "flush", "cache"]);
         if (!c.ping(2, podIp(3), 2).ok) throw new Error("overlayd path does not work");
-        const t0 = cpuTicks(d2.pid!) + cpuTicks(d3.pid!);
-        const r = iperf(c, seconds, cc);
-        r.cpuSeconds = (cpuTicks(d2.pid!) + cpuTicks(d3.pid!) - t0) / hz;
-        const u = iperfUdp64(c, Math.min(seconds, 3));
-        r.udp64Kpps = u.kpps;
-        r.udp64LossPct = u.lossPct;
-        r.udp64DeliveredKpps = u.deliveredKpps;
-        return r;
+        return measurePath(c, seconds, cc, [d2.pid!, d3.pid!]);
       } finally {
         await c.stopDaemon(d2);
         await c.stopDaemon(d3);
@@ -153,6 +210,9 @@ export async function runE2eBench(seconds = 5, cc?: string) {
     const udpOnly = await runOurs(false, true);
     const offl = await runOurs(true);
     const kgso = await runOurs(true, true, true, true);
+    const peers = opts.peers ? await runPeers(c, seconds, cc, kernel) : undefined;
+    const best = Math.max(plain.gbps, offl.gbps, kgso.gbps, udpOnly.gbps);
+    const floor = copyFloor(measureMemcpyGBps(), measureSyscallUs(), cpuSecondsPerGbit(kernel.machineCpuSeconds!, kernel.bytesMoved));
     return {
       date: new Date().toISOString(),
       seconds,
@@ -175,10 +235,41 @@ export async function runE2eBench(seconds = 5, cc?: string) {
       overlaydKernelGsoCpuSecondsPerGbit: cpuSecondsPerGbit(kgso.cpuSeconds!, kgso.bytesMoved),
       overlaydCpuSecondsPerGbit: cpuSecondsPerGbit(plain.cpuSeconds!, plain.bytesMoved),
       overlaydOffloadsCpuSecondsPerGbit: cpuSecondsPerGbit(offl.cpuSeconds!, offl.bytesMoved),
+      /** --peers: the userspace VTEPs users compare with, on the same namespaces after the rows above. */
+      peers,
+      /** The best ratio any tun+socket VTEP could reach here (bench/floor.ts), and overlayd's best row against it. */
+      copyFloor: { ...floor, overlaydBestRatio: best / kernel.gbps, ofFloor: best / kernel.gbps / floor.bestRatio },
     };
   } finally {
     await c.destroy();
   }
+}
+
+type E2eResult = Awaited<ReturnType<typeof runE2eBench>>;
+
+/** The run as a chart: Gbit/s and CPU-s per Gbit per path (the kernel's own CPU is not a process's: machine-wide there). */
+export function e2eChart(r: E2eResult): string {
+  const rows: { label: string; run?: Run; ours?: boolean; note?: string }[] = [
+    { label: "kernel vxlan", run: r.kernelVxlan },
+    { label: "overlayd, no offloads, read/write", run: r.overlaydNoIoUring, ours: true },
+    { label: "overlayd, no offloads", run: r.overlayd, ours: true },
+    { label: "overlayd + UDP GSO/GRO", run: r.overlaydUdpOffloads, ours: true },
+    { label: "overlayd + offloads (default)", run: r.overlaydOffloads, ours: true },
+    { label: "overlayd + offloads + kernelGso", run: r.overlaydKernelGso, ours: true },
+    ...(r.peers ?? []).map((p) => ({ label: p.name, run: p.run, note: p.skipped ? `skipped: ${p.skipped}` : p.error ? `failed: ${p.error}` : undefined })),
+  ];
+  const bar = (x: (typeof rows)[number], v: (run: Run) => number | undefined): Bar => ({ label: x.label, ours: x.ours, value: x.run ? v(x.run) : undefined, note: x.run ? undefined : x.note });
+  const perGbit = (run: Run, cpu?: number) => (cpu === undefined ? undefined : cpuSecondsPerGbit(cpu, run.bytesMoved));
+  return barChartSvg(
+    `bench:e2e, iperf3 TCP pod2 -> pod3, ${r.seconds} s a row, ${r.congestionControl}`,
+    `${r.date}; same namespaces, same run; copy floor for any tun+socket VTEP ${r.copyFloor.bestRatio.toFixed(2)}x of the kernel`,
+    [
+      { title: "Throughput", unit: "Gbit/s", bars: rows.map((x) => bar(x, (run) => run.gbps)) },
+      { title: "The VTEP's own processes' CPU per Gbit", unit: "CPU-s/Gbit", bars: rows.filter((x) => x.label !== "kernel vxlan").map((x) => bar(x, (run) => perGbit(run, run.cpuSeconds))) },
+      { title: "The whole machine's CPU per Gbit", unit: "CPU-s/Gbit", digits: 3, bars: rows.map((x) => bar(x, (run) => perGbit(run, run.machineCpuSeconds))) },
+      { title: "64-byte UDP received", unit: "kpps", digits: 0, bars: rows.map((x) => bar(x, (run) => run.udp64Kpps)) },
+    ],
+  );
 }
 
 const isMain = process.argv[1] && resolve(process.argv[1]).endsWith("bench/e2e.js");
@@ -186,7 +277,7 @@ if (isMain) {
   const i = process.argv.indexOf("--seconds");
   const seconds = i > 0 ? Number(process.argv[i + 1]) : 5;
   const ci = process.argv.indexOf("--cc");
-  const r = await runE2eBench(seconds, ci > 0 ? process.argv[ci + 1] : undefined);
+  const r = await runE2eBench(seconds, ci > 0 ? process.argv[ci + 1] : undefined, { peers: process.argv.includes("--peers") });
   console.log(`iperf3 TCP pod2 -> pod3, ${seconds} s each, ${r.congestionControl}, same namespaces, same run`);
   console.log(`  kernel vxlan        ${r.kernelVxlan.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.kernelVxlan.retransmits})`);
   console.log(`  overlayd, no offloads, tun read/write per packet ${r.overlaydNoIoUring.gbps.toFixed(2).padStart(7)} Gbit/s  (${r.ratioNoIoUring.toFixed(3)}x; retransmits ${r.overlaydNoIoUring.retransmits}, ${r.overlaydNoIoUring.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
@@ -198,9 +289,21 @@ if (isMain) {
   const pps = (x: Run) => `${x.udp64Kpps?.toFixed(0)} kpps (loss ${x.udp64LossPct?.toFixed(1)}%; ${x.udp64DeliveredKpps?.toFixed(0)} kpps delivered to pod3)`;
   console.log(`  64-byte UDP received: kernel ${pps(r.kernelVxlan)}, overlayd ${pps(r.overlayd)}, with offloads ${pps(r.overlaydOffloads)}, with kernelGso ${pps(r.overlaydKernelGso)}`);
   console.log(`  overlayd CPU per Gbit: ${r.overlaydCpuSecondsPerGbit.toFixed(2)} CPU-s/Gbit without offloads, ${r.overlaydOffloadsCpuSecondsPerGbit.toFixed(2)} with, ${r.overlaydKernelGsoCpuSecondsPerGbit.toFixed(2)} with kernelGso`);
+  for (const p of r.peers ?? []) {
+    if (p.skipped) console.log(`  ${p.name}: skipped (${p.skipped})`);
+    else if (p.error) console.log(`  ${p.name}: failed (${p.error})`);
+    else console.log(`  ${p.name} ${p.run!.gbps.toFixed(2).padStart(7)} Gbit/s  (${p.ratio!.toFixed(3)}x; retransmits ${p.run!.retransmits}, ${p.cpuSecondsPerGbit!.toFixed(2)} CPU-s/Gbit in its processes, 64-byte UDP ${pps(p.run!)}; ${p.note})`);
+  }
+  const f = r.copyFloor;
+  console.log(`  copy floor: memcpy ${f.memcpyGBps.toFixed(1)} GB/s (64 KiB, in cache), a system call ${f.syscallUs.toFixed(2)} µs, the kernel row ${f.kernelCpuSecondsPerGbit.toFixed(3)} machine CPU-s/Gbit;`
+    + ` 4 copies and 4 calls per 64 KiB add ${f.extraCpuSecondsPerGbit.toFixed(3)} CPU-s/Gbit, so a tun+socket VTEP reaches at most ${f.bestRatio.toFixed(3)}x of the kernel here;`
+    + ` overlayd's best row ${f.overlaydBestRatio.toFixed(3)}x is ${(100 * f.ofFloor).toFixed(0)}% of that`);
   const dir = resolve(repoRoot(), "bench", "results");
   mkdirSync(dir, { recursive: true });
-  const file = resolve(dir, `e2e-${r.date.replace(/[:.]/g, "-")}.json`);
-  writeFileSync(file, JSON.stringify(r, null, 2));
-  console.log("wrote", file);
+  const stem = resolve(dir, `e2e-${r.date.replace(/[:.]/g, "-")}`);
+  writeFileSync(`${stem}.json`, JSON.stringify(r, null, 2));
+  const svg = e2eChart(r);
+  writeFileSync(`${stem}.svg`, svg);
+  writeFileSync(resolve(dir, "e2e-latest.svg"), svg);
+  console.log("wrote", `${stem}.json`, `${stem}.svg`, "and bench/results/e2e-latest.svg");
 }

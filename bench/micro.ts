@@ -3,6 +3,7 @@
 // (bench/measure.ts; 5 s a stage, as benchmark.js's default maxTime was).
 // Run: npm run bench   (JSON lands in bench/results/micro-<date>.json)
 // A quick check that it runs (numbers meaningless): BENCH_TIME_SCALE=0.01
+import { barChartSvg } from "./chart.js";
 import { Measurements, type Measured } from "./measure.js";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -230,7 +231,12 @@ if (isMain) {
   }
   const dir = resolve(repoRoot(), "bench", "results");
   mkdirSync(dir, { recursive: true });
-  const file = resolve(dir, `micro-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-  writeFileSync(file, JSON.stringify({ batch: BATCH, node: process.version, results, lpm: extra, nat, offload }, null, 2));
-  console.log("wrote", file);
+  const date = new Date().toISOString();
+  const stem = resolve(dir, `micro-${date.replace(/[:.]/g, "-")}`);
+  writeFileSync(`${stem}.json`, JSON.stringify({ batch: BATCH, node: process.version, results, lpm: extra, nat, offload }, null, 2));
+  const svg = barChartSvg(`npm run bench: the WASM stages alone, batch ${BATCH}, one core`, `${date}, node ${process.version}`,
+    [64, 1400].map((size) => ({ title: `${size}-byte packets`, unit: "Mpps", bars: results.filter((r) => r.size === size).map((r) => ({ label: r.stage, value: r.mpps, ours: true })) })));
+  writeFileSync(`${stem}.svg`, svg);
+  writeFileSync(resolve(dir, "micro-latest.svg"), svg);
+  console.log("wrote", `${stem}.json`, `${stem}.svg`, "and bench/results/micro-latest.svg");
 }
