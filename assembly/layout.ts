@@ -10,30 +10,56 @@
 // life of the instance; memory may grow during those set-up calls, so its
 // typed views are renewed when memory.buffer changes (src/dataplane/).
 
-/** Next free byte for region carving; starts past the static data. */
-let brk: usize = 0;
+/** Where the next free byte for region carving is kept: a cell below the
+ *  static data (asconfig.json's memoryBase keeps [0, 1024) out of every
+ *  data segment), so it lives in memory, not in an instance's globals. In
+ *  the threads build every instance on one shared memory carves from the
+ *  same cell, advanced atomically: regions of different instances (workers
+ *  sharing a connection table) never overlap. Zero means "not started":
+ *  the first carve starts past the static data. */
+const BRK_CELL: usize = 64;
+
+@inline function heapStart(): usize {
+  return (__heap_base + 63) & ~<usize>63;
+}
+
+/** Move the cell from `cur` to `end`; returns what it held (== cur: moved). */
+@inline function advanceBrk(cur: usize, end: usize): usize {
+  if (ASC_FEATURE_THREADS) return atomic.cmpxchg<usize>(BRK_CELL, cur, end);
+  store<usize>(BRK_CELL, end);
+  return cur;
+}
 
 /** Reserve `bytes` zero-filled bytes aligned to `align` (a power of two).
  *  Grows memory when needed. Returns 0 when memory cannot grow. Only called
  *  from init paths, never from the data path. */
 export function carve(bytes: usize, align: usize = 64): usize {
-  if (brk == 0) brk = (__heap_base + 63) & ~<usize>63;
-  const start = (brk + align - 1) & ~(align - 1);
-  const end = start + bytes;
-  const have = <usize>memory.size() << 16;
-  if (end > have) {
-    const pages = <i32>((end - have + 0xffff) >> 16);
-    if (memory.grow(pages) < 0) return 0;
+  let cur: usize = ASC_FEATURE_THREADS ? atomic.load<usize>(BRK_CELL) : load<usize>(BRK_CELL);
+  let start: usize, end: usize;
+  for (;;) {
+    const base = cur == 0 ? heapStart() : cur;
+    start = (base + align - 1) & ~(align - 1);
+    end = start + bytes;
+    // Grown before the cell moves: an instance that sees the new end finds the memory there.
+    const have = <usize>memory.size() << 16;
+    if (end > have) {
+      const pages = <i32>((end - have + 0xffff) >> 16);
+      // Another instance may have grown it meanwhile: only a failure with the memory still short is one.
+      if (memory.grow(pages) < 0 && end > (<usize>memory.size() << 16)) return 0;
+    }
+    const seen = advanceBrk(cur, end);
+    if (seen == cur) break;
+    cur = seen; // another instance carved first: try again past its region
   }
   // Memory past the static data starts zeroed and regions never overlap,
   // so this only makes "zero-filled" independent of how the module was
   // instantiated; it costs at set-up, never per packet.
   memory.fill(start, 0, bytes);
-  brk = end;
   return start;
 }
 
-/** Highest address handed out so far. */
+/** Highest address handed out so far (by any instance on this memory). */
 export function regionsEnd(): usize {
-  return brk;
+  const b: usize = ASC_FEATURE_THREADS ? atomic.load<usize>(BRK_CELL) : load<usize>(BRK_CELL);
+  return b == 0 ? heapStart() : b;
 }

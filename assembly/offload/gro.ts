@@ -37,7 +37,8 @@
 // Order: frames are written in the batch order of their first packet; within
 // a flow this is the arrival order (a run closes before its flow's next run
 // or single starts), across flows it may change, as with the kernel's GRO.
-import { E_RANGE } from "../abi";
+import { E_NOT_INIT, E_RANGE } from "../abi";
+import { carve } from "../layout";
 import { ld16, ld32, ld8, st16, st8 } from "../wire/bytes";
 import { csumFinish, csumPartial, csumPartialField, csumPseudo } from "../wire/checksum";
 import { IP_TOTLEN, ipChecksumOk, ipDst, ipIsFragment, ipSrc, PROTO_TCP } from "../wire/ipv4";
@@ -56,10 +57,11 @@ const MARK_SINGLE: u8 = 0; // written through unchanged
 const MARK_HEAD: u8 = 1; // first packet of a merged frame
 const MARK_MEMBER: u8 = 2; // later packet of a merged frame
 
-// Per-packet scratch (static, so the batch allocates nothing): the index of
+// Per-packet scratch (carved at init by groCarve, so the batch allocates
+// nothing, and each instance on a shared memory has its own): the index of
 // the next packet of its run, and its mark.
-const nextOf = memory.data(<i32>GRO_MAX_BATCH * 2, 16);
-const markOf = memory.data(<i32>GRO_MAX_BATCH, 16);
+let nextOf: usize = 0;
+let markOf: usize = 0;
 
 // Open runs, RUN_SIZE bytes each: flow key and the state an append needs.
 const RUN_SIZE: usize = 32;
@@ -71,7 +73,16 @@ const R_TAIL: usize = 16; // packet index of the last packet
 const R_NEXT_SEQ: usize = 20;
 const R_GSO: usize = 24; // payload bytes of the first packet
 const R_TOTAL: usize = 28; // IPv4 total length of the frame so far
-const runs = memory.data(<i32>(GRO_OPEN_RUNS * <u32>RUN_SIZE), 16);
+let runs: usize = 0;
+
+/** Carve the scratch above (init). False when memory cannot grow. */
+export function groCarve(): bool {
+  if (nextOf != 0) return true;
+  nextOf = carve(<usize>GRO_MAX_BATCH * 2, 16);
+  markOf = carve(<usize>GRO_MAX_BATCH, 16);
+  runs = carve(<usize>GRO_OPEN_RUNS * RUN_SIZE, 16);
+  return nextOf != 0 && markOf != 0 && runs != 0;
+}
 let openMask: u32 = 0; // bit r: runs[r] is open
 let evictNext: u32 = 0;
 
@@ -121,6 +132,7 @@ function groCanAppend(r: usize, h: usize, q: usize, len: u32): bool {
  *  `out`. No allocation, no throw. */
 export function groCoalesce(pkts: usize, lens: usize, n: u32, out: usize, outCap: u32, frames: usize, maxFrames: u32): i32 {
   if (n > GRO_MAX_BATCH || maxFrames < n) return E_RANGE;
+  if (nextOf == 0) return E_NOT_INIT;
   let need: u64 = 0;
   for (let i: u32 = 0; i < n; i++) need += <u64>pktLen(lens, i) + VNET_HDR_LEN;
   if (need > <u64>outCap) return E_RANGE;

@@ -9,6 +9,7 @@ import { setupNexthops, rebuildAllTemplates, nhMax, peerMax } from "./peers";
 import { ingestCarve } from "./ingest";
 import { egressCarve } from "./egress";
 import { wholeFrameCarve } from "./wholeframe";
+import { groCarve } from "../offload/gro";
 import * as st from "./state";
 
 let initialised = false;
@@ -37,7 +38,7 @@ export function init(batch: u32, slotSize: u32, tbl8Groups: u32, maxNexthops: u3
   const byAddr = htCreate(maxPeers * 2);
   if (neigh == 0 || fdb == 0 || byAddr == 0) return E_NO_MEMORY;
   st.setHashTables(neigh, fdb, byAddr);
-  if (!ingestCarve() || !egressCarve() || !wholeFrameCarve()) return E_NO_MEMORY;
+  if (!ingestCarve() || !egressCarve() || !wholeFrameCarve() || !groCarve()) return E_NO_MEMORY;
   initialised = true;
   return OK;
 }

@@ -33,8 +33,20 @@ export type RawExports = Record<string, any> & { memory: WebAssembly.Memory };
 
 const moduleCache = new Map<string, WebAssembly.Module>();
 
-/** Instantiate a fresh, independent copy of the data path (own memory, own tables). */
-export function instantiateDataplane(kind: BuildKind = "release", path = wasmPath(kind)): RawExports {
+/** Pages of the data path's memory: what the module starts with and at most (asconfig.json). */
+export const MEMORY_INITIAL_PAGES = 16;
+export const MEMORY_MAX_PAGES = 65536;
+
+/** A memory for the data path (the threads build imports one): shared, so
+ *  several instances (workers) can use it at once, each carving its own
+ *  regions from it, one carving the connection table the others attach to. */
+export function createDataplaneMemory(): WebAssembly.Memory {
+  return new WebAssembly.Memory({ initial: MEMORY_INITIAL_PAGES, maximum: MEMORY_MAX_PAGES, shared: true });
+}
+
+/** Instantiate a copy of the data path: its own tables, in a fresh memory of
+ *  its own, or in `memory` (createDataplaneMemory) beside other instances. */
+export function instantiateDataplane(kind: BuildKind = "release", path = wasmPath(kind), memory?: WebAssembly.Memory): RawExports {
   let mod = moduleCache.get(path);
   if (!mod) {
     try {
@@ -44,8 +56,10 @@ export function instantiateDataplane(kind: BuildKind = "release", path = wasmPat
     }
     moduleCache.set(path, mod);
   }
+  const imported = WebAssembly.Module.imports(mod).some((i) => i.module === "env" && i.name === "memory" && i.kind === "memory");
   const instance = new WebAssembly.Instance(mod, {
     env: {
+      ...(imported ? { memory: memory ?? createDataplaneMemory() } : {}),
       // AssemblyScript calls abort() on a failed assertion or an explicit throw.
       // The data path never throws; reaching this is a bug worth a loud error.
       abort(msgPtr: number, filePtr: number, line: number, col: number) {
