@@ -107,6 +107,7 @@ export const C_NAT_SNAT_NEW: u32 = 64; // flows masqueraded
 export const C_NAT_DNAT_NEW: u32 = 65; // service flows (DNAT, or DNAT + SNAT for hairpin/NodePort)
 export const C_NAT_TRANSLATED: u32 = 66; // packets rewritten by a flow
 export const C_NAT_ICMP_TRANSLATED: u32 = 67; // ICMP errors translated back, embedded header included
+export const C_NAT_REPLY_TRANSLATED: u32 = 68; // of C_NAT_TRANSLATED: packets of a flow's reply direction
 export const C_PMTU_LOWERED: u32 = 78; // a peer's path MTU lowered by an ICMP fragmentation-needed from the underlay
 export const C_PMTU_IGNORED: u32 = 79; // fragmentation-needed about our address that did not match (forged, stray, not lower)
 export const COUNTER_COUNT: u32 = 80;

@@ -125,6 +125,28 @@ describe.skipIf(!isRoot)("NAT across namespaces (Hand CNI-3/4/5)", () => {
     expect(ping).toContain("2 received");
   });
 
+  it("NAT on every queue: two workers per node share one table; a flow's directions translated by different workers arrive intact", () => {
+    type Row = { nat_translated_packets: string | number; nat_reply_packets: string | number };
+    const queues = () => (JSON.parse(show(1, "stats")) as { queues: Row[] }).queues
+      .map((q) => ({ reply: BigInt(q.nat_reply_packets), orig: BigInt(q.nat_translated_packets) - BigInt(q.nat_reply_packets) }));
+    expect(queues()).toHaveLength(2);
+    for (const n of [1, 2, 3]) expect(JSON.parse(show(n, "status")).queues, `worker${n}`).toBe(2);
+    // Flows one at a time, each counted per worker by direction, until one
+    // had its original direction translated by one worker and its replies
+    // by the other (with a table per worker, its answers would find no flow).
+    let split = -1;
+    for (let i = 0; i < 16 && split < 0; i++) {
+      const before = queues();
+      const r = connect("pod1", OUTSIDE.address, 5001, 256 << 10, 400 + i);
+      expect(r.reply.n).toBe(256 << 10);
+      expect(r.reply.sha).toBe(r.sha);
+      const d = queues().map((a, q) => ({ orig: a.orig - before[q].orig, reply: a.reply - before[q].reply }));
+      if (d.some((x, q) => x.orig > 0n && d.some((y, p) => p !== q && y.reply > 0n))) split = i;
+    }
+    expect(split, "no flow of 16 had its two directions on different workers").toBeGreaterThanOrEqual(0);
+    console.log(`NAT on every queue: flow ${split + 1} of up to 16 had its directions translated by different workers`);
+  });
+
   it("show conntrack lists the masqueraded flow like conntrack -L", () => {
     connect("pod1", OUTSIDE.address, 5001, 1000, 2);
     const text = cluster.exec("w1", [process.execPath, CLI, "show", "conntrack"]);

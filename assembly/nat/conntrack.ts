@@ -70,7 +70,22 @@
 // ctCreate, for a clashing tuple) reap it on sight, as nf_conntrack's lookup
 // does; plain ctLookup does not look at time.
 //
-// Concurrency: one instance per worker thread; all calls from that thread.
+// Concurrency: the table may be shared by every worker. The threads build
+// runs each worker's instance on one shared memory; one instance carves the
+// table (ctSetup) and the others attach to it (ctAttach(ctHeader())). What
+// changes as flows come and go (flows live, the high-water mark, the free
+// list, the clock hand) is kept in the table's header in memory, next to a
+// lock word, not in an instance's globals; what does not (where the regions
+// are, their sizes, the hash seed) each instance copies once. Every caller
+// takes the lock around a whole operation (the data path per packet,
+// pipeline/nat.ts; the control plane around each bounded step: expiry,
+// flushes, dumps), so the table is only ever changed by one worker at a
+// time, as nf_conntrack's insert and delete are under a spinlock (its
+// lookups are RCU; ours wait their turn, the hold time being one packet's
+// lookup and rewrite). ctLock takes a ticket and spins briefly, then
+// sleeps (memory.atomic.wait32) until an unlock wakes it; tickets serve the
+// workers in the order they came (see ctLock).
+// Without the threads feature (the fuzz build) the lock is a no-op.
 import { carve, regionsEnd } from "../layout";
 import { E_FULL, E_NOT_FOUND, E_NOT_INIT, E_NO_MEMORY, E_RANGE, OK } from "../abi";
 import { mix64 } from "../tables/hash";
@@ -162,14 +177,30 @@ export const F_NEXT: usize = 36;
 // Key comparison: the slot's second u64 is ports (low 32) | ref (bits 32..55) | proto (56..63).
 const KEY1_MASK: u64 = 0xff000000ffffffff;
 
+// The header: H_SIZE bytes carved first by ctSetup. The changing state,
+// then what ctAttach copies, then (on a cache line of its own) the lock.
+const H_LIVE: usize = 4; // records in use (expired ones not yet reaped included)
+const H_HIGH: usize = 8; // records ever handed out: the hand scans [0, high)
+const H_FREE: usize = 12; // head of the free list, NONE when empty
+const H_HAND: usize = 16; // where the clock hand looks next
+const H_MAX: usize = 20;
+const H_NSLOTS: usize = 24;
+const H_FLOWS: usize = 28;
+const H_SLOTS: usize = 32;
+const H_STATS: usize = 36;
+const H_TIMEOUTS: usize = 40;
+const H_SEED0: usize = 48;
+const H_SEED1: usize = 56;
+const H_TICKET: usize = 64; // i32: the next ticket to hand out
+const H_SERVING: usize = 68; // i32: the ticket that holds the lock
+const H_WAITERS: usize = 72; // i32: lockers asleep in wait32 (unlock wakes them only then)
+const H_SIZE: usize = 128;
+
+let hdr: usize = 0;
 let flows: usize = 0;
 let slots: usize = 0;
 let nSlots: u32 = 0;
 let maxFlows: u32 = 0;
-let live: u32 = 0; // records in use (expired ones not yet reaped included)
-let high: u32 = 0; // records ever handed out: the hand scans [0, high)
-let freeHead: u32 = NONE;
-let hand: u32 = 0;
 let seed0: u64 = 0;
 let seed1: u64 = 0;
 let stats: usize = 0;
@@ -187,28 +218,96 @@ export function ctSetup(max: u32): i32 {
   const n = max * SLOTS_PER_FLOW;
   const flowBytes = <usize>max * CT_FLOW_SIZE;
   const slotBytes = <usize>n * SLOT;
-  const extra: u64 = <u64>CT_STAT_COUNT * 8 + <u64>CT_TO_COUNT * 4 + 3 * 64;
+  const extra: u64 = <u64>H_SIZE + <u64>CT_STAT_COUNT * 8 + <u64>CT_TO_COUNT * 4 + 4 * 64;
   // carve() does not guard its own arithmetic; keep everything below 4 GiB.
   if (<u64>flowBytes + <u64>slotBytes + extra > <u64>(<usize>0xffffffff - regionsEnd())) return E_NO_MEMORY;
+  const h = carve(H_SIZE);
   const st = carve(<usize>CT_STAT_COUNT * 8);
   const to = carve(<usize>CT_TO_COUNT * 4);
   const f = carve(flowBytes);
   const s = carve(slotBytes);
-  if (st == 0 || to == 0 || f == 0 || s == 0) return E_NO_MEMORY;
-  stats = st;
-  timeouts = to;
-  flows = f;
-  slots = s;
-  nSlots = n;
-  maxFlows = max;
-  live = 0;
-  high = 0;
-  freeHead = NONE;
-  hand = 0;
-  carvedBytes = flowBytes + slotBytes;
+  if (h == 0 || st == 0 || to == 0 || f == 0 || s == 0) return E_NO_MEMORY;
+  store<u32>(h + H_FREE, NONE);
+  store<u32>(h + H_MAX, max);
+  store<u32>(h + H_NSLOTS, n);
+  store<u32>(h + H_FLOWS, <u32>f);
+  store<u32>(h + H_SLOTS, <u32>s);
+  store<u32>(h + H_STATS, <u32>st);
+  store<u32>(h + H_TIMEOUTS, <u32>to);
+  store<u64>(h + H_SEED0, seed0);
+  store<u64>(h + H_SEED1, seed1);
+  attachTo(h);
   setDefaultTimeouts();
   return OK;
 }
+
+/** Copy where the table's regions are from header `h` into this instance. */
+function attachTo(h: usize): void {
+  stats = <usize>load<u32>(h + H_STATS);
+  timeouts = <usize>load<u32>(h + H_TIMEOUTS);
+  flows = <usize>load<u32>(h + H_FLOWS);
+  slots = <usize>load<u32>(h + H_SLOTS);
+  nSlots = load<u32>(h + H_NSLOTS);
+  maxFlows = load<u32>(h + H_MAX);
+  seed0 = load<u64>(h + H_SEED0);
+  seed1 = load<u64>(h + H_SEED1);
+  carvedBytes = <usize>maxFlows * CT_FLOW_SIZE + (<usize>nSlots << 4);
+  hdr = h;
+}
+
+/** Where this instance's table header is (0: no table): the address another
+ *  instance on the same (shared) memory attaches to. */
+export function ctHeader(): usize {
+  return hdr;
+}
+
+/** Use the table whose header is at `h` (ctHeader() of the instance that
+ *  set it up, on this same shared memory) instead of carving one: its
+ *  flows, timeouts, counters and hash seed. Returns OK, or E_RANGE when
+ *  this instance has a table already or `h` holds none. Init-time only. */
+export function ctAttach(h: usize): i32 {
+  if (hdr != 0 || h == 0 || <u64>h + H_SIZE > (<u64>memory.size() << 16)) return E_RANGE;
+  const max = load<u32>(h + H_MAX);
+  if (max == 0 || max > CT_MAX_FLOWS || load<u32>(h + H_NSLOTS) != max * SLOTS_PER_FLOW) return E_RANGE;
+  attachTo(h);
+  return OK;
+}
+
+/** Take the table's lock (see the file comment): every operation on a
+ *  shared table runs between ctLock and ctUnlock. Not re-entrant. A ticket
+ *  lock: lockers are served in the order they came, so a worker that
+ *  re-locks at once (a dump walking the table step by step) cannot starve
+ *  another (an unfair test-and-set lock let one wait over a second). A
+ *  waiter spins a little, then sleeps in wait32 until unlock wakes it (or
+ *  50 µs pass). */
+export function ctLock(): void {
+  if (!ASC_FEATURE_THREADS || hdr == 0) return;
+  const mine = atomic.add<i32>(hdr + H_TICKET, 1);
+  let spins: u32 = 0;
+  while (atomic.load<i32>(hdr + H_SERVING) != mine) {
+    if (++spins < 128) continue;
+    spins = 0;
+    atomic.add<i32>(hdr + H_WAITERS, 1);
+    const now = atomic.load<i32>(hdr + H_SERVING);
+    if (now != mine) memory.atomic.wait32(hdr + H_SERVING, now, 50_000);
+    atomic.sub<i32>(hdr + H_WAITERS, 1);
+  }
+}
+
+export function ctUnlock(): void {
+  if (!ASC_FEATURE_THREADS || hdr == 0) return;
+  atomic.add<i32>(hdr + H_SERVING, 1);
+  // A waiter counts itself before it reads H_SERVING and sleeps, so either
+  // it is seen here and woken, or it sees the new turn and does not sleep.
+  if (atomic.load<i32>(hdr + H_WAITERS) != 0) atomic.notify(hdr + H_SERVING, -1);
+}
+
+@inline function getLive(): u32 { return load<u32>(hdr + H_LIVE); }
+@inline function setLive(v: u32): void { store<u32>(hdr + H_LIVE, v); }
+@inline function getHigh(): u32 { return hdr == 0 ? 0 : load<u32>(hdr + H_HIGH); }
+@inline function setHigh(v: u32): void { store<u32>(hdr + H_HIGH, v); }
+@inline function getFree(): u32 { return load<u32>(hdr + H_FREE); }
+@inline function setFree(v: u32): void { store<u32>(hdr + H_FREE, v); }
 
 function setDefaultTimeouts(): void {
   // nf_conntrack defaults (net.netfilter.nf_conntrack_*_timeout*), but ESTABLISHED.
@@ -249,9 +348,13 @@ export function ctTimeout(which: u32): u32 {
  *  outside; the control plane draws it at random for every table. Only while
  *  the table is empty, since every home slot moves: OK, E_RANGE otherwise. */
 export function ctSetHashSeed(s0: u64, s1: u64): i32 {
-  if (live != 0) return E_RANGE;
+  if (hdr != 0 && getLive() != 0) return E_RANGE;
   seed0 = s0;
   seed1 = s1;
+  if (hdr != 0) {
+    store<u64>(hdr + H_SEED0, s0);
+    store<u64>(hdr + H_SEED1, s1);
+  }
   return OK;
 }
 
@@ -355,7 +458,7 @@ function removeSlot(found: u32): void {
 }
 
 @inline function isUsed(f: u32): bool {
-  return f < high && (<u32>load<u8>(flowPtr(f), F_FLAGS) & CT_F_USED) != 0;
+  return f < getHigh() && (<u32>load<u8>(flowPtr(f), F_FLAGS) & CT_F_USED) != 0;
 }
 
 /** Deadline reached: wrap-safe, so a u32 seconds clock may roll over. */
@@ -371,9 +474,9 @@ function release(f: u32): void {
   const sr = findSlot(replyKey0(r), replyKey1(r));
   if (sr >= 0) removeSlot(<u32>sr);
   memory.fill(r, 0, CT_FLOW_SIZE);
-  store<u32>(r, freeHead, F_NEXT);
-  freeHead = f;
-  live--;
+  store<u32>(r, getFree(), F_NEXT);
+  setFree(f);
+  setLive(getLive() - 1);
 }
 
 @inline function timeoutFor(r: usize): u32 {
@@ -509,16 +612,16 @@ export function ctCreate(proto: u32, oSrc: u32, oDst: u32, oSport: u32, oDport: 
     statAdd(CT_STAT_CLASH);
     return E_CT_CLASH;
   }
-  if (live >= maxFlows && !evictNear(homeOf(ok0, ok1), now)) {
+  if (getLive() >= maxFlows && !evictNear(homeOf(ok0, ok1), now)) {
     statAdd(CT_STAT_INSERT_FAILED);
     return E_FULL;
   }
-  let f: u32;
-  if (freeHead != NONE) {
-    f = freeHead;
-    freeHead = load<u32>(flowPtr(f), F_NEXT);
+  let f = getFree();
+  if (f != NONE) {
+    setFree(load<u32>(flowPtr(f), F_NEXT));
   } else {
-    f = high++;
+    f = getHigh();
+    setHigh(f + 1);
   }
   const r = flowPtr(f);
   store<u32>(r, oSrc, F_OSRC);
@@ -537,7 +640,7 @@ export function ctCreate(proto: u32, oSrc: u32, oDst: u32, oSport: u32, oDport: 
   refresh(r, now);
   insertSlot(ok0, ok1, (f << 1) + 1);
   insertSlot(rk0, rk1, ((f << 1) | 1) + 1);
-  live++;
+  setLive(getLive() + 1);
   statAdd(CT_STAT_INSERTS);
   return <i32>f;
 }
@@ -630,10 +733,11 @@ export function ctDelete(f: u32): i32 {
  *  stopped and wraps over the records ever used. Returns how many it
  *  reaped. Bounded work, so the data path can call it every batch. */
 export function ctExpire(now: u32, budget: u32): u32 {
+  const high = getHigh();
   if (high == 0) return 0;
   let n: u32 = 0;
   if (budget > high) budget = high;
-  let h = hand;
+  let h = load<u32>(hdr + H_HAND);
   for (let k: u32 = 0; k < budget; k++) {
     const r = flowPtr(h);
     if ((<u32>load<u8>(r, F_FLAGS) & CT_F_USED) != 0 && isExpired(r, now)) {
@@ -643,7 +747,7 @@ export function ctExpire(now: u32, budget: u32): u32 {
     h++;
     if (h >= high) h = 0;
   }
-  hand = h;
+  store<u32>(hdr + H_HAND, h);
   const sp = stats + (<usize>CT_STAT_EXPIRED << 3);
   store<u64>(sp, load<u64>(sp) + <u64>n);
   return n;
@@ -663,6 +767,7 @@ export function ctExpire(now: u32, budget: u32): u32 {
 export function ctFlushBackends(proto: u32, list: usize, n: u32, from: u32, budget: u32): i32 {
   flushed = 0;
   if (<u64>list + (<u64>n << 4) > (<u64>memory.size() << 16)) return E_RANGE;
+  const high = getHigh();
   let end = <u64>from + <u64>budget;
   if (end > <u64>high) end = <u64>high;
   for (let f = from; <u64>f < end; f++) {
@@ -702,7 +807,14 @@ export function ctFlushed(): u32 { return flushed; }
 // --- introspection ---------------------------------------------------------------
 
 /** Flows tracked (including expired ones not reaped yet). */
-export function ctCount(): u32 { return live; }
+export function ctCount(): u32 { return hdr == 0 ? 0 : getLive(); }
+
+/** ctCount without the lock (a hint, e.g. "no flows at all", taken before
+ *  deciding to lock): atomic, so never torn. */
+export function ctCountHint(): u32 {
+  if (hdr == 0) return 0;
+  return ASC_FEATURE_THREADS ? atomic.load<u32>(hdr + H_LIVE) : getLive();
+}
 
 /** Flows the table holds at most (the ctSetup argument). */
 export function ctCapacity(): u32 { return maxFlows; }
@@ -722,6 +834,7 @@ export function ctStat(i: u32): u64 {
 /** Dump iterator: the first flow index >= `i` in use, or -1.
  *  for (f = ctEntryAt(0); f >= 0; f = ctEntryAt(f + 1)) read ctFlowPtr(f). */
 export function ctEntryAt(i: u32): i32 {
+  const high = getHigh();
   for (let f = i; f < high; f++) {
     if ((<u32>load<u8>(flowPtr(f), F_FLAGS) & CT_F_USED) != 0) return <i32>f;
   }
@@ -742,10 +855,10 @@ export function ctHomeSlot(proto: u32, src: u32, dst: u32, sport: u32, dport: u3
 }
 
 /** Where the clock hand will look next (tests, `show conntrack` stats). */
-export function ctHand(): u32 { return hand; }
+export function ctHand(): u32 { return hdr == 0 ? 0 : load<u32>(hdr + H_HAND); }
 
 /** Records ever handed out: the range the clock hand covers. */
-export function ctHighWater(): u32 { return high; }
+export function ctHighWater(): u32 { return getHigh(); }
 
 // --- SNAT source ports --------------------------------------------------------------
 

@@ -29,7 +29,7 @@ import {
 } from "../wire/ipv4";
 import { ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_ID, icmpIsError } from "../wire/icmp";
 import {
-  C_NAT_DNAT_NEW, C_NAT_ICMP_TRANSLATED, C_NAT_SNAT_NEW, C_NAT_TRANSLATED, E_FULL, E_RANGE, NH_DIRECT, NH_LOCAL, OK,
+  C_NAT_DNAT_NEW, C_NAT_ICMP_TRANSLATED, C_NAT_REPLY_TRANSLATED, C_NAT_SNAT_NEW, C_NAT_TRANSLATED, E_FULL, E_RANGE, NH_DIRECT, NH_LOCAL, OK,
   R_CT_FULL, R_CT_INVALID, R_NAT_FRAGMENT, R_NAT_NO_FLOW, R_NAT_NO_PORT, R_SVC_NO_BACKEND, R_TRUNCATED,
 } from "../abi";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
@@ -38,7 +38,7 @@ import { nhKind } from "./peers";
 import { drop } from "./verdict";
 import { replyIcmpError } from "./icmperr";
 import {
-  ctCount, ctCreate, ctDelete, ctFlowPtr, ctLookupLive, ctTouch, ctUpdateTcp, natAllocPort, natSetPortRange,
+  ctCount, ctCountHint, ctCreate, ctDelete, ctLock, ctUnlock, ctFlowPtr, ctLookupLive, ctTouch, ctUpdateTcp, natAllocPort, natSetPortRange,
   CT_DIR_ORIG, CT_DIR_REPLY, CT_NAT_BOTH, CT_NAT_DNAT, CT_NAT_SNAT, CT_TCP_INVALID, F_ODPORT, F_ODST, F_OSPORT, F_OSRC,
   F_RDPORT, F_RDST, F_RSPORT, F_RSRC,
 } from "../nat/conntrack";
@@ -105,6 +105,16 @@ export function natPodSide(m: usize, slot: usize, off: u32, p: usize, len: u32, 
   // (outside, a ClusterIP), the node or the SNAT address. Skipping the
   // conntrack probe keeps NAT's cost off the pod-to-pod path.
   if (!steered && nh != LPM_MISS && !isFrontend(p, len, dst)) return NAT_PASS;
+  // The connection table may be shared with the other workers: one packet's
+  // lookup, create and rewrite at a time (nat/conntrack.ts).
+  ctLock();
+  const r = podSideTracked(m, slot, off, p, len, nh, dst, steered);
+  ctUnlock();
+  return r;
+}
+
+/** natPodSide past its fast path, with the table's lock held. */
+function podSideTracked(m: usize, slot: usize, off: u32, p: usize, len: u32, nh: u32, dst: u32, steered: bool): u32 {
   const r = trackExisting(m, p, len);
   if (r != NAT_PASS) return r;
   const proto = ipProto(p);
@@ -153,8 +163,11 @@ export function natPodSide(m: usize, slot: usize, off: u32, p: usize, len: u32, 
  *  answers of DNAT'd flows whose backends are elsewhere, and of hairpin or
  *  NodePort flows), and ICMP errors about them. Returns NAT_* bits. */
 export function natUnderlaySide(m: usize, p: usize, len: u32): u32 {
-  if (!natOn || ctCount() == 0) return NAT_PASS;
-  return trackExisting(m, p, len);
+  if (!natOn || ctCountHint() == 0) return NAT_PASS;
+  ctLock();
+  const r = trackExisting(m, p, len);
+  ctUnlock();
+  return r;
 }
 
 /** A TCP/UDP packet (not a later fragment, ports present) to a service frontend. */
@@ -204,7 +217,7 @@ function trackExisting(m: usize, p: usize, len: u32): u32 {
   } else if (proto == PROTO_ICMP) {
     if (l4len < 8) return NAT_PASS;
     const type = <u32>load<u8>(l4);
-    if (icmpIsError(type)) return translateIcmpError(p, len) ? NAT_TRANSLATED : NAT_PASS;
+    if (icmpIsError(type)) return icmpErrorBack(p, len) ? NAT_TRANSLATED : NAT_PASS;
     if (!isEcho(type)) return NAT_PASS;
     sport = ld16(l4 + ICMP_ID);
   } else {
@@ -221,6 +234,7 @@ function trackExisting(m: usize, p: usize, len: u32): u32 {
     return NAT_DONE;
   }
   count(C_NAT_TRANSLATED);
+  if (dir == CT_DIR_REPLY) count(C_NAT_REPLY_TRANSLATED);
   return NAT_TRANSLATED;
 }
 
@@ -312,6 +326,14 @@ function newMasqFlow(m: usize, p: usize, len: u32, proto: u32, src: u32, dst: u3
  *  the outer source, as nf_nat does). Returns false when the error is about
  *  no tracked flow or cannot be translated (it is left unchanged). */
 export function translateIcmpError(p: usize, len: u32): bool {
+  ctLock();
+  const r = icmpErrorBack(p, len);
+  ctUnlock();
+  return r;
+}
+
+/** translateIcmpError with the table's lock held. */
+function icmpErrorBack(p: usize, len: u32): bool {
   const hl = ipHeaderLen(p);
   if (len < hl + 8 + 20 + 8) return false;
   const e = p + hl + 8;

@@ -140,12 +140,11 @@ export const DEFAULT_MAX_QUEUES = 4;
 
 /** Tun queues and data-path workers for this config, and why: node.device.queues,
  *  by default the cores this process may use, at most DEFAULT_MAX_QUEUES (each
- *  worker holds its own tables, about 100 MB); always 1 when NAT is on (once
- *  translated, a flow's two directions may reach different queues, and each
- *  worker has its own connection table). A flow stays on one worker: see
- *  src/io/steer.ts. */
+ *  worker holds its own tables, about 100 MB). With NAT the workers share one
+ *  connection table (src/daemon/lanes.ts), so a flow's two directions may be
+ *  translated by different workers. A flow stays on one worker where it can:
+ *  see src/io/steer.ts. */
 export function queueCount(config: Config): { queues: number; why: string } {
-  if (config.nat.enabled) return { queues: 1, why: "NAT is on" };
   if (config.node.device.queues !== undefined) return { queues: config.node.device.queues, why: "node.device.queues" };
   const cores = availableParallelism();
   return { queues: Math.min(cores, DEFAULT_MAX_QUEUES), why: `${cores} cores, at most ${DEFAULT_MAX_QUEUES} by default` };

@@ -502,9 +502,6 @@ function crossCheckAdmin(c: Shape, issue: (path: (string | number)[], message: s
 }
 
 function crossCheckNat(c: Shape, issue: (path: (string | number)[], message: string) => void): void {
-  if ((c.node.device.queues ?? 1) > 1 && (c.nat.masquerade || c.services.length > 0)) {
-    issue(["node", "device", "queues"], `${c.node.device.queues} queues with NAT on: the two directions of a flow may reach different queues, and each queue's worker has its own connection table; use 1`);
-  }
   const [pmin, pmax] = c.nat.portRange;
   if (pmin > pmax) issue(["nat", "portRange"], `[${pmin}, ${pmax}]: min is above max`);
   const pod = c.node.podCIDR;

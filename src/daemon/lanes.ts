@@ -14,6 +14,7 @@ import { testHooksEnabled } from "../control/admin.js";
 import type { ConntrackStats, PmtuUpdate } from "../dataplane/dataplane.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
 import { closeQuiet } from "../io/libc.js";
+import { createDataplaneMemory } from "../dataplane/wasm.js";
 import { openIcmpRecvSocket, openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/sockets.js";
 import { attachSteering } from "../io/steer.js";
 import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
@@ -69,10 +70,18 @@ export class LanePool {
 
   /** Start one lane per tun queue with `tables`. Throws when a worker fails to come up (the caller stops the pool). */
   async start(c: Config, underlayAddr: number, dev: LaneDevices, tables: () => DataplaneTables): Promise<void> {
-    for (let q = 0; q < dev.tuns.length; q++) await this.startLane(q, c, underlayAddr, dev, tables);
+    // Several lanes: one shared memory, lane 0's connection table everyone's
+    // (a flow's two directions may reach different lanes once translated).
+    const shared = dev.tuns.length > 1 ? { memory: createDataplaneMemory(), ctHeader: 0 } : undefined;
+    for (let q = 0; q < dev.tuns.length; q++) {
+      const ctHeader = await this.startLane(q, c, underlayAddr, dev, tables, shared && { memory: shared.memory, attach: q > 0 ? shared.ctHeader : undefined });
+      if (shared && q === 0) shared.ctHeader = ctHeader;
+    }
   }
 
-  private async startLane(q: number, c: Config, underlayAddr: number, dev: LaneDevices, tables: () => DataplaneTables): Promise<void> {
+  /** Start lane `q`; resolves with its connection table's header (0: none). */
+  private async startLane(q: number, c: Config, underlayAddr: number, dev: LaneDevices, tables: () => DataplaneTables,
+    lanesShare?: { memory: WebAssembly.Memory; attach?: number }): Promise<number> {
     const lanes = dev.tuns.length;
     const shared = lanes > 1;
     const underlay = u32ToIp(underlayAddr);
@@ -127,6 +136,8 @@ export class LanePool {
       // Carved once: enabling NAT by a reload needs no restart; resizing does.
       natMaxFlows: c.nat.conntrack.maxFlows,
       natHashSeed: this.deps.natHashSeed,
+      memory: lanesShare?.memory,
+      natAttach: lanesShare?.attach || undefined,
       gsoFds,
       gsoDfFds,
       gsoTap: dev.gsoTaps[q] ? { fd: dev.gsoTaps[q].fd, mac: dev.gsoTapMac } : undefined,
@@ -141,9 +152,9 @@ export class LanePool {
     // once its loop runs, after the tables it started with.
     this.lanes.push(lane);
     worker.on("error", (e) => this.deps.log.error({ err: e, queue: q }, "data-path worker crashed"));
-    await new Promise<void>((resolve, reject) => {
+    const ctHeader = await new Promise<number>((resolve, reject) => {
       const onMsg = (m: FromWorker) => {
-        if (m.type === "ready") resolve();
+        if (m.type === "ready") resolve(m.ctHeader);
         else if (m.type === "fatal") reject(new Error("data-path worker failed: " + m.message));
       };
       port1.on("message", onMsg);
@@ -154,6 +165,7 @@ export class LanePool {
     worker.on("exit", (code) => {
       if (this.lanes.includes(lane)) this.deps.onFatal(`data-path worker ${q} exited (code ${code})`);
     });
+    return ctHeader;
   }
 
   private onWorker(m: FromWorker, lane: Lane): void {

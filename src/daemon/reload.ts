@@ -188,10 +188,6 @@ export class Reloads {
       if (e instanceof MtuError) return fail([e.message]);
       throw e;
     }
-    const queues = pool.lanes.length;
-    if (derived.nat.enabled && queues > 1) {
-      return fail([`NAT needs one tun queue and this overlayd runs ${queues}: set node.device.queues: 1 and restart overlayd`]);
-    }
     lap("validate", t0);
     // 2. plan: everything that can fail without touching the node
     const t1 = performance.now();

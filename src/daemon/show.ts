@@ -41,5 +41,7 @@ export function queueRows(lanes: readonly Lane[]) {
   return lanes.map((l, q) => ({
     queue: q, rx_pod_packets: l.counters.rx_pod_packets ?? 0n, rx_vxlan_packets: l.counters.rx_vxlan_packets ?? 0n,
     rx_ipip_packets: l.counters.rx_ipip_packets ?? 0n, to_device_packets: l.counters.to_device_packets ?? 0n,
+    // Which worker translated which direction (the queues share one connection table).
+    nat_translated_packets: l.counters.nat_translated_packets ?? 0n, nat_reply_packets: l.counters.nat_reply_packets ?? 0n,
   }));
 }

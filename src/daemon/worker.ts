@@ -36,6 +36,11 @@ export interface WorkerConfig {
   natMaxFlows?: number;
   /** 16 random bytes keying the conntrack hash (drawn by the daemon at start). */
   natHashSeed?: Uint8Array;
+  /** The memory every lane's WASM instance shares (several lanes): each
+   *  carves its own tables in it, and lane 0's connection table is everyone's. */
+  memory?: WebAssembly.Memory;
+  /** Lanes after the first: lane 0's connection table (its ctHeader) to attach to. */
+  natAttach?: number;
   /** UDP GSO/GRO on the underlay (with offloads): sockets VXLAN leaves from
    *  (one per outer source port); the VXLAN socket has UDP_GRO on. */
   gsoFds?: number[];
@@ -70,7 +75,7 @@ export type ToWorker =
   /** Path MTUs another lane learnt (peer underlay addresses, host order). */
   | { type: "pmtu"; updates: { peer: number; mtu: number }[]; ttlMs: number };
 export type FromWorker =
-  | { type: "ready" }
+  | { type: "ready"; ctHeader: number }
   /** `next`: the cursor of the next page, -1 at the end; `turns`: loop turns the page took. */
   | { type: "conntrack"; id: number; now: number; flows: FlowRecord[]; stats: ConntrackStats | undefined; next: number; turns: number }
   | { type: "ctFilled"; id: number; made: number }
@@ -121,13 +126,13 @@ const POLL_MS = 50;
 
 /** The data path of this lane: the WASM instance with its first tables. */
 function startDataplane(cfg: WorkerConfig, port: MessagePort): { dp: Dataplane; state: TableState } {
-  const dp = new Dataplane({ batch: cfg.batch, slotSize: cfg.slotSize, tbl8Groups: cfg.tbl8Groups });
+  const dp = new Dataplane({ batch: cfg.batch, slotSize: cfg.slotSize, tbl8Groups: cfg.tbl8Groups, memory: cfg.memory });
   const state = new TableState(dp);
   // Like Linux's icmp_msgs_per_sec / icmp_msgs_burst: a router must not let
   // a flood of bad packets turn into a flood of ICMP errors (RFC 1812 4.3.2.8).
   dp.setClock(Date.now());
   dp.setIcmpRateLimit(1000, 50);
-  if ((cfg.natMaxFlows ?? 0) > 0) dp.natSetup({ maxFlows: cfg.natMaxFlows!, hashSeed: cfg.natHashSeed });
+  if ((cfg.natMaxFlows ?? 0) > 0) dp.natSetup({ maxFlows: cfg.natMaxFlows!, hashSeed: cfg.natHashSeed, attach: cfg.natAttach });
   dp.setNow(nowSec());
   const first = state.apply(cfg.tables);
   if (first.errors.length) port.postMessage({ type: "applied", id: 0, ...first } satisfies FromWorker);
@@ -285,9 +290,12 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   const ctx = ioContext(cfg, dp);
   const dev = openDevice(cfg, ctx);
   const bind = openBind(cfg, ctx, dev);
-  const control = new Control(dp, state, port, ctx.stats, ctx.errors, (cfg.natMaxFlows ?? 0) > 0, cfg.testHooks === true);
+  // The lane that carved the connection table answers for it (stats, dumps,
+  // flushes); lanes attached to it have nothing of their own to report.
+  const ownsTable = (cfg.natMaxFlows ?? 0) > 0 && cfg.natAttach === undefined;
+  const control = new Control(dp, state, port, ctx.stats, ctx.errors, ownsTable, cfg.testHooks === true);
   const lane = new Lane(cfg, port, dp, ctx, dev, bind, control);
-  port.postMessage({ type: "ready" } satisfies FromWorker);
+  port.postMessage({ type: "ready", ctHeader: dp.ctHeader } satisfies FromWorker);
   lane.run();
 }
 

@@ -76,6 +76,7 @@ export const C_NAT_SNAT_NEW = 64; // flows masqueraded
 export const C_NAT_DNAT_NEW = 65; // service flows (DNAT, or DNAT + SNAT for hairpin/NodePort)
 export const C_NAT_TRANSLATED = 66; // packets rewritten by a flow
 export const C_NAT_ICMP_TRANSLATED = 67; // ICMP errors translated back, embedded header included
+export const C_NAT_REPLY_TRANSLATED = 68; // of C_NAT_TRANSLATED: packets of a flow's reply direction
 export const C_PMTU_LOWERED = 78; // a peer's path MTU lowered by an ICMP fragmentation-needed from the underlay
 export const C_PMTU_IGNORED = 79; // fragmentation-needed about our address that did not match (forged, stray, not lower)
 export const COUNTER_COUNT = 80;
@@ -117,5 +118,6 @@ export const COUNTER_NAMES: Record<string, number> = {
   reply_packets: C_REPLY_PKTS, batches: C_BATCHES,
   nat_snat_flows: C_NAT_SNAT_NEW, nat_dnat_flows: C_NAT_DNAT_NEW,
   nat_translated_packets: C_NAT_TRANSLATED, nat_icmp_translated: C_NAT_ICMP_TRANSLATED,
+  nat_reply_packets: C_NAT_REPLY_TRANSLATED,
   pmtu_lowered: C_PMTU_LOWERED, pmtu_ignored: C_PMTU_IGNORED,
 };

@@ -19,6 +19,10 @@ export interface DataplaneOptions {
   maxPeers?: number;
   neighCapacity?: number;
   fdbCapacity?: number;
+  /** A memory shared with other instances (createDataplaneMemory): each
+   *  carves its own tables from it, and they may share one connection
+   *  table (natSetup's `attach`). Default: a memory of its own. */
+  memory?: WebAssembly.Memory;
 }
 
 export type DeviceMode = "tun" | "tap";
@@ -56,6 +60,10 @@ export interface NatSetup {
   maxBackends?: number;
   /** 16 bytes keying the conntrack hash; default: crypto.randomBytes(16). */
   hashSeed?: Uint8Array;
+  /** Use the connection table of another instance on the same shared memory
+   *  (its `ctHeader`) instead of carving one: `maxFlows` and `hashSeed` are
+   *  then that table's. */
+  attach?: number;
 }
 
 /** Conntrack timeouts in seconds, by the names of nat.conntrack.timeouts. */
@@ -186,7 +194,7 @@ export class Dataplane {
   private viewDv: DataView;
 
   constructor(opts: DataplaneOptions = {}) {
-    this.raw = instantiateDataplane(opts.kind ?? "release");
+    this.raw = instantiateDataplane(opts.kind ?? "release", undefined, opts.memory);
     this.batch = opts.batch ?? 256;
     this.slotSize = opts.slotSize ?? 2048;
     const maxPeers = opts.maxPeers ?? MAX_PEERS;
@@ -242,15 +250,40 @@ export class Dataplane {
    *  table, and key the conntrack hash (`hashSeed`, random by default). Once
    *  per instance, before traffic. */
   natSetup(o: NatSetup): void {
-    check("conntrack setup", this.raw.ctSetup(o.maxFlows));
-    const seed = o.hashSeed ?? randomBytes(16);
-    if (seed.length !== 16) throw new RangeError("the conntrack hash seed is 16 bytes");
-    const dv = new DataView(seed.buffer, seed.byteOffset, 16);
-    check("conntrack hash seed", this.raw.ctSetHashSeed(dv.getBigUint64(0, true), dv.getBigUint64(8, true)));
+    if (o.attach !== undefined) {
+      check("conntrack attach", this.raw.ctAttach(o.attach >>> 0));
+    } else {
+      const seed = o.hashSeed ?? randomBytes(16);
+      if (seed.length !== 16) throw new RangeError("the conntrack hash seed is 16 bytes");
+      check("conntrack setup", this.raw.ctSetup(o.maxFlows));
+      this.ctOwner = true;
+      const dv = new DataView(seed.buffer, seed.byteOffset, 16);
+      check("conntrack hash seed", this.raw.ctSetHashSeed(dv.getBigUint64(0, true), dv.getBigUint64(8, true)));
+    }
     check("service table setup", this.raw.svcSetup(o.maxFrontends ?? MAX_FRONTENDS, o.maxBackends ?? MAX_BACKENDS));
     this.natSized = true;
   }
   private natSized = false;
+  /** This instance carved the connection table (others may attach to it). */
+  private ctOwner = false;
+
+  /** Where this instance's connection table is (0: none): what another
+   *  instance on the same shared memory attaches to (natSetup's `attach`). */
+  get ctHeader(): number {
+    return Number(this.raw.ctHeader());
+  }
+
+  /** Run `fn` holding the connection table's lock: the control plane's
+   *  operations on a table other workers may be using (expiry, dumps,
+   *  flushes, fills) go one bounded step at a time between batches. */
+  private locked<T>(fn: () => T): T {
+    this.raw.ctLock();
+    try {
+      return fn();
+    } finally {
+      this.raw.ctUnlock();
+    }
+  }
 
   /** Switch the NAT stage on/off and set its addresses and port range. */
   natConfigure(p: NatParams): void {
@@ -301,10 +334,14 @@ export class Dataplane {
 
   /** Reap expired flows, looking at no more than `budget` records. */
   ctExpire(nowSec: number, budget: number): number {
-    return this.raw.ctExpire(nowSec >>> 0, budget >>> 0);
+    return this.locked(() => this.raw.ctExpire(nowSec >>> 0, budget >>> 0));
   }
 
   conntrackStats(): ConntrackStats {
+    return this.locked(() => this.ctStatsNow());
+  }
+
+  private ctStatsNow(): ConntrackStats {
     const st = (i: number) => Number(this.raw.ctStat(i));
     return {
       entries: this.raw.ctCount(), capacity: this.raw.ctCapacity(), inserts: st(0), deletes: st(1), expired: st(2),
@@ -323,7 +360,7 @@ export class Dataplane {
    *  ctfill.ts), masqueraded to `nodeIp` unless it is 0; returns how many
    *  were created. For tests and the ct-fill test hook. */
   ctCreateTuples(ptr: number, n: number, nodeIp: number, nowSec: number): number {
-    return ctCreateTuples(this.raw, ptr, n, nodeIp, nowSec);
+    return this.locked(() => ctCreateTuples(this.raw, ptr, n, nodeIp, nowSec));
   }
 
   /** One bounded step of a dump: the tracked flows from flow index `from`
@@ -332,6 +369,10 @@ export class Dataplane {
    *  a flow lives, so a walk in steps lists every flow that lived through it
    *  exactly once (flows created or removed meanwhile may or may not show). */
   conntrackScan(nowSec: number, from: number, max: number, out: FlowRecord[]): number {
+    return this.locked(() => this.scanNow(nowSec, from, max, out));
+  }
+
+  private scanNow(nowSec: number, from: number, max: number, out: FlowRecord[]): number {
     const dv = this.dv;
     let f = this.raw.ctEntryAt(from >>> 0);
     for (let n = 0; f >= 0 && n < max; f = this.raw.ctEntryAt(f + 1)) {
@@ -488,8 +529,9 @@ export class Dataplane {
     abi.REASON_NAMES.forEach((name, r) => {
       if (r !== 0) out[`drop_${name}`] = this.counter(abi.C_DROP_BASE + r);
     });
-    if (this.natSized) {
-      // Conntrack events, so `show stats` lists them (summed over workers).
+    if (this.natSized && this.ctOwner) {
+      // Conntrack events, so `show stats` lists them (summed over workers;
+      // a table shared by several is counted by the one that carved it).
       CT_EVENT_NAMES.forEach((name, i) => (out[`ct_${name}`] = this.raw.ctStat(i) as bigint));
     }
     return out;
@@ -537,7 +579,13 @@ export class BackendFlush {
     } else if (this.dp.flushOwner !== this) {
       this.load(); // another walk used the buffer meanwhile
     }
-    const next = this.dp.raw.ctFlushBackends(this.proto, this.list, this.n, this.at, Math.max(1, budget) >>> 0);
+    this.dp.raw.ctLock();
+    let next: number;
+    try {
+      next = this.dp.raw.ctFlushBackends(this.proto, this.list, this.n, this.at, Math.max(1, budget) >>> 0);
+    } finally {
+      this.dp.raw.ctUnlock();
+    }
     if (next < -1) throw new DataplaneError("conntrack flush", next);
     this.deleted += this.dp.raw.ctFlushed();
     this.at = next;
