@@ -900,6 +900,8 @@ typedef struct {
   uint16_t verdict, reason;
   int side;      // where answers to the output come from
   uint64_t gone; // ct deletes + expiries after the step
+  int tracked;   // copy 0's flow was still in the table after the step (a later copy of
+                 // its batch may have early-dropped it to make room)
 } nat_step_t;
 
 static nat_step_t g_steps[MAX_STEPS];
@@ -1095,7 +1097,7 @@ static void nat_run(const uint8_t* data, size_t size) {
     CHECK(dtr <= npk && dicmp <= npk, "NAT counters moved by %llu/%llu for %u packets", (unsigned long long)dtr, (unsigned long long)dicmp, npk);
     // Answers and errors about a translated output whose flow is still there
     // (nothing deleted or expired since) must be translated back exactly.
-    if (r && !patched && r->outlen && r->reason == 0 && ct_gone(n) == r->gone) {
+    if (r && !patched && r->outlen && r->reason == 0 && r->tracked && ct_gone(n) == r->gone) {
       tuple_t ti = tuple_of(r->in, r->inlen), to = tuple_of(r->out, r->outlen);
       int translated = ti.ok && to.ok && ti.proto == to.proto &&
                        (ti.src != to.src || ti.dst != to.dst || ti.sport != to.sport || ti.dport != to.dport);
@@ -1143,6 +1145,8 @@ static void nat_run(const uint8_t* data, size_t size) {
       st->outlen = ol;
     }
     st->gone = ct_gone(n);
+    tuple_t t0 = tuple_of(st->in, st->inlen);
+    st->tracked = t0.ok && (int32_t)Z_overlayZ_ctLookup(w, t0.proto, t0.src, t0.dst, t0.sport, t0.proto == 1 ? 0 : t0.dport) >= 0;
   }
 }
 
