@@ -2,4 +2,4 @@
 // module's whole ABI and the benchmarks' batch loops (nat/bench.ts). The
 // daemon never loads it.
 export * from "./index";
-export { ctBenchLookup, ctBenchCreate, natBenchTranslate, ctBenchDelete } from "./nat/bench";
+export { ctBenchLookup, ctBenchLookupLocked, ctBenchCreate, natBenchTranslate, natBenchTranslateLocked, ctBenchDelete } from "./nat/bench";

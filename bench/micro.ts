@@ -219,6 +219,16 @@ if (isMain) {
   } catch (e) {
     console.log("nat bench not available:", (e as Error).message);
   }
+  let natShared: unknown = undefined;
+  try {
+    const mod = (await import(new URL("./nat-shared.js", import.meta.url).href)) as { runNatSharedBench?: (ms?: number) => Promise<unknown> };
+    if (typeof mod.runNatSharedBench === "function") {
+      natShared = await mod.runNatSharedBench();
+      console.log("nat/conntrack shared by 2 workers (M lookups/s, Mpps; 1 worker without/with the lock, 2 workers):", JSON.stringify(natShared));
+    }
+  } catch (e) {
+    console.log("shared-table bench not available:", (e as Error).message);
+  }
   let offload: unknown = undefined;
   try {
     const mod = (await import(new URL("./offload.js", import.meta.url).href)) as { runOffloadBench?: () => Promise<unknown> };
@@ -233,7 +243,7 @@ if (isMain) {
   mkdirSync(dir, { recursive: true });
   const date = new Date().toISOString();
   const stem = resolve(dir, `micro-${date.replace(/[:.]/g, "-")}`);
-  writeFileSync(`${stem}.json`, JSON.stringify({ batch: BATCH, node: process.version, results, lpm: extra, nat, offload }, null, 2));
+  writeFileSync(`${stem}.json`, JSON.stringify({ batch: BATCH, node: process.version, results, lpm: extra, nat, natShared, offload }, null, 2));
   const svg = barChartSvg(`npm run bench: the WASM stages alone, batch ${BATCH}, one core`, `${date}, node ${process.version}`,
     [64, 1400].map((size) => ({ title: `${size}-byte packets`, unit: "Mpps", bars: results.filter((r) => r.size === size).map((r) => ({ label: r.stage, value: r.mpps, ours: true })) })));
   writeFileSync(`${stem}.svg`, svg);

@@ -22,7 +22,11 @@ describe("a connection table shared by instances on one memory", () => {
     // Slots (and everything else carved) do not overlap.
     const aEnd = a.slotBase + a.batch * a.slotSize;
     expect(b.slotBase >= aEnd || b.slotBase + b.batch * b.slotSize <= a.slotBase).toBe(true);
-    a.natSetup({ maxFlows: 1000 });
+    // A table that was not shared refuses attachers (its owner does not lock).
+    const alone = new Dataplane({ memory, ...small });
+    alone.natSetup({ maxFlows: 10 });
+    expect(() => b.natSetup({ maxFlows: 0, attach: alone.ctHeader })).toThrow(/conntrack attach/);
+    a.natSetup({ maxFlows: 1000, shared: true });
     expect(a.ctHeader).toBeGreaterThan(0);
     expect(() => b.natSetup({ maxFlows: 1000, attach: 0 })).toThrow(/conntrack attach/);
     b.natSetup({ maxFlows: 0, attach: a.ctHeader });
@@ -47,7 +51,7 @@ describe("a connection table shared by instances on one memory", () => {
   describe("two worker threads at once against a sequential twin", () => {
     const memory = createDataplaneMemory();
     const owner = new Dataplane({ memory, ...small });
-    owner.natSetup({ maxFlows: 4096 });
+    owner.natSetup({ maxFlows: 4096, shared: true });
     const barrier = new SharedArrayBuffer(8);
     const go = new Int32Array(barrier);
     let workers: Worker[] = [];

@@ -6,7 +6,7 @@
 // same primitives from TypeScript (src/dataplane/ctfill.ts).
 import { ld16, ld32, st16, st32 } from "../wire/bytes";
 import { ipHeaderLen, IP_DST, IP_SRC } from "../wire/ipv4";
-import { ctCreate, ctDelete, ctLookup, ctTouch, natAllocPort, CT_NAT_NONE, CT_NAT_SNAT } from "./conntrack";
+import { ctCreate, ctDelete, ctLock, ctLookup, ctTouch, ctUnlock, natAllocPort, CT_NAT_NONE, CT_NAT_SNAT } from "./conntrack";
 import { natApplyFlow, natLookupPacket, NAT_OK } from "./translate";
 import { OK } from "../abi";
 
@@ -19,6 +19,20 @@ export function ctBenchLookup(ptr: usize, n: u32): u32 {
   for (let i: u32 = 0; i < n; i++) {
     const t = ptr + (<usize>i << 4);
     const r = ctLookup(<u32>load<u8>(t, 12), load<u32>(t), load<u32>(t, 4), <u32>load<u16>(t, 8), <u32>load<u16>(t, 10));
+    hits += <u32>(r >= 0);
+  }
+  return hits;
+}
+
+/** ctBenchLookup taking the table's lock around each lookup, as the data
+ *  path does per packet on a table the workers share (bench/nat-shared.ts). */
+export function ctBenchLookupLocked(ptr: usize, n: u32): u32 {
+  let hits: u32 = 0;
+  for (let i: u32 = 0; i < n; i++) {
+    const t = ptr + (<usize>i << 4);
+    ctLock();
+    const r = ctLookup(<u32>load<u8>(t, 12), load<u32>(t), load<u32>(t, 4), <u32>load<u16>(t, 8), <u32>load<u16>(t, 10));
+    ctUnlock();
     hits += <u32>(r >= 0);
   }
   return hits;
@@ -57,13 +71,25 @@ export function ctBenchCreate(ptr: usize, n: u32, nodeIp: u32, now: u32): u32 {
  *  the next call and the batch can be replayed forever, alternating between
  *  the two directions. Returns how many were translated. */
 export function natBenchTranslate(ptr: usize, stride: u32, len: u32, n: u32, now: u32): u32 {
+  return translateLoop(ptr, stride, len, n, now, false);
+}
+
+/** natBenchTranslate taking the table's lock around each packet's lookup,
+ *  refresh and rewrite, as the data path does (pipeline/nat.ts). */
+export function natBenchTranslateLocked(ptr: usize, stride: u32, len: u32, n: u32, now: u32): u32 {
+  return translateLoop(ptr, stride, len, n, now, true);
+}
+
+@inline function translateLoop(ptr: usize, stride: u32, len: u32, n: u32, now: u32, locked: bool): u32 {
   let done: u32 = 0;
   for (let i: u32 = 0; i < n; i++) {
     const p = ptr + <usize>i * stride;
+    if (locked) ctLock();
     const ref = natLookupPacket(p, len, now);
-    if (ref < 0) continue;
-    ctTouch(<u32>ref >> 1, <u32>ref & 1, now);
-    if (natApplyFlow(p, len, ref) != NAT_OK) continue;
+    if (ref >= 0) ctTouch(<u32>ref >> 1, <u32>ref & 1, now);
+    const ok = ref >= 0 && natApplyFlow(p, len, ref) == NAT_OK;
+    if (locked) ctUnlock();
+    if (!ok) continue;
     done++;
     const a = ld32(p + IP_SRC);
     st32(p + IP_SRC, ld32(p + IP_DST));

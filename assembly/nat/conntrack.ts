@@ -194,6 +194,7 @@ const H_SEED1: usize = 56;
 const H_LOCK: usize = 64; // i32: 0 free, 1 held
 const H_STARVING: usize = 68; // i32: 1 while a locker that waited too long goes first
 const H_WAITERS: usize = 72; // i32: lockers asleep in wait32 (unlock wakes one only then)
+const H_SHARED: usize = 76; // i32: 1 once ctShare: others may attach, and the lock is taken
 const H_SIZE: usize = 128;
 
 let hdr: usize = 0;
@@ -261,6 +262,16 @@ export function ctHeader(): usize {
   return hdr;
 }
 
+/** Make this instance's table one others may attach to (ctAttach), before
+ *  any traffic: from now on every operation takes the lock. A table no
+ *  one shares skips it (one worker: no atomic operation per packet).
+ *  Returns OK, or E_NOT_INIT without a table. */
+export function ctShare(): i32 {
+  if (hdr == 0) return E_NOT_INIT;
+  atomic.store<i32>(hdr + H_SHARED, 1);
+  return OK;
+}
+
 /** Use the table whose header is at `h` (ctHeader() of the instance that
  *  set it up, on this same shared memory) instead of carving one: its
  *  flows, timeouts, counters and hash seed. Returns OK, or E_RANGE when
@@ -269,6 +280,7 @@ export function ctAttach(h: usize): i32 {
   if (hdr != 0 || h == 0 || <u64>h + H_SIZE > (<u64>memory.size() << 16)) return E_RANGE;
   const max = load<u32>(h + H_MAX);
   if (max == 0 || max > CT_MAX_FLOWS || load<u32>(h + H_NSLOTS) != max * SLOTS_PER_FLOW) return E_RANGE;
+  if (atomic.load<i32>(h + H_SHARED) != 1) return E_RANGE; // not shared (ctShare): its owner does not lock
   attachTo(h);
   return OK;
 }
@@ -284,7 +296,7 @@ export function ctAttach(h: usize): i32 {
  *  others then wait until it has had the lock (a test-and-set lock without
  *  it let a worker walking a dump starve the other for over a second). */
 export function ctLock(): void {
-  if (!ASC_FEATURE_THREADS || hdr == 0) return;
+  if (!ASC_FEATURE_THREADS || hdr == 0 || load<i32>(hdr + H_SHARED) == 0) return;
   if (atomic.load<i32>(hdr + H_STARVING) == 0 && atomic.cmpxchg<i32>(hdr + H_LOCK, 0, 1) == 0) return;
   lockSlow();
 }
@@ -314,7 +326,7 @@ function lockSlow(): void {
 }
 
 export function ctUnlock(): void {
-  if (!ASC_FEATURE_THREADS || hdr == 0) return;
+  if (!ASC_FEATURE_THREADS || hdr == 0 || load<i32>(hdr + H_SHARED) == 0) return;
   atomic.store<i32>(hdr + H_LOCK, 0);
   if (atomic.load<i32>(hdr + H_WAITERS) != 0) atomic.notify(hdr + H_LOCK, 1);
 }

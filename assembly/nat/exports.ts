@@ -6,7 +6,7 @@ import { CT_FLOW_SIZE, CT_MAX_FLOWS, E_CT_CLASH } from "./conntrack";
 
 export {
   ctSetup, ctSetTimeout, ctTimeout, ctSetHashSeed, ctHashSeed, ctFlushBackends, ctFlushed, ctHomeSlot, ctLookup, ctLookupLive, ctCreate, ctTouch, ctUpdateTcp, ctDelete,
-  ctExpire, ctCount, ctCountHint, ctCapacity, ctHeader, ctAttach, ctLock, ctUnlock, ctSlotCount, ctMemoryBytes, ctStat, ctEntryAt, ctFlowPtr, ctHand, ctHighWater,
+  ctExpire, ctCount, ctCountHint, ctCapacity, ctHeader, ctShare, ctAttach, ctLock, ctUnlock, ctSlotCount, ctMemoryBytes, ctStat, ctEntryAt, ctFlowPtr, ctHand, ctHighWater,
   natSetPortRange, natPortMin, natPortMax, natAllocPort,
 } from "./conntrack";
 export {

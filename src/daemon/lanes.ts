@@ -138,6 +138,7 @@ export class LanePool {
       natHashSeed: this.deps.natHashSeed,
       memory: lanesShare?.memory,
       natAttach: lanesShare?.attach || undefined,
+      natShared: lanesShare !== undefined && q === 0,
       gsoFds,
       gsoDfFds,
       gsoTap: dev.gsoTaps[q] ? { fd: dev.gsoTaps[q].fd, mac: dev.gsoTapMac } : undefined,

@@ -41,6 +41,8 @@ export interface WorkerConfig {
   memory?: WebAssembly.Memory;
   /** Lanes after the first: lane 0's connection table (its ctHeader) to attach to. */
   natAttach?: number;
+  /** Lane 0 of several: the others will attach to its table. */
+  natShared?: boolean;
   /** UDP GSO/GRO on the underlay (with offloads): sockets VXLAN leaves from
    *  (one per outer source port); the VXLAN socket has UDP_GRO on. */
   gsoFds?: number[];
@@ -132,7 +134,7 @@ function startDataplane(cfg: WorkerConfig, port: MessagePort): { dp: Dataplane; 
   // a flood of bad packets turn into a flood of ICMP errors (RFC 1812 4.3.2.8).
   dp.setClock(Date.now());
   dp.setIcmpRateLimit(1000, 50);
-  if ((cfg.natMaxFlows ?? 0) > 0) dp.natSetup({ maxFlows: cfg.natMaxFlows!, hashSeed: cfg.natHashSeed, attach: cfg.natAttach });
+  if ((cfg.natMaxFlows ?? 0) > 0) dp.natSetup({ maxFlows: cfg.natMaxFlows!, hashSeed: cfg.natHashSeed, attach: cfg.natAttach, shared: cfg.natShared });
   dp.setNow(nowSec());
   const first = state.apply(cfg.tables);
   if (first.errors.length) port.postMessage({ type: "applied", id: 0, ...first } satisfies FromWorker);

@@ -60,6 +60,10 @@ export interface NatSetup {
   maxBackends?: number;
   /** 16 bytes keying the conntrack hash; default: crypto.randomBytes(16). */
   hashSeed?: Uint8Array;
+  /** Others will attach to this instance's table (natSetup's `attach`): it
+   *  takes its lock from the start. Without it the table is this instance's
+   *  alone and skips the lock. */
+  shared?: boolean;
   /** Use the connection table of another instance on the same shared memory
    *  (its `ctHeader`) instead of carving one: `maxFlows` and `hashSeed` are
    *  then that table's. */
@@ -256,6 +260,7 @@ export class Dataplane {
       const seed = o.hashSeed ?? randomBytes(16);
       if (seed.length !== 16) throw new RangeError("the conntrack hash seed is 16 bytes");
       check("conntrack setup", this.raw.ctSetup(o.maxFlows));
+      if (o.shared) check("conntrack share", this.raw.ctShare());
       this.ctOwner = true;
       const dv = new DataView(seed.buffer, seed.byteOffset, 16);
       check("conntrack hash seed", this.raw.ctSetHashSeed(dv.getBigUint64(0, true), dv.getBigUint64(8, true)));
