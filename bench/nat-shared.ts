@@ -9,6 +9,7 @@
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { resolve } from "node:path";
 import { createDataplaneMemory, instantiateDataplane, type RawExports } from "../src/dataplane/wasm.js";
+import { rng, udpPacket, writeTuple } from "./nat.js";
 
 const FLOWS = 1_000_000; // asked for; the table holds ~970,000 distinct ones
 const LOOKUPS = 32_768;
@@ -30,43 +31,13 @@ interface Job {
   barrier: SharedArrayBuffer;
 }
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), (s ^ (s >>> 15)) >>> 0);
-}
-
 const podTuple = (k: number) => ({
+  proto: 17,
   src: (0x0af40000 | (k & 0xffff)) >>> 0,
   dst: (0x5d000000 + ((k >>> 16) * 2654435761) % 0xffffff) >>> 0,
   sport: 1024 + ((k * 7919) % 60000),
   dport: 53,
 });
-
-function sum16(b: Uint8Array, off: number, len: number, init = 0): number {
-  let s = init;
-  for (let i = 0; i < len; i += 2) s += (b[off + i] << 8) | (b[off + i + 1] ?? 0);
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  return ~s & 0xffff;
-}
-
-/** A 64-byte IPv4/UDP packet with both checksums at `at`. */
-function udpPacket(mem: Uint8Array, at: number, src: number, dst: number, sport: number, dport: number): void {
-  const b = mem.subarray(at, at + PKT_LEN);
-  b.fill(0);
-  const dv = new DataView(b.buffer, b.byteOffset, PKT_LEN);
-  b[0] = 0x45;
-  dv.setUint16(2, PKT_LEN);
-  b[8] = 64;
-  b[9] = 17;
-  dv.setUint32(12, src);
-  dv.setUint32(16, dst);
-  dv.setUint16(10, sum16(b, 0, 20));
-  dv.setUint16(20, sport);
-  dv.setUint16(22, dport);
-  dv.setUint16(24, PKT_LEN - 20);
-  const ps = (src >>> 16) + (src & 0xffff) + (dst >>> 16) + (dst & 0xffff) + 17 + (PKT_LEN - 20);
-  dv.setUint16(26, sum16(b, 20, PKT_LEN - 20, ps) || 0xffff);
-}
 
 /** In a worker: attach to the table, wait for the start, loop for `ms`; returns operations per second. */
 function runJob(j: Job): number {
@@ -109,14 +80,7 @@ export async function runNatSharedBench(ms = 3000): Promise<NatSharedResult> {
   for (let s = 0; s < FLOWS - 8192; s += 65_536) {
     const n = Math.min(65_536, FLOWS - 8192 - s);
     const dv = new DataView(memory.buffer);
-    for (let i = 0; i < n; i++) {
-      const t = podTuple(s + i);
-      dv.setUint32(fill + i * 16, t.src, true);
-      dv.setUint32(fill + i * 16 + 4, t.dst, true);
-      dv.setUint16(fill + i * 16 + 8, t.sport, true);
-      dv.setUint16(fill + i * 16 + 10, t.dport, true);
-      dv.setUint8(fill + i * 16 + 12, 17);
-    }
+    for (let i = 0; i < n; i++) writeTuple(dv, fill + i * 16, podTuple(s + i));
     made += owner.ctBenchCreate(fill, n, NODE, NOW) as number;
   }
   if (made < 0.9 * (FLOWS - 8192)) throw new Error(`filled ${made} flows`); // a few tuples repeat: their creates clash
@@ -136,12 +100,8 @@ export async function runNatSharedBench(ms = 3000): Promise<NatSharedResult> {
         ref = owner.ctLookup(17, t.src, t.dst, t.sport, t.dport);
       }
       const p: number = owner.ctFlowPtr(ref >> 1);
-      const [src, dst, sp, dp] = i & 1 ? [dv.getUint32(p + 12, true), dv.getUint32(p + 16, true), dv.getUint16(p + 20, true), dv.getUint16(p + 22, true)] : [t.src, t.dst, t.sport, t.dport];
-      dv.setUint32(look + i * 16, src, true);
-      dv.setUint32(look + i * 16 + 4, dst, true);
-      dv.setUint16(look + i * 16 + 8, sp, true);
-      dv.setUint16(look + i * 16 + 10, dp, true);
-      dv.setUint8(look + i * 16 + 12, 17);
+      const reply = { proto: 17, src: dv.getUint32(p + 12, true), dst: dv.getUint32(p + 16, true), sport: dv.getUint16(p + 20, true), dport: dv.getUint16(p + 22, true) };
+      writeTuple(dv, look + i * 16, i & 1 ? reply : t);
       if (i < PACKETS) udpPacket(mem, pkts + i * STRIDE, t.src, t.dst, t.sport, t.dport);
     }
     return { look, pkts };

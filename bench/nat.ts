@@ -45,7 +45,7 @@ export interface NatBenchResult {
   fillCreatesPerSec: number;
 }
 
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let s = seed >>> 0;
   return () => {
     s = (Math.imul(s, 1103515245) + 12345) >>> 0;
@@ -66,7 +66,7 @@ function podTuple(k: number, salt: number): Tuple {
   };
 }
 
-function writeTuple(dv: DataView, at: number, t: Tuple): void {
+export function writeTuple(dv: DataView, at: number, t: Tuple): void {
   dv.setUint32(at, t.src, true);
   dv.setUint32(at + 4, t.dst, true);
   dv.setUint16(at + 8, t.sport, true);
@@ -82,7 +82,7 @@ function checksum(b: Uint8Array, off: number, len: number, init = 0): number {
 }
 
 /** A 64-byte IPv4/UDP packet with both checksums. */
-function udpPacket(mem: Uint8Array, at: number, src: number, dst: number, sport: number, dport: number): void {
+export function udpPacket(mem: Uint8Array, at: number, src: number, dst: number, sport: number, dport: number): void {
   const b = mem.subarray(at, at + PKT_LEN);
   b.fill(0);
   const dv = new DataView(b.buffer, b.byteOffset, PKT_LEN);

@@ -70,12 +70,17 @@ function plumb(c: Cluster, e: End, dev: string, addr: string, mtu: number, via?:
   x(["ip", "route", "replace", podNet(e.other), ...(via ? ["via", via] : []), "dev", dev]);
 }
 
-/** Collect a child's stderr (for the error when it fails). */
-function tail(child: ChildProcess): () => string {
+/** Start a peer's daemon in worker `e`'s namespace and wait for the device
+ *  it creates; a failure names the device and quotes the daemon's output. */
+async function startVtep(c: Cluster, e: End, argv: string[], dev: string): Promise<ChildProcess> {
+  const child = c.spawnIn(`w${e.n}`, argv);
   let text = "";
   child.stderr?.on("data", (d) => (text = (text + String(d)).slice(-2000)));
   child.stdout?.on("data", (d) => (text = (text + String(d)).slice(-2000)));
-  return () => text;
+  await waitLink(c, `w${e.n}`, dev, child).catch((err: Error) => {
+    throw new Error(`${err.message}: ${text}`);
+  });
+  return child;
 }
 
 const socat: PeerPath = {
@@ -86,10 +91,9 @@ const socat: PeerPath = {
     const procs: ChildProcess[] = [];
     for (const e of ENDS) {
       const dev = `sot${e.n}`;
-      const child = c.spawnIn(`w${e.n}`, ["socat", "-b", "65536",
+      const child = await startVtep(c, e, ["socat", "-b", "65536",
         `TUN:198.18.250.${e.n}/24,tun-name=${dev},tun-type=tun,iff-no-pi,iff-up`,
-        `UDP-DATAGRAM:${underlayOf(e.other)}:4790,bind=${e.underlay}:4790`]);
-      await waitLink(c, `w${e.n}`, dev, child);
+        `UDP-DATAGRAM:${underlayOf(e.other)}:4790,bind=${e.underlay}:4790`], dev);
       c.exec(`w${e.n}`, ["ip", "link", "set", "dev", dev, "mtu", "1472"]);
       c.exec(`w${e.n}`, ["ip", "route", "replace", podNet(e.other), "dev", dev]);
       procs.push(child);
@@ -114,9 +118,7 @@ const wireguardGo: PeerPath = {
     for (const e of ENDS) {
       const dev = `wgb${e.n}`;
       // wireguard-go refuses to run on Linux (which has the kernel module) unless told.
-      const child = c.spawnIn(`w${e.n}`, ["env", "WG_PROCESS_FOREGROUND=1", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", "wireguard-go", dev]);
-      const out = tail(child);
-      await waitLink(c, `w${e.n}`, dev, child).catch((err: Error) => { throw new Error(`${err.message}: ${out()}`); });
+      const child = await startVtep(c, e, ["env", "WG_PROCESS_FOREGROUND=1", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", "wireguard-go", dev], dev);
       const peer = keys.find((k) => k.n === e.other)!;
       c.exec(`w${e.n}`, ["wg", "set", dev, "private-key", keys.find((k) => k.n === e.n)!.file, "listen-port", "51820",
         "peer", peer.pub, "allowed-ips", `${podNet(e.other)},198.18.251.${e.other}/32`, "endpoint", `${underlayOf(e.other)}:51820`]);
@@ -152,9 +154,7 @@ const nebula: PeerPath = {
       };
       const file = join(dir, `nebula${e.n}.json`); // JSON is YAML
       writeFileSync(file, JSON.stringify(conf));
-      const child = c.spawnIn(`w${e.n}`, ["nebula", "-config", file]);
-      const out = tail(child);
-      await waitLink(c, `w${e.n}`, dev, child).catch((err: Error) => { throw new Error(`${err.message}: ${out()}`); });
+      const child = await startVtep(c, e, ["nebula", "-config", file], dev);
       procs.push(child);
     }
     return { procs };
