@@ -710,7 +710,9 @@ function checkIcmpError(dp: Dataplane, at: number, out: Uint8Array, what: string
   check(out[hl] === 3 || out[hl] === 11, `${what}: ICMP type ${out[hl]}`);
 }
 
-interface NatStep { inp: Uint8Array; out: Uint8Array | null; verdict: number; reason: number; side: Side; gone: bigint }
+/** `tracked`: copy 0's flow was still in the table after its step (a later
+ *  copy of the same batch may have early-dropped it to make room). */
+interface NatStep { inp: Uint8Array; out: Uint8Array | null; verdict: number; reason: number; side: Side; gone: bigint; tracked: boolean }
 
 function replayNat(node: Node, data: Uint8Array): void {
   const { dp } = node;
@@ -806,7 +808,7 @@ function replayNat(node: Node, data: Uint8Array): void {
     const dtr = dp.counter(C_NAT_TRANSLATED) - tr0;
     const dicmp = dp.counter(C_NAT_ICMP_TRANSLATED) - icmp0;
     check(dtr <= BigInt(npk) && dicmp <= BigInt(npk), "NAT counters moved by more than the packets");
-    if (ref && !patched && ref.out && ref.reason === 0 && ctGone(dp) === ref.gone) {
+    if (ref && !patched && ref.out && ref.reason === 0 && ref.tracked && ctGone(dp) === ref.gone) {
       const ti = tupleOf(ref.inp);
       const to = tupleOf(ref.out);
       const translated = ti.ok && to.ok && ti.proto === to.proto && (ti.src !== to.src || ti.dst !== to.dst || ti.sport !== to.sport || ti.dport !== to.dport);
@@ -840,7 +842,9 @@ function replayNat(node: Node, data: Uint8Array): void {
       out = o.ip.slice();
       outSide = o.side;
     }
-    steps.push({ inp: cin[0].slice(0, ipLen(cin[0])), out, verdict: r0.verdict, reason: r0.reason, side: outSide, gone: ctGone(dp) });
+    const t0 = tupleOf(cin[0].slice(0, ipLen(cin[0])));
+    const tracked = t0.ok && (dp.raw.ctLookup(t0.proto, t0.src, t0.dst, t0.sport, t0.proto === 1 ? 0 : t0.dport) as number) >= 0;
+    steps.push({ inp: cin[0].slice(0, ipLen(cin[0])), out, verdict: r0.verdict, reason: r0.reason, side: outSide, gone: ctGone(dp), tracked });
   }
 }
 
