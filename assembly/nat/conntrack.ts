@@ -268,7 +268,8 @@ export function ctHeader(): usize {
  *  Returns OK, or E_NOT_INIT without a table. */
 export function ctShare(): i32 {
   if (hdr == 0) return E_NOT_INIT;
-  atomic.store<i32>(hdr + H_SHARED, 1);
+  if (ASC_FEATURE_THREADS) atomic.store<i32>(hdr + H_SHARED, 1);
+  else store<i32>(hdr + H_SHARED, 1);
   return OK;
 }
 
@@ -280,7 +281,7 @@ export function ctAttach(h: usize): i32 {
   if (hdr != 0 || h == 0 || <u64>h + H_SIZE > (<u64>memory.size() << 16)) return E_RANGE;
   const max = load<u32>(h + H_MAX);
   if (max == 0 || max > CT_MAX_FLOWS || load<u32>(h + H_NSLOTS) != max * SLOTS_PER_FLOW) return E_RANGE;
-  if (atomic.load<i32>(h + H_SHARED) != 1) return E_RANGE; // not shared (ctShare): its owner does not lock
+  if (load<i32>(h + H_SHARED) != 1) return E_RANGE; // not shared (ctShare): its owner does not lock
   attachTo(h);
   return OK;
 }
