@@ -281,7 +281,7 @@ export class Dataplane {
   /** Run `fn` holding the connection table's lock: the control plane's
    *  operations on a table other workers may be using (expiry, dumps,
    *  flushes, fills) go one bounded step at a time between batches. */
-  private locked<T>(fn: () => T): T {
+  withTableLock<T>(fn: () => T): T {
     this.raw.ctLock();
     try {
       return fn();
@@ -339,11 +339,11 @@ export class Dataplane {
 
   /** Reap expired flows, looking at no more than `budget` records. */
   ctExpire(nowSec: number, budget: number): number {
-    return this.locked(() => this.raw.ctExpire(nowSec >>> 0, budget >>> 0));
+    return this.withTableLock(() => this.raw.ctExpire(nowSec >>> 0, budget >>> 0));
   }
 
   conntrackStats(): ConntrackStats {
-    return this.locked(() => this.ctStatsNow());
+    return this.withTableLock(() => this.ctStatsNow());
   }
 
   private ctStatsNow(): ConntrackStats {
@@ -365,7 +365,7 @@ export class Dataplane {
    *  ctfill.ts), masqueraded to `nodeIp` unless it is 0; returns how many
    *  were created. For tests and the ct-fill test hook. */
   ctCreateTuples(ptr: number, n: number, nodeIp: number, nowSec: number): number {
-    return this.locked(() => ctCreateTuples(this.raw, ptr, n, nodeIp, nowSec));
+    return this.withTableLock(() => ctCreateTuples(this.raw, ptr, n, nodeIp, nowSec));
   }
 
   /** One bounded step of a dump: the tracked flows from flow index `from`
@@ -374,7 +374,7 @@ export class Dataplane {
    *  a flow lives, so a walk in steps lists every flow that lived through it
    *  exactly once (flows created or removed meanwhile may or may not show). */
   conntrackScan(nowSec: number, from: number, max: number, out: FlowRecord[]): number {
-    return this.locked(() => this.scanNow(nowSec, from, max, out));
+    return this.withTableLock(() => this.scanNow(nowSec, from, max, out));
   }
 
   private scanNow(nowSec: number, from: number, max: number, out: FlowRecord[]): number {
@@ -584,13 +584,7 @@ export class BackendFlush {
     } else if (this.dp.flushOwner !== this) {
       this.load(); // another walk used the buffer meanwhile
     }
-    this.dp.raw.ctLock();
-    let next: number;
-    try {
-      next = this.dp.raw.ctFlushBackends(this.proto, this.list, this.n, this.at, Math.max(1, budget) >>> 0);
-    } finally {
-      this.dp.raw.ctUnlock();
-    }
+    const next: number = this.dp.withTableLock(() => this.dp.raw.ctFlushBackends(this.proto, this.list, this.n, this.at, Math.max(1, budget) >>> 0));
     if (next < -1) throw new DataplaneError("conntrack flush", next);
     this.deleted += this.dp.raw.ctFlushed();
     this.at = next;

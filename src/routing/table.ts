@@ -110,7 +110,6 @@ export class KernelTable {
   /** The burst being collected: when its first and its latest line came. */
   private burstStart = 0;
   private lastLine = 0;
-  private lastReadMs = 0;
 
   constructor(private readonly opts: KernelTableOptions) {}
 
@@ -141,17 +140,17 @@ export class KernelTable {
     const t0 = Date.now();
     try {
       parsed = parseTableRoutes(this.readTable());
-      this.lastReadMs = Date.now() - t0;
     } catch (e) {
       this.opts.onEvent?.("read_error");
       if (always) throw e;
       this.opts.log.warn({ table: this.opts.table, err: (e as Error).message }, "cannot read the routing table; keeping the last routes");
       return;
     }
+    const readMs = Date.now() - t0;
     this.opts.onEvent?.("resync");
     const changed = diffRoutes(this.routes, parsed.routes);
     this.routes = parsed.routes;
-    if (always || changed.added || changed.deleted) this.opts.onRoutes(parsed.routes, why, this.lastReadMs);
+    if (always || changed.added || changed.deleted) this.opts.onRoutes(parsed.routes, why, readMs);
   }
 
   /** The table's routes; a table the kernel has not created yet (nothing was ever put in it) is empty. */
