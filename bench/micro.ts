@@ -209,6 +209,20 @@ if (isMain) {
   } catch (e) {
     console.log("lpm bench not available:", (e as Error).message);
   }
+  // Right after the IPv4 row, so the two rates compare like for like (issue 16: IPv6 >= 0.5x IPv4).
+  let lpm6: unknown = undefined;
+  try {
+    const mod = (await import(new URL("./lpm6.js", import.meta.url).href)) as { runLpm6Bench?: () => Promise<{ mlookupsPerSec: number }> };
+    if (typeof mod.runLpm6Bench === "function") {
+      const r = await mod.runLpm6Bench();
+      const v4 = (extra as { mlookupsPerSec?: number } | undefined)?.mlookupsPerSec;
+      lpm6 = { ...r, ratioToIpv4: v4 ? r.mlookupsPerSec / v4 : undefined };
+      console.log("lpm6 lookup (100k IPv6 routes):", JSON.stringify(lpm6));
+      if (v4) console.log(`lpm6/lpm lookup rate: ${(r.mlookupsPerSec / v4).toFixed(2)} (target >= 0.5)`);
+    }
+  } catch (e) {
+    console.log("lpm6 bench not available:", (e as Error).message);
+  }
   let nat: unknown = undefined;
   try {
     const mod = (await import(new URL("./nat.js", import.meta.url).href)) as { runNatBench?: () => Promise<unknown> };
@@ -243,7 +257,7 @@ if (isMain) {
   mkdirSync(dir, { recursive: true });
   const date = new Date().toISOString();
   const stem = resolve(dir, `micro-${date.replace(/[:.]/g, "-")}`);
-  writeFileSync(`${stem}.json`, JSON.stringify({ batch: BATCH, node: process.version, results, lpm: extra, nat, natShared, offload }, null, 2));
+  writeFileSync(`${stem}.json`, JSON.stringify({ batch: BATCH, node: process.version, results, lpm: extra, lpm6, nat, natShared, offload }, null, 2));
   const svg = barChartSvg(`npm run bench: the WASM stages alone, batch ${BATCH}, one core`, `${date}, node ${process.version}`,
     [64, 1400].map((size) => ({ title: `${size}-byte packets`, unit: "Mpps", bars: results.filter((r) => r.size === size).map((r) => ({ label: r.stage, value: r.mpps, ours: true })) })));
   writeFileSync(`${stem}.svg`, svg);

@@ -3,7 +3,7 @@
 // worker thread; all calls on it come from that thread.
 import { randomBytes } from "node:crypto";
 import * as abi from "./abi.js";
-import { FDB_CAPACITY, MAX_BACKENDS, MAX_FRONTENDS, MAX_NEXTHOPS, MAX_PEERS, NEIGH_CAPACITY, TBL8_GROUPS } from "./limits.js";
+import { FDB_CAPACITY, LPM6_GROUPS, MAX_BACKENDS, MAX_FRONTENDS, MAX_NEXTHOPS, MAX_PEERS, NEIGH_CAPACITY, TBL8_GROUPS } from "./limits.js";
 import { instantiateDataplane, type BuildKind, type RawExports } from "./wasm.js";
 import { ctCreateTuples } from "./ctfill.js";
 
@@ -15,6 +15,8 @@ export interface DataplaneOptions {
   slotSize?: number;
   /** LPM tbl8 groups (256 entries each); each /25../32 prefix under a distinct /24 uses one. */
   tbl8Groups?: number;
+  /** IPv6 LPM groups (1 KiB each; see LPM6_GROUPS for what a prefix costs). */
+  lpm6Groups?: number;
   maxNexthops?: number;
   maxPeers?: number;
   neighCapacity?: number;
@@ -194,6 +196,8 @@ export class Dataplane {
   readonly slotBase: number;
   readonly metaBase: number;
   readonly countersBase: number;
+  /** 16 bytes where an IPv6 address is written for one lpm6 call. */
+  private readonly addr6: number;
   private view8: Uint8Array;
   private viewDv: DataView;
 
@@ -204,6 +208,9 @@ export class Dataplane {
     const maxPeers = opts.maxPeers ?? MAX_PEERS;
     check("init", this.raw.init(this.batch, this.slotSize, opts.tbl8Groups ?? TBL8_GROUPS, opts.maxNexthops ?? MAX_NEXTHOPS,
       maxPeers, opts.neighCapacity ?? NEIGH_CAPACITY, opts.fdbCapacity ?? FDB_CAPACITY));
+    check("IPv6 LPM setup (lpm6Setup)", this.raw.lpm6Setup(opts.lpm6Groups ?? LPM6_GROUPS));
+    this.addr6 = Number(this.raw.allocScratch(16));
+    if (this.addr6 === 0) throw new DataplaneError("IPv6 address scratch (allocScratch)", abi.E_NO_MEMORY);
     this.slotBase = Number(this.raw.slotBase());
     this.metaBase = Number(this.raw.metaBase());
     this.countersBase = Number(this.raw.countersBase());
@@ -422,6 +429,28 @@ export class Dataplane {
   lookup(ip: number): number | undefined {
     const nh = this.raw.lpmLookup(ip >>> 0) >>> 0;
     return nh === 0xffffffff ? undefined : nh;
+  }
+
+  /** The IPv6 LPM operations, as RouteRules6 drives them: addresses are
+   *  128-bit bigints, written to a scratch buffer as 16 network-order bytes. */
+  get lpm6Backend(): { insert(addr: bigint, depth: number, nh: number): number; delete(addr: bigint, depth: number, subNh: number, subDepth: number): number } {
+    const raw = this.raw;
+    return {
+      insert: (addr, depth, nh) => raw.lpm6Insert(this.putAddr6(addr), depth, nh),
+      delete: (addr, depth, subNh, subDepth) => raw.lpm6Delete(this.putAddr6(addr), depth, subNh >>> 0, subDepth),
+    };
+  }
+
+  /** The next hop the IPv6 table holds for `addr`, or LPM_MISS (0xffffffff). */
+  lookup6(addr: bigint): number {
+    return this.raw.lpm6Lookup(this.putAddr6(addr)) >>> 0;
+  }
+
+  private putAddr6(addr: bigint): number {
+    if (typeof addr !== "bigint" || addr < 0n || addr >> 128n !== 0n) throw new RangeError(`${String(addr)} is not a 128-bit IPv6 address`);
+    this.dv.setBigUint64(this.addr6, addr >> 64n);
+    this.dv.setBigUint64(this.addr6 + 8, BigInt.asUintN(64, addr));
+    return this.addr6;
   }
 
   neighSet(ip: number, mac: bigint): void {
