@@ -81,7 +81,8 @@ export const R_CT_INVALID: u16 = 27; // a TCP packet that cannot open a flow (SY
 export const R_NAT_FRAGMENT: u16 = 28; // a later fragment of NAT traffic (no userspace reassembly)
 export const R_NAT_NO_FLOW: u16 = 29; // steered to the node's NAT address/ports but matches no flow
 export const R_SVC_NO_BACKEND: u16 = 30; // a service without backends (answered with ICMP port unreachable)
-export const REASON_COUNT: u16 = 31;
+export const R_NDP_IGNORED: u16 = 31; // neighbour discovery (tap) that is not a solicitation we answer
+export const REASON_COUNT: u16 = 32;
 
 // Counter block: u64 values, indexed as below. Each *_BYTES counter directly
 // follows its *_PKTS counter (verdict.ts admit() relies on it).

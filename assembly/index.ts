@@ -21,7 +21,7 @@ export * from "./wire/exports";
 export * from "./nat/exports";
 export * from "./offload/exports";
 export {
-  init, configure, slotBase, slotSize, metaBase, batchMax, countersBase, neighTable, fdbTable, peerAddrTable,
+  init, configure, configure6, slotBase, slotSize, metaBase, batchMax, countersBase, neighTable, fdbTable, peerAddrTable,
   nexthopCapacity, peerCapacity, memoryInUse, abiMetaSize, abiHeadroom, abiCounterCount, abiReasonCount,
   abiVerdictCount, allocScratch,
 } from "./pipeline/setup";

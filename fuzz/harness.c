@@ -79,7 +79,7 @@
 #define VERDICT_TO_DEVICE 3
 #define VERDICT_REPLY 4
 #define VERDICT_COUNT 5
-#define REASON_COUNT 31
+#define REASON_COUNT 32
 #define R_BAD_OFFSET 22
 #define R_CT_INVALID 27
 #define C_RX_POD_PKTS 0

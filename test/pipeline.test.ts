@@ -224,13 +224,13 @@ describe("routing decisions and ICMP errors", () => {
   it("malformed input: each gets its own counted reason and the batch goes on", () => {
     const good = podUdp("198.19.2.5", "198.19.3.7");
     const badSum = ipv4({ src: "198.19.2.5", dst: "198.19.3.7", proto: 17, payload: payload(20), badChecksum: true });
-    const v6 = good.slice(); v6[0] = 0x65;
+    const badVer = good.slice(); badVer[0] = 0x55; // version 5 (6 is IPv6: pipeline6.test.ts)
     const shortIhl = good.slice(); shortIhl[0] = 0x44;
     const longTot = good.slice(); new DataView(longTot.buffer).setUint16(2, good.length + 1);
     const before = dp.counters();
     dp.writePacket(0, good.subarray(0, 12));
     dp.writePacket(1, badSum);
-    dp.writePacket(2, v6);
+    dp.writePacket(2, badVer);
     dp.writePacket(3, shortIhl);
     dp.writePacket(4, longTot);
     dp.writePacket(5, good);
@@ -310,7 +310,7 @@ describe("VXLAN decap validation", () => {
     expect(run(concat(vxlanHeader(100), frame(bad))).reason).toBe(abi.R_BAD_IP_CHECKSUM);
   });
   it("inner destination MAC not ours", () => expect(run(concat(vxlanHeader(100), frame(ok(), mac("0e:00:00:00:09:09")))).reason).toBe(abi.R_DST_MAC_MISMATCH));
-  it("inner ethertype not IPv4", () => expect(run(concat(vxlanHeader(100), frame(ok(), W3.mac, 0x86dd))).reason).toBe(abi.R_BAD_ETHERTYPE));
+  it("inner ethertype neither IPv4 nor IPv6", () => expect(run(concat(vxlanHeader(100), frame(ok(), W3.mac, 0x88cc))).reason).toBe(abi.R_BAD_ETHERTYPE));
   it("truncated at every length", () => {
     const whole = concat(vxlanHeader(100), frame(ok()));
     for (let n = 0; n < whole.length; n++) {
@@ -365,7 +365,7 @@ describe("IPIP decap validation", () => {
   it("valid", () => expect(run(wrap(inner())).verdict).toBe(abi.VERDICT_TO_DEVICE));
   it("not addressed to us", () => expect(run(wrap(inner(), { dst: "198.18.1.99" })).reason).toBe(abi.R_NOT_LOCAL_UNDERLAY));
   it("unknown sender", () => expect(run(wrap(inner(), { src: "198.18.0.77" })).reason).toBe(abi.R_UNKNOWN_PEER));
-  it("wrong protocol", () => expect(run(wrap(inner(), { proto: 41 })).reason).toBe(abi.R_IPIP_BAD_PROTO));
+  it("wrong protocol (GRE; 41 is IPv6 in IPv4: pipeline6.test.ts)", () => expect(run(wrap(inner(), { proto: 47 })).reason).toBe(abi.R_IPIP_BAD_PROTO));
   it("spoofed inner source", () => expect(run(wrap(podUdp("198.19.2.5", "198.19.3.7"))).reason).toBe(abi.R_SPOOFED_SOURCE));
   it("inner header longer than the outer datagram", () => {
     const pkt = wrap(inner());
@@ -419,8 +419,8 @@ describe("tap mode (L2 device)", () => {
     const o = parseIpv4(f.subarray(14));
     expect(o).toMatchObject({ proto: 1, dst: "198.19.2.5", checksumOk: true });
   });
-  it("non-IPv4, non-ARP frames and multicast are dropped with reasons", () => {
-    dp.writePacket(0, ethernet(W2.mac, DEV_MAC, 0x86dd, payload(40)));
+  it("non-IP, non-ARP frames and multicast are dropped with reasons", () => {
+    dp.writePacket(0, ethernet(W2.mac, DEV_MAC, 0x88cc, payload(40)));
     dp.writePacket(1, ethernet(0x01005e000001n, DEV_MAC, 0x0800, podUdp("198.19.2.5", "198.19.3.7")));
     dp.writePacket(2, payload(10));
     dp.processPod(3);

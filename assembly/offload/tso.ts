@@ -18,8 +18,9 @@ import { csumCopy, csumFinish, csumPartial, csumPseudo } from "../wire/checksum"
 import { checkIpv4, IP_ID, IP_TOTLEN, ipFillChecksum, ipHeaderLen, ipIsFragment, ipProto, ipSrc, ipDst, ipTotalLen, PROTO_TCP } from "../wire/ipv4";
 import { checkTcp, TCP_CSUM, TCP_FIN, TCP_FLAGS, TCP_PSH, TCP_SEQ, tcpHeaderLen } from "../wire/tcp";
 import { R_NONE } from "../abi";
+import { checkIpv6, csumPseudo6, ip6Next, ip6PayloadLen, IP6_HDR_LEN, IP6_PLEN } from "../wire/ipv6";
 import {
-  checkVnet, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetCsumOffset, vnetCsumStart, vnetFlags, vnetGsoSize, vnetGsoType,
+  checkVnet, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_HDR_LEN, vnetCsumOffset, vnetCsumStart, vnetFlags, vnetGsoSize, vnetGsoType,
 } from "./vnet";
 
 export const TCP_CWR: u32 = 0x80;
@@ -29,6 +30,7 @@ let planHdr: u32 = 0; // IPv4 + TCP header bytes copied into every segment
 let planPayload: u32 = 0; // payload bytes of the super-frame
 let planMss: u32 = 0; // payload bytes per segment
 let planLen: u32 = 0; // the packet's length for gso_type NONE
+let planV6: bool = false; // TCPV6: an IPv6 header (40 bytes, TCP right behind it)
 
 /** Validate a vnet header + packet and compute how it splits. Returns the
  *  number of segments (1 for gso_type NONE) or E_RANGE for anything we do not
@@ -43,6 +45,8 @@ function tsoPlan(src: usize, srcLen: u32): i32 {
     planLen = len;
     return 1;
   }
+  planV6 = (vnetGsoType(src) & ~VNET_GSO_ECN) == VNET_GSO_TCPV6;
+  if (planV6) return tsoPlan6(src, p, len);
   if (checkIpv4(p, len) != R_NONE || ipProto(p) != PROTO_TCP || ipIsFragment(p)) return E_RANGE;
   const ihl = ipHeaderLen(p);
   const total = ipTotalLen(p);
@@ -50,6 +54,24 @@ function tsoPlan(src: usize, srcLen: u32): i32 {
   const t = p + ihl;
   if (checkTcp(t, total - ihl) != R_NONE) return E_RANGE;
   const hdr = ihl + tcpHeaderLen(t);
+  const payload = total - hdr;
+  const mss = vnetGsoSize(src);
+  planHdr = hdr;
+  planPayload = payload;
+  planMss = mss;
+  return payload == 0 ? 1 : <i32>((payload + mss - 1) / mss);
+}
+
+/** tsoPlan for TCPV6: a whole IPv6 packet, TCP right behind the fixed
+ *  header (no extension headers), whose checksum location is the TCP
+ *  checksum field. */
+function tsoPlan6(src: usize, p: usize, len: u32): i32 {
+  if (checkIpv6(p, len) != R_NONE || ip6Next(p) != PROTO_TCP) return E_RANGE;
+  const total = IP6_HDR_LEN + ip6PayloadLen(p);
+  if (vnetCsumStart(src) != IP6_HDR_LEN || vnetCsumOffset(src) != <u32>TCP_CSUM) return E_RANGE;
+  const t = p + IP6_HDR_LEN;
+  if (checkTcp(t, total - IP6_HDR_LEN) != R_NONE) return E_RANGE;
+  const hdr = IP6_HDR_LEN + tcpHeaderLen(t);
   const payload = total - hdr;
   const mss = vnetGsoSize(src);
   planHdr = hdr;
@@ -112,6 +134,7 @@ export function tsoSegment(src: usize, srcLen: u32, dst: usize, dstStride: u32, 
   const payload = planPayload;
   const mss = planMss;
   if (hdr + min(mss, payload) > dstStride) return E_RANGE;
+  if (planV6) return tsoSegment6(p, n, dst, dstStride, outLens);
   const ihl = ipHeaderLen(p);
   const id0 = ld16(p + IP_ID);
   const seq0 = ld32(p + ihl + TCP_SEQ);
@@ -138,6 +161,38 @@ export function tsoSegment(src: usize, srcLen: u32, dst: usize, dstStride: u32, 
     // header is a multiple of 4 bytes, so the payload sum joins at an even offset).
     const tl = hdr - ihl + seg;
     const acc = csumPartial(t, hdr - ihl, csumPseudo(srcAddr, dstAddr, PROTO_TCP, tl));
+    st16(t + TCP_CSUM, csumFinish(csumCopy(o + hdr, p + hdr + off, seg, acc)));
+    store<u32>(outLens + (<usize>k << 2), hdr + seg);
+    off += seg;
+  }
+  return n;
+}
+
+/** The IPv6 loop of tsoSegment: per segment the payload length, sequence,
+ *  flags (as for IPv4) and a full TCP checksum over the IPv6 pseudo header;
+ *  IPv6 has no identification or header checksum. */
+function tsoSegment6(p: usize, n: i32, dst: usize, dstStride: u32, outLens: usize): i32 {
+  const hdr = planHdr;
+  const payload = planPayload;
+  const mss = planMss;
+  const seq0 = ld32(p + IP6_HDR_LEN + TCP_SEQ);
+  const flags0 = ld8(p + IP6_HDR_LEN + TCP_FLAGS);
+  const last = <u32>n - 1;
+  let off: u32 = 0;
+  for (let k: u32 = 0; k < <u32>n; k++) {
+    const seg = min(mss, payload - off);
+    const o = dst + <usize>k * dstStride;
+    const t = o + IP6_HDR_LEN;
+    memory.copy(o, p, hdr);
+    const tl = hdr - IP6_HDR_LEN + seg;
+    st16(o + IP6_PLEN, tl);
+    st32(t + TCP_SEQ, seq0 + off);
+    let f = flags0;
+    if (k != last) f &= ~(TCP_FIN | TCP_PSH);
+    if (k != 0) f &= ~TCP_CWR;
+    st8(t + TCP_FLAGS, f);
+    st16(t + TCP_CSUM, 0);
+    const acc = csumPartial(t, hdr - IP6_HDR_LEN, csumPseudo6(o, PROTO_TCP, tl));
     st16(t + TCP_CSUM, csumFinish(csumCopy(o + hdr, p + hdr + off, seg, acc)));
     store<u32>(outLens + (<usize>k << 2), hdr + seg);
     off += seg;

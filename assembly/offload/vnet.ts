@@ -58,7 +58,7 @@ export const VNET_GSO_ECN: u32 = 0x80;
 
 /** Returns true iff `len` bytes at `p` hold a header we can act on followed
  *  by at least one packet byte: flags are a subset of NEEDS_CSUM|DATA_VALID;
- *  gso_type is NONE or TCPV4 (ECN bit allowed with TCPV4 only); TCPV4 has
+ *  gso_type is NONE, TCPV4 or TCPV6 (ECN bit allowed with TCP only); TCP has
  *  NEEDS_CSUM and a non-zero gso_size; with NEEDS_CSUM the 2-byte checksum
  *  field at csum_start + csum_offset lies inside the packet. It says nothing
  *  about the packet itself (tsoSegment checks the IPv4/TCP headers). */
@@ -67,7 +67,8 @@ export function checkVnet(p: usize, len: u32): bool {
   const flags = vnetFlags(p);
   if ((flags & ~(VNET_F_NEEDS_CSUM | VNET_F_DATA_VALID)) != 0) return false;
   const gt = vnetGsoType(p);
-  if (gt == VNET_GSO_TCPV4 || gt == (VNET_GSO_TCPV4 | VNET_GSO_ECN)) {
+  const base = gt & ~VNET_GSO_ECN;
+  if (base == VNET_GSO_TCPV4 || base == VNET_GSO_TCPV6) {
     if ((flags & VNET_F_NEEDS_CSUM) == 0 || vnetGsoSize(p) == 0) return false;
   } else if (gt != VNET_GSO_NONE) {
     return false;

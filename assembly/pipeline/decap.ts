@@ -5,9 +5,11 @@
 // ECN decapsulation rules and delivers the inner packet to the device.
 import { ld16, ld8, st16 } from "../wire/bytes";
 import { csumFinish, csumPartial, csumPartialField, csumPseudo } from "../wire/checksum";
-import { ethDst, ethType, ETHERTYPE_IPV4, ETH_HDR_LEN } from "../wire/ethernet";
+import { ethDst, ethType, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HDR_LEN } from "../wire/ethernet";
+import { checkIpv6Forwardable, csumPseudo6, ip6Next, ip6PayloadLen, ip6SetTclass, ip6Tclass, IP6_HDR_LEN, IP6_SRC, PROTO_IPV6 } from "../wire/ipv6";
+import { lpm6Lookup } from "../tables/lpm6";
 import {
-  checkIpv4Forwardable, ipDecTtl, ipDst, ipHeaderLen, ipIsFragment, ipProto, ipSetTos, PROTO_TCP, PROTO_UDP, ipTtl, ipSrc, ipTos, ipTotalLen, ECN_CE, ECN_ECT0, ECN_ECT1,
+  checkIpv4, checkIpv4Forwardable, ipDecTtl, ipDst, ipHeaderLen, ipIsFragment, ipProto, ipSetTos, PROTO_TCP, PROTO_UDP, ipTtl, ipSrc, ipTos, ipTotalLen, ECN_CE, ECN_ECT0, ECN_ECT1,
   ECN_NOT_ECT, IP_TOS,
 } from "../wire/ipv4";
 import { checkIpip } from "../wire/ipip";
@@ -21,7 +23,7 @@ import { lpmLookup, LPM_MISS } from "../tables/lpm";
 import { htFind, htValueAt } from "../tables/hash";
 import { batchMax, cfgUnderlay, cfgVni, cfgVtepMac, count, metaBase, peerAddrTable, slotBase, slotSize } from "./state";
 import { nhKind, nhPeer, peerValid } from "./peers";
-import { deliverIpv4 } from "./forward";
+import { deliverIpv4, deliverIpv6 } from "./forward";
 import { admit, drop, emitDirect, metaPtr } from "./verdict";
 import { natNodeIp, natUnderlaySide, NAT_DONE, NAT_TRANSLATED } from "./nat";
 
@@ -152,7 +154,8 @@ export function processVxlanBatch(n: u32): u32 {
       continue;
     }
     const e = p + VXLAN_HDR_LEN;
-    if (ethType(e) != ETHERTYPE_IPV4) {
+    const et = ethType(e);
+    if (et != ETHERTYPE_IPV4 && et != ETHERTYPE_IPV6) {
       drop(m, R_BAD_ETHERTYPE);
       continue;
     }
@@ -161,7 +164,8 @@ export function processVxlanBatch(n: u32): u32 {
       continue;
     }
     const hdrs = VXLAN_HDR_LEN + ETH_HDR_LEN;
-    deliverInner(m, off + hdrs, p + hdrs, len - hdrs, <u32>peer, outerTos);
+    if (et == ETHERTYPE_IPV6) deliverInner6(m, off + hdrs, p + hdrs, len - hdrs, <u32>peer, outerTos);
+    else deliverInner(m, off + hdrs, p + hdrs, len - hdrs, <u32>peer, outerTos);
   }
   return n;
 }
@@ -178,6 +182,10 @@ export function processIpipBatch(n: u32): u32 {
     const len = load<u32>(m, META_LEN);
     if (!admit(m, off, len, C_RX_IPIP_PKTS)) continue;
     const p = slot + off;
+    if (checkIpv4(p, len) == R_NONE && ipProto(p) == PROTO_IPV6) {
+      decapSit(m, off, p, len);
+      continue;
+    }
     const r = checkIpip(p, len);
     if (r != R_NONE) {
       drop(m, r);
@@ -198,3 +206,67 @@ export function processIpipBatch(n: u32): u32 {
   return n;
 }
 
+
+/** An outer IPv4 packet of protocol 41 (IPv6 in IPv4, the kernel's sit;
+ *  outer header checked): the same checks as IPIP, inner IPv6. */
+function decapSit(m: usize, off: u32, p: usize, len: u32): void {
+  if (ipDst(p) != cfgUnderlay) {
+    drop(m, R_NOT_LOCAL_UNDERLAY);
+    return;
+  }
+  const peer = peerOf(ipSrc(p));
+  if (peer < 0) {
+    drop(m, R_UNKNOWN_PEER);
+    return;
+  }
+  const hl = ipHeaderLen(p);
+  deliverInner6(m, off + hl, p + hl, ipTotalLen(p) - hl, <u32>peer, ld8(p + IP_TOS));
+}
+
+/** The IPv6 counterpart of deliverInner: inner IPv6 at `p` (`avail` bytes
+ *  up to the end of the datagram) from `peer`. The same anti-spoofing (the
+ *  source must route back through that peer, in the IPv6 LPM) and RFC 6040
+ *  rules on the traffic class; no NAT66 yet. */
+function deliverInner6(m: usize, off: u32, p: usize, avail: u32, peer: u32, outerTos: u32): void {
+  const r = checkIpv6Forwardable(p, avail);
+  if (r != R_NONE) {
+    drop(m, r);
+    return;
+  }
+  const len = IP6_HDR_LEN + ip6PayloadLen(p);
+  const nh = lpm6Lookup(p + IP6_SRC);
+  const kind = nh == LPM_MISS ? 0 : nhKind(nh);
+  if ((kind != NH_VXLAN && kind != NH_IPIP && kind != NH_DIRECT) || nhPeer(nh) != peer) {
+    drop(m, R_SPOOFED_SOURCE);
+    return;
+  }
+  const tc = ip6Tclass(p);
+  const ecn = ecnDecap(tc & 3, outerTos & 3);
+  if (ecn < 0) {
+    drop(m, R_ECN_CE_NOT_ECT);
+    return;
+  }
+  if (<u32>ecn != (tc & 3)) ip6SetTclass(p, (tc & 0xfc) | <u32>ecn);
+  finishPartialL4v6(p, len);
+  store<u16>(m, <u16>peer, META_PEER);
+  deliverIpv6(m, off, p, len);
+}
+
+/** finishPartialL4 for IPv6: TCP or UDP right behind the fixed header (a
+ *  kernel VTEP on a veth sends them with the pseudo-header sum only). */
+export function finishPartialL4v6(p: usize, len: u32): void {
+  const proto = ip6Next(p);
+  let field: u32;
+  if (proto == PROTO_TCP) field = 16;
+  else if (proto == PROTO_UDP) field = 6;
+  else return;
+  if (len < IP6_HDR_LEN + field + 2) return;
+  const l4 = p + IP6_HDR_LEN;
+  const l4len = len - IP6_HDR_LEN;
+  const c = ld16(l4 + field);
+  if (c != (~csumFinish(csumPseudo6(p, proto, l4len)) & 0xffff)) return;
+  st16(l4 + field, 0);
+  let full = csumFinish(csumPartial(l4, l4len, csumPseudo6(p, proto, l4len)));
+  if (proto == PROTO_UDP && full == 0) full = 0xffff;
+  st16(l4 + field, full);
+}

@@ -33,3 +33,17 @@ export function flowHash(p: usize, len: u32): u32 {
 @inline export function pickSourcePort(hash: u32, min: u32, span: u32): u32 {
   return min + <u32>((<u64>hash * <u64>span) >> 32);
 }
+
+/** The IPv6 counterpart of flowHash: source, destination, next header, the
+ *  flow label (RFC 6437: the sender's own flow key) and, when TCP or UDP
+ *  follows the fixed header directly, the ports. Headers checked. */
+export function flowHash6(p: usize, len: u32): u32 {
+  const next = <u32>load<u8>(p + 6);
+  let ports: u32 = ld32(p) & 0xfffff;
+  if ((next == PROTO_TCP || next == PROTO_UDP) && len >= 44) ports ^= load<u32>(p + 40);
+  let h = fmix32(ld32(p + 8) ^ ld32(p + 12) ^ 0x9e3779b9);
+  h = fmix32(h ^ ld32(p + 16) ^ ld32(p + 20));
+  h = fmix32(h ^ ld32(p + 24) ^ ld32(p + 28));
+  h = fmix32(h ^ ld32(p + 32) ^ ld32(p + 36));
+  return fmix32(h ^ ports ^ (next << 24));
+}

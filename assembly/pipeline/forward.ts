@@ -41,7 +41,14 @@
 //     leaves through the node's stack (raw socket): our hop; a TTL <= 1 is a
 //     counted drop (ttl_exceeded; decap.ts), else one off.
 import { ld16 } from "../wire/bytes";
-import { checkEthernet, emitEthernet, ethDst, ethType, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETH_HDR_LEN, macIsMulticast } from "../wire/ethernet";
+import { checkEthernet, emitEthernet, ethDst, ethSrc, ethType, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HDR_LEN, macIsMulticast } from "../wire/ethernet";
+import {
+  a6copy, a6eq, a6IsUnspecified, checkIpv6, checkIpv6Forwardable, emitIpv6, ip6Next, ip6PayloadLen, ip6Version, IP6_DST, IP6_HDR_LEN, IP6_SRC, PROTO_ICMPV6,
+} from "../wire/ipv6";
+import {
+  emitNeighborAdvert, ICMP6_DEST_UNREACH, ICMP6_PACKET_TOO_BIG, NA_FLAG_ROUTER, NA_FLAG_SOLICITED, NA_LEN, ndSolicitSender, ND_NEIGHBOR_SOLICIT, UNREACH6_NO_ROUTE,
+} from "../wire/icmp6";
+import { lpm6Lookup } from "../tables/lpm6";
 import { ARP_REPLY, ARP_REQUEST, arpOper, arpSha, arpSpa, arpTpa, checkArp, emitArp } from "../wire/arp";
 import {
   checkIpv4Forwardable, ipDecTtl, ipDst, ipIncTtl, ipSrc, ipTotalLen, ipTtl, IP_FLAG_DF, IP_FRAG,
@@ -53,18 +60,18 @@ import {
   C_BATCHES, C_RX_POD_PKTS, C_TO_DEVICE_BYTES, C_TO_DEVICE_PKTS,
   META_HASH, META_LEN, META_OFF, META_PEER, META_VERDICT, MODE_TAP, NH_BLACKHOLE, NH_DIRECT, NH_IPIP, NH_LOCAL, NH_VXLAN,
   R_ARP_IGNORED, R_BAD_ETHERTYPE, R_BLACKHOLE, R_FRAG_NEEDED_NO_DF, R_MARTIAN, R_NONE,
-  R_NO_FDB, R_NO_NEIGH, R_NO_ROUTE, R_TOO_BIG, R_TTL_EXCEEDED, R_UNKNOWN_PEER, VERDICT_REPLY, VERDICT_TO_DEVICE,
+  R_NDP_IGNORED, R_NO_FDB, R_NO_NEIGH, R_NO_ROUTE, R_TOO_BIG, R_TTL_EXCEEDED, R_UNKNOWN_PEER, VERDICT_REPLY, VERDICT_TO_DEVICE,
 } from "../abi";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
 import { htFind, htValueAt } from "../tables/hash";
 import {
   batchMax, cfgDevMac, cfgMode, cfgUnderlayMtu, cfgVtepMac, count, fdbTable, metaBase, neighTable, slotBase, slotSize,
 } from "./state";
-import { nhGateway, nhKind, nhPeer, peerValid } from "./peers";
-import { encapIpip, encapVxlan } from "./encap";
+import { nhGateway, nhKind, nhPeer, peerPtr, peerValid, PEER_VTEP_MAC } from "./peers";
+import { encapIpip, encapSit, encapVxlan, encapVxlan6 } from "./encap";
 import { peerPathMtu } from "./pmtu";
-import { flowHash } from "./flow";
-import { replyIcmpError } from "./icmperr";
+import { flowHash, flowHash6 } from "./flow";
+import { replyIcmp6Error, replyIcmpError } from "./icmperr";
 import { admit, drop, emit, emitDirect, metaPtr, replyToDirect } from "./verdict";
 import { natEnabled, natNodeIp, natPodSide, NAT_DONE, NAT_TRANSLATED, translateIcmpError } from "./nat";
 
@@ -92,7 +99,11 @@ export function processPodBatch(n: u32): u32 {
         answerArp(m, off, p, len);
         continue;
       }
-      if (et != ETHERTYPE_IPV4) {
+      if (et == ETHERTYPE_IPV6 && isSolicitation(p + ETH_HDR_LEN, len - ETH_HDR_LEN)) {
+        answerNdp(m, off, p, len);
+        continue;
+      }
+      if (et != ETHERTYPE_IPV4 && et != ETHERTYPE_IPV6) {
         drop(m, R_BAD_ETHERTYPE);
         continue;
       }
@@ -103,10 +114,118 @@ export function processPodBatch(n: u32): u32 {
       p += ETH_HDR_LEN;
       off += ETH_HDR_LEN;
       len -= ETH_HDR_LEN;
+      if (et == ETHERTYPE_IPV6) {
+        routeIpv6(m, off, p, len);
+        continue;
+      }
+    } else if (len != 0 && ip6Version(p) == 6) {
+      routeIpv6(m, off, p, len);
+      continue;
     }
     routeIpv4(m, slot, off, p, len);
   }
   return n;
+}
+
+/** Route one IPv6 packet from the pod side. As for IPv4 (the top of this
+ *  file) the kernel forwarded it into the device and took the hop: the hop
+ *  limit is left alone. No NAT66 yet: IPv6 is routed, never translated.
+ *  Errors are ICMPv6 (RFC 4443): no route, and packet too big where IPv4
+ *  would say fragmentation needed; IPv6 has no DF, so every packet over
+ *  the limit gets one (never fragmented: RFC 8200 5). */
+function routeIpv6(m: usize, off: u32, p: usize, len: u32): void {
+  const r = checkIpv6Forwardable(p, len);
+  if (r != R_NONE) {
+    drop(m, r);
+    return;
+  }
+  len = IP6_HDR_LEN + ip6PayloadLen(p); // ignore link-layer padding
+  const nh = lpm6Lookup(p + IP6_DST);
+  if (nh == LPM_MISS) {
+    replyIcmp6Error(m, off, p, len, ICMP6_DEST_UNREACH, UNREACH6_NO_ROUTE, 0, R_NO_ROUTE);
+    return;
+  }
+  const kind = nhKind(nh);
+  if (kind == NH_BLACKHOLE) {
+    drop(m, R_BLACKHOLE);
+    return;
+  }
+  store<u32>(m, flowHash6(p, len), META_HASH);
+  if (kind == NH_LOCAL) {
+    deliverIpv6(m, off, p, len);
+    return;
+  }
+  const peer = nhPeer(nh);
+  if ((kind != NH_VXLAN && kind != NH_IPIP) || !peerValid(peer)) {
+    // Direct IPv6 routes are the kernel's (src/config/derive.ts): nothing
+    // sends such packets into the device.
+    drop(m, kind == NH_DIRECT ? R_NO_ROUTE : R_UNKNOWN_PEER);
+    return;
+  }
+  const overhead = kind == NH_VXLAN ? VXLAN_OVERHEAD : IPIP_OVERHEAD;
+  const limit = peerPathMtu(peer);
+  if (len + overhead > limit) {
+    replyIcmp6Error(m, off, p, len, ICMP6_PACKET_TOO_BIG, 0, limit - overhead, R_TOO_BIG);
+    return;
+  }
+  // The inner destination MAC of a VXLAN frame is the peer's VTEP MAC: its
+  // neighbour entry, as derive.ts gives the IPv4 path through neigh/fdb.
+  if (kind == NH_VXLAN) encapVxlan6(m, off, p, len, peer, load<u64>(peerPtr(peer), PEER_VTEP_MAC), load<u32>(m, META_HASH));
+  else encapSit(m, off, p, len, peer);
+}
+
+/** Hand an IPv6 packet to the node's device, as deliverIpv4 does. */
+export function deliverIpv6(m: usize, off: u32, p: usize, len: u32): void {
+  if (cfgMode == MODE_TAP) {
+    emitEthernet(p - ETH_HDR_LEN, cfgDevMac, cfgVtepMac, ETHERTYPE_IPV6);
+    off -= ETH_HDR_LEN;
+    len += ETH_HDR_LEN;
+  }
+  emit(m, VERDICT_TO_DEVICE, R_NONE, off, len, 0);
+  count(C_TO_DEVICE_PKTS);
+  count(C_TO_DEVICE_BYTES, len);
+}
+
+/** An ICMPv6 Neighbor Solicitation right behind the fixed header (where
+ *  they always are: RFC 4861 sends them without extension headers). */
+@inline function isSolicitation(ip: usize, len: u32): bool {
+  return len >= IP6_HDR_LEN + 1 && ip6Next(ip) == PROTO_ICMPV6 && load<u8>(ip + IP6_HDR_LEN) == <u8>ND_NEIGHBOR_SOLICIT;
+}
+
+/** Tap mode, IPv6: the kernel resolves next hops with Neighbor Discovery.
+ *  A valid solicitation (wire/icmp6.ts) for an address we route to a peer
+ *  is answered with our VTEP MAC (proxy NDP, as proxy ARP for IPv4), from
+ *  the target address, flags Router and Solicited. Duplicate address
+ *  detection (unspecified source), targets we do not route, deliver
+ *  locally or blackhole, and anything malformed: counted R_NDP_IGNORED. */
+function answerNdp(m: usize, off: u32, p: usize, len: u32): void {
+  const ip = p + ETH_HDR_LEN;
+  const r = checkIpv6(ip, len - ETH_HDR_LEN);
+  if (r != R_NONE) {
+    drop(m, r);
+    return;
+  }
+  const sender = ndSolicitSender(ip, ip6PayloadLen(ip));
+  const target = ip + IP6_HDR_LEN + 8;
+  if (sender < 0 || a6IsUnspecified(ip + IP6_SRC) || a6eq(target, ip + IP6_SRC)) {
+    drop(m, R_NDP_IGNORED);
+    return;
+  }
+  const nh = lpm6Lookup(target);
+  if (nh == LPM_MISS || nhKind(nh) == NH_LOCAL || nhKind(nh) == NH_BLACKHOLE) {
+    drop(m, R_NDP_IGNORED);
+    return;
+  }
+  const to: u64 = sender != 0 ? <u64>sender : ethSrc(p);
+  // The headroom in front of the frame keeps the two addresses while the
+  // advertisement is written over the solicitation.
+  const save = p - 32;
+  a6copy(save, ip + IP6_SRC);
+  a6copy(save + 16, target);
+  emitEthernet(p, to, cfgVtepMac, ETHERTYPE_IPV6);
+  emitIpv6(ip, 0, 0, NA_LEN, PROTO_ICMPV6, 255, save + 16, save);
+  emitNeighborAdvert(ip, ip + IP6_HDR_LEN, save + 16, cfgVtepMac, NA_FLAG_ROUTER | NA_FLAG_SOLICITED);
+  emit(m, VERDICT_REPLY, R_NONE, off, ETH_HDR_LEN + IP6_HDR_LEN + NA_LEN, 0);
 }
 
 /** Route one IPv4 packet from the pod side. */

@@ -39,6 +39,9 @@ export function init(batch: u32, slotSize: u32, tbl8Groups: u32, maxNexthops: u3
   if (neigh == 0 || fdb == 0 || byAddr == 0) return E_NO_MEMORY;
   st.setHashTables(neigh, fdb, byAddr);
   if (!ingestCarve() || !egressCarve() || !wholeFrameCarve() || !groCarve()) return E_NO_MEMORY;
+  const overlay6 = carve(16);
+  if (overlay6 == 0) return E_NO_MEMORY;
+  st.setOverlay6Cell(overlay6);
   initialised = true;
   return OK;
 }
@@ -53,6 +56,15 @@ export function configure(mode: u32, underlay: u32, overlay: u32, vtepMac: u64, 
     sportMax > 0xffff || outerTtl == 0 || outerTtl > 255 || underlayMtu < 576 || underlayMtu > 65535) return E_RANGE;
   st.setConfig(mode, underlay, overlay, vtepMac, devMac, vni, port, sportMin, sportMax, outerTtl, underlayMtu);
   rebuildAllTemplates();
+  return OK;
+}
+
+/** This node's IPv6 overlay address (the source of ICMPv6 errors), as its
+ *  high and low 64 bits; 0, 0: none. */
+export function configure6(overlayHi: u64, overlayLo: u64): i32 {
+  if (!initialised) return E_NOT_INIT;
+  store<u64>(st.cfgOverlay6, bswap<u64>(overlayHi));
+  store<u64>(st.cfgOverlay6, bswap<u64>(overlayLo), 8);
   return OK;
 }
 

@@ -31,6 +31,15 @@ export function setConfig(mode: u32, underlay: u32, overlay: u32, vtepMac: u64, 
   cfgUnderlayMtu = underlayMtu;
 }
 
+/** This node's IPv6 overlay address (source of ICMPv6 errors), 16 bytes in
+ *  network order, carved by init; all zero: none configured (IPv6 errors
+ *  are then not sent, a counted R_ICMP_SUPPRESSED). */
+export let cfgOverlay6: usize = 0;
+
+export function setOverlay6Cell(p: usize): void {
+  cfgOverlay6 = p;
+}
+
 // --- regions ------------------------------------------------------------------
 export let slotBase: usize = 0;
 export let slotSize: u32 = 0;

@@ -31,7 +31,8 @@ import { checkIpv4, ipChecksumOk, ipDst, ipFillChecksum, ipHeaderLen, ipIsFragme
 import { checkTcp, TCP_CSUM, TCP_FLAGS, tcpHeaderLen } from "../wire/tcp";
 import { vxlanFlags, VXLAN_FLAG_I, VXLAN_HDR_LEN, VXLAN_OVERHEAD } from "../wire/vxlan";
 import { ld16 } from "../wire/bytes";
-import { ETH_HDR_LEN, ETH_TYPE, ETHERTYPE_IPV4 } from "../wire/ethernet";
+import { ETH_HDR_LEN, ETH_TYPE, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/ethernet";
+import { checkIpv6, ip6Next, ip6PayloadLen, IP6_HDR_LEN } from "../wire/ipv6";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
 import { nhKind } from "./peers";
 import { setInput } from "./verdict";
@@ -39,7 +40,7 @@ import { natEnabled } from "./nat";
 import { batchMax, cfgMode, cfgUnderlayMtu, count, metaBase, slotBase, slotSize } from "./state";
 import { carve } from "../layout";
 import { tsoFirstSegment, tsoSegmentCount } from "../offload/tso";
-import { emitVnet, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_HDR_LEN, vnetGsoSize, vnetGsoType } from "../offload/vnet";
+import { emitVnet, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_HDR_LEN, vnetGsoSize, vnetGsoType } from "../offload/vnet";
 
 export const TNL_VNET_LEN: u32 = 24;
 /** Bytes in front of the inner IPv4 header: tunnel vnet header, Ethernet, outer headers. */
@@ -208,15 +209,29 @@ export const ENCAP_WRITE_AT: u32 = ENCAP_OUTER - VNET_HDR_LEN;
  *  and a segment size (tunnel MTU - headers) that fits a slot. */
 function encapPlan(src: usize, len: u32): u32 {
   if (len < ENCAP_OUTER + 40 || (vxlanFlags(src) & VXLAN_FLAG_I) == 0) return 0;
-  if (ld16(src + VXLAN_HDR_LEN + ETH_TYPE) != ETHERTYPE_IPV4) return 0;
   const p = src + ENCAP_OUTER;
   const plen = len - ENCAP_OUTER;
+  if (ld16(src + VXLAN_HDR_LEN + ETH_TYPE) == ETHERTYPE_IPV6) return encapPlan6(p, plen);
+  if (ld16(src + VXLAN_HDR_LEN + ETH_TYPE) != ETHERTYPE_IPV4) return 0;
   // The header checksum too: each segment gets a fresh one, which must not
   // vouch for a header that arrived damaged (a bug the fuzzer found).
   if (checkIpv4(p, plen) != R_NONE || !ipChecksumOk(p) || ipProto(p) != PROTO_TCP || ipIsFragment(p) || ipTotalLen(p) != plen) return 0;
   const ihl = ipHeaderLen(p);
   if (checkTcp(p + ihl, plen - ihl) != R_NONE) return 0;
   const hdr = ihl + tcpHeaderLen(p + ihl);
+  const innerMtu = cfgUnderlayMtu - VXLAN_OVERHEAD;
+  if (innerMtu <= hdr + 8 || HEADROOM + ENCAP_OUTER + innerMtu > slotSize) return 0;
+  return hdr;
+}
+
+/** encapPlan for an IPv6 super-frame (a kernel VTEP's TCP over IPv6):
+ *  TCP right behind the fixed header, the payload length filling the
+ *  datagram. Only segmented here (tsoSegment's TCPV6): the tun is not
+ *  offered TSO6, so it is never written whole. */
+function encapPlan6(p: usize, plen: u32): u32 {
+  if (checkIpv6(p, plen) != R_NONE || ip6Next(p) != PROTO_TCP || IP6_HDR_LEN + ip6PayloadLen(p) != plen) return 0;
+  if (checkTcp(p + IP6_HDR_LEN, plen - IP6_HDR_LEN) != R_NONE) return 0;
+  const hdr = IP6_HDR_LEN + tcpHeaderLen(p + IP6_HDR_LEN);
   const innerMtu = cfgUnderlayMtu - VXLAN_OVERHEAD;
   if (innerMtu <= hdr + 8 || HEADROOM + ENCAP_OUTER + innerMtu > slotSize) return 0;
   return hdr;
@@ -233,7 +248,8 @@ export function encapAsVnet(src: usize, len: u32, save: usize): usize {
   const p = src + ENCAP_OUTER;
   memory.copy(save, src, ENCAP_OUTER);
   const v = p - VNET_HDR_LEN;
-  emitVnet(v, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, hdr, cfgUnderlayMtu - VXLAN_OVERHEAD - hdr, ipHeaderLen(p), <u32>TCP_CSUM);
+  const six = ld16(src + VXLAN_HDR_LEN + ETH_TYPE) == ETHERTYPE_IPV6;
+  emitVnet(v, VNET_F_NEEDS_CSUM, six ? VNET_GSO_TCPV6 : VNET_GSO_TCPV4, hdr, cfgUnderlayMtu - VXLAN_OVERHEAD - hdr, six ? IP6_HDR_LEN : ipHeaderLen(p), <u32>TCP_CSUM);
   return v;
 }
 

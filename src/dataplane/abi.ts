@@ -53,7 +53,8 @@ export const R_CT_INVALID = 27; // a TCP packet that cannot open a flow (SYN-ACK
 export const R_NAT_FRAGMENT = 28; // a later fragment of NAT traffic (no userspace reassembly)
 export const R_NAT_NO_FLOW = 29; // steered to the node's NAT address/ports but matches no flow
 export const R_SVC_NO_BACKEND = 30; // a service without backends (answered with ICMP port unreachable)
-export const REASON_COUNT = 31;
+export const R_NDP_IGNORED = 31; // neighbour discovery (tap) that is not a solicitation we answer
+export const REASON_COUNT = 32;
 export const C_RX_POD_PKTS = 0;
 export const C_RX_POD_BYTES = 1;
 export const C_RX_VXLAN_PKTS = 2;
@@ -103,7 +104,7 @@ export const REASON_NAMES = [
   "no_fdb", "too_big", "frag_needed_no_df", "vxlan_bad_flags", "vxlan_bad_vni", "unknown_peer", "spoofed_source",
   "bad_ethertype", "dst_mac_mismatch", "ecn_ce_not_ect", "martian", "arp_ignored", "ipip_bad_proto",
   "not_local_underlay", "bad_offset", "icmp_suppressed", "icmp_rate_limited", "ct_full", "nat_no_port",
-  "ct_invalid", "nat_fragment", "nat_no_flow", "svc_no_backend",
+  "ct_invalid", "nat_fragment", "nat_no_flow", "svc_no_backend", "ndp_ignored",
 ] as const;
 
 /** Named counters of the counter block (the rest are per verdict / per reason). */

@@ -35,6 +35,9 @@ export interface NodeParams {
   underlay: number;
   /** This node's overlay address (VTEP IP; source of ICMP errors). */
   overlay: number;
+  /** This node's IPv6 overlay address (source of ICMPv6 errors), a 128-bit
+   *  bigint; 0n or left out: none (ICMPv6 errors are then not sent). */
+  overlay6?: bigint;
   /** Our MAC on the overlay: inner Ethernet source, ARP answers. */
   vtepMac: bigint;
   /** Tap mode: MAC of the kernel's side of the tap device. */
@@ -243,6 +246,8 @@ export class Dataplane {
     check("configure", this.raw.configure(p.mode === "tap" ? abi.MODE_TAP : abi.MODE_TUN, p.underlay >>> 0,
       p.overlay >>> 0, BigInt.asUintN(64, p.vtepMac), BigInt.asUintN(64, p.devMac ?? 0n), p.vni, p.port ?? 4789,
       smin, smax, p.outerTtl ?? 64, p.underlayMtu ?? 1500));
+    const o6 = p.overlay6 ?? 0n;
+    check("configure6", this.raw.configure6(BigInt.asUintN(64, o6 >> 64n), BigInt.asUintN(64, o6)));
   }
 
   /** Stamp the following batches with the time (wrapping u32 milliseconds). */
