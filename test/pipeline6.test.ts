@@ -156,6 +156,22 @@ describe("IPv6 VXLAN decap", () => {
     expect(run(frame(podUdp6(`${P2}5`, `${P3}7`, { tclass: 2 })), 1).verdict).toBe(abi.VERDICT_TO_DEVICE);
     expect(parseIpv6(dp.readPacket(0)).tclass).toBe(1); // ECT(1) outer on ECT(0) inner
   });
+  it("RFC 6040 Figure 4, every cell, on the traffic class (DSCP kept)", () => {
+    // rows: inner Not-ECT, ECT(1), ECT(0), CE; columns: outer the same; -1: drop.
+    const fig4 = [[0, 0, 0, -1], [1, 1, 1, 3], [2, 1, 2, 3], [3, 3, 3, 3]];
+    for (let inner = 0; inner < 4; inner++) {
+      for (let outer = 0; outer < 4; outer++) {
+        const r = run(frame(podUdp6(`${P2}5`, `${P3}7`, { tclass: 0xb8 | inner })), 0x28 | outer);
+        const want = fig4[inner][outer];
+        if (want < 0) {
+          expect(r.reason).toBe(abi.R_ECN_CE_NOT_ECT);
+        } else {
+          expect(r.verdict).toBe(abi.VERDICT_TO_DEVICE);
+          expect(parseIpv6(dp.readPacket(0)).tclass, `inner ${inner} outer ${outer}`).toBe(0xb8 | want);
+        }
+      }
+    }
+  });
   it("finishes a kernel VTEP's partial TCP checksum", () => {
     const src = `${P2}5`, dst = `${P3}7`;
     const t = new Uint8Array(20 + 33);
@@ -301,6 +317,19 @@ describe("IPv6 on a tap: proxy neighbour discovery", () => {
     dp.processPod(5);
     expect([0, 1, 2, 3, 4].map((k) => dp.result(k).reason)).toEqual(Array(5).fill(abi.R_NDP_IGNORED));
     expect(dp.counters().drop_ndp_ignored - before.drop_ndp_ignored).toBe(5n);
+  });
+  it("never writes an advertisement past the slot, nor answers a multicast or loopback source (found by the fuzzer)", () => {
+    const short = ns(`${P3}7`, { sll: null }); // 78 bytes: the 86-byte answer would not fit flush with the slot's end
+    dp.writePacket(0, short, { off: dp.slotSize - short.length });
+    const full = ns(`${P3}7`); // 86 bytes: fits exactly
+    dp.writePacket(1, full, { off: dp.slotSize - full.length });
+    dp.writePacket(2, ns(`${P3}7`, { src: "ff02::1" }));
+    dp.writePacket(3, ns(`${P3}7`, { src: "::1" }));
+    dp.processPod(4);
+    expect(dp.result(0).reason).toBe(abi.R_NDP_IGNORED);
+    expect(dp.result(1).verdict).toBe(abi.VERDICT_REPLY);
+    expect(dp.result(1).off + dp.result(1).len).toBe(dp.slotSize);
+    expect([2, 3].map((k) => dp.result(k).reason)).toEqual([abi.R_NDP_IGNORED, abi.R_NDP_IGNORED]);
   });
   it("truncated solicitations never read past the frame", () => {
     const whole = ns(`${P3}7`);

@@ -43,7 +43,7 @@
 import { ld16 } from "../wire/bytes";
 import { checkEthernet, emitEthernet, ethDst, ethSrc, ethType, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HDR_LEN, macIsMulticast } from "../wire/ethernet";
 import {
-  a6copy, a6eq, a6IsUnspecified, checkIpv6, checkIpv6Forwardable, emitIpv6, ip6Next, ip6PayloadLen, ip6Version, IP6_DST, IP6_HDR_LEN, IP6_SRC, PROTO_ICMPV6,
+  a6copy, a6eq, a6IsMartianSource, checkIpv6, checkIpv6Forwardable, emitIpv6, ip6Next, ip6PayloadLen, ip6Version, IP6_DST, IP6_HDR_LEN, IP6_SRC, PROTO_ICMPV6,
 } from "../wire/ipv6";
 import {
   emitNeighborAdvert, ICMP6_DEST_UNREACH, ICMP6_PACKET_TOO_BIG, NA_FLAG_ROUTER, NA_FLAG_SOLICITED, NA_LEN, ndSolicitSender, ND_NEIGHBOR_SOLICIT, UNREACH6_NO_ROUTE,
@@ -207,7 +207,10 @@ function answerNdp(m: usize, off: u32, p: usize, len: u32): void {
   }
   const sender = ndSolicitSender(ip, ip6PayloadLen(ip));
   const target = ip + IP6_HDR_LEN + 8;
-  if (sender < 0 || a6IsUnspecified(ip + IP6_SRC) || a6eq(target, ip + IP6_SRC)) {
+  // The advertisement (86 bytes) may be longer than the solicitation (78
+  // without options): it must fit the slot. It goes back to a unicast
+  // host only (a multicast or loopback source is no asker; RFC 4861 7.1.1).
+  if (sender < 0 || a6IsMartianSource(ip + IP6_SRC) || a6eq(target, ip + IP6_SRC) || off + ETH_HDR_LEN + IP6_HDR_LEN + NA_LEN > slotSize) {
     drop(m, R_NDP_IGNORED);
     return;
   }
