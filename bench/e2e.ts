@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Cluster, podIp, vtepMac } from "../src/demo/cluster.js";
+import { Cluster, podIp, podIp6, vtepMac } from "../src/demo/cluster.js";
 import { repoRoot } from "../src/dataplane/wasm.js";
 import { barChartSvg, type Bar } from "./chart.js";
 import { copyFloor, measureMemcpyGBps, measureSyscallUs } from "./floor.js";
@@ -51,12 +51,13 @@ export function cpuSecondsPerGbit(cpuSeconds: number, bytesMoved: number): numbe
   return bytesMoved > 0 ? cpuSeconds / ((bytesMoved * 8) / 1e9) : NaN;
 }
 
-/** iperf3 TCP pod2 -> pod3; `cc`: its congestion control (-C), else the system's. */
-function iperf(c: Cluster, seconds: number, cc?: string): Run {
-  const server = c.spawnIn("pod3", ["iperf3", "-s", "-1", "-B", podIp(3)]);
+/** iperf3 TCP pod2 -> pod3 (over IPv6 with `six`); `cc`: its congestion control (-C), else the system's. */
+function iperf(c: Cluster, seconds: number, cc?: string, six = false): Run {
+  const to = six ? podIp6(3) : podIp(3);
+  const server = c.spawnIn("pod3", ["iperf3", "-s", "-1", "-B", to]);
   execFileSync("sleep", ["0.5"]);
   try {
-    const out = c.exec("pod2", ["iperf3", "-c", podIp(3), "-t", String(seconds), "-J", "-O", "1", ...(cc ? ["-C", cc] : [])]);
+    const out = c.exec("pod2", ["iperf3", "-c", to, "-t", String(seconds), "-J", "-O", "1", ...(cc ? ["-C", cc] : [])]);
     const j = JSON.parse(out);
     return { gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent.retransmits ?? 0, bytesMoved: iperfBytesMoved(j) };
   } finally {
@@ -105,14 +106,20 @@ function machineTicks(): number {
   return f.reduce((a, x) => a + x, 0) - f[3] - f[4];
 }
 
-/** TCP then 64-byte UDP pod2 -> pod3 on the path set up now; CPU: `pids`' over the TCP run. */
-function measurePath(c: Cluster, seconds: number, cc: string | undefined, pids: number[]): Run {
+/** TCP pod2 -> pod3 on the path set up now (IPv6 with `six`); CPU: `pids`' and the machine's over the run. */
+function measureTcp(c: Cluster, seconds: number, cc: string | undefined, pids: number[], six = false): Run {
   const ticks = () => pids.reduce((a, p) => a + cpuTicks(p), 0);
   const t0 = ticks();
   const m0 = machineTicks();
-  const r = iperf(c, seconds, cc);
+  const r = iperf(c, seconds, cc, six);
   r.cpuSeconds = (ticks() - t0) / HZ;
   r.machineCpuSeconds = (machineTicks() - m0) / HZ;
+  return r;
+}
+
+/** TCP then 64-byte UDP pod2 -> pod3 on the path set up now; CPU: `pids`' over the TCP run. */
+function measurePath(c: Cluster, seconds: number, cc: string | undefined, pids: number[]): Run {
+  const r = measureTcp(c, seconds, cc, pids);
   const u = iperfUdp64(c, Math.min(seconds, 3));
   r.udp64Kpps = u.kpps;
   r.udp64LossPct = u.lossPct;
@@ -169,11 +176,17 @@ function kernelVxlan(c: Cluster, me: number, peer: number, meUnderlay: string, p
   x(["ip", "route", "add", `198.19.${peer}.0/24`, "via", `198.19.${peer}.0`, "dev", "vxlan100", "onlink"]);
   x(["ip", "neigh", "add", `198.19.${peer}.0`, "dev", "vxlan100", "lladdr", vtepMac(peer)]);
   x(["bridge", "fdb", "add", vtepMac(peer), "dev", "vxlan100", "dst", peerUnderlay]);
+  // The same device carries the IPv6 pods (issue 16's reference row), through the same neighbour MAC.
+  x(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+  x(["ip", "addr", "add", `2001:2:0:${me}::/128`, "dev", "vxlan100", "nodad"]);
+  x(["ip", "-6", "route", "add", `2001:2:0:${peer}::/64`, "via", `2001:2:0:${peer}::`, "dev", "vxlan100", "onlink"]);
+  x(["ip", "-6", "neigh", "add", `2001:2:0:${peer}::`, "dev", "vxlan100", "lladdr", vtepMac(peer)]);
 }
 
 export async function runE2eBench(seconds = 5, cc?: string, opts: { peers?: boolean } = {}) {
   if (process.getuid?.() !== 0) throw new Error("bench:e2e builds namespaces: run as root");
-  const c = new Cluster();
+  // Dual-stack pods: the IPv4 rows are as before, IPv6 rows beside them.
+  const c = new Cluster(undefined, { ipv6: true });
   try {
     c.build();
     // 1. The kernel's vxlan on worker2 and worker3 (Hand CNI-7 on both ends).
@@ -181,6 +194,8 @@ export async function runE2eBench(seconds = 5, cc?: string, opts: { peers?: bool
     kernelVxlan(c, 3, 2, "198.18.1.13", "198.18.0.12");
     if (!c.ping(2, podIp(3), 2).ok) throw new Error("kernel vxlan path does not work");
     const kernel = measurePath(c, seconds, cc, []);
+    if (!c.ping(2, podIp6(3), 2).ok) throw new Error("kernel vxlan path does not carry IPv6");
+    const kernel6 = measureTcp(c, seconds, cc, [], true);
     c.exec("w2", ["ip", "link", "del", "vxlan100"]);
     c.exec("w3", ["ip", "link", "del", "vxlan100"]);
     for (const n of [2, 3]) c.exec(`pod${n}`, ["ip", "route", "flush", "cache"]);
@@ -188,7 +203,8 @@ export async function runE2eBench(seconds = 5, cc?: string, opts: { peers?: bool
     //    with tun offloads (TSO super-frames segmented in WASM, GRO to the tun).
     // `udp`: UDP GSO/GRO on the underlay (tunnel.udpOffloads; on by default with tun offloads).
     // `kernelGso`: super-frames leave whole through the tap (tunnel.kernelGso).
-    const runOurs = async (offloads: boolean, udp = offloads, ioUring = true, kernelGso = false): Promise<Run> => {
+    let offl6: Run | undefined;
+    const runOurs = async (offloads: boolean, udp = offloads, ioUring = true, kernelGso = false, six = false): Promise<Run> => {
       const cfg = (n: number) => {
         let text = c.config(n, () => "vxlan");
         text = text.replace("mode: tun", `mode: tun\n    offloads: ${offloads}\n    ioUring: ${ioUring}`);
@@ -199,7 +215,12 @@ export async function runE2eBench(seconds = 5, cc?: string, opts: { peers?: bool
       try {
         for (const n of [2, 3]) c.exec(`pod${n}`, ["ip", "route", "flush", "cache"]);
         if (!c.ping(2, podIp(3), 2).ok) throw new Error("overlayd path does not work");
-        return measurePath(c, seconds, cc, [d2.pid!, d3.pid!]);
+        const r = measurePath(c, seconds, cc, [d2.pid!, d3.pid!]);
+        if (six) {
+          if (!c.ping(2, podIp6(3), 2).ok) throw new Error("overlayd path does not carry IPv6");
+          offl6 = measureTcp(c, seconds, cc, [d2.pid!, d3.pid!], true);
+        }
+        return r;
       } finally {
         await c.stopDaemon(d2);
         await c.stopDaemon(d3);
@@ -208,7 +229,7 @@ export async function runE2eBench(seconds = 5, cc?: string, opts: { peers?: bool
     const plainSyscalls = await runOurs(false, false, false);
     const plain = await runOurs(false);
     const udpOnly = await runOurs(false, true);
-    const offl = await runOurs(true);
+    const offl = await runOurs(true, true, true, false, true);
     const kgso = await runOurs(true, true, true, true);
     const peers = opts.peers ? await runPeers(c, seconds, cc, kernel) : undefined;
     const best = Math.max(plain.gbps, offl.gbps, kgso.gbps, udpOnly.gbps);
@@ -228,6 +249,11 @@ export async function runE2eBench(seconds = 5, cc?: string, opts: { peers?: bool
       ratioUdpOffloads: udpOnly.gbps / kernel.gbps,
       ratio: plain.gbps / kernel.gbps,
       ratioOffloads: offl.gbps / kernel.gbps,
+      /** IPv6 TCP (issue 16): the kernel's vxlan carrying IPv6 pods, and overlayd's default path (offloads) on the same daemons as overlaydOffloads. */
+      kernelVxlan6: kernel6,
+      overlaydOffloads6: offl6!,
+      ratioOffloads6: offl6!.gbps / kernel6.gbps,
+      overlaydOffloads6CpuSecondsPerGbit: cpuSecondsPerGbit(offl6!.cpuSeconds!, offl6!.bytesMoved),
       /** Offloads, and super-frames segmented by the kernel (tunnel.kernelGso). */
       overlaydKernelGso: kgso,
       ratioKernelGso: kgso.gbps / kernel.gbps,
@@ -256,6 +282,8 @@ export function e2eChart(r: E2eResult): string {
     { label: "overlayd + UDP GSO/GRO", run: r.overlaydUdpOffloads, ours: true },
     { label: "overlayd + offloads (default)", run: r.overlaydOffloads, ours: true },
     { label: "overlayd + offloads + kernelGso", run: r.overlaydKernelGso, ours: true },
+    { label: "kernel vxlan, IPv6 pods", run: r.kernelVxlan6 },
+    { label: "overlayd + offloads, IPv6 pods", run: r.overlaydOffloads6, ours: true },
     ...(r.peers ?? []).map((p) => ({ label: p.name, run: p.run, note: p.skipped ? `skipped: ${p.skipped}` : p.error ? `failed: ${p.error}` : undefined })),
   ];
   const bar = (x: (typeof rows)[number], v: (run: Run) => number | undefined): Bar => ({ label: x.label, ours: x.ours, value: x.run ? v(x.run) : undefined, note: x.run ? undefined : x.note });
@@ -265,9 +293,9 @@ export function e2eChart(r: E2eResult): string {
     `${r.date}; same namespaces, same run; copy floor for any tun+socket VTEP ${r.copyFloor.bestRatio.toFixed(2)}x of the kernel`,
     [
       { title: "Throughput", unit: "Gbit/s", bars: rows.map((x) => bar(x, (run) => run.gbps)) },
-      { title: "The VTEP's own processes' CPU per Gbit", unit: "CPU-s/Gbit", bars: rows.filter((x) => x.label !== "kernel vxlan").map((x) => bar(x, (run) => perGbit(run, run.cpuSeconds))) },
+      { title: "The VTEP's own processes' CPU per Gbit", unit: "CPU-s/Gbit", bars: rows.filter((x) => !x.label.startsWith("kernel vxlan")).map((x) => bar(x, (run) => perGbit(run, run.cpuSeconds))) },
       { title: "The whole machine's CPU per Gbit", unit: "CPU-s/Gbit", digits: 3, bars: rows.map((x) => bar(x, (run) => perGbit(run, run.machineCpuSeconds))) },
-      { title: "64-byte UDP received", unit: "kpps", digits: 0, bars: rows.map((x) => bar(x, (run) => run.udp64Kpps)) },
+      { title: "64-byte UDP received", unit: "kpps", digits: 0, bars: rows.filter((x) => !x.label.includes("IPv6")).map((x) => bar(x, (run) => run.udp64Kpps)) },
     ],
   );
 }
@@ -285,6 +313,7 @@ if (isMain) {
   console.log(`  overlayd + UDP GSO/GRO only ${r.overlaydUdpOffloads.gbps.toFixed(2).padStart(7)} Gbit/s  (${r.ratioUdpOffloads.toFixed(3)}x; retransmits ${r.overlaydUdpOffloads.retransmits}, ${r.overlaydUdpOffloads.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
   console.log(`  overlayd + offloads ${r.overlaydOffloads.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.overlaydOffloads.retransmits}, ${r.overlaydOffloads.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
   console.log(`  overlayd + offloads + tunnel.kernelGso ${r.overlaydKernelGso.gbps.toFixed(2).padStart(7)} Gbit/s  (${r.ratioKernelGso.toFixed(3)}x; retransmits ${r.overlaydKernelGso.retransmits}, ${r.overlaydKernelGso.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
+  console.log(`  IPv6 pods: kernel vxlan ${r.kernelVxlan6.gbps.toFixed(2)} Gbit/s, overlayd + offloads ${r.overlaydOffloads6.gbps.toFixed(2)} Gbit/s (${r.ratioOffloads6.toFixed(3)}x; retransmits ${r.overlaydOffloads6.retransmits}, ${r.overlaydOffloads6CpuSecondsPerGbit.toFixed(2)} CPU-s/Gbit in the two daemons)`);
   console.log(`  ratio to the kernel: ${r.ratio.toFixed(3)}x without offloads, ${r.ratioOffloads.toFixed(3)}x with (tun TSO/GRO + UDP GSO/GRO)`);
   const pps = (x: Run) => `${x.udp64Kpps?.toFixed(0)} kpps (loss ${x.udp64LossPct?.toFixed(1)}%; ${x.udp64DeliveredKpps?.toFixed(0)} kpps delivered to pod3)`;
   console.log(`  64-byte UDP received: kernel ${pps(r.kernelVxlan)}, overlayd ${pps(r.overlayd)}, with offloads ${pps(r.overlaydOffloads)}, with kernelGso ${pps(r.overlaydKernelGso)}`);

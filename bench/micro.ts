@@ -9,6 +9,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { Dataplane } from "../src/dataplane/dataplane.js";
 import { RouteRules } from "../src/dataplane/routes.js";
+import { RouteRules6 } from "../src/dataplane/routes6.js";
+import { ipv6ToBigint, ipv6ToBytes } from "../src/config/net6.js";
 import { repoRoot } from "../src/dataplane/wasm.js";
 import { HEADROOM, VERDICT_TO_DEVICE, VERDICT_TX_UNDERLAY } from "../src/dataplane/abi.js";
 
@@ -41,11 +43,28 @@ function packet(size: number, src: string, dst: string, sport: number): Uint8Arr
   return b;
 }
 
-interface Node { dp: Dataplane; routes: RouteRules }
+/** An IPv6/UDP packet of `size` bytes in total (size >= 48). */
+function packet6(size: number, src: string, dst: string, sport: number): Uint8Array {
+  const b = new Uint8Array(size);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(0, 0x60000000);
+  dv.setUint16(4, size - 40);
+  b[6] = 17;
+  b[7] = 64;
+  ipv6ToBytes(ipv6ToBigint(src), b, 8);
+  ipv6ToBytes(ipv6ToBigint(dst), b, 24);
+  dv.setUint16(40, sport);
+  dv.setUint16(42, 8080);
+  dv.setUint16(44, size - 40);
+  dv.setUint16(46, 0xffff); // a UDP checksum the data path does not verify (it forwards; the pod's stack checks)
+  return b;
+}
+
+interface Node { dp: Dataplane; routes: RouteRules; routes6: RouteRules6 }
 
 /** worker2-like node with `extraRoutes` random /24../32 routes on top of the peers'. */
 function node(underlay: string, overlay: string, peerUnderlay: string, peerVtep: string, peerPod: string, ownPod: string, extraRoutes: number): Node {
-  const dp = new Dataplane({ batch: BATCH, tbl8Groups: 1 << 16 });
+  const dp = new Dataplane({ batch: BATCH, tbl8Groups: 1 << 16, lpm6Groups: 1 << 12 });
   const mac = BigInt("0x0e00" + ipn(underlay).toString(16).padStart(8, "0"));
   const peerMac = BigInt("0x0e00" + ipn(peerUnderlay).toString(16).padStart(8, "0"));
   dp.configure({ mode: "tun", underlay: ipn(underlay), overlay: ipn(overlay), vtepMac: mac, vni: 100, underlayMtu: 9000 });
@@ -66,8 +85,26 @@ function node(underlay: string, overlay: string, peerUnderlay: string, peerVtep:
   }
   routes.add(ipn(ownPod), 24, 0);
   routes.add(ipn(peerPod), 24, 1);
-  return { dp, routes };
+  // IPv6 (issue 16): the same shape, pods 2001:2:0:N::/64, with as many
+  // background routes as a big cluster's: node /64s under four /48s of
+  // 2001:db8::/32 (never our addresses; bench/lpm6.ts measures other mixes).
+  dp.configure({ mode: "tun", underlay: ipn(underlay), overlay: ipn(overlay), vtepMac: mac, vni: 100, underlayMtu: 9000, overlay6: pod6(ownPod) });
+  const routes6 = new RouteRules6(dp.lpm6Backend);
+  const add6 = (a: bigint, len: number, nh: number) => {
+    const st = routes6.add(a, len, nh);
+    if (st !== 0) throw new Error(`bench setup: IPv6 route load failed with status ${st}`);
+  };
+  add6(pod6(ownPod), 64, 0);
+  add6(pod6(peerPod), 64, 1);
+  while (routes6.size < extraRoutes + 2) {
+    const a = (0x20010db8n << 96n) | (BigInt(rnd() >>> 30) << 80n) | (BigInt(rnd() >>> 16) << 64n); // high bits: an LCG's low bits cycle fast
+    if (routes6.get(a, 64) === undefined) add6(a, 64, 2);
+  }
+  return { dp, routes, routes6 };
 }
+
+/** Worker N's IPv6 pod prefix 2001:2:0:N::/64 for its IPv4 pod prefix 198.19.N.0. */
+const pod6 = (pod: string) => ipv6ToBigint(`2001:2:0:${pod.split(".")[2]}::`);
 
 interface StageResult { stage: string; size: number; mpps: number; rme: number }
 
@@ -107,6 +144,26 @@ function runSuite(): Promise<StageResult[]> {
     }, {
       before: () => vx.forEach((p, i) => w3.dp.writePacket(i, p, { addr: ipn("198.18.0.12") })),
       after: (run) => { expectVerdict(w3.dp, VERDICT_TO_DEVICE, "vxlan decap"); if (run) record("vxlan decap", size); },
+    });
+
+    // IPv6 (issue 16): encap with the IPv6 LPM (100k background routes), and decap of what it made.
+    const pkts6 = Array.from({ length: BATCH }, (_, i) => packet6(Math.max(size, 48), "2001:2:0:2::5", `2001:2:0:3::${((i % 250) + 1).toString(16)}`, 1024 + i));
+    suite.add(`vxlan encap + lpm6 ${size}B`, () => {
+      w2.dp.raw.rearmBatch(BATCH, HEADROOM, size, 0, 0);
+      w2.dp.raw.processPodBatch(BATCH);
+    }, {
+      before: () => pkts6.forEach((p, i) => w2.dp.writePacket(i, p)),
+      after: (run) => { expectVerdict(w2.dp, VERDICT_TX_UNDERLAY, "vxlan encap + lpm6"); if (run) record("vxlan encap + lpm6", size); },
+    });
+    pkts6.forEach((p, i) => w2.dp.writePacket(i, p));
+    w2.dp.raw.processPodBatch(BATCH);
+    const vx6 = pkts6.map((_, i) => w2.dp.readPacket(i).subarray(28));
+    suite.add(`vxlan decap6 ${size}B`, () => {
+      w3.dp.raw.rearmBatch(BATCH, HEADROOM, size + 22, ipn("198.18.0.12"), 0);
+      w3.dp.raw.processVxlanBatch(BATCH);
+    }, {
+      before: () => vx6.forEach((p, i) => w3.dp.writePacket(i, p, { addr: ipn("198.18.0.12") })),
+      after: (run) => { expectVerdict(w3.dp, VERDICT_TO_DEVICE, "vxlan decap6"); if (run) record("vxlan decap6", size); },
     });
 
     w2.routes.add(ipn("198.19.3.0"), 24, 2);

@@ -125,9 +125,13 @@ program
       return;
     }
     const q = queueCount(r.config);
-    console.log(`${file}: ok — node ${r.config.node.name}, ${d.peers.length} peers, ${d.routes.length} routes, ${q.queues} tun queue${q.queues === 1 ? "" : "s"} (${q.why})`);
+    console.log(`${file}: ok — node ${r.config.node.name}, ${d.peers.length} peers, ${d.routes.length} routes${d.routes6.length ? ` + ${d.routes6.length} IPv6` : ""}, ${q.queues} tun queue${q.queues === 1 ? "" : "s"} (${q.why})`);
     if (checked.leased) console.log(`  ${checked.leased.note}${checked.leased.checkedWith ? `; checked as ${checked.leased.checkedWith}` : ""}; peers come from etcd too`);
-    for (const p of d.peers) console.log(`  peer ${p.name.padEnd(12)} ${u32ToIp(p.underlay).padEnd(15)} ${p.encapsulation.padEnd(6)} ${p.reason}`);
+    for (const p of d.peers) {
+      // IPv6 rides VXLAN to direct peers too (derive.ts), protocol 41 to IPIP ones.
+      const six = p.podCIDRs6 ? `; IPv6 ${p.podCIDRs6.join(", ")} over ${p.encapsulation === "ipip" ? "protocol 41" : "vxlan"}` : "";
+      console.log(`  peer ${p.name.padEnd(12)} ${u32ToIp(p.underlay).padEnd(15)} ${p.encapsulation.padEnd(6)} ${p.reason}${six}`);
+    }
   });
 
 const SHOW = ["status", "routes", "peers", "fdb", "neigh", "stats", "conntrack", "healthz"] as const;

@@ -18,6 +18,7 @@ import type { Config, PeerConfig } from "./schema.js";
 import type { CtTimeouts } from "../dataplane/dataplane.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
 import { cidrContains, formatCidr, ipToU32, maskOf, parseCidr, parseMac, u32ToIp } from "./net.js";
+import { cidr6Contains, ipv6ToBigint, parseCidr6 } from "./net6.js";
 
 export type ResolvedEncapsulation = "vxlan" | "ipip" | "direct";
 export type DerivedNexthopKind = ResolvedEncapsulation | "local" | "blackhole";
@@ -50,6 +51,8 @@ export interface DerivedPeer {
   /** VXLAN network identifier used towards this peer (today: tunnel.vni for every peer). */
   vni: number;
   podCIDRs: string[];
+  /** Its IPv6 pod prefixes (peers[].ipv6.podCIDRs), when this node runs IPv6 too. */
+  podCIDRs6?: string[];
   encapsulation: ResolvedEncapsulation;
   /** Why this encapsulation (for `check-config` and `show peers`). */
   reason: string;
@@ -65,6 +68,14 @@ export interface DerivedNexthop {
 
 export interface DerivedRoute {
   prefix: number;
+  len: number;
+  /** Index into nexthops. */
+  nh: number;
+}
+
+export interface DerivedRoute6 {
+  /** Network address, host bits zero, as a 128-bit bigint. */
+  prefix: bigint;
   len: number;
   /** Index into nexthops. */
   nh: number;
@@ -114,6 +125,11 @@ export interface DerivedTables {
   peers: DerivedPeer[];
   nexthops: DerivedNexthop[];
   routes: DerivedRoute[];
+  /** IPv6 routes (node.ipv6): the node's IPv6 pod CIDR → local, each
+   *  peer's → its next hop; VXLAN for a direct peer (see deriveRoutes6). */
+  routes6: DerivedRoute6[];
+  /** This node's IPv6 overlay address (ICMPv6 error source), 0n: no IPv6. */
+  overlay6: bigint;
   neigh: Array<{ ip: number; mac: bigint }>;
   fdb: Array<{ mac: bigint; peer: number }>;
   kernelRoutes: KernelRoute[];
@@ -181,6 +197,7 @@ export function deriveTables(config: Config): DerivedTables {
       vtepAddress: ipToU32(p.vtepAddress),
       vni: t.vni,
       podCIDRs: [...p.podCIDRs],
+      ...(config.node.ipv6 && p.ipv6 ? { podCIDRs6: [...p.ipv6.podCIDRs] } : {}),
       encapsulation,
       reason,
     };
@@ -261,8 +278,11 @@ export function deriveTables(config: Config): DerivedTables {
     nodePorts: config.services.flatMap((s) => s.ports.filter((p) => p.nodePort !== undefined).map((p) => ({ port: p.nodePort!, protocol: p.protocol }))),
   };
 
+  const routes6 = deriveRoutes6(config, peers, nexthops, kernelRoutes);
   const vxlanPeers = peers.map((p, i) => ({ p, i })).filter(({ p }) => p.encapsulation === "vxlan");
   return {
+    routes6,
+    overlay6: n.ipv6 ? ipv6ToBigint(n.ipv6.overlayAddress) : 0n,
     node,
     nat,
     services,
@@ -275,15 +295,46 @@ export function deriveTables(config: Config): DerivedTables {
   };
 }
 
+/** The IPv6 routes (node.ipv6), appending to `nexthops` and `kernelRoutes`.
+ *  Every IPv6 pod CIDR of a peer goes into our device: the kernel has no
+ *  IPv6 route through an IPv4 gateway ("IPv6 routes can not use an IPv4
+ *  nexthop"), so a peer reached directly for IPv4 gets its IPv6 over VXLAN,
+ *  through a next hop of its own; VXLAN and IPIP peers share their IPv4
+ *  next hop (the data path picks VXLAN with EtherType 0x86DD, or protocol
+ *  41, by the packet's family). */
+function deriveRoutes6(config: Config, peers: DerivedPeer[], nexthops: DerivedNexthop[], kernelRoutes: KernelRoute[]): DerivedRoute6[] {
+  const six = config.node.ipv6;
+  if (!six) return [];
+  const routes6: DerivedRoute6[] = [];
+  const route = (cidr: string, nh: number) => {
+    const c = parseCidr6(cidr);
+    routes6.push({ prefix: c.prefix, len: c.len, nh });
+  };
+  route(six.podCIDR, NH_LOCAL_INDEX);
+  const overlay = ipv6ToBigint(six.overlayAddress);
+  if (!cidr6Contains(six.podCIDR, overlay)) routes6.push({ prefix: overlay, len: 128, nh: NH_LOCAL_INDEX });
+  config.peers.forEach((pc, i) => {
+    if (!pc.ipv6) return;
+    const p = peers[i];
+    const nh = p.encapsulation === "direct" ? nexthops.push({ kind: "vxlan", peer: i, gateway: p.vtepAddress }) - 1 : 1 + i;
+    for (const cidr of pc.ipv6.podCIDRs) {
+      route(cidr, nh);
+      kernelRoutes.push({ dst: cidr, dev: "tunnel" });
+    }
+  });
+  return routes6;
+}
+
 /** What the workers get of the derived tables (structured-cloned to each). */
 export function toDataplaneTables(d: DerivedTables): DataplaneTables {
   return {
-    node: d.node,
+    node: { ...d.node, overlay6: d.overlay6 },
     nat: { enabled: d.nat.enabled, masquerade: d.nat.masquerade, nodeIp: d.nat.nodeIp, snatAddress: d.nat.snatAddress, portRange: d.nat.portRange, timeouts: d.nat.timeouts },
     services: d.services.map((f) => ({ protocol: f.protocol, addr: f.addr, port: f.port, nodePort: f.nodePort, backends: f.backends })),
     peers: d.peers.map((p) => ({ underlay: p.underlay, vtepMac: p.vtepMac })),
     nexthops: d.nexthops.map((n) => ({ kind: n.kind, peer: n.peer ?? 0xffff, gateway: n.gateway ?? 0 })),
     routes: d.routes,
+    routes6: d.routes6,
     neigh: d.neigh,
     fdb: d.fdb,
   };

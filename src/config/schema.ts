@@ -13,6 +13,7 @@ import {
   cidrContains, cidrFirst, cidrOverlaps, formatMac, ipToU32, isMulticastMac, macFromIp, parseCidr, parseMac, tryIpToU32,
   tryParseCidr, tryParseListen, tryParseMac, u32ToIp, UNIX_PATH_MAX, type Cidr, type Parsed,
 } from "./net.js";
+import { bigintToIpv6, cidr6Contains, cidr6Overlaps, formatCidr6, ipv6ToBigint, parseCidr6, tryParseCidr6, tryParseIpv6, type Cidr6 } from "./net6.js";
 import { MAX_BACKENDS, MAX_FRONTENDS, MAX_NEXTHOPS, MAX_PEERS, TBL8_GROUPS } from "../dataplane/limits.js";
 
 // --- field types ---------------------------------------------------------------
@@ -39,6 +40,12 @@ const unicastIpv4 = fromParser((s) => {
 
 /** IPv4 CIDR with no host bits set. */
 const cidr = fromParser(tryParseCidr);
+
+/** IPv6 address (RFC 4291 text; normalised to RFC 5952's compressed form). */
+const ipv6 = fromParser(tryParseIpv6).transform((s) => bigintToIpv6(ipv6ToBigint(s)));
+
+/** IPv6 CIDR with no host bits set; normalised to the compressed form. */
+const cidr6 = fromParser(tryParseCidr6).transform((s) => formatCidr6(parseCidr6(s)));
 
 /** A unicast MAC; normalised to lower-case colon form. */
 const unicastMac = fromParser((s) => {
@@ -145,6 +152,17 @@ const NodeSchema = z.strictObject({
   }),
   /** This node's pods' prefix (delivered locally). With `etcd:` it may be left out: src/membership/ leases one and fills it in. */
   podCIDR: cidr,
+  /** Dual-stack (issue 16): this node's IPv6 pods. IPv6 pod traffic to
+   *  peers that have `ipv6` too is carried over the IPv4 underlay: VXLAN
+   *  (inner EtherType 0x86DD) to VXLAN and direct peers (the kernel has no
+   *  IPv6 route through an IPv4 gateway), IPv6-in-IPv4 (protocol 41, the
+   *  kernel's sit) to IPIP peers. No NAT66 yet. */
+  ipv6: z.strictObject({
+    /** This node's IPv6 pod prefix (delivered locally), e.g. a /64. */
+    podCIDR: cidr6,
+    /** Source of ICMPv6 errors, assigned to the device. Default: the first address of podCIDR. */
+    overlayAddress: ipv6.optional(),
+  }).optional(),
   /** Where overlayd keeps its run-time files: the instance lock, the record
    *  of what it installed on the node (reclaimed after a crash), the node
    *  facts the CNI plugin reads (pod CIDR, MTU), the admin socket. One
@@ -193,6 +211,10 @@ const PeerSchema = z.strictObject({
   vtepAddress: ipv4.optional(),
   /** auto = direct when the peer is in our underlay subnet, else vxlan (flannel DirectRouting / Calico CrossSubnet). */
   encapsulation: z.enum(ENCAPSULATIONS).default("auto"),
+  /** The peer's IPv6 pod prefixes (it runs dual-stack). */
+  ipv6: z.strictObject({
+    podCIDRs: z.array(cidr6).min(1, "needs at least one IPv6 pod CIDR"),
+  }).optional(),
 });
 
 const RouteSchema = z.strictObject({
@@ -436,6 +458,7 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
     if (clash) issue(["peers", i, "vtepAddress"], `${JSON.stringify(vteps[i])} lies in ${clash.text} of ${clash.owner}`);
   });
 
+  crossCheckIpv6(c, issue);
   crossCheckNat(c, issue);
   crossCheckAdmin(c, issue);
   crossCheckCapacity(c, issue);
@@ -458,13 +481,43 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
   });
 }
 
+/** IPv6 prefixes: none overlaps another owner's, the overlay address is
+ *  not a peer's, an IPv6 device MTU is at least 1280 (below it the kernel
+ *  turns IPv6 off on the link, RFC 8200 5). */
+function crossCheckIpv6(c: Shape, issue: (path: (string | number)[], message: string) => void): void {
+  const claimed: Array<{ text: string; owner: string; cidr: Cidr6 }> = [];
+  const claim = (path: (string | number)[], text: string, owner: string) => {
+    const parsed = tryParseCidr6(text);
+    if (!parsed.ok) return;
+    const clash = claimed.find((x) => cidr6Overlaps(x.cidr, parsed.value));
+    if (clash) issue(path, `${JSON.stringify(text)} overlaps ${clash.text} of ${clash.owner}`);
+    else claimed.push({ text, owner, cidr: parsed.value });
+  };
+  const six = c.node.ipv6;
+  if (six) claim(["node", "ipv6", "podCIDR"], six.podCIDR, "this node (node.ipv6.podCIDR)");
+  c.peers.forEach((p, i) => p.ipv6?.podCIDRs.forEach((text, j) => claim(["peers", i, "ipv6", "podCIDRs", j], text, `peer ${p.name}`)));
+  if (!six) {
+    const i = c.peers.findIndex((p) => p.ipv6);
+    if (i >= 0) issue(["peers", i, "ipv6"], "peers have IPv6 pods but this node has none: set node.ipv6.podCIDR (dual-stack needs both ends)");
+    return;
+  }
+  const own = six.overlayAddress;
+  if (own !== undefined && tryParseIpv6(own).ok) {
+    const clash = claimed.find((x) => x.owner.startsWith("peer ") && cidr6Contains(x.cidr, own));
+    if (clash) issue(["node", "ipv6", "overlayAddress"], `${JSON.stringify(own)} lies in ${clash.text} of ${clash.owner}`);
+  }
+  const mtu = c.node.device.mtu;
+  if (mtu !== undefined && mtu < 1280) issue(["node", "device", "mtu"], `${mtu} is below 1280, the IPv6 minimum (node.ipv6 is set): the kernel would turn IPv6 off on the device`);
+}
+
 /** What the data path is sized for (src/dataplane/limits.ts): a config that
  *  would not fit is refused here, naming the limit, rather than failing a
  *  table write at run time. */
 function crossCheckCapacity(c: Shape, issue: (path: (string | number)[], message: string) => void): void {
   if (c.peers.length > MAX_PEERS) issue(["peers"], `${c.peers.length} peers: the data path holds at most ${MAX_PEERS}`);
   // derive.ts: local + one per peer + blackhole when a route needs it.
-  const nexthops = 1 + c.peers.length + (c.routes.some((r) => r.via === "blackhole") ? 1 : 0);
+  // IPv6: a next hop more for each direct peer with IPv6 pods (counted for every peer with IPv6).
+  const nexthops = 1 + c.peers.length + (c.routes.some((r) => r.via === "blackhole") ? 1 : 0) + (c.node.ipv6 ? c.peers.filter((p) => p.ipv6).length : 0);
   if (nexthops > MAX_NEXTHOPS) issue(["peers"], `${nexthops} next hops: the data path holds at most ${MAX_NEXTHOPS}`);
   // One tbl8 group per /24 that holds a prefix longer than /24.
   const long = new Set<number>();
@@ -575,6 +628,10 @@ function resolve(c: Shape) {
       podCIDR: c.node.podCIDR,
       stateDir: c.node.stateDir,
       overlayAddress: c.node.overlayAddress ?? u32ToIp(cidrFirst(parseCidr(c.node.podCIDR))),
+      ipv6: c.node.ipv6 && {
+        podCIDR: c.node.ipv6.podCIDR,
+        overlayAddress: c.node.ipv6.overlayAddress ?? bigintToIpv6(parseCidr6(c.node.ipv6.podCIDR).prefix),
+      },
       device,
     },
     tunnel: {

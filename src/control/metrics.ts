@@ -29,6 +29,8 @@ function toBig(v: bigint | number): bigint | undefined {
 
 export interface TableSizes {
   routes: number;
+  /** IPv6 routes (node.ipv6); left out: 0. */
+  routes6?: number;
   peers: number;
   fdb: number;
   neigh: number;
@@ -42,6 +44,7 @@ export interface Metrics {
   verdicts: Counter<"verdict">;
   batches: Counter;
   routes: Gauge;
+  routes6: Gauge;
   peers: Gauge;
   fdbEntries: Gauge;
   neighEntries: Gauge;
@@ -121,6 +124,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   const verdicts = new Counter({ name: `${p}verdicts_total`, help: "Data-path verdicts (what happened to each packet)", labelNames: ["verdict"] as const, registers });
   const batches = new Counter({ name: `${p}batches_total`, help: "Batches processed by the data path", registers });
   const routes = new Gauge({ name: `${p}routes`, help: "Routes in the data path's table", registers });
+  const routes6 = new Gauge({ name: `${p}routes6`, help: "IPv6 routes in the data path's table (node.ipv6)", registers });
   const peers = new Gauge({ name: `${p}peers`, help: "Configured peers", registers });
   const fdbEntries = new Gauge({ name: `${p}fdb_entries`, help: "VXLAN forwarding database entries (VTEP MAC -> peer)", registers });
   const neighEntries = new Gauge({ name: `${p}neigh_entries`, help: "Neighbour entries (VTEP address -> MAC)", registers });
@@ -183,7 +187,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   };
 
   return {
-    registry, packets, bytes, drops, verdicts, batches, routes, peers, fdbEntries, neighEntries, configReloads,
+    registry, packets, bytes, drops, verdicts, batches, routes, routes6, peers, fdbEntries, neighEntries, configReloads,
     updateFromCounters(snapshot) {
       const total = new Map<string, bigint>();
       const snaps: ReadonlyArray<CounterSnapshot> = Array.isArray(snapshot) ? snapshot : [snapshot as CounterSnapshot];
@@ -222,6 +226,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     },
     setTableSizes(s) {
       routes.set(s.routes);
+      routes6.set(s.routes6 ?? 0);
       peers.set(s.peers);
       fdbEntries.set(s.fdb);
       neighEntries.set(s.neigh);

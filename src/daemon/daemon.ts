@@ -190,7 +190,7 @@ export class Daemon implements AdminTarget {
     const d = this.derived;
     this.log.info({
       node: this.config.node.name, device: this.tun?.name, mode: d.node.mode, underlay: u32ToIp(d.node.underlay),
-      peers: d.peers.map((p) => `${p.name}=${p.encapsulation}`), routes: d.routes.length,
+      peers: d.peers.map((p) => `${p.name}=${p.encapsulation}`), routes: d.routes.length, routes6: d.routes6.length,
     }, "overlayd started");
   }
 
@@ -205,7 +205,7 @@ export class Daemon implements AdminTarget {
   }
 
   private updateTableGauges(d: DerivedTables): void {
-    this.metrics.setTableSizes({ routes: d.routes.length, peers: d.peers.length, fdb: d.fdb.length, neigh: d.neigh.length });
+    this.metrics.setTableSizes({ routes: d.routes.length, routes6: d.routes6.length, peers: d.peers.length, fdb: d.fdb.length, neigh: d.neigh.length });
   }
 
   /** Load the config again and apply it without restarting (reload.ts: validate -> plan -> apply, one at a time). Never rejects. */

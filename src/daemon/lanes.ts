@@ -95,10 +95,15 @@ export class LanePool {
     const vx = openVxlanSocket({ bindAddr: underlay, port: c.tunnel.port, rcvBuf: 16 << 20, reusePort: shared });
     this.fds.push(vx);
     if (shared && q === 0) attachSteering(vx, lanes);
-    let ipip = -1, icmp = -1;
+    let ipip = -1, icmp = -1, sit = -1;
     if (q === 0) {
       ipip = openIpipRecvSocket({ rcvBuf: 16 << 20 });
       this.fds.push(ipip);
+      if (c.node.ipv6) {
+        // IPv6 from dual-stack IPIP peers comes as protocol 41.
+        sit = openIpipRecvSocket({ rcvBuf: 16 << 20, proto: 41 });
+        this.fds.push(sit);
+      }
       // Routers' fragmentation-needed about our outer packets (assembly/pipeline/pmtu.ts).
       icmp = openIcmpRecvSocket({ rcvBuf: 1 << 20 });
       this.fds.push(icmp);
@@ -124,6 +129,7 @@ export class LanePool {
       tunFd: dev.tuns[q].fd,
       vxlanFd: vx,
       ipipFd: ipip,
+      sitFd: sit,
       icmpFd: icmp,
       sendFd: send,
       batch: 256,

@@ -49,9 +49,11 @@ export interface MtuPlan {
 
 export class MtuError extends Error {}
 
-/** The largest overhead among the tunnelled peers' encapsulations; VXLAN's when none is tunnelled. */
-export function encapOverhead(peers: readonly { encapsulation: string }[]): number {
-  const tunnelled = peers.filter((p) => p.encapsulation === "vxlan" || p.encapsulation === "ipip");
+/** The largest overhead among the tunnelled peers' encapsulations; VXLAN's when none is tunnelled.
+ *  A direct peer's IPv6 pods are tunnelled in VXLAN (derive.ts). */
+export function encapOverhead(peers: readonly { encapsulation: string; podCIDRs6?: string[] }[]): number {
+  const tunnelled = peers.filter((p) => p.encapsulation === "vxlan" || p.encapsulation === "ipip" || (p.encapsulation === "direct" && p.podCIDRs6));
+  if (tunnelled.some((p) => p.encapsulation === "direct")) return ENCAP_OVERHEAD.vxlan;
   if (!tunnelled.length) return ENCAP_OVERHEAD.vxlan;
   return Math.max(...tunnelled.map((p) => ENCAP_OVERHEAD[p.encapsulation as "vxlan" | "ipip"]));
 }

@@ -12,6 +12,7 @@ import type { Logger } from "pino";
 import { queueCount, type DerivedTables } from "../config/derive.js";
 import { formatMac, u32ToIp } from "../config/net.js";
 import type { Config } from "../config/schema.js";
+import { bigintToIpv6 } from "../config/net6.js";
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO_ECN, TUN_F_UDP_TUNNEL_GSO, TUN_F_UDP_TUNNEL_GSO_CSUM } from "../io/libc.js";
 import { closeTun, openTun, setTunOffload, setVnetHdrSize, type TunDevice } from "../io/tun.js";
 import { TunRing } from "../io/uring.js";
@@ -43,7 +44,7 @@ export async function pausePoint(step: StartStep, log: Logger): Promise<void> {
 }
 
 /** Sysctls that are not per-device: restored to their old value on undo and after a crash. */
-const GLOBAL_SYSCTL = /^net\.ipv4\.(ip_forward|conf\.(all|default)\.)/;
+const GLOBAL_SYSCTL = /^net\.ipv4\.(ip_forward|conf\.(all|default)\.)|^net\.ipv6\.conf\.(all|default)\./;
 
 export class NodeSetup {
   tun?: TunDevice;
@@ -124,10 +125,14 @@ export class NodeSetup {
     });
     const dev = this.tun!.name;
     await this.step("link", () => {
-      // The overlay is IPv4; without this the kernel sends IPv6 router and
+      // An IPv4-only overlay: without this the kernel sends IPv6 router and
       // neighbour solicitations into the device, which the data path drops.
       // Before the link goes up, or the first of them is already queued.
-      this.sysctl(`net.ipv6.conf.${dev}.disable_ipv6`, "1");
+      // Dual-stack (node.ipv6): IPv6 on, the overlay address without
+      // duplicate address detection (it is ours alone; DAD would hold it
+      // back as tentative for a second).
+      const six = d.overlay6 !== 0n;
+      this.sysctl(`net.ipv6.conf.${dev}.disable_ipv6`, six ? "0" : "1");
       this.configureLink(dev, [
         `link set dev ${dev} mtu ${this.deviceMtu}`,
         ...(d.node.mode === "tap" ? [`link set dev ${dev} address ${formatMac(d.node.devMac)}`] : []),
@@ -135,6 +140,7 @@ export class NodeSetup {
         // The kernel queues packets for us here while a batch is in flight.
         `link set dev ${dev} txqueuelen 4096`,
         `link set dev ${dev} up`,
+        ...(six ? [`addr replace ${bigintToIpv6(d.overlay6)}/128 dev ${dev} nodad`] : []),
       ]);
     });
     await this.step("sysctls", () => {
@@ -143,7 +149,11 @@ export class NodeSetup {
       const undo = this.sysctl("net.ipv4.ip_forward", "1");
       this.sysctl(`net.ipv4.conf.${dev}.accept_local`, "1");
       this.sysctl(`net.ipv4.conf.${dev}.rp_filter`, "0");
-      return undo;
+      const undo6 = d.overlay6 !== 0n ? this.sysctl("net.ipv6.conf.all.forwarding", "1") : undefined;
+      return () => {
+        undo6?.();
+        undo?.();
+      };
     });
     await this.step("gso-tap", () => (c.tunnel.kernelGso ? this.setupGsoTap(queues) : undefined));
     await this.step("routes", () => {

@@ -29,6 +29,8 @@ export const RESTART_ONLY: readonly RestartOnly[] = [
   { field: "node.name" },
   { field: "node.podCIDR" },
   { field: "node.overlayAddress" },
+  // The device's IPv6 (on or off, its address) is set at start.
+  { field: "node.ipv6" },
   { field: "node.device.*" },
   { field: "node.underlay.*" },
   { field: "node.stateDir" },

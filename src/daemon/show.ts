@@ -3,6 +3,7 @@
 // serves them; the daemon supplies where each peer came from).
 import type { DerivedTables } from "../config/derive.js";
 import { formatMac, u32ToIp } from "../config/net.js";
+import { bigintToIpv6 } from "../config/net6.js";
 import type { Lane } from "./lanes.js";
 
 /** Where a peer came from: the config file, etcd membership, or a routing table BIRD fills. */
@@ -11,7 +12,7 @@ export type PeerSource = "config" | "etcd" | "bgp";
 export function peerRows(d: DerivedTables, origin: (name: string) => object) {
   return d.peers.map((p, i) => ({
     index: i, name: p.name, underlay: u32ToIp(p.underlay), vtepMac: formatMac(p.vtepMac), vtepAddress: u32ToIp(p.vtepAddress),
-    podCIDRs: p.podCIDRs, encapsulation: p.encapsulation, reason: p.reason, ...origin(p.name),
+    podCIDRs: p.podCIDRs, ...(p.podCIDRs6?.length ? { podCIDRs6: p.podCIDRs6 } : {}), encapsulation: p.encapsulation, reason: p.reason, ...origin(p.name),
   }));
 }
 
@@ -25,7 +26,7 @@ export function neighRows(d: DerivedTables) {
 
 /** The LPM's routes; `bgpTable` names the kernel table learned routes came from. */
 export function routeRows(d: DerivedTables, sourceOf: (peer: string) => PeerSource, bgpTable?: number) {
-  return d.routes.map((r) => {
+  const rows = d.routes.map((r) => {
     const nh = d.nexthops[r.nh];
     const peer = nh && nh.peer !== undefined && nh.peer !== 0xffff ? d.peers[nh.peer] : undefined;
     const source = peer ? sourceOf(peer.name) : "config";
@@ -34,6 +35,15 @@ export function routeRows(d: DerivedTables, sourceOf: (peer: string) => PeerSour
       source: source === "bgp" ? `bgp (table ${bgpTable})` : source,
     };
   });
+  // IPv6 (node.ipv6): a direct peer's IPv6 goes over VXLAN (derive.ts), and
+  // its kind says so.
+  const rows6 = d.routes6.map((r) => {
+    const nh = d.nexthops[r.nh];
+    const peer = nh && nh.peer !== undefined && nh.peer !== 0xffff ? d.peers[nh.peer] : undefined;
+    const source = peer ? sourceOf(peer.name) : "config";
+    return { prefix: `${bigintToIpv6(r.prefix)}/${r.len}`, kind: nh?.kind, peer: peer?.name, underlay: peer ? u32ToIp(peer.underlay) : undefined, source };
+  });
+  return [...rows, ...rows6];
 }
 
 /** Per queue (one worker each): what each one moved. */

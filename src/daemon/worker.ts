@@ -20,6 +20,8 @@ export interface WorkerConfig {
   tunFd: number;
   vxlanFd: number; // -1: none
   ipipFd: number; // -1: none
+  /** Raw socket of protocol 41 (IPv6 in IPv4) for dual-stack IPIP peers (lane 0; -1 or absent: none). */
+  sitFd?: number;
   /** Raw ICMP socket (destination unreachables only): frag-needed from the underlay (lane 0; -1 or absent: none). */
   icmpFd?: number;
   sendFd: number;

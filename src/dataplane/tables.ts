@@ -5,12 +5,16 @@
 // so a packet sees either the old or the new entry, never a torn one.
 import type { Dataplane, NatParams, NexthopKind, NodeParams, ServiceFrontend } from "./dataplane.js";
 import { RouteRules } from "./routes.js";
+import { RouteRules6 } from "./routes6.js";
+import { bigintToIpv6 } from "../config/net6.js";
 
 export interface DataplaneTables {
   node: NodeParams;
   peers: Array<{ underlay: number; vtepMac: bigint }>;
   nexthops: Array<{ kind: NexthopKind; peer: number; gateway: number }>;
   routes: Array<{ prefix: number; len: number; nh: number }>;
+  /** IPv6 routes (128-bit bigint prefixes); left out: none. */
+  routes6?: Array<{ prefix: bigint; len: number; nh: number }>;
   neigh: Array<{ ip: number; mac: bigint }>;
   fdb: Array<{ mac: bigint; peer: number }>;
   /** NAT stage parameters (needs Dataplane.natSetup first when enabled). */
@@ -28,10 +32,12 @@ export interface ApplyResult {
 
 export class TableState {
   readonly rules: RouteRules;
+  readonly rules6: RouteRules6;
   private current?: DataplaneTables;
 
   constructor(private readonly dp: Dataplane) {
     this.rules = new RouteRules(dp.lpmBackend);
+    this.rules6 = new RouteRules6(dp.lpm6Backend);
   }
 
   get tables(): DataplaneTables | undefined {
@@ -63,11 +69,13 @@ export class TableState {
     for (const f of next.fdb) attempt(`fdb ${f.mac.toString(16)}`, () => this.dp.fdbSet(f.mac, f.peer));
     const diff = this.rules.replaceAll(next.routes.map((r) => ({ prefix: r.prefix, len: r.len, nh: r.nh })));
     for (const f of diff.failed) errors.push(`route ${f.route.prefix >>> 24}.${(f.route.prefix >>> 16) & 255}.${(f.route.prefix >>> 8) & 255}.${f.route.prefix & 255}/${f.route.len}: status ${f.status}`);
+    const diff6 = this.rules6.replaceAll((next.routes6 ?? []).map((r) => ({ prefix: r.prefix, len: r.len, nh: r.nh })));
+    for (const f of diff6.failed) errors.push(`route ${bigintToIpv6(f.route.prefix)}/${f.route.len}: status ${f.status}`);
     if (next.services && JSON.stringify(next.services) !== JSON.stringify(prev?.services)) {
       attempt("services", () => this.dp.setServices(next.services!));
     }
     if (next.nat) attempt("nat", () => this.dp.natConfigure(next.nat!));
     this.current = next;
-    return { routesAdded: diff.added + diff.changed, routesRemoved: diff.removed, peers: next.peers.length, errors };
+    return { routesAdded: diff.added + diff.changed + diff6.added + diff6.changed, routesRemoved: diff.removed + diff6.removed, peers: next.peers.length, errors };
   }
 }

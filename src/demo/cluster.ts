@@ -35,6 +35,11 @@ export const WORKERS: WorkerSpec[] = [
 ];
 
 export const podIp = (n: number) => `198.19.${n}.10`;
+/** Dual-stack clusters: worker N's IPv6 pods are 2001:2:0:N::/64 (inside
+ *  2001:2::/48, RFC 5180's IPv6 benchmarking range, as 198.18.0.0/15 is for
+ *  IPv4), its pod 2001:2:0:N::10, the worker's side of the pod link ::1. */
+export const podCidr6 = (n: number) => `2001:2:0:${n}::/64`;
+export const podIp6 = (n: number) => `2001:2:0:${n}::10`;
 
 /** The "outside" host of Hand CNI-3: a server that knows the underlay but not the pods. */
 export const OUTSIDE = { address: "198.18.2.100", gateway: "198.18.2.1", subnet: "198.18.2.0/24" } as const;
@@ -48,7 +53,7 @@ export const vtepMac = (n: number) => `0e:00:00:00:0${n}:00`;
 // client was masqueraded).
 const TCP_SERVER_PEER = `
 import socket, hashlib, json, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); print("listening", flush=True)
 s.settimeout(30); c, peer = s.accept(); c.settimeout(30)
 h = hashlib.sha256(); n = 0
@@ -140,14 +145,17 @@ export class Cluster {
   readonly prefix: string;
   readonly dir: string;
   readonly pods: PodAttachment;
+  /** Dual-stack: IPv6 pods (podIp6) and node.ipv6 in every config. */
+  readonly ipv6: boolean;
   protected readonly nets: Namespaces;
   private procs: ChildProcess[] = [];
   private attached = new Set<number>();
   readonly logs = new Map<string, string[]>();
 
-  constructor(prefix = `wo${Math.random().toString(36).slice(2, 6)}`, opts: { pods?: PodAttachment } = {}) {
+  constructor(prefix = `wo${Math.random().toString(36).slice(2, 6)}`, opts: { pods?: PodAttachment; ipv6?: boolean } = {}) {
     this.prefix = prefix;
     this.pods = opts.pods ?? "manual";
+    this.ipv6 = opts.ipv6 ?? false;
     this.nets = new Namespaces(prefix);
     this.dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
   }
@@ -254,7 +262,19 @@ export class Cluster {
       this.exec(pod, ["ip", "route", "add", `198.19.${w.n}.1`, "dev", "eth0", "scope", "link"]);
       this.exec(pod, ["ip", "route", "add", "default", "via", `198.19.${w.n}.1`, "dev", "eth0"]);
       this.exec(wn, ["ip", "addr", "add", `198.19.${w.n}.1/24`, "dev", "veth-pod"]);
+      if (this.ipv6) this.addPod6(w.n);
     }
+  }
+
+  /** Pod n's IPv6: podIp6(n)/128 with the worker's ::1 as on-link gateway
+   *  (as for IPv4); no duplicate address detection, so it is usable at once. */
+  private addPod6(n: number): void {
+    const pod = `pod${n}`;
+    const gw = `2001:2:0:${n}::1`;
+    this.exec(pod, ["ip", "addr", "add", `${podIp6(n)}/128`, "dev", "eth0", "nodad"]);
+    this.exec(pod, ["ip", "-6", "route", "add", gw, "dev", "eth0"]);
+    this.exec(pod, ["ip", "-6", "route", "add", "default", "via", gw, "dev", "eth0"]);
+    this.exec(`w${n}`, ["ip", "addr", "add", `${gw}/64`, "dev", "veth-pod", "nodad"]);
   }
 
   /** A config for worker `n`; `encap(peer)` picks each peer's encapsulation. */
@@ -275,11 +295,13 @@ export class Cluster {
         podCIDRs: [`198.19.${w.n}.0/24`],
         vtepMac: vtepMac(w.n),
         encapsulation: encap(w.n),
+        ...(this.ipv6 ? { ipv6: { podCIDRs: [podCidr6(w.n)] } } : {}),
       })),
       // The admin API on its socket in stateDir (adminSocket()); metrics on 127.0.0.1:9469.
       ...extra,
     };
     (cfg.node.device as Record<string, unknown>).vtepMac = vtepMac(n);
+    if (this.ipv6) (cfg.node as Record<string, unknown>).ipv6 = { podCIDR: podCidr6(n) };
     return stringify(cfg);
   }
 

@@ -66,12 +66,14 @@ export function openVxlanSocket(opts: VxlanSocketOptions): number {
 }
 
 /**
- * A nonblocking raw socket for IPv4 protocol 4 (IP-in-IP): each read yields a
- * whole outer IPv4 packet, header included. Read it with BatchIO.recvIpip.
+ * A nonblocking raw socket for IPv4 protocol 4 (IP-in-IP), or with
+ * `proto: 41` IPv6-in-IPv4 (the kernel's sit): each read yields a whole
+ * outer IPv4 packet, header included. Read it with BatchIO.recvIpip.
  */
-export function openIpipRecvSocket(opts: { rcvBuf?: number } = {}): number {
-  const fd = libc.check("socket(AF_INET, SOCK_RAW, IPPROTO_IPIP)",
-    libc.socket(libc.AF_INET, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, libc.IPPROTO_IPIP),
+export function openIpipRecvSocket(opts: { rcvBuf?: number; proto?: 4 | 41 } = {}): number {
+  const proto = opts.proto ?? libc.IPPROTO_IPIP;
+  const fd = libc.check(`socket(AF_INET, SOCK_RAW, ${proto})`,
+    libc.socket(libc.AF_INET, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, proto),
     (e) => (e === libc.EPERM ? "raw sockets need root or CAP_NET_RAW" : undefined));
   try {
     if (opts.rcvBuf) setBuf(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.rcvBuf);

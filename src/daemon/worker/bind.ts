@@ -29,6 +29,8 @@ export interface BindFds {
   sendFd: number;
   vxlanFd: number;
   ipipFd: number;
+  /** Protocol 41; its packets go through the same stage as IPIP's (decap.ts tells them apart). */
+  sitFd: number;
   icmpFd: number;
 }
 
@@ -39,6 +41,7 @@ export class RawBind implements UnderlayBind {
   constructor(protected readonly ctx: IoContext, protected readonly fds: BindFds, vxlan: Receiver | undefined = undefined) {
     if (fds.vxlanFd >= 0) this.receivers.push(vxlan ?? new RecvmmsgReceiver(ctx, fds.vxlanFd, "vxlan"));
     if (fds.ipipFd >= 0) this.receivers.push(new RecvmmsgReceiver(ctx, fds.ipipFd, "ipip"));
+    if (fds.sitFd >= 0) this.receivers.push(new RecvmmsgReceiver(ctx, fds.sitFd, "ipip"));
     if (fds.icmpFd >= 0) this.receivers.push(new RecvmmsgReceiver(ctx, fds.icmpFd, "icmp"));
   }
 
