@@ -48,8 +48,12 @@ function tsoPlan(src: usize, srcLen: u32): i32 {
   planV6 = (vnetGsoType(src) & ~VNET_GSO_ECN) == VNET_GSO_TCPV6;
   if (planV6) return tsoPlan6(src, p, len);
   if (checkIpv4(p, len) != R_NONE || ipProto(p) != PROTO_TCP || ipIsFragment(p)) return E_RANGE;
-  const ihl = ipHeaderLen(p);
-  const total = ipTotalLen(p);
+  return planTcp(src, p, ipHeaderLen(p), ipTotalLen(p));
+}
+
+/** The common part: TCP at `p + ihl` in a packet of `total` bytes, the
+ *  checksum location its checksum field; sets the plan, returns the count. */
+function planTcp(src: usize, p: usize, ihl: u32, total: u32): i32 {
   if (vnetCsumStart(src) != ihl || vnetCsumOffset(src) != <u32>TCP_CSUM) return E_RANGE;
   const t = p + ihl;
   if (checkTcp(t, total - ihl) != R_NONE) return E_RANGE;
@@ -67,17 +71,7 @@ function tsoPlan(src: usize, srcLen: u32): i32 {
  *  checksum field. */
 function tsoPlan6(src: usize, p: usize, len: u32): i32 {
   if (checkIpv6(p, len) != R_NONE || ip6Next(p) != PROTO_TCP) return E_RANGE;
-  const total = IP6_HDR_LEN + ip6PayloadLen(p);
-  if (vnetCsumStart(src) != IP6_HDR_LEN || vnetCsumOffset(src) != <u32>TCP_CSUM) return E_RANGE;
-  const t = p + IP6_HDR_LEN;
-  if (checkTcp(t, total - IP6_HDR_LEN) != R_NONE) return E_RANGE;
-  const hdr = IP6_HDR_LEN + tcpHeaderLen(t);
-  const payload = total - hdr;
-  const mss = vnetGsoSize(src);
-  planHdr = hdr;
-  planPayload = payload;
-  planMss = mss;
-  return payload == 0 ? 1 : <i32>((payload + mss - 1) / mss);
+  return planTcp(src, p, IP6_HDR_LEN, IP6_HDR_LEN + ip6PayloadLen(p));
 }
 
 /** How many output slots tsoSegment needs for this input (1 for gso_type

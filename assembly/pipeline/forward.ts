@@ -176,14 +176,7 @@ function routeIpv6(m: usize, off: u32, p: usize, len: u32): void {
 
 /** Hand an IPv6 packet to the node's device, as deliverIpv4 does. */
 export function deliverIpv6(m: usize, off: u32, p: usize, len: u32): void {
-  if (cfgMode == MODE_TAP) {
-    emitEthernet(p - ETH_HDR_LEN, cfgDevMac, cfgVtepMac, ETHERTYPE_IPV6);
-    off -= ETH_HDR_LEN;
-    len += ETH_HDR_LEN;
-  }
-  emit(m, VERDICT_TO_DEVICE, R_NONE, off, len, 0);
-  count(C_TO_DEVICE_PKTS);
-  count(C_TO_DEVICE_BYTES, len);
+  deliver(m, off, p, len, ETHERTYPE_IPV6);
 }
 
 /** An ICMPv6 Neighbor Solicitation right behind the fixed header (where
@@ -395,8 +388,12 @@ function tooBig(m: usize, slot: usize, off: u32, p: usize, len: u32, mtu: u32): 
  *  in tun mode, behind an Ethernet header addressed to the kernel's side in
  *  tap mode. Requires off >= 14. */
 export function deliverIpv4(m: usize, off: u32, p: usize, len: u32): void {
+  deliver(m, off, p, len, ETHERTYPE_IPV4);
+}
+
+@inline function deliver(m: usize, off: u32, p: usize, len: u32, etype: u32): void {
   if (cfgMode == MODE_TAP) {
-    emitEthernet(p - ETH_HDR_LEN, cfgDevMac, cfgVtepMac, ETHERTYPE_IPV4);
+    emitEthernet(p - ETH_HDR_LEN, cfgDevMac, cfgVtepMac, etype);
     off -= ETH_HDR_LEN;
     len += ETH_HDR_LEN;
   }
