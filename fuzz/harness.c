@@ -17,14 +17,24 @@
 //     ipip-decap   whole outer IPv4 packet
 //     pod-tun      IPv4 packet (device in tun mode)
 //     pod-tap      Ethernet frame (device in tap mode)
-//     roundtrip    (one segment) a recipe for a valid inner IPv4 packet;
+//     roundtrip    (one segment) a recipe for a valid inner IPv4 or IPv6 packet;
 //                  see build_roundtrip()
 //     nat          (up to 6 segments, one batch each, in order) a step of a
 //                  NAT sequence on a NAT-enabled worker2; see nat_run()
 //     vxlan-super  (the whole input after byte 0) outer TOS u8, an inner
-//                  IPv4 packet the harness wraps in VXLAN + Ethernet from
-//                  worker3 as one datagram: a TCP super-frame that arrived
+//                  IPv4 or IPv6 packet (by its version nibble) the harness
+//                  wraps in VXLAN + Ethernet (0x0800 / 0x86DD) from worker3
+//                  as one datagram: a TCP super-frame that arrived
 //                  unsegmented, or anything claiming to be; see super_run()
+//     vxlan-inner6 outer TOS u8, inner IPv6 packet (the harness wraps it in
+//                  a valid VXLAN + Ethernet 0x86DD header from worker3)
+//     sit-inner    outer TOS u8, inner IPv6 packet (the harness wraps it in
+//                  a valid outer IPv4 header, protocol 41, from worker1)
+//
+// Every node has IPv6 too (issue 16): an IPv6 LPM, an IPv6 overlay address
+// and routes mirroring the IPv4 ones (see W2_ROUTES6), so the pod targets'
+// IPv6 packets are routed, encapsulated, delivered and answered, and the
+// invariants below cover every IPv6 verdict.
 //
 // Packet k of a batch sits in slot 2k; the odd slots are guards: their
 // metadata says off 0 (dropped with R_BAD_OFFSET before any byte is read)
@@ -63,9 +73,11 @@
 #define T_ROUNDTRIP 6
 #define T_NAT 7
 #define T_VXLAN_SUPER 8
+#define T_VXLAN_INNER6 9
+#define T_SIT_INNER 10
 #ifndef FUZZ_TARGET
 #error "compile with -DFUZZ_TARGET=<n>"
-#elif FUZZ_TARGET < T_VXLAN_DECAP || FUZZ_TARGET > T_VXLAN_SUPER
+#elif FUZZ_TARGET < T_VXLAN_DECAP || FUZZ_TARGET > T_SIT_INNER
 #error "FUZZ_TARGET out of range"
 #endif
 
@@ -80,6 +92,8 @@
 #define VERDICT_REPLY 4
 #define VERDICT_COUNT 5
 #define REASON_COUNT 32
+#define R_NO_ROUTE 5
+#define R_TOO_BIG 9
 #define R_BAD_OFFSET 22
 #define R_CT_INVALID 27
 #define C_RX_POD_PKTS 0
@@ -118,12 +132,36 @@
 
 static const char SEP[4] = {(char)0xff, 'P', 'K', (char)0xff};
 
+/** A next hop as setNexthop takes it (kind, peer, IPv4 gateway). */
+typedef struct {
+  uint32_t kind, peer, gw;
+} nh_t;
+/** A peer as setPeer takes it. */
+typedef struct {
+  uint32_t underlay;
+  uint64_t mac;
+} peer_t;
+/** An IPv6 route: the prefix as 8 hextets, its length, the next hop. */
+typedef struct {
+  uint16_t h[8];
+  uint32_t depth, nh;
+} route6_t;
+
 typedef struct {
   Z_overlay_instance_t w;
   uint8_t* mem;
   uint32_t slots, meta, counters;
   uint32_t underlay, mode;
   uint64_t vtep_mac;
+  // What the node was told, for the invariants (never read back from the module).
+  const nh_t* nh;
+  uint32_t nnh;
+  const peer_t* peers;
+  uint32_t npeers;
+  const route6_t* r6;
+  uint32_t nr6;
+  uint8_t r6_bytes[16][16]; // r6's prefixes as bytes
+  uint8_t overlay6[16];
 } node_t;
 
 static void fail(const char* fmt, ...) {
@@ -198,23 +236,90 @@ static void route(node_t* n, const char* what, uint32_t ip, uint32_t depth, uint
   must(Z_overlayZ_lpmInsert(&n->w, ip, depth, nh), what);
 }
 
+static void peers_and_nexthops(node_t* n, const peer_t* peers, uint32_t npeers, const nh_t* nh, uint32_t nnh) {
+  char what[32];
+  for (uint32_t i = 0; i < npeers; i++) {
+    snprintf(what, sizeof what, "peer %u", i);
+    must(Z_overlayZ_setPeer(&n->w, i, peers[i].underlay, peers[i].mac), what);
+  }
+  for (uint32_t i = 0; i < nnh; i++) {
+    snprintf(what, sizeof what, "nh %u", i);
+    must(Z_overlayZ_setNexthop(&n->w, i, nh[i].kind, nh[i].peer, nh[i].gw), what);
+  }
+  n->peers = peers;
+  n->npeers = npeers;
+  n->nh = nh;
+  n->nnh = nnh;
+}
+
+// --- IPv6 (issue 16): every node gets the IPv6 LPM, an overlay address
+// 2001:2:0:N:: (worker N) and routes mirroring its IPv4 ones.
+#define LPM6_GROUPS 64
+#define A6_NODE(n) {0x2001, 2, 0, (n), 0, 0, 0, 0}
+
+static void a6_bytes(const uint16_t h[8], uint8_t a[16]) {
+  for (int i = 0; i < 8; i++) put_be16(a + 2 * i, h[i]);
+}
+
+static void ipv6_setup(node_t* n, uint32_t worker, const route6_t* r, uint32_t nr) {
+  Z_overlay_instance_t* w = &n->w;
+  must(Z_overlayZ_lpm6Setup(w, LPM6_GROUPS), "lpm6Setup");
+  uint32_t at = Z_overlayZ_allocScratch(w, 16);
+  if (at == 0) must(-98, "IPv6 address scratch");
+  char what[48];
+  if (nr > 16) must(-97, "more than 16 IPv6 routes");
+  for (uint32_t i = 0; i < nr; i++) {
+    a6_bytes(r[i].h, n->r6_bytes[i]);
+    a6_bytes(r[i].h, Z_overlayZ_memory(w)->data + at);
+    snprintf(what, sizeof what, "IPv6 route %u (/%u -> nh %u)", i, r[i].depth, r[i].nh);
+    must(Z_overlayZ_lpm6Insert(w, at, r[i].depth, r[i].nh), what);
+  }
+  const uint16_t self[8] = A6_NODE(worker);
+  a6_bytes(self, n->overlay6);
+  uint64_t hi = 0, lo = 0;
+  for (int i = 0; i < 8; i++) hi = hi << 8 | n->overlay6[i], lo = lo << 8 | n->overlay6[8 + i];
+  must(Z_overlayZ_configure6(w, hi, lo), "configure6");
+  n->r6 = r;
+  n->nr6 = nr;
+}
+
 /** worker2 exactly as test/helpers/topology.ts builds it, plus next hops and
  *  routes that reach the remaining branches (tbl8 prefixes, a vxlan next hop
  *  without a neighbour, one whose neighbour has no FDB entry). Mirrored in
  *  test/fuzz-replay.test.ts (fuzzWorker2). */
-static void worker2(node_t* n, uint32_t mode) {
+static const peer_t W2_PEERS[] = {{W3_UNDERLAY, W3_MAC}, {W1_UNDERLAY, W1_MAC}, {W4_UNDERLAY, W4_MAC}};
+static const nh_t W2_NH[] = {
+  {NH_LOCAL, 0xffff, 0},
+  {NH_VXLAN, 0, IP4(198, 19, 3, 0)},
+  {NH_IPIP, 1, 0},
+  {NH_DIRECT, 2, W4_UNDERLAY},
+  {NH_BLACKHOLE, 0xffff, 0},
+  {NH_VXLAN, 0, IP4(198, 19, 7, 0)}, // no neighbour (IPv4); IPv6 needs none
+  {NH_VXLAN, 0, IP4(198, 19, 8, 0)}, // neighbour without an FDB entry
+};
+/** The IPv4 routes' IPv6 twins: own /64 local, worker3's over VXLAN,
+ *  worker1's over IPIP (protocol 41), worker4's direct, a blackhole /112;
+ *  under 2001:2:0:5::/64 (direct) a /80 over VXLAN and a /128 blackhole
+ *  (groups several levels deep, as the /25, /26 and /32 reach tbl8); the
+ *  next hops without neighbour or FDB entry. */
+static const route6_t W2_ROUTES6[] = {
+  {A6_NODE(2), 64, 0},
+  {A6_NODE(3), 64, 1},
+  {A6_NODE(1), 64, 2},
+  {A6_NODE(4), 64, 3},
+  {{0x2001, 2, 0, 0x96, 0, 0, 0, 0}, 112, 4},
+  {A6_NODE(5), 64, 3},
+  {{0x2001, 2, 0, 5, 0x8000, 0, 0, 0}, 80, 1},
+  {{0x2001, 2, 0, 5, 0, 0, 0, 0xc8}, 128, 4},
+  {A6_NODE(7), 64, 5},
+  {A6_NODE(8), 64, 6},
+};
+#define COUNT(a) (uint32_t)(sizeof(a) / sizeof((a)[0]))
+
+static void worker2(node_t* n, uint32_t mode, int ipv6) {
   node_new(n, mode, W2_UNDERLAY, IP4(198, 19, 2, 0), W2_MAC);
   Z_overlay_instance_t* w = &n->w;
-  must(Z_overlayZ_setPeer(w, 0, W3_UNDERLAY, W3_MAC), "peer 0");
-  must(Z_overlayZ_setPeer(w, 1, W1_UNDERLAY, W1_MAC), "peer 1");
-  must(Z_overlayZ_setPeer(w, 2, W4_UNDERLAY, W4_MAC), "peer 2");
-  must(Z_overlayZ_setNexthop(w, 0, NH_LOCAL, 0xffff, 0), "nh 0");
-  must(Z_overlayZ_setNexthop(w, 1, NH_VXLAN, 0, IP4(198, 19, 3, 0)), "nh 1");
-  must(Z_overlayZ_setNexthop(w, 2, NH_IPIP, 1, 0), "nh 2");
-  must(Z_overlayZ_setNexthop(w, 3, NH_DIRECT, 2, W4_UNDERLAY), "nh 3");
-  must(Z_overlayZ_setNexthop(w, 4, NH_BLACKHOLE, 0xffff, 0), "nh 4");
-  must(Z_overlayZ_setNexthop(w, 5, NH_VXLAN, 0, IP4(198, 19, 7, 0)), "nh 5"); // no neighbour
-  must(Z_overlayZ_setNexthop(w, 6, NH_VXLAN, 0, IP4(198, 19, 8, 0)), "nh 6"); // neighbour, no fdb
+  peers_and_nexthops(n, W2_PEERS, COUNT(W2_PEERS), W2_NH, COUNT(W2_NH));
   must(Z_overlayZ_htPut(w, Z_overlayZ_neighTable(w), IP4(198, 19, 3, 0), W3_MAC), "neigh");
   must(Z_overlayZ_htPut(w, Z_overlayZ_neighTable(w), IP4(198, 19, 8, 0), W8_MAC), "neigh 8");
   must(Z_overlayZ_htPut(w, Z_overlayZ_fdbTable(w), W3_MAC, 0), "fdb");
@@ -228,36 +333,113 @@ static void worker2(node_t* n, uint32_t mode) {
   route(n, "route host blackhole", IP4(198, 19, 5, 200), 32, 4);
   route(n, "route no neigh", IP4(198, 19, 7, 0), 24, 5);
   route(n, "route no fdb", IP4(198, 19, 8, 0), 24, 6);
+  if (ipv6) ipv6_setup(n, 2, W2_ROUTES6, COUNT(W2_ROUTES6));
   node_ready(n);
 }
 
-/** worker3 as test/helpers/topology.ts builds it (tun). */
+/** worker3 as test/helpers/topology.ts builds it (tun), with IPv6. */
+static const peer_t W3_PEERS[] = {{W2_UNDERLAY, W2_MAC}, {W1_UNDERLAY, W1_MAC}};
+static const nh_t W3_NH[] = {{NH_LOCAL, 0xffff, 0}, {NH_VXLAN, 0, IP4(198, 19, 2, 0)}, {NH_IPIP, 1, 0}};
+static const route6_t W3_ROUTES6[] = {{A6_NODE(3), 64, 0}, {A6_NODE(2), 64, 1}, {A6_NODE(1), 64, 2}};
+
 static void worker3(node_t* n) {
   node_new(n, 0, W3_UNDERLAY, IP4(198, 19, 3, 0), W3_MAC);
   Z_overlay_instance_t* w = &n->w;
-  must(Z_overlayZ_setPeer(w, 0, W2_UNDERLAY, W2_MAC), "peer 0");
-  must(Z_overlayZ_setPeer(w, 1, W1_UNDERLAY, W1_MAC), "peer 1");
-  must(Z_overlayZ_setNexthop(w, 0, NH_LOCAL, 0xffff, 0), "nh 0");
-  must(Z_overlayZ_setNexthop(w, 1, NH_VXLAN, 0, IP4(198, 19, 2, 0)), "nh 1");
-  must(Z_overlayZ_setNexthop(w, 2, NH_IPIP, 1, 0), "nh 2");
+  peers_and_nexthops(n, W3_PEERS, COUNT(W3_PEERS), W3_NH, COUNT(W3_NH));
   must(Z_overlayZ_htPut(w, Z_overlayZ_neighTable(w), IP4(198, 19, 2, 0), W2_MAC), "neigh");
   must(Z_overlayZ_htPut(w, Z_overlayZ_fdbTable(w), W2_MAC, 0), "fdb");
   route(n, "route local", IP4(198, 19, 3, 0), 24, 0);
   route(n, "route w2", IP4(198, 19, 2, 0), 24, 1);
   route(n, "route w1", IP4(198, 19, 1, 0), 24, 2);
+  ipv6_setup(n, 3, W3_ROUTES6, COUNT(W3_ROUTES6));
   node_ready(n);
 }
 
-/** worker1 (tun): peer 0 worker2 over IPIP. */
+/** worker1 (tun): peer 0 worker2 over IPIP (IPv6: protocol 41). */
+static const peer_t W1_PEERS[] = {{W2_UNDERLAY, W2_MAC}};
+static const nh_t W1_NH[] = {{NH_LOCAL, 0xffff, 0}, {NH_IPIP, 0, 0}};
+static const route6_t W1_ROUTES6[] = {{A6_NODE(1), 64, 0}, {A6_NODE(2), 64, 1}};
+
 static void worker1(node_t* n) {
   node_new(n, 0, W1_UNDERLAY, IP4(198, 19, 1, 0), W1_MAC);
-  Z_overlay_instance_t* w = &n->w;
-  must(Z_overlayZ_setPeer(w, 0, W2_UNDERLAY, W2_MAC), "peer 0");
-  must(Z_overlayZ_setNexthop(w, 0, NH_LOCAL, 0xffff, 0), "nh 0");
-  must(Z_overlayZ_setNexthop(w, 1, NH_IPIP, 0, 0), "nh 1");
+  peers_and_nexthops(n, W1_PEERS, COUNT(W1_PEERS), W1_NH, COUNT(W1_NH));
   route(n, "route local", IP4(198, 19, 1, 0), 24, 0);
   route(n, "route w2", IP4(198, 19, 2, 0), 24, 1);
+  ipv6_setup(n, 1, W1_ROUTES6, COUNT(W1_ROUTES6));
   node_ready(n);
+}
+
+// --- IPv6 helpers for the invariants, written here from RFC 8200/4291/4443/4861
+// independently of the module's wire code, and a naive IPv6 route lookup
+// (a linear scan of the routes the node was given: the slow twin of lpm6).
+static inline int a6_multicast(const uint8_t* a) { return a[0] == 0xff; }
+static inline int a6_zero(const uint8_t* a) {
+  for (int i = 0; i < 16; i++) if (a[i]) return 0;
+  return 1;
+}
+static inline int a6_loopback(const uint8_t* a) {
+  for (int i = 0; i < 15; i++) if (a[i]) return 0;
+  return a[15] == 1;
+}
+static inline int a6_link_local(const uint8_t* a) { return a[0] == 0xfe && (a[1] & 0xc0) == 0x80; }
+static inline uint32_t ip6_tclass(const uint8_t* p) { return (be16(p) >> 4) & 0xff; }
+
+/** The bytes a valid IPv6 header at `p` says its packet has (40 + payload
+ *  length), or 0 when `avail` bytes hold no such header (short, not version
+ *  6, payload past the end, a jumbogram's zero payload length). */
+static uint32_t ip6_len(const uint8_t* p, uint32_t avail) {
+  if (avail < 40 || p[0] >> 4 != 6) return 0;
+  uint32_t plen = be16(p + 4);
+  if (40 + plen > avail || (plen == 0 && p[6] != 59)) return 0;
+  return 40 + plen;
+}
+
+/** The checksum over the IPv6 pseudo header of the packet at `ip` and `n`
+ *  upper-layer bytes at `l4` of protocol `next`: 0 when they hold a right one. */
+static uint32_t l4_sum6(const uint8_t* ip, uint32_t next, const uint8_t* l4, uint32_t n) {
+  uint64_t s = csum_add(0, ip + 8, 32) + (n >> 16) + (n & 0xffff) + next;
+  return csum_fold(csum_add(s, l4, n));
+}
+/** The folded pseudo-header sum alone: a CHECKSUM_PARTIAL field's value. */
+static uint32_t partial_sum6(const uint8_t* ip, uint32_t next, uint32_t n) {
+  uint64_t s = csum_add(0, ip + 8, 32) + (n >> 16) + (n & 0xffff) + next;
+  return ~csum_fold(s) & 0xffff;
+}
+
+/** Longest match of `a` among the node's IPv6 routes: the next hop, or -1. */
+static int route6_lookup(const node_t* n, const uint8_t* a) {
+  int best = -1;
+  uint32_t best_depth = 0;
+  for (uint32_t i = 0; i < n->nr6; i++) {
+    const uint8_t* pfx = n->r6_bytes[i];
+    const uint32_t d = n->r6[i].depth, full = d / 8, bits = d % 8;
+    const int match = memcmp(a, pfx, full) == 0 && (bits == 0 || ((a[full] ^ pfx[full]) & (0xff00u >> bits) & 0xff) == 0);
+    if (match && (best < 0 || d >= best_depth)) best = (int)n->r6[i].nh, best_depth = d;
+  }
+  return best;
+}
+
+/** The first byte in [from, to) where `a` and `b` differ, or -1 (one
+ *  memcmp when they agree: the harness's own loops are instrumented too). */
+static int first_diff(const uint8_t* a, const uint8_t* b, uint32_t from, uint32_t to) {
+  if (to <= from || memcmp(a + from, b + from, to - from) == 0) return -1;
+  for (uint32_t i = from; i < to; i++)
+    if (a[i] != b[i]) return (int)i;
+  return -1;
+}
+static uint32_t nh_kind(const node_t* n, int nh) { return nh >= 0 && (uint32_t)nh < n->nnh ? n->nh[nh].kind : 0; }
+static int peer_of(const node_t* n, uint32_t underlay) {
+  for (uint32_t i = 0; i < n->npeers; i++) if (n->peers[i].underlay == underlay) return (int)i;
+  return -1;
+}
+
+/** RFC 6040 section 4.2: the inner ECN field after decapsulation, or -1:
+ *  drop (CE outside, Not-ECT inside). */
+static int ecn_decap(uint32_t inner, uint32_t outer) {
+  if (inner == 0) return outer == 3 ? -1 : 0;
+  if (outer == 3) return 3;
+  if (outer == 1 && inner == 2) return 1;
+  return (int)inner;
 }
 
 // --- batches -------------------------------------------------------------------
@@ -327,12 +509,49 @@ static void check_forwarded(const uint8_t* out, uint32_t olen, const uint8_t* or
   }
 }
 
+/** A whole IPv6 packet of exactly `len` bytes: version 6, payload length
+ *  len - 40 (a zero one only with no next header). */
+static void check_ipv6(const uint8_t* p, uint32_t len, const char* what) {
+  CHECK(len >= 40 && p[0] >> 4 == 6, "%s: not IPv6 (%u bytes)", what, len);
+  CHECK(40 + be16(p + 4) == len, "%s: payload length %u, %u bytes", what, be16(p + 4), len);
+  CHECK(be16(p + 4) != 0 || p[6] == 59, "%s: a jumbogram", what);
+}
+
+/** Where a stage's input packet came from (check_packet). */
+#define STAGE_POD 0
+#define STAGE_VXLAN 1
+#define STAGE_IPIP 2
+
+/** An encapsulated IPv6 packet (VXLAN 0x86DD or protocol 41; outer checked
+ *  by the caller): outer DF always, traffic class as TOS, to the peer the
+ *  destination routes to, within the underlay MTU; from a pod, the input's
+ *  IPv6 packet byte for byte, hop limit included. */
+static void check_tx_underlay6(node_t* n, const uint8_t* p, uint32_t len, uint32_t addr, uint16_t peer, const uint8_t* inner,
+                               uint32_t ilen, int vxlan, const pkt_t* in, int pod_ip_off) {
+  check_ipv6(inner, ilen, "TX_UNDERLAY inner IPv6");
+  CHECK(be16(p + 6) == 0x4000, "TX_UNDERLAY (IPv6 inside): outer flags %04x, DF must be set", be16(p + 6));
+  CHECK(p[1] == ip6_tclass(inner), "TX_UNDERLAY: outer TOS %02x != traffic class %02x", p[1], ip6_tclass(inner));
+  CHECK(len <= MTU, "TX_UNDERLAY (IPv6 inside): %u bytes over the underlay MTU", len);
+  const int nh = route6_lookup(n, inner + 24);
+  CHECK(nh_kind(n, nh) == (vxlan ? NH_VXLAN : NH_IPIP) && n->nh[nh].peer == peer,
+        "TX_UNDERLAY (IPv6 inside, %s): the destination routes to next hop %d (kind %u), not to peer %u", vxlan ? "vxlan" : "protocol 41", nh,
+        nh_kind(n, nh), peer);
+  CHECK(addr == n->peers[peer].underlay, "TX_UNDERLAY: to %08x, peer %u is %08x", addr, peer, n->peers[peer].underlay);
+  if (pod_ip_off >= 0) {
+    const uint8_t* in6 = in->bytes + pod_ip_off;
+    CHECK(ip6_len(in6, in->len - pod_ip_off) == ilen, "TX_UNDERLAY: %u inner IPv6 bytes for an input of %u", ilen,
+          ip6_len(in6, in->len - pod_ip_off));
+    const int i = first_diff(inner, in6, 0, ilen);
+    CHECK(i < 0, "TX_UNDERLAY inner IPv6: byte %d changed (%02x -> %02x)", i, in6[i], inner[i]);
+  }
+}
+
 static void check_tx_underlay(node_t* n, const uint8_t* p, uint32_t len, uint32_t addr, uint16_t peer, const pkt_t* in, int pod_ip_off) {
   check_ipv4(n, p, len, "TX_UNDERLAY outer");
   CHECK((p[0] & 15) == 5, "TX_UNDERLAY: outer header has options");
   CHECK(be32(p + 12) == n->underlay, "TX_UNDERLAY: outer source %08x", be32(p + 12));
   CHECK(be32(p + 16) == addr, "TX_UNDERLAY: outer destination %08x != meta addr %08x", be32(p + 16), addr);
-  CHECK(peer < 16, "TX_UNDERLAY: peer %u", peer);
+  CHECK(peer < n->npeers, "TX_UNDERLAY: peer %u", peer);
   const uint8_t* inner;
   uint32_t ilen;
   if (p[9] == 17) {
@@ -346,13 +565,23 @@ static void check_tx_underlay(node_t* n, const uint8_t* p, uint32_t len, uint32_
     CHECK(be32(u + 12) >> 8 == VNI && u[15] == 0, "TX_UNDERLAY vxlan: VNI %u", be32(u + 12) >> 8);
     const uint8_t* e = u + 16;
     CHECK(be48(e + 6) == n->vtep_mac, "TX_UNDERLAY vxlan: inner source MAC");
-    CHECK(be16(e + 12) == 0x0800, "TX_UNDERLAY vxlan: inner ethertype %04x", be16(e + 12));
+    CHECK(be16(e + 12) == 0x0800 || be16(e + 12) == 0x86dd, "TX_UNDERLAY vxlan: inner ethertype %04x", be16(e + 12));
     inner = e + 14;
     ilen = len - 50;
+    if (be16(e + 12) == 0x86dd) {
+      CHECK(be48(e) == n->peers[peer].mac, "TX_UNDERLAY vxlan (IPv6): inner destination MAC %012llx is not peer %u's VTEP MAC",
+            (unsigned long long)be48(e), peer);
+      check_tx_underlay6(n, p, len, addr, peer, inner, ilen, 1, in, pod_ip_off);
+      return;
+    }
   } else {
-    CHECK(p[9] == 4, "TX_UNDERLAY: outer protocol %u", p[9]);
+    CHECK(p[9] == 4 || p[9] == 41, "TX_UNDERLAY: outer protocol %u", p[9]);
     inner = p + 20;
     ilen = len - 20;
+    if (p[9] == 41) {
+      check_tx_underlay6(n, p, len, addr, peer, inner, ilen, 0, in, pod_ip_off);
+      return;
+    }
   }
   check_ipv4(n, inner, ilen, "TX_UNDERLAY inner");
   CHECK(p[1] == inner[1], "TX_UNDERLAY: outer TOS %02x != inner %02x", p[1], inner[1]);
@@ -370,7 +599,154 @@ static void check_icmp_error(node_t* n, const uint8_t* p, uint32_t len, const ch
   CHECK(p[hl] == 3 || p[hl] == 11, "%s: ICMP type %u", what, p[hl]);
 }
 
-static void check_packet(node_t* n, uint32_t slot, const pkt_t* in, int pod) {
+/** An ICMPv6 error (RFC 4443) the pod side sent about the IPv6 packet at
+ *  `inp` (`avail` bytes): from our IPv6 overlay address to the packet's
+ *  source, at most 1280 bytes, a valid checksum, quoting the packet's first
+ *  bytes; never about an ICMPv6 error or a packet from a multicast,
+ *  unspecified or loopback source; no route: type 1 code 0 for a
+ *  destination without a route; packet too big: type 2 with the tunnel MTU
+ *  of the peer the destination routes to, for a packet over it. */
+static void check_icmp6_error(node_t* n, const uint8_t* p, uint32_t len, const uint8_t* inp, uint32_t avail, uint16_t reason, const char* what) {
+  check_ipv6(p, len, what);
+  CHECK(len <= 1280, "%s: ICMPv6 error of %u bytes", what, len);
+  CHECK(len >= 48 && p[6] == 58, "%s: next header %u, %u bytes", what, p[6], len);
+  CHECK(memcmp(p + 8, n->overlay6, 16) == 0, "%s: source is not the node's IPv6 overlay address", what);
+  const uint32_t il = ip6_len(inp, avail);
+  CHECK(il != 0, "%s: about an input that holds no valid IPv6 header", what);
+  CHECK(memcmp(p + 24, inp + 8, 16) == 0, "%s: not sent to the packet's source", what);
+  CHECK(l4_sum6(p, 58, p + 40, len - 40) == 0, "%s: bad ICMPv6 checksum", what);
+  const uint32_t type = p[40], code = p[41];
+  CHECK(type >= 1 && type <= 4, "%s: ICMPv6 type %u", what, type);
+  const uint32_t q = len - 48, want = il < 1280 - 48 ? il : 1280 - 48;
+  CHECK(q == want, "%s: quotes %u bytes of a %u-byte packet (want %u)", what, q, il, want);
+  CHECK(memcmp(p + 48, inp, q) == 0, "%s: the quote is not the packet", what);
+  CHECK(!(inp[6] == 58 && il > 40 && inp[40] < 128), "%s: an ICMPv6 error about an ICMPv6 error (type %u)", what, inp[40]);
+  CHECK(!a6_multicast(inp + 8) && !a6_zero(inp + 8) && !a6_loopback(inp + 8), "%s: about a packet from a multicast/unspecified/loopback source", what);
+  CHECK(!a6_multicast(inp + 24), "%s: about a packet to a multicast destination", what);
+  const int nh = route6_lookup(n, inp + 24);
+  if (type == 1) {
+    CHECK(code == 0 && reason == R_NO_ROUTE && nh < 0, "%s: destination unreachable code %u reason %u for a destination routed to %d", what, code, reason, nh);
+  } else if (type == 2) {
+    const uint32_t k = nh_kind(n, nh), ovh = k == NH_VXLAN ? 50 : 20;
+    CHECK(code == 0 && reason == R_TOO_BIG && (k == NH_VXLAN || k == NH_IPIP), "%s: packet too big code %u reason %u, next hop kind %u", what, code, reason, k);
+    CHECK(be32(p + 44) == MTU - ovh, "%s: packet too big says MTU %u, the tunnel's is %u", what, be32(p + 44), MTU - ovh);
+    CHECK(il + ovh > MTU, "%s: packet too big for %u bytes that fit (MTU %u)", what, il, MTU - ovh);
+  }
+}
+
+/** A Neighbor Advertisement answering the tap frame `in` (proxy NDP): the
+ *  input must be a valid Neighbor Solicitation (RFC 4861 7.1.1, judged
+ *  here: hop limit 255, code 0, checksum, options, a unicast target) from a
+ *  unicast source for a target we route to a peer; the answer goes to the
+ *  solicitor's MAC (its source link-layer option, else the frame's source)
+ *  from our VTEP MAC, from the target to the solicitor, hop limit 255,
+ *  Solicited and not Override, with our VTEP MAC as the target's. */
+static void check_neighbor_advert(node_t* n, const uint8_t* p, uint32_t len, const pkt_t* in) {
+  CHECK(len == 14 + 40 + 32, "NA of %u bytes", len);
+  const uint8_t* f = in->bytes;
+  CHECK(in->len >= 14 + 40 + 24 && be16(f + 12) == 0x86dd, "NA for a %u-byte frame of type %04x", in->len, in->len >= 14 ? be16(f + 12) : 0);
+  const uint8_t* ip = f + 14;
+  const uint32_t il = ip6_len(ip, in->len - 14);
+  CHECK(il >= 40 + 24, "NA for an input without a whole IPv6 NS (%u bytes)", il);
+  const uint8_t* q = ip + 40;
+  const uint32_t ql = il - 40;
+  CHECK(ip[6] == 58 && ip[7] == 255 && q[0] == 135 && q[1] == 0, "NA for no NS: next %u hop limit %u type %u code %u", ip[6], ip[7], q[0], q[1]);
+  CHECK(l4_sum6(ip, 58, q, ql) == 0, "NA for an NS with a bad checksum");
+  CHECK(!a6_multicast(q + 8), "NA for a multicast target");
+  CHECK(!a6_zero(ip + 8), "NA answering duplicate address detection (unspecified source)");
+  CHECK(!a6_multicast(ip + 8) && !a6_loopback(ip + 8), "NA to a multicast or loopback source (RFC 4291 2.7: never a source)");
+  CHECK(memcmp(q + 8, ip + 8, 16) != 0, "NA for an NS whose target is its own source");
+  uint64_t sll = 0;
+  uint32_t o = 24;
+  while (o + 2 <= ql) {
+    const uint32_t ol = q[o + 1] * 8u;
+    CHECK(ol != 0 && o + ol <= ql, "NA for an NS with a malformed option at %u", o);
+    if (q[o] == 1 && ol >= 8) sll = be48(q + o + 2);
+    o += ol;
+  }
+  CHECK(o == ql, "NA for an NS whose options do not fill it (%u of %u)", o, ql);
+  const int nh = route6_lookup(n, q + 8);
+  const uint32_t k = nh_kind(n, nh);
+  CHECK(k == NH_VXLAN || k == NH_IPIP || k == NH_DIRECT, "NA for a target routed to next hop %d (kind %u)", nh, k);
+  const uint64_t to = sll ? sll : be48(f + 6);
+  CHECK(be48(p) == to, "NA sent to %012llx, not the solicitor %012llx", (unsigned long long)be48(p), (unsigned long long)to);
+  CHECK(be48(p + 6) == n->vtep_mac && be16(p + 12) == 0x86dd, "NA: Ethernet header");
+  const uint8_t* a = p + 14;
+  check_ipv6(a, 72, "NA");
+  CHECK(a[6] == 58 && a[7] == 255, "NA: next header %u hop limit %u", a[6], a[7]);
+  CHECK(memcmp(a + 8, q + 8, 16) == 0, "NA: source is not the target");
+  CHECK(memcmp(a + 24, ip + 8, 16) == 0, "NA: not sent to the solicitor");
+  const uint8_t* na = a + 40;
+  CHECK(na[0] == 136 && na[1] == 0, "NA: type %u code %u", na[0], na[1]);
+  CHECK(l4_sum6(a, 58, na, 32) == 0, "NA: bad ICMPv6 checksum");
+  CHECK((na[4] & 0x60) == 0x40, "NA: flags %02x (must be Solicited, not Override)", na[4]);
+  CHECK(memcmp(na + 8, q + 8, 16) == 0, "NA: target is not the NS's");
+  CHECK(na[24] == 2 && na[25] == 1 && be48(na + 26) == n->vtep_mac, "NA: target link-layer option");
+}
+
+/** An IPv6 packet handed to the device. From a pod: its destination routes
+ *  locally and it is the input byte for byte. Decapsulated: the inner packet
+ *  of the input (VXLAN 0x86DD or protocol 41 to this node), from a source
+ *  that routes back to the sending peer (anti-spoofing), the same bytes but
+ *  for the traffic class's ECN bits, set by RFC 6040, and a TCP/UDP
+ *  checksum field that held a partial (pseudo-header) sum and now holds
+ *  the complete checksum. */
+static void check_to_device6(node_t* n, const uint8_t* ipp, uint32_t ilen, const pkt_t* in, int stage, int ip_off, uint16_t mpeer) {
+  check_ipv6(ipp, ilen, "TO_DEVICE IPv6");
+  if (stage == STAGE_POD) {
+    const uint8_t* in6 = in->bytes + ip_off;
+    CHECK(ip6_len(in6, in->len - ip_off) == ilen, "TO_DEVICE IPv6: %u bytes for an input of %u", ilen, ip6_len(in6, in->len - ip_off));
+    CHECK(nh_kind(n, route6_lookup(n, in6 + 24)) == NH_LOCAL, "TO_DEVICE IPv6: a pod's packet to a destination that is not local");
+    const int i = first_diff(ipp, in6, 0, ilen);
+    CHECK(i < 0, "TO_DEVICE IPv6 (local): byte %d changed (%02x -> %02x)", i, in6[i], ipp[i]);
+    return;
+  }
+  const uint8_t* q;
+  uint32_t qavail, sender, otos;
+  if (stage == STAGE_VXLAN) {
+    CHECK(in->len >= 22 && be16(in->bytes + 20) == 0x86dd, "TO_DEVICE IPv6 from a VXLAN frame of type %04x", in->len >= 22 ? be16(in->bytes + 20) : 0);
+    q = in->bytes + 22;
+    qavail = in->len - 22;
+    sender = in->addr;
+    otos = in->tos;
+  } else {
+    const uint32_t ohl = in->len >= 20 ? (in->bytes[0] & 15) * 4u : 0;
+    CHECK(ohl >= 20 && in->bytes[9] == 41 && be16(in->bytes + 2) >= ohl && be16(in->bytes + 2) <= in->len,
+          "TO_DEVICE IPv6 from an outer packet that is not protocol 41 (%u)", in->len >= 20 ? in->bytes[9] : 0);
+    CHECK(be32(in->bytes + 16) == n->underlay, "TO_DEVICE IPv6 from protocol 41 to %08x, not this node", be32(in->bytes + 16));
+    q = in->bytes + ohl;
+    qavail = be16(in->bytes + 2) - ohl;
+    sender = be32(in->bytes + 12);
+    otos = in->bytes[1];
+  }
+  CHECK(ip6_len(q, qavail) == ilen, "TO_DEVICE IPv6: %u bytes for an inner packet of %u", ilen, ip6_len(q, qavail));
+  const int sp = peer_of(n, sender);
+  CHECK(sp >= 0 && mpeer == sp, "TO_DEVICE IPv6: sent by %08x (peer %d), metadata says peer %u", sender, sp, mpeer);
+  const int nh = route6_lookup(n, q + 8);
+  const uint32_t k = nh_kind(n, nh);
+  CHECK((k == NH_VXLAN || k == NH_IPIP || k == NH_DIRECT) && n->nh[nh].peer == (uint32_t)sp,
+        "TO_DEVICE IPv6: spoofed source (routes to next hop %d, kind %u), sent by peer %d", nh, k, sp);
+  CHECK(!a6_multicast(q + 8) && !a6_zero(q + 8) && !a6_loopback(q + 8) && !a6_link_local(q + 8), "TO_DEVICE IPv6: martian source");
+  CHECK(!a6_multicast(q + 24) && !a6_zero(q + 24) && !a6_loopback(q + 24) && !a6_link_local(q + 24), "TO_DEVICE IPv6: martian destination");
+  const int ecn = ecn_decap(ip6_tclass(q) & 3, otos & 3);
+  CHECK(ecn >= 0, "TO_DEVICE IPv6: outer CE on a Not-ECT packet delivered");
+  CHECK((ip6_tclass(ipp) & 3) == (uint32_t)ecn, "TO_DEVICE IPv6: ECN %u, RFC 6040 says %d (inner %u, outer %u)", ip6_tclass(ipp) & 3, ecn,
+        ip6_tclass(q) & 3, otos & 3);
+  const uint32_t cf = q[6] == 6 ? 40 + 16 : q[6] == 17 ? 40 + 6 : 0;
+  const int has_cf = cf != 0 && cf + 2 <= ilen;
+  CHECK(ipp[0] == q[0] && (ipp[1] & 0xcf) == (q[1] & 0xcf), "TO_DEVICE IPv6 (decapsulated): traffic class changed beyond ECN (%02x%02x -> %02x%02x)",
+        q[0], q[1], ipp[0], ipp[1]);
+  int i = first_diff(ipp, q, 2, has_cf ? cf : ilen);
+  if (i < 0 && has_cf) i = first_diff(ipp, q, cf + 2, ilen);
+  CHECK(i < 0, "TO_DEVICE IPv6 (decapsulated): byte %d changed (%02x -> %02x)", i, q[i], ipp[i]);
+  if (has_cf && be16(ipp + cf) != be16(q + cf)) {
+    CHECK(be16(q + cf) == partial_sum6(q, q[6], ilen - 40), "TO_DEVICE IPv6: checksum %04x -> %04x, but it was not a partial sum",
+          be16(q + cf), be16(ipp + cf));
+    CHECK(l4_sum6(ipp, ipp[6], ipp + 40, ilen - 40) == 0, "TO_DEVICE IPv6: the finished checksum %04x is wrong", be16(ipp + cf));
+  }
+}
+
+static void check_packet(node_t* n, uint32_t slot, const pkt_t* in, int stage) {
   const uint8_t* m = meta_ptr(n, slot);
   uint32_t off = le32(m), len = le32(m + 4), addr = le32(m + 12);
   uint16_t verdict = le16(m + 8), reason = le16(m + 10), peer = le16(m + 22);
@@ -384,7 +760,8 @@ static void check_packet(node_t* n, uint32_t slot, const pkt_t* in, int pod) {
   CHECK(len > 0, "verdict %u with an empty packet", verdict);
   const uint8_t* p = slot_ptr(n, slot) + off;
   int tap = n->mode == 1;
-  // Where the pod's IPv4 packet started in the input (pod targets only).
+  const int pod = stage == STAGE_POD;
+  // Where the pod's IP packet started in the input (pod targets only).
   int ip_off = pod ? (tap ? 14 : 0) : -1;
   switch (verdict) {
     case VERDICT_TX_UNDERLAY:
@@ -401,17 +778,24 @@ static void check_packet(node_t* n, uint32_t slot, const pkt_t* in, int pod) {
       CHECK(reason == 0, "TO_DEVICE with reason %u", reason);
       const uint8_t* ipp = p;
       uint32_t ilen = len;
+      int six = len >= 1 && p[0] >> 4 == 6;
       if (tap) {
-        CHECK(len >= 14 + 20, "TO_DEVICE tap: %u bytes", len);
-        CHECK(be48(p) == DEV_MAC && be48(p + 6) == n->vtep_mac && be16(p + 12) == 0x0800, "TO_DEVICE tap: Ethernet header");
+        CHECK(len >= 14 && be48(p) == DEV_MAC && be48(p + 6) == n->vtep_mac && (be16(p + 12) == 0x0800 || be16(p + 12) == 0x86dd),
+              "TO_DEVICE tap: Ethernet header");
+        six = be16(p + 12) == 0x86dd;
+        CHECK(len >= 14 + (six ? 40 : 20), "TO_DEVICE tap: %u bytes", len);
         ipp += 14;
         ilen -= 14;
+      }
+      if (six) {
+        check_to_device6(n, ipp, ilen, in, stage, ip_off, peer);
+        break;
       }
       check_ipv4(n, ipp, ilen, "TO_DEVICE");
       if (ip_off >= 0) check_forwarded(ipp, ilen, in->bytes + ip_off, ilen, "TO_DEVICE (local)");
       break;
     }
-    case VERDICT_REPLY:
+    case VERDICT_REPLY: {
       CHECK(pod, "REPLY from a decap path");
       if (tap && len >= 14 && be16(p + 12) == 0x0806) {
         CHECK(reason == 0, "ARP reply with reason %u", reason);
@@ -422,7 +806,24 @@ static void check_packet(node_t* n, uint32_t slot, const pkt_t* in, int pod) {
         CHECK(be32(p + 28) == be32(in->bytes + 38), "ARP reply: wrong sender address");
         break;
       }
+      const int six = tap ? len >= 14 && be16(p + 12) == 0x86dd : p[0] >> 4 == 6;
+      if (six && reason == 0) {
+        CHECK(tap, "a REPLY without a reason in tun mode");
+        check_neighbor_advert(n, p, len, in);
+        break;
+      }
       CHECK(reason != 0, "ICMP error without a reason");
+      if (six) {
+        if (tap) {
+          CHECK(len >= 14 && len <= 1280 + 14, "ICMPv6 error frame of %u bytes", len);
+          CHECK(be48(p + 6) == n->vtep_mac, "ICMPv6 error: Ethernet source");
+          CHECK(in->len >= 14 && be48(p) == be48(in->bytes + 6), "ICMPv6 error not sent back to the sender's MAC");
+          check_icmp6_error(n, p + 14, len - 14, in->bytes + 14, in->len - 14, reason, "REPLY ICMPv6 (tap)");
+        } else {
+          check_icmp6_error(n, p, len, in->bytes, in->len, reason, "REPLY ICMPv6");
+        }
+        break;
+      }
       if (tap) {
         CHECK(len >= 14 && len <= 576 + 14, "ICMP error frame of %u bytes", len);
         CHECK(be16(p + 12) == 0x0800 && be48(p + 6) == n->vtep_mac, "ICMP error: Ethernet header");
@@ -432,6 +833,7 @@ static void check_packet(node_t* n, uint32_t slot, const pkt_t* in, int pod) {
         check_icmp_error(n, p, len, "REPLY");
       }
       break;
+    }
   }
 }
 
@@ -464,7 +866,7 @@ static void check_counters(node_t* n, uint32_t nslots, uint32_t rx_counter) {
 
 static int g_verbose;
 
-static void check_batch(node_t* n, uint32_t nslots, uint32_t rx_counter, int pod) {
+static void check_batch(node_t* n, uint32_t nslots, uint32_t rx_counter, int stage) {
   for (uint32_t i = 0; g_verbose && i < nslots; i += 2) {
     const uint8_t* m = meta_ptr(n, i);
     fprintf(stderr, "packet %u: verdict %u reason %u off %u len %u addr %08x peer %u\n", i / 2, le16(m + 8), le16(m + 10),
@@ -475,7 +877,7 @@ static void check_batch(node_t* n, uint32_t nslots, uint32_t rx_counter, int pod
       const uint8_t* m = meta_ptr(n, i);
       CHECK(le16(m + 8) == VERDICT_DROP && le16(m + 10) == R_BAD_OFFSET, "guard record %u not dropped as R_BAD_OFFSET", i);
     } else {
-      check_packet(n, i, &g_in[i / 2], pod);
+      check_packet(n, i, &g_in[i / 2], stage);
     }
   }
   check_counters(n, nslots, rx_counter);
@@ -558,9 +960,9 @@ static int stage(uint32_t k, uint8_t ctrl, const uint8_t* hdr, size_t hlen, cons
 #define CT_STAT_DELETES 1
 #define CT_STAT_EXPIRED 2
 #define CT_STAT_EARLY_DROP 6
-#define SIDE_POD 0
-#define SIDE_VXLAN 1
-#define SIDE_IPIP 2
+#define SIDE_POD STAGE_POD
+#define SIDE_VXLAN STAGE_VXLAN
+#define SIDE_IPIP STAGE_IPIP
 
 static const uint32_t NAT_ADVANCE[8] = {0, 1, 11, 31, 61, 121, 601, 432001};
 static const uint8_t NAT_ERRS[8][2] = {{3, 0}, {3, 1}, {3, 3}, {3, 4}, {11, 0}, {12, 0}, {3, 13}, {4, 0}};
@@ -571,7 +973,7 @@ static void nat_configure(node_t* n) {
 }
 
 static void nat_worker2(node_t* n) {
-  worker2(n, 0);
+  worker2(n, 0, 0); // IPv4 only: no NAT66, IPv6 bypasses the NAT stage
   Z_overlay_instance_t* w = &n->w;
   must(Z_overlayZ_ctSetup(w, NAT_FLOWS), "ctSetup");
   must(Z_overlayZ_svcSetup(w, 16, 16), "svcSetup");
@@ -1151,9 +1553,44 @@ static void nat_run(const uint8_t* data, size_t size) {
 }
 
 // --- the round trip: pod -> encap on worker2 -> decap on the peer ----------------
+/** The IPv6 recipe (r[0] bit 6): r[0] bit 0 ipip (protocol 41), bits 2-5
+ *  the flow label's top 4 bits; r[1] traffic class; r[2] hop limit
+ *  (2..255); r[3] next header (>= 0x80: as is, else UDP with its
+ *  checksum; 59, no next header, when nothing follows); r[4]/r[5] the last byte of the source in 2001:2:0:2::/64 and
+ *  of the destination in 2001:2:0:3::/64 (vxlan) or 2001:2:0:1::/64;
+ *  r[6..7] the flow label's low 16 bits; r[8..11] ports; then the payload
+ *  (cut to fit the tunnel MTU). */
+static uint32_t build_roundtrip6(const uint8_t h[12], const uint8_t* rest, size_t rlen, uint8_t* out, int ipip) {
+  const uint32_t next = h[3] >= 0x80 ? h[3] : 17;
+  const uint32_t max = MTU - (ipip ? 20 : 50);
+  const uint32_t l4 = next == 17 ? 8 : 0;
+  if (40 + l4 + rlen > max) rlen = max - 40 - l4;
+  const uint32_t plen = l4 + (uint32_t)rlen;
+  const uint32_t flow = ((h[0] >> 2) & 15u) << 16 | (uint32_t)h[6] << 8 | h[7];
+  put_be32(out, 6u << 28 | (uint32_t)h[1] << 20 | flow);
+  put_be16(out + 4, plen);
+  out[6] = plen ? next : 59; // a zero payload length with a next header would be a jumbogram
+  out[7] = 2 + h[2] % 254;
+  const uint16_t src[8] = {0x2001, 2, 0, 2, 0, 0, 0, h[4]}, dst[8] = {0x2001, 2, 0, ipip ? 1 : 3, 0, 0, 0, h[5]};
+  a6_bytes(src, out + 8);
+  a6_bytes(dst, out + 24);
+  if (l4) {
+    memcpy(out + 40, h + 8, 4);
+    put_be16(out + 44, plen);
+    put_be16(out + 46, 0);
+  }
+  memcpy(out + 40 + l4, rest, rlen);
+  if (l4) {
+    const uint32_t c = l4_sum6(out, 17, out + 40, plen);
+    put_be16(out + 46, c ? c : 0xffff);
+  }
+  return 40 + plen;
+}
+
 /** Build a valid inner IPv4 packet from worker2's pods to worker3's (vxlan)
  *  or worker1's (ipip) from the recipe; returns its length.
- *    r[0] bit 0: ipip; bit 1: DF; bits 2-5: option words (0..10)
+ *    r[0] bit 0: ipip; bit 1: DF; bits 2-5: option words (0..10);
+ *         bit 6: an IPv6 packet instead (build_roundtrip6)
  *    r[1] TOS; r[2] TTL (2..255); r[3] protocol (>= 0x80: as is, else UDP)
  *    r[4] source host; r[5] destination host; r[6..7] id; r[8..11] ports
  *    then the options, then the payload (cut to fit the tunnel MTU). */
@@ -1163,6 +1600,7 @@ static uint32_t build_roundtrip(const uint8_t* r, size_t n, uint8_t* out, int* i
   const uint8_t* rest = r + (n < 12 ? n : 12);
   size_t rlen = n < 12 ? 0 : n - 12;
   *ipip = h[0] & 1;
+  if (h[0] & 0x40) return build_roundtrip6(h, rest, rlen, out, *ipip);
   uint32_t words = (h[0] >> 2) & 15;
   if (words > 10) words = 10;
   uint32_t hl = 20 + 4 * words;
@@ -1205,7 +1643,7 @@ static void roundtrip(const uint8_t* data, size_t size) {
   in->tos = 0;
   uint32_t ns = load_batch(&A, in, 1);
   Z_overlayZ_processPodBatch(&A.w, ns);
-  check_batch(&A, ns, C_RX_POD_PKTS, 1);
+  check_batch(&A, ns, C_RX_POD_PKTS, STAGE_POD);
   const uint8_t* m = meta_ptr(&A, 0);
   CHECK(le16(m + 8) == VERDICT_TX_UNDERLAY, "round trip: worker2 gave verdict %u reason %u for a valid packet", le16(m + 8), le16(m + 10));
   uint32_t off = le32(m), len = le32(m + 4);
@@ -1228,10 +1666,14 @@ static void roundtrip(const uint8_t* data, size_t size) {
   ns = load_batch(peer, rx, 1);
   if (ipip) Z_overlayZ_processIpipBatch(&peer->w, ns);
   else Z_overlayZ_processVxlanBatch(&peer->w, ns);
-  check_batch(peer, ns, ipip ? C_RX_IPIP_PKTS : C_RX_VXLAN_PKTS, 0);
+  check_batch(peer, ns, ipip ? C_RX_IPIP_PKTS : C_RX_VXLAN_PKTS, ipip ? STAGE_IPIP : STAGE_VXLAN);
   m = meta_ptr(peer, 0);
   CHECK(le16(m + 8) == VERDICT_TO_DEVICE, "round trip: peer gave verdict %u reason %u", le16(m + 8), le16(m + 10));
-  check_forwarded(slot_ptr(peer, 0) + le32(m), le32(m + 4), sent.bytes, sent.len, "decap(encap(x))");
+  if (sent.bytes[0] >> 4 == 6)
+    CHECK(le32(m + 4) == sent.len && memcmp(slot_ptr(peer, 0) + le32(m), sent.bytes, sent.len) == 0, "decap(encap(x)) != x (IPv6, %u bytes of %u)",
+          le32(m + 4), sent.len);
+  else
+    check_forwarded(slot_ptr(peer, 0) + le32(m), le32(m + 4), sent.bytes, sent.len, "decap(encap(x))");
 }
 
 // --- vxlan-super: one VXLAN datagram holding a whole TCP super-frame ------------
@@ -1242,13 +1684,21 @@ static void roundtrip(const uint8_t* data, size_t size) {
 //      segment decides; a delivered one turns the datagram into one TSO write
 //      for the tun (virtio_net_hdr TCPV4, checksum partial) in place;
 //   2. ingestEncapSuperframe + processVxlanBatch: MTU segments, each checked.
-// Invariants: the module accepts only an unfragmented IPv4/TCP packet that
-// fills the datagram (checked independently here) and leaves the datagram's
-// bytes as they were; both ways agree on the segment count; the tun write is
-// the input with a header in front: same addresses, ports, sequence, flags
-// and payload, a valid IPv4 header and the partial TCP checksum; every
-// delivered segment is valid IPv4 with a valid TCP checksum, its payload the
-// right slice of the input's, in sequence; counters move by the segments.
+// The inner packet is IPv4 or, when its version nibble says 6, IPv6 (inner
+// Ethernet type 0x86DD): a kernel VTEP's TCP over IPv6.
+// Invariants: the module accepts only an unfragmented IPv4/TCP packet with
+// a valid header checksum, or an IPv6 packet with TCP right behind the fixed
+// header, that fills the datagram (checked independently here) and leaves
+// the datagram's bytes as they were; an IPv6 frame is never written to the
+// tun whole (it is not offered TSO6); both ways agree on the segment count;
+// the tun write is the input with a header in front: same addresses, ports,
+// sequence, flags and payload, a valid IPv4 header and the partial TCP
+// checksum; every delivered segment is a valid IPv4/IPv6 packet with the
+// input's addresses and a valid TCP checksum (over the IPv6 pseudo header
+// for IPv6), at most the tunnel MTU, its TCP header the input's but for the
+// sequence (in order) and flags (FIN/PSH on the last only, CWR on the first
+// only), its payload the right slice of the input's; counters move by the
+// segments.
 #if FUZZ_TARGET == T_VXLAN_SUPER
 #define SUPER_MAX 65536
 #define C_TO_DEVICE_PKTS 12
@@ -1277,18 +1727,27 @@ static void super_run(const uint8_t* data, size_t size) {
   const uint8_t tos = data[1];
   const uint8_t* inner = data + 2;
   const uint32_t ilen = (uint32_t)(size - 2), len = ilen + 22;
+  const int six = ilen >= 1 && inner[0] >> 4 == 6;
   uint8_t* d = g_dgram;
   memset(d, 0, 22);
   d[0] = 0x08;
   d[6] = VNI;
   put_be48(d + 8, W2_MAC);
   put_be48(d + 14, W3_MAC);
-  d[20] = 0x08;
+  put_be16(d + 20, six ? 0x86dd : 0x0800);
   memcpy(d + 22, inner, ilen);
-  // What the module may accept, judged here.
-  uint32_t ihl = ilen >= 20 ? (inner[0] & 15) * 4u : 0, hdr = 0;
-  int valid = ilen >= 40 && inner[0] >> 4 == 4 && ihl >= 20 && ihl + 20 <= ilen && be16(inner + 2) == ilen && inner[9] == 6 &&
-              (be16(inner + 6) & 0x3fff) == 0 && inet_csum(inner, ihl) == 0;
+  // What the module may accept, judged here. ihl: the IP header (IPv6: the
+  // fixed one, TCP right behind it); hdr: IP + TCP headers.
+  uint32_t ihl = 0, hdr = 0;
+  int valid;
+  if (six) {
+    ihl = 40;
+    valid = ilen >= 60 && 40 + be16(inner + 4) == ilen && inner[6] == 6;
+  } else {
+    ihl = ilen >= 20 ? (inner[0] & 15) * 4u : 0;
+    valid = ilen >= 40 && inner[0] >> 4 == 4 && ihl >= 20 && ihl + 20 <= ilen && be16(inner + 2) == ilen && inner[9] == 6 &&
+            (be16(inner + 6) & 0x3fff) == 0 && inet_csum(inner, ihl) == 0;
+  }
   if (valid) {
     hdr = ihl + (inner[ihl + 12] >> 4) * 4u;
     valid = hdr >= ihl + 20 && hdr <= ilen;
@@ -1305,6 +1764,7 @@ static void super_run(const uint8_t* data, size_t size) {
   for (uint32_t i = 0; i < BATCH; i++) memset(meta_ptr(n, i), 0, META_SIZE);
   int32_t r = Z_overlayZ_encapRepresentative(&n->w, g_super, len, 0, W3_UNDERLAY, W2_UNDERLAY, tos);
   CHECK(memcmp(buf, d, len) == 0, "encapRepresentative changed the datagram");
+  CHECK(!six || r == 0, "encapRepresentative took an IPv6 frame (%d segments): the tun is not offered TSO6", r);
   if (r != 0) {
     CHECK(valid, "encapRepresentative took a datagram that holds no IPv4/TCP super-frame");
     CHECK(r >= 2 && (uint32_t)r == segs, "encapRepresentative: %d segments, expected %u", r, segs);
@@ -1340,14 +1800,17 @@ static void super_run(const uint8_t* data, size_t size) {
   int32_t k = Z_overlayZ_ingestEncapSuperframe(&n->w, g_super2, len, 0, W3_UNDERLAY, W2_UNDERLAY, tos);
   CHECK(memcmp(buf2, d, len) == 0, "ingestEncapSuperframe changed the datagram");
   CHECK(k == -2 || (k >= 0 && k <= BATCH), "ingestEncapSuperframe returned %d", k);
-  if (k != -2) CHECK(valid, "ingestEncapSuperframe took a datagram that holds no IPv4/TCP super-frame");
+  if (k != -2) CHECK(valid, "ingestEncapSuperframe took a datagram that holds no %s/TCP super-frame", six ? "IPv6" : "IPv4");
   if (r > 0) CHECK(k == r || (k == 0 && (uint32_t)r > BATCH), "representative: %d segments, ingest: %d", r, k);
+  if (k == 0) CHECK(segs > BATCH, "ingest: no room for %u segments in %u slots", segs, BATCH);
   if (k <= 0) return;
   CHECK((uint32_t)k == segs, "ingest: %d segments, expected %u", k, segs);
   for (uint32_t i = 0; i < COUNTER_COUNT; i++) g_before[i] = counter(n, i);
   Z_overlayZ_processVxlanBatch(&n->w, (uint32_t)k);
   CHECK(counter(n, C_RX_VXLAN_PKTS) - g_before[C_RX_VXLAN_PKTS] == (uint64_t)k, "rx counter");
   uint32_t at = hdr, seq = be32(inner + ihl + 4), first = le16(meta_ptr(n, 0) + 8);
+  const uint8_t flags0 = inner[ihl + 13];
+  const int ecn = six ? ecn_decap(ip6_tclass(inner) & 3, tos & 3) : 0;
   for (uint32_t i = 0; i < (uint32_t)k; i++) {
     const uint8_t* m = meta_ptr(n, i);
     const uint32_t v = le16(m + 8);
@@ -1355,10 +1818,25 @@ static void super_run(const uint8_t* data, size_t size) {
     if (v != VERDICT_TO_DEVICE) continue;
     const uint8_t* p = slot_ptr(n, i) + le32(m);
     const uint32_t l = le32(m + 4);
-    check_ipv4(n, p, l, "segment");
     CHECK(l >= hdr && l - hdr <= mss && (l > hdr || payload == 0), "segment %u: %u bytes", i, l);
+    if (six) {
+      check_ipv6(p, l, "segment");
+      CHECK(memcmp(p + 6, inner + 6, 34) == 0, "segment %u: next header, hop limit or addresses changed", i);
+      CHECK((be32(p) & ~0x00300000u) == (be32(inner) & ~0x00300000u), "segment %u: traffic class or flow label changed", i);
+      CHECK(ecn >= 0 && (ip6_tclass(p) & 3) == (uint32_t)ecn, "segment %u: ECN %u, RFC 6040 says %d", i, ip6_tclass(p) & 3, ecn);
+      CHECK(l4_sum6(p, 6, p + 40, l - 40) == 0, "segment %u: bad TCP checksum (IPv6 pseudo header)", i);
+    } else {
+      check_ipv4(n, p, l, "segment");
+      CHECK(csum_fold(csum_add(tcp_pseudo_sum(p, l - ihl), p + ihl, l - ihl)) == 0, "segment %u: bad TCP checksum", i);
+    }
     CHECK(be32(p + ihl + 4) == seq, "segment %u: sequence %u, expected %u", i, be32(p + ihl + 4), seq);
-    CHECK(csum_fold(csum_add(tcp_pseudo_sum(p, l - ihl), p + ihl, l - ihl)) == 0, "segment %u: bad TCP checksum", i);
+    uint8_t want = flags0;
+    if (i != (uint32_t)k - 1) want &= (uint8_t)~0x09; // FIN, PSH
+    if (i != 0) want &= (uint8_t)~0x80;               // CWR
+    CHECK(p[ihl + 13] == want, "segment %u of %d: TCP flags %02x, expected %02x", i, k, p[ihl + 13], want);
+    CHECK(memcmp(p + ihl, inner + ihl, 4) == 0 && memcmp(p + ihl + 8, inner + ihl + 8, 5) == 0 && memcmp(p + ihl + 14, inner + ihl + 14, 2) == 0 &&
+              memcmp(p + ihl + 18, inner + ihl + 18, hdr - ihl - 18) == 0,
+          "segment %u: TCP header fields (ports, ack, offset, window, urgent, options) changed", i);
     CHECK(memcmp(p + hdr, inner + at, l - hdr) == 0, "segment %u: payload is not the input's", i);
     at += l - hdr;
     seq += l - hdr;
@@ -1379,11 +1857,11 @@ int LLVMFuzzerInitialize(int* argc, char*** argv) {
     abort();
   }
 #if FUZZ_TARGET == T_POD_TAP
-  worker2(&A, 1);
+  worker2(&A, 1, 1);
 #elif FUZZ_TARGET == T_NAT
   nat_worker2(&A);
 #else
-  worker2(&A, 0);
+  worker2(&A, 0, 1);
 #endif
 #if FUZZ_TARGET == T_VXLAN_SUPER
   super_setup(&A);
@@ -1426,21 +1904,41 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     put_be48(hdr + 14, W3_MAC);
     hdr[20] = 0x08;
     if (stage(npk, ctrl, hdr, sizeof hdr, s + 1, l - 1, W3_UNDERLAY, s[0])) npk++;
+#elif FUZZ_TARGET == T_VXLAN_INNER6
+    if (l < 1) continue;
+    uint8_t hdr[22] = {0x08, 0, 0, 0, 0, 0, VNI, 0};
+    put_be48(hdr + 8, W2_MAC);
+    put_be48(hdr + 14, W3_MAC);
+    put_be16(hdr + 20, 0x86dd);
+    if (stage(npk, ctrl, hdr, sizeof hdr, s + 1, l - 1, W3_UNDERLAY, s[0])) npk++;
+#elif FUZZ_TARGET == T_SIT_INNER
+    // What the kernel's raw socket hands over: worker1's sit packet (DF, as
+    // sit sends), the fuzzer's byte as its TOS.
+    if (l < 1 || l - 1 + 20 > 0xffff) continue;
+    uint8_t hdr[20] = {0x45, s[0]};
+    put_be16(hdr + 2, (uint32_t)(20 + l - 1));
+    hdr[6] = 0x40;
+    hdr[8] = 64;
+    hdr[9] = 41;
+    put_be32(hdr + 12, W1_UNDERLAY);
+    put_be32(hdr + 16, W2_UNDERLAY);
+    put_be16(hdr + 10, inet_csum(hdr, 20));
+    if (stage(npk, ctrl, hdr, sizeof hdr, s + 1, l - 1, 0, 0)) npk++;
 #else
     if (stage(npk, ctrl, NULL, 0, s, l, 0, 0)) npk++;
 #endif
   }
   if (npk == 0) return 0;
   uint32_t ns = load_batch(&A, g_in, npk);
-#if FUZZ_TARGET == T_VXLAN_DECAP || FUZZ_TARGET == T_VXLAN_INNER
+#if FUZZ_TARGET == T_VXLAN_DECAP || FUZZ_TARGET == T_VXLAN_INNER || FUZZ_TARGET == T_VXLAN_INNER6
   Z_overlayZ_processVxlanBatch(&A.w, ns);
-  check_batch(&A, ns, C_RX_VXLAN_PKTS, 0);
-#elif FUZZ_TARGET == T_IPIP_DECAP
+  check_batch(&A, ns, C_RX_VXLAN_PKTS, STAGE_VXLAN);
+#elif FUZZ_TARGET == T_IPIP_DECAP || FUZZ_TARGET == T_SIT_INNER
   Z_overlayZ_processIpipBatch(&A.w, ns);
-  check_batch(&A, ns, C_RX_IPIP_PKTS, 0);
+  check_batch(&A, ns, C_RX_IPIP_PKTS, STAGE_IPIP);
 #else
   Z_overlayZ_processPodBatch(&A.w, ns);
-  check_batch(&A, ns, C_RX_POD_PKTS, 1);
+  check_batch(&A, ns, C_RX_POD_PKTS, STAGE_POD);
 #endif
 #endif
   return 0;

@@ -12,8 +12,10 @@
 // with wasm2c, links fuzz/harness.c once per target with libFuzzer,
 // AddressSanitizer and UBSan under fuzz/out/, and runs the targets with
 // their seed and regression corpora. New inputs go to fuzz/out/corpus/, never
-// into the repository; crashes to fuzz/out/crashes/<target>/. Exits non-zero
-// when any target crashes.
+// into the repository; crashes to fuzz/out/crashes/<target>/. Seeds: the
+// minimised corpus fuzz/corpus/<target>/, the generated fuzz/seeds/<target>/
+// (make_ipv6_seeds.py) and fuzz/regressions/<target>/. Exits non-zero when
+// any target crashes.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -35,6 +37,8 @@ export const TARGETS = {
   roundtrip: 6,
   nat: 7,
   "vxlan-super": 8,
+  "vxlan-inner6": 9,
+  "sit-inner": 10,
 };
 /** Inputs up to this long; vxlan-super needs room for a few segments. */
 const maxLen = (target) => (target === "vxlan-super" ? 8192 : 2048);
@@ -126,8 +130,12 @@ function dirs(target) {
   const regressions = join(fuzzDir, "regressions", target);
   const work = join(outDir, "corpus", target);
   const crashes = join(outDir, "crashes", target);
-  for (const d of [seeds, regressions, work, crashes]) mkdirSync(d, { recursive: true });
-  return { seeds, regressions, work, crashes };
+  for (const d of [work, crashes]) mkdirSync(d, { recursive: true });
+  // Generated seeds (fuzz/seeds/make_ipv6_seeds.py), kept apart from the
+  // minimised corpus. libFuzzer refuses a directory that does not exist.
+  const generated = join(fuzzDir, "seeds", target);
+  const have = (...ds) => ds.filter((d) => existsSync(d));
+  return { seeds, sources: have(seeds, generated), inputs: have(seeds, generated, regressions), work, crashes };
 }
 
 /** The last libFuzzer status line's numbers. */
@@ -149,7 +157,7 @@ function fuzzOne(buildDir, target, o) {
   const d = dirs(target);
   const bin = join(buildDir, `fuzz-${target}`);
   const args = [`-max_total_time=${o.seconds}`, `-max_len=${maxLen(target)}`, "-timeout=10", "-rss_limit_mb=4096", "-print_final_stats=1",
-    `-artifact_prefix=${d.crashes}/`, ...o.extra, d.work, d.seeds, d.regressions];
+    `-artifact_prefix=${d.crashes}/`, ...o.extra, d.work, ...d.inputs];
   const started = Date.now();
   return new Promise((resolveRun) => {
     const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -188,9 +196,9 @@ function minimize(buildDir, targets) {
     rmSync(merged, { recursive: true, force: true });
     mkdirSync(merged, { recursive: true });
     // Seeds that survive keep their descriptive names (libFuzzer names files by SHA-1).
-    const names = new Map(readdirSync(d.seeds).map((f) => [sha1(readFileSync(join(d.seeds, f))), f]));
+    const names = new Map(d.sources.flatMap((dir) => readdirSync(dir).map((f) => [sha1(readFileSync(join(dir, f))), f])));
     const before = names.size;
-    run(join(buildDir, `fuzz-${target}`), ["-merge=1", `-max_len=${maxLen(target)}`, merged, d.seeds, d.work], { stdio: ["ignore", "ignore", "ignore"] });
+    run(join(buildDir, `fuzz-${target}`), ["-merge=1", `-max_len=${maxLen(target)}`, merged, ...d.sources, d.work], { stdio: ["ignore", "ignore", "ignore"] });
     for (const f of readdirSync(merged)) {
       const name = names.get(f);
       if (name) renameSync(join(merged, f), join(merged, name));
