@@ -117,6 +117,10 @@ describe.skipIf(!isRoot)("dual-stack pods across three overlayd (VXLAN, IPv6 in 
     const c = s.counters ?? s;
     expect(Number(c.drop_spoofed_source ?? 0)).toBe(0);
     expect(Number(c.rx_ipip_packets ?? 0)).toBeGreaterThan(0); // protocol 41 counts as IPIP received
+    // Only IPv6 TCP ran: worker2's tun handed it TCPv6 super-frames (TUN_F_TSO6), segmented in WASM.
+    const s2 = JSON.parse(cluster.exec("w2", [process.execPath, CLI, "show", "stats", "--json"]));
+    expect(s2.io.superframes).toBeGreaterThan(0);
+    expect(s2.io.refused ?? 0).toBe(0);
   });
 });
 

@@ -13,7 +13,7 @@ import { queueCount, type DerivedTables } from "../config/derive.js";
 import { formatMac, u32ToIp } from "../config/net.js";
 import type { Config } from "../config/schema.js";
 import { bigintToIpv6 } from "../config/net6.js";
-import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO_ECN, TUN_F_UDP_TUNNEL_GSO, TUN_F_UDP_TUNNEL_GSO_CSUM } from "../io/libc.js";
+import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_UDP_TUNNEL_GSO, TUN_F_UDP_TUNNEL_GSO_CSUM } from "../io/libc.js";
 import { closeTun, openTun, setTunOffload, setVnetHdrSize, type TunDevice } from "../io/tun.js";
 import { TunRing } from "../io/uring.js";
 import { hostKernel, RT_PROTO, type Kernel } from "./kernel.js";
@@ -108,11 +108,14 @@ export class NodeSetup {
       }
       this.tun = openTun({ name: c.node.device.name, mode: d.node.mode, vnetHdr: offloads, multiQueue });
       this.record.device = this.tun.name;
-      // Promise the kernel we complete checksums and segment TCPv4 (with ECN).
-      if (offloads) setTunOffload(this.tun, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN);
+      // Promise the kernel we complete checksums and segment TCPv4 (with ECN),
+      // and TCPv6 with node.ipv6 (TCP right behind the IPv6 header; see
+      // assembly/offload/tso.ts).
+      const tso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN | (d.overlay6 !== 0n ? TUN_F_TSO6 : 0);
+      if (offloads) setTunOffload(this.tun, tso);
       for (let q = 1; q < queues; q++) {
         const t = openTun({ name: this.tun.name, mode: d.node.mode, vnetHdr: offloads, multiQueue });
-        if (offloads) setTunOffload(t, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN);
+        if (offloads) setTunOffload(t, tso);
         this.queueTuns.push(t);
       }
       return () => {
