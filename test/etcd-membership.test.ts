@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { validateConfig } from "../src/config/load.js";
-import { isSubnetOf, subnetCandidates, subnetsOf } from "../src/membership/allocate.js";
+import { ipv6SubnetFor, isSubnetOf, subnetCandidates, subnetsOf } from "../src/membership/allocate.js";
 import { checkConfigFile } from "../src/membership/check.js";
 import { composeDocument, etcdSection, mergePeers, validateMerged, type LiveRecord } from "../src/membership/merge.js";
 import { parseRecord, subnetKey, subnetOfKey, type NodeRecord } from "../src/membership/records.js";
@@ -179,5 +179,58 @@ describe("check-config of a node whose pod CIDR comes from etcd", () => {
     ]);
     expect(checkConfigFile(write("e.yaml", node + "etcd: { endpoints: [http://a:1] }\n"), undefined).result.ok).toBe(true);
     expect(checkConfigFile(write("f.yaml", node), { endpoints: ["http://a:1"] }).result.ok).toBe(true);
+  });
+});
+
+describe("dual-stack membership: a node's IPv6 subnet has its IPv4 subnet's index", () => {
+  it("maps subnet i of the IPv4 network to subnet i of the IPv6 one", () => {
+    expect(ipv6SubnetFor("198.19.0.0/16", 24, "198.19.5.0/24", "2001:2::/48", 64)).toBe("2001:2:0:5::/64");
+    expect(ipv6SubnetFor("198.19.0.0/16", 24, "198.19.0.0/24", "2001:2::/48", 64)).toBe("2001:2::/64");
+    expect(ipv6SubnetFor("198.19.0.0/16", 24, "198.19.255.0/24", "2001:2::/48", 64)).toBe("2001:2:0:ff::/64");
+    // (198.19.0.64 - 198.18.0.0) / 64 = 1025 = 0x401, the /80's last 16 bits.
+    expect(ipv6SubnetFor("198.18.0.0/15", 26, "198.19.0.64/26", "2001:2::/48", 80)).toBe("2001:2:0:0:401::/80");
+    // Distinct IPv4 subnets, distinct IPv6 ones.
+    const all = [...subnetsOf("198.19.0.0/22", 26)].map((c) => ipv6SubnetFor("198.19.0.0/22", 26, c, "2001:2::/56", 64));
+    expect(new Set(all).size).toBe(16);
+  });
+  it("refuses an IPv6 network with fewer subnets than the IPv4 one", () => {
+    expect(() => ipv6SubnetFor("198.19.0.0/16", 24, "198.19.5.0/24", "2001:2::/60", 64)).toThrow(/2\^4 \/64 subnets, fewer than the 2\^8 \/24s/);
+    expect(() => ipv6SubnetFor("198.19.0.0/16", 24, "198.19.5.0/24", "2001:2::/64", 48)).toThrow(/shorter than the IPv6 network/);
+  });
+  it("records carry the IPv6 subnet; peers get it only when this node runs IPv6", () => {
+    const r = parseRecord("198.19.2.0/24", JSON.stringify(rec("w2", 2, { ipv6PodCIDR: "2001:2:0:2::/64" })));
+    expect(r.ok && r.record.ipv6PodCIDR).toBe("2001:2:0:2::/64");
+    expect(parseRecord("198.19.2.0/24", JSON.stringify(rec("w2", 2, { ipv6PodCIDR: "2001:2:0:2::1/64" }))).ok).toBe(false);
+    const peers = [live(rec("w2", 2, { ipv6PodCIDR: "2001:2:0:2::/64" })), live(rec("w3", 3))];
+    const six = mergePeers(doc(), "198.19.1.0/24", peers, "2001:2:0:1::/64");
+    expect(six.peers.map((p) => p.ipv6)).toEqual([{ podCIDRs: ["2001:2:0:2::/64"] }, undefined]);
+    expect(mergePeers(doc(), "198.19.1.0/24", peers).peers.map((p) => p.ipv6)).toEqual([undefined, undefined]);
+    const etcd = { endpoints: ["http://198.18.0.1:2379"] };
+    const v = validateConfig(composeDocument(doc(), etcd, "198.19.1.0/24", six.peers, "2001:2:0:1::/64"));
+    expect(v.ok && v.config.node.ipv6).toEqual({ podCIDR: "2001:2:0:1::/64", overlayAddress: "2001:2:0:1::" });
+    expect(v.ok && v.config.peers.map((p) => p.ipv6?.podCIDRs)).toEqual([["2001:2:0:2::/64"], undefined]);
+  });
+  it("a record whose IPv6 subnet overlaps this node's is left out with the reason", () => {
+    const m = mergePeers(doc(), "198.19.1.0/24", [live(rec("w2", 2, { ipv6PodCIDR: "2001:2:0:1::/64" })), live(rec("w3", 3, { ipv6PodCIDR: "2001:2:0:3::/64" }))], "2001:2:0:1::/64");
+    const { result, merged } = validateMerged(doc(), { endpoints: ["http://198.18.0.1:2379"] }, "198.19.1.0/24", m, validateConfig, "2001:2:0:1::/64");
+    expect(result.ok).toBe(true);
+    expect(merged.peers.map((p) => p.name)).toEqual(["w3"]);
+    expect(merged.dropped[0]).toMatchObject({ node: "w2" });
+    expect(merged.dropped[0].reason).toMatch(/2001:2:0:1::\/64/);
+  });
+  it("check-config stands in with both subnets", () => {
+    const dir = mkdtempSync(join(tmpdir(), "wo-etcd6-"));
+    try {
+      const f = join(dir, "a.yaml");
+      writeFileSync(f, "node: { name: w1, underlay: { address: 198.18.0.11, prefixLength: 24 } }\netcd: { endpoints: [http://198.18.0.1:2379], network: 198.19.0.0/16, ipv6Network: '2001:2::/48' }\n");
+      const c = checkConfigFile(f);
+      expect(c.result.ok && c.result.config.node.ipv6?.podCIDR).toBe("2001:2::/64");
+      expect(c.leased?.checkedWith).toBe("198.19.0.0/24 and 2001:2::/64");
+      writeFileSync(f, "node: { name: w1, underlay: { address: 198.18.0.11, prefixLength: 24 } }\netcd: { endpoints: [http://198.18.0.1:2379], network: 198.19.0.0/16, ipv6Network: '2001:2::/60' }\n");
+      const bad = checkConfigFile(f);
+      expect(!bad.result.ok && bad.result.errors[0]).toMatch(/^etcd\.ipv6Network: .*fewer than/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -229,3 +229,56 @@ describe.skipIf(!isRoot || !haveEtcd())("cluster membership from etcd", () => {
     expect(c.ping(4, c.podIp(3)).ok).toBe(true);
   }, 30_000);
 });
+
+describe.skipIf(!isRoot || !haveEtcd())("dual-stack membership from etcd (etcd.ipv6Network)", () => {
+  const c = new EtcdCluster(CLI);
+  const NET6 = "2001:2::/48";
+  type Status6 = { etcd?: { podCIDR: string; ipv6PodCIDR?: string } };
+  type Peer6 = { name: string; podCIDRs6?: string[] };
+  const status = (n: number) => c.admin<Status6>(n, "/status")?.etcd;
+  /** Pod n's IPv6: <subnet>::10/128 on its eth0, the worker's side <subnet>::1 as on-link gateway. */
+  const setupPod6 = (n: number, cidr6: string): string => {
+    const base = cidr6.split("/")[0];
+    const gw = `${base}1`;
+    const ip = `${base}10`;
+    c.exec(`w${n}`, ["ip", "addr", "add", `${gw}/64`, "dev", "veth-pod", "nodad"]);
+    c.exec(`pod${n}`, ["ip", "addr", "add", `${ip}/128`, "dev", "eth0", "nodad"]);
+    c.exec(`pod${n}`, ["ip", "-6", "route", "add", gw, "dev", "eth0"]);
+    c.exec(`pod${n}`, ["ip", "-6", "route", "add", "default", "via", gw, "dev", "eth0"]);
+    return ip;
+  };
+
+  beforeAll(async () => {
+    c.build();
+    await c.startEtcd();
+    // The IPv6 network where flannel keeps it too: worker3 reads it from <prefix>/config.
+    c.etcdScript(`await c.put("/wasm-overlay/config").value(JSON.stringify({ network: "${NETWORK}", subnetLength: 24, ipv6Network: "${NET6}" }));`);
+    await Promise.all([
+      c.startDaemon(1, c.config(1, { endpoints: [ETCD_URL], network: NETWORK, leaseTTL: TTL, ipv6Network: NET6, ipv6SubnetLength: 64 })),
+      c.startDaemon(3, c.config(3), ["--etcd-endpoints", ETCD_URL]),
+    ]);
+  }, 60_000);
+  afterAll(async () => {
+    await c.destroy();
+  }, 30_000);
+
+  it("each node's IPv6 subnet is its IPv4 subnet's index in the IPv6 network; peers learn it; pods ping over both families", async () => {
+    const six = new Map<number, string>();
+    for (const n of [1, 3]) {
+      const s = status(n)!;
+      const index = Number(s.podCIDR.split(".")[2]);
+      expect(s.ipv6PodCIDR).toBe(`2001:2:0:${index.toString(16)}::/64`.replace("2001:2:0:0::", "2001:2::"));
+      six.set(n, s.ipv6PodCIDR!);
+      c.setupPod(n, s.podCIDR);
+    }
+    for (const [n, other] of [[1, 3], [3, 1]]) {
+      await waitUntil(() => c.admin<Peer6[]>(n, "/peers")?.find((p) => p.name === `worker${other}`)?.podCIDRs6?.[0] === six.get(other) || undefined, 5000, `worker${n} to learn worker${other}'s IPv6 subnet`);
+      expect(c.exec(`w${n}`, ["ip", "-6", "route", "show"])).toContain(`${six.get(other)} dev wo0`);
+    }
+    const ip1 = setupPod6(1, six.get(1)!);
+    const ip3 = setupPod6(3, six.get(3)!);
+    expect(c.ping(1, c.podIp(3)).ok).toBe(true);
+    expect(c.ping(1, ip3).ok, "pod1 -> pod3 over IPv6").toBe(true);
+    expect(c.ping(3, ip1).ok, "pod3 -> pod1 over IPv6").toBe(true);
+  }, 30_000);
+});

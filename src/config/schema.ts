@@ -307,6 +307,11 @@ export const EtcdSchema = z.strictObject({
   leaseTTL: intIn(2, 3600).default(15),
   /** How peers should reach this node (published with its record; auto = direct in a shared subnet, else VXLAN). */
   encapsulation: z.enum(ENCAPSULATIONS).default("auto"),
+  /** Dual-stack: the cluster's IPv6 pod network (default: `<prefix>/config`'s ipv6Network, if any). A
+   *  node's IPv6 subnet is the one of the same index as its leased IPv4 subnet, so it needs no lease of its own. */
+  ipv6Network: cidr6.optional(),
+  /** Prefix length of each node's IPv6 subnet (default 64, or `<prefix>/config`'s ipv6SubnetLength). */
+  ipv6SubnetLength: intIn(1, 128).optional(),
 });
 
 /** Routes a routing daemon (BIRD) installs into a kernel table become peers (src/routing/). */

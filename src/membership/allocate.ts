@@ -3,6 +3,7 @@
 // transaction that succeeds only if the subnet key does not exist yet, so two
 // nodes racing for one subnet cannot both get it (the loser moves on).
 import { cidrOverlaps, formatCidr, maskOf, parseCidr, tryParseCidr } from "../config/net.js";
+import { formatCidr6, parseCidr6 } from "../config/net6.js";
 
 export interface AllocationInput {
   network: string;
@@ -29,6 +30,25 @@ export function* subnetsOf(network: string, len: number): Generator<string> {
   const step = 2 ** (32 - len);
   const base = (net.prefix & maskOf(net.len)) >>> 0;
   for (let i = 0; i < count; i++) yield formatCidr({ prefix: (base + i * step) >>> 0, len });
+}
+
+/**
+ * Dual-stack: a node's IPv6 subnet, the `/len6` of `network6` with the same
+ * index as its IPv4 `cidr` among the `/len` subnets of `network` (198.19.5.0/24
+ * of 198.19.0.0/16 is subnet 5: 2001:2:0:5::/64 of 2001:2::/48). IPv4 leases
+ * are unique, so these are too, without a second lease. Throws when the IPv6
+ * network has fewer subnets than the IPv4 one could hand out.
+ */
+export function ipv6SubnetFor(network: string, len: number, cidr: string, network6: string, len6: number): string {
+  const n = parseCidr(network);
+  const c = parseCidr(cidr);
+  const n6 = parseCidr6(network6);
+  if (len6 < n6.len) throw new Error(`IPv6 subnet length /${len6} is shorter than the IPv6 network ${network6}`);
+  if (len6 - n6.len < len - n.len) {
+    throw new Error(`IPv6 network ${network6} has 2^${len6 - n6.len} /${len6} subnets, fewer than the 2^${len - n.len} /${len}s of ${network}`);
+  }
+  const index = BigInt((((c.prefix >>> 0) - (n.prefix >>> 0)) >>> 0) / 2 ** (32 - len));
+  return formatCidr6({ prefix: n6.prefix + (index << BigInt(128 - len6)), len: len6 });
 }
 
 /** Whether `cidr` is a subnet of `network` of exactly `len` bits. */

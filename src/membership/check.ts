@@ -3,7 +3,7 @@
 // in an empty cluster (the first of etcd.network that no config peer uses).
 import { loadConfigFile, validateConfig, type LoadResult } from "../config/load.js";
 import { tryParseCidr } from "../config/net.js";
-import { subnetCandidates } from "./allocate.js";
+import { ipv6SubnetFor, subnetCandidates } from "./allocate.js";
 import { composeDocument, etcdSection, readConfigDocument } from "./merge.js";
 
 export interface CheckResult {
@@ -29,8 +29,21 @@ export function checkConfigFile(path: string, cli?: { endpoints?: string[]; pref
   const avoid = peers.flatMap((p) => (Array.isArray(p?.podCIDRs) ? p.podCIDRs.filter((c): c is string => typeof c === "string") : []));
   const [first] = subnetCandidates({ network, subnetLength: len, name: String(node.name ?? ""), live: new Map(), reserved: new Map(), avoid, limit: 1 });
   if (first === undefined) return { result: { ok: false, errors: [`etcd.network: no /${len} of ${network} is free of the config peers' pod CIDRs`] } };
+  // Dual-stack: the IPv6 subnet that goes with it (the same index).
+  const net6 = typeof etcd.ipv6Network === "string" ? etcd.ipv6Network : undefined;
+  let six: string | undefined;
+  if (net6 !== undefined) {
+    try {
+      six = ipv6SubnetFor(network, len, first, net6, typeof etcd.ipv6SubnetLength === "number" ? etcd.ipv6SubnetLength : 64);
+    } catch (e) {
+      // A malformed network is the schema's to name; a too-small one is said here.
+      const r = validateConfig(composeDocument(read.doc, etcd, first, []));
+      if (!r.ok) return { result: r };
+      return { result: { ok: false, errors: [`etcd.ipv6Network: ${(e as Error).message}`] } };
+    }
+  }
   return {
-    result: validateConfig(composeDocument(read.doc, etcd, first, [])),
-    leased: { checkedWith: first, note: `node.podCIDR is leased from ${network} (/${len}) at start` },
+    result: validateConfig(composeDocument(read.doc, etcd, first, [], six)),
+    leased: { checkedWith: six ? `${first} and ${six}` : first, note: `node.podCIDR is leased from ${network} (/${len}) at start${six ? `, node.ipv6.podCIDR the ${net6} subnet of the same index` : ""}` },
   };
 }

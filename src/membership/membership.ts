@@ -24,7 +24,7 @@ import type { Logger } from "pino";
 import { formatPath, loadConfigFile, validateConfig, type LoadResult } from "../config/load.js";
 import { EtcdSchema, type EtcdConfig } from "../config/schema.js";
 import type { EtcdMetrics } from "../control/metrics.js";
-import { subnetCandidates } from "./allocate.js";
+import { ipv6SubnetFor, subnetCandidates } from "./allocate.js";
 import { composeDocument, etcdSection, mergePeers, readConfigDocument, validateMerged, type LiveRecord, type MergeResult } from "./merge.js";
 import {
   NetworkConfigSchema, networkKey, nodeKey, NODES, parseRecord, subnetKey, subnetOfKey, subnetsPrefix, type NetworkConfig, type NodeRecord,
@@ -64,6 +64,8 @@ export class Membership {
   private lease?: Lease;
   private watcher?: Watcher;
   private podCIDR = "";
+  /** Dual-stack: the IPv6 subnet that goes with podCIDR (allocate.ts ipv6SubnetFor); undefined: none. */
+  private podCIDR6: string | undefined;
   private record?: NodeRecord;
   /** Live subnet keys: subnet → record and the revision it was written at. */
   private live = new Map<string, LiveRecord>();
@@ -144,7 +146,7 @@ export class Membership {
     if (!read.ok) return loadConfigFile(this.opts.configPath);
     const own = this.live.get(this.podCIDR);
     const others = [...this.live.values()].filter((l) => l !== own);
-    const { result, merged } = validateMerged(read.doc, this.etcdDoc, this.podCIDR, mergePeers(read.doc, this.podCIDR, others), validateConfig);
+    const { result, merged } = validateMerged(read.doc, this.etcdDoc, this.podCIDR, mergePeers(read.doc, this.podCIDR, others, this.podCIDR6), validateConfig, this.podCIDR6);
     if (result.ok) {
       this.lastMerge = merged;
       this.opts.metrics.peers.set(merged.peers.length);
@@ -174,6 +176,7 @@ export class Membership {
       endpoints: this.settings.endpoints,
       prefix: this.settings.prefix,
       podCIDR: this.podCIDR,
+      ...(this.podCIDR6 ? { ipv6PodCIDR: this.podCIDR6 } : {}),
       leaseTTL: this.settings.leaseTTL,
       connected: this.disconnectedAt === undefined,
       livePeers: this.lastMerge.peers.length,
@@ -210,7 +213,8 @@ export class Membership {
   }
 
   private async networkConfig(): Promise<NetworkConfig> {
-    if (this.settings.network !== undefined) return { network: this.settings.network, subnetLength: this.settings.subnetLength ?? 24 };
+    const s = this.settings;
+    if (s.network !== undefined) return { network: s.network, subnetLength: s.subnetLength ?? 24, ipv6Network: s.ipv6Network, ipv6SubnetLength: s.ipv6SubnetLength ?? 64 };
     const at = networkKey(this.settings.prefix);
     const text = await this.client.get(at).string();
     if (text === null) throw new Error(`no cluster network: set etcd.network in the config or put {"network": "10.x.0.0/16", "subnetLength": 24} at ${at}`);
@@ -222,7 +226,10 @@ export class Membership {
     }
     const r = NetworkConfigSchema.safeParse(doc);
     if (!r.success) throw new Error(`${at}: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-    return { network: r.data.network, subnetLength: this.settings.subnetLength ?? r.data.subnetLength };
+    return {
+      network: r.data.network, subnetLength: s.subnetLength ?? r.data.subnetLength,
+      ipv6Network: s.ipv6Network ?? r.data.ipv6Network, ipv6SubnetLength: s.ipv6SubnetLength ?? r.data.ipv6SubnetLength,
+    };
   }
 
   /** List the prefix, pick candidates, claim the first one a transaction lets us have. */
@@ -281,7 +288,8 @@ export class Membership {
         if (fixed !== undefined) throw new Error(`node.podCIDR ${fixed} is leased to ${holder.holder} in etcd`);
         continue;
       }
-      const loaded = validateConfig(composeDocument(doc, this.etcdDoc, cidr, []));
+      const six = net.ipv6Network !== undefined ? ipv6SubnetFor(net.network, net.subnetLength, cidr, net.ipv6Network, net.ipv6SubnetLength) : undefined;
+      const loaded = validateConfig(composeDocument(doc, this.etcdDoc, cidr, [], six));
       if (!loaded.ok) throw new Error(`invalid config ${this.opts.configPath}:\n  ${loaded.errors.join("\n  ")}`);
       const record: NodeRecord = {
         node: this.name,
@@ -290,9 +298,11 @@ export class Membership {
         vtepMac: loaded.config.node.device.vtepMac,
         encapsulation: this.settings.encapsulation,
         leasedAt: new Date().toISOString(),
+        ...(six ? { ipv6PodCIDR: six } : {}),
       };
       if (await this.putRecord(record, leaseId, holder?.kv)) {
         this.podCIDR = cidr;
+        this.podCIDR6 = six;
         this.record = record;
         this.lease = lease;
         this.opts.metrics.leaseTtl.set(this.settings.leaseTTL);

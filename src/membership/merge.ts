@@ -20,6 +20,7 @@ export interface PeerEntry {
   podCIDRs: string[];
   vtepMac: string;
   encapsulation: NodeRecord["encapsulation"];
+  ipv6?: { podCIDRs: string[] };
 }
 
 /** A live record with the etcd revision it was written at (newer wins). */
@@ -51,8 +52,10 @@ export function ownVtepMac(doc: Doc): string | undefined {
  * node's `podCIDR`): one per node, sorted by name, minus those that clash with
  * the file's peers or static routes or with this node.
  */
-export function mergePeers(doc: Doc, podCIDR: string, live: readonly LiveRecord[]): MergeResult {
+export function mergePeers(doc: Doc, podCIDR: string, live: readonly LiveRecord[], podCIDR6?: string): MergeResult {
   const node = obj(doc.node);
+  // A peer's IPv6 pods only where this node runs IPv6 too (a one-sided dual stack is a config error).
+  const six = podCIDR6 !== undefined || node.ipv6 !== undefined;
   const selfName = str(node.name);
   const selfUnderlay = str(obj(node.underlay).address);
   const selfMac = ownVtepMac(doc);
@@ -102,16 +105,20 @@ export function mergePeers(doc: Doc, podCIDR: string, live: readonly LiveRecord[
     underlays.add(r.underlay);
     macs.add(r.vtepMac);
     claimed.push({ cidr: r.podCIDR, owner: `etcd peer ${r.node}` });
-    peers.push({ name: r.node, underlay: r.underlay, podCIDRs: [r.podCIDR], vtepMac: r.vtepMac, encapsulation: r.encapsulation });
+    peers.push({
+      name: r.node, underlay: r.underlay, podCIDRs: [r.podCIDR], vtepMac: r.vtepMac, encapsulation: r.encapsulation,
+      ...(six && r.ipv6PodCIDR ? { ipv6: { podCIDRs: [r.ipv6PodCIDR] } } : {}),
+    });
   }
   return { peers, dropped };
 }
 
-/** `doc` with the leased pod CIDR, the etcd section in force and the etcd peers after the file's own. */
-export function composeDocument(doc: Doc, etcd: Doc, podCIDR: string, peers: readonly PeerEntry[]): Doc {
+/** `doc` with the leased pod CIDR (and its IPv6 one), the etcd section in force and the etcd peers after the file's own. */
+export function composeDocument(doc: Doc, etcd: Doc, podCIDR: string, peers: readonly PeerEntry[], podCIDR6?: string): Doc {
   const node = obj(doc.node);
   const filePeers = Array.isArray(doc.peers) ? doc.peers : [];
-  return { ...doc, node: { ...node, podCIDR }, peers: [...filePeers, ...peers], etcd };
+  const ipv6 = podCIDR6 !== undefined ? { ipv6: { ...obj(node.ipv6), podCIDR: podCIDR6 } } : {};
+  return { ...doc, node: { ...node, podCIDR, ...ipv6 }, peers: [...filePeers, ...peers], etcd };
 }
 
 /** The config file as a plain document (YAML 1.2 reads JSON too); errors come from load.ts's own messages. */
@@ -142,12 +149,12 @@ export function etcdSection(doc: Doc, cli?: { endpoints?: string[]; prefix?: str
  * up every other membership change. Errors that name no etcd peer are the
  * file's and come back as they are.
  */
-export function validateMerged(doc: Doc, etcd: Doc, podCIDR: string, merged: MergeResult, validate: (d: Doc) => LoadResult): { result: LoadResult; merged: MergeResult } {
+export function validateMerged(doc: Doc, etcd: Doc, podCIDR: string, merged: MergeResult, validate: (d: Doc) => LoadResult, podCIDR6?: string): { result: LoadResult; merged: MergeResult } {
   const fileCount = Array.isArray(doc.peers) ? doc.peers.length : 0;
   let peers = [...merged.peers];
   const dropped = [...merged.dropped];
   for (;;) {
-    const result = validate(composeDocument(doc, etcd, podCIDR, peers));
+    const result = validate(composeDocument(doc, etcd, podCIDR, peers, podCIDR6));
     if (result.ok) return { result, merged: { peers, dropped } };
     const blamed = new Map<string, string>();
     for (const e of result.errors) {

@@ -15,6 +15,7 @@
 import { z } from "zod";
 import { ENCAPSULATIONS } from "../config/schema.js";
 import { formatMac, parseMac, tryIpToU32, tryParseCidr, tryParseMac } from "../config/net.js";
+import { tryParseCidr6 } from "../config/net6.js";
 
 const checked = (parse: (s: string) => { ok: boolean; reason?: string }) =>
   z.string().superRefine((v, ctx) => {
@@ -32,6 +33,8 @@ export const NodeRecordSchema = z.object({
   encapsulation: z.enum(ENCAPSULATIONS),
   /** When the node leased this subnet (its clock, ISO 8601): `show peers` prints the age. */
   leasedAt: z.string(),
+  /** Dual-stack: the node's IPv6 pod prefix (derived from its subnet: allocate.ts ipv6SubnetFor). */
+  ipv6PodCIDR: checked(tryParseCidr6).optional(),
 });
 export type NodeRecord = z.output<typeof NodeRecordSchema>;
 
@@ -39,6 +42,9 @@ export type NodeRecord = z.output<typeof NodeRecordSchema>;
 export const NetworkConfigSchema = z.object({
   network: checked(tryParseCidr),
   subnetLength: z.number().int().min(1).max(30).default(24),
+  /** Dual-stack: the cluster's IPv6 pod network; a node's IPv6 subnet is the one of the same index as its IPv4 subnet. */
+  ipv6Network: checked(tryParseCidr6).optional(),
+  ipv6SubnetLength: z.number().int().min(1).max(128).default(64),
 });
 export type NetworkConfig = z.output<typeof NetworkConfigSchema>;
 
