@@ -291,3 +291,99 @@ describe.skipIf(!isRoot && process.env.CI !== "true")("CNI plugin, spec conforma
     expect(readdirSync(join(hl, "hlnet"))).not.toContain("198.19.1.200");
   });
 });
+
+describe.skipIf(!isRoot && process.env.CI !== "true")("CNI plugin, dual-stack (node.json carries node.ipv6)", () => {
+  const dir = mkdtempSync(join(tmpdir(), `${P}-6-`));
+  const NODE6 = `${P}-node6`;
+  const nodeState = join(dir, "state", "node.json");
+  const dataDir = join(dir, "ipam");
+  const pods: string[] = [];
+  const base = { cniVersion: "1.0.0", name: "wonet6", type: "wasm-overlay", nodeState, ipam: { dataDir } };
+  const inNode6 = (...a: string[]) => sh("ip", "netns", "exec", NODE6, ...a);
+  const pod = (name: string) => {
+    const ns = `${P}-6${name}`;
+    sh("ip", "netns", "add", ns);
+    pods.push(ns);
+    return `/run/netns/${ns}`;
+  };
+  const env = (id: string, netns?: string) => ({ CNI_CONTAINERID: id, CNI_NETNS: netns, CNI_IFNAME: "eth0" });
+  const allocated = () => readdirSync(join(dataDir, "addresses")).sort();
+
+  beforeAll(() => {
+    sh("ip", "netns", "add", NODE6);
+    inNode6("ip", "link", "set", "lo", "up");
+    inNode6("ip", "addr", "add", "198.19.1.0/32", "dev", "lo");
+    inNode6("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1");
+    mkdirSync(join(dir, "state"), { recursive: true });
+    writeFileSync(nodeState, JSON.stringify({
+      version: 1, node: "w1", podCIDR: "198.19.1.0/24", overlayAddress: "198.19.1.0", device: "wo0", mtu: 1400, underlay: "198.18.0.11",
+      reserved: ["198.19.1.0", "198.19.1.254"], ipv6: { podCIDR: "2001:2:0:1::/64", overlayAddress: "2001:2:0:1::" }, pid: process.pid,
+    }));
+  });
+  afterAll(() => {
+    for (const ns of [...pods, NODE6]) {
+      try {
+        sh("ip", "netns", "del", ns);
+      } catch {
+        // gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("routed: ADD gives an IPv4 /32 and an IPv6 /128 behind the host end's fe80::1; CHECK sees both; DEL frees both", async () => {
+    const ns = pod("a");
+    const r = await runCni("ADD", env("ctr6-a", ns), base, NODE6);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const res = r.json!;
+    expect(res.ips).toHaveLength(2);
+    const [v4, v6] = res.ips;
+    expect(v4.address).toMatch(/^198\.19\.1\.\d+\/32$/);
+    expect(v6).toMatchObject({ address: "2001:2:0:1::1/128", gateway: "fe80::1", interface: v4.interface });
+    expect(res.routes).toEqual([{ dst: "0.0.0.0/0", gw: "198.19.1.0" }, { dst: "::/0", gw: "fe80::1" }]);
+    const podNs = ns.split("/").pop()!;
+    expect(sh("ip", "-n", podNs, "-o", "addr", "show", "eth0")).toContain("inet6 2001:2:0:1::1/128");
+    expect(sh("ip", "-n", podNs, "-6", "route", "show", "default")).toContain("via fe80::1 dev eth0");
+    const hostIf = res.interfaces.find((i: { sandbox?: string }) => !i.sandbox).name;
+    expect(inNode6("ip", "-6", "route", "show", "2001:2:0:1::1/128")).toContain(`dev ${hostIf}`);
+    expect(inNode6("ip", "-o", "addr", "show", "dev", hostIf)).toContain("inet6 fe80::1/64");
+    // The node reaches the pod over IPv6 and the pod its gateway.
+    expect(inNode6("ping", "-c", "1", "-W", "2", "2001:2:0:1::1")).toContain("1 received");
+    expect(sh("ip", "netns", "exec", podNs, "ping", "-c", "1", "-W", "2", "fe80::1%eth0")).toContain("1 received");
+    expect(allocated()).toEqual(["198.19.1.1", "2001:2:0:1::1"].sort());
+    const c = await runCni("CHECK", env("ctr6-a", ns), { ...base, prevResult: res }, NODE6);
+    expect(c.code, c.stdout).toBe(0);
+    sh("ip", "-n", podNs, "-6", "route", "del", "default");
+    const c2 = await runCni("CHECK", env("ctr6-a", ns), { ...base, prevResult: res }, NODE6);
+    expect(c2.json).toMatchObject({ code: 102 });
+    expect(c2.json!.msg).toContain("IPv6 default route");
+    expect((await runCni("DEL", env("ctr6-a", ns), base, NODE6)).code).toBe(0);
+    expect(allocated()).toEqual([]);
+  });
+
+  it("a requested IPv6 address (the `ips` capability) is given exactly; 0.4.0 says version 6; the prefix's anycast is refused", async () => {
+    const ns = pod("b");
+    const asked = { ...base, cniVersion: "0.4.0", runtimeConfig: { ips: ["198.19.1.77", "2001:2:0:1::77"] } };
+    const r = await runCni("ADD", env("ctr6-b", ns), asked, NODE6);
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.json!.ips.map((x: { version: string; address: string }) => [x.version, x.address])).toEqual([["4", "198.19.1.77/32"], ["6", "2001:2:0:1::77/128"]]);
+    const bad = await runCni("ADD", env("ctr6-c", pod("c")), { ...base, runtimeConfig: { ips: ["2001:2:0:1::"] } }, NODE6);
+    expect(bad.json).toMatchObject({ code: 7 });
+    expect(bad.json!.msg).toContain("reserved");
+    expect(allocated()).toEqual(["198.19.1.77", "2001:2:0:1::77"].sort());
+  });
+
+  it("bridge mode: the bridge holds the prefix's first address, pods get the prefix length and reach each other over IPv6", async () => {
+    const conf = { ...base, name: "wobr6", mode: "bridge", bridge: "wobr6" };
+    const a = await runCni("ADD", env("ctr6-ba", pod("ba")), conf, NODE6);
+    const b = await runCni("ADD", env("ctr6-bb", pod("bb")), conf, NODE6);
+    expect(a.code, a.stdout).toBe(0);
+    expect(b.code, b.stdout).toBe(0);
+    const a6 = a.json!.ips[1];
+    expect(a6.address).toMatch(/^2001:2:0:1::[0-9a-f]+\/64$/);
+    expect(a6.gateway).toBe("2001:2:0:1::1");
+    expect(inNode6("ip", "-o", "addr", "show", "dev", "wobr6")).toContain("inet6 2001:2:0:1::1/64");
+    const bAddr = b.json!.ips[1].address.split("/")[0];
+    expect(sh("ip", "netns", "exec", `${P}-6ba`, "ping", "-c", "1", "-W", "2", bAddr)).toContain("1 received");
+  });
+});

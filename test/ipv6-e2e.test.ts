@@ -196,3 +196,23 @@ describe.skipIf(!isRoot)("IPv6 pods on tap devices: the kernel resolves them thr
     await transfer6(cluster, 3, 2, 2 << 20, 5301);
   });
 });
+
+describe.skipIf(!isRoot)("dual-stack pods attached by the CNI plugin", () => {
+  const cluster = new Cluster(undefined, { pods: "cni", ipv6: true });
+  beforeAll(async () => {
+    cluster.build();
+    for (const n of [2, 3]) await cluster.startDaemon(n, cluster.writeConfig(n, cluster.config(n, () => "vxlan")), CLI);
+  }, 60_000);
+  afterAll(async () => {
+    await cluster.destroy();
+  });
+
+  it("each pod gets its node's first IPv6 pod address behind fe80::1 and reaches the other node's pod over IPv6", async () => {
+    for (const n of [2, 3]) expect(cluster.exec(`pod${n}`, ["ip", "-o", "-6", "addr", "show", "eth0"])).toContain(`inet6 2001:2:0:${n}::1/128`);
+    expect(cluster.ping(2, "2001:2:0:3::1", 2).ok).toBe(true);
+    expect(cluster.ping(3, "2001:2:0:2::1", 2).ok).toBe(true);
+    const r = await cluster.tcpTransferNs("pod2", "pod3", "2001:2:0:3::1", "2001:2:0:3::1", 5401, 1 << 20);
+    expect(r.receivedSha).toBe(r.sentSha);
+    expect(r.serverSawPeer.address).toBe("2001:2:0:2::1");
+  });
+});

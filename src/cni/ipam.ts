@@ -16,6 +16,7 @@ import { createHash } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { cidrContains, ipToU32, parseCidr, u32ToIp } from "../config/net.js";
+import { bigintToIpv6, cidr6Contains, ipv6ToBigint, parseCidr6 } from "../config/net6.js";
 import { CniError, ERR } from "./spec.js";
 
 export interface Attachment {
@@ -23,6 +24,8 @@ export interface Attachment {
   ifname: string;
   /** The allocated address (absent while an ADD is between claiming and allocating). */
   ip?: string;
+  /** Dual-stack: the allocated IPv6 address. */
+  ip6?: string;
   /** The host side of the veth (routed and bridge mode). */
   hostIf?: string;
   netns?: string;
@@ -126,19 +129,7 @@ export class Ipam {
       skip.add(first);
       skip.add((first + size - 1) >>> 0);
     }
-    const owner = `${containerId}\n${ifname}\n${this.network}\n`;
-    const tryTake = (a: number): boolean => {
-      const file = join(this.addrDir, u32ToIp(a));
-      try {
-        const fd = openSync(file, "wx", 0o644);
-        writeSync(fd, owner);
-        closeSync(fd);
-        return true;
-      } catch (e) {
-        if (isCode(e, "EEXIST")) return false;
-        throw new CniError(ERR.IO_FAILURE, `cannot write ${file}: ${(e as Error).message}`);
-      }
-    };
+    const tryTake = (a: number): boolean => this.take(u32ToIp(a), containerId, ifname);
     if (requested) {
       const a = ipToU32(requested);
       if (!cidrContains(c, a)) throw new CniError(ERR.INVALID_CONFIG, `requested address ${requested} is not in ${range}`);
@@ -160,16 +151,66 @@ export class Ipam {
     throw new CniError(ERR.TRY_AGAIN_LATER, `no free address in ${range}`, `${this.addresses(true).length} allocated in ${this.addrDir}`);
   }
 
+  /** Create `addresses/<ip>` for the attachment; false when another holds it. */
+  private take(ip: string, containerId: string, ifname: string): boolean {
+    const file = join(this.addrDir, ip);
+    try {
+      const fd = openSync(file, "wx", 0o644);
+      writeSync(fd, `${containerId}\n${ifname}\n${this.network}\n`);
+      closeSync(fd);
+      return true;
+    } catch (e) {
+      if (isCode(e, "EEXIST")) return false;
+      throw new CniError(ERR.IO_FAILURE, `cannot write ${file}: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * Dual-stack: allocate an IPv6 address of `range` as allocate does, after
+   * the last one handed out; never the prefix's first address (the
+   * subnet-router anycast address) or `reserved`. A /64 is never scanned
+   * whole: at most IPV6_SCAN candidates from the hint (TRY_AGAIN_LATER then).
+   */
+  allocate6(range: string, reserved: string[], containerId: string, ifname: string, requested?: string): string {
+    this.ensureDirs();
+    const c = parseCidr6(range);
+    const size = 1n << BigInt(128 - c.len);
+    const skip = new Set([c.prefix, ...reserved.map((r) => ipv6ToBigint(r))]);
+    if (requested) {
+      const a = ipv6ToBigint(requested);
+      if (!cidr6Contains(c, a)) throw new CniError(ERR.INVALID_CONFIG, `requested address ${requested} is not in ${range}`);
+      if (skip.has(a)) throw new CniError(ERR.INVALID_CONFIG, `requested address ${requested} is reserved (the prefix's anycast or the node's own)`);
+      const text = bigintToIpv6(a);
+      if (!this.take(text, containerId, ifname)) throw new CniError(ERR.INVALID_CONFIG, `requested address ${requested} is already allocated`);
+      this.setHint(text, HINT6);
+      return text;
+    }
+    const t = safeRead(join(this.dir, HINT6)).trim();
+    const hint = t ? ipv6ToBigint(t) : undefined;
+    const start = hint !== undefined && cidr6Contains(c, hint) ? (hint - c.prefix + 1n) % size : 0n;
+    const tries = size < BigInt(IPV6_SCAN) ? Number(size) : IPV6_SCAN;
+    for (let i = 0n; i < BigInt(tries); i++) {
+      const a = c.prefix + ((start + i) % size);
+      if (skip.has(a)) continue;
+      const text = bigintToIpv6(a);
+      if (this.take(text, containerId, ifname)) {
+        this.setHint(text, HINT6);
+        return text;
+      }
+    }
+    throw new CniError(ERR.TRY_AGAIN_LATER, `no free IPv6 address in ${range} among ${tries} tried`);
+  }
+
   private hint(): number | undefined {
     const t = safeRead(join(this.dir, "last_reserved_ip")).trim();
     return t ? ipToU32(t) : undefined;
   }
-  private setHint(ip: string): void {
+  private setHint(ip: string, name = "last_reserved_ip"): void {
     // A hint only: losing a race here just starts the next search elsewhere.
     try {
       const tmp = join(this.dir, `.last.${process.pid}`);
       writeFileSync(tmp, ip);
-      renameSync(tmp, join(this.dir, "last_reserved_ip"));
+      renameSync(tmp, join(this.dir, name));
     } catch {
       // ignore
     }
@@ -185,6 +226,7 @@ export class Ipam {
   /** Release everything of an attachment: its address(es) and its record. Idempotent. */
   release(containerId: string, ifname: string): Attachment | undefined {
     const a = this.get(containerId, ifname);
+    if (a?.ip6) this.releaseAddress(a.ip6, containerId, ifname);
     if (a?.ip) this.releaseAddress(a.ip, containerId, ifname);
     else for (const x of this.addresses()) if (x.containerId === containerId && x.ifname === ifname) this.releaseAddress(x.ip, containerId, ifname);
     rmSync(join(this.attDir, Ipam.key(containerId, ifname)), { force: true });
@@ -204,6 +246,11 @@ export class Ipam {
     return gone;
   }
 }
+
+/** Where allocate6 keeps its hint (the IPv4 one is last_reserved_ip, as host-local's). */
+const HINT6 = "last_reserved_ip6";
+/** Candidates allocate6 tries from its hint before it gives up. */
+const IPV6_SCAN = 65536;
 
 function safeReaddir(dir: string): string[] {
   try {

@@ -68,7 +68,18 @@ export interface Plumbing {
   bridge?: string;
   /** Bridge mode: the bridge's prefix length (the pod CIDR's). */
   bridgePrefixLength?: number;
+  /** Dual-stack: the pod's IPv6 address, its prefix length (128 routed, the IPv6 pod
+   *  CIDR's in bridge mode) and gateway (routed: ROUTED_GATEWAY6 on the host end;
+   *  bridge: the bridge's address). */
+  address6?: string;
+  prefixLength6?: number;
+  gateway6?: string;
 }
+
+/** Routed pods' IPv6 gateway: a link-local address on every host end (as Calico's
+ *  fe80::ecee:eeff:feee:eeee): the kernel answers neighbour solicitations only for
+ *  addresses of the interface they arrive on, unlike ARP. */
+export const ROUTED_GATEWAY6 = "fe80::1";
 
 export interface PlumbingResult {
   hostMac: string;
@@ -89,10 +100,13 @@ export function attach(p: Plumbing): PlumbingResult {
     // Routed: the node reaches the pod by a /32 on the host end (before the
     // pod speaks: its ARP for the gateway passes reverse-path checks by it).
     if (p.mode === "routed") ip("route", "replace", `${p.address}/32`, "dev", p.hostIf, "scope", "link");
+    if (p.address6) attachHost6(p);
     const lines = [`link set lo up`, `addr add ${p.address}/${p.prefixLength} dev ${p.ifname}`, `link set ${p.ifname} up`];
     // A /32 has no subnet: the gateway is made reachable on the link first.
     if (p.mode === "routed") lines.push(`route add ${p.gateway}/32 dev ${p.ifname} scope link`);
     lines.push(`route add default via ${p.gateway} dev ${p.ifname}`);
+    // IPv6 without duplicate address detection: usable at once, and ours alone (IPAM).
+    if (p.address6) lines.push(`addr add ${p.address6}/${p.prefixLength6} dev ${p.ifname} nodad`, `route add ::/0 via ${p.gateway6} dev ${p.ifname}`);
     ipIn(p.netns, lines);
     const host = linkInfo(p.hostIf);
     const pod = linkInfo(p.ifname, p.netns);
@@ -126,6 +140,17 @@ export function detach(hostIf: string): void {
   }
 }
 
+/** The host side of a pod's IPv6: routed, the link-local gateway on the host end and
+ *  a /128 to the pod; bridge, the gateway address on the bridge. */
+function attachHost6(p: Plumbing): void {
+  if (p.mode === "bridge") {
+    ip("addr", "replace", `${p.gateway6}/${p.prefixLength6}`, "dev", p.bridge!, "nodad");
+    return;
+  }
+  ip("addr", "replace", `${ROUTED_GATEWAY6}/64`, "dev", p.hostIf, "nodad");
+  ip("-6", "route", "replace", `${p.address6}/128`, "dev", p.hostIf);
+}
+
 /** CHECK: the attachment is as ADD left it; throws CHECK_FAILED naming the difference. */
 export function verify(p: Plumbing): void {
   const fail = (why: string) => {
@@ -146,4 +171,10 @@ export function verify(p: Plumbing): void {
     const r = run(["ip", "-4", "route", "show", `${p.address}/32`]);
     if (!r.includes(`dev ${p.hostIf}`)) fail(`no host route ${p.address}/32 dev ${p.hostIf}`);
   }
+  if (!p.address6) return;
+  if (!pod!.addr_info?.some((a) => a.family === "inet6" && a.local === p.address6 && a.prefixlen === p.prefixLength6)) {
+    fail(`interface ${p.ifname} does not hold ${p.address6}/${p.prefixLength6}`);
+  }
+  const r6 = run(["nsenter", `--net=${p.netns}`, "ip", "-6", "route", "show", "default"]);
+  if (!r6.includes(`via ${p.gateway6} dev ${p.ifname}`)) fail(`no IPv6 default route via ${p.gateway6} dev ${p.ifname} in ${p.netns}`);
 }

@@ -6,10 +6,11 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { cidrContains, ipToU32, parseCidr, u32ToIp } from "../config/net.js";
+import { bigintToIpv6, parseCidr6, tryParseIpv6 } from "../config/net6.js";
 import { CNI_STATE_FILE, readNodeState, type NodeState } from "../daemon/nodestate.js";
 import { NetConfSchema, type NetConf } from "./config.js";
 import { Ipam } from "./ipam.js";
-import { attach, detach, hostIfName, netnsExists, verify, type Plumbing } from "./link.js";
+import { attach, detach, hostIfName, netnsExists, ROUTED_GATEWAY6, verify, type Plumbing } from "./link.js";
 import { CniError, ERR, formatResult, parseEnv, SPEC_VERSION, SUPPORTED_VERSIONS, type CniEnv, type Result } from "./spec.js";
 
 export interface Outcome {
@@ -86,9 +87,22 @@ function bridgeGateway(node: NodeState): string {
   return u32ToIp((parseCidr(node.podCIDR).prefix + 1) >>> 0);
 }
 
-/** An address the runtime asked for: the `ips` capability, args.cni.ips, or CNI_ARGS IP=. */
+/** The addresses the runtime asked for: the `ips` capability, args.cni.ips, or CNI_ARGS IP= (comma-separated). */
+function askedIps(e: CniEnv, conf: NetConf): string[] {
+  const list = conf.runtimeConfig?.ips ?? conf.args?.cni?.ips ?? (e.args.IP ? e.args.IP.split(",") : []);
+  return list.map((a) => a.split("/")[0]);
+}
+
+/** The IPv6 address the runtime asked for, if any. */
+function requestedIp6(e: CniEnv, conf: NetConf): string | undefined {
+  const asked = askedIps(e, conf).find((a) => a.includes(":"));
+  if (asked !== undefined && !tryParseIpv6(asked).ok) throw new CniError(ERR.INVALID_CONFIG, `requested address ${JSON.stringify(asked)} is not an IPv6 address`);
+  return asked;
+}
+
+/** The IPv4 address the runtime asked for, if any. */
 function requestedIp(e: CniEnv, conf: NetConf): string | undefined {
-  const asked = conf.runtimeConfig?.ips?.[0] ?? conf.args?.cni?.ips?.[0] ?? e.args.IP;
+  const asked = askedIps(e, conf).find((a) => !a.includes(":"));
   if (!asked) return undefined;
   const addr = asked.split("/")[0];
   try {
@@ -108,7 +122,9 @@ function add(e: CniEnv, conf: NetConf, raw: Record<string, unknown>): Record<str
   const mtu = conf.mtu ?? node.mtu;
   const gateway = conf.mode === "bridge" ? bridgeGateway(node) : node.overlayAddress;
   const podLen = parseCidr(node.podCIDR).len;
+  const six = ipv6Of(node, conf);
   let address: string;
+  let address6: string | undefined;
   try {
     if (builtinIpam(conf)) {
       const range = conf.ipam.subnet ?? node.podCIDR;
@@ -116,17 +132,21 @@ function add(e: CniEnv, conf: NetConf, raw: Record<string, unknown>): Record<str
         throw new CniError(ERR.INVALID_CONFIG, `ipam.subnet ${range} is not inside the node's pod CIDR ${node.podCIDR}`);
       }
       address = ipam.allocate(range, [...node.reserved, gateway], e.containerId, e.ifname, requestedIp(e, conf));
+      // Dual-stack (the node runs node.ipv6): an IPv6 address too, from the node's IPv6 pod prefix.
+      if (six) address6 = ipam.allocate6(six.podCIDR, [six.overlayAddress, ...(conf.mode === "bridge" ? [six.gateway] : [])], e.containerId, e.ifname, requestedIp6(e, conf));
     } else {
       const r = delegateIpam("ADD", e, conf, raw) as { ips?: { address: string }[] };
       const a = r.ips?.find((x) => !x.address.includes(":"))?.address;
       if (!a) throw new CniError(ERR.INVALID_CONFIG, `IPAM plugin ${conf.ipam.type} returned no IPv4 address`);
       address = a.split("/")[0];
+      if (six) address6 = r.ips?.find((x) => x.address.includes(":"))?.address.split("/")[0];
     }
-    ipam.record({ containerId: e.containerId, ifname: e.ifname, ip: address, hostIf, netns: e.netns, mode: conf.mode, ipam: conf.ipam.type });
+    ipam.record({ containerId: e.containerId, ifname: e.ifname, ip: address, ...(address6 ? { ip6: address6 } : {}), hostIf, netns: e.netns, mode: conf.mode, ipam: conf.ipam.type });
     writeCniState(conf, ipam);
     const plumbing: Plumbing = {
       mode: conf.mode, netns: e.netns!, ifname: e.ifname, hostIf, address, gateway, mtu,
       prefixLength: conf.mode === "routed" ? 32 : podLen, bridge: conf.bridge, bridgePrefixLength: podLen,
+      ...(six && address6 ? { address6, prefixLength6: six.prefixLength, gateway6: six.gateway } : {}),
     };
     const links = attach(plumbing);
     const result: Result = { interfaces: [], ips: [], routes: [{ dst: "0.0.0.0/0", gw: gateway }] };
@@ -134,6 +154,10 @@ function add(e: CniEnv, conf: NetConf, raw: Record<string, unknown>): Record<str
     result.interfaces.push({ name: hostIf, mac: links.hostMac, mtu });
     result.interfaces.push({ name: e.ifname, mac: links.podMac, mtu, sandbox: e.netns });
     result.ips.push({ address: `${address}/${plumbing.prefixLength}`, gateway, interface: result.interfaces.length - 1 });
+    if (plumbing.address6) {
+      result.ips.push({ address: `${plumbing.address6}/${plumbing.prefixLength6}`, gateway: plumbing.gateway6!, interface: result.interfaces.length - 1 });
+      result.routes.push({ dst: "::/0", gw: plumbing.gateway6! });
+    }
     if (conf.dns) result.dns = conf.dns;
     return mergePrev(formatResult(conf.cniVersion, result), conf.prevResult);
   } catch (err) {
@@ -148,6 +172,16 @@ function add(e: CniEnv, conf: NetConf, raw: Record<string, unknown>): Record<str
     ipam.release(e.containerId, e.ifname);
     throw err;
   }
+}
+
+/** Dual-stack: the node's IPv6 pod prefix and what a pod gets from it: a /128 with
+ *  the link-local gateway on the host end (routed), or the prefix's length with
+ *  its first host address on the bridge as gateway (bridge). */
+function ipv6Of(node: NodeState, conf: NetConf): { podCIDR: string; overlayAddress: string; prefixLength: number; gateway: string } | undefined {
+  if (!node.ipv6) return undefined;
+  const c = parseCidr6(node.ipv6.podCIDR);
+  if (conf.mode === "routed") return { ...node.ipv6, prefixLength: 128, gateway: ROUTED_GATEWAY6 };
+  return { ...node.ipv6, prefixLength: c.len, gateway: bigintToIpv6(c.prefix + 1n) };
 }
 
 /** Chained after another plugin: keep what it reported, add ours. */
@@ -187,10 +221,12 @@ function check(e: CniEnv, conf: NetConf, raw: Record<string, unknown>): void {
     if (owner?.containerId !== e.containerId) throw new CniError(ERR.CHECK_FAILED, `address ${rec.ip} is not allocated to container ${e.containerId}`);
   } else delegateIpam("CHECK", e, conf, raw);
   const podLen = parseCidr(node.podCIDR).len;
+  const six = ipv6Of(node, conf);
   verify({
     mode: conf.mode, netns: e.netns!, ifname: e.ifname, hostIf: rec.hostIf ?? hostIfName(conf.name, e.containerId, e.ifname), address: rec.ip,
     gateway: conf.mode === "bridge" ? bridgeGateway(node) : node.overlayAddress, mtu: conf.mtu ?? node.mtu,
     prefixLength: conf.mode === "routed" ? 32 : podLen, bridge: conf.bridge, bridgePrefixLength: podLen,
+    ...(six && rec.ip6 ? { address6: rec.ip6, prefixLength6: six.prefixLength, gateway6: six.gateway } : {}),
   });
 }
 

@@ -93,7 +93,7 @@ export function formatResult(cniVersion: string, r: Result): Record<string, unkn
   return {
     cniVersion,
     interfaces: r.interfaces.map((i) => (v11 ? i : { name: i.name, mac: i.mac, sandbox: i.sandbox })),
-    ips: r.ips.map((ip) => (cniVersion === "0.4.0" ? { version: "4", ...ip } : ip)),
+    ips: r.ips.map((ip) => (cniVersion === "0.4.0" ? { version: ip.address.includes(":") ? "6" : "4", ...ip } : ip)),
     routes: r.routes,
     dns: r.dns ?? {},
   };

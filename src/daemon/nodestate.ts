@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import type { Config } from "../config/schema.js";
 import { isIpv4, tryParseCidr } from "../config/net.js";
+import { tryParseCidr6, tryParseIpv6 } from "../config/net6.js";
 
 export const NODE_STATE_FILE = "node.json";
 export const DEFAULT_NODE_STATE = `/run/wasm-overlay/${NODE_STATE_FILE}`;
@@ -28,6 +29,12 @@ export const NodeStateSchema = z.looseObject({
   underlay: ipv4,
   /** Addresses in podCIDR that are the node's own (overlay, service-SNAT): never a pod's. */
   reserved: z.array(ipv4).default([]),
+  /** Dual-stack (node.ipv6): the IPv6 pod prefix pods are addressed from, and the node's
+   *  IPv6 overlay address on the device (never a pod's). */
+  ipv6: z.object({
+    podCIDR: z.string().refine((s) => tryParseCidr6(s).ok, { message: "not an IPv6 CIDR" }),
+    overlayAddress: z.string().refine((s) => tryParseIpv6(s).ok, { message: "not an IPv6 address" }),
+  }).optional(),
   pid: z.number().int().optional(),
   writtenAt: z.string().optional(),
 });
@@ -48,6 +55,7 @@ export function nodeStateOf(config: Config, deviceMtu: number): NodeState {
     mtu: deviceMtu,
     underlay: config.node.underlay.address,
     reserved: [config.node.overlayAddress, config.nat.snatAddress],
+    ...(config.node.ipv6 ? { ipv6: { podCIDR: config.node.ipv6.podCIDR, overlayAddress: config.node.ipv6.overlayAddress } } : {}),
     pid: process.pid,
   };
 }
