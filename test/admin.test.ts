@@ -173,7 +173,9 @@ describe.skipIf(!isRoot)("admin surface of a running overlayd", () => {
     const ping = cluster.spawnIn("pod1", ["ping", "-c", "300", "-i", "0.01", "-W", "2", podIp(2)]);
     let pingOut = "";
     ping.stdout!.on("data", (d) => (pingOut += String(d)));
-    const pingDone = new Promise<void>((r) => ping.once("exit", () => r()));
+    // "close", not "exit": a child's exit can arrive before its last stdout
+    // chunk (the summary line this reads), which made this test flaky.
+    const pingDone = new Promise<void>((r) => ping.once("close", () => r()));
     await new Promise((r) => setTimeout(r, 300));
     const statsBefore = JSON.parse(sock(1, "/stats").body).counters;
     const seen = new Map<string, number>();

@@ -182,7 +182,7 @@ describe.skipIf(!isRoot || !hasHping)("conntrack under a SYN flood, services und
     await waitFor(() => (status().lastReload?.at ?? 0) > before, 10_000, "no reload");
     const reloadedAt = Date.now();
     await waitFor(() => answers().some((a) => a.at > reloadedAt + 1000), 10_000, "no answers after the reload");
-    await new Promise<void>((r) => client.once("exit", () => r()));
+    await new Promise<void>((r) => client.once("close", () => r()));
     const after = answers().filter((a) => a.at > reloadedAt + 300);
     expect(after.length).toBeGreaterThan(10);
     expect(new Set(after.map((a) => a.from))).toEqual(new Set([other]));

@@ -3,7 +3,10 @@
 // routing, masquerade / ClusterIP / NodePort through the data path's NAT, a
 // short summary, and a clean teardown.
 import { fileURLToPath } from "node:url";
-import { Cluster, OUTSIDE, podIp, WORKERS } from "./cluster.js";
+import { Cluster, OUTSIDE, podCidr6, podIp, WORKERS } from "./cluster.js";
+
+/** The IPv6 address the CNI plugin gives worker N's first pod: its prefix's first after the anycast. */
+const cniPodIp6 = (n: number) => `2001:2:0:${n}::1`;
 
 const CLUSTER_IP = "198.18.250.10";
 // Answers each connection with its name and the peer address it saw.
@@ -26,8 +29,9 @@ export async function runDemo(opts: { keep?: boolean } = {}): Promise<number> {
     console.error("the demo builds network namespaces and tun devices: run it as root (sudo npm start)");
     return 1;
   }
-  // Pods attached by the CNI plugin (dist/src/cni/main.js), run as a runtime runs it.
-  const cluster = new Cluster(undefined, { pods: "cni" });
+  // Pods attached by the CNI plugin (dist/src/cni/main.js), run as a runtime runs it;
+  // dual-stack: each also gets an IPv6 address from its node's 2001:2:0:N::/64.
+  const cluster = new Cluster(undefined, { pods: "cni", ipv6: true });
   const cleanup = async () => {
     await cluster.destroy();
   };
@@ -48,7 +52,7 @@ export async function runDemo(opts: { keep?: boolean } = {}): Promise<number> {
     for (const w of WORKERS) {
       const file = cluster.writeConfig(w.n, cluster.config(w.n, (p) => encap(w.n, p), nat));
       await cluster.startDaemon(w.n, file, CLI);
-      console.log(`  worker${w.n} (${w.underlay}) overlayd up, pods 198.19.${w.n}.0/24; pod${w.n} ${podIp(w.n)}/32 attached by the CNI plugin (routed, gateway 198.19.${w.n}.0)`);
+      console.log(`  worker${w.n} (${w.underlay}) overlayd up, pods 198.19.${w.n}.0/24 and ${podCidr6(w.n)}; pod${w.n} ${podIp(w.n)}/32 and ${cniPodIp6(w.n)}/128 attached by the CNI plugin (routed, gateways 198.19.${w.n}.0 and fe80::1)`);
     }
     const cases: Array<[number, number, string]> = [
       [1, 3, "IPIP  (worker1 -> worker3, other subnet)"],
@@ -63,6 +67,12 @@ export async function runDemo(opts: { keep?: boolean } = {}): Promise<number> {
       const r = cluster.ping(from, podIp(to), 3);
       const rtt = /= [\d.]+\/([\d.]+)\//.exec(r.out)?.[1];
       console.log(`  ${r.ok ? "ok  " : "FAIL"} pod${from} ${podIp(from)} -> pod${to} ${podIp(to)}  ${what}${rtt ? `  avg ${rtt} ms` : ""}`);
+      if (!r.ok) failures++;
+    }
+    console.log("\nthe same over IPv6 (VXLAN with EtherType 0x86DD; IPv6 in IPv4, protocol 41, to the IPIP peer; VXLAN to the direct one):");
+    for (const [from, to] of cases) {
+      const r = cluster.ping(from, cniPodIp6(to), 2);
+      console.log(`  ${r.ok ? "ok  " : "FAIL"} pod${from} ${cniPodIp6(from)} -> pod${to} ${cniPodIp6(to)}`);
       if (!r.ok) failures++;
     }
     console.log(`\nNAT (Hand CNI-3/4/5; an "outside" host ${OUTSIDE.address} with no route to any pod):`);
