@@ -4,7 +4,7 @@
 // (anti-spoofing, like a strict reverse-path check), applies the RFC 6040
 // ECN decapsulation rules and delivers the inner packet to the device.
 import { ld16, ld8, st16 } from "../wire/bytes";
-import { csumFinish, csumPartial, csumPartialField, csumPseudo } from "../wire/checksum";
+import { csumFinish, csumPartial, csumPseudo } from "../wire/checksum";
 import { ethDst, ethType, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HDR_LEN } from "../wire/ethernet";
 import { checkIpv6Forwardable, csumPseudo6, ip6Next, ip6PayloadLen, ip6SetTclass, ip6Tclass, IP6_HDR_LEN, IP6_SRC, PROTO_IPV6 } from "../wire/ipv6";
 import { lpm6Lookup } from "../tables/lpm6";
@@ -47,22 +47,47 @@ import { natNodeIp, natUnderlaySide, NAT_DONE, NAT_TRANSLATED } from "./nat";
  *  partial ones change. Unfragmented IPv4 at `p`, `len` bytes (checked). */
 export function finishPartialL4(p: usize, len: u32): void {
   if (ipIsFragment(p)) return;
-  const proto = ipProto(p);
   const ihl = ipHeaderLen(p);
+  if (len < ihl) return;
+  const l4len = len - ihl;
+  const proto = ipProto(p);
+  finishPartial(p + ihl, l4len, proto, csumPseudo(ipSrc(p), ipDst(p), proto, l4len));
+}
+
+/** finishPartialL4 for IPv6: TCP or UDP right behind the fixed header (a
+ *  kernel VTEP on a veth sends them with the pseudo-header sum only). */
+export function finishPartialL4v6(p: usize, len: u32): void {
+  const proto = ip6Next(p);
+  const l4len = len - IP6_HDR_LEN;
+  finishPartial(p + IP6_HDR_LEN, l4len, proto, csumPseudo6(p, proto, l4len));
+}
+
+/** Both families: the TCP or UDP segment at `l4` (`l4len` bytes) whose
+ *  pseudo header sums to `pseudo` (csumPseudo/csumPseudo6): a checksum
+ *  field equal to the folded pseudo-header sum alone is completed; a UDP
+ *  checksum of 0 (none) stays. */
+function finishPartial(l4: usize, l4len: u32, proto: u32, pseudo: u64): void {
   let field: u32;
   if (proto == PROTO_TCP) field = 16;
   else if (proto == PROTO_UDP) field = 6;
   else return;
-  if (len < ihl + field + 2) return;
-  const l4 = p + ihl;
-  const l4len = len - ihl;
+  if (l4len < field + 2) return;
   const c = ld16(l4 + field);
   if (proto == PROTO_UDP && c == 0) return; // no checksum
-  if (c != csumPartialField(ipSrc(p), ipDst(p), proto, l4len)) return;
+  if (c != (~csumFinish(pseudo) & 0xffff)) return;
   st16(l4 + field, 0);
-  let full = csumFinish(csumPartial(l4, l4len, csumPseudo(ipSrc(p), ipDst(p), proto, l4len)));
+  let full = csumFinish(csumPartial(l4, l4len, pseudo));
   if (proto == PROTO_UDP && full == 0) full = 0xffff;
   st16(l4 + field, full);
+}
+
+/** Anti-spoofing (a strict reverse-path check): next hop `nh` of an inner
+ *  source (LPM_MISS when none) leads back to `peer` through a tunnel or
+ *  a direct route. */
+@inline function routesBackTo(nh: u32, peer: u32): bool {
+  if (nh == LPM_MISS) return false;
+  const kind = nhKind(nh);
+  return (kind == NH_VXLAN || kind == NH_IPIP || kind == NH_DIRECT) && nhPeer(nh) == peer;
 }
 
 /** Resolve the sending peer from the outer source address. */
@@ -86,13 +111,7 @@ function deliverInner(m: usize, off: u32, p: usize, avail: u32, peer: u32, outer
   const len = ipTotalLen(p);
   const src = ipSrc(p);
   // Anti-spoofing: the inner source must route back through the same peer.
-  const nh = lpmLookup(src);
-  if (nh == LPM_MISS) {
-    drop(m, R_SPOOFED_SOURCE);
-    return;
-  }
-  const kind = nhKind(nh);
-  if ((kind != NH_VXLAN && kind != NH_IPIP && kind != NH_DIRECT) || nhPeer(nh) != peer) {
+  if (!routesBackTo(lpmLookup(src), peer)) {
     drop(m, R_SPOOFED_SOURCE);
     return;
   }
@@ -182,11 +201,10 @@ export function processIpipBatch(n: u32): u32 {
     const len = load<u32>(m, META_LEN);
     if (!admit(m, off, len, C_RX_IPIP_PKTS)) continue;
     const p = slot + off;
-    if (checkIpv4(p, len) == R_NONE && ipProto(p) == PROTO_IPV6) {
-      decapSit(m, off, p, len);
-      continue;
-    }
-    const r = checkIpip(p, len);
+    // Protocol 41 (IPv6 in IPv4, the kernel's sit): the outer header as for
+    // IPIP; deliverInner6 checks the inner one.
+    const six = checkIpv4(p, len) == R_NONE && ipProto(p) == PROTO_IPV6;
+    const r = six ? R_NONE : checkIpip(p, len);
     if (r != R_NONE) {
       drop(m, r);
       continue;
@@ -201,27 +219,12 @@ export function processIpipBatch(n: u32): u32 {
       continue;
     }
     const hl = ipHeaderLen(p);
-    deliverInner(m, off + hl, p + hl, ipTotalLen(p) - hl, <u32>peer, ld8(p + IP_TOS));
+    if (six) deliverInner6(m, off + hl, p + hl, ipTotalLen(p) - hl, <u32>peer, ld8(p + IP_TOS));
+    else deliverInner(m, off + hl, p + hl, ipTotalLen(p) - hl, <u32>peer, ld8(p + IP_TOS));
   }
   return n;
 }
 
-
-/** An outer IPv4 packet of protocol 41 (IPv6 in IPv4, the kernel's sit;
- *  outer header checked): the same checks as IPIP, inner IPv6. */
-function decapSit(m: usize, off: u32, p: usize, len: u32): void {
-  if (ipDst(p) != cfgUnderlay) {
-    drop(m, R_NOT_LOCAL_UNDERLAY);
-    return;
-  }
-  const peer = peerOf(ipSrc(p));
-  if (peer < 0) {
-    drop(m, R_UNKNOWN_PEER);
-    return;
-  }
-  const hl = ipHeaderLen(p);
-  deliverInner6(m, off + hl, p + hl, ipTotalLen(p) - hl, <u32>peer, ld8(p + IP_TOS));
-}
 
 /** The IPv6 counterpart of deliverInner: inner IPv6 at `p` (`avail` bytes
  *  up to the end of the datagram) from `peer`. The same anti-spoofing (the
@@ -234,9 +237,7 @@ function deliverInner6(m: usize, off: u32, p: usize, avail: u32, peer: u32, oute
     return;
   }
   const len = IP6_HDR_LEN + ip6PayloadLen(p);
-  const nh = lpm6Lookup(p + IP6_SRC);
-  const kind = nh == LPM_MISS ? 0 : nhKind(nh);
-  if ((kind != NH_VXLAN && kind != NH_IPIP && kind != NH_DIRECT) || nhPeer(nh) != peer) {
+  if (!routesBackTo(lpm6Lookup(p + IP6_SRC), peer)) {
     drop(m, R_SPOOFED_SOURCE);
     return;
   }
@@ -250,23 +251,4 @@ function deliverInner6(m: usize, off: u32, p: usize, avail: u32, peer: u32, oute
   finishPartialL4v6(p, len);
   store<u16>(m, <u16>peer, META_PEER);
   deliverIpv6(m, off, p, len);
-}
-
-/** finishPartialL4 for IPv6: TCP or UDP right behind the fixed header (a
- *  kernel VTEP on a veth sends them with the pseudo-header sum only). */
-export function finishPartialL4v6(p: usize, len: u32): void {
-  const proto = ip6Next(p);
-  let field: u32;
-  if (proto == PROTO_TCP) field = 16;
-  else if (proto == PROTO_UDP) field = 6;
-  else return;
-  if (len < IP6_HDR_LEN + field + 2) return;
-  const l4 = p + IP6_HDR_LEN;
-  const l4len = len - IP6_HDR_LEN;
-  const c = ld16(l4 + field);
-  if (c != (~csumFinish(csumPseudo6(p, proto, l4len)) & 0xffff)) return;
-  st16(l4 + field, 0);
-  let full = csumFinish(csumPartial(l4, l4len, csumPseudo6(p, proto, l4len)));
-  if (proto == PROTO_UDP && full == 0) full = 0xffff;
-  st16(l4 + field, full);
 }

@@ -53,14 +53,20 @@ export function replyIcmpError(m: usize, slot: usize, off: u32, p: usize, len: u
   emitIcmpHeader(o + 20, type, code, 0, mtu);
   st16(o + 22, checksum(o + 20, 8 + quote));
   emitIpv4(o, 0xc0, ERR_HDRS + quote, nextOuterId(), 0, 64, PROTO_ICMP, from, src);
-  let start = off - ERR_HDRS;
-  let total = ERR_HDRS + quote;
-  if (tap) {
-    emitEthernet(o - 14, peerMac, cfgVtepMac, ETHERTYPE_IPV4);
+  emitError(m, off - ERR_HDRS, o, ERR_HDRS + quote, ETHERTYPE_IPV4, peerMac, reason, src);
+}
+
+/** Emit the error built at `o` (`bytes` long, at slot offset `start`) as a
+ *  REPLY carrying `reason`: in tap mode behind an Ethernet header of
+ *  `etype` to `peerMac`, the offending frame's sender (read by the caller
+ *  before the error's headers covered it). */
+@inline function emitError(m: usize, start: u32, o: usize, bytes: u32, etype: u32, peerMac: u64, reason: u16, addr: u32): void {
+  if (cfgMode == MODE_TAP) {
+    emitEthernet(o - 14, peerMac, cfgVtepMac, etype);
     start -= 14;
-    total += 14;
+    bytes += 14;
   }
-  emit(m, VERDICT_REPLY, reason, start, total, src);
+  emit(m, VERDICT_REPLY, reason, start, bytes, addr);
 }
 
 const ICMP6_ERR_HDRS: u32 = 48; // IPv6 (40) + ICMPv6 (8)
@@ -96,12 +102,5 @@ export function replyIcmp6Error(m: usize, off: u32, p: usize, len: u32, type: u3
   emitIpv6(o, 0, 0, 8 + quote, PROTO_ICMPV6, 64, from, p + IP6_SRC);
   emitIcmpHeader(o + 40, type, code, param >>> 16, param & 0xffff);
   st16(o + 42, icmp6Checksum(o, 8 + quote));
-  let start = off - ICMP6_ERR_HDRS;
-  let total = ICMP6_ERR_HDRS + quote;
-  if (tap) {
-    emitEthernet(o - 14, peerMac, cfgVtepMac, ETHERTYPE_IPV6);
-    start -= 14;
-    total += 14;
-  }
-  emit(m, VERDICT_REPLY, reason, start, total, 0);
+  emitError(m, off - ICMP6_ERR_HDRS, o, ICMP6_ERR_HDRS + quote, ETHERTYPE_IPV6, peerMac, reason, 0);
 }

@@ -26,24 +26,21 @@ export function neighRows(d: DerivedTables) {
 
 /** The LPM's routes; `bgpTable` names the kernel table learned routes came from. */
 export function routeRows(d: DerivedTables, sourceOf: (peer: string) => PeerSource, bgpTable?: number) {
-  const rows = d.routes.map((r) => {
-    const nh = d.nexthops[r.nh];
+  const row = (prefix: string, nhIndex: number, withVia: boolean) => {
+    const nh = d.nexthops[nhIndex];
     const peer = nh && nh.peer !== undefined && nh.peer !== 0xffff ? d.peers[nh.peer] : undefined;
     const source = peer ? sourceOf(peer.name) : "config";
     return {
-      prefix: `${u32ToIp(r.prefix)}/${r.len}`, kind: nh?.kind, peer: peer?.name, via: nh?.gateway ? u32ToIp(nh.gateway) : undefined, underlay: peer ? u32ToIp(peer.underlay) : undefined,
-      source: source === "bgp" ? `bgp (table ${bgpTable})` : source,
+      prefix, kind: nh?.kind, peer: peer?.name, ...(withVia ? { via: nh?.gateway ? u32ToIp(nh.gateway) : undefined } : {}),
+      underlay: peer ? u32ToIp(peer.underlay) : undefined, source: source === "bgp" ? `bgp (table ${bgpTable})` : source,
     };
-  });
-  // IPv6 (node.ipv6): a direct peer's IPv6 goes over VXLAN (derive.ts), and
-  // its kind says so.
-  const rows6 = d.routes6.map((r) => {
-    const nh = d.nexthops[r.nh];
-    const peer = nh && nh.peer !== undefined && nh.peer !== 0xffff ? d.peers[nh.peer] : undefined;
-    const source = peer ? sourceOf(peer.name) : "config";
-    return { prefix: `${bigintToIpv6(r.prefix)}/${r.len}`, kind: nh?.kind, peer: peer?.name, underlay: peer ? u32ToIp(peer.underlay) : undefined, source };
-  });
-  return [...rows, ...rows6];
+  };
+  // IPv6 (node.ipv6): no `via` (the data path sends to the peer's VTEP MAC);
+  // a direct peer's IPv6 goes over VXLAN (derive.ts), and its kind says so.
+  return [
+    ...d.routes.map((r) => row(`${u32ToIp(r.prefix)}/${r.len}`, r.nh, true)),
+    ...d.routes6.map((r) => row(`${bigintToIpv6(r.prefix)}/${r.len}`, r.nh, false)),
+  ];
 }
 
 /** Per queue (one worker each): what each one moved. */
