@@ -37,4 +37,5 @@ export { setNexthop, setPeer, clearPeer } from "./pipeline/peers";
 export { setClock, setIcmpRateLimit } from "./pipeline/state";
 export { pmtuIcmpBatch, setPeerPmtu, peerPmtu } from "./pipeline/pmtu";
 export { natConfigure, natSetNow, natNow, translateIcmpError } from "./pipeline/nat";
+export { natConfigure6, ct6Pin, ct6Unpin, ct6Addr } from "./pipeline/nat6";
 export { svcSetup, svcClear, svcSetBackend, svcAdd, svcCount } from "./nat/service";

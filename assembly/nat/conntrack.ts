@@ -90,6 +90,7 @@ import { carve, regionsEnd } from "../layout";
 import { E_FULL, E_NOT_FOUND, E_NOT_INIT, E_NO_MEMORY, E_RANGE, OK } from "../abi";
 import { mix64 } from "../tables/hash";
 import { TCP_ACKF, TCP_FIN, TCP_RST, TCP_SYN } from "../wire/tcp";
+import { n6AttachTo, n6Capacity, n6Carve, n6Count, n6MemoryBytes, n6Ref, n6Reseed, n6Unref } from "./names6";
 
 // --- statuses beyond abi.ts (move there when NAT is wired in) ---------------
 /** ctCreate: one of the two tuples already belongs to a live flow. */
@@ -106,6 +107,12 @@ export const CT_NAT_DNAT: u32 = 2;
  *  from the same node (hairpin: DNAT to the backend plus SNAT so the
  *  answer comes back through us). */
 export const CT_NAT_BOTH: u32 = 3;
+
+/** Marks an IPv6 flow's protocol byte: its addresses are handles of
+ *  names6.ts (TCP 6 -> 0x86, UDP 17 -> 0x91, ICMPv6 58 -> 0xBA). IPv4
+ *  flows never carry it. */
+export const CT_PROTO_V6: u32 = 0x80;
+const ICMP6_KEY: u32 = CT_PROTO_V6 | 58;
 
 export const CT_F_USED: u32 = 1;
 export const CT_F_SEEN_REPLY: u32 = 2;
@@ -195,6 +202,7 @@ const H_LOCK: usize = 64; // i32: 0 free, 1 held
 const H_STARVING: usize = 68; // i32: 1 while a locker that waited too long goes first
 const H_WAITERS: usize = 72; // i32: lockers asleep in wait32 (unlock wakes one only then)
 const H_SHARED: usize = 76; // i32: 1 once ctShare: others may attach, and the lock is taken
+const H_NAMES: usize = 80; // the IPv6 address handles' header (names6.ts), 0 = no IPv6 flows
 const H_SIZE: usize = 128;
 
 let hdr: usize = 0;
@@ -254,6 +262,21 @@ function attachTo(h: usize): void {
   seed1 = load<u64>(h + H_SEED1);
   carvedBytes = <usize>maxFlows * CT_FLOW_SIZE + (<usize>nSlots << 4);
   hdr = h;
+  n6AttachTo(<usize>load<u32>(h + H_NAMES), seed0, seed1);
+}
+
+/** Let the table hold IPv6 flows: carve `names` IPv6 address handles
+ *  (names6.ts, 40 bytes each) next to it. After ctSetup and the seed,
+ *  before ctShare; once. Returns OK, E_NOT_INIT (no table), E_RANGE (a
+ *  second call, or 0 / more than maxFlows * 4 names), E_NO_MEMORY. */
+export function ctSetup6(names: u32): i32 {
+  if (hdr == 0) return E_NOT_INIT;
+  if (load<u32>(hdr + H_NAMES) != 0 || names == 0 || <u64>names > <u64>maxFlows * 4) return E_RANGE;
+  const h = n6Carve(names, seed0, seed1);
+  if (h == 0) return E_NO_MEMORY;
+  store<u32>(hdr + H_NAMES, <u32>h);
+  carvedBytes += n6MemoryBytes();
+  return OK;
 }
 
 /** Where this instance's table header is (0: no table): the address another
@@ -378,9 +401,10 @@ export function ctTimeout(which: u32): u32 {
  *  outside; the control plane draws it at random for every table. Only while
  *  the table is empty, since every home slot moves: OK, E_RANGE otherwise. */
 export function ctSetHashSeed(s0: u64, s1: u64): i32 {
-  if (hdr != 0 && getLive() != 0) return E_RANGE;
+  if (hdr != 0 && (getLive() != 0 || n6Count() != 0)) return E_RANGE;
   seed0 = s0;
   seed1 = s1;
+  n6Reseed(s0, s1);
   if (hdr != 0) {
     store<u64>(hdr + H_SEED0, s0);
     store<u64>(hdr + H_SEED1, s1);
@@ -503,18 +527,29 @@ function release(f: u32): void {
   if (so >= 0) removeSlot(<u32>so);
   const sr = findSlot(replyKey0(r), replyKey1(r));
   if (sr >= 0) removeSlot(<u32>sr);
+  if ((<u32>load<u8>(r, F_PROTO) & CT_PROTO_V6) != 0) {
+    unrefTuples(load<u32>(r, F_OSRC), load<u32>(r, F_ODST), load<u32>(r, F_RSRC), load<u32>(r, F_RDST));
+  }
   memory.fill(r, 0, CT_FLOW_SIZE);
   store<u32>(r, getFree(), F_NEXT);
   setFree(f);
   setLive(getLive() - 1);
 }
 
+/** An IPv6 flow's four handles go back (names6.ts). */
+function unrefTuples(a: u32, b: u32, c: u32, d: u32): void {
+  n6Unref(a);
+  n6Unref(b);
+  n6Unref(c);
+  n6Unref(d);
+}
+
 @inline function timeoutFor(r: usize): u32 {
-  const proto = <u32>load<u8>(r, F_PROTO);
+  const proto = <u32>load<u8>(r, F_PROTO) & ~CT_PROTO_V6;
   let which: u32;
   if (proto == 6) which = <u32>load<u8>(r, F_STATE);
   else if (proto == 17) which = (<u32>load<u8>(r, F_FLAGS) & CT_F_ASSURED) != 0 ? CT_TO_UDP_STREAM : CT_TO_UDP;
-  else if (proto == 1) which = CT_TO_ICMP;
+  else if (proto == 1 || proto == 58) which = CT_TO_ICMP;
   else which = CT_TO_GENERIC;
   return load<u32>(timeouts + (<usize>which << 2));
 }
@@ -570,7 +605,7 @@ function heldLive(k0: u64, k1: u64, now: u32): bool {
  *  is already closing. */
 @inline function evictable(r: usize): bool {
   if ((<u32>load<u8>(r, F_FLAGS) & CT_F_ASSURED) == 0) return true;
-  if (<u32>load<u8>(r, F_PROTO) != 6) return false;
+  if ((<u32>load<u8>(r, F_PROTO) & ~CT_PROTO_V6) != 6) return false;
   const st = <u32>load<u8>(r, F_STATE);
   return st >= CT_TCP_FIN_WAIT && st <= CT_TCP_CLOSE;
 }
@@ -638,11 +673,23 @@ export function ctCreate(proto: u32, oSrc: u32, oDst: u32, oSport: u32, oDport: 
   const rk0 = key0(rSrc, rDst);
   const rk1 = key1(proto, rSport, rDport);
   if (ok0 == rk0 && ok1 == rk1) return E_RANGE;
+  const v6 = (proto & CT_PROTO_V6) != 0;
+  if (v6) {
+    if (oSrc >= n6Capacity() || oDst >= n6Capacity() || rSrc >= n6Capacity() || rDst >= n6Capacity()) return E_RANGE;
+    // The record will hold a reference to each handle. Taken first: a
+    // flow reaped or evicted below may hold the only other one.
+    n6Ref(oSrc);
+    n6Ref(oDst);
+    n6Ref(rSrc);
+    n6Ref(rDst);
+  }
   if (heldLive(ok0, ok1, now) || heldLive(rk0, rk1, now)) {
+    if (v6) unrefTuples(oSrc, oDst, rSrc, rDst);
     statAdd(CT_STAT_CLASH);
     return E_CT_CLASH;
   }
   if (getLive() >= maxFlows && !evictNear(homeOf(ok0, ok1), now)) {
+    if (v6) unrefTuples(oSrc, oDst, rSrc, rDst);
     statAdd(CT_STAT_INSERT_FAILED);
     return E_FULL;
   }
@@ -686,7 +733,7 @@ export function ctTouch(f: u32, dir: u32, now: u32): i32 {
   const r = flowPtr(f);
   let fl = <u32>load<u8>(r, F_FLAGS);
   // UDP: traffic after a reply makes a stream (ASSURED, longer timeout).
-  if ((fl & CT_F_SEEN_REPLY) != 0 && <u32>load<u8>(r, F_PROTO) == 17) fl |= CT_F_ASSURED;
+  if ((fl & CT_F_SEEN_REPLY) != 0 && (<u32>load<u8>(r, F_PROTO) & ~CT_PROTO_V6) == 17) fl |= CT_F_ASSURED;
   if (dir == CT_DIR_REPLY) fl |= CT_F_SEEN_REPLY;
   store<u8>(r, <u8>fl, F_FLAGS);
   refresh(r, now);
@@ -733,7 +780,7 @@ export function ctUpdateTcp(f: u32, dir: u32, flags: u32, now: u32): i32 {
   if (dir > 1) return E_RANGE;
   if (!isUsed(f)) return E_NOT_FOUND;
   const r = flowPtr(f);
-  if (<u32>load<u8>(r, F_PROTO) != 6) return E_RANGE;
+  if ((<u32>load<u8>(r, F_PROTO) & ~CT_PROTO_V6) != 6) return E_RANGE;
   const old = <u32>load<u8>(r, F_STATE);
   const next = <u32>unchecked(TCP_TABLE[dir * 60 + tcpEvent(flags) * 10 + old]);
   if (next == sIV) {
@@ -917,7 +964,8 @@ export function natPortMax(): u32 { return portMax; }
  *  offset, then 64, 32, 16 from fresh offsets (at most 240 probes; a range
  *  of <= 128 ports is searched whole). `seed` varies per call (e.g. a
  *  per-batch random from the control plane mixed with the packet's hash).
- *  ICMP (proto 1): `port` is the echo identifier, checked as the reply
+ *  IPv6 flows: proto | CT_PROTO_V6, nodeIp and dst handles (names6.ts).
+ *  ICMP (proto 1, or ICMPv6's key): `port` is the echo identifier, checked as the reply
  *  tuple (proto, dst, nodeIp, id, 0); `dport` is ignored. */
 export function natAllocPort(proto: u32, nodeIp: u32, dst: u32, dport: u32, seed: u32): u32 {
   const size = portMax - portMin + 1;
@@ -929,7 +977,7 @@ export function natAllocPort(proto: u32, nodeIp: u32, dst: u32, dport: u32, seed
   while (true) {
     const port = portMin + off;
     // ICMP echo keys hold the identifier as the "source port" both ways.
-    const k1 = proto == 1 ? key1(proto, port, 0) : key1(proto, dport, port);
+    const k1 = proto == 1 || proto == ICMP6_KEY ? key1(proto, port, 0) : key1(proto, dport, port);
     if (nSlots == 0 || findSlot(k0, k1) < 0) return port;
     off++;
     if (off == size) off = 0;

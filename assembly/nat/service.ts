@@ -20,6 +20,10 @@ import { E_FULL, E_NO_MEMORY, E_NOT_INIT, E_RANGE, OK } from "../abi";
 import { htClear, htCount, htCreate, htFind, htPut, htValueAt } from "../tables/hash";
 
 export const SVC_F_NODEPORT: u32 = 1;
+/** IPv6 frontends and backends: the protocol carries conntrack's
+ *  CT_PROTO_V6 and addresses are IPv6 address handles (names6.ts), pinned
+ *  by the control plane for as long as the table refers to them. */
+export const SVC_PROTO_V6: u32 = 0x80;
 
 let frontends: usize = 0;
 let services: usize = 0;
@@ -27,6 +31,8 @@ let backends: usize = 0;
 let maxServices: u32 = 0;
 let maxBackends: u32 = 0;
 let nServices: u32 = 0;
+/** Frontends of IPv6 services (proto | CT_PROTO_V6, address a names6 handle). */
+let nServices6: u32 = 0;
 
 /** Carve room for `maxSvc` frontends and `maxBe` backends. Init-time, once. */
 export function svcSetup(maxSvc: u32, maxBe: u32): i32 {
@@ -47,6 +53,7 @@ export function svcClear(): void {
   if (frontends == 0) return;
   htClear(frontends);
   nServices = 0;
+  nServices6 = 0;
 }
 
 /** Backend slot `i`: address and port. */
@@ -69,7 +76,8 @@ export function svcSetBackend(i: u32, addr: u32, port: u32): i32 {
  *  E_RANGE, E_FULL. A frontend added twice keeps the last one. */
 export function svcAdd(proto: u32, addr: u32, port: u32, flags: u32, first: u32, count: u32): i32 {
   if (frontends == 0) return E_NOT_INIT;
-  if ((proto != 6 && proto != 17) || port == 0 || port > 0xffff || count > 0xffff) return E_RANGE;
+  const l4 = proto & ~SVC_PROTO_V6;
+  if ((l4 != 6 && l4 != 17) || (proto & ~0xff) != 0 || port == 0 || port > 0xffff || count > 0xffff) return E_RANGE;
   if (<u64>first + <u64>count > <u64>maxBackends || flags > 0xffff) return E_RANGE;
   const key = frontendKey(proto, addr, port);
   let idx = nServices;
@@ -83,9 +91,13 @@ export function svcAdd(proto: u32, addr: u32, port: u32, flags: u32, first: u32,
   if (s < 0) {
     if (htPut(frontends, key, <u64>idx) != OK) return E_FULL;
     nServices++;
+    if ((proto & SVC_PROTO_V6) != 0) nServices6++;
   }
   return OK;
 }
+
+/** IPv6 frontends in the table. */
+@inline export function svcCount6(): u32 { return nServices6; }
 
 /** Frontends in the table. */
 export function svcCount(): u32 { return frontends == 0 ? 0 : htCount(frontends); }

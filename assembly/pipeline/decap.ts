@@ -6,7 +6,7 @@
 import { ld16, ld8, st16 } from "../wire/bytes";
 import { csumFinish, csumPartial, csumPseudo } from "../wire/checksum";
 import { ethDst, ethType, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HDR_LEN } from "../wire/ethernet";
-import { checkIpv6Forwardable, csumPseudo6, ip6Next, ip6PayloadLen, ip6SetTclass, ip6Tclass, IP6_HDR_LEN, IP6_SRC, PROTO_IPV6 } from "../wire/ipv6";
+import { checkIpv6Forwardable, csumPseudo6, ip6HopLimit, ip6Next, ip6PayloadLen, ip6SetHopLimit, ip6SetTclass, ip6Tclass, IP6_DST, IP6_HDR_LEN, IP6_SRC, PROTO_IPV6 } from "../wire/ipv6";
 import { lpm6Lookup } from "../tables/lpm6";
 import {
   checkIpv4, checkIpv4Forwardable, ipDecTtl, ipDst, ipHeaderLen, ipIsFragment, ipProto, ipSetTos, PROTO_TCP, PROTO_UDP, ipTtl, ipSrc, ipTos, ipTotalLen, ECN_CE, ECN_ECT0, ECN_ECT1,
@@ -26,6 +26,7 @@ import { nhKind, nhPeer, peerValid } from "./peers";
 import { deliverIpv4, deliverIpv6 } from "./forward";
 import { admit, drop, emitDirect, metaPtr } from "./verdict";
 import { natNodeIp, natUnderlaySide, NAT_DONE, NAT_TRANSLATED } from "./nat";
+import { natUnderlaySide6 } from "./nat6";
 
 /** RFC 6040 section 4.2 (Figure 4): the inner ECN field after
  *  decapsulation, or -1 when the packet must be dropped (outer CE on a
@@ -250,5 +251,19 @@ function deliverInner6(m: usize, off: u32, p: usize, avail: u32, peer: u32, oute
   if (<u32>ecn != (tc & 3)) ip6SetTclass(p, (tc & 0xfc) | <u32>ecn);
   finishPartialL4v6(p, len);
   store<u16>(m, <u16>peer, META_PEER);
+  // Answers of IPv6 service flows whose backend is on another node.
+  const nat = natUnderlaySide6(m, p, len);
+  if (nat & NAT_DONE) return;
+  if ((nat & NAT_TRANSLATED) != 0 && lpm6Lookup(p + IP6_DST) == LPM_MISS) {
+    // A NodePort answer for a client outside the cluster: leaves through
+    // the node's stack, our hop (as for IPv4 above).
+    if (ip6HopLimit(p) <= 1) {
+      drop(m, R_TTL_EXCEEDED);
+      return;
+    }
+    ip6SetHopLimit(p, ip6HopLimit(p) - 1);
+    emitDirect(m, off, len, 0);
+    return;
+  }
   deliverIpv6(m, off, p, len);
 }

@@ -43,7 +43,7 @@
 import { ld16 } from "../wire/bytes";
 import { checkEthernet, emitEthernet, ethDst, ethSrc, ethType, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETH_HDR_LEN, macIsMulticast } from "../wire/ethernet";
 import {
-  a6copy, a6eq, a6IsMartianSource, checkIpv6, checkIpv6Forwardable, emitIpv6, ip6Next, ip6PayloadLen, ip6Version, IP6_DST, IP6_HDR_LEN, IP6_SRC, PROTO_ICMPV6,
+  a6copy, a6eq, a6IsMartianSource, checkIpv6, checkIpv6Forwardable, emitIpv6, ip6HopLimit, ip6Next, ip6SetHopLimit, ip6PayloadLen, ip6Version, IP6_DST, IP6_HDR_LEN, IP6_SRC, PROTO_ICMPV6,
 } from "../wire/ipv6";
 import {
   emitNeighborAdvert, ICMP6_DEST_UNREACH, ICMP6_PACKET_TOO_BIG, NA_FLAG_ROUTER, NA_FLAG_SOLICITED, NA_LEN, ndSolicitSender, ND_NEIGHBOR_SOLICIT, UNREACH6_NO_ROUTE,
@@ -74,6 +74,7 @@ import { flowHash, flowHash6 } from "./flow";
 import { replyIcmp6Error, replyIcmpError } from "./icmperr";
 import { admit, drop, emit, emitDirect, metaPtr, replyToDirect } from "./verdict";
 import { natEnabled, natNodeIp, natPodSide, NAT_DONE, NAT_TRANSLATED, translateIcmpError } from "./nat";
+import { isNode6, natPodSide6, translateIcmp6Error } from "./nat6";
 
 /** Process `n` packets read from the pod-side device (slot i, metadata i,
  *  bytes at [off, off+len) of the slot). Every record gets a verdict.
@@ -115,11 +116,11 @@ export function processPodBatch(n: u32): u32 {
       off += ETH_HDR_LEN;
       len -= ETH_HDR_LEN;
       if (et == ETHERTYPE_IPV6) {
-        routeIpv6(m, off, p, len);
+        routeIpv6(m, slot, off, p, len);
         continue;
       }
     } else if (len != 0 && ip6Version(p) == 6) {
-      routeIpv6(m, off, p, len);
+      routeIpv6(m, slot, off, p, len);
       continue;
     }
     routeIpv4(m, slot, off, p, len);
@@ -129,19 +130,38 @@ export function processPodBatch(n: u32): u32 {
 
 /** Route one IPv6 packet from the pod side. As for IPv4 (the top of this
  *  file) the kernel forwarded it into the device and took the hop: the hop
- *  limit is left alone. No NAT66 yet: IPv6 is routed, never translated.
+ *  limit is left alone, except that a hairpin gets one back. NAT66
+ *  (nat6.ts) comes before the route, as NAT does for IPv4.
  *  Errors are ICMPv6 (RFC 4443): no route, and packet too big where IPv4
  *  would say fragmentation needed; IPv6 has no DF, so every packet over
  *  the limit gets one (never fragmented: RFC 8200 5). */
-function routeIpv6(m: usize, off: u32, p: usize, len: u32): void {
+function routeIpv6(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
   const r = checkIpv6Forwardable(p, len);
   if (r != R_NONE) {
     drop(m, r);
     return;
   }
   len = IP6_HDR_LEN + ip6PayloadLen(p); // ignore link-layer padding
-  const nh = lpm6Lookup(p + IP6_DST);
+  // Addressed to the node's IPv6 underlay address (a NodePort client, an
+  // answer from outside): steered here by tc, so this node's hop is ours.
+  const ours = isNode6(p + IP6_DST);
+  let nh = lpm6Lookup(p + IP6_DST);
+  const nat = natPodSide6(m, off, p, len, nh);
+  if (nat & NAT_DONE) return;
+  const translated = (nat & NAT_TRANSLATED) != 0;
+  if (translated) nh = lpm6Lookup(p + IP6_DST);
   if (nh == LPM_MISS) {
+    if (translated) {
+      // Masqueraded: leaves as the node's own packet, through the node's
+      // stack (the kernel forwarded it into the device and took the hop).
+      if (len > cfgUnderlayMtu) {
+        replyIcmp6Error(m, off, p, len, ICMP6_PACKET_TOO_BIG, 0, cfgUnderlayMtu, R_TOO_BIG);
+        untranslateOwnError6(m, slot);
+        return;
+      }
+      emitDirect(m, off, len, 0);
+      return;
+    }
     replyIcmp6Error(m, off, p, len, ICMP6_DEST_UNREACH, UNREACH6_NO_ROUTE, 0, R_NO_ROUTE);
     return;
   }
@@ -152,6 +172,9 @@ function routeIpv6(m: usize, off: u32, p: usize, len: u32): void {
   }
   store<u32>(m, flowHash6(p, len), META_HASH);
   if (kind == NH_LOCAL) {
+    // A hairpin (forwarded into the device, translated back to a pod of
+    // this node): one hop back, as for IPv4.
+    if (translated && !ours && ip6HopLimit(p) < 255) ip6SetHopLimit(p, ip6HopLimit(p) + 1);
     deliverIpv6(m, off, p, len);
     return;
   }
@@ -166,7 +189,16 @@ function routeIpv6(m: usize, off: u32, p: usize, len: u32): void {
   const limit = peerPathMtu(peer);
   if (len + overhead > limit) {
     replyIcmp6Error(m, off, p, len, ICMP6_PACKET_TOO_BIG, 0, limit - overhead, R_TOO_BIG);
+    if (translated) untranslateOwnError6(m, slot);
     return;
+  }
+  if (ours) {
+    // Our hop: a NodePort request on its way to a backend on another node.
+    if (ip6HopLimit(p) <= 1) {
+      drop(m, R_TTL_EXCEEDED);
+      return;
+    }
+    ip6SetHopLimit(p, ip6HopLimit(p) - 1);
   }
   // The inner destination MAC of a VXLAN frame is the peer's VTEP MAC: its
   // neighbour entry, as derive.ts gives the IPv4 path through neigh/fdb.
@@ -351,6 +383,20 @@ function toHost(m: usize, slot: usize, off: u32, p: usize, len: u32, translated:
   }
   if (ours) ipDecTtl(p);
   emitDirect(m, off, len, ipDst(p));
+}
+
+/** untranslateOwnError for an ICMPv6 error (nat6.ts). */
+function untranslateOwnError6(m: usize, slot: usize): void {
+  if (load<u16>(m, META_VERDICT) != VERDICT_REPLY) return;
+  let off = load<u32>(m, META_OFF);
+  let n = load<u32>(m, META_LEN);
+  if (cfgMode == MODE_TAP) {
+    off += ETH_HDR_LEN;
+    n -= ETH_HDR_LEN;
+  }
+  const q = slot + <usize>off;
+  if (!translateIcmp6Error(q, n)) return;
+  if (lpm6Lookup(q + IP6_DST) == LPM_MISS) replyToDirect(m, off, n, 0);
 }
 
 /** An ICMP error we just built about a packet NAT had already translated

@@ -81,6 +81,9 @@ export function natConfigure(enabled: u32, masquerade: u32, node: u32, snat: u32
 export function natSetNow(sec: u32): void { nowSec = sec; }
 export function natNow(): u32 { return nowSec; }
 
+/** The stage's random draw (also nat6.ts's). */
+export function natRandom(): u32 { return nextRandom(); }
+
 @inline function nextRandom(): u32 {
   // xorshift32: per-flow choices, not security.
   let x = rng;

@@ -134,6 +134,28 @@ export function checksum(p: usize, len: usize): u32 {
   return ~s & 0xffff;
 }
 
+/** The four 16-bit lanes of `x` added up (no carry lost: at most 4 * 0xFFFF). */
+@inline function lanes16(x: u64): u64 {
+  return (x & 0xffff) + ((x >> 16) & 0xffff) + ((x >> 32) & 0xffff) + (x >> 48);
+}
+
+/** RFC 1624 for a 128-bit field (an IPv6 address): eight 16-bit updates at
+ *  once. The old and new values are given as the two native (little-endian)
+ *  u64 loads of each 16 bytes, `load<u64>(a)` and `load<u64>(a, 8)`, so a
+ *  caller can keep them in locals while it overwrites the field; one's-
+ *  complement addition is byte-order independent (RFC 1071 2(B)), so the
+ *  lanes are summed as loaded and the folded sum swapped once. Like
+ *  csumUpdate16, the result is never 0xFFFF unless `hc` was 0xFFFF. */
+@inline export function csumUpdate128(hc: u32, oldHi: u64, oldLo: u64, nowHi: u64, nowLo: u64): u32 {
+  let d: u64 = lanes16(~oldHi) + lanes16(~oldLo) + lanes16(nowHi) + lanes16(nowLo);
+  d = (d & 0xffff) + (d >> 16);
+  d = (d & 0xffff) + (d >> 16);
+  let s: u32 = (~hc & 0xffff) + <u32>bswap<u16>(<u16>d);
+  s = (s & 0xffff) + (s >>> 16);
+  s = (s & 0xffff) + (s >>> 16);
+  return ~s & 0xffff;
+}
+
 /** Verify the checksum of `len` bytes that include their checksum field. */
 @inline export function checksumOk(p: usize, len: usize): bool {
   return checksum(p, len) == 0;

@@ -106,6 +106,28 @@ export interface DerivedNat {
   /** Addresses the kernel must route into our device (ClusterIPs). */
   clusterIPs: string[];
   nodePorts: Array<{ port: number; protocol: "tcp" | "udp" }>;
+  /** NAT66 (node.ipv6): IPv6 text addresses. */
+  ipv6?: DerivedNat6;
+}
+
+export interface DerivedNat6 {
+  /** Pods' IPv6 is masqueraded (nat.masquerade and node.ipv6.underlayAddress). */
+  masquerade: boolean;
+  podCIDR: string;
+  underlayAddress?: string;
+  snatAddress: string;
+  /** IPv6 ClusterIPs the kernel must route into our device. */
+  clusterIPs: string[];
+}
+
+/** One IPv6 service frontend (ClusterIP6:port). */
+export interface DerivedFrontend6 {
+  service: string;
+  protocol: "tcp" | "udp";
+  addr: string;
+  port: number;
+  nodePort: boolean;
+  backends: Array<{ addr: string; port: number }>;
 }
 
 /** One service frontend (ClusterIP:port, or node address:NodePort). */
@@ -122,6 +144,7 @@ export interface DerivedTables {
   node: DerivedNode;
   nat: DerivedNat;
   services: DerivedFrontend[];
+  services6: DerivedFrontend6[];
   peers: DerivedPeer[];
   nexthops: DerivedNexthop[];
   routes: DerivedRoute[];
@@ -264,6 +287,19 @@ export function deriveTables(config: Config): DerivedTables {
       }
     }
   }
+  const services6: DerivedFrontend6[] = [];
+  if (config.node.ipv6) {
+    for (const svc of config.services) {
+      if (svc.clusterIP6 === undefined) continue;
+      for (const sp of svc.ports) {
+        const backends = svc.backends6.map((b) => ({ addr: b, port: sp.targetPort }));
+        services6.push({ service: svc.name, protocol: sp.protocol, addr: svc.clusterIP6, port: sp.port, nodePort: false, backends });
+        const at = config.node.ipv6.underlayAddress;
+        if (sp.nodePort !== undefined && at !== undefined) services6.push({ service: svc.name, protocol: sp.protocol, addr: at, port: sp.nodePort, nodePort: true, backends });
+      }
+    }
+  }
+  const six = config.nat6;
   const nat: DerivedNat = {
     enabled: config.nat.enabled,
     masquerade: config.nat.masquerade,
@@ -276,6 +312,13 @@ export function deriveTables(config: Config): DerivedTables {
     rulePriority: config.nat.rulePriority,
     clusterIPs: [...new Set(config.services.map((s) => s.clusterIP))],
     nodePorts: config.services.flatMap((s) => s.ports.filter((p) => p.nodePort !== undefined).map((p) => ({ port: p.nodePort!, protocol: p.protocol }))),
+    ipv6: six && config.node.ipv6 && {
+      masquerade: six.masquerade,
+      podCIDR: config.node.ipv6.podCIDR,
+      underlayAddress: six.underlayAddress,
+      snatAddress: six.snatAddress,
+      clusterIPs: [...new Set(services6.filter((f) => !f.nodePort).map((f) => f.addr))],
+    },
   };
 
   const routes6 = deriveRoutes6(config, peers, nexthops, kernelRoutes);
@@ -286,6 +329,7 @@ export function deriveTables(config: Config): DerivedTables {
     node,
     nat,
     services,
+    services6,
     peers,
     nexthops,
     routes,
@@ -329,8 +373,12 @@ function deriveRoutes6(config: Config, peers: DerivedPeer[], nexthops: DerivedNe
 export function toDataplaneTables(d: DerivedTables): DataplaneTables {
   return {
     node: { ...d.node, overlay6: d.overlay6 },
-    nat: { enabled: d.nat.enabled, masquerade: d.nat.masquerade, nodeIp: d.nat.nodeIp, snatAddress: d.nat.snatAddress, portRange: d.nat.portRange, timeouts: d.nat.timeouts },
+    nat: {
+      enabled: d.nat.enabled, masquerade: d.nat.masquerade, nodeIp: d.nat.nodeIp, snatAddress: d.nat.snatAddress, portRange: d.nat.portRange, timeouts: d.nat.timeouts,
+      ipv6: d.nat.ipv6 && { masquerade: d.nat.ipv6.masquerade, nodeAddress: d.nat.ipv6.underlayAddress, snatAddress: d.nat.ipv6.snatAddress },
+    },
     services: d.services.map((f) => ({ protocol: f.protocol, addr: f.addr, port: f.port, nodePort: f.nodePort, backends: f.backends })),
+    services6: d.services6.map((f) => ({ protocol: f.protocol, addr: f.addr, port: f.port, nodePort: f.nodePort, backends: f.backends })),
     peers: d.peers.map((p) => ({ underlay: p.underlay, vtepMac: p.vtepMac })),
     nexthops: d.nexthops.map((n) => ({ kind: n.kind, peer: n.peer ?? 0xffff, gateway: n.gateway ?? 0 })),
     routes: d.routes,

@@ -156,12 +156,17 @@ const NodeSchema = z.strictObject({
    *  peers that have `ipv6` too is carried over the IPv4 underlay: VXLAN
    *  (inner EtherType 0x86DD) to VXLAN and direct peers (the kernel has no
    *  IPv6 route through an IPv4 gateway), IPv6-in-IPv4 (protocol 41, the
-   *  kernel's sit) to IPIP peers. No NAT66 yet. */
+   *  kernel's sit) to IPIP peers. NAT66 as NAT44: IPv6 services
+   *  (services[].clusterIP6), and masquerade with `underlayAddress`. */
   ipv6: z.strictObject({
     /** This node's IPv6 pod prefix (delivered locally), e.g. a /64. */
     podCIDR: cidr6,
     /** Source of ICMPv6 errors, assigned to the device. Default: the first address of podCIDR. */
     overlayAddress: ipv6.optional(),
+    /** The node's IPv6 address on its underlay interface (assigned there, not by
+     *  overlayd): pods' IPv6 to destinations no route covers is masqueraded to it
+     *  when nat.masquerade is on. Without it pods' IPv6 is never masqueraded. */
+    underlayAddress: ipv6.optional(),
   }).optional(),
   /** Where overlayd keeps its run-time files: the instance lock, the record
    *  of what it installed on the node (reclaimed after a crash), the node
@@ -257,6 +262,9 @@ const NatSchema = z.strictObject({
    *  assigned to no interface (the node routes it into our device).
    *  Default: the pod CIDR's last address below broadcast (x.y.z.254 of a /24). */
   snatAddress: ipv4.optional(),
+  /** The IPv6 twin of snatAddress (hairpin flows of IPv6 services): inside
+   *  node.ipv6.podCIDR, on no interface. Default: the prefix's last address but one. */
+  snatAddress6: ipv6.optional(),
   conntrack: z.strictObject({
     /** Flows tracked at most (88 bytes each). A new flow meeting a full
      *  table evicts a flow that is not assured near its hash slot (early
@@ -287,6 +295,11 @@ const ServiceSchema = z.strictObject({
   ports: z.array(ServicePortSchema).min(1, "needs at least one port"),
   /** Backend pod addresses, here or on other nodes; each new flow picks one at random. */
   backends: z.array(unicastIpv4).default([]),
+  /** Dual-stack (needs node.ipv6): the service's IPv6 ClusterIP, same ports;
+   *  its flows go to `backends6` (NAT66). Its NodePorts also answer on
+   *  node.ipv6.underlayAddress when that is set. */
+  clusterIP6: ipv6.optional(),
+  backends6: z.array(ipv6).default([]),
 });
 
 /** An etcd v3 endpoint: "http://host:port" (plain HTTP; the scheme may be left out). */
@@ -538,6 +551,10 @@ function crossCheckCapacity(c: Shape, issue: (path: (string | number)[], message
       const n = sp.nodePort !== undefined ? 2 : 1;
       frontends += n;
       backendSlots += n * svc.backends.length;
+      if (svc.clusterIP6 !== undefined) {
+        frontends++;
+        backendSlots += svc.backends6.length;
+      }
     }
   }
   if (frontends > MAX_FRONTENDS) issue(["services"], `${frontends} frontends (ClusterIP ports and NodePorts): the data path holds at most ${MAX_FRONTENDS}`);
@@ -559,7 +576,38 @@ function crossCheckAdmin(c: Shape, issue: (path: (string | number)[], message: s
   }
 }
 
+/** NAT66: IPv6 services and addresses need node.ipv6, and must be nobody else's. */
+function crossCheckNat6(c: Shape, issue: (path: (string | number)[], message: string) => void): void {
+  const six = c.node.ipv6;
+  const pods = six ? [six.podCIDR, ...c.peers.flatMap((p) => p.ipv6?.podCIDRs ?? [])].filter((x) => tryParseCidr6(x).ok) : [];
+  c.services.forEach((svc, i) => {
+    if (svc.clusterIP6 === undefined) {
+      if (svc.backends6.length > 0) issue(["services", i, "backends6"], "IPv6 backends need an IPv6 ClusterIP: set clusterIP6");
+      return;
+    }
+    if (!six) {
+      issue(["services", i, "clusterIP6"], "an IPv6 service needs node.ipv6 (dual-stack) on this node");
+      return;
+    }
+    if (!tryParseIpv6(svc.clusterIP6).ok) return;
+    const inPods = pods.find((x) => cidr6Contains(x, ipv6ToBigint(svc.clusterIP6!)));
+    if (inPods) issue(["services", i, "clusterIP6"], `${JSON.stringify(svc.clusterIP6)} lies in pod CIDR ${inPods}; ClusterIPs come from a range of their own`);
+    if (svc.clusterIP6 === six.underlayAddress) issue(["services", i, "clusterIP6"], `${JSON.stringify(svc.clusterIP6)} is this node's IPv6 underlay address`);
+  });
+  const snat = c.nat.snatAddress6;
+  if (snat === undefined) return;
+  if (!six) {
+    issue(["nat", "snatAddress6"], "needs node.ipv6 (dual-stack) on this node");
+    return;
+  }
+  if (!tryParseCidr6(six.podCIDR).ok || !tryParseIpv6(snat).ok) return;
+  if (!cidr6Contains(six.podCIDR, ipv6ToBigint(snat))) issue(["nat", "snatAddress6"], `${JSON.stringify(snat)} is outside node.ipv6.podCIDR ${six.podCIDR}: peers would not route answers to it back here`);
+  const overlay = six.overlayAddress ?? bigintToIpv6(parseCidr6(six.podCIDR).prefix);
+  if (ipv6ToBigint(snat) === ipv6ToBigint(overlay)) issue(["nat", "snatAddress6"], `${JSON.stringify(snat)} is the node's IPv6 overlay address, which is assigned to the device; pick an unused pod address`);
+}
+
 function crossCheckNat(c: Shape, issue: (path: (string | number)[], message: string) => void): void {
+  crossCheckNat6(c, issue);
   const [pmin, pmax] = c.nat.portRange;
   if (pmin > pmax) issue(["nat", "portRange"], `[${pmin}, ${pmax}]: min is above max`);
   const pod = c.node.podCIDR;
@@ -606,6 +654,13 @@ export function defaultSnatAddress(podCIDR: string): string {
   return u32ToIp((cidrFirst(c) + Math.max(0, size - 2)) >>> 0);
 }
 
+/** The IPv6 pod CIDR's last address but one (a /128: the address). */
+export function defaultSnatAddress6(podCIDR: string): string {
+  const c = parseCidr6(podCIDR);
+  const size = 1n << BigInt(128 - c.len);
+  return bigintToIpv6(c.prefix + (size > 2n ? size - 2n : 0n));
+}
+
 /** The admin API's default unix socket in a state directory. */
 export function adminSocketPath(stateDir: string): string {
   return `${stateDir.replace(/\/+$/, "")}/${ADMIN_SOCKET_NAME}`;
@@ -636,6 +691,7 @@ function resolve(c: Shape) {
       ipv6: c.node.ipv6 && {
         podCIDR: c.node.ipv6.podCIDR,
         overlayAddress: c.node.ipv6.overlayAddress ?? bigintToIpv6(parseCidr6(c.node.ipv6.podCIDR).prefix),
+        underlayAddress: c.node.ipv6.underlayAddress,
       },
       device,
     },
@@ -657,6 +713,12 @@ function resolve(c: Shape) {
       snatAddress: c.nat.snatAddress ?? defaultSnatAddress(c.node.podCIDR),
     },
     services: c.services.map((s) => ({ ...s, ports: s.ports.map((p) => ({ ...p, targetPort: p.targetPort ?? p.port })) })),
+    /** NAT66 (node.ipv6): IPv6 services, and masquerade with node.ipv6.underlayAddress. */
+    nat6: c.node.ipv6 && {
+      masquerade: c.nat.masquerade && c.node.ipv6.underlayAddress !== undefined,
+      underlayAddress: c.node.ipv6.underlayAddress,
+      snatAddress: c.nat.snatAddress6 ?? defaultSnatAddress6(c.node.ipv6.podCIDR),
+    },
     admin: {
       listen: c.admin.listen ?? adminSocketPath(c.node.stateDir),
       tokenFile: c.admin.tokenFile,

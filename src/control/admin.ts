@@ -355,9 +355,10 @@ function answers(path: string): Promise<boolean> {
 const TCP_STATES = ["NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"];
 
 function toFlowInfo(f: FlowRecord): FlowInfo {
-  const t = (x: FlowRecord["orig"]) => ({ src: u32ToIp(x.src), dst: u32ToIp(x.dst), sport: x.sport, dport: x.dport });
+  const a = f.addrs6;
+  const t = (x: FlowRecord["orig"], k: number) => ({ src: a ? a[k] : u32ToIp(x.src), dst: a ? a[k + 1] : u32ToIp(x.dst), sport: x.sport, dport: x.dport });
   return {
     proto: f.proto, state: f.proto === 6 ? (TCP_STATES[f.state] ?? String(f.state)) : "", expiresIn: Math.max(0, f.expiresIn),
-    orig: t(f.orig), reply: t(f.reply), nat: f.nat, assured: (f.flags & 4) !== 0, seenReply: (f.flags & 2) !== 0,
+    orig: t(f.orig, 0), reply: t(f.reply, 2), nat: f.nat, assured: (f.flags & 4) !== 0, seenReply: (f.flags & 2) !== 0,
   };
 }

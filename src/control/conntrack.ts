@@ -21,7 +21,7 @@ export interface FlowTuple {
 }
 
 export interface FlowInfo {
-  /** IP protocol number: 6 tcp, 17 udp, 1 icmp. */
+  /** IP protocol number: 6 tcp, 17 udp, 1 icmp, 58 icmpv6 (IPv6 flows: IPv6 addresses). */
   proto: number;
   /** TCP state name as conntrack prints it ("ESTABLISHED", "TIME_WAIT", ...); "" for other protocols. */
   state: string;
@@ -34,12 +34,14 @@ export interface FlowInfo {
   seenReply: boolean;
 }
 
-const PROTO_NAMES: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp" };
+const PROTO_NAMES: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6" };
 
 function tuple(proto: number, t: FlowTuple, icmpType: number): string {
   const addrs = `src=${t.src} dst=${t.dst}`;
   // Only echo is tracked: the original is the request (8), the reply the reply (0).
   if (proto === 1) return `${addrs} type=${icmpType} code=0 id=${t.sport}`;
+  // ICMPv6 echo: request 128, reply 129.
+  if (proto === 58) return `${addrs} type=${icmpType === 8 ? 128 : 129} code=0 id=${t.sport}`;
   if (proto === 6 || proto === 17) return `${addrs} sport=${t.sport} dport=${t.dport}`;
   return addrs;
 }

@@ -15,7 +15,7 @@ import type { ConntrackStats, PmtuUpdate } from "../dataplane/dataplane.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
 import { closeQuiet } from "../io/libc.js";
 import { createDataplaneMemory } from "../dataplane/wasm.js";
-import { openIcmpRecvSocket, openIpipRecvSocket, openRawSendSocket, openVxlanSocket } from "../io/sockets.js";
+import { openIcmpRecvSocket, openIpipRecvSocket, openRawSendSocket, openRawSendSocket6, openVxlanSocket } from "../io/sockets.js";
 import { attachSteering } from "../io/steer.js";
 import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
 import type { TunDevice } from "../io/tun.js";
@@ -110,6 +110,9 @@ export class LanePool {
     }
     const send = openRawSendSocket({ sndBuf: 8 << 20 });
     this.fds.push(send);
+    // NAT66 masquerades IPv6 out through the node's stack.
+    const send6 = c.node.ipv6 && c.nat.enabled ? openRawSendSocket6({ sndBuf: 4 << 20 }) : -1;
+    if (send6 >= 0) this.fds.push(send6);
     // Offloads: VXLAN trains leave with UDP GSO from a few UDP sockets (their
     // ports are the outer source ports) and arrive coalesced (UDP GRO).
     let gsoFds: number[] | undefined;
@@ -132,6 +135,7 @@ export class LanePool {
       sitFd: sit,
       icmpFd: icmp,
       sendFd: send,
+      send6Fd: send6,
       batch: 256,
       slotSize: 2048,
       tbl8Groups: 4096,
@@ -141,6 +145,7 @@ export class LanePool {
       ioUring: dev.ioUring,
       // Carved once: enabling NAT by a reload needs no restart; resizing does.
       natMaxFlows: c.nat.conntrack.maxFlows,
+      natNames6: c.node.ipv6 ? c.nat.conntrack.maxFlows : 0,
       natHashSeed: this.deps.natHashSeed,
       memory: lanesShare?.memory,
       natAttach: lanesShare?.attach || undefined,

@@ -22,6 +22,10 @@ export interface WorkerConfig {
   ipipFd: number; // -1: none
   /** Raw socket of protocol 41 (IPv6 in IPv4) for dual-stack IPIP peers (lane 0; -1 or absent: none). */
   sitFd?: number;
+  /** AF_INET6 IPPROTO_RAW: NAT66's masqueraded packets (node.ipv6 with NAT on). */
+  send6Fd?: number;
+  /** IPv6 address names in the connection table (NAT66; 0 or absent: none). */
+  natNames6?: number;
   /** Raw ICMP socket (destination unreachables only): frag-needed from the underlay (lane 0; -1 or absent: none). */
   icmpFd?: number;
   sendFd: number;
@@ -136,7 +140,7 @@ function startDataplane(cfg: WorkerConfig, port: MessagePort): { dp: Dataplane; 
   // a flood of bad packets turn into a flood of ICMP errors (RFC 1812 4.3.2.8).
   dp.setClock(Date.now());
   dp.setIcmpRateLimit(1000, 50);
-  if ((cfg.natMaxFlows ?? 0) > 0) dp.natSetup({ maxFlows: cfg.natMaxFlows!, hashSeed: cfg.natHashSeed, attach: cfg.natAttach, shared: cfg.natShared });
+  if ((cfg.natMaxFlows ?? 0) > 0) dp.natSetup({ maxFlows: cfg.natMaxFlows!, hashSeed: cfg.natHashSeed, attach: cfg.natAttach, shared: cfg.natShared, names6: cfg.natNames6 });
   dp.setNow(nowSec());
   const first = state.apply(cfg.tables);
   if (first.errors.length) port.postMessage({ type: "applied", id: 0, ...first } satisfies FromWorker);

@@ -6,6 +6,7 @@ import * as abi from "./abi.js";
 import { FDB_CAPACITY, LPM6_GROUPS, MAX_BACKENDS, MAX_FRONTENDS, MAX_NEXTHOPS, MAX_PEERS, NEIGH_CAPACITY, TBL8_GROUPS } from "./limits.js";
 import { instantiateDataplane, type BuildKind, type RawExports } from "./wasm.js";
 import { ctCreateTuples } from "./ctfill.js";
+import { bigintToIpv6, ipv6ToBigint } from "../config/net6.js";
 
 export interface DataplaneOptions {
   kind?: BuildKind;
@@ -58,6 +59,11 @@ export const NH_KIND = {
 } as const;
 export type NexthopKind = keyof typeof NH_KIND;
 
+/** names6.ts: no handle. */
+const N6_NONE = 0xffffffff;
+/** conntrack.ts CT_PROTO_V6: the protocol mark of IPv6 flows and frontends. */
+export const CT_PROTO_V6 = 0x80;
+
 export interface NatSetup {
   /** Conntrack capacity (flows; both directions of a flow are one). */
   maxFlows: number;
@@ -73,6 +79,9 @@ export interface NatSetup {
    *  (its `ctHeader`) instead of carving one: `maxFlows` and `hashSeed` are
    *  then that table's. */
   attach?: number;
+  /** IPv6 address names the connection table holds (NAT66; 40 bytes each;
+   *  0 or absent: no IPv6 flows). Ignored with `attach` (the table's owner decides). */
+  names6?: number;
 }
 
 /** Conntrack timeouts in seconds, by the names of nat.conntrack.timeouts. */
@@ -117,6 +126,26 @@ export interface NatParams {
   seed?: number;
   /** Conntrack timeouts; they apply to a flow from its next packet on. */
   timeouts?: CtTimeouts;
+  /** NAT66 (needs natSetup's names6): IPv6 text addresses. */
+  ipv6?: NatParams6;
+}
+
+export interface NatParams6 {
+  /** Masquerade pods' IPv6 to `nodeAddress` (the node's IPv6 underlay address). */
+  masquerade: boolean;
+  nodeAddress?: string;
+  /** Source of IPv6 hairpin flows (routed into our device, on no interface). */
+  snatAddress?: string;
+}
+
+/** An IPv6 service frontend (ClusterIP:port), IPv6 text addresses. */
+export interface ServiceFrontend6 {
+  protocol: "tcp" | "udp";
+  addr: string;
+  port: number;
+  /** A NodePort on the node's IPv6 underlay address: its flows are also source-translated. */
+  nodePort?: boolean;
+  backends: { addr: string; port: number }[];
 }
 
 /** One service frontend: a ClusterIP:port or a NodePort (node address:port). */
@@ -154,6 +183,9 @@ export interface FlowRecord {
   /** CT_F_* bits: 1 used, 2 seen reply, 4 assured. */
   flags: number;
   expiresIn: number;
+  /** An IPv6 flow (proto is then 6, 17 or 58): its addresses, orig src and
+   *  dst then reply src and dst (the tuples' numbers are table handles). */
+  addrs6?: [string, string, string, string];
 }
 
 const NAT_KINDS = ["none", "snat", "dnat", "both"] as const;
@@ -272,6 +304,7 @@ export class Dataplane {
       const seed = o.hashSeed ?? randomBytes(16);
       if (seed.length !== 16) throw new RangeError("the conntrack hash seed is 16 bytes");
       check("conntrack setup", this.raw.ctSetup(o.maxFlows));
+      if (o.names6) check("conntrack IPv6 names", this.raw.ctSetup6(o.names6));
       if (o.shared) check("conntrack share", this.raw.ctShare());
       this.ctOwner = true;
       const dv = new DataView(seed.buffer, seed.byteOffset, 16);
@@ -309,6 +342,28 @@ export class Dataplane {
     check("NAT configure", this.raw.natConfigure(p.enabled ? 1 : 0, p.masquerade ? 1 : 0, p.nodeIp >>> 0,
       (p.snatAddress ?? 0) >>> 0, lo, hi, (p.seed ?? (Math.random() * 0xffffffff) | 1) >>> 0));
     if (p.timeouts && this.natSized) this.setTimeouts(p.timeouts);
+    const six = p.ipv6;
+    const on6 = p.enabled && six !== undefined && this.raw.ct6NameCapacity() > 0;
+    const pins = on6 ? [six.nodeAddress, six.snatAddress].map((a) => (a === undefined ? N6_NONE : this.pin6(a))) : [N6_NONE, N6_NONE];
+    const st = this.raw.natConfigure6(on6 ? 1 : 0, on6 && six.masquerade && pins[0] !== N6_NONE ? 1 : 0, pins[0], pins[1]);
+    this.unpin6(this.natPins6);
+    this.natPins6 = pins;
+    check("NAT66 configure", st);
+  }
+  /** Handles the NAT66 configuration holds (node, SNAT). */
+  private natPins6: number[] = [];
+
+  /** Pin an IPv6 address in the connection table's names: its handle.
+   *  Throws when the names are full. */
+  private pin6(text: string): number {
+    const a = ipv6ToBigint(text);
+    const h = this.raw.ct6Pin(BigInt.asUintN(64, a >> 64n), BigInt.asUintN(64, a)) >>> 0;
+    if (h === N6_NONE) throw new DataplaneError(`no room to hold IPv6 address ${text} in the connection table`, abi.E_FULL);
+    return h;
+  }
+
+  private unpin6(handles: number[]): void {
+    for (const h of handles) if (h !== N6_NONE) this.raw.ct6Unpin(h);
   }
 
   /** Set conntrack timeouts (seconds, 1 .. 2^30); a flow takes a changed
@@ -338,16 +393,38 @@ export class Dataplane {
 
   /** Replace every service frontend (between batches; tracked flows keep
    *  their backends). Throws when the table cannot hold them. */
-  setServices(frontends: ServiceFrontend[]): void {
-    this.raw.svcClear();
-    let next = 0;
-    for (const f of frontends) {
-      const first = next;
-      for (const b of f.backends) check(`backend ${next}`, this.raw.svcSetBackend(next++, b.addr >>> 0, b.port));
-      check(`service ${f.protocol}/${f.addr >>> 0}:${f.port}`, this.raw.svcAdd(f.protocol === "tcp" ? 6 : 17,
-        f.addr >>> 0, f.port, f.nodePort ? 1 : 0, first, f.backends.length));
+  setServices(frontends: ServiceFrontend[], frontends6: ServiceFrontend6[] = []): void {
+    // IPv6 addresses are table handles (names6.ts): pin the new set before
+    // the table refers to it, let the old one go after.
+    const pins: number[] = [];
+    try {
+      this.raw.svcClear();
+      let next = 0;
+      for (const f of frontends) {
+        const first = next;
+        for (const b of f.backends) check(`backend ${next}`, this.raw.svcSetBackend(next++, b.addr >>> 0, b.port));
+        check(`service ${f.protocol}/${f.addr >>> 0}:${f.port}`, this.raw.svcAdd(f.protocol === "tcp" ? 6 : 17,
+          f.addr >>> 0, f.port, f.nodePort ? 1 : 0, first, f.backends.length));
+      }
+      if (frontends6.length > 0 && this.raw.ct6NameCapacity() === 0) throw new DataplaneError("IPv6 services need the connection table's IPv6 names (node.ipv6)", abi.E_NOT_INIT);
+      for (const f of frontends6) {
+        const first = next;
+        for (const b of f.backends) {
+          const h = this.pin6(b.addr);
+          pins.push(h);
+          check(`backend ${next}`, this.raw.svcSetBackend(next++, h, b.port));
+        }
+        const h = this.pin6(f.addr);
+        pins.push(h);
+        check(`service ${f.protocol}/[${f.addr}]:${f.port}`, this.raw.svcAdd((f.protocol === "tcp" ? 6 : 17) | CT_PROTO_V6, h, f.port, f.nodePort ? 1 : 0, first, f.backends.length));
+      }
+    } finally {
+      this.unpin6(this.svcPins6);
+      this.svcPins6 = pins;
     }
   }
+  /** Handles the service table holds. */
+  private svcPins6: number[] = [];
 
   /** Reap expired flows, looking at no more than `budget` records. */
   ctExpire(nowSec: number, budget: number): number {
@@ -400,10 +477,21 @@ export class Dataplane {
         sport: dv.getUint16(r + o + 8, true), dport: dv.getUint16(r + o + 10, true),
       });
       const deadline = dv.getUint32(r + 32, true);
-      out.push({
-        orig: tuple(0), reply: tuple(12), proto: dv.getUint8(r + 24), nat: NAT_KINDS[dv.getUint8(r + 25)] ?? "none",
+      const proto = dv.getUint8(r + 24);
+      const rec: FlowRecord = {
+        orig: tuple(0), reply: tuple(12), proto: proto & ~CT_PROTO_V6, nat: NAT_KINDS[dv.getUint8(r + 25)] ?? "none",
         state: dv.getUint8(r + 26), flags: dv.getUint8(r + 27), expiresIn: ((deadline - nowSec) | 0),
-      });
+      };
+      if (proto & CT_PROTO_V6) {
+        const name = (h: number) => {
+          const a = Number(this.raw.ct6Addr(h >>> 0));
+          let v = 0n;
+          for (let i = 0; i < 16; i += 4) v = (v << 32n) | BigInt(dv.getUint32(a + i, false));
+          return bigintToIpv6(v);
+        };
+        rec.addrs6 = [name(rec.orig.src), name(rec.orig.dst), name(rec.reply.src), name(rec.reply.dst)];
+      }
+      out.push(rec);
       n++;
     }
     return f;

@@ -3,7 +3,7 @@
 // diffed by RouteRules, neighbour/FDB keys that vanished are deleted, the
 // rest is written in place. Called between batches on the worker's thread,
 // so a packet sees either the old or the new entry, never a torn one.
-import type { Dataplane, NatParams, NexthopKind, NodeParams, ServiceFrontend } from "./dataplane.js";
+import type { Dataplane, NatParams, NexthopKind, NodeParams, ServiceFrontend, ServiceFrontend6 } from "./dataplane.js";
 import { RouteRules } from "./routes.js";
 import { RouteRules6 } from "./routes6.js";
 import { bigintToIpv6 } from "../config/net6.js";
@@ -21,6 +21,8 @@ export interface DataplaneTables {
   nat?: NatParams;
   /** Service frontends; rewritten as a whole when they change. */
   services?: ServiceFrontend[];
+  /** IPv6 service frontends (NAT66), rewritten with `services`. */
+  services6?: ServiceFrontend6[];
 }
 
 export interface ApplyResult {
@@ -71,8 +73,8 @@ export class TableState {
     for (const f of diff.failed) errors.push(`route ${f.route.prefix >>> 24}.${(f.route.prefix >>> 16) & 255}.${(f.route.prefix >>> 8) & 255}.${f.route.prefix & 255}/${f.route.len}: status ${f.status}`);
     const diff6 = this.rules6.replaceAll((next.routes6 ?? []).map((r) => ({ prefix: r.prefix, len: r.len, nh: r.nh })));
     for (const f of diff6.failed) errors.push(`route ${bigintToIpv6(f.route.prefix)}/${f.route.len}: status ${f.status}`);
-    if (next.services && JSON.stringify(next.services) !== JSON.stringify(prev?.services)) {
-      attempt("services", () => this.dp.setServices(next.services!));
+    if (next.services && JSON.stringify([next.services, next.services6]) !== JSON.stringify([prev?.services, prev?.services6])) {
+      attempt("services", () => this.dp.setServices(next.services!, next.services6));
     }
     if (next.nat) attempt("nat", () => this.dp.natConfigure(next.nat!));
     this.current = next;

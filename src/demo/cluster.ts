@@ -44,6 +44,12 @@ export const podIp6 = (n: number) => `2001:2:0:${n}::10`;
 /** The "outside" host of Hand CNI-3: a server that knows the underlay but not the pods. */
 export const OUTSIDE = { address: "198.18.2.100", gateway: "198.18.2.1", subnet: "198.18.2.0/24" } as const;
 
+/** The IPv6 "outside" host (addOutside6): behind the leaf, routes to the IPv6 underlay only. */
+export const OUTSIDE6 = { address: "2001:2:ff:2::100", gateway: "2001:2:ff:2::1" } as const;
+/** Worker n's IPv6 underlay address (addOutside6): subnet A 2001:2:ff::/64, B 2001:2:ff:1::/64. */
+export const underlay6 = (w: WorkerSpec) => (w.subnet === "A" ? `2001:2:ff::${w.n}` : `2001:2:ff:1::${w.n}`);
+const leafGateway6 = (w: WorkerSpec) => (w.subnet === "A" ? "2001:2:ff::1" : "2001:2:ff:1::1");
+
 /** The leaf's address on a worker's underlay subnet (its gateway to everything else). */
 export const leafGateway = (w: WorkerSpec) => (w.subnet === "A" ? "198.18.0.1" : "198.18.1.1");
 export const vtepMac = (n: number) => `0e:00:00:00:0${n}:00`;
@@ -88,7 +94,7 @@ print(json.dumps({"sent": sent, "sha": h.hexdigest(), "local": local}), flush=Tr
 // UDP echo: one JSON line per datagram with the sender it saw, then echoes it back.
 const UDP_ECHO = `
 import socket, json, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
 s.bind((sys.argv[1], int(sys.argv[2]))); print("listening", flush=True)
 while True:
     d, a = s.recvfrom(65535)
@@ -100,7 +106,7 @@ while True:
 const UDP_REQUEST = `
 import socket, json, sys
 host, port, payload, timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(timeout)
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(timeout)
 s.connect((host, port)); s.send(payload.encode())
 try:
     d = s.recv(65535); print(json.dumps({"ok": True, "reply": d.decode(errors="replace"), "local": list(s.getsockname())}))
@@ -150,6 +156,8 @@ export class Cluster {
   protected readonly nets: Namespaces;
   private procs: ChildProcess[] = [];
   private attached = new Set<number>();
+  /** addOutside6 ran: configs carry node.ipv6.underlayAddress. */
+  private underlayIpv6 = false;
   readonly logs = new Map<string, string[]>();
 
   constructor(prefix = `wo${Math.random().toString(36).slice(2, 6)}`, opts: { pods?: PodAttachment; ipv6?: boolean } = {}) {
@@ -301,7 +309,7 @@ export class Cluster {
       ...extra,
     };
     (cfg.node.device as Record<string, unknown>).vtepMac = vtepMac(n);
-    if (this.ipv6) (cfg.node as Record<string, unknown>).ipv6 = { podCIDR: podCidr6(n) };
+    if (this.ipv6) (cfg.node as Record<string, unknown>).ipv6 = { podCIDR: podCidr6(n), ...(this.underlayIpv6 ? { underlayAddress: underlay6(me) } : {}) };
     return stringify(cfg);
   }
 
@@ -414,6 +422,27 @@ export class Cluster {
       const to = (opts.workerRoute ?? "default") === "default" ? "default" : OUTSIDE.subnet;
       this.exec(`w${w.n}`, ["ip", "route", "add", to, "via", leafGateway(w), "dev", "eth0"]);
     }
+  }
+
+  /**
+   * IPv6 on the underlay too (for NAT66): each worker's eth0 gets underlay6(n)
+   * and a default route through the leaf, and the IPv6 "outside" host
+   * (OUTSIDE6) sits behind the leaf with routes to the underlay subnets only,
+   * never to pods. Configs written afterwards carry node.ipv6.underlayAddress.
+   * After build() and addOutside().
+   */
+  addOutside6(): void {
+    this.exec("leaf", ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    this.exec("leaf", ["ip", "addr", "add", "2001:2:ff::1/64", "dev", "brA", "nodad"]);
+    this.exec("leaf", ["ip", "addr", "add", "2001:2:ff:1::1/64", "dev", "pB", "nodad"]);
+    this.exec("leaf", ["ip", "addr", "add", `${OUTSIDE6.gateway}/64`, "dev", "pO", "nodad"]);
+    this.exec("outside", ["ip", "addr", "add", `${OUTSIDE6.address}/64`, "dev", "eth0", "nodad"]);
+    for (const net of ["2001:2:ff::/64", "2001:2:ff:1::/64"]) this.exec("outside", ["ip", "-6", "route", "add", net, "via", OUTSIDE6.gateway]);
+    for (const w of WORKERS) {
+      this.exec(`w${w.n}`, ["ip", "addr", "add", `${underlay6(w)}/64`, "dev", "eth0", "nodad"]);
+      this.exec(`w${w.n}`, ["ip", "-6", "route", "add", "default", "via", leafGateway6(w), "dev", "eth0"]);
+    }
+    this.underlayIpv6 = true;
   }
 
   /**

@@ -29,6 +29,9 @@ const CTRL_SIZE = 64; // room for IP_TOS (24) + IP_PKTINFO (32) cmsgs
 const POLLFD_SIZE = 8; // { int fd; short events; short revents }
 const MAX_POLL_FDS = 32;
 const IPV4_MIN = 20;
+const IPV6_MIN = 40;
+/** struct sockaddr_in6. */
+const SOCKADDR_IN6_SIZE = 28;
 /** With a ring, batches smaller than this go by read()/write(): on kernel
  *  6.18 here a request through the ring costs about what a whole system
  *  call does (~0.6 µs of kernel for an empty read, against ~0.25 µs to
@@ -104,6 +107,7 @@ export class BatchIO {
   private readonly txMsgs: number;
   private readonly txIovs: number;
   private readonly txNames: number;
+  private readonly txNames6: number;
   private readonly pollFds: number;
   private rxFilled: number; // rx messages whose name/control lengths the kernel changed
   private ring?: TunRing; // tun reads/writes through io_uring (useRing)
@@ -137,6 +141,7 @@ export class BatchIO {
     this.txMsgs = take(n * MMSG_SIZE);
     this.txIovs = take(n * IOV_SIZE);
     this.txNames = take(n * SOCKADDR_IN_SIZE);
+    this.txNames6 = take(n * SOCKADDR_IN6_SIZE);
     this.pollFds = take(MAX_POLL_FDS * POLLFD_SIZE);
     this.scratch = new libc.Scratch(layout.size);
     this.s = this.scratch.dv;
@@ -254,14 +259,14 @@ export class BatchIO {
    * unreachable, filtered) is counted and skipped. On EAGAIN/ENOBUFS the call
    * waits once, up to 1 ms, for room, then drops what remains.
    */
-  sendRaw(fd: number, idx: SlotIndices, count: number): SendResult {
+  sendRaw(fd: number, idx: SlotIndices, count: number, family: 4 | 6 = 4): SendResult {
     this.sync();
     const s = this.s, mem = this.mem;
     const base = this.scratch.addr;
     let n = 0, errors = 0;
     for (let k = 0; k < count; k++) {
       const i = idx[k];
-      const addr = this.outputPacket(i, IPV4_MIN);
+      const addr = this.outputPacket(i, family === 6 ? IPV6_MIN : IPV4_MIN);
       if (addr < 0) {
         errors++;
         this.stats.txBadSlot++;
@@ -271,9 +276,40 @@ export class BatchIO {
       const iov = this.txIovs + n * IOV_SIZE;
       setPtr(this.s, iov, addr);
       setPtr(this.s, iov + 8, this.outLen);
-      s.setUint32(this.txNames + n * SOCKADDR_IN_SIZE + 4, mem.getUint32(this.metaBase + i * abi.META_SIZE + abi.META_ADDR, true), false);
+      if (family === 6) {
+        // IPv6 (NAT66's masqueraded packets): to the header's destination,
+        // through an AF_INET6 IPPROTO_RAW socket (header included).
+        const name = this.txNames6 + n * SOCKADDR_IN6_SIZE;
+        const tm = this.txMsgs + n * MMSG_SIZE;
+        setPtr(s, tm + MH_NAME, base + name);
+        s.setUint32(tm + MH_NAMELEN, SOCKADDR_IN6_SIZE, true);
+        s.setUint16(name, libc.AF_INET6, true);
+        s.setUint16(name + 2, 0, false);
+        s.setUint32(name + 4, 0, true);
+        const at = addr - this.memAddr + 24;
+        for (let b = 0; b < 16; b += 4) s.setUint32(name + 8 + b, mem.getUint32(at + b, false), false);
+        s.setUint32(name + 24, 0, true);
+      } else {
+        s.setUint32(this.txNames + n * SOCKADDR_IN_SIZE + 4, mem.getUint32(this.metaBase + i * abi.META_SIZE + abi.META_ADDR, true), false);
+      }
       n++;
     }
+    try {
+      return this.sendPrepared(fd, n, count, errors);
+    } finally {
+      if (family === 6) {
+        for (let k = 0; k < n; k++) {
+          const tm = this.txMsgs + k * MMSG_SIZE;
+          setPtr(s, tm + MH_NAME, base + this.txNames + k * SOCKADDR_IN_SIZE);
+          s.setUint32(tm + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
+        }
+      }
+    }
+  }
+
+  /** sendmmsg of the `n` messages prepared from `count` slots (`errors` already failed). */
+  private sendPrepared(fd: number, n: number, count: number, errors: number): SendResult {
+    const base = this.scratch.addr;
     let start = 0, waited = false;
     while (start < n) {
       const r = libc.sendmmsg(fd, base + this.txMsgs + start * MMSG_SIZE, n - start, 0);

@@ -49,6 +49,7 @@ export const F_GETFL = 3;
 export const F_SETFL = 4;
 
 export const AF_INET = 2;
+export const AF_INET6 = 10;
 export const SOCK_DGRAM = 2;
 export const SOCK_RAW = 3;
 export const SOCK_NONBLOCK = 0o4000;

@@ -32,6 +32,8 @@ export interface BindFds {
   /** Protocol 41; its packets go through the same stage as IPIP's (decap.ts tells them apart). */
   sitFd: number;
   icmpFd: number;
+  /** AF_INET6 IPPROTO_RAW (-1: none): the IPv6 packets among the underlay-bound ones (NAT66's masqueraded packets). */
+  send6Fd?: number;
 }
 
 export class RawBind implements UnderlayBind {
@@ -46,8 +48,30 @@ export class RawBind implements UnderlayBind {
   }
 
   write(out: Outbox): void {
-    if (out.nUnderlay) this.ctx.stats.sendErrors += this.ctx.io.sendRaw(this.fds.sendFd, out.underlay, out.nUnderlay).errors;
+    if (!out.nUnderlay) return;
+    const fd6 = this.fds.send6Fd ?? -1;
+    if (fd6 < 0) {
+      this.ctx.stats.sendErrors += this.ctx.io.sendRaw(this.fds.sendFd, out.underlay, out.nUnderlay).errors;
+      return;
+    }
+    // Every tunnel packet is IPv4 (the underlay); only NAT66 sends IPv6 here.
+    const { dp } = this.ctx;
+    const mem = new Uint8Array(dp.memory.buffer);
+    const meta = new DataView(dp.memory.buffer);
+    const v4 = (this.split4 ??= new Uint16Array(dp.batch));
+    const v6 = (this.split6 ??= new Uint16Array(dp.batch));
+    let n4 = 0, n6 = 0;
+    for (let k = 0; k < out.nUnderlay; k++) {
+      const i = out.underlay[k];
+      const off = meta.getUint32(dp.metaBase + i * abi.META_SIZE + abi.META_OFF, true);
+      if (mem[dp.slotBase + i * dp.slotSize + off] >> 4 === 6) v6[n6++] = i;
+      else v4[n4++] = i;
+    }
+    if (n4) this.ctx.stats.sendErrors += this.ctx.io.sendRaw(this.fds.sendFd, v4, n4).errors;
+    if (n6) this.ctx.stats.sendErrors += this.ctx.io.sendRaw(fd6, v6, n6, 6).errors;
   }
+  private split4?: Uint16Array;
+  private split6?: Uint16Array;
 }
 
 export class GsoBind extends RawBind {
