@@ -13,6 +13,7 @@ import { concat, ethernet, inetChecksum, vxlanHeader } from "./helpers/packets.j
 import { a6big, icmp6, ipv6, parseIpv6, pseudo6, udp6 } from "./helpers/packets6.js";
 import { DEV_MAC, W2, W3, worker2, worker3 } from "./helpers/topology.js";
 import { formatFlow } from "../src/control/conntrack.js";
+import { removedBackends6 } from "../src/config/backends.js";
 
 const P2 = "2001:2:0:2::";
 const P3 = "2001:2:0:3::";
@@ -292,5 +293,28 @@ describe("NAT66 address names", () => {
     const old = run(dp, "pod", tcpPkt(POD, CLUSTER6, 45001, 80, SYN));
     expect(old.verdict).toBe(abi.VERDICT_TX_DIRECT);
     expect(parseIpv6(old.bytes)).toMatchObject({ src: NODE6, dst: CLUSTER6 });
+  });
+});
+
+describe("NAT66 backend flush (a UDP backend removed on reload)", () => {
+  it("removedBackends6 names the pairs that went, and the walk deletes exactly their flows", () => {
+    const { dp } = nat66();
+    const before = [{ protocol: "udp" as const, addr: CLUSTER6, port: 53, backends: [{ addr: LOCAL_BE, port: 5353 }] }];
+    const after = [{ protocol: "udp" as const, addr: CLUSTER6, port: 53, backends: [{ addr: `${P2}8`, port: 5353 }] }];
+    const gone = removedBackends6(before, after);
+    expect(gone).toEqual([{ frontendAddr: CLUSTER6, frontendPort: 53, backendAddr: LOCAL_BE, backendPort: 5353 }]);
+    expect(removedBackends6(before, before)).toEqual([]);
+    run(dp, "pod", udpPkt(POD, CLUSTER6, 41000, 53));
+    run(dp, "pod", udpPkt(`${P2}6`, CLUSTER6, 41001, 53));
+    run(dp, "pod", udpPkt(POD, OUTSIDE, 41002, 53));
+    expect(dp.conntrackStats().entries).toBe(3);
+    // 6 configured + the two clients and OUTSIDE, held by flows only.
+    expect(names(dp)).toBe(6 + 3);
+    const walk = dp.backendFlush6(17, gone);
+    while (!walk.step(2));
+    expect(walk.deleted).toBe(2);
+    expect(dp.conntrackStats().entries).toBe(1);
+    // The masqueraded flow stays (POD, OUTSIDE); P2::6 went with its flow, the walk's pins too.
+    expect(names(dp)).toBe(6 + 2);
   });
 });

@@ -3,7 +3,7 @@
 // (Reloads). The daemon (daemon.ts) is the ReloadHost: it owns the running
 // config and tables and commits what a reload applied.
 import type { Logger } from "pino";
-import { removedBackends } from "../config/backends.js";
+import { removedBackends, removedBackends6 } from "../config/backends.js";
 import { toDataplaneTables, type DerivedTables } from "../config/derive.js";
 import type { LoadResult } from "../config/load.js";
 import type { Config } from "../config/schema.js";
@@ -219,7 +219,8 @@ export class Reloads {
     }
     // After the new tables (the same port, in order): UDP flows to removed backends go.
     const gone = removedBackends(host.derived.services, derived.services, "udp");
-    if (gone.length) pool.broadcast({ type: "flushBackends", id: 0, proto: 17, keys: gone });
+    const gone6 = removedBackends6(host.derived.services6, derived.services6, "udp");
+    if (gone.length || gone6.length) pool.broadcast({ type: "flushBackends", id: 0, proto: 17, keys: gone, keys6: gone6 });
     const errors = [...res.errors];
     if (setup.tun && plan.deviceMtu !== mtu.plan?.deviceMtu) {
       try {

@@ -7,7 +7,7 @@
 // once at start from the config (./worker/open.ts); the loop here does not
 // know which it has. ./worker/io.ts describes the two interfaces.
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from "node:worker_threads";
-import { Dataplane, type BackendFlowKey, type ConntrackStats, type FlowRecord, type PmtuUpdate } from "../dataplane/dataplane.js";
+import { Dataplane, type BackendFlowKey, type BackendFlowKey6, type ConntrackStats, type FlowRecord, type PmtuUpdate } from "../dataplane/dataplane.js";
 import { TableState, type DataplaneTables } from "../dataplane/tables.js";
 import { BatchIO } from "../io/batch.js";
 import { TunRing } from "../io/uring.js";
@@ -76,7 +76,7 @@ export type ToWorker =
    *  flow index `cursor` on, read CT_DUMP_PER_TURN per loop turn. */
   | { type: "conntrack"; id: number; cursor: number; limit: number }
   /** Delete the flows of `proto` from these frontends to these backends (removed from their services). */
-  | { type: "flushBackends"; id: number; proto: number; keys: BackendFlowKey[] }
+  | { type: "flushBackends"; id: number; proto: number; keys: BackendFlowKey[]; keys6?: BackendFlowKey6[] }
   /** Test hooks (cfg.testHooks): block the loop for good; add `n` placeholder flows. */
   | { type: "hang" }
   | { type: "ctFill"; id: number; n: number }

@@ -115,6 +115,14 @@ export interface BackendFlowKey {
   backendPort: number;
 }
 
+/** BackendFlowKey of an IPv6 service: text addresses. */
+export interface BackendFlowKey6 {
+  frontendAddr: string;
+  frontendPort: number;
+  backendAddr: string;
+  backendPort: number;
+}
+
 export interface NatParams {
   enabled: boolean;
   masquerade: boolean;
@@ -362,7 +370,8 @@ export class Dataplane {
     return h;
   }
 
-  private unpin6(handles: number[]): void {
+  /** ct6Unpin each (between batches). */
+  unpin6(handles: number[]): void {
     for (const h of handles) if (h !== N6_NONE) this.raw.ct6Unpin(h);
   }
 
@@ -383,6 +392,29 @@ export class Dataplane {
     return new BackendFlush(this, this.flushList, proto, keys);
   }
   private flushList = 0;
+
+  /** backendFlush for IPv6 frontends (NAT66): the addresses' table handles
+   *  are held (pinned) for the walk, so none can name another address
+   *  before it ends (BackendFlush.release). */
+  backendFlush6(proto: number, keys: BackendFlowKey6[]): BackendFlush {
+    if (this.raw.ct6NameCapacity() === 0) return this.backendFlush(proto | CT_PROTO_V6, []);
+    const pins: number[] = [];
+    const pin = (a: string) => {
+      const h = this.pin6(a);
+      pins.push(h);
+      return h;
+    };
+    let numeric: BackendFlowKey[];
+    try {
+      numeric = keys.map((k) => ({ frontendAddr: pin(k.frontendAddr), frontendPort: k.frontendPort, backendAddr: pin(k.backendAddr), backendPort: k.backendPort }));
+    } catch (e) {
+      this.unpin6(pins);
+      throw e;
+    }
+    const walk = this.backendFlush(proto | CT_PROTO_V6, numeric);
+    walk.release = () => this.unpin6(pins);
+    return walk;
+  }
   /** The walk whose list chunk is in the shared buffer. */
   flushOwner?: BackendFlush;
 
@@ -697,7 +729,19 @@ export class BackendFlush {
     this.dp.flushOwner = this;
   }
 
+  /** Called once the walk is done (what it held, e.g. IPv6 handles). */
+  release?: () => void;
+
   step(budget: number): boolean {
+    const done = this.stepOnce(budget);
+    if (done && this.release) {
+      this.release();
+      this.release = undefined;
+    }
+    return done;
+  }
+
+  private stepOnce(budget: number): boolean {
     if (this.at < 0) {
       this.chunk++;
       if (this.chunk * BackendFlush.CHUNK >= this.sorted.length) return true;

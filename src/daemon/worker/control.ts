@@ -72,7 +72,10 @@ export class Control {
         for (const u of m.updates) this.dp.setPeerPmtu(u.peer, u.mtu, m.ttlMs);
         break;
       case "flushBackends":
-        if (this.nat) this.flushes.push({ id: m.id, walk: this.dp.backendFlush(m.proto, m.keys) });
+        if (this.nat) {
+          if (m.keys6?.length) this.flushes.push({ id: m.id, walk: this.dp.backendFlush6(m.proto, m.keys6) });
+          if (m.keys.length || !m.keys6?.length) this.flushes.push({ id: m.id, walk: this.dp.backendFlush(m.proto, m.keys) });
+        }
         else this.post({ type: "flushed", id: m.id, deleted: 0 });
         break;
       case "conntrack":
