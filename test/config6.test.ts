@@ -130,3 +130,34 @@ describe("reload", () => {
     expect(refusedChanges(a, config(doc({ extra: (d) => { d.peers[0].ipv6.podCIDRs.push("2001:2:0:22::/64"); } })))).toEqual([]);
   });
 });
+
+describe("NAT66 config: clusterIP6, backends6, node.ipv6.underlayAddress, nat.snatAddress6", () => {
+  const svc = (o: Doc = {}) => ({ name: "web", clusterIP: "198.18.250.10", clusterIP6: "2001:2:0:250::10", ports: [{ port: 80, targetPort: 8080, nodePort: 30080 }], backends: ["198.19.2.10"], backends6: ["2001:2:0:2::10"], ...o });
+  it("derives IPv6 frontends (ClusterIP and, with an underlay address, the NodePort) and the NAT66 plan", () => {
+    const c = config(doc({ extra: (d) => { d.services = [svc()]; d.nat = { masquerade: true }; d.node.ipv6.underlayAddress = "2001:2:ff::1"; } }));
+    const t = deriveTables(c);
+    expect(t.services6).toEqual([
+      { service: "web", protocol: "tcp", addr: "2001:2:0:250::10", port: 80, nodePort: false, backends: [{ addr: "2001:2:0:2::10", port: 8080 }] },
+      { service: "web", protocol: "tcp", addr: "2001:2:ff::1", port: 30080, nodePort: true, backends: [{ addr: "2001:2:0:2::10", port: 8080 }] },
+    ]);
+    expect(t.nat.ipv6).toEqual({ masquerade: true, podCIDR: "2001:2:0:1::/64", underlayAddress: "2001:2:ff::1", snatAddress: "2001:2:0:1:ffff:ffff:ffff:fffe", clusterIPs: ["2001:2:0:250::10"] });
+    expect(toDataplaneTables(t).nat?.ipv6).toEqual({ masquerade: true, nodeAddress: "2001:2:ff::1", snatAddress: "2001:2:0:1:ffff:ffff:ffff:fffe" });
+  });
+  it("without an IPv6 underlay address: no IPv6 masquerade and no IPv6 NodePort", () => {
+    const t = deriveTables(config(doc({ extra: (d) => { d.services = [svc()]; d.nat = { masquerade: true }; } })));
+    expect(t.services6.map((f) => f.nodePort)).toEqual([false]);
+    expect(t.nat.ipv6?.masquerade).toBe(false);
+  });
+  it("refuses IPv6 services and addresses that cannot work, naming the field", () => {
+    expect(errors(doc({ six: false, peers6: false, extra: (d) => { d.services = [svc()]; } }))).toEqual([
+      "services[0].clusterIP6: an IPv6 service needs node.ipv6 (dual-stack) on this node",
+    ]);
+    expect(errors(doc({ extra: (d) => { d.services = [svc({ clusterIP6: undefined })]; } }))).toEqual([
+      "services[0].backends6: IPv6 backends need an IPv6 ClusterIP: set clusterIP6",
+    ]);
+    expect(errors(doc({ extra: (d) => { d.services = [svc({ clusterIP6: "2001:2:0:2::99" })]; } }))[0]).toMatch(/^services\[0\]\.clusterIP6: "2001:2:0:2::99" lies in pod CIDR 2001:2:0:2::\/64/);
+    expect(errors(doc({ extra: (d) => { d.nat = { snatAddress6: "2001:2:0:9::1" }; } }))[0]).toMatch(/^nat\.snatAddress6: "2001:2:0:9::1" is outside node\.ipv6\.podCIDR/);
+    expect(errors(doc({ extra: (d) => { d.nat = { snatAddress6: "2001:2:0:1::" }; } }))[0]).toMatch(/^nat\.snatAddress6: .* is the node's IPv6 overlay address/);
+    expect(errors(doc({ extra: (d) => { d.services = [svc({ backends6: ["198.19.2.10"] })]; } }))[0]).toMatch(/^services\[0\]\.backends6\[0\]: .*not an IPv6 address/);
+  });
+});
