@@ -7,20 +7,29 @@
 //
 // wo0 is held open by test/helpers/tun-dump.ts, standing in for the data path.
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   formatPortList,
   MIRRORED_ICMP_TYPES,
+  MIRRORED_ICMPV6_TYPES,
   NodeNat,
   parsePortList,
   portRangeBlocks,
   steeringFilters,
+  steeringFilters6,
   validateNatPlan,
   type NatPlan,
 } from "../src/daemon/natsetup.js";
 import { Cluster, OUTSIDE, podIp, waitFor } from "../src/demo/cluster.js";
-import { createTopology, skipUnlessRoot, type Child, type Namespace, type Topology } from "./helpers/netns.js";
+import { cidr6Contains } from "../src/config/net6.js";
+import { readRecord, writeRecord, type NatRecord } from "../src/daemon/state.js";
+import { createTopology, skipUnlessRoot, Topology, type Child, type Namespace } from "./helpers/netns.js";
+import { parseIpv6 } from "./helpers/packets6.js";
 
 describe("portRangeBlocks", () => {
   it("splits the default SNAT range 61000-65535 into six aligned blocks", () => {
@@ -675,6 +684,559 @@ describe.skipIf(skip !== null)("the demo cluster's outside host, and NodeNat on 
     } finally {
       nat.teardown();
       tun.kill("SIGTERM");
+    }
+  });
+});
+
+// --- IPv6 (NatPlan.ipv6, NAT66) ---------------------------------------------------
+
+const IPV6: NonNullable<NatPlan["ipv6"]> = {
+  podCIDR: "2001:2:0:1::/64",
+  underlayAddress: "2001:2::11",
+  snatAddress: "2001:2:0:1::fffe",
+  clusterIPs: ["2001:2:0:96::a", "2001:2:0:96::b"],
+};
+const PLAN6: NatPlan = { ...PLAN, ipv6: IPV6 };
+
+describe("steeringFilters6 and validateNatPlan's IPv6 fields", () => {
+  it("one protocol-ipv6 filter per range block and protocol, per NodePort, per mirrored ICMPv6 type (golden argv)", () => {
+    const f = steeringFilters6(PLAN6, "2001:0002:0000::0011"); // written out long: the filter gets RFC 5952 text
+    expect(f.map((x) => x.key)).toEqual([
+      ...["tcp6", "udp6"].flatMap((p) => ["61000/0xfff8", "61008/0xfff0", "61024/0xffe0", "61056/0xff80", "61184/0xff00", "61440/0xf000"].map((b) => `${p} ${b}`)),
+      "tcp6 30080",
+      "udp6 30053",
+      "icmp6 type 129",
+      "icmp6 type 1",
+      "icmp6 type 2",
+      "icmp6 type 3",
+      "icmp6 type 4",
+    ]);
+    const args = (key: string) => f.find((x) => x.key === key)!.args;
+    const base = (proto: number) => ["u32", "match", "ip6", "dst", "2001:2::11/128", "match", "ip6", "protocol", String(proto), "0xff"];
+    expect(args("udp6 61000/0xfff8")).toEqual([...base(17), "match", "ip6", "dport", "61000", "0xfff8", "action", "mirred", "egress", "redirect", "dev", "wo0"]);
+    expect(args("tcp6 30080")).toEqual([...base(6), "match", "ip6", "dport", "30080", "0xffff", "action", "mirred", "egress", "redirect", "dev", "wo0"]);
+    expect(args("icmp6 type 129")).toEqual([...base(58), "match", "u8", "129", "0xff", "at", "40", "action", "mirred", "egress", "mirror", "dev", "wo0"]);
+    expect(args("icmp6 type 2")).toEqual([...base(58), "match", "u8", "2", "0xff", "at", "40", "action", "mirred", "egress", "mirror", "dev", "wo0"]);
+    // never neighbour discovery
+    expect([...MIRRORED_ICMPV6_TYPES].filter((t) => t >= 133 && t <= 137)).toEqual([]);
+  });
+
+  it("names the bad IPv6 field", () => {
+    const with6 = (v: Partial<NonNullable<NatPlan["ipv6"]>>, extra: Partial<NatPlan> = {}): NatPlan => ({ ...PLAN, ...extra, ipv6: { ...IPV6, ...v } });
+    expect(() => validateNatPlan(with6({ podCIDR: "2001:2:0:1::1/64" }))).toThrow(/nat plan: ipv6\.podCIDR: .*host bits set \(did you mean 2001:2:0:1::\/64\?\)/);
+    expect(() => validateNatPlan(with6({ podCIDR: "198.19.1.0/24" }))).toThrow(/ipv6\.podCIDR: "198\.19\.1\.0\/24" is not an IPv6 CIDR/);
+    expect(() => validateNatPlan(with6({ underlayAddress: "2001:2::g" }))).toThrow(/ipv6\.underlayAddress: "2001:2::g" is not an IPv6 address: "g" is not 1 to 4 hex digits/);
+    expect(() => validateNatPlan(with6({ snatAddress: "fe80::1%eth0" }))).toThrow(/ipv6\.snatAddress: .*zone index/);
+    expect(() => validateNatPlan(with6({ clusterIPs: ["2001:2:0:96::a", "198.18.96.10"] }))).toThrow(/ipv6\.clusterIPs\[1\]/);
+    expect(() => validateNatPlan(with6({}, { filterPref: 65533 }))).toThrow(/filterPref: 65533/);
+    expect(() => validateNatPlan(with6({ underlayAddress: undefined }))).not.toThrow();
+    expect(() => validateNatPlan(PLAN6)).not.toThrow();
+  });
+});
+
+/** Namespaces named ns6s-<random>-<name>, apart from every other suite's wo-* ones. */
+class Ns6sTopology extends Topology {
+  override readonly prefix = `ns6s-${randomBytes(2).toString("hex")}-`;
+}
+
+/** `ip -6 addr add CIDR dev DEV nodad` inside `ns`, for 2001:2::/48 only. */
+function addr6(ns: Namespace, dev: string, cidr: string): void {
+  if (!cidr6Contains("2001:2::/48", cidr.split("/")[0])) throw new Error(`${cidr} is outside 2001:2::/48, the only IPv6 range tests may use`);
+  ns.exec(["ip", "-6", "addr", "add", cidr, "dev", dev, "nodad"]);
+}
+
+const UDP6_SEND = `
+import socket, sys
+src, dst, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind((src, 0))
+if sys.argv[5:] == ["dstopts"]:
+    # a Destination Options header (one PadN option) between the fixed header and UDP
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_DSTOPTS, bytes([0, 0, 1, 4, 0, 0, 0, 0]))
+s.sendto(bytes(range(256)) * (n // 256) + bytes(n % 256), (dst, port))
+`;
+
+const UDP6_RECV = `
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+while True:
+    d, a = s.recvfrom(65535)
+    print("got", a[0], a[1], len(d), flush=True)
+`;
+
+/** A unicast Neighbor Solicitation from src for target (the kernel fills the ICMPv6 checksum); prints "na" when target answers. */
+const NS_SEND = `
+import socket, sys, time
+src, target, mac = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3].replace(":", ""))
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+s.bind((src, 0))
+t = socket.inet_pton(socket.AF_INET6, target)
+s.sendto(bytes([135, 0, 0, 0, 0, 0, 0, 0]) + t + bytes([1, 1]) + mac, (target, 0))
+s.settimeout(0.2)
+end = time.time() + 3
+while time.time() < end:
+    try:
+        d, a = s.recvfrom(2000)
+    except socket.timeout:
+        continue
+    if d[0] == 136 and d[8:24] == t:
+        print("na", a[0], flush=True)
+        break
+else:
+    print("no na", flush=True)
+`;
+
+interface Ip6 {
+  src: string;
+  dst: string;
+  next: number;
+  sport: number;
+  dport: number;
+  icmpType: number;
+  l4ok: boolean;
+  plen: number;
+}
+
+function parseIp6(hex: string): Ip6 | undefined {
+  const b = Buffer.from(hex, "hex");
+  if (b.length < 40 || b[0] >> 4 !== 6) return undefined;
+  const p = parseIpv6(new Uint8Array(b));
+  const l4 = p.payload.length >= 4 && (p.next === 6 || p.next === 17);
+  return {
+    src: p.src,
+    dst: p.dst,
+    next: p.next,
+    sport: l4 ? (p.payload[0] << 8) | p.payload[1] : -1,
+    dport: l4 ? (p.payload[2] << 8) | p.payload[3] : -1,
+    icmpType: p.next === 58 ? p.payload[0] : -1,
+    l4ok: p.l4ok === true,
+    plen: p.plen,
+  };
+}
+
+describe.skipIf(skip !== null)("NodeNat with IPv6 (NAT66) on a node in namespaces", () => {
+  // peer (2001:2::1/64) --eth0-- node (2001:2::11/64, wo0 tun) --veth-pod-- pod (2001:2:0:1::10/64)
+  // (plus the IPv4 addresses of the block above: the IPv4 half of the plan is applied too)
+  let topo: Ns6sTopology;
+  let node: Namespace, peer: Namespace, pod: Namespace;
+  let tun: Child;
+  let lines = 0;
+  const log: string[][] = [];
+  const run = (argv: string[], input?: string) => {
+    if (input === undefined) {
+      log.push(argv);
+      return node.exec(argv);
+    }
+    for (const l of input.split("\n").filter(Boolean)) log.push([argv[0], ...l.split(" ")]);
+    return execFileSync("ip", ["netns", "exec", node.name, ...argv], { input, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
+  };
+  const nsRun = (argv: string[], input?: string) =>
+    input === undefined ? node.exec(argv) : execFileSync("ip", ["netns", "exec", node.name, ...argv], { input, encoding: "utf8", stdio: ["pipe", "pipe", "pipe"] });
+  const nat = new NodeNat(run);
+  let rules6Before = "";
+  let rules4Before = "";
+  const RESERVED_BEFORE = "5555";
+
+  const rules6 = () => node.exec(["ip", "-6", "rule", "show"]);
+  const table6 = (t = 4789) => {
+    try {
+      return node.exec(["ip", "-6", "route", "show", "table", String(t)]).trim();
+    } catch {
+      return ""; // FIB table does not exist
+    }
+  };
+  const main6 = () => node.exec(["ip", "-6", "route", "show"]);
+  const tcFilters = () => node.exec(["tc", "filter", "show", "dev", "eth0", "ingress"]);
+  /** `tc filter show` split into its filter entries (the ones with a key), of one protocol. */
+  const entries = (proto: "ip" | "ipv6") =>
+    tcFilters()
+      .split(/\n(?=filter )/)
+      .filter((e) => e.startsWith(`filter protocol ${proto} `) && e.includes("fh 8") && e.includes("::"))
+      .map((e) => e.trim());
+
+  async function startTun(): Promise<void> {
+    tun = node.spawn(["node", "--import", "tsx", "test/helpers/tun-dump.ts", "wo0"], { cwd: process.cwd() });
+    lines = 0;
+    await tun.waitForLine((l) => l.includes('"ready"'), 20_000);
+    // tun-dump turns IPv6 off on its device; the IPv6 routes through wo0 need it
+    // on (no address, so the kernel has nothing of its own to say there).
+    node.exec(["ip", "link", "set", "dev", "wo0", "addrgenmode", "none"]);
+    node.sysctl("net.ipv6.conf.wo0.disable_ipv6", 0);
+  }
+  /** IPv6 packets the tun has read since the last mark() (all of them with `all`). */
+  function tunPackets(all = false): Ip6[] {
+    return tun
+      .stdout()
+      .split("\n")
+      .slice(all ? 0 : lines, -1)
+      .map((l) => JSON.parse(l) as { pkt?: string })
+      .filter((o) => o.pkt)
+      .map((o) => parseIp6(o.pkt!))
+      .filter((p): p is Ip6 => p !== undefined);
+  }
+  function mark(): void {
+    lines = tun.stdout().split("\n").length - 1;
+  }
+  async function waitTun(pred: (p: Ip6) => boolean, ms = 3000): Promise<Ip6[]> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const hits = tunPackets().filter(pred);
+      if (hits.length || Date.now() > end) return hits;
+      await sleep(50);
+    }
+  }
+
+  beforeAll(async () => {
+    topo = new Ns6sTopology("nat6");
+    node = topo.ns("node");
+    peer = topo.ns("peer");
+    pod = topo.ns("pod");
+    topo.veth(node, "eth0", peer, "eth0", { aAddr: "198.18.0.11/24", bAddr: "198.18.0.1/24" });
+    topo.veth(pod, "eth0", node, "veth-pod", { aAddr: "198.19.1.10/24", bAddr: "198.19.1.1/24" });
+    addr6(node, "eth0", "2001:2::11/64");
+    addr6(peer, "eth0", "2001:2::1/64");
+    addr6(pod, "eth0", "2001:2:0:1::10/64");
+    addr6(node, "veth-pod", "2001:2:0:1::1/64");
+    pod.exec(["ip", "route", "add", "default", "via", "198.19.1.1"]);
+    pod.exec(["ip", "-6", "route", "add", "default", "via", "2001:2:0:1::1"]);
+    // The node reaches "everything else" by its default routes; inside this
+    // namespace they only lead to the peer namespace.
+    node.exec(["ip", "route", "add", "default", "via", "198.18.0.1", "dev", "eth0"]);
+    node.exec(["ip", "-6", "route", "add", "default", "via", "2001:2::1", "dev", "eth0"]);
+    node.sysctl("net.ipv4.ip_forward", 1);
+    node.sysctl("net.ipv6.conf.all.forwarding", 1);
+    node.sysctl("net.ipv4.ip_local_reserved_ports", RESERVED_BEFORE);
+    await startTun();
+    node.sysctl("net.ipv4.conf.wo0.rp_filter", 0);
+    rules6Before = rules6();
+    rules4Before = node.exec(["ip", "rule", "show"]);
+  }, 60_000);
+
+  afterAll(async () => {
+    try {
+      nat.teardown();
+    } catch {
+      // the namespaces go anyway
+    }
+    await topo?.cleanup();
+  });
+
+  it("refuses an IPv6 service-SNAT address assigned to an interface, and a device with IPv6 off, before changing anything", () => {
+    expect(() => nat.apply({ ...PLAN6, ipv6: { ...IPV6, snatAddress: "2001:2:0:1::1" } })).toThrow(/ipv6\.snatAddress: 2001:2:0:1::1 is assigned to veth-pod/);
+    node.sysctl("net.ipv6.conf.wo0.disable_ipv6", 1);
+    try {
+      expect(() => nat.apply(PLAN6)).toThrow(/ipv6: IPv6 is disabled on wo0 \(net\.ipv6\.conf\.wo0\.disable_ipv6 = 1\)/);
+    } finally {
+      node.sysctl("net.ipv6.conf.wo0.disable_ipv6", 0);
+    }
+    expect(nat.installed()).toMatchObject({ rules: [], routes: [], tc: undefined });
+    expect(rules6()).toBe(rules6Before);
+  });
+
+  it("apply installs the ip -6 rules, the IPv6 table route, /128 routes and protocol-ipv6 filters at their own prefs", () => {
+    nat.apply(PLAN6);
+    const r6 = rules6();
+    expect(r6).toContain("4789:\tfrom 2001:2:0:1::/64 lookup main suppress_prefixlength 0");
+    expect(r6).toContain("4790:\tfrom 2001:2:0:1::/64 lookup 4789");
+    expect(table6()).toBe("default dev wo0 proto 79 metric 1024 pref medium");
+    for (const a of ["2001:2:0:96::a", "2001:2:0:96::b", "2001:2:0:1::fffe"]) expect(main6()).toContain(`${a} dev wo0 proto 79 metric 1024 pref medium`);
+    // the IPv4 half is there as before
+    expect(node.exec(["ip", "rule", "show"])).toContain("4790:\tfrom 198.19.1.0/24 lookup 4789");
+    expect(node.exec(["ip", "route", "show", "table", "4789"]).trim()).toBe("default dev wo0 proto 79 scope link");
+
+    const f = tcFilters();
+    expect(f).toContain("filter protocol ip pref 4789 u32");
+    expect(f).toContain("filter protocol ipv6 pref 4791 u32");
+    expect(f).not.toMatch(/pref 479[02] /);
+    const v6 = entries("ipv6");
+    expect(v6).toHaveLength(6 * 2 + 2 + 5);
+    expect(entries("ip")).toHaveLength(6 * 2 + 2 + 4);
+    for (const e of v6) {
+      expect(e).toContain("pref 4791");
+      // dst 2001:2::11/128, as the kernel holds it
+      for (const m of ["20010002/ffffffff at 24", "00000000/ffffffff at 28", "00000000/ffffffff at 32", "00000011/ffffffff at 36"]) expect(e).toContain(`match ${m}`);
+    }
+    const redirects = v6.filter((e) => e.includes("mirred (Egress Redirect to device wo0) stolen"));
+    const mirrors = v6.filter((e) => e.includes("mirred (Egress Mirror to device wo0) pipe"));
+    expect(redirects).toHaveLength(14);
+    expect(mirrors).toHaveLength(5);
+    // next header at offset 6 (the word at 4), the port at 42 (the low half of the word at 40)
+    expect(redirects.filter((e) => e.includes("match 00000600/0000ff00 at 4") && e.includes("match 0000ee48/0000fff8 at 40"))).toHaveLength(1); // tcp 61000/13
+    expect(redirects.filter((e) => e.includes("match 00001100/0000ff00 at 4") && e.includes("match 0000f000/0000f000 at 40"))).toHaveLength(1); // udp 61440/4
+    expect(redirects.filter((e) => e.includes("match 00000600/0000ff00 at 4") && e.includes("match 00007580/0000ffff at 40"))).toHaveLength(1); // tcp 30080
+    expect(redirects.filter((e) => e.includes("match 00001100/0000ff00 at 4") && e.includes("match 00007565/0000ffff at 40"))).toHaveLength(1); // udp 30053
+    for (const t of [129, 1, 2, 3, 4]) {
+      const hex = t.toString(16).padStart(2, "0");
+      expect(mirrors.filter((e) => e.includes("match 00003a00/0000ff00 at 4") && e.includes(`match ${hex}000000/ff000000 at 40`))).toHaveLength(1);
+    }
+    for (const t of [133, 134, 135, 136, 137]) expect(f).not.toContain(`match ${t.toString(16)}000000/ff000000 at 40`);
+
+    expect(nat.installed()).toMatchObject({ tableRoute6: "default dev wo0 table 4789", tc: { pref: 4789, pref6: 4791 } });
+    const rec = nat.record();
+    expect(rec.rules.filter((r) => r.family === 6)).toEqual([
+      { family: 6, pref: 4789, args: ["from", "2001:2:0:1::/64", "lookup", "main", "suppress_prefixlength", "0"] },
+      { family: 6, pref: 4790, args: ["from", "2001:2:0:1::/64", "lookup", "4789"] },
+    ]);
+    expect(rec.tableRoute6).toEqual({ table: 4789, dev: "wo0" });
+    expect(rec.routes.filter((r) => r.dst.includes(":")).map((r) => r.dst)).toEqual(["2001:2:0:96::a/128", "2001:2:0:96::b/128", "2001:2:0:1::fffe/128"]);
+    expect(rec.tc?.prefs).toEqual([4789, 4790, 4791, 4792]);
+  });
+
+  it("a second apply of the same plan runs no command that changes anything", () => {
+    log.length = 0;
+    nat.apply(PLAN6);
+    expect(log.filter((a) => a.some((w) => ["add", "del", "replace", "-qw", "-w"].includes(w)))).toEqual([]);
+  });
+
+  it("steers UDP to the SNAT range and a NodePort on the IPv6 underlay address into wo0; other ports reach the node's sockets", async () => {
+    const server = node.spawn(["python3", "-u", "-c", UDP6_RECV, "2001:2::11", "5000"]);
+    await server.waitForLine((l) => l === "ready");
+    mark();
+    peer.exec(["python3", "-c", UDP6_SEND, "2001:2::1", "2001:2::11", "61500", "100"]);
+    peer.exec(["python3", "-c", UDP6_SEND, "2001:2::1", "2001:2::11", "30053", "200"]);
+    peer.exec(["python3", "-c", UDP6_SEND, "2001:2::1", "2001:2::11", "5000", "300"]);
+    const snat = await waitTun((p) => p.next === 17 && p.dport === 61500);
+    const np = await waitTun((p) => p.next === 17 && p.dport === 30053);
+    await server.waitForLine((l) => l.startsWith("got"));
+    await sleep(200);
+    expect(snat).toHaveLength(1);
+    expect(snat[0]).toMatchObject({ src: "2001:2::1", dst: "2001:2::11", plen: 108, l4ok: true });
+    expect(np).toHaveLength(1);
+    expect(np[0].l4ok).toBe(true);
+    expect(server.stdout()).toMatch(/^got 2001:2::1 \d+ 300$/m);
+    expect(server.stdout()).not.toMatch(/got .* (100|200)$/m);
+    expect(tunPackets().filter((p) => p.dport === 5000)).toEqual([]);
+  });
+
+  it("a datagram with an extension header after the fixed header is not steered (by construction): the node's socket gets it", async () => {
+    // A socket bound explicitly to a reserved port (only auto-binding avoids them).
+    const server = node.spawn(["python3", "-u", "-c", UDP6_RECV, "2001:2::11", "61600"]);
+    await server.waitForLine((l) => l === "ready");
+    mark();
+    peer.exec(["python3", "-c", UDP6_SEND, "2001:2::1", "2001:2::11", "61600", "40", "dstopts"]);
+    peer.exec(["python3", "-c", UDP6_SEND, "2001:2::1", "2001:2::11", "61600", "41"]);
+    await server.waitForLine((l) => l.startsWith("got"));
+    const plain = await waitTun((p) => p.next === 17 && p.dport === 61600);
+    await sleep(200);
+    expect(server.stdout()).toMatch(/^got 2001:2::1 \d+ 40$/m);
+    expect(server.stdout()).not.toMatch(/ 41$/m);
+    expect(plain).toHaveLength(1);
+    expect(tunPackets().filter((p) => p.next === 60)).toEqual([]); // no Destination Options packet in wo0
+  });
+
+  it("steers a TCP SYN to the SNAT range (the node's stack never sees it, so it sends no RST)", async () => {
+    mark();
+    const cap = peer.spawn(["tcpdump", "-n", "-l", "-i", "eth0", "ip6 and tcp and src host 2001:2::11"]);
+    await sleep(500);
+    peer.exec(["python3", "-c", "import socket; s=socket.socket(socket.AF_INET6); s.settimeout(1)\ntry: s.connect(('2001:2::11', 62000))\nexcept Exception as e: print(type(e).__name__)"]);
+    const syn = await waitTun((p) => p.next === 6 && p.dport === 62000);
+    expect(syn.length).toBeGreaterThanOrEqual(1);
+    expect(syn[0].l4ok).toBe(true);
+    cap.proc.kill("SIGINT");
+    await cap.exited;
+    expect(cap.stdout()).not.toContain("2001:2::11.62000");
+  });
+
+  it("copies ICMPv6 echo replies to wo0 while the node's own ping works; echo requests to the node are not copied", async () => {
+    mark();
+    expect(node.exec(["ping", "-6", "-n", "-c", "2", "-i", "0.2", "-W", "2", "2001:2::1"])).toMatch(/2 received/);
+    const replies = await waitTun((p) => p.next === 58 && p.icmpType === 129);
+    await sleep(200);
+    expect(tunPackets().filter((p) => p.next === 58 && p.icmpType === 129)).toHaveLength(2);
+    expect(replies[0]).toMatchObject({ src: "2001:2::1", dst: "2001:2::11", l4ok: true });
+    mark();
+    expect(peer.exec(["ping", "-6", "-n", "-c", "1", "-W", "2", "2001:2::11"])).toMatch(/1 received/);
+    await sleep(200);
+    expect(tunPackets().filter((p) => p.next === 58)).toEqual([]);
+  });
+
+  it("copies ICMPv6 errors (port unreachable) to wo0 and the node's socket still gets the error", async () => {
+    mark();
+    const r = node.exec([
+      "python3",
+      "-c",
+      "import socket,time; s=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.connect(('2001:2::1', 9)); s.send(b'x'); time.sleep(0.3)\ntry: s.send(b'y'); s.recv(10); print('no error')\nexcept ConnectionRefusedError: print('refused')",
+    ]);
+    expect(r.trim()).toBe("refused");
+    const errs = await waitTun((p) => p.next === 58 && p.icmpType === 1);
+    expect(errs.length).toBeGreaterThanOrEqual(1);
+    expect(errs[0]).toMatchObject({ src: "2001:2::1", dst: "2001:2::11", l4ok: true });
+  });
+
+  it("a unicast Neighbor Solicitation for the underlay address is answered by the node and never reaches wo0", async () => {
+    mark();
+    const mac = peer.exec(["cat", "/sys/class/net/eth0/address"]).trim();
+    expect(peer.exec(["python3", "-c", NS_SEND, "2001:2::1", "2001:2::11", mac]).trim()).toBe("na 2001:2::11");
+    await sleep(200);
+    expect(tunPackets().filter((p) => p.next === 58)).toEqual([]);
+    // nor any neighbour discovery the two kernels exchanged during this whole block
+    expect(tunPackets(true).filter((p) => p.next === 58 && p.icmpType >= 133 && p.icmpType <= 137)).toEqual([]);
+  });
+
+  it("routes a pod's IPv6 packet to an outside address (default route) and to a ClusterIP into wo0, but not pod -> node or pod -> a connected host", async () => {
+    const nodeServer = node.spawn(["python3", "-u", "-c", UDP6_RECV, "2001:2::11", "5002"]);
+    const peerServer = peer.spawn(["python3", "-u", "-c", UDP6_RECV, "2001:2::1", "5003"]);
+    await nodeServer.waitForLine((l) => l === "ready");
+    await peerServer.waitForLine((l) => l === "ready");
+    mark();
+    pod.exec(["python3", "-c", UDP6_SEND, "2001:2:0:1::10", "2001:2:0:ff::100", "9", "64"]);
+    pod.exec(["python3", "-c", UDP6_SEND, "2001:2:0:1::10", "2001:2:0:96::b", "80", "65"]);
+    pod.exec(["python3", "-c", UDP6_SEND, "2001:2:0:1::10", "2001:2::11", "5002", "66"]);
+    pod.exec(["python3", "-c", UDP6_SEND, "2001:2:0:1::10", "2001:2::1", "5003", "67"]);
+    const out = await waitTun((p) => p.dst === "2001:2:0:ff::100");
+    const svc = await waitTun((p) => p.dst === "2001:2:0:96::b");
+    await nodeServer.waitForLine((l) => l.startsWith("got 2001:2:0:1::10"));
+    await peerServer.waitForLine((l) => l.startsWith("got 2001:2:0:1::10"));
+    await sleep(200);
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatchObject({ src: "2001:2:0:1::10", next: 17, dport: 9, l4ok: true });
+    expect(svc).toHaveLength(1);
+    expect(tunPackets().filter((p) => p.dst === "2001:2::11" || p.dst === "2001:2::1")).toEqual([]);
+  });
+
+  it("a changed plan is applied as a diff: /128 routes per item, each family's filters swapped make-before-break at its own pair", () => {
+    // Only IPv6 ClusterIPs change: routes only, tc untouched.
+    log.length = 0;
+    const ipv6b = { ...IPV6, clusterIPs: ["2001:2:0:96::b", "2001:2:0:96::c"] };
+    nat.apply({ ...PLAN, ipv6: ipv6b });
+    let cmds = log.map((a) => a.join(" "));
+    expect(main6()).not.toContain("2001:2:0:96::a ");
+    expect(main6()).toContain("2001:2:0:96::b dev wo0");
+    expect(main6()).toContain("2001:2:0:96::c dev wo0");
+    expect(cmds).toContain("ip -6 route del 2001:2:0:96::a/128 dev wo0 table main");
+    expect(cmds).toContain("ip -6 route replace 2001:2:0:96::c/128 dev wo0 table main proto 79");
+    expect(cmds.filter((c) => c.includes("2001:2:0:96::b"))).toEqual([]); // unchanged: untouched
+    expect(cmds.filter((c) => c.startsWith("tc filter") || c.startsWith("tc qdisc"))).toEqual([]);
+    expect(cmds.filter((c) => / rule (add|del)/.test(c))).toEqual([]);
+
+    // NodePorts change: both families swap to their other pref, new set before the old goes.
+    log.length = 0;
+    const plan3: NatPlan = { ...PLAN, nodePorts: [{ port: 30080, protocol: "tcp" }, { port: 30081, protocol: "udp" }], ipv6: ipv6b };
+    nat.apply(plan3);
+    cmds = log.map((a) => a.join(" "));
+    const f = tcFilters();
+    expect(f).toContain("filter protocol ip pref 4790 u32");
+    expect(f).toContain("filter protocol ipv6 pref 4792 u32");
+    expect(f).not.toMatch(/pref 4789 |pref 4791 /);
+    const v6 = entries("ipv6");
+    expect(v6.filter((e) => e.includes("match 00001100/0000ff00 at 4") && e.includes("match 00007581/0000ffff at 40"))).toHaveLength(1); // udp 30081
+    expect(v6.filter((e) => e.includes("match 00007565/0000ffff at 40"))).toEqual([]); // udp 30053 gone
+    expect(v6.filter((e) => e.includes("match 00007580/0000ffff at 40"))).toHaveLength(1); // tcp 30080 kept
+    const firstAdd6 = cmds.findIndex((c) => c.startsWith("tc filter add") && c.includes("pref 4792 protocol ipv6"));
+    const oldDel6 = cmds.findIndex((c) => c === "tc filter del dev eth0 ingress pref 4791");
+    expect(firstAdd6).toBeGreaterThanOrEqual(0);
+    expect(oldDel6).toBeGreaterThan(firstAdd6);
+    expect(nat.installed().tc).toMatchObject({ pref: 4790, pref6: 4792 });
+    expect(nat.installed().tc?.filters6).toContain("udp6 30081");
+    expect(cmds.filter((c) => / rule (add|del)/.test(c) || c.includes("route"))).toEqual([]);
+  });
+
+  it("without ipv6.underlayAddress: no IPv6 masquerade or steering, the routes stay; without ipv6: nothing IPv6; the IPv4 half untouched; back again", () => {
+    const ipv6b = { ...IPV6, clusterIPs: ["2001:2:0:96::b", "2001:2:0:96::c"] };
+    const plan3: NatPlan = { ...PLAN, nodePorts: [{ port: 30080, protocol: "tcp" }, { port: 30081, protocol: "udp" }], ipv6: ipv6b };
+    const v4filters = () => entries("ip").join("\n"); // with the action indexes: a reinstalled filter would show
+    const v4Before = v4filters();
+    nat.apply({ ...plan3, ipv6: { ...ipv6b, underlayAddress: undefined } });
+    expect(rules6()).toBe(rules6Before);
+    expect(table6()).toBe("");
+    expect(entries("ipv6")).toEqual([]);
+    expect(tcFilters()).not.toMatch(/pref 479[12] /);
+    expect(main6()).toContain("2001:2:0:96::c dev wo0");
+    expect(v4filters()).toBe(v4Before);
+    expect(node.exec(["ip", "rule", "show"])).toContain("4790:\tfrom 198.19.1.0/24 lookup 4789");
+
+    nat.apply({ ...plan3, ipv6: undefined });
+    expect(main6()).not.toMatch(/2001:2:0:96::|2001:2:0:1::fffe/);
+    expect(v4filters()).toBe(v4Before);
+    expect(nat.record().routes.filter((r) => r.dst.includes(":"))).toEqual([]);
+
+    // masquerade off takes the IPv6 rules too
+    nat.apply(plan3);
+    expect(rules6()).toContain("4790:\tfrom 2001:2:0:1::/64 lookup 4789");
+    expect(entries("ipv6")).toHaveLength(19);
+    nat.apply({ ...plan3, masquerade: false });
+    expect(rules6()).toBe(rules6Before);
+    expect(table6()).toBe("");
+    expect(entries("ipv6")).toHaveLength(19);
+    nat.apply(plan3);
+    expect(table6()).toBe("default dev wo0 proto 79 metric 1024 pref medium");
+  });
+
+  it("teardown removes every IPv6 rule, route and filter and the qdisc it created; twice is fine", () => {
+    nat.teardown();
+    expect(rules6()).toBe(rules6Before);
+    expect(node.exec(["ip", "rule", "show"])).toBe(rules4Before);
+    expect(table6()).toBe("");
+    expect(main6()).not.toMatch(/proto 79/);
+    expect(node.exec(["tc", "qdisc", "show", "dev", "eth0"])).not.toContain("clsact");
+    expect(node.exec(["sysctl", "-n", "net.ipv4.ip_local_reserved_ports"]).trim()).toBe(RESERVED_BEFORE);
+    expect(nat.installed()).toEqual({ rules: [], routes: [], tc: undefined, reservedPortsAdded: "" });
+    expect(() => nat.teardown()).not.toThrow();
+  });
+
+  it("reclaim removes what a dead instance left, from its persisted record and from the markers alone; an old record still reclaims", () => {
+    const nothingLeft = () => {
+      expect(rules6()).toBe(rules6Before);
+      expect(node.exec(["ip", "rule", "show"])).toBe(rules4Before);
+      expect(table6(4789)).toBe("");
+      expect(table6(4800)).toBe("");
+      expect(tcFilters()).not.toMatch(/pref 47(89|90|91|92) /);
+      expect(node.exec(["tc", "qdisc", "show", "dev", "eth0"])).not.toContain("clsact");
+      expect(node.exec(["sysctl", "-n", "net.ipv4.ip_local_reserved_ports"]).trim()).toBe(RESERVED_BEFORE);
+    };
+    // (IPv4 /32s are reclaim.ts's: every proto 79 route on the device)
+    const dropIpv4Routes = (rec: NatRecord) => {
+      for (const r of rec.routes.filter((x) => !x.dst.includes(":"))) node.exec(["ip", "route", "del", r.dst, "dev", r.dev]);
+      expect(node.exec(["ip", "route", "show", "proto", "79"])).toBe("");
+    };
+    // Another table and rule pref than the markers, and no underlay device in
+    // the markers: what goes, goes because the record names it.
+    const moved = { rulePref: 4700, table: 4800 };
+    const noMarks = { rulePref: 4789, table: 4789 };
+    const dir = mkdtempSync(join(tmpdir(), "ns6s-state-"));
+    try {
+      // From the record, through installed.json as the daemon writes it.
+      const dead = new NodeNat(nsRun);
+      dead.apply({ ...PLAN6, ...moved });
+      expect(table6(4800)).toBe("default dev wo0 proto 79 metric 1024 pref medium");
+      writeRecord(dir, { version: 1, pid: 1, sysctls: [], routeProto: 79, nat: dead.record() });
+      const done = NodeNat.reclaim(nsRun, readRecord(dir)?.nat, noMarks);
+      expect(done).toEqual(
+        expect.arrayContaining(["ip -6 rule pref 4700", "ip -6 rule pref 4701", "ip -6 route default table 4800", "ip -6 route 2001:2:0:96::a/128 dev wo0", "ip -6 route 2001:2:0:1::fffe/128 dev wo0", "tc filter eth0 ingress pref 4791", "tc qdisc clsact eth0"]),
+      );
+      nothingLeft();
+      expect(main6()).not.toMatch(/proto 79/);
+      dropIpv4Routes(dead.record());
+
+      // From the markers alone (the record is lost): rules, table routes, filters; the
+      // /128 routes are on the overlay device, which reclaim.ts deletes.
+      const dead2 = new NodeNat(nsRun);
+      dead2.apply(PLAN6);
+      NodeNat.reclaim(nsRun, undefined, { ...noMarks, underlayDevice: "eth0" });
+      expect(rules6()).toBe(rules6Before);
+      expect(table6()).toBe("");
+      expect(tcFilters()).not.toMatch(/pref 47(89|90|91|92) /);
+      dead2.teardown(); // the /128s, reserved ports and the qdisc dead2 created
+      nothingLeft();
+      expect(main6()).not.toMatch(/proto 79/);
+
+      // A record written before IPv6 (no `family`, no tableRoute6, two prefs) still loads and reclaims.
+      const old = new NodeNat(nsRun);
+      old.apply({ ...PLAN, ...moved });
+      const rec = old.record();
+      const oldShape = { ...rec, rules: rec.rules.map(({ pref, args }) => ({ pref, args })) };
+      expect(JSON.stringify(oldShape)).not.toMatch(/family|tableRoute6|4791|\/128/);
+      writeFileSync(join(dir, "installed.json"), JSON.stringify({ version: 1, pid: 1, sysctls: [], routeProto: 79, nat: oldShape }));
+      expect(NodeNat.reclaim(nsRun, readRecord(dir)?.nat, noMarks)).toEqual(
+        expect.arrayContaining(["ip rule pref 4700", "ip rule pref 4701", "route default table 4800", "tc filter eth0 ingress pref 4789", "tc qdisc clsact eth0"]),
+      );
+      nothingLeft();
+      dropIpv4Routes(rec);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -335,6 +335,7 @@ export class NodeSetup {
       snatAddress: u32ToIp(d.nat.snatAddress), portMin: d.nat.portRange[0], portMax: d.nat.portRange[1],
       masquerade: d.nat.masquerade, nodePorts: d.nat.nodePorts, clusterIPs: d.nat.clusterIPs,
       table: d.nat.routeTable, rulePref: d.nat.rulePriority,
+      ipv6: d.nat.ipv6 && { podCIDR: d.nat.ipv6.podCIDR, underlayAddress: d.nat.ipv6.underlayAddress, snatAddress: d.nat.ipv6.snatAddress, clusterIPs: d.nat.ipv6.clusterIPs },
     };
   }
 

@@ -3,8 +3,10 @@
 // loss of the process) and by hand (`overlayd cleanup`). The marks:
 //   - the overlay device and the kernelGso tap (by name);
 //   - routes of protocol 79 (RT_PROTO) in the main table;
-//   - NAT: ip rules at nat.rulePriority and +1, `proto 79` routes in
-//     nat.routeTable, tc filters at prefs 4789/4790 on the underlay ingress;
+//   - NAT: ip rules (IPv4 and IPv6) at nat.rulePriority and +1, `proto 79`
+//     routes in nat.routeTable (both families), tc filters at prefs 4789-4792
+//     on the underlay ingress (IPv4 at the first pair, IPv6 at the second);
+//     IPv6 NAT /128 routes from the record (they go with the device anyway);
 //   - from the install record (<stateDir>/installed.json) only: reserved
 //     ports it added and global sysctls it changed (restored to their old value).
 import type { Config } from "../config/schema.js";

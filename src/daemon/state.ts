@@ -31,9 +31,14 @@ export interface InstallRecord {
 }
 
 export interface NatRecord {
-  rules: { pref: number; args: string[] }[];
+  /** ip rules; `family` 6 is an `ip -6 rule` (absent in records written before IPv6: IPv4). */
+  rules: { pref: number; args: string[]; family?: 4 | 6 }[];
   tableRoute?: { table: number; dev: string };
+  /** The IPv6 `default dev <device>` route in table `table` (NAT66 masquerade). */
+  tableRoute6?: { table: number; dev: string };
+  /** Main-table routes: "a.b.c.d/32" (IPv4) or "x::y/128" (IPv6). */
   routes: { dst: string; dev: string }[];
+  /** Filter prefs on dev's ingress: IPv4 pair, and the IPv6 pair when there were IPv6 filters. */
   tc?: { dev: string; prefs: number[]; createdQdisc: boolean };
   /** Ports this instance added to ip_local_reserved_ports ("61000-65535,30080"). */
   reservedPortsAdded: string;

@@ -47,7 +47,7 @@ export const OUTSIDE = { address: "198.18.2.100", gateway: "198.18.2.1", subnet:
 /** The IPv6 "outside" host (addOutside6): behind the leaf, routes to the IPv6 underlay only. */
 export const OUTSIDE6 = { address: "2001:2:ff:2::100", gateway: "2001:2:ff:2::1" } as const;
 /** Worker n's IPv6 underlay address (addOutside6): subnet A 2001:2:ff::/64, B 2001:2:ff:1::/64. */
-export const underlay6 = (w: WorkerSpec) => (w.subnet === "A" ? `2001:2:ff::${w.n}` : `2001:2:ff:1::${w.n}`);
+export const underlay6 = (w: WorkerSpec) => (w.subnet === "A" ? `2001:2:ff::1${w.n}` : `2001:2:ff:1::1${w.n}`);
 const leafGateway6 = (w: WorkerSpec) => (w.subnet === "A" ? "2001:2:ff::1" : "2001:2:ff:1::1");
 
 /** The leaf's address on a worker's underlay subnet (its gateway to everything else). */
@@ -453,7 +453,7 @@ export class Cluster {
    * `rateMBps` limits the sender (0 = unlimited). Resolves with what each end
    * counted and hashed, the client's own address and the peer the server saw.
    */
-  async tcpTransferNs(fromNs: string, serverNs: string, bindAddr: string, connectAddr: string, port: number, bytes: number, rateMBps = 0): Promise<TcpTransferResult> {
+  async tcpTransferNs(fromNs: string, serverNs: string, bindAddr: string, connectAddr: string, port: number, bytes: number, rateMBps = 0, connectPort = port): Promise<TcpTransferResult> {
     const server = this.spawnIn(serverNs, ["python3", "-c", TCP_SERVER_PEER, bindAddr, String(port)]);
     let out = "";
     let serr = "";
@@ -463,7 +463,7 @@ export class Cluster {
     await waitFor(() => out.includes("listening") || server.exitCode !== null, 5000, `tcp server in ${serverNs} did not start`);
     if (!out.includes("listening")) throw new Error(`tcp server in ${serverNs} failed: ${serr}`);
     const t0 = Date.now();
-    const client = this.spawnIn(fromNs, ["python3", "-c", TCP_CLIENT_LOCAL, connectAddr, String(port), String(bytes), String(rateMBps)]);
+    const client = this.spawnIn(fromNs, ["python3", "-c", TCP_CLIENT_LOCAL, connectAddr, String(connectPort), String(bytes), String(rateMBps)]);
     let cout = "";
     let cerr = "";
     client.stdout!.on("data", (d) => (cout += String(d)));
