@@ -3,19 +3,21 @@
 // routing, masquerade / ClusterIP / NodePort through the data path's NAT, a
 // short summary, and a clean teardown.
 import { fileURLToPath } from "node:url";
-import { Cluster, OUTSIDE, podCidr6, podIp, WORKERS } from "./cluster.js";
+import { Cluster, OUTSIDE, OUTSIDE6, podCidr6, podIp, underlay6, WORKERS } from "./cluster.js";
 
 /** The IPv6 address the CNI plugin gives worker N's first pod: its prefix's first after the anycast. */
 const cniPodIp6 = (n: number) => `2001:2:0:${n}::1`;
 
 const CLUSTER_IP = "198.18.250.10";
+const CLUSTER_IP6 = "2001:2:0:250::10";
 // Answers each connection with its name and the peer address it saw.
 const NAME_SERVER = `
 import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(16); print("listening", flush=True)
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", int(sys.argv[1]))); s.listen(16); print("listening", flush=True)
 while True:
-    c, peer = s.accept(); c.sendall(f"{sys.argv[2]} saw {peer[0]}".encode()); c.close()
+    c, peer = s.accept(); c.sendall(f"{sys.argv[2]} saw {peer[0].removeprefix('::ffff:')}".encode()); c.close()
 `;
 const NAME_CLIENT = `
 import socket, sys
@@ -41,13 +43,18 @@ export async function runDemo(opts: { keep?: boolean } = {}): Promise<number> {
     console.log(`building the three-worker topology (namespaces ${cluster.prefix}-*) ...`);
     cluster.build();
     cluster.addOutside();
+    // IPv6 on the underlay too: the nodes' IPv6 addresses masquerade and serve NodePorts (NAT66).
+    cluster.addOutside6();
     // worker1 <-> worker3 over IPIP, worker2 <-> worker3 over VXLAN (auto: other
     // subnet), worker1 <-> worker2 directly routed (auto: same subnet).
     const encap = (me: number, peer: number) => ((me === 1 && peer === 3) || (me === 3 && peer === 1) ? "ipip" : "auto");
     // Hand CNI-3/4/5 in the data path: masquerade, a ClusterIP, a NodePort.
     const nat = {
       nat: { masquerade: true },
-      services: [{ name: "web", clusterIP: CLUSTER_IP, ports: [{ port: 80, targetPort: 8080, nodePort: 30080 }], backends: [podIp(2), podIp(3)] }],
+      services: [{
+        name: "web", clusterIP: CLUSTER_IP, clusterIP6: CLUSTER_IP6, ports: [{ port: 80, targetPort: 8080, nodePort: 30080 }],
+        backends: [podIp(2), podIp(3)], backends6: [cniPodIp6(2), cniPodIp6(3)],
+      }],
     };
     for (const w of WORKERS) {
       const file = cluster.writeConfig(w.n, cluster.config(w.n, (p) => encap(w.n, p), nat));
@@ -99,6 +106,16 @@ export async function runDemo(opts: { keep?: boolean } = {}): Promise<number> {
     natCase(answers.size > 0, `pod1 -> ClusterIP ${CLUSTER_IP}:80, 6 connections, answered by: ${[...answers].sort().join(", ") || "nobody"}`);
     const np = ask("outside", WORKERS[0].underlay, 30080);
     natCase(np !== "", `outside -> NodePort ${WORKERS[0].underlay}:30080: "${np}"`);
+    console.log(`
+NAT66 (the same for IPv6; an outside host ${OUTSIDE6.address} with no route to any pod):`);
+    const masq6 = cluster.ping(1, OUTSIDE6.address, 2);
+    natCase(masq6.ok, `pod1 -> outside ${OUTSIDE6.address}: ping, masqueraded to worker1's ${underlay6(WORKERS[0])}`);
+    const answers6 = new Set<string>();
+    for (let i = 0; i < 6; i++) answers6.add(ask("pod1", CLUSTER_IP6, 80).split(" ")[0]);
+    answers6.delete("");
+    natCase(answers6.size > 0, `pod1 -> ClusterIP [${CLUSTER_IP6}]:80, 6 connections, answered by: ${[...answers6].sort().join(", ") || "nobody"}`);
+    const np6 = ask("outside", underlay6(WORKERS[0]), 30080);
+    natCase(np6 !== "", `outside -> NodePort [${underlay6(WORKERS[0])}]:30080: "${np6}"`);
     const ct = cluster.exec("w1", [process.execPath, CLI, "show", "conntrack"]).trim().split("\n").slice(0, 3);
     console.log("  worker1 `overlayd show conntrack` (first lines):");
     for (const l of ct) console.log(`    ${l}`);
