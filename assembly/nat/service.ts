@@ -17,7 +17,8 @@
 // tracked keep the backend they were given, as with kube-proxy.
 import { carve } from "../layout";
 import { E_FULL, E_NO_MEMORY, E_NOT_INIT, E_RANGE, OK } from "../abi";
-import { htClear, htCount, htCreate, htFind, htPut, htValueAt } from "../tables/hash";
+import { htClear, htCount, htCreate, htFind, htPut, htValueAt, mix64 } from "../tables/hash";
+import { n6Addr, n6Capacity } from "./names6";
 
 export const SVC_F_NODEPORT: u32 = 1;
 /** IPv6 frontends and backends: the protocol carries conntrack's
@@ -33,6 +34,22 @@ let maxBackends: u32 = 0;
 let nServices: u32 = 0;
 /** Frontends of IPv6 services (proto | CT_PROTO_V6, address a names6 handle). */
 let nServices6: u32 = 0;
+/** A 1024-bit filter of the IPv6 frontends' addresses, per instance: a
+ *  packet whose destination misses it is no IPv6 frontend, known without
+ *  the connection table's lock (the handles live in the shared table). */
+const FILTER6_WORDS: u32 = 16;
+const filter6 = memory.data(<i32>FILTER6_WORDS * 8);
+
+@inline function filter6Bit(a: usize): u32 {
+  return <u32>(mix64(load<u64>(a) ^ (load<u64>(a, 8) * 0x9e3779b97f4a7c15)) >> 54); // 10 bits
+}
+
+/** Might the 16 bytes at `a` be an IPv6 frontend's address? (No false negatives.) */
+@inline export function svcMaybe6(a: usize): bool {
+  if (nServices6 == 0) return false;
+  const b = filter6Bit(a);
+  return (load<u64>(filter6 + (<usize>(b >> 6) << 3)) & (<u64>1 << <u64>(b & 63))) != 0;
+}
 
 /** Carve room for `maxSvc` frontends and `maxBe` backends. Init-time, once. */
 export function svcSetup(maxSvc: u32, maxBe: u32): i32 {
@@ -54,6 +71,7 @@ export function svcClear(): void {
   htClear(frontends);
   nServices = 0;
   nServices6 = 0;
+  memory.fill(filter6, 0, <usize>FILTER6_WORDS * 8);
 }
 
 /** Backend slot `i`: address and port. */
@@ -91,7 +109,14 @@ export function svcAdd(proto: u32, addr: u32, port: u32, flags: u32, first: u32,
   if (s < 0) {
     if (htPut(frontends, key, <u64>idx) != OK) return E_FULL;
     nServices++;
-    if ((proto & SVC_PROTO_V6) != 0) nServices6++;
+    if ((proto & SVC_PROTO_V6) != 0) {
+      nServices6++;
+      if (addr < n6Capacity()) {
+        const b = filter6Bit(n6Addr(addr));
+        const w = filter6 + (<usize>(b >> 6) << 3);
+        store<u64>(w, load<u64>(w) | (<u64>1 << <u64>(b & 63)));
+      }
+    }
   }
   return OK;
 }

@@ -44,7 +44,7 @@ import {
 import { n6Addr, n6Enabled, n6Find, n6Get, n6Ref, n6Trim, n6Unref, N6_NONE } from "../nat/names6";
 import { nat6RewriteDst, nat6RewriteSrc, nat6TranslateIcmpError } from "../nat/translate6";
 import { NAT_OK, NAT_SIDE_DST, NAT_SIDE_SRC } from "../nat/translate";
-import { backendAddr, backendPort, svcBackend, svcBackendCount, svcCount6, svcFlags, svcLookup, SVC_F_NODEPORT } from "../nat/service";
+import { backendAddr, backendPort, svcBackend, svcBackendCount, svcFlags, svcLookup, svcMaybe6, SVC_F_NODEPORT } from "../nat/service";
 import { NAT_DONE, NAT_PASS, NAT_TRANSLATED } from "./nat";
 
 const ICMP6_KEY: u32 = CT_PROTO_V6 | PROTO_ICMPV6;
@@ -131,9 +131,11 @@ export function isNode6(dst: usize): bool {
 export function natPodSide6(m: usize, off: u32, p: usize, len: u32, nh: u32): u32 {
   if (!nat6Enabled()) return NAT_PASS;
   // Pod to pod (the bulk) has nothing to do here unless it is addressed to
-  // an IPv6 service frontend; every packet of a translated flow entering on
-  // this side goes to an unrouted address, a frontend or the node.
-  if (nh != LPM_MISS && svcCount6() == 0 && !steered6(p + IP6_DST)) return NAT_PASS;
+  // an IPv6 service frontend (a per-instance filter says "surely not"
+  // without the lock) or to the node's or the SNAT address; every packet of
+  // a translated flow entering on this side goes to one of those or to an
+  // unrouted address.
+  if (nh != LPM_MISS && !svcMaybe6(p + IP6_DST) && !steered6(p + IP6_DST)) return NAT_PASS;
   ctLock();
   const r = podSide6(m, off, p, len, nh);
   ctUnlock();
