@@ -161,3 +161,21 @@ describe("NAT66 config: clusterIP6, backends6, node.ipv6.underlayAddress, nat.sn
     expect(errors(doc({ extra: (d) => { d.services = [svc({ backends6: ["198.19.2.10"] })]; } }))[0]).toMatch(/^services\[0\]\.backends6\[0\]: .*not an IPv6 address/);
   });
 });
+
+describe("IPv6-only services (ipFamilies: [IPv6])", () => {
+  it("derive to IPv6 frontends only, and the kernel routes only their IPv6 ClusterIP", () => {
+    const c = config(doc({ extra: (d) => { d.services = [{ name: "v6only", clusterIP6: "2001:2:0:250::20", ports: [{ port: 53, protocol: "udp" }], backends6: ["2001:2:0:2::10"] }]; } }));
+    const t = deriveTables(c);
+    expect(t.services).toEqual([]);
+    expect(t.nat.clusterIPs).toEqual([]);
+    expect(t.services6.map((f) => `${f.protocol} [${f.addr}]:${f.port}`)).toEqual(["udp [2001:2:0:250::20]:53"]);
+    expect(t.nat.ipv6?.clusterIPs).toEqual(["2001:2:0:250::20"]);
+    expect(t.nat.enabled).toBe(true);
+  });
+  it("refuses a service with no ClusterIP, and IPv4 backends without an IPv4 ClusterIP", () => {
+    expect(errors(doc({ extra: (d) => { d.services = [{ name: "none", ports: [{ port: 80 }] }]; } }))).toEqual([
+      "services[0]: needs a clusterIP (IPv4), a clusterIP6, or both",
+    ]);
+    expect(errors(doc({ extra: (d) => { d.services = [{ name: "mixed", clusterIP6: "2001:2:0:250::20", ports: [{ port: 80 }], backends: ["198.19.2.10"] }]; } }))[0]).toMatch(/^services\[0\]\.backends: IPv4 backends need an IPv4 ClusterIP/);
+  });
+});

@@ -31,13 +31,14 @@ describe.skipIf(!isRoot)("NAT66 across namespaces (Hand CNI-3/4/5 for IPv6)", ()
   const daemons = new Map<number, ChildProcess>();
 
   // Every node knows the same services, as kube-proxy does. web: dual-stack,
-  // ClusterIP:80 -> pod3:8080 on both families, NodePort 30080. local:
-  // IPv6 only -> pod2 (worker2's own pod: a hairpin from pod2).
+  // ClusterIP:80 -> pod3:8080 on both families, NodePort 30080. local: an
+  // IPv6-only service -> pod2 (worker2's own pod: a hairpin from pod2).
   const extra = {
     nat: { masquerade: true },
     services: [
       { name: "web", clusterIP: CLUSTER_IP, clusterIP6: CLUSTER_IP6, ports: [{ port: 80, targetPort: 8080, nodePort: 30080 }], backends: [podIp(3)], backends6: [podIp6(3)] },
-      { name: "local", clusterIP: "198.18.250.20", clusterIP6: LOCAL_IP6, ports: [{ port: 80, targetPort: 8081 }], backends: [podIp(2)], backends6: [podIp6(2)] },
+      // IPv6 only (ipFamilies: [IPv6]): no IPv4 ClusterIP.
+      { name: "local", clusterIP6: LOCAL_IP6, ports: [{ port: 80, targetPort: 8081 }], backends6: [podIp6(2)] },
     ],
   };
 
@@ -106,7 +107,7 @@ describe.skipIf(!isRoot)("NAT66 across namespaces (Hand CNI-3/4/5 for IPv6)", ()
     expect(r4.serverSawPeer.address).toBe(podIp(1));
   });
 
-  it("hairpin: a pod reaching itself through an IPv6 ClusterIP, via the node's IPv6 service-SNAT address", async () => {
+  it("hairpin: a pod reaching itself through an IPv6-only service's ClusterIP, via the node's IPv6 service-SNAT address", async () => {
     const r = await cluster.tcpTransferNs("pod2", "pod2", "::", LOCAL_IP6, 8081, 256 << 10, 0, 80);
     expect(r.receivedSha).toBe(r.sentSha);
     expect(r.serverSawPeer.address).toBe(snat6(2));

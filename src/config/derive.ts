@@ -279,6 +279,7 @@ export function deriveTables(config: Config): DerivedTables {
 
   const services: DerivedFrontend[] = [];
   for (const svc of config.services) {
+    if (svc.clusterIP === undefined) continue; // IPv6 only
     for (const sp of svc.ports) {
       const backends = svc.backends.map((b) => ({ addr: ipToU32(b), port: sp.targetPort }));
       services.push({ service: svc.name, protocol: sp.protocol, addr: ipToU32(svc.clusterIP), port: sp.port, nodePort: false, backends });
@@ -310,7 +311,7 @@ export function deriveTables(config: Config): DerivedTables {
     timeouts: { ...config.nat.conntrack.timeouts },
     routeTable: config.nat.routeTable,
     rulePriority: config.nat.rulePriority,
-    clusterIPs: [...new Set(config.services.map((s) => s.clusterIP))],
+    clusterIPs: [...new Set(config.services.flatMap((s) => (s.clusterIP === undefined ? [] : [s.clusterIP])))],
     nodePorts: config.services.flatMap((s) => s.ports.filter((p) => p.nodePort !== undefined).map((p) => ({ port: p.nodePort!, protocol: p.protocol }))),
     ipv6: six && config.node.ipv6 && {
       masquerade: six.masquerade,

@@ -290,8 +290,9 @@ const ServicePortSchema = z.strictObject({
 
 const ServiceSchema = z.strictObject({
   name,
-  /** The virtual address clients use (routed into our device on this node). */
-  clusterIP: unicastIpv4,
+  /** The virtual address clients use (routed into our device on this node).
+   *  An IPv6-only service (Kubernetes' ipFamilies: [IPv6]) has only clusterIP6. */
+  clusterIP: unicastIpv4.optional(),
   ports: z.array(ServicePortSchema).min(1, "needs at least one port"),
   /** Backend pod addresses, here or on other nodes; each new flow picks one at random. */
   backends: z.array(unicastIpv4).default([]),
@@ -548,12 +549,13 @@ function crossCheckCapacity(c: Shape, issue: (path: (string | number)[], message
   let backendSlots = 0;
   for (const svc of c.services) {
     for (const sp of svc.ports) {
-      const n = sp.nodePort !== undefined ? 2 : 1;
+      const n = svc.clusterIP === undefined ? 0 : sp.nodePort !== undefined ? 2 : 1;
       frontends += n;
       backendSlots += n * svc.backends.length;
       if (svc.clusterIP6 !== undefined) {
-        frontends++;
-        backendSlots += svc.backends6.length;
+        const n6 = sp.nodePort !== undefined ? 2 : 1;
+        frontends += n6;
+        backendSlots += n6 * svc.backends6.length;
       }
     }
   }
@@ -621,16 +623,22 @@ function crossCheckNat(c: Shape, issue: (path: (string | number)[], message: str
   const prefixes = [pod, ...c.peers.flatMap((p) => p.podCIDRs)].filter((x) => tryParseCidr(x).ok);
   const frontends = new Map<string, string>();
   c.services.forEach((svc, i) => {
-    if (tryIpToU32(svc.clusterIP).ok) {
-      const inPods = prefixes.find((x) => cidrContains(x, svc.clusterIP));
+    if (svc.clusterIP === undefined) {
+      if (svc.clusterIP6 === undefined) issue(["services", i], "needs a clusterIP (IPv4), a clusterIP6, or both");
+      else if (svc.backends.length > 0) issue(["services", i, "backends"], "IPv4 backends need an IPv4 ClusterIP: set clusterIP (or list the pods' IPv6 addresses in backends6)");
+    } else if (tryIpToU32(svc.clusterIP).ok) {
+      const inPods = prefixes.find((x) => cidrContains(x, svc.clusterIP!));
       if (inPods) issue(["services", i, "clusterIP"], `${JSON.stringify(svc.clusterIP)} lies in pod CIDR ${inPods}; ClusterIPs come from a range of their own`);
       if (svc.clusterIP === c.node.underlay.address) issue(["services", i, "clusterIP"], `${JSON.stringify(svc.clusterIP)} is this node's underlay address`);
     }
     svc.ports.forEach((sp, j) => {
-      const key = `${sp.protocol} ${svc.clusterIP}:${sp.port}`;
-      const prev = frontends.get(key);
-      if (prev) issue(["services", i, "ports", j, "port"], `${key} is also ${prev}`);
-      else frontends.set(key, `services[${i}] ${svc.name}`);
+      for (const vip of [svc.clusterIP, svc.clusterIP6]) {
+        if (vip === undefined) continue;
+        const key = `${sp.protocol} ${vip}:${sp.port}`;
+        const prev = frontends.get(key);
+        if (prev) issue(["services", i, "ports", j, "port"], `${key} is also ${prev}`);
+        else frontends.set(key, `services[${i}] ${svc.name}`);
+      }
       if (sp.nodePort !== undefined) {
         const nkey = `${sp.protocol} nodePort ${sp.nodePort}`;
         const nprev = frontends.get(nkey);
