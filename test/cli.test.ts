@@ -35,6 +35,17 @@ describe("overlayd CLI", () => {
     expect(e.out).toContain("leased from 198.19.0.0/16");
   });
 
+  it("check-config says what NAT masquerades to in each family, and counts the frontends", () => {
+    const dir = mkdtempSync(join(tmpdir(), "wo-cli-"));
+    const f = join(dir, "nat6.yaml");
+    const base = "node:\n  name: x\n  underlay: { address: 198.18.0.11, prefixLength: 24 }\n  podCIDR: 198.19.1.0/24\n";
+    const svc = "services:\n  - { name: web, clusterIP: 198.18.250.10, clusterIP6: \"2001:2:0:250::10\", ports: [{ port: 80, nodePort: 30080 }], backends6: [\"2001:2:0:2::10\"] }\n";
+    writeFileSync(f, base + "  ipv6: { podCIDR: \"2001:2:0:1::/64\" }\nnat: { masquerade: true }\n" + svc);
+    expect(run(["check-config", f]).out).toContain("nat: masquerade IPv4 to 198.18.0.11, IPv6 not (no node.ipv6.underlayAddress); 2 IPv4 service frontends, 1 IPv6");
+    writeFileSync(f, base + "  ipv6: { podCIDR: \"2001:2:0:1::/64\", underlayAddress: \"2001:2:ff::11\" }\nnat: { masquerade: true }\n" + svc);
+    expect(run(["check-config", f]).out).toContain("nat: masquerade IPv4 to 198.18.0.11, IPv6 to 2001:2:ff::11; 2 IPv4 service frontends, 2 IPv6");
+  });
+
   it("check-config rejects a bad file with the field and the reason, exit 1", () => {
     const dir = mkdtempSync(join(tmpdir(), "wo-cli-"));
     const f = join(dir, "bad.yaml");

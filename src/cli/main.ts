@@ -132,7 +132,16 @@ program
       const six = p.podCIDRs6 ? `; IPv6 ${p.podCIDRs6.join(", ")} over ${p.encapsulation === "ipip" ? "protocol 41" : "vxlan"}` : "";
       console.log(`  peer ${p.name.padEnd(12)} ${u32ToIp(p.underlay).padEnd(15)} ${p.encapsulation.padEnd(6)} ${p.reason}${six}`);
     }
+    if (d.nat.enabled) console.log(`  ${natSummary(d)}`);
   });
+
+/** check-config's NAT line: what is masqueraded to what, and the service frontends per family. */
+function natSummary(d: ReturnType<typeof deriveTables>): string {
+  const six = d.nat.ipv6;
+  const masq = !d.nat.masquerade ? "masquerade off"
+    : `masquerade IPv4 to ${u32ToIp(d.nat.nodeIp)}` + (!six ? "" : six.masquerade ? `, IPv6 to ${six.underlayAddress}` : ", IPv6 not (no node.ipv6.underlayAddress)");
+  return `nat: ${masq}; ${d.services.length} IPv4 service frontend${d.services.length === 1 ? "" : "s"}, ${d.services6.length} IPv6`;
+}
 
 const SHOW = ["status", "routes", "peers", "fdb", "neigh", "stats", "conntrack", "healthz"] as const;
 
