@@ -144,8 +144,13 @@ describe.skipIf(!isRoot)("NAT66 across namespaces (Hand CNI-3/4/5 for IPv6)", ()
     }
   });
 
-  it("show conntrack lists the IPv6 flows with their addresses", () => {
+  it("show conntrack lists the IPv6 flows with their addresses; the metrics count the IPv6 names", () => {
     cluster.exec("pod1", ["ping", "-6", "-c", "1", "-W", "2", OUTSIDE6.address]);
+    const metrics = cluster.exec("w1", ["python3", "-c", "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9469/metrics').read().decode())"]);
+    const names = Number(/^overlay_conntrack_ipv6_names (\d+)/m.exec(metrics)?.[1]);
+    // Pinned: the node's and SNAT addresses, two ClusterIPs, two backends; the flows' pod1 and the outside host.
+    expect(names).toBeGreaterThanOrEqual(6 + 2);
+    expect(metrics).toMatch(/^overlay_conntrack_ipv6_names_capacity 262144$/m);
     const text = cluster.exec("w1", [process.execPath, CLI, "show", "conntrack"]);
     expect(text).toMatch(new RegExp(`icmpv6\\s+58 \\d+ src=${podIp6(1)} dst=${OUTSIDE6.address} type=128 code=0 id=\\d+ src=${OUTSIDE6.address} dst=${node6(1)} type=129`));
     expect(OUTSIDE.address).toBeTruthy();

@@ -105,6 +105,9 @@ export interface ConntrackSnapshot {
   deletes: number;
   expired: number;
   insertFailed: number;
+  /** IPv6 address names (NAT66) in use and their capacity; absent: 0. */
+  names6?: number;
+  names6Capacity?: number;
   /** Flows evicted (not assured) so that a new one fits a full table; absent: 0. */
   earlyDrop?: number;
   clash: number;
@@ -157,6 +160,8 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
 
   const ctEntries = new Gauge({ name: `${p}conntrack_entries`, help: "Flows in the conntrack table", registers });
   const ctCapacity = new Gauge({ name: `${p}conntrack_capacity`, help: "Flows the conntrack table holds at most", registers });
+  const ctNames6 = new Gauge({ name: `${p}conntrack_ipv6_names`, help: "IPv6 addresses the conntrack table holds for NAT66 flows and configuration (a full table drops new IPv6 flows as ct_full)", registers });
+  const ctNames6Cap = new Gauge({ name: `${p}conntrack_ipv6_names_capacity`, help: "IPv6 addresses the conntrack table can hold", registers });
   const ctEvents = new Counter({ name: `${p}conntrack_events_total`, help: "Conntrack events: insert, delete, expire, insert_failed (table full, no flow to evict), clash, invalid (TCP), early_drop (a flow not assured evicted to admit a new one)", labelNames: ["event"] as const, registers });
   const CT_EVENTS = { insert: "inserts", delete: "deletes", expire: "expired", insert_failed: "insertFailed", clash: "clash", invalid: "invalid", early_drop: "earlyDrop" } as const;
   for (const e of Object.keys(CT_EVENTS)) ctEvents.inc({ event: e }, 0);
@@ -209,6 +214,8 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     setConntrack(st) {
       ctEntries.set(st.entries);
       ctCapacity.set(st.capacity);
+      ctNames6.set(st.names6 ?? 0);
+      ctNames6Cap.set(st.names6Capacity ?? 0);
       for (const [event, key] of Object.entries(CT_EVENTS)) grow(ctLast, event, st[key] ?? 0, (n) => ctEvents.inc({ event }, n));
     },
     setIo(st) {

@@ -178,6 +178,9 @@ export interface ConntrackStats {
   /** Flows evicted to admit a new one into a full table. */
   earlyDrop: number;
   frontends: number;
+  /** IPv6 address names in use and their capacity (NAT66; 0 without node.ipv6). */
+  names6: number;
+  names6Capacity: number;
 }
 
 export interface FlowTuple { src: number; dst: number; sport: number; dport: number }
@@ -472,6 +475,7 @@ export class Dataplane {
     return {
       entries: this.raw.ctCount(), capacity: this.raw.ctCapacity(), inserts: st(0), deletes: st(1), expired: st(2),
       insertFailed: st(3), clash: st(4), invalid: st(5), earlyDrop: st(6), frontends: this.raw.svcCount(),
+      names6: this.raw.ct6NameCount(), names6Capacity: this.raw.ct6NameCapacity(),
     };
   }
 
