@@ -192,7 +192,7 @@ describe.skipIf(!isRoot)("admin surface of a running overlayd", () => {
       expect(page.turns).toBeGreaterThanOrEqual(Math.ceil(page.flows.length / CT_DUMP_PER_TURN));
       turns += page.turns;
       for (const f of page.flows) {
-        if (f.proto !== 253) continue;
+        if (f.proto !== 114) continue;
         const k = `${f.orig.src}:${f.orig.sport}`;
         seen.set(k, (seen.get(k) ?? 0) + 1);
       }

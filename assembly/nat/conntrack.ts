@@ -90,7 +90,7 @@ import { carve, regionsEnd } from "../layout";
 import { E_FULL, E_NOT_FOUND, E_NOT_INIT, E_NO_MEMORY, E_RANGE, OK } from "../abi";
 import { mix64 } from "../tables/hash";
 import { TCP_ACKF, TCP_FIN, TCP_RST, TCP_SYN } from "../wire/tcp";
-import { n6AttachTo, n6Capacity, n6Carve, n6Count, n6MemoryBytes, n6Ref, n6Reseed, n6Unref } from "./names6";
+import { n6AttachTo, n6Carve, n6Count, n6Live, n6MemoryBytes, n6Ref, n6Reseed, n6Unref } from "./names6";
 
 // --- statuses beyond abi.ts (move there when NAT is wired in) ---------------
 /** ctCreate: one of the two tuples already belongs to a live flow. */
@@ -110,7 +110,9 @@ export const CT_NAT_BOTH: u32 = 3;
 
 /** Marks an IPv6 flow's protocol byte: its addresses are handles of
  *  names6.ts (TCP 6 -> 0x86, UDP 17 -> 0x91, ICMPv6 58 -> 0xBA). IPv4
- *  flows never carry it. */
+ *  flows never carry it: their protocol is below 128 (NAT tracks 1, 6
+ *  and 17); ctCreate takes a protocol from 128 up as an IPv6 key and
+ *  refuses it (E_RANGE) unless its four addresses are live handles. */
 export const CT_PROTO_V6: u32 = 0x80;
 const ICMP6_KEY: u32 = CT_PROTO_V6 | 58;
 
@@ -675,7 +677,7 @@ export function ctCreate(proto: u32, oSrc: u32, oDst: u32, oSport: u32, oDport: 
   if (ok0 == rk0 && ok1 == rk1) return E_RANGE;
   const v6 = (proto & CT_PROTO_V6) != 0;
   if (v6) {
-    if (oSrc >= n6Capacity() || oDst >= n6Capacity() || rSrc >= n6Capacity() || rDst >= n6Capacity()) return E_RANGE;
+    if (!n6Live(oSrc) || !n6Live(oDst) || !n6Live(rSrc) || !n6Live(rDst)) return E_RANGE;
     // The record will hold a reference to each handle. Taken first: a
     // flow reaped or evicted below may hold the only other one.
     n6Ref(oSrc);

@@ -24,7 +24,7 @@
 // Entries, N6_ENTRY = 24 bytes, index = handle, 0 .. capacity-1:
 //   0                16      20      24
 //   +----------------+-------+-------+
-//   | address        | refs  | next  |   next: free list
+//   | address        | refs  | next  |   next: N6_NONE while live, else the free list
 //   +----------------+-------+-------+
 // Slots, 8 bytes, 2 per entry (load <= 1/2): hash32 | handle + 1 (0 =
 // empty). Open addressing, linear probing, backward-shift deletion, the
@@ -39,6 +39,9 @@ import { carve } from "../layout";
 import { mix64 } from "../tables/hash";
 
 export const N6_NONE: u32 = 0xffffffff;
+/** The free list's end: a free entry's next is never N6_NONE, which marks
+ *  a live entry. */
+const N6_FREE_END: u32 = 0xfffffffe;
 export const N6_ENTRY: usize = 24;
 const N6_SLOT: usize = 8;
 
@@ -67,7 +70,7 @@ export function n6Carve(n: u32, seedA: u64, seedB: u64): usize {
   const e = carve(<usize>n * N6_ENTRY);
   const s = carve(<usize>n * 2 * N6_SLOT);
   if (h == 0 || e == 0 || s == 0) return 0;
-  store<u32>(h + NH_FREE, N6_NONE);
+  store<u32>(h + NH_FREE, N6_FREE_END);
   store<u32>(h + NH_CAP, n);
   store<u32>(h + NH_NSLOTS, n * 2);
   store<u32>(h + NH_ENTRIES, <u32>e);
@@ -107,6 +110,11 @@ export function n6MemoryBytes(): usize { return <usize>cap * (N6_ENTRY + 2 * N6_
 
 @inline function entryPtr(h: u32): usize { return entries + <usize>h * N6_ENTRY; }
 @inline function slotPtr(i: u32): usize { return slots + (<usize>i << 3); }
+
+/** Is `h` a live handle (an entry in the table, referenced or just got)? */
+export function n6Live(h: u32): bool {
+  return hdr != 0 && h < load<u32>(hdr + NH_HIGH) && load<u32>(entryPtr(h), 20) == N6_NONE;
+}
 
 /** The 16 bytes of handle `h`'s address (valid while it has references). */
 @inline export function n6Addr(h: u32): usize { return entryPtr(h); }
@@ -156,7 +164,7 @@ export function n6Get(a: usize): u32 {
   const s = findSlot(a, hash);
   if (s >= 0) return <u32>(load<u64>(slotPtr(<u32>s)) >> 32) - 1;
   let h = load<u32>(hdr + NH_FREE);
-  if (h != N6_NONE) {
+  if (h != N6_FREE_END) {
     store<u32>(hdr + NH_FREE, load<u32>(entryPtr(h), 20));
   } else {
     h = load<u32>(hdr + NH_HIGH);
@@ -178,14 +186,14 @@ export function n6Get(a: usize): u32 {
 }
 
 @inline export function n6Ref(h: u32): void {
-  if (h >= cap) return;
+  if (!n6Live(h)) return;
   const e = entryPtr(h);
   store<u32>(e, load<u32>(e, 16) + 1, 16);
 }
 
 /** Give back one reference; the entry goes with its last. */
 export function n6Unref(h: u32): void {
-  if (h >= cap) return;
+  if (!n6Live(h)) return;
   const e = entryPtr(h);
   const r = load<u32>(e, 16);
   if (r > 1) {
@@ -198,7 +206,7 @@ export function n6Unref(h: u32): void {
 
 /** Remove handle `h`'s entry if nothing refers to it (after n6Get). */
 export function n6Trim(h: u32): void {
-  if (h >= cap) return;
+  if (!n6Live(h)) return;
   const e = entryPtr(h);
   if (load<u32>(e, 16) != 0) return;
   // A free entry (trimmed twice) has no slot of its own: the slot found

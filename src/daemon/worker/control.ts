@@ -125,8 +125,9 @@ export class Control {
     }
   }
 
-  /** Test hook: `n` placeholder flows (IP protocol 253, RFC 3692's
-   *  experimental number: the generic timeout, 600 s), from 198.18.128.0/17
+  /** Test hook: `n` placeholder flows (IP protocol 114, "any 0-hop
+   *  protocol": the generic timeout, 600 s; protocol bytes from 128 up mark
+   *  IPv6 flows in the table, nat/conntrack.ts), from 198.18.128.0/17
    *  to 198.18.127.1, without NAT, so a dump has something to walk. */
   private ctFill(n: number): number {
     const CHUNK = 4096;
@@ -142,7 +143,7 @@ export class Control {
         dv.setUint32(t + 4, 0xc6127f01, true); // 198.18.127.1
         dv.setUint16(t + 8, seq & 0xffff, true);
         dv.setUint16(t + 10, 9, true);
-        dv.setUint8(t + 12, 253);
+        dv.setUint8(t + 12, 114);
       }
       made += dp.ctCreateTuples(this.tuples, k, 0, nowSec());
       done += k;
