@@ -156,7 +156,7 @@ function routeIpv6(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
       // stack (the kernel forwarded it into the device and took the hop).
       if (len > cfgUnderlayMtu) {
         replyIcmp6Error(m, off, p, len, ICMP6_PACKET_TOO_BIG, 0, cfgUnderlayMtu, R_TOO_BIG);
-        untranslateOwnError6(m, slot);
+        untranslateOwnError(m, slot, true);
         return;
       }
       emitDirect(m, off, len, 0);
@@ -189,7 +189,7 @@ function routeIpv6(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
   const limit = peerPathMtu(peer);
   if (len + overhead > limit) {
     replyIcmp6Error(m, off, p, len, ICMP6_PACKET_TOO_BIG, 0, limit - overhead, R_TOO_BIG);
-    if (translated) untranslateOwnError6(m, slot);
+    if (translated) untranslateOwnError(m, slot, true);
     return;
   }
   if (ours) {
@@ -385,25 +385,11 @@ function toHost(m: usize, slot: usize, off: u32, p: usize, len: u32, translated:
   emitDirect(m, off, len, ipDst(p));
 }
 
-/** untranslateOwnError for an ICMPv6 error (nat6.ts). */
-function untranslateOwnError6(m: usize, slot: usize): void {
-  if (load<u16>(m, META_VERDICT) != VERDICT_REPLY) return;
-  let off = load<u32>(m, META_OFF);
-  let n = load<u32>(m, META_LEN);
-  if (cfgMode == MODE_TAP) {
-    off += ETH_HDR_LEN;
-    n -= ETH_HDR_LEN;
-  }
-  const q = slot + <usize>off;
-  if (!translateIcmp6Error(q, n)) return;
-  if (lpm6Lookup(q + IP6_DST) == LPM_MISS) replyToDirect(m, off, n, 0);
-}
-
 /** An ICMP error we just built about a packet NAT had already translated
  *  quotes the translated header; turn it into the error the sender can
  *  match (its own addresses and ports), as the kernel's conntrack does for
- *  locally generated errors. */
-function untranslateOwnError(m: usize, slot: usize): void {
+ *  locally generated errors. `v6`: an ICMPv6 error (nat6.ts). */
+function untranslateOwnError(m: usize, slot: usize, v6: bool = false): void {
   if (load<u16>(m, META_VERDICT) != VERDICT_REPLY) return;
   let off = load<u32>(m, META_OFF);
   let n = load<u32>(m, META_LEN);
@@ -412,9 +398,14 @@ function untranslateOwnError(m: usize, slot: usize): void {
     n -= ETH_HDR_LEN;
   }
   const q = slot + <usize>off;
-  if (!translateIcmpError(q, n)) return;
+  if (!(v6 ? translateIcmp6Error(q, n) : translateIcmpError(q, n))) return;
   // An error for a NodePort client outside the cluster leaves like the
-  // flow's answers do: through the node's stack, not back into the device.
+  // flow's answers do: through the node's stack, not back into the device
+  // (IPv6: the raw socket takes the header's destination).
+  if (v6) {
+    if (lpm6Lookup(q + IP6_DST) == LPM_MISS) replyToDirect(m, off, n, 0);
+    return;
+  }
   const to = ipDst(q);
   if (lpmLookup(to) == LPM_MISS) replyToDirect(m, off, n, to);
 }

@@ -44,6 +44,7 @@ import {
 } from "../nat/conntrack";
 import { isEcho, natApplyFlow, natTranslateIcmpError, NAT_OK, NAT_SIDE_DST, NAT_SIDE_SRC } from "../nat/translate";
 import { backendAddr, backendPort, svcBackend, svcBackendCount, svcFlags, svcLookup, SVC_F_NODEPORT } from "../nat/service";
+import { natApplyFlow6 } from "./nat6";
 
 /** natPodSide/natUnderlaySide results (bits). */
 export const NAT_PASS: u32 = 0; // untouched: route as usual
@@ -242,8 +243,8 @@ function trackExisting(m: usize, p: usize, len: u32): u32 {
 }
 
 /** Common end of a new flow: track it, follow its first TCP packet,
- *  translate. `f` is ctCreate's result. */
-function startFlow(m: usize, p: usize, len: u32, f: i32, proto: u32, flags: u32, counter: u32): u32 {
+ *  translate. `f` is ctCreate's result; `v6`: an IPv6 flow (nat6.ts). */
+export function startFlow(m: usize, p: usize, len: u32, f: i32, proto: u32, flags: u32, counter: u32, v6: bool = false): u32 {
   if (f < 0) {
     drop(m, f == E_FULL ? R_CT_FULL : R_NAT_NO_PORT);
     return NAT_DONE;
@@ -257,7 +258,8 @@ function startFlow(m: usize, p: usize, len: u32, f: i32, proto: u32, flags: u32,
       return NAT_DONE;
     }
   }
-  if (natApplyFlow(p, len, <i32>(<u32>f << 1)) != NAT_OK) {
+  const ref = <i32>(<u32>f << 1);
+  if ((v6 ? natApplyFlow6(p, len, ref) : natApplyFlow(p, len, ref)) != NAT_OK) {
     ctDelete(<u32>f);
     drop(m, R_TRUNCATED);
     return NAT_DONE;

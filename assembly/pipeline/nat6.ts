@@ -26,8 +26,8 @@ import { a6eq, a6IsMulticast, ip6Next, ip6PayloadLen, IP6_DST, IP6_HDR_LEN, IP6_
 import { ICMP6_DEST_UNREACH, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, icmp6IsError, UNREACH6_PORT } from "../wire/icmp6";
 import { PROTO_TCP, PROTO_UDP } from "../wire/ipv4";
 import {
-  C_NAT_DNAT_NEW, C_NAT_ICMP_TRANSLATED, C_NAT_REPLY_TRANSLATED, C_NAT_SNAT_NEW, C_NAT_TRANSLATED, E_FULL, E_RANGE, NH_LOCAL, OK,
-  R_CT_FULL, R_CT_INVALID, R_NAT_NO_FLOW, R_NAT_NO_PORT, R_SVC_NO_BACKEND, R_TRUNCATED,
+  C_NAT_DNAT_NEW, C_NAT_ICMP_TRANSLATED, C_NAT_REPLY_TRANSLATED, C_NAT_SNAT_NEW, C_NAT_TRANSLATED, E_RANGE, NH_LOCAL, OK,
+  R_CT_FULL, R_NAT_NO_FLOW, R_NAT_NO_PORT, R_SVC_NO_BACKEND, R_TRUNCATED,
 } from "../abi";
 import { lpm6Lookup } from "../tables/lpm6";
 import { LPM_MISS } from "../tables/lpm";
@@ -35,10 +35,10 @@ import { count } from "./state";
 import { nhKind } from "./peers";
 import { drop } from "./verdict";
 import { replyIcmp6Error } from "./icmperr";
-import { natEnabled, natNow, natRandom } from "./nat";
+import { natEnabled, natNow, natRandom, startFlow } from "./nat";
 import {
-  ctCount, ctCountHint, ctCreate, ctDelete, ctFlowPtr, ctLock, ctLookupLive, ctTouch, ctUnlock, ctUpdateTcp, natAllocPort,
-  CT_DIR_ORIG, CT_DIR_REPLY, CT_NAT_BOTH, CT_NAT_DNAT, CT_NAT_SNAT, CT_PROTO_V6, CT_TCP_INVALID,
+  ctCount, ctCountHint, ctCreate, ctFlowPtr, ctLock, ctLookupLive, ctTouch, ctUnlock, ctUpdateTcp, natAllocPort,
+  CT_DIR_ORIG, CT_DIR_REPLY, CT_NAT_BOTH, CT_NAT_DNAT, CT_NAT_SNAT, CT_PROTO_V6,
   F_NAT, F_ODPORT, F_ODST, F_OSPORT, F_OSRC, F_PROTO, F_RDPORT, F_RDST, F_RSPORT, F_RSRC,
 } from "../nat/conntrack";
 import { n6Addr, n6Enabled, n6Find, n6Get, n6Ref, n6Trim, n6Unref, N6_NONE } from "../nat/names6";
@@ -265,31 +265,12 @@ export function natApplyFlow6(p: usize, len: u32, ref: i32): i32 {
   return NAT_OK;
 }
 
-/** Common end of a new flow (nat.ts's startFlow), and the handles the
- *  caller got with n6Get trimmed whatever happened. */
+/** nat.ts's startFlow for an IPv6 flow, and the handles the caller got
+ *  with n6Get trimmed whatever happened (a refused flow leaves no name). */
 function startFlow6(m: usize, p: usize, len: u32, f: i32, proto: u32, flags: u32, counter: u32, hs: u32, hd: u32): u32 {
   n6Trim(hs);
   n6Trim(hd);
-  if (f < 0) {
-    drop(m, f == E_FULL ? R_CT_FULL : R_NAT_NO_PORT);
-    return NAT_DONE;
-  }
-  if (proto == PROTO_TCP) {
-    const st = ctUpdateTcp(<u32>f, CT_DIR_ORIG, flags, natNow());
-    if (st >= 0 && (<u32>st >> 8) == CT_TCP_INVALID) {
-      ctDelete(<u32>f);
-      drop(m, R_CT_INVALID);
-      return NAT_DONE;
-    }
-  }
-  if (natApplyFlow6(p, len, <i32>(<u32>f << 1)) != NAT_OK) {
-    ctDelete(<u32>f);
-    drop(m, R_TRUNCATED);
-    return NAT_DONE;
-  }
-  count(counter);
-  count(C_NAT_TRANSLATED);
-  return NAT_TRANSLATED;
+  return startFlow(m, p, len, f, proto, flags, counter, true);
 }
 
 function newServiceFlow6(m: usize, off: u32, p: usize, len: u32, svc: usize, proto: u32, hd: u32, sport: u32, dport: u32, flags: u32): u32 {

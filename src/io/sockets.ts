@@ -118,9 +118,10 @@ export function openIcmpRecvSocket(opts: { rcvBuf?: number } = {}): number {
  * when it is 0 and the source when it is 0.0.0.0; it never fragments and
  * refuses (EMSGSIZE) any packet larger than the route's MTU, DF or not.
  */
-export function openRawSendSocket(opts: { sndBuf?: number } = {}): number {
-  const fd = libc.check("socket(AF_INET, SOCK_RAW, IPPROTO_RAW)",
-    libc.socket(libc.AF_INET, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, libc.IPPROTO_RAW),
+export function openRawSendSocket(opts: { sndBuf?: number; family?: 4 | 6 } = {}): number {
+  const six = opts.family === 6;
+  const fd = libc.check(`socket(${six ? "AF_INET6" : "AF_INET"}, SOCK_RAW, IPPROTO_RAW)`,
+    libc.socket(six ? libc.AF_INET6 : libc.AF_INET, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, libc.IPPROTO_RAW),
     (e) => (e === libc.EPERM ? "raw sockets need root or CAP_NET_RAW" : undefined));
   try {
     if (opts.sndBuf) setBuf(fd, libc.SO_SNDBUFFORCE, libc.SO_SNDBUF, opts.sndBuf);
@@ -132,23 +133,13 @@ export function openRawSendSocket(opts: { sndBuf?: number } = {}): number {
 }
 
 /**
- * An AF_INET6 IPPROTO_RAW socket for sendmmsg of complete IPv6 packets
- * (header included: IPPROTO_RAW implies IPV6_HDRINCL), routed by the
- * sockaddr_in6 destination through the node's stack as local output: NAT66's
- * masqueraded packets. The kernel refuses (EMSGSIZE) a packet above the
- * route's MTU and never fragments it.
+ * The same for complete IPv6 packets (`family: 6`): an AF_INET6 IPPROTO_RAW
+ * socket (header included: IPPROTO_RAW implies IPV6_HDRINCL), routed by the
+ * sockaddr_in6 destination: NAT66's masqueraded packets. The kernel refuses
+ * (EMSGSIZE) a packet above the route's MTU and never fragments it.
  */
 export function openRawSendSocket6(opts: { sndBuf?: number } = {}): number {
-  const fd = libc.check("socket(AF_INET6, SOCK_RAW, IPPROTO_RAW)",
-    libc.socket(libc.AF_INET6, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, libc.IPPROTO_RAW),
-    (e) => (e === libc.EPERM ? "raw sockets need root or CAP_NET_RAW" : undefined));
-  try {
-    if (opts.sndBuf) setBuf(fd, libc.SO_SNDBUFFORCE, libc.SO_SNDBUF, opts.sndBuf);
-    return fd;
-  } catch (e) {
-    libc.closeQuiet(fd);
-    throw e;
-  }
+  return openRawSendSocket({ ...opts, family: 6 });
 }
 
 export function closeSocket(fd: number): void {
