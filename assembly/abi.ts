@@ -124,6 +124,9 @@ export const NH_BLACKHOLE: u8 = 5;
 export const MODE_TUN: u32 = 0; // L3: the device carries IPv4 packets
 export const MODE_TAP: u32 = 1; // L2: the device carries Ethernet frames
 
+// groCoalesce / groDeviceBatch flags: what the tun may be written.
+export const GRO_TCPV6: u32 = 1; // IPv6/TCP coalesces too (GSO_TCPV6 frames): the tun was opened with TUN_F_TSO6
+
 // Status codes of control-plane calls (never thrown).
 export const OK: i32 = 0;
 export const E_FULL: i32 = -1; // table full

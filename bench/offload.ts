@@ -128,7 +128,7 @@ export async function runOffloadBench(): Promise<OffloadBenchResult> {
     let m = 0;
     for (let k = 0; k < PER_BATCH; k++) m += rx.raw.ingestDatagrams(trainPtr, tl, seg, m, ipn("198.18.0.12"), ipn("198.18.1.13"), 0);
     rx.processVxlan(m);
-    if (rx.raw.groDeviceBatch(m, out, outCap, frames) !== PER_BATCH) throw new Error("bench: GRO did not coalesce");
+    if (rx.raw.groDeviceBatch(m, out, outCap, frames, 0) !== PER_BATCH) throw new Error("bench: GRO did not coalesce");
     return m;
   };
   rxBatch();

@@ -161,6 +161,9 @@ for (const kernel of [3, 2]) describe.skipIf(!isRoot)(`IPv6 pods between overlay
     expect(s.io.refused ?? 0).toBe(0);
     // Only IPv6 TCP ran here: the kernel's IPv6 super-frames arrived whole and were segmented (TCPV6).
     if (kernel === 2) expect(s.io.encapSuperframes).toBeGreaterThan(0);
+    // ... and went to the tun coalesced again (GRO_TCPV6: the tun has TUN_F_TSO6): fewer frames than packets.
+    expect(s.io.groFrames).toBeGreaterThan(0);
+    expect(s.io.groFrames).toBeLessThan(Number((s.counters ?? s).to_device_packets));
   });
 
   it("IPv4 still works beside it", () => {

@@ -89,9 +89,11 @@ export function prependVnetNone(n: u32): void {
 /** GRO on the way to an offloading tun: coalesce the device-bound packets
  *  (TO_DEVICE, REPLY) of the first `n` into virtio_net_hdr frames at `out`
  *  (capacity `outCap`), frame k's offset and length as two u32 at frames+8k.
+ *  `flags` as groCoalesce's: GRO_TCPV6 when the tun was opened with
+ *  TUN_F_TSO6 (IPv6/TCP then coalesces too), else 0.
  *  Returns the number of frames, or a negative status. The packets' own
  *  verdicts are left alone; the caller writes the frames instead of them. */
-export function groDeviceBatch(n: u32, out: usize, outCap: u32, frames: usize): i32 {
+export function groDeviceBatch(n: u32, out: usize, outCap: u32, frames: usize, flags: u32): i32 {
   if (groPtrs == 0) return E_NO_MEMORY;
   if (n > batchMax) n = batchMax;
   let k: u32 = 0;
@@ -104,5 +106,5 @@ export function groDeviceBatch(n: u32, out: usize, outCap: u32, frames: usize): 
     k++;
   }
   if (k == 0) return 0;
-  return groCoalesce(groPtrs, groLens, k, out, outCap, frames, batchMax);
+  return groCoalesce(groPtrs, groLens, k, out, outCap, frames, batchMax, flags);
 }

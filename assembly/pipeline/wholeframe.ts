@@ -226,8 +226,9 @@ function encapPlan(src: usize, len: u32): u32 {
 
 /** encapPlan for an IPv6 super-frame (a kernel VTEP's TCP over IPv6):
  *  TCP right behind the fixed header, the payload length filling the
- *  datagram. Only segmented here (tsoSegment's TCPV6): the tun is not
- *  offered TSO6, so it is never written whole. */
+ *  datagram. Only segmented here (tsoSegment's TCPV6), never written whole
+ *  (that would be a follow-up now that the tun takes TSO6 with node.ipv6);
+ *  the segments reach the tun coalesced again by GRO (offload/gro.ts). */
 function encapPlan6(p: usize, plen: u32): u32 {
   if (checkIpv6(p, plen) != R_NONE || ip6Next(p) != PROTO_TCP || IP6_HDR_LEN + ip6PayloadLen(p) != plen) return 0;
   if (checkTcp(p + IP6_HDR_LEN, plen - IP6_HDR_LEN) != R_NONE) return 0;

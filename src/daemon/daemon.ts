@@ -177,7 +177,7 @@ export class Daemon implements AdminTarget {
     await setup.setupNode();
     this.mtu.watch(() => this.scheduleReload("underlay MTU changed", 0));
     await setup.step("lanes", () => undefined);
-    await this.pool.start(this.config, this.derived.node.underlay, { tuns: [setup.tun!, ...setup.queueTuns], gsoTaps: setup.gsoTaps, gsoTapMac: setup.gsoTapMac, ioUring: setup.ioUring }, () => toDataplaneTables(this.derived));
+    await this.pool.start(this.config, this.derived.node.underlay, { tuns: [setup.tun!, ...setup.queueTuns], gsoTaps: setup.gsoTaps, gsoTapMac: setup.gsoTapMac, ioUring: setup.ioUring, tso6: setup.tunTso6 }, () => toDataplaneTables(this.derived));
     writeNodeState(stateDir, this.config, deviceMtu); // the CNI plugin's node facts, before the admin API answers
     await setup.step("admin", () => undefined);
     this.admin = new AdminServer(this, this.config.admin);

@@ -45,6 +45,8 @@ export interface LaneDevices {
   gsoTaps: TunDevice[];
   gsoTapMac: string;
   ioUring: boolean;
+  /** The tuns were opened with TUN_F_TSO6 (GRO may write them GSO_TCPV6 frames). */
+  tso6?: boolean;
 }
 
 export class LanePool {
@@ -142,6 +144,7 @@ export class LanePool {
       tables: tables(),
       statsIntervalMs: 1000,
       offloads: c.node.device.offloads,
+      tunTso6: dev.tso6 === true,
       ioUring: dev.ioUring,
       // Carved once: enabling NAT by a reload needs no restart; resizing does.
       natMaxFlows: c.nat.conntrack.maxFlows,

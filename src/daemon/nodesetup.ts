@@ -55,6 +55,8 @@ export class NodeSetup {
   gsoTapMac = "";
   /** node.device.ioUring, once a ring could be set up here. */
   ioUring = false;
+  /** The tun was promised TUN_F_TSO6: it takes GSO_TCPV6 frames, so IPv6 TCP may be coalesced (GRO) for it. */
+  tunTso6 = false;
   readonly kernelRoutes: KernelRoutes;
   /** Policy routing, tc steering and reserved ports for NAT (natsetup.ts). */
   readonly nodeNat: NodeNat;
@@ -113,6 +115,7 @@ export class NodeSetup {
       // assembly/offload/tso.ts).
       const tso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN | (d.overlay6 !== 0n ? TUN_F_TSO6 : 0);
       if (offloads) setTunOffload(this.tun, tso);
+      this.tunTso6 = offloads && (tso & TUN_F_TSO6) !== 0;
       for (let q = 1; q < queues; q++) {
         const t = openTun({ name: this.tun.name, mode: d.node.mode, vnetHdr: offloads, multiQueue });
         if (offloads) setTunOffload(t, tso);
@@ -123,6 +126,7 @@ export class NodeSetup {
         for (const t of this.queueTuns.splice(0)) closeTun(t);
         if (this.tun) closeTun(this.tun);
         this.tun = undefined;
+        this.tunTso6 = false;
         this.record.device = undefined;
       };
     });

@@ -36,6 +36,8 @@ export interface WorkerConfig {
   statsIntervalMs: number;
   /** The tun was opened with IFF_VNET_HDR + TSO: reads are super-frames, writes need a header. */
   offloads: boolean;
+  /** With offloads: the tun was also opened with TUN_F_TSO6, so GRO coalesces IPv6/TCP into GSO_TCPV6 frames for it. */
+  tunTso6?: boolean;
   /** Tun reads and writes through io_uring, a batch per system call (the daemon checked it works). */
   ioUring: boolean;
   /** Conntrack capacity; carved at start (NAT parameters come with the tables). */

@@ -88,6 +88,7 @@ export const NH_LOCAL = 4;
 export const NH_BLACKHOLE = 5;
 export const MODE_TUN = 0; // L3: the device carries IPv4 packets
 export const MODE_TAP = 1; // L2: the device carries Ethernet frames
+export const GRO_TCPV6 = 1; // groDeviceBatch flag: IPv6/TCP coalesces too (the tun was opened with TUN_F_TSO6)
 export const OK = 0;
 export const E_FULL = -1; // table full
 export const E_RANGE = -2; // index or argument out of range

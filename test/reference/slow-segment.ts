@@ -148,6 +148,25 @@ export function slowTso(input: Uint8Array): Uint8Array[] | "refused" {
 export const GRO_OPEN_RUNS = 8;
 export const GRO_MAX_FRAME = 65535;
 
+/** Sum of the IPv6 pseudo header (addresses, upper-layer length, next header
+ *  TCP) of the packet `ip`, unfolded (an initial value for inetChecksum). */
+export function pseudoSum6(ip: Uint8Array, l4Len: number): number {
+  let s = 0;
+  for (let i = 8; i < 40; i += 2) s += be16(ip, i);
+  return s + (l4Len >>> 16) + (l4Len & 0xffff) + 6;
+}
+
+/** The IPv6 twin of pseudoPartial. */
+export function pseudoPartial6(ip: Uint8Array, l4Len: number): number {
+  return ~inetChecksum(new Uint8Array(0), pseudoSum6(ip, l4Len)) & 0xffff;
+}
+
+/** The TCP checksum (over the IPv6 pseudo header) of an IPv6 packet with TCP right behind its header verifies. */
+export function ipv6TcpChecksumOk(p: Uint8Array): boolean {
+  const plen = be16(p, 4);
+  return inetChecksum(p.subarray(40, 40 + plen), pseudoSum6(p, plen)) === 0;
+}
+
 /** May this packet start or join a run? (rules in assembly/offload/gro.ts) */
 export function groCandidate(p: Uint8Array): boolean {
   if (p.length < 40 || p[0] !== 0x45) return false;
@@ -158,15 +177,46 @@ export function groCandidate(p: Uint8Array): boolean {
   return ipv4TcpChecksumsOk(p);
 }
 
-function flowKey(p: Uint8Array): string | undefined {
-  if (p.length < 40 || p[0] >> 4 !== 4 || p[9] !== 6) return undefined;
+/** The same for an IPv6 packet. */
+export function groCandidate6(p: Uint8Array): boolean {
+  if (p.length < 60 || p[0] >> 4 !== 6 || be16(p, 4) + 40 !== p.length || p[6] !== 6) return false;
+  const thl = (p[52] >> 4) * 4;
+  if (thl < 20 || 40 + thl >= p.length) return false;
+  if ((p[53] & ~PSH) !== ACK) return false;
+  return ipv6TcpChecksumOk(p);
+}
+
+/** Options of slowGro (as groCoalesce's flags). */
+export interface GroOptions {
+  /** GRO_TCPV6: IPv6/TCP coalesces too. */
+  tcpv6?: boolean;
+}
+
+/** The flow of an IPv4/TCP packet (any header length), or with tcpv6 of an
+ *  IPv6 packet with TCP right behind its header, or undefined. */
+function flowKey(p: Uint8Array, o: GroOptions): string | undefined {
+  if (p.length < 40) return undefined;
+  if (o.tcpv6 && p[0] >> 4 === 6) {
+    if (p[6] !== 6 || p.length < 44) return undefined;
+    return "6:" + [...p.subarray(8, 44)].join(",");
+  }
+  if (p[0] >> 4 !== 4 || p[9] !== 6) return undefined;
   const ihl = (p[0] & 15) * 4;
   if (ihl < 20 || ihl + 4 > p.length) return undefined;
-  return [...p.subarray(12, 20), ...p.subarray(ihl, ihl + 4)].join(",");
+  return "4:" + [...p.subarray(12, 20), ...p.subarray(ihl, ihl + 4)].join(",");
+}
+
+/** With tcpv6, an IPv6 packet whose next header is none of TCP, UDP, ICMPv6,
+ *  no-next-header: the address pair whose open runs it closes ("6:" + the
+ *  addresses, a prefix of their flow keys). */
+function hiddenFlows(p: Uint8Array, o: GroOptions): string | undefined {
+  if (!o.tcpv6 || p.length < 40 || p[0] >> 4 !== 6 || [6, 17, 58, 59].includes(p[6])) return undefined;
+  return "6:" + [...p.subarray(8, 40)].join(",") + ",";
 }
 
 interface Run {
   key: string;
+  v6: boolean;
   members: Uint8Array[];
   nextSeq: number;
   gso: number;
@@ -175,27 +225,33 @@ interface Run {
 
 function canAppend(r: Run, q: Uint8Array): boolean {
   const h = r.members[0];
-  for (const i of [1, 6, 7, 8, 32, 28, 29, 30, 31, 34, 35]) if (h[i] !== q[i]) return false;
-  const thl = (h[32] >> 4) * 4;
-  for (let i = 40; i < 20 + thl; i++) if (h[i] !== q[i]) return false;
-  const pay = q.length - 20 - thl;
-  return be32(q, 24) === r.nextSeq && pay <= r.gso && r.total + pay <= GRO_MAX_FRAME;
+  const ip = r.v6 ? 40 : 20;
+  const same = r.v6 ? [0, 1, 2, 3, 7] : [1, 6, 7, 8];
+  for (const i of [...same, ...[12, 8, 9, 10, 11, 14, 15].map((t) => ip + t)]) if (h[i] !== q[i]) return false;
+  const thl = (h[ip + 12] >> 4) * 4;
+  for (let i = ip + 20; i < ip + thl; i++) if (h[i] !== q[i]) return false;
+  const pay = q.length - ip - thl;
+  return be32(q, ip + 4) === r.nextSeq && pay <= r.gso && r.total + pay <= GRO_MAX_FRAME;
 }
 
 /** groCoalesce's twin: the frames (virtio header + packet), in order. */
-export function slowGro(pkts: Uint8Array[]): Uint8Array[] {
+export function slowGro(pkts: Uint8Array[], o: GroOptions = {}): Uint8Array[] {
   const slots: (Run | undefined)[] = new Array(GRO_OPEN_RUNS).fill(undefined);
   let evict = 0;
   const order: (Run | Uint8Array)[] = [];
   for (const q of pkts) {
-    const key = flowKey(q);
+    const key = flowKey(q, o);
     if (key === undefined) {
+      const pair = hiddenFlows(q, o);
+      if (pair !== undefined) slots.forEach((r, i) => r?.key.startsWith(pair) && (slots[i] = undefined));
       order.push(q);
       continue;
     }
-    const cand = groCandidate(q);
-    const thl = (q[32] >> 4) * 4;
-    const pay = q.length - 20 - thl;
+    const v6 = key.startsWith("6:");
+    const ip = v6 ? 40 : 20;
+    const cand = v6 ? groCandidate6(q) : groCandidate(q);
+    const thl = (q[ip + 12] >> 4) * 4;
+    const pay = q.length - ip - thl;
     const s = slots.findIndex((r) => r?.key === key);
     if (s >= 0) {
       const r = slots[s]!;
@@ -203,16 +259,16 @@ export function slowGro(pkts: Uint8Array[]): Uint8Array[] {
         r.members.push(q);
         r.nextSeq = (r.nextSeq + pay) >>> 0;
         r.total += pay;
-        if (pay < r.gso || q[33] & PSH) slots[s] = undefined;
+        if (pay < r.gso || q[ip + 13] & PSH) slots[s] = undefined;
         continue;
       }
       slots[s] = undefined;
     }
-    if (!cand || q[33] & PSH) {
+    if (!cand || q[ip + 13] & PSH) {
       order.push(q);
       continue;
     }
-    const r: Run = { key, members: [q], nextSeq: (be32(q, 24) + pay) >>> 0, gso: pay, total: q.length };
+    const r: Run = { key, v6, members: [q], nextSeq: (be32(q, ip + 4) + pay) >>> 0, gso: pay, total: q.length };
     order.push(r);
     let free = slots.findIndex((x) => x === undefined);
     if (free < 0) {
@@ -230,7 +286,8 @@ export function slowGro(pkts: Uint8Array[]): Uint8Array[] {
     }
     const r = x as Run;
     const h = r.members[0];
-    const hdr = 20 + (h[32] >> 4) * 4;
+    const ip = r.v6 ? 40 : 20;
+    const hdr = ip + (h[ip + 12] >> 4) * 4;
     const p = new Uint8Array(r.total);
     p.set(h);
     let o = h.length;
@@ -238,12 +295,16 @@ export function slowGro(pkts: Uint8Array[]): Uint8Array[] {
       p.set(m.subarray(hdr), o);
       o += m.length - hdr;
     }
-    put16(p, 2, r.total);
-    put16(p, 10, 0);
-    put16(p, 10, inetChecksum(p.subarray(0, 20)));
-    p[33] |= r.members[r.members.length - 1][33] & PSH;
-    put16(p, 36, pseudoPartial(p, r.total - 20));
-    const v = vnetBytes({ flags: F_NEEDS_CSUM, gsoType: GSO_TCPV4, hdrLen: hdr, gsoSize: h.length - hdr, csumStart: 20, csumOffset: 16 });
+    if (r.v6) {
+      put16(p, 4, r.total - 40);
+    } else {
+      put16(p, 2, r.total);
+      put16(p, 10, 0);
+      put16(p, 10, inetChecksum(p.subarray(0, 20)));
+    }
+    p[ip + 13] |= r.members[r.members.length - 1][ip + 13] & PSH;
+    put16(p, ip + 16, r.v6 ? pseudoPartial6(p, r.total - 40) : pseudoPartial(p, r.total - 20));
+    const v = vnetBytes({ flags: F_NEEDS_CSUM, gsoType: r.v6 ? GSO_TCPV6 : GSO_TCPV4, hdrLen: hdr, gsoSize: h.length - hdr, csumStart: ip, csumOffset: 16 });
     const f = new Uint8Array(VNET_HDR_LEN + p.length);
     f.set(v);
     f.set(p, VNET_HDR_LEN);
@@ -353,4 +414,54 @@ export function fillChecksums(p: Uint8Array): Uint8Array {
 export function plainSegment(s: SuperFrameSpec): Uint8Array {
   const pkt = ipv4({ src: s.src, dst: s.dst, proto: 6, payload: tcpWithOptions(s), ttl: s.ttl, tos: s.tos, id: s.id, df: s.df, options: s.ipOptions });
   return fillChecksums(pkt);
+}
+
+// --- IPv6 builders ----------------------------------------------------------
+
+/** An IPv6/TCP segment (TCP right behind the fixed header) with the fields
+ *  of `s` (addresses as 16 bytes each, tclass/flow/hlim of the header). */
+export interface Segment6Spec {
+  src: Uint8Array;
+  dst: Uint8Array;
+  tclass: number;
+  flow: number;
+  hlim: number;
+  sport: number;
+  dport: number;
+  seq: number;
+  ack: number;
+  flags: number;
+  window: number;
+  tcpOptions: Uint8Array;
+  payload: Uint8Array;
+}
+
+/** Recompute the TCP checksum of an IPv6 packet (TCP right behind the header) in place. Returns it. */
+export function fillChecksum6(p: Uint8Array): Uint8Array {
+  const plen = be16(p, 4);
+  put16(p, 56, 0);
+  put16(p, 56, inetChecksum(p.subarray(40, 40 + plen), pseudoSum6(p, plen)));
+  return p;
+}
+
+/** One plain IPv6/TCP packet (full checksum) with the spec's fields. */
+export function plainSegment6(s: Segment6Spec): Uint8Array {
+  const thl = 20 + s.tcpOptions.length;
+  const p = new Uint8Array(40 + thl + s.payload.length);
+  put32(p, 0, ((6 << 28) | ((s.tclass & 255) << 20) | (s.flow & 0xfffff)) >>> 0);
+  put16(p, 4, thl + s.payload.length);
+  p[6] = 6;
+  p[7] = s.hlim;
+  p.set(s.src, 8);
+  p.set(s.dst, 24);
+  put16(p, 40, s.sport);
+  put16(p, 42, s.dport);
+  put32(p, 44, s.seq >>> 0);
+  put32(p, 48, s.ack >>> 0);
+  p[52] = (thl / 4) << 4;
+  p[53] = s.flags;
+  put16(p, 54, s.window);
+  p.set(s.tcpOptions, 60);
+  p.set(s.payload, 40 + thl);
+  return fillChecksum6(p);
 }

@@ -10,7 +10,8 @@ import { TnlGsoDevice, VnetDevice } from "./vnet.js";
  *  and writes the same way (frames instead of packets: the pipeline's business). */
 export function openDevice(cfg: WorkerConfig, ctx: IoContext): PodDevice {
   if (!cfg.offloads) return new PlainDevice(ctx, cfg.tunFd);
-  return cfg.gsoTap ? new TnlGsoDevice(ctx, cfg.tunFd, cfg.gsoTap) : new VnetDevice(ctx, cfg.tunFd);
+  const tso6 = cfg.tunTso6 === true;
+  return cfg.gsoTap ? new TnlGsoDevice(ctx, cfg.tunFd, cfg.gsoTap, tso6) : new VnetDevice(ctx, cfg.tunFd, tso6);
 }
 
 /** UDP GSO/GRO sockets when the daemon opened them (tunnel.udpOffloads), else raw send + recvmmsg. */

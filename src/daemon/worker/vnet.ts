@@ -1,7 +1,8 @@
 // The pod side with offloads: the tun has IFF_VNET_HDR and TSO, so a read
 // is a TCP super-frame of up to 64 KiB behind a virtio_net_hdr, segmented in
 // WASM into the input slots; pod-bound packets of a batch are coalesced
-// again (GRO) and written as super-frames.
+// again (GRO) and written as super-frames (IPv6/TCP too when the tun was
+// opened with TUN_F_TSO6).
 //
 // Super-frames are read SUPER_BUFS at a time (with io_uring in one call)
 // into buffers of their own. A frame that does not fit in the slots left
@@ -12,6 +13,7 @@
 // VXLAN peer leaves whole, as one tunnel GSO frame written to a tap; only
 // its first segment (its representative) goes through the pipeline, to get
 // the verdict for all of it (assembly/pipeline/wholeframe.ts).
+import * as abi from "../../dataplane/abi.js";
 import * as libc from "../../io/libc.js";
 import type { IoContext, Outbox } from "./io.js";
 import { PlainDevice } from "./device.js";
@@ -35,10 +37,14 @@ export class VnetDevice extends PlainDevice {
   private readonly groFrames: number;
   private readonly frameAddrs: Float64Array;
   private readonly frameLens: Uint32Array;
+  /** groDeviceBatch's flags: GRO_TCPV6 when the tun takes GSO_TCPV6 frames (TUN_F_TSO6). */
+  private readonly groFlags: number;
 
-  constructor(ctx: IoContext, fd: number) {
+  /** `tso6`: the tun was opened with TUN_F_TSO6 (else IPv6 is written one packet per frame). */
+  constructor(ctx: IoContext, fd: number, tso6 = false) {
     super(ctx, fd);
     const dp = ctx.dp;
+    this.groFlags = tso6 ? abi.GRO_TCPV6 : 0;
     // GRO output: every packet of a batch plus a header each fits.
     this.groCap = dp.batch * (dp.slotSize + 16);
     this.groOut = Number(dp.raw.allocScratch(this.groCap));
@@ -112,7 +118,7 @@ export class VnetDevice extends PlainDevice {
     if (!out.nDevice) return;
     const { dp, stats } = this.ctx;
     // GRO: consecutive segments of a flow go to the kernel as one super-frame.
-    const frames = dp.raw.groDeviceBatch(n, this.groOut, this.groCap, this.groFrames);
+    const frames = dp.raw.groDeviceBatch(n, this.groOut, this.groCap, this.groFrames, this.groFlags);
     if (frames < 0) {
       dp.raw.prependVnetNone(n); // GRO refused the batch: one packet per write
       super.write(out, n);
@@ -153,8 +159,8 @@ export class TnlGsoDevice extends VnetDevice {
   private readonly tnlAddrs: Float64Array;
   private readonly tnlLens: Uint32Array;
 
-  constructor(ctx: IoContext, fd: number, tap: { fd: number; mac: string }) {
-    super(ctx, fd);
+  constructor(ctx: IoContext, fd: number, tap: { fd: number; mac: string }, tso6 = false) {
+    super(ctx, fd, tso6);
     const raw = ctx.dp.raw;
     this.tapFd = tap.fd;
     this.back = 10 - Number((raw.TNL_PREFIX as WebAssembly.Global).value);
