@@ -45,6 +45,8 @@ import {
 import { isEcho, natApplyFlow, natTranslateIcmpError, NAT_OK, NAT_SIDE_DST, NAT_SIDE_SRC } from "../nat/translate";
 import { backendAddr, backendPort, svcBackend, svcBackendCount, svcFlags, svcLookup, SVC_F_NODEPORT } from "../nat/service";
 import { natApplyFlow6 } from "./nat6";
+import { nat6TranslateIcmpError } from "../nat/translate6";
+import { n6Addr } from "../nat/names6";
 
 /** natPodSide/natUnderlaySide results (bits). */
 export const NAT_PASS: u32 = 0; // untouched: route as usual
@@ -365,6 +367,13 @@ function icmpErrorBack(p: usize, len: u32): bool {
   } else {
     return false;
   }
+  return errorBack(p, len, ref, esrc, edst, esport, edport, icmp, false);
+}
+
+/** The end of translating an ICMP or ICMPv6 (`v6`) error back, both
+ *  families: `ref` is the flow the quote's reversed tuple found (-1:
+ *  none), the e* values the quote's (IPv6: address handles). */
+export function errorBack(p: usize, len: u32, ref: i32, esrc: u32, edst: u32, esport: u32, edport: u32, icmp: bool, v6: bool): bool {
   if (ref < 0) return false;
   const r = ctFlowPtr(<u32>ref >> 1);
   // The quoted packet went the other way than the error: restore it to that
@@ -377,8 +386,12 @@ function icmpErrorBack(p: usize, len: u32): bool {
   const srcDiff = tSrc != esrc || tSport != esport;
   const dstDiff = tDst != edst || (!icmp && tDport != edport);
   if (!srcDiff && !dstDiff) return false;
-  if (srcDiff && natTranslateIcmpError(p, len, NAT_SIDE_SRC, tSrc, tSport, tSrc) != NAT_OK) return false;
-  if (dstDiff && natTranslateIcmpError(p, len, NAT_SIDE_DST, tDst, icmp ? tSport : tDport, tDst) != NAT_OK) return false;
+  if (srcDiff && rewriteError(p, len, NAT_SIDE_SRC, tSrc, tSport, v6) != NAT_OK) return false;
+  if (dstDiff && rewriteError(p, len, NAT_SIDE_DST, tDst, icmp ? tSport : tDport, v6) != NAT_OK) return false;
   count(C_NAT_ICMP_TRANSLATED);
   return true;
+}
+
+@inline function rewriteError(p: usize, len: u32, side: u32, addr: u32, port: u32, v6: bool): i32 {
+  return v6 ? nat6TranslateIcmpError(p, len, side, n6Addr(addr), port, n6Addr(addr)) : natTranslateIcmpError(p, len, side, addr, port, addr);
 }

@@ -35,7 +35,7 @@ import { count } from "./state";
 import { nhKind } from "./peers";
 import { drop } from "./verdict";
 import { replyIcmp6Error } from "./icmperr";
-import { natEnabled, natNow, natRandom, startFlow } from "./nat";
+import { errorBack, natEnabled, natNow, natRandom, startFlow } from "./nat";
 import {
   ctCount, ctCountHint, ctCreate, ctFlowPtr, ctLock, ctLookupLive, ctTouch, ctUnlock, ctUpdateTcp, natAllocPort,
   CT_DIR_ORIG, CT_DIR_REPLY, CT_NAT_BOTH, CT_NAT_DNAT, CT_NAT_SNAT, CT_PROTO_V6,
@@ -366,18 +366,5 @@ function icmp6ErrorBack(p: usize, len: u32): bool {
   const ref = icmp
     ? ctLookupLive(eproto | CT_PROTO_V6, hd, hs, esport, 0, natNow())
     : ctLookupLive(eproto | CT_PROTO_V6, hd, hs, edport, esport, natNow());
-  if (ref < 0) return false;
-  const r = ctFlowPtr(<u32>ref >> 1);
-  const orig = (<u32>ref & 1) == CT_DIR_REPLY;
-  const tSrc = load<u32>(r + (orig ? F_OSRC : F_RSRC));
-  const tDst = load<u32>(r + (orig ? F_ODST : F_RDST));
-  const tSport = <u32>load<u16>(r + (orig ? F_OSPORT : F_RSPORT));
-  const tDport = <u32>load<u16>(r + (orig ? F_ODPORT : F_RDPORT));
-  const srcDiff = tSrc != hs || tSport != esport;
-  const dstDiff = tDst != hd || (!icmp && tDport != edport);
-  if (!srcDiff && !dstDiff) return false;
-  if (srcDiff && nat6TranslateIcmpError(p, len, NAT_SIDE_SRC, n6Addr(tSrc), tSport, n6Addr(tSrc)) != NAT_OK) return false;
-  if (dstDiff && nat6TranslateIcmpError(p, len, NAT_SIDE_DST, n6Addr(tDst), icmp ? tSport : tDport, n6Addr(tDst)) != NAT_OK) return false;
-  count(C_NAT_ICMP_TRANSLATED);
-  return true;
+  return errorBack(p, len, ref, hs, hd, esport, edport, icmp, true);
 }
