@@ -21,6 +21,8 @@
 //                  see build_roundtrip()
 //     nat          (up to 6 segments, one batch each, in order) a step of a
 //                  NAT sequence on a NAT-enabled worker2; see nat_run()
+//     nat66        (the same, with IPv6 packets) a step of a NAT66 sequence
+//                  on a NAT66-enabled worker2; see nat66_run()
 //     vxlan-super  (the whole input after byte 0) outer TOS u8, an inner
 //                  IPv4 or IPv6 packet (by its version nibble) the harness
 //                  wraps in VXLAN + Ethernet (0x0800 / 0x86DD) from worker3
@@ -75,9 +77,10 @@
 #define T_VXLAN_SUPER 8
 #define T_VXLAN_INNER6 9
 #define T_SIT_INNER 10
+#define T_NAT66 11
 #ifndef FUZZ_TARGET
 #error "compile with -DFUZZ_TARGET=<n>"
-#elif FUZZ_TARGET < T_VXLAN_DECAP || FUZZ_TARGET > T_SIT_INNER
+#elif FUZZ_TARGET < T_VXLAN_DECAP || FUZZ_TARGET > T_NAT66
 #error "FUZZ_TARGET out of range"
 #endif
 
@@ -96,6 +99,7 @@
 #define R_TOO_BIG 9
 #define R_BAD_OFFSET 22
 #define R_CT_INVALID 27
+#define R_SVC_NO_BACKEND 30
 #define C_RX_POD_PKTS 0
 #define C_RX_VXLAN_PKTS 2
 #define C_RX_IPIP_PKTS 4
@@ -973,7 +977,7 @@ static void nat_configure(node_t* n) {
 }
 
 static void nat_worker2(node_t* n) {
-  worker2(n, 0, 0); // IPv4 only: no NAT66, IPv6 bypasses the NAT stage
+  worker2(n, 0, 0); // IPv4 only: IPv6 has no route here (nat66 is the NAT66 target)
   Z_overlay_instance_t* w = &n->w;
   must(Z_overlayZ_ctSetup(w, NAT_FLOWS), "ctSetup");
   must(Z_overlayZ_svcSetup(w, 16, 16), "svcSetup");
@@ -1845,6 +1849,737 @@ static void super_run(const uint8_t* data, size_t size) {
 }
 #endif
 
+// --- nat66: a sequence of IPv6 batches through a NAT66 node ---------------------
+// worker2 (tun, the IPv6 routes W2_ROUTES6) with NAT66 on, as
+// test/nat66.test.ts's nat66() sets it up, in a 16-flow table with 16 IPv6
+// address names (NAT66_NAMES: 8 pinned, 8 for flows), so that "table full"
+// for flows (ct_full), for names (ct_full too) and "no free port" are all
+// reachable within one input. Mirrored in test/fuzz-replay.test.ts
+// (nat66Worker2). The node's IPv6 address NODE6 (masquerade source, NodePort
+// frontend) and the service-SNAT address SNAT6 are pinned; the services:
+//   TCP CLUSTER6:80       -> REMOTE_BE6:8080 (worker3, VXLAN: DNAT)
+//   UDP CLUSTER6:53       -> LOCAL_BE6:5353 (this node: hairpin, DNAT + SNAT6)
+//   TCP NODE6:30080 (NodePort) -> REMOTE_BE6:8080 or LOCAL_BE6:8080 (random)
+//   TCP CLUSTER6:443      -> SIT_BE6:8443 (worker1, protocol 41: DNAT)
+//   UDP NODE6:30053 (NodePort) -> EXT_BE6:53 (no route: the node's stack)
+//   TCP EMPTY6:80         -> no backend (ICMPv6 port unreachable)
+// The IPv4 NAT is on as well (NAT66 runs only with it), with nat's
+// addresses and port range 61000-61011, which IPv6 flows share.
+//
+// The input format is nat's (nat_run), with IPv6 packets: byte 0 places the
+// packets; up to 6 steps, each op, clock, body:
+//   op bits 0-1 kind: 0 an IPv6 packet from a pod (processPodBatch); 1 an
+//            inner IPv6 packet from worker3 in VXLAN + Ethernet 0x86DD
+//            (processVxlanBatch), or with op bit 5 from worker1 in protocol
+//            41 (processIpipBatch); kinds 0/1 whose body is not IPv6 (version
+//            nibble) are skipped, `nat` covers IPv4; 2 the answer to an
+//            earlier step's output (addresses and ports swapped, echo
+//            request <-> reply, hop limit 64, TCP flags from body[0], L4
+//            checksum recomputed); 3 an ICMPv6 error about an earlier step's
+//            output (body[0] & 7 picks type/code from NAT66_ERRS, body[1]
+//            quotes that many bytes beyond 40 + 8, body[2..] is XORed over
+//            the quote) from its destination to its source. Answers and
+//            errors come back the way the output left (VXLAN from worker3,
+//            protocol 41 from worker1, else the pod side).
+//            bits 2-4: which earlier step (mod the steps so far).
+//   clock    as nat's (NAT_ADVANCE, ctExpire, copies; copy j's source port
+//            or echo identifier + j).
+// Every input starts from an empty table, the same clock and random seed,
+// and the names in a canonical state (nat66_reset), so a crash replays.
+#if FUZZ_TARGET == T_NAT66
+#define NAT66_NAMES 16
+#define N6_NONE 0xffffffffu
+#define CT_PROTO_V6 0x80
+#define SIDE_SIT SIDE_IPIP
+
+static const uint16_t NODE6_H[8] = {0x2001, 2, 0xff, 0, 0, 0, 0, 2};
+static const uint16_t SNAT6_H[8] = {0x2001, 2, 0, 2, 0, 0, 0, 0xfffe};
+static const uint16_t CLUSTER6_H[8] = {0x2001, 2, 0, 0x250, 0, 0, 0, 0x10};
+static const uint16_t EMPTY6_H[8] = {0x2001, 2, 0, 0x250, 0, 0, 0, 0x11};
+static const uint16_t LOCAL_BE6_H[8] = {0x2001, 2, 0, 2, 0, 0, 0, 7};
+static const uint16_t REMOTE_BE6_H[8] = {0x2001, 2, 0, 3, 0, 0, 0, 7};
+static const uint16_t SIT_BE6_H[8] = {0x2001, 2, 0, 1, 0, 0, 0, 7};
+static const uint16_t EXT_BE6_H[8] = {0x2001, 2, 0xff, 0, 0, 0, 0, 0x53};
+static uint8_t NODE6[16], SNAT6[16], CLUSTER6[16], EMPTY6[16], LOCAL_BE6[16], REMOTE_BE6[16], SIT_BE6[16], EXT_BE6[16];
+/** Two 16-byte addresses equal: two 64-bit compares, not a memcmp call
+ *  (libFuzzer intercepts every memcmp, and these run in loops). */
+static inline int a6eq(const uint8_t* a, const uint8_t* b) {
+  uint64_t x[2], y[2];
+  memcpy(x, a, 16);
+  memcpy(y, b, 16);
+  return x[0] == y[0] && x[1] == y[1];
+}
+/** ICMPv6 errors a step may send (RFC 4443 types 1-4): no route, admin
+ *  prohibited, address and port unreachable, policy, packet too big, hop
+ *  limit exceeded, parameter problem. */
+static const uint8_t NAT66_ERRS[8][2] = {{1, 0}, {1, 1}, {1, 3}, {1, 4}, {1, 5}, {2, 0}, {3, 0}, {4, 0}};
+
+/** Each ct6Pin the set-up made (a handle per pin, as the control plane pins
+ *  an address once per use), and the distinct addresses among them. */
+static uint32_t g_pins[32], g_npins, g_pinned;
+
+static uint32_t pin6(node_t* n, const uint8_t a[16]) {
+  uint64_t hi = 0, lo = 0;
+  for (int i = 0; i < 8; i++) hi = hi << 8 | a[i], lo = lo << 8 | a[8 + i];
+  const uint32_t h = Z_overlayZ_ct6Pin(&n->w, hi, lo);
+  if (h == N6_NONE) must(-96, "ct6Pin");
+  int fresh = 1;
+  for (uint32_t i = 0; i < g_npins; i++) if (g_pins[i] == h) fresh = 0;
+  g_pinned += fresh;
+  g_pins[g_npins++] = h;
+  return h;
+}
+
+static void nat66_worker2(node_t* n) {
+  worker2(n, 0, 1);
+  Z_overlay_instance_t* w = &n->w;
+  a6_bytes(NODE6_H, NODE6);
+  a6_bytes(SNAT6_H, SNAT6);
+  a6_bytes(CLUSTER6_H, CLUSTER6);
+  a6_bytes(EMPTY6_H, EMPTY6);
+  a6_bytes(LOCAL_BE6_H, LOCAL_BE6);
+  a6_bytes(REMOTE_BE6_H, REMOTE_BE6);
+  a6_bytes(SIT_BE6_H, SIT_BE6);
+  a6_bytes(EXT_BE6_H, EXT_BE6);
+  must(Z_overlayZ_ctSetup(w, NAT_FLOWS), "ctSetup");
+  must(Z_overlayZ_ctSetup6(w, NAT66_NAMES), "ctSetup6");
+  must(Z_overlayZ_svcSetup(w, 16, 16), "svcSetup");
+  nat_configure(n);
+  // The order Dataplane.natConfigure and setServices pin in (the replay
+  // does the same), so the handles agree.
+  const uint32_t hn = pin6(n, NODE6), hs = pin6(n, SNAT6);
+  must(Z_overlayZ_natConfigure6(w, 1, 1, hn, hs), "natConfigure6");
+  const uint32_t TCP6 = 6 | CT_PROTO_V6, UDP6 = 17 | CT_PROTO_V6;
+  must(Z_overlayZ_svcSetBackend(w, 0, pin6(n, REMOTE_BE6), 8080), "backend 0");
+  must(Z_overlayZ_svcAdd(w, TCP6, pin6(n, CLUSTER6), 80, 0, 0, 1), "svc6 clusterip tcp");
+  must(Z_overlayZ_svcSetBackend(w, 1, pin6(n, LOCAL_BE6), 5353), "backend 1");
+  must(Z_overlayZ_svcAdd(w, UDP6, pin6(n, CLUSTER6), 53, 0, 1, 1), "svc6 clusterip udp");
+  must(Z_overlayZ_svcSetBackend(w, 2, pin6(n, REMOTE_BE6), 8080), "backend 2");
+  must(Z_overlayZ_svcSetBackend(w, 3, pin6(n, LOCAL_BE6), 8080), "backend 3");
+  must(Z_overlayZ_svcAdd(w, TCP6, pin6(n, NODE6), 30080, 1, 2, 2), "svc6 nodeport");
+  must(Z_overlayZ_svcSetBackend(w, 4, pin6(n, SIT_BE6), 8443), "backend 4");
+  must(Z_overlayZ_svcAdd(w, TCP6, pin6(n, CLUSTER6), 443, 0, 4, 1), "svc6 clusterip sit");
+  must(Z_overlayZ_svcSetBackend(w, 5, pin6(n, EXT_BE6), 53), "backend 5");
+  must(Z_overlayZ_svcAdd(w, UDP6, pin6(n, NODE6), 30053, 1, 5, 1), "svc6 nodeport outside");
+  must(Z_overlayZ_svcAdd(w, TCP6, pin6(n, EMPTY6), 80, 0, 6, 0), "svc6 empty");
+  node_ready(n);
+}
+
+/** The names table (assembly/nat/names6.ts: an entry is the address, 16
+ *  bytes, then its reference count, u32) against what refers to it: every
+ *  handle a pin or a live IPv6 flow record holds (conntrack.ts's record:
+ *  o.src 0, o.dst 4, r.src 12, r.dst 16, proto 24) has exactly that many
+ *  references and a non-zero address, no two the same, and the table holds
+ *  exactly those entries: a leaked reference, one given back twice or an
+ *  entry freed under a flow shows here, at the step that did it. */
+static void check_names6(node_t* n, const char* when) {
+  Z_overlay_instance_t* w = &n->w;
+  const uint32_t cap = Z_overlayZ_ct6NameCapacity(w), live = Z_overlayZ_ct6NameCount(w);
+  CHECK(cap == NAT66_NAMES && live <= cap, "%s: %u IPv6 names of capacity %u", when, live, cap);
+  uint32_t want[NAT66_NAMES] = {0};
+  for (uint32_t i = 0; i < g_npins; i++) want[g_pins[i]]++;
+  const uint32_t high = Z_overlayZ_ctHighWater(w);
+  for (uint32_t f = 0; f < high; f++) {
+    const uint32_t fp = Z_overlayZ_ctFlowPtr(w, f);
+    if (fp == 0 || !(n->mem[fp + 24] & CT_PROTO_V6)) continue;
+    static const uint32_t at[4] = {0, 4, 12, 16};
+    for (int k = 0; k < 4; k++) {
+      const uint32_t h = le32(n->mem + fp + at[k]);
+      CHECK(h < cap, "%s: flow %u holds IPv6 name handle %u of %u", when, f, h, cap);
+      want[h]++;
+    }
+  }
+  uint32_t held = 0;
+  for (uint32_t h = 0; h < cap; h++) {
+    const uint8_t* e = n->mem + Z_overlayZ_ct6Addr(w, h);
+    const uint32_t refs = le32(e + 16);
+    CHECK(refs == want[h], "%s: IPv6 name %u has %u references, the pins and flows hold %u", when, h, refs, want[h]);
+    if (want[h] == 0) continue;
+    held++;
+    CHECK(!a6_zero(e), "%s: IPv6 name %u is held but its entry is free (address ::)", when, h);
+    for (uint32_t g = 0; g < h; g++)
+      if (want[g]) CHECK(!a6eq(e, n->mem + Z_overlayZ_ct6Addr(w, g)), "%s: IPv6 names %u and %u hold the same address", when, g, h);
+  }
+  CHECK(held == live, "%s: %u IPv6 names in the table, %u held by pins and flows", when, live, held);
+}
+
+/** nat_reset, then: only the pinned names remain (exactly their
+ *  references), and the free names are put in the order a fresh table hands
+ *  them out (fill the table with scratch pins, give them back from the
+ *  highest handle down), so the handles an input's addresses get, and with
+ *  them the flows' hash slots, do not depend on earlier inputs. */
+static void nat66_reset(node_t* n) {
+  Z_overlay_instance_t* w = &n->w;
+  nat_reset(n);
+  CHECK(Z_overlayZ_ct6NameCount(w) == g_pinned, "after every flow was deleted %u IPv6 names remain, %u are pinned", Z_overlayZ_ct6NameCount(w), g_pinned);
+  check_names6(n, "reset");
+  uint32_t scratch[NAT66_NAMES], ns = 0;
+  for (uint64_t i = 1; i <= NAT66_NAMES; i++) {
+    const uint32_t h = Z_overlayZ_ct6Pin(w, 0xfd00000000000000ull, i);
+    if (h == N6_NONE) break;
+    scratch[ns++] = h;
+  }
+  CHECK(ns == NAT66_NAMES - g_pinned, "the IPv6 names took %u more addresses, %u are free", ns, NAT66_NAMES - g_pinned);
+  for (uint32_t i = 0; i < ns; i++) // highest handle first
+    for (uint32_t j = i + 1; j < ns; j++)
+      if (scratch[j] > scratch[i]) { uint32_t t = scratch[i]; scratch[i] = scratch[j]; scratch[j] = t; }
+  for (uint32_t i = 0; i < ns; i++) Z_overlayZ_ct6Unpin(w, scratch[i]);
+  CHECK(Z_overlayZ_ct6NameCount(w) == g_pinned, "scratch names not given back");
+}
+
+// Helpers over IPv6 packets (written here from RFC 8200/4443).
+typedef struct {
+  uint8_t src[16], dst[16];
+  uint32_t sport, dport, proto;
+  int ok; // TCP/UDP with ports or an ICMPv6 echo (sport = identifier)
+} tuple6_t;
+
+static tuple6_t tuple6_of(const uint8_t* p, uint32_t avail) {
+  tuple6_t t;
+  memset(&t, 0, sizeof t);
+  if (avail < 40 || p[0] >> 4 != 6) return t;
+  memcpy(t.src, p + 8, 16);
+  memcpy(t.dst, p + 24, 16);
+  t.proto = p[6];
+  uint32_t n = avail - 40;
+  if (be16(p + 4) < n) n = be16(p + 4);
+  const uint8_t* l4 = p + 40;
+  if ((t.proto == 6 || t.proto == 17) && n >= 4) {
+    t.sport = be16(l4);
+    t.dport = be16(l4 + 2);
+    t.ok = 1;
+  } else if (t.proto == 58 && n >= 8 && (l4[0] == 128 || l4[0] == 129)) {
+    t.sport = be16(l4 + 4);
+    t.ok = 1;
+  }
+  return t;
+}
+
+static inline int icmp6_error_type(uint32_t t) { return t >= 1 && t <= 4; }
+
+/** 1 valid, 0 invalid, -1 cannot tell (UDP without checksum or with a
+ *  length that is not the payload's, too short, another next header), for
+ *  a whole IPv6 packet of `len` bytes. */
+static int l4_state6(const uint8_t* p, uint32_t len) {
+  if (len < 40 || 40 + be16(p + 4) != len) return -1;
+  const uint8_t* l4 = p + 40;
+  const uint32_t n = len - 40;
+  if (p[6] == 6) return n >= 20 ? l4_sum6(p, 6, l4, n) == 0 : -1;
+  if (p[6] == 17) return n >= 8 && be16(l4 + 6) != 0 && be16(l4 + 4) == n ? l4_sum6(p, 17, l4, n) == 0 : -1;
+  if (p[6] == 58) return n >= 8 ? l4_sum6(p, 58, l4, n) == 0 : -1;
+  return -1;
+}
+
+static void fix_l4_sum6(uint8_t* p, uint32_t len) {
+  uint8_t* l4 = p + 40;
+  const uint32_t n = len - 40;
+  if (p[6] == 6 && n >= 20) {
+    put_be16(l4 + 16, 0);
+    put_be16(l4 + 16, l4_sum6(p, 6, l4, n));
+  } else if (p[6] == 17 && n >= 8 && be16(l4 + 6) != 0) {
+    put_be16(l4 + 6, 0);
+    const uint32_t c = l4_sum6(p, 17, l4, n);
+    put_be16(l4 + 6, c ? c : 0xffff);
+  } else if (p[6] == 58 && n >= 4) {
+    put_be16(l4 + 2, 0);
+    put_be16(l4 + 2, l4_sum6(p, 58, l4, n));
+  }
+}
+
+/** Answers and errors are built about whole IPv6 packets only. */
+static int base6_ok(const uint8_t* b, uint32_t len) { return ip6_len(b, len) == len; }
+
+static uint32_t build_answer6(const uint8_t* b, uint32_t len, const uint8_t* body, size_t blen, uint8_t* o) {
+  if (!base6_ok(b, len)) return 0;
+  memcpy(o, b, len);
+  memcpy(o + 8, b + 24, 16);
+  memcpy(o + 24, b + 8, 16);
+  o[7] = 64;
+  uint8_t* l4 = o + 40;
+  const uint32_t n = len - 40;
+  if ((o[6] == 6 || o[6] == 17) && n >= 4) {
+    memcpy(l4, b + 42, 2);
+    memcpy(l4 + 2, b + 40, 2);
+  }
+  if (o[6] == 6 && n >= 14 && blen >= 1) l4[13] = body[0];
+  if (o[6] == 58 && n >= 8 && (l4[0] == 128 || l4[0] == 129)) l4[0] ^= 1;
+  fix_l4_sum6(o, len);
+  return len;
+}
+
+static uint32_t build_error6(const uint8_t* b, uint32_t len, const uint8_t* body, size_t blen, uint8_t* o, int* patched) {
+  if (!base6_ok(b, len)) return 0;
+  const uint8_t* tc = NAT66_ERRS[blen >= 1 ? body[0] & 7 : 0];
+  uint32_t q = 40 + 8 + (blen >= 2 ? body[1] : 0);
+  if (q > len) q = len;
+  if (q > 1280 - 48) q = 1280 - 48;
+  memset(o, 0, 48);
+  o[0] = 0x60;
+  put_be16(o + 4, 8 + q);
+  o[6] = 58;
+  o[7] = 64;
+  memcpy(o + 8, b + 24, 16);
+  memcpy(o + 24, b + 8, 16);
+  o[40] = tc[0];
+  o[41] = tc[1];
+  if (tc[0] == 2) put_be32(o + 44, 1280);
+  memcpy(o + 48, b, q);
+  *patched = 0;
+  for (size_t i = 2; i < blen && i - 2 < q; i++) {
+    if (body[i]) {
+      o[48 + i - 2] ^= body[i];
+      *patched = 1;
+    }
+  }
+  fix_l4_sum6(o, 48 + q);
+  return 48 + q;
+}
+
+/** Copy j of a kinds 0/1 packet: source port (echo: identifier) + j, the
+ *  L4 checksum updated incrementally (RFC 1624 eqn. 3) when it has one. */
+static void vary_copy6(uint8_t* p, uint32_t len, uint32_t j) {
+  if (j == 0 || len < 40 || p[0] >> 4 != 6) return;
+  uint8_t* l4 = p + 40;
+  const uint32_t n = len - 40;
+  uint32_t at, c;
+  if ((p[6] == 6 || p[6] == 17) && n >= 4) {
+    at = 0;
+    c = p[6] == 6 ? (n >= 18 ? 16 : 0) : (n >= 8 && be16(l4 + 6) != 0 ? 6 : 0);
+  } else if (p[6] == 58 && n >= 8 && (l4[0] == 128 || l4[0] == 129)) {
+    at = 4;
+    c = 2;
+  } else {
+    return;
+  }
+  const uint32_t old = be16(l4 + at), nw = (old + j) & 0xffff;
+  put_be16(l4 + at, nw);
+  if (c) {
+    uint32_t v = csum_fold((uint64_t)(~be16(l4 + c) & 0xffff) + (~old & 0xffff) + nw);
+    if (p[6] == 17 && v == 0) v = 0xffff;
+    put_be16(l4 + c, v);
+  }
+}
+
+// Addresses and ports a translation may produce: the pinned addresses and
+// the backends' ports, the NAT port range, and whatever the inputs so far
+// carried.
+static uint8_t g_seen6[256][16];
+static uint32_t g_nseen6;
+static void seen6_addr(const uint8_t* a) {
+  if (g_nseen6 < 256) memcpy(g_seen6[g_nseen6++], a, 16);
+}
+static void seen6_packet(const uint8_t* p, uint32_t len, int deep) {
+  const tuple6_t t = tuple6_of(p, len);
+  if (len < 40 || p[0] >> 4 != 6) return;
+  seen6_addr(t.src);
+  seen6_addr(t.dst);
+  if (t.ok) {
+    seen_port(t.sport);
+    seen_port(t.dport);
+  }
+  if (deep && p[6] == 58 && len >= 48 + 40 && icmp6_error_type(p[40])) seen6_packet(p + 48, len - 48, 0);
+}
+static int addr6_ok(const uint8_t* a) {
+  const uint8_t* fixed[] = {NODE6, SNAT6, CLUSTER6, EMPTY6, LOCAL_BE6, REMOTE_BE6, SIT_BE6, EXT_BE6};
+  for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) if (a6eq(a, fixed[i])) return 1;
+  for (uint32_t i = 0; i < g_nseen6; i++) if (a6eq(a, g_seen6[i])) return 1;
+  return 0;
+}
+static int port6_ok(uint32_t p) {
+  if ((p >= NAT_PORT_MIN && p <= NAT_PORT_MAX) || p == 8080 || p == 5353 || p == 8443 || p == 53) return 1;
+  for (uint32_t i = 0; i < g_nseen_port; i++) if (p == g_seen_port[i]) return 1;
+  return 0;
+}
+static inline int nat_port(uint32_t p) { return p >= NAT_PORT_MIN && p <= NAT_PORT_MAX; }
+
+static void check_translated_tuple6(const uint8_t* a, uint32_t alen, const uint8_t* b, uint32_t blen, const char* what) {
+  const tuple6_t x = tuple6_of(a, alen), y = tuple6_of(b, blen);
+  CHECK(a6eq(y.src, x.src) || addr6_ok(y.src), "%s: IPv6 source changed to an address nothing told us", what);
+  CHECK(a6eq(y.dst, x.dst) || addr6_ok(y.dst), "%s: IPv6 destination changed to an address nothing told us", what);
+  if (x.ok && y.ok) {
+    CHECK(y.sport == x.sport || port6_ok(y.sport), "%s: source port/id %u -> %u", what, x.sport, y.sport);
+    CHECK(y.dport == x.dport || port6_ok(y.dport), "%s: destination port %u -> %u", what, x.dport, y.dport);
+  }
+}
+
+/** Byte positions NAT66 may change in an IPv6 packet of `len` bytes
+ *  (besides the hop limit): the addresses; TCP/UDP ports and checksum; an
+ *  echo's checksum and identifier; an error's (types 1-4) checksum and its
+ *  quoted packet's addresses, ports or identifier and L4 checksum. */
+static int nat_field6(const uint8_t* in, uint32_t len, uint32_t i) {
+  if (i >= 8 && i < 40) return 1;
+  if (i < 40) return 0;
+  const uint32_t k = i - 40, n = len - 40;
+  const uint8_t* l4 = in + 40;
+  if (in[6] == 6) return n >= 20 && (k < 4 || k == 16 || k == 17);
+  if (in[6] == 17) return n >= 8 && (k < 4 || k == 6 || k == 7);
+  if (in[6] != 58 || n < 8) return 0;
+  if (l4[0] == 128 || l4[0] == 129) return k >= 2 && k < 6;
+  if (!icmp6_error_type(l4[0])) return 0;
+  if (k == 2 || k == 3) return 1;
+  if (k < 8) return 0;
+  const uint32_t e = k - 8;
+  if (e < 40) return e >= 8;
+  const uint32_t q = e - 40;
+  switch (l4[8 + 6]) {
+    case 6: return q < 4 || q == 16 || q == 17;
+    case 17: return q < 4 || q == 6 || q == 7;
+    case 58: return q >= 2 && q < 6;
+  }
+  return 0;
+}
+
+/** What the data path takes off the hop limit of a packet NAT66's node
+ *  forwards, as nat_ttl_drop for IPv4 (forward.ts, "TTL"): one where the
+ *  node's hop is its own (a pod-side packet to NODE6, steered by tc, that
+ *  leaves by a tunnel or the node's stack; a decapsulated answer leaving
+ *  through the node's stack); minus one (one given back) for a hairpin, a
+ *  pod-side packet the kernel forwarded in that NAT translated back to the
+ *  device, unless 255; else none. */
+static int nat66_hop_drop(int pod, uint16_t verdict, const uint8_t* in, uint32_t ilen, const uint8_t* out, uint32_t olen) {
+  if (!pod) return verdict == VERDICT_TX_DIRECT ? 1 : 0;
+  if (a6eq(in + 24, NODE6)) return verdict == VERDICT_TO_DEVICE ? 0 : 1;
+  if (verdict != VERDICT_TO_DEVICE || in[7] == 255) return 0;
+  for (uint32_t i = 0; i < olen && i < ilen; i++)
+    if (i != 7 && out[i] != in[i]) return -1;
+  return 0;
+}
+
+/** A packet the node forwarded with NAT66: the input with the hop limit as
+ *  the path sets it, at most the NAT fields changed, to addresses and ports
+ *  it may produce; an L4 checksum that was right still right (a quoted
+ *  packet's too), a UDP checksum zero (none) if and only if it was; a
+ *  source rewritten to SNAT6, or to NODE6 with the destination kept
+ *  (masquerade), with a port (echo: identifier) from the NAT range. */
+static void check_nat66_forwarded(const uint8_t* out, uint32_t olen, const uint8_t* in, uint32_t ilen0, int hop_drop, const char* what) {
+  const uint32_t ilen = ip6_len(in, ilen0);
+  CHECK(ilen != 0, "%s: forwarded an input that holds no whole IPv6 packet", what);
+  CHECK(olen == ilen, "%s: %u bytes out of %u", what, olen, ilen);
+  check_ipv6(out, olen, what);
+  CHECK((int)out[7] + hop_drop == (int)in[7], "%s: hop limit %u -> %u", what, in[7], out[7]);
+  const uint32_t head = olen < 128 ? olen : 128; // every NAT field lies in the first 108 bytes
+  for (uint32_t i = 0; i < head; i++) {
+    if (i == 7 || out[i] == in[i]) continue;
+    CHECK(nat_field6(in, ilen, i), "%s: byte %u changed (%02x -> %02x), not a NAT66 field", what, i, in[i], out[i]);
+  }
+  const int d = first_diff(out, in, head, olen);
+  CHECK(d < 0, "%s: byte %d changed (%02x -> %02x), not a NAT66 field", what, d, in[d], out[d]);
+  check_translated_tuple6(in, ilen, out, olen, what);
+  CHECK(l4_state6(in, ilen) != 1 || l4_state6(out, olen) == 1, "%s: L4 checksum (IPv6 pseudo header) was right and is wrong now", what);
+  if (in[6] == 17 && ilen >= 48) // zero: none, which IPv6 forbids (RFC 8200 8.1) but NAT66 does not repair
+    CHECK((be16(in + 46) == 0) == (be16(out + 46) == 0), "%s: UDP checksum %04x became %04x", what, be16(in + 46), be16(out + 46));
+  if (in[6] == 58 && ilen >= 48 + 40 && icmp6_error_type(in[40])) {
+    const uint32_t ql = ip6_len(in + 48, ilen - 48);
+    if (ql != 0 && l4_state6(in + 48, ql) == 1)
+      CHECK(l4_state6(out + 48, ql) == 1, "%s: the quoted packet's L4 checksum was right and is wrong now", what);
+    check_translated_tuple6(in + 48, ilen - 48, out + 48, olen - 48, "quoted packet");
+  }
+  const tuple6_t x = tuple6_of(in, ilen), y = tuple6_of(out, olen);
+  if (x.ok && y.ok && !a6eq(x.src, y.src)) {
+    if (a6eq(y.src, SNAT6)) CHECK(nat_port(y.sport), "%s: source rewritten to the SNAT address with port %u, not from the NAT range", what, y.sport);
+    if (a6eq(y.src, NODE6) && a6eq(x.dst, y.dst) && !a6eq(x.dst, SNAT6))
+      CHECK(nat_port(y.sport), "%s: masqueraded with source port/id %u, not from the NAT range", what, y.sport);
+  }
+}
+
+/** An ICMPv6 error the node built about input `in` (translated back when
+ *  NAT66 had translated the packet): a valid error of at most 1280 bytes to
+ *  the sender, from our overlay address or the address the sender used,
+ *  quoting exactly what the sender sent (its first min(len, 1232) bytes;
+ *  the L4 checksum field as sent whenever it was right); its type what its
+ *  reason says. */
+static void check_own_error6(node_t* n, const uint8_t* p, uint32_t len, const uint8_t* in, uint32_t ilen0, uint16_t reason, const char* what) {
+  check_ipv6(p, len, what);
+  CHECK(len >= 48 && len <= 1280 && p[6] == 58, "%s: next header %u, %u bytes", what, p[6], len);
+  CHECK(l4_sum6(p, 58, p + 40, len - 40) == 0, "%s: bad ICMPv6 checksum", what);
+  const uint32_t il = ip6_len(in, ilen0);
+  CHECK(il != 0, "%s: about an input that holds no whole IPv6 packet", what);
+  CHECK(a6eq(p + 24, in + 8), "%s: not sent to the sender", what);
+  CHECK(a6eq(p + 8, n->overlay6) || a6eq(p + 8, in + 24), "%s: from neither our overlay address nor the address the sender used", what);
+  const uint32_t q = len - 48, want = il < 1232 ? il : 1232;
+  CHECK(q == want, "%s: quotes %u bytes of a %u-byte packet (want %u)", what, q, il, want);
+  const uint8_t* qp = p + 48;
+  const uint32_t cf = in[6] == 6 ? 40 + 16 : in[6] == 17 ? 40 + 6 : in[6] == 58 ? 40 + 2 : 0;
+  const int has_cf = cf != 0 && cf + 2 <= q;
+  int d = first_diff(qp, in, 0, has_cf ? cf : q);
+  if (d < 0 && has_cf) d = first_diff(qp, in, cf + 2, q);
+  CHECK(d < 0, "%s: quoted byte %d is %02x, the sender sent %02x", what, d, qp[d], in[d]);
+  if (has_cf && l4_state6(in, il) == 1)
+    CHECK(be16(qp + cf) == be16(in + cf), "%s: quoted L4 checksum %04x, the sender sent %04x", what, be16(qp + cf), be16(in + cf));
+  const uint32_t type = p[40], code = p[41];
+  if (reason == R_NO_ROUTE) {
+    CHECK(type == 1 && code == 0 && route6_lookup(n, in + 24) < 0, "%s: no route, but type %u code %u, or the destination routes", what, type, code);
+  } else if (reason == R_TOO_BIG) {
+    const uint32_t mtu = be32(p + 44);
+    CHECK(type == 2 && code == 0 && (mtu == MTU || mtu == MTU - 50 || mtu == MTU - 20) && il > mtu, "%s: packet too big type %u code %u MTU %u for %u bytes",
+          what, type, code, mtu, il);
+  } else if (reason == R_SVC_NO_BACKEND) {
+    CHECK(type == 1 && code == 4 && a6eq(in + 24, EMPTY6), "%s: a service without backends, type %u code %u", what, type, code);
+  } else {
+    fail("%s: an ICMPv6 error with reason %u", what, reason);
+  }
+}
+
+/** Where the IPv6 packet of a non-drop output sits, and which way answers to it come. */
+static const uint8_t* output_ip6(node_t* n, uint32_t slot, uint32_t* olen, int* side) {
+  const uint8_t* m = meta_ptr(n, slot);
+  const uint8_t* p = slot_ptr(n, slot) + le32(m);
+  uint32_t len = le32(m + 4);
+  *side = SIDE_POD;
+  if (le16(m + 8) == VERDICT_TX_UNDERLAY) {
+    const uint32_t o = p[9] == 17 ? 50 : 20;
+    *side = p[9] == 17 ? SIDE_VXLAN : SIDE_SIT;
+    p += o;
+    len -= o;
+  }
+  *olen = len;
+  return p;
+}
+
+static void check_nat66_packet(node_t* n, uint32_t slot, uint32_t j, int side) {
+  const uint8_t* m = meta_ptr(n, slot);
+  const uint32_t off = le32(m), len = le32(m + 4), addr = le32(m + 12);
+  const uint16_t verdict = le16(m + 8), reason = le16(m + 10), peer = le16(m + 22);
+  CHECK(verdict < VERDICT_COUNT, "verdict %u out of range", verdict);
+  CHECK(reason < REASON_COUNT, "reason %u out of range", reason);
+  const uint8_t* in = g_cin[j];
+  const uint32_t ilen = g_cinlen[j], il = ip6_len(in, ilen);
+  const int pod = side == SIDE_POD;
+  // A TCP/UDP header cut short is never translated: dropped, or (routed
+  // traffic) forwarded with its addresses unchanged, never to a NAT address.
+  if (pod && il != 0 && (in[6] == 6 || in[6] == 17) && il - 40 < (in[6] == 6 ? 20u : 8u)) {
+    CHECK(reason != R_CT_INVALID, "a truncated %s header got reason ct_invalid", in[6] == 6 ? "TCP" : "UDP");
+    if (verdict == VERDICT_TX_UNDERLAY || verdict == VERDICT_TX_DIRECT || verdict == VERDICT_TO_DEVICE) {
+      uint32_t ol;
+      int os;
+      const uint8_t* o = output_ip6(n, slot, &ol, &os);
+      CHECK(ol >= 40 && memcmp(o + 8, in + 8, 32) == 0 && !a6eq(in + 24, NODE6) && !a6eq(in + 24, SNAT6),
+            "a truncated %s header was forwarded translated or to a NAT address", in[6] == 6 ? "TCP" : "UDP");
+    }
+  }
+  if (verdict == VERDICT_DROP) {
+    CHECK(reason != 0, "a drop without a reason");
+    return;
+  }
+  CHECK((uint64_t)off + len <= SLOT_SIZE, "verdict %u: off %u + len %u beyond the %u-byte slot", verdict, off, len, SLOT_SIZE);
+  CHECK(len > 0, "verdict %u with an empty packet", verdict);
+  const uint8_t* p = slot_ptr(n, slot) + off;
+  switch (verdict) {
+    case VERDICT_TX_UNDERLAY: {
+      CHECK(pod, "TX_UNDERLAY from a decap path");
+      CHECK(reason == 0, "TX_UNDERLAY with reason %u", reason);
+      check_tx_underlay(n, p, len, addr, peer, NULL, -1);
+      const uint32_t o = p[9] == 17 ? 50 : 20;
+      check_nat66_forwarded(p + o, len - o, in, ilen, nat66_hop_drop(pod, verdict, in, il, p + o, len - o), "TX_UNDERLAY inner");
+      break;
+    }
+    case VERDICT_TX_DIRECT:
+      check_ipv6(p, len, "TX_DIRECT");
+      CHECK(addr == 0, "TX_DIRECT IPv6 with next hop %08x (the node's stack routes it)", addr);
+      CHECK(route6_lookup(n, p + 24) < 0, "TX_DIRECT to an IPv6 destination we route (next hop %d)", route6_lookup(n, p + 24));
+      if (reason != 0) { // our ICMPv6 error for a client outside, through the node's stack
+        CHECK(pod, "an ICMPv6 error from a decap path");
+        check_own_error6(n, p, len, in, ilen, reason, "TX_DIRECT (ICMPv6 error)");
+        break;
+      }
+      CHECK(a6eq(p + 8, NODE6) || a6eq(p + 8, SNAT6) || a6eq(p + 8, CLUSTER6) || a6eq(p + 8, EMPTY6),
+            "TX_DIRECT: a packet leaves the cluster from an address that is none of the node's NAT addresses");
+      check_nat66_forwarded(p, len, in, ilen, nat66_hop_drop(pod, verdict, in, il, p, len), "TX_DIRECT");
+      break;
+    case VERDICT_TO_DEVICE:
+      CHECK(reason == 0, "TO_DEVICE with reason %u", reason);
+      check_ipv6(p, len, "TO_DEVICE");
+      if (pod) CHECK(nh_kind(n, route6_lookup(n, p + 24)) == NH_LOCAL, "TO_DEVICE: a pod-side packet to a destination that is not local");
+      check_nat66_forwarded(p, len, in, ilen, nat66_hop_drop(pod, verdict, in, il, p, len), "TO_DEVICE");
+      break;
+    case VERDICT_REPLY:
+      CHECK(pod, "REPLY from a decap path");
+      CHECK(reason != 0, "ICMPv6 error without a reason");
+      check_own_error6(n, p, len, in, ilen, reason, "REPLY");
+      break;
+  }
+}
+
+/** Some live IPv6 flow (expired ones not yet reaped included, as
+ *  ctLookup) has `t` as its original or reply tuple. */
+static int tracked6(node_t* n, const tuple6_t* t) {
+  Z_overlay_instance_t* w = &n->w;
+  if (!t->ok) return 0;
+  const uint32_t dport = t->proto == 58 ? 0 : t->dport, high = Z_overlayZ_ctHighWater(w);
+  for (uint32_t f = 0; f < high; f++) {
+    const uint32_t fp = Z_overlayZ_ctFlowPtr(w, f);
+    if (fp == 0) continue;
+    const uint8_t* r = n->mem + fp;
+    if (r[24] != (t->proto | CT_PROTO_V6)) continue;
+    for (int d = 0; d < 2; d++) {
+      const uint8_t* a = r + 12 * d;
+      if (le16(a + 8) == t->sport && le16(a + 10) == dport && a6eq(n->mem + Z_overlayZ_ct6Addr(w, le32(a)), t->src) &&
+          a6eq(n->mem + Z_overlayZ_ct6Addr(w, le32(a + 4)), t->dst))
+        return 1;
+    }
+  }
+  return 0;
+}
+
+static void nat66_run(const uint8_t* data, size_t size) {
+  node_t* n = &A;
+  Z_overlay_instance_t* w = &n->w;
+  nat66_reset(n);
+  g_nseen6 = g_nseen_port = 0;
+  const uint8_t* seg[MAX_STEPS];
+  size_t seglen[MAX_STEPS];
+  uint32_t nseg = split(data, size, seg, seglen, MAX_STEPS), nsteps = 0, now = NAT_T0;
+  static uint8_t ip[SLOT_SIZE];
+  for (uint32_t k = 0; k < nseg; k++) {
+    const uint8_t* s = seg[k];
+    if (seglen[k] < 2) continue;
+    const uint32_t kind = s[0] & 3, copies = 1 + ((s[1] >> 4) & 3);
+    const uint8_t* body = s + 2;
+    const size_t blen = seglen[k] - 2;
+    now += NAT_ADVANCE[s[1] & 7];
+    Z_overlayZ_natSetNow(w, now);
+    if (s[1] & 8) Z_overlayZ_ctExpire(w, now, NAT_FLOWS);
+    uint32_t iplen;
+    int side, patched = 0;
+    const nat_step_t* r = NULL;
+    if (kind <= 1) {
+      if (blen < 1 || body[0] >> 4 != 6 || blen > SLOT_SIZE) continue;
+      memcpy(ip, body, blen);
+      iplen = (uint32_t)blen;
+      side = kind == 0 ? SIDE_POD : (s[0] & 0x20) ? SIDE_SIT : SIDE_VXLAN;
+    } else {
+      if (nsteps == 0) continue;
+      r = &g_steps[((s[0] >> 2) & 7) % nsteps];
+      const uint8_t* b = r->outlen ? r->out : r->in;
+      const uint32_t bl = r->outlen ? r->outlen : r->inlen;
+      side = r->outlen ? r->side : SIDE_POD;
+      iplen = kind == 2 ? build_answer6(b, bl, body, blen, ip) : build_error6(b, bl, body, blen, ip, &patched);
+      if (iplen == 0) continue;
+    }
+    // Wrap per side and place the copies in slots 0, 2, 4, 6.
+    uint8_t hdr[22];
+    size_t hlen = 0;
+    uint32_t addr = 0;
+    if (side == SIDE_VXLAN) {
+      const uint8_t v[22] = {0x08, 0, 0, 0, 0, 0, VNI, 0};
+      memcpy(hdr, v, 22);
+      put_be48(hdr + 8, W2_MAC);
+      put_be48(hdr + 14, W3_MAC);
+      put_be16(hdr + 20, 0x86dd);
+      hlen = 22;
+      addr = W3_UNDERLAY;
+    } else if (side == SIDE_SIT) { // worker1's sit packet, as sit-inner sends it
+      memset(hdr, 0, 20);
+      hdr[0] = 0x45;
+      put_be16(hdr + 2, 20 + iplen);
+      hdr[6] = 0x40;
+      hdr[8] = 64;
+      hdr[9] = 41;
+      put_be32(hdr + 12, W1_UNDERLAY);
+      put_be32(hdr + 16, W2_UNDERLAY);
+      put_be16(hdr + 10, inet_csum(hdr, 20));
+      hlen = 20;
+    }
+    uint32_t npk = 0;
+    for (uint32_t j = 0; j < copies; j++) {
+      memcpy(g_cin[j], ip, iplen);
+      g_cinlen[j] = iplen;
+      if (kind <= 1) vary_copy6(g_cin[j], iplen, j);
+      if (!stage(j, data[0], hdr, hlen, g_cin[j], iplen, addr, 0)) break;
+      const uint32_t l6 = ip6_len(g_cin[j], iplen);
+      seen6_packet(g_cin[j], l6 ? l6 : iplen, 1);
+      npk++;
+    }
+    if (npk < copies) continue;
+    const uint64_t tr0 = counter(n, C_NAT_TRANSLATED), icmp0 = counter(n, C_NAT_ICMP_TRANSLATED);
+    const uint32_t ns = load_batch(n, g_in, npk);
+    uint32_t rxc = C_RX_POD_PKTS;
+    if (side == SIDE_POD) Z_overlayZ_processPodBatch(w, ns);
+    else if (side == SIDE_VXLAN) Z_overlayZ_processVxlanBatch(w, ns), rxc = C_RX_VXLAN_PKTS;
+    else Z_overlayZ_processIpipBatch(w, ns), rxc = C_RX_IPIP_PKTS;
+    for (uint32_t i = 0; g_verbose && i < ns; i += 2) {
+      const uint8_t* m = meta_ptr(n, i);
+      fprintf(stderr, "step %u kind %u side %d copy %u: verdict %u reason %u off %u len %u addr %08x ct %u names %u\n", nsteps, kind, side, i / 2,
+              le16(m + 8), le16(m + 10), le32(m), le32(m + 4), le32(m + 12), Z_overlayZ_ctCount(w), Z_overlayZ_ct6NameCount(w));
+      if (g_verbose > 1) { // FUZZ_VERBOSE=2: the packets too
+        fprintf(stderr, "  in  ");
+        for (uint32_t b = 0; b < g_cinlen[i / 2]; b++) fprintf(stderr, "%02x", g_cin[i / 2][b]);
+        fprintf(stderr, "\n  out ");
+        for (uint32_t b = 0; le16(m + 8) != VERDICT_DROP && b < le32(m + 4); b++) fprintf(stderr, "%02x", slot_ptr(n, i)[le32(m) + b]);
+        fprintf(stderr, "\n");
+      }
+    }
+    for (uint32_t i = 0; i < ns; i++) {
+      if (i & 1) {
+        const uint8_t* m = meta_ptr(n, i);
+        CHECK(le16(m + 8) == VERDICT_DROP && le16(m + 10) == R_BAD_OFFSET, "guard record %u not dropped as R_BAD_OFFSET", i);
+      } else {
+        check_nat66_packet(n, i, i / 2, side);
+      }
+    }
+    check_counters(n, ns, rxc);
+    const uint32_t live = Z_overlayZ_ctCount(w);
+    CHECK(live <= NAT_FLOWS && Z_overlayZ_ctCapacity(w) == NAT_FLOWS, "conntrack holds %u flows, capacity %u", live, NAT_FLOWS);
+    CHECK(live == Z_overlayZ_ctStat(w, CT_STAT_INSERTS) - ct_gone(n), "conntrack count %u != inserts - deletes - expired - early drops", live);
+    check_names6(n, "after a batch");
+    const uint64_t dtr = counter(n, C_NAT_TRANSLATED) - tr0, dicmp = counter(n, C_NAT_ICMP_TRANSLATED) - icmp0;
+    CHECK(dtr <= npk && dicmp <= npk, "NAT counters moved by %llu/%llu for %u packets", (unsigned long long)dtr, (unsigned long long)dicmp, npk);
+    // Answers and errors about a translated output whose flow is still there
+    // (nothing deleted or expired since) must be translated back exactly.
+    if (r && !patched && r->outlen && r->reason == 0 && r->tracked && ct_gone(n) == r->gone) {
+      const tuple6_t ti = tuple6_of(r->in, r->inlen), to = tuple6_of(r->out, r->outlen);
+      const int translated = ti.ok && to.ok && ti.proto == to.proto &&
+                             (!a6eq(ti.src, to.src) || !a6eq(ti.dst, to.dst) || ti.sport != to.sport || ti.dport != to.dport);
+      for (uint32_t j = 0; translated && j < npk; j++) {
+        const uint8_t* m = meta_ptr(n, 2 * j);
+        uint32_t ol;
+        int os;
+        if (le16(m + 8) == VERDICT_DROP || le16(m + 10) != 0) continue;
+        const uint8_t* o = output_ip6(n, 2 * j, &ol, &os);
+        if (kind == 2) {
+          const tuple6_t t = tuple6_of(o, ol);
+          const uint32_t es = ti.proto == 58 ? ti.sport : ti.dport, ed = ti.proto == 58 ? ti.dport : ti.sport;
+          CHECK(t.ok && a6eq(t.src, ti.dst) && a6eq(t.dst, ti.src) && t.sport == es && t.dport == ed,
+                "answer to step %u not translated back: ports %u -> %u, expected %u -> %u (or the addresses differ)", (unsigned)(r - g_steps), t.sport,
+                t.dport, es, ed);
+        } else {
+          CHECK(ol >= 48 + 40 && o[6] == 58 && icmp6_error_type(o[40]), "ICMPv6 error about step %u came out as something else", (unsigned)(r - g_steps));
+          const tuple6_t t = tuple6_of(o + 48, ol - 48);
+          CHECK(t.ok && a6eq(t.src, ti.src) && a6eq(t.dst, ti.dst) && t.sport == ti.sport && t.dport == ti.dport,
+                "ICMPv6 error about step %u quotes ports %u -> %u, the sender sent %u -> %u (or the addresses differ)", (unsigned)(r - g_steps), t.sport,
+                t.dport, ti.sport, ti.dport);
+          CHECK(a6eq(o + 8, t.dst) && a6eq(o + 24, t.src), "ICMPv6 error about step %u: its addresses are not the quoted ones swapped",
+                (unsigned)(r - g_steps));
+        }
+      }
+      if (translated) {
+        if (kind == 2) CHECK(dtr == npk, "answers to step %u: %llu of %u translated", (unsigned)(r - g_steps), (unsigned long long)dtr, npk);
+        else CHECK(dicmp == npk, "ICMPv6 errors about step %u: %llu of %u translated", (unsigned)(r - g_steps), (unsigned long long)dicmp, npk);
+      }
+    }
+    // Remember the step for later answers and errors.
+    nat_step_t* st = &g_steps[nsteps++];
+    const uint32_t l0 = ip6_len(g_cin[0], g_cinlen[0]);
+    st->inlen = l0 ? l0 : g_cinlen[0];
+    memcpy(st->in, g_cin[0], st->inlen);
+    const uint8_t* m = meta_ptr(n, 0);
+    st->verdict = le16(m + 8);
+    st->reason = le16(m + 10);
+    st->outlen = 0;
+    st->side = SIDE_POD;
+    if (st->verdict != VERDICT_DROP) {
+      uint32_t ol;
+      const uint8_t* o = output_ip6(n, 0, &ol, &st->side);
+      memcpy(st->out, o, ol);
+      st->outlen = ol;
+    }
+    st->gone = ct_gone(n);
+    const tuple6_t t0 = tuple6_of(st->in, st->inlen);
+    st->tracked = tracked6(n, &t0);
+  }
+}
+#endif
+
 // --- libFuzzer entry points -------------------------------------------------------
 int LLVMFuzzerInitialize(int* argc, char*** argv) {
   (void)argc;
@@ -1860,6 +2595,8 @@ int LLVMFuzzerInitialize(int* argc, char*** argv) {
   worker2(&A, 1, 1);
 #elif FUZZ_TARGET == T_NAT
   nat_worker2(&A);
+#elif FUZZ_TARGET == T_NAT66
+  nat66_worker2(&A);
 #else
   worker2(&A, 0, 1);
 #endif
@@ -1884,6 +2621,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   roundtrip(data, size);
 #elif FUZZ_TARGET == T_NAT
   nat_run(data, size);
+#elif FUZZ_TARGET == T_NAT66
+  nat66_run(data, size);
 #elif FUZZ_TARGET == T_VXLAN_SUPER
   super_run(data, size);
 #else

@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import * as abi from "../src/dataplane/abi.js";
-import { Dataplane, type DeviceMode } from "../src/dataplane/dataplane.js";
+import { Dataplane, type DeviceMode, type ServiceFrontend6 } from "../src/dataplane/dataplane.js";
 import { RouteRules } from "../src/dataplane/routes.js";
 import { RouteRules6 } from "../src/dataplane/routes6.js";
 import { repoRoot } from "../src/dataplane/wasm.js";
@@ -22,7 +22,7 @@ const SEP = [0xff, 0x50, 0x4b, 0xff]; // "\xffPK\xff"
 const SPORT_MIN = 32768;
 const SPORT_MAX = 60999;
 const W8_MAC = mac("0e:00:00:00:08:00");
-const TARGETS = ["vxlan-decap", "vxlan-inner", "ipip-decap", "pod-tun", "pod-tap", "roundtrip", "nat", "vxlan-super", "vxlan-inner6", "sit-inner"] as const;
+const TARGETS = ["vxlan-decap", "vxlan-inner", "ipip-decap", "pod-tun", "pod-tap", "roundtrip", "nat", "vxlan-super", "vxlan-inner6", "sit-inner", "nat66"] as const;
 type Target = (typeof TARGETS)[number];
 const MTU = 1500;
 const LPM6_GROUPS = 64;
@@ -667,7 +667,7 @@ function natConfigure(dp: Dataplane): void {
 
 /** harness.c nat_worker2(): fuzzWorker2 with NAT on. */
 function natWorker2(): Node {
-  const n = fuzzWorker2("tun", false); // IPv4 only: no NAT66, IPv6 bypasses the NAT stage
+  const n = fuzzWorker2("tun", false); // IPv4 only: IPv6 has no route here (nat66 is the NAT66 target)
   // The harness keeps the module's default hash seed (0): the same here, so flows land alike.
   n.dp.natSetup({ maxFlows: NAT_FLOWS, maxFrontends: 16, maxBackends: 16, hashSeed: new Uint8Array(16) });
   n.dp.setServices([
@@ -1179,16 +1179,622 @@ function replayNat(node: Node, data: Uint8Array): void {
   }
 }
 
+// --- nat66: fuzz/harness.c nat66_run(), step by step --------------------------------
+const NAT66_NAMES = 16;
+const N6_NONE = 0xffffffff;
+const CT_PROTO_V6 = 0x80;
+const NODE6 = a6("2001:2:ff::2");
+const SNAT6 = a6("2001:2:0:2::fffe");
+const CLUSTER6 = a6("2001:2:0:250::10");
+const EMPTY6 = a6("2001:2:0:250::11");
+const LOCAL_BE6 = a6("2001:2:0:2::7");
+const REMOTE_BE6 = a6("2001:2:0:3::7");
+const SIT_BE6 = a6("2001:2:0:1::7");
+const EXT_BE6 = a6("2001:2:ff::53");
+const NAT66_ERRS = [[1, 0], [1, 1], [1, 3], [1, 4], [1, 5], [2, 0], [3, 0], [4, 0]];
+const NAT66_SERVICES: ServiceFrontend6[] = [
+  { protocol: "tcp", addr: "2001:2:0:250::10", port: 80, backends: [{ addr: "2001:2:0:3::7", port: 8080 }] },
+  { protocol: "udp", addr: "2001:2:0:250::10", port: 53, backends: [{ addr: "2001:2:0:2::7", port: 5353 }] },
+  { protocol: "tcp", addr: "2001:2:ff::2", port: 30080, nodePort: true, backends: [{ addr: "2001:2:0:3::7", port: 8080 }, { addr: "2001:2:0:2::7", port: 8080 }] },
+  { protocol: "tcp", addr: "2001:2:0:250::10", port: 443, backends: [{ addr: "2001:2:0:1::7", port: 8443 }] },
+  { protocol: "udp", addr: "2001:2:ff::2", port: 30053, nodePort: true, backends: [{ addr: "2001:2:ff::53", port: 53 }] },
+  { protocol: "tcp", addr: "2001:2:0:250::11", port: 80, backends: [] },
+];
+const eq6 = (a: Uint8Array, ao: number, b: Uint8Array) => a6Equal(a, ao, b, 0);
+
+function nat66Configure(dp: Dataplane): void {
+  dp.natConfigure({
+    enabled: true, masquerade: true, nodeIp: W2.underlay, snatAddress: SNAT_IP, portRange: [NAT_PORT_MIN, NAT_PORT_MAX], seed: NAT_SEED,
+    ipv6: { masquerade: true, nodeAddress: "2001:2:ff::2", snatAddress: "2001:2:0:2::fffe" },
+  });
+  dp.setNow(NAT_T0);
+}
+
+/** The references the configuration pins (harness.c g_pins): natConfigure's
+ *  node and SNAT addresses, then each backend and frontend address per use. */
+const nat66Pins = new WeakMap<Node, Map<number, number>>();
+
+/** harness.c nat66_worker2(): fuzzWorker2 (IPv6 routes) with NAT66 on. */
+function nat66Worker2(): Node {
+  const n = fuzzWorker2("tun");
+  n.dp.natSetup({ maxFlows: NAT_FLOWS, names6: NAT66_NAMES, maxFrontends: 16, maxBackends: 16, hashSeed: new Uint8Array(16) });
+  nat66Configure(n.dp);
+  n.dp.setServices([], NAT66_SERVICES);
+  const pins = new Map<number, number>();
+  const pin = (a: string) => {
+    const x = a6big(a);
+    const h = n.dp.raw.ct6Pin(BigInt.asUintN(64, x >> 64n), BigInt.asUintN(64, x)) >>> 0;
+    n.dp.raw.ct6Unpin(h); // only asks which handle: the pins are the Dataplane's
+    pins.set(h, (pins.get(h) ?? 0) + 1);
+  };
+  pin("2001:2:ff::2");
+  pin("2001:2:0:2::fffe");
+  for (const f of NAT66_SERVICES) {
+    for (const b of f.backends) pin(b.addr);
+    pin(f.addr);
+  }
+  nat66Pins.set(n, pins);
+  return n;
+}
+
+/** harness.c check_names6: every handle a pin or a live IPv6 flow holds has
+ *  exactly that many references (names6.ts entry: address, then refs u32)
+ *  and its own non-zero address; the table holds exactly those. */
+function checkNames6(node: Node, when: string): void {
+  const { dp } = node;
+  const raw = dp.raw;
+  const cap = raw.ct6NameCapacity() >>> 0;
+  const live = raw.ct6NameCount() >>> 0;
+  check(cap === NAT66_NAMES && live <= cap, `${when}: ${live} IPv6 names of capacity ${cap}`);
+  const want = new Array<number>(cap).fill(0);
+  for (const [h, k] of nat66Pins.get(node)!) want[h] += k;
+  const u8 = dp.u8;
+  const dv = new DataView(u8.buffer);
+  const high = raw.ctHighWater() >>> 0;
+  for (let f = 0; f < high; f++) {
+    const fp = Number(raw.ctFlowPtr(f));
+    if (fp === 0 || !(u8[fp + 24] & CT_PROTO_V6)) continue;
+    for (const at of [0, 4, 12, 16]) {
+      const h = dv.getUint32(fp + at, true);
+      check(h < cap, `${when}: flow ${f} holds IPv6 name handle ${h}`);
+      want[h]++;
+    }
+  }
+  let held = 0;
+  const addrs = new Set<string>();
+  for (let h = 0; h < cap; h++) {
+    const e = Number(raw.ct6Addr(h));
+    const refs = dv.getUint32(e + 16, true);
+    check(refs === want[h], `${when}: IPv6 name ${h} has ${refs} references, the pins and flows hold ${want[h]}`);
+    if (want[h] === 0) continue;
+    held++;
+    check(!a6Zero(u8, e), `${when}: IPv6 name ${h} is held but its entry is free`);
+    const key = Buffer.from(u8.subarray(e, e + 16)).toString("hex");
+    check(!addrs.has(key), `${when}: two IPv6 names hold the same address`);
+    addrs.add(key);
+  }
+  check(held === live, `${when}: ${live} IPv6 names in the table, ${held} held by pins and flows`);
+}
+
+/** harness.c nat66_reset: natReset, then only the pinned names remain, and
+ *  the free ones are put in a fresh table's order (scratch pins, given back
+ *  from the highest handle down). */
+function nat66Reset(node: Node): void {
+  const { dp } = node;
+  const raw = dp.raw;
+  const high = raw.ctHighWater() >>> 0;
+  for (let f = high - 1; f >= 0; f--) if (Number(raw.ctFlowPtr(f)) !== 0) raw.ctDelete(f);
+  const hand = raw.ctHand() >>> 0;
+  if (hand !== 0) raw.ctExpire(0, high - hand);
+  check(raw.ctCount() === 0 && raw.ctHand() === 0, "conntrack reset");
+  nat66Configure(dp);
+  const pinned = nat66Pins.get(node)!.size;
+  check(raw.ct6NameCount() >>> 0 === pinned, `after every flow was deleted ${raw.ct6NameCount()} IPv6 names remain, ${pinned} are pinned`);
+  checkNames6(node, "reset");
+  const scratch: number[] = [];
+  for (let i = 1; i <= NAT66_NAMES; i++) {
+    const h = raw.ct6Pin(0xfd00000000000000n, BigInt(i)) >>> 0;
+    if (h === N6_NONE) break;
+    scratch.push(h);
+  }
+  check(scratch.length === NAT66_NAMES - pinned, `the IPv6 names took ${scratch.length} more addresses, ${NAT66_NAMES - pinned} are free`);
+  for (const h of scratch.sort((a, b) => b - a)) raw.ct6Unpin(h);
+  check(raw.ct6NameCount() >>> 0 === pinned, "scratch names not given back");
+}
+
+interface Tuple6 { src: Uint8Array; dst: Uint8Array; sport: number; dport: number; proto: number; ok: boolean }
+function tuple6Of(p: Uint8Array): Tuple6 {
+  const t: Tuple6 = { src: new Uint8Array(16), dst: new Uint8Array(16), sport: 0, dport: 0, proto: 0, ok: false };
+  if (p.length < 40 || p[0] >> 4 !== 6) return t;
+  t.src = p.slice(8, 24);
+  t.dst = p.slice(24, 40);
+  t.proto = p[6];
+  const n = Math.min(p.length - 40, be16(p, 4));
+  if ((t.proto === 6 || t.proto === 17) && n >= 4) {
+    t.sport = be16(p, 40);
+    t.dport = be16(p, 42);
+    t.ok = true;
+  } else if (t.proto === 58 && n >= 8 && (p[40] === 128 || p[40] === 129)) {
+    t.sport = be16(p, 44);
+    t.ok = true;
+  }
+  return t;
+}
+const icmp6ErrorType = (t: number) => t >= 1 && t <= 4;
+const natPort = (p: number) => p >= NAT_PORT_MIN && p <= NAT_PORT_MAX;
+
+/** harness.c l4_state6: 1 valid, 0 invalid, -1 cannot tell, for a whole IPv6 packet. */
+function l4State6(p: Uint8Array): number {
+  if (p.length < 40 || 40 + be16(p, 4) !== p.length) return -1;
+  const n = p.length - 40;
+  if (p[6] === 6) return n >= 20 ? +(l4Sum6(p, 6, n) === 0) : -1;
+  if (p[6] === 17) return n >= 8 && be16(p, 46) !== 0 && be16(p, 44) === n ? +(l4Sum6(p, 17, n) === 0) : -1;
+  if (p[6] === 58) return n >= 8 ? +(l4Sum6(p, 58, n) === 0) : -1;
+  return -1;
+}
+
+function fixL4Sum6(p: Uint8Array): void {
+  const n = p.length - 40;
+  if (p[6] === 6 && n >= 20) {
+    put16(p, 56, 0);
+    put16(p, 56, l4Sum6(p, 6, n));
+  } else if (p[6] === 17 && n >= 8 && be16(p, 46) !== 0) {
+    put16(p, 46, 0);
+    put16(p, 46, l4Sum6(p, 17, n) || 0xffff);
+  } else if (p[6] === 58 && n >= 4) {
+    put16(p, 42, 0);
+    put16(p, 42, l4Sum6(p, 58, n));
+  }
+}
+
+function buildAnswer6(b: Uint8Array, body: Uint8Array): Uint8Array | null {
+  if (ip6Len(b) !== b.length) return null;
+  const o = b.slice();
+  o.set(b.subarray(24, 40), 8);
+  o.set(b.subarray(8, 24), 24);
+  o[7] = 64;
+  const n = o.length - 40;
+  if ((o[6] === 6 || o[6] === 17) && n >= 4) {
+    o.set(b.subarray(42, 44), 40);
+    o.set(b.subarray(40, 42), 42);
+  }
+  if (o[6] === 6 && n >= 14 && body.length >= 1) o[53] = body[0];
+  if (o[6] === 58 && n >= 8 && (o[40] === 128 || o[40] === 129)) o[40] ^= 1;
+  fixL4Sum6(o);
+  return o;
+}
+
+function buildError6(b: Uint8Array, body: Uint8Array): { pkt: Uint8Array; patched: boolean } | null {
+  if (ip6Len(b) !== b.length) return null;
+  const [type, code] = NAT66_ERRS[body.length >= 1 ? body[0] & 7 : 0];
+  const q = Math.min(48 + (body.length >= 2 ? body[1] : 0), b.length, 1280 - 48);
+  const o = new Uint8Array(48 + q);
+  o[0] = 0x60;
+  put16(o, 4, 8 + q);
+  o[6] = 58;
+  o[7] = 64;
+  o.set(b.subarray(24, 40), 8);
+  o.set(b.subarray(8, 24), 24);
+  o[40] = type;
+  o[41] = code;
+  if (type === 2) put32(o, 44, 1280);
+  o.set(b.subarray(0, q), 48);
+  let patched = false;
+  for (let i = 2; i < body.length && i - 2 < q; i++) {
+    if (body[i]) {
+      o[48 + i - 2] ^= body[i];
+      patched = true;
+    }
+  }
+  fixL4Sum6(o);
+  return { pkt: o, patched };
+}
+
+function varyCopy6(p: Uint8Array, j: number): void {
+  if (j === 0 || p.length < 40 || p[0] >> 4 !== 6) return;
+  const n = p.length - 40;
+  let at: number;
+  let c: number;
+  if ((p[6] === 6 || p[6] === 17) && n >= 4) {
+    at = 0;
+    c = p[6] === 6 ? (n >= 18 ? 16 : 0) : n >= 8 && be16(p, 46) !== 0 ? 6 : 0;
+  } else if (p[6] === 58 && n >= 8 && (p[40] === 128 || p[40] === 129)) {
+    at = 4;
+    c = 2;
+  } else {
+    return;
+  }
+  const old = be16(p, 40 + at);
+  const nw = (old + j) & 0xffff;
+  put16(p, 40 + at, nw);
+  if (c) {
+    let s = (~be16(p, 40 + c) & 0xffff) + (~old & 0xffff) + nw;
+    while (s >> 16) s = (s & 0xffff) + (s >> 16);
+    let v = ~s & 0xffff;
+    if (p[6] === 17 && v === 0) v = 0xffff;
+    put16(p, 40 + c, v);
+  }
+}
+
+class Seen6 {
+  addrs: Uint8Array[] = [];
+  ports: number[] = [];
+  add(p: Uint8Array, deep: boolean): void {
+    if (p.length < 40 || p[0] >> 4 !== 6) return;
+    const t = tuple6Of(p);
+    if (this.addrs.length < 256) this.addrs.push(t.src);
+    if (this.addrs.length < 256) this.addrs.push(t.dst);
+    if (t.ok) {
+      if (this.ports.length < 256) this.ports.push(t.sport);
+      if (this.ports.length < 256) this.ports.push(t.dport);
+    }
+    if (deep && p[6] === 58 && p.length >= 88 && icmp6ErrorType(p[40])) this.add(p.subarray(48), false);
+  }
+  addrOk(a: Uint8Array): boolean {
+    return [NODE6, SNAT6, CLUSTER6, EMPTY6, LOCAL_BE6, REMOTE_BE6, SIT_BE6, EXT_BE6, ...this.addrs].some((x) => bytesEqual(x, a));
+  }
+  portOk(p: number): boolean {
+    return natPort(p) || [8080, 5353, 8443, 53].includes(p) || this.ports.includes(p);
+  }
+}
+
+function checkTranslatedTuple6(seen: Seen6, a: Uint8Array, b: Uint8Array, what: string): void {
+  const x = tuple6Of(a);
+  const y = tuple6Of(b);
+  check(bytesEqual(y.src, x.src) || seen.addrOk(y.src), `${what}: IPv6 source changed to an address nothing told us`);
+  check(bytesEqual(y.dst, x.dst) || seen.addrOk(y.dst), `${what}: IPv6 destination changed to an address nothing told us`);
+  if (x.ok && y.ok) {
+    check(y.sport === x.sport || seen.portOk(y.sport), `${what}: source port/id ${x.sport} -> ${y.sport}`);
+    check(y.dport === x.dport || seen.portOk(y.dport), `${what}: destination port ${x.dport} -> ${y.dport}`);
+  }
+}
+
+/** harness.c nat_field6: byte positions NAT66 may change (besides the hop limit). */
+function natField6(inp: Uint8Array, i: number): boolean {
+  if (i >= 8 && i < 40) return true;
+  if (i < 40) return false;
+  const k = i - 40;
+  const n = inp.length - 40;
+  if (inp[6] === 6) return n >= 20 && (k < 4 || k === 16 || k === 17);
+  if (inp[6] === 17) return n >= 8 && (k < 4 || k === 6 || k === 7);
+  if (inp[6] !== 58 || n < 8) return false;
+  const t = inp[40];
+  if (t === 128 || t === 129) return k >= 2 && k < 6;
+  if (!icmp6ErrorType(t)) return false;
+  if (k === 2 || k === 3) return true;
+  if (k < 8) return false;
+  const e = k - 8;
+  if (e < 40) return e >= 8;
+  const q = e - 40;
+  switch (inp[54]) {
+    case 6: return q < 4 || q === 16 || q === 17;
+    case 17: return q < 4 || q === 6 || q === 7;
+    case 58: return q >= 2 && q < 6;
+  }
+  return false;
+}
+
+/** harness.c nat66_hop_drop. */
+function nat66HopDrop(pod: boolean, verdict: number, inp: Uint8Array, out: Uint8Array): number {
+  if (!pod) return verdict === abi.VERDICT_TX_DIRECT ? 1 : 0;
+  if (eq6(inp, 24, NODE6)) return verdict === abi.VERDICT_TO_DEVICE ? 0 : 1;
+  if (verdict !== abi.VERDICT_TO_DEVICE || inp[7] === 255) return 0;
+  const translated = out.some((b, i) => i < inp.length && i !== 7 && b !== inp[i]);
+  return translated ? -1 : 0;
+}
+
+/** harness.c check_nat66_forwarded. */
+function checkNat66Forwarded(seen: Seen6, out: Uint8Array, inRaw: Uint8Array, hopDrop: number, what: string): void {
+  const il = ip6Len(inRaw);
+  check(il !== 0, `${what}: forwarded an input that holds no whole IPv6 packet`);
+  const inp = inRaw.subarray(0, il);
+  check(out.length === il, `${what}: ${out.length} bytes out of ${il}`);
+  checkIpv6(out, what);
+  check(out[7] + hopDrop === inp[7], `${what}: hop limit ${inp[7]} -> ${out[7]}`);
+  for (let i = 0; i < out.length; i++) {
+    if (i === 7 || out[i] === inp[i]) continue;
+    check(natField6(inp, i), `${what}: byte ${i} changed, not a NAT66 field`);
+  }
+  checkTranslatedTuple6(seen, inp, out, what);
+  check(l4State6(inp) !== 1 || l4State6(out) === 1, `${what}: L4 checksum (IPv6 pseudo header) was right and is wrong now`);
+  if (inp[6] === 17 && il >= 48) check((be16(inp, 46) === 0) === (be16(out, 46) === 0), `${what}: a UDP checksum became zero or stopped being zero`);
+  if (inp[6] === 58 && il >= 88 && icmp6ErrorType(inp[40])) {
+    const ql = ip6Len(inp.subarray(48));
+    if (ql !== 0 && l4State6(inp.subarray(48, 48 + ql)) === 1) {
+      check(l4State6(out.subarray(48, 48 + ql)) === 1, `${what}: the quoted packet's L4 checksum was right and is wrong now`);
+    }
+    checkTranslatedTuple6(seen, inp.subarray(48), out.subarray(48), "quoted packet");
+  }
+  const x = tuple6Of(inp);
+  const y = tuple6Of(out);
+  if (x.ok && y.ok && !bytesEqual(x.src, y.src)) {
+    if (bytesEqual(y.src, SNAT6)) check(natPort(y.sport), `${what}: source rewritten to the SNAT address with port ${y.sport}, not from the NAT range`);
+    if (bytesEqual(y.src, NODE6) && bytesEqual(x.dst, y.dst) && !bytesEqual(x.dst, SNAT6)) {
+      check(natPort(y.sport), `${what}: masqueraded with source port/id ${y.sport}, not from the NAT range`);
+    }
+  }
+}
+
+/** harness.c check_own_error6. */
+function checkOwnError6(info: NodeInfo, p: Uint8Array, inRaw: Uint8Array, reason: number, what: string): void {
+  checkIpv6(p, what);
+  check(p.length >= 48 && p.length <= 1280 && p[6] === 58, `${what}: next header ${p[6]}, ${p.length} bytes`);
+  check(l4Sum6(p, 58, p.length - 40) === 0, `${what}: bad ICMPv6 checksum`);
+  const il = ip6Len(inRaw);
+  check(il !== 0, `${what}: about an input that holds no whole IPv6 packet`);
+  const inp = inRaw.subarray(0, il);
+  check(a6Equal(p, 24, inp, 8), `${what}: not sent to the sender`);
+  check(a6Equal(p, 8, info.overlay6, 0) || a6Equal(p, 8, inp, 24), `${what}: from neither our overlay address nor the address the sender used`);
+  const q = p.length - 48;
+  check(q === Math.min(il, 1232), `${what}: quotes ${q} bytes of a ${il}-byte packet`);
+  const cf = inp[6] === 6 ? 56 : inp[6] === 17 ? 46 : inp[6] === 58 ? 42 : 0;
+  const hasCf = cf !== 0 && cf + 2 <= q;
+  for (let i = 0; i < q; i++) {
+    if (hasCf && (i === cf || i === cf + 1)) continue;
+    check(p[48 + i] === inp[i], `${what}: quoted byte ${i} is not what the sender sent`);
+  }
+  if (hasCf && l4State6(inp) === 1) check(be16(p, 48 + cf) === be16(inp, cf), `${what}: quoted L4 checksum is not the one the sender sent`);
+  const type = p[40];
+  const code = p[41];
+  if (reason === abi.R_NO_ROUTE) {
+    check(type === 1 && code === 0 && route6Lookup(info, inp, 24) < 0, `${what}: no route, but type ${type} code ${code}, or the destination routes`);
+  } else if (reason === abi.R_TOO_BIG) {
+    const mtu = be32(p, 44);
+    check(type === 2 && code === 0 && [MTU, MTU - 50, MTU - 20].includes(mtu) && il > mtu,
+      `${what}: packet too big type ${type} code ${code} MTU ${mtu} for ${il} bytes`);
+  } else if (reason === abi.R_SVC_NO_BACKEND) {
+    check(type === 1 && code === 4 && eq6(inp, 24, EMPTY6), `${what}: a service without backends, type ${type} code ${code}`);
+  } else {
+    check(false, `${what}: an ICMPv6 error with reason ${reason}`);
+  }
+}
+
+/** The IPv6 packet of a non-drop output, and which way answers to it come. */
+function outputIp6(dp: Dataplane, slot: number): { ip: Uint8Array; side: Side } {
+  const out = dp.readPacket(slot);
+  if (dp.result(slot).verdict !== abi.VERDICT_TX_UNDERLAY) return { ip: out, side: "pod" };
+  return out[9] === 17 ? { ip: out.subarray(50), side: "vxlan" } : { ip: out.subarray(20), side: "ipip" };
+}
+
+function checkNat66Packet(node: Node, slot: number, inp: Uint8Array, side: Side, seen: Seen6): void {
+  const { dp } = node;
+  const info = infoOf(node);
+  const r = dp.result(slot);
+  check(r.verdict < abi.VERDICT_COUNT, `verdict ${r.verdict} out of range`);
+  check(r.reason < abi.REASON_COUNT, `reason ${r.reason} out of range`);
+  const pod = side === "pod";
+  const il = ip6Len(inp);
+  if (pod && il !== 0 && (inp[6] === 6 || inp[6] === 17) && il - 40 < (inp[6] === 6 ? 20 : 8)) {
+    check(r.reason !== abi.R_CT_INVALID, "a truncated L4 header got reason ct_invalid");
+    if (r.verdict === abi.VERDICT_TX_UNDERLAY || r.verdict === abi.VERDICT_TX_DIRECT || r.verdict === abi.VERDICT_TO_DEVICE) {
+      const o = outputIp6(dp, slot).ip;
+      check(o.length >= 40 && bytesEqual(o.subarray(8, 40), inp.subarray(8, 40)) && !eq6(inp, 24, NODE6) && !eq6(inp, 24, SNAT6),
+        "a truncated L4 header was forwarded translated or to a NAT address");
+    }
+  }
+  if (r.verdict === abi.VERDICT_DROP) {
+    check(r.reason !== 0, "a drop without a reason");
+    return;
+  }
+  check(r.off + r.len <= dp.slotSize, `verdict ${r.verdict}: off ${r.off} + len ${r.len} beyond the slot`);
+  check(r.len > 0, "an empty packet");
+  const at = dp.slotPtr(slot) + r.off;
+  const out = dp.readPacket(slot);
+  switch (r.verdict) {
+    case abi.VERDICT_TX_UNDERLAY: {
+      check(pod, "TX_UNDERLAY from a decap path");
+      check(r.reason === 0, "TX_UNDERLAY with a reason");
+      checkIpv4(dp, at, r.len, "TX_UNDERLAY outer");
+      check((out[0] & 15) === 5 && be32(out, 12) === W2.underlay && be32(out, 16) === r.addr >>> 0, "TX_UNDERLAY outer header");
+      check(r.peer < info.peers.length, `TX_UNDERLAY: peer ${r.peer}`);
+      const vxlan = out[9] === 17;
+      if (vxlan) {
+        check(be16(out, 24) === r.len - 20 && be16(out, 22) === 4789 && be16(out, 26) === 0, "VXLAN UDP header");
+        check(be16(out, 20) >= SPORT_MIN && be16(out, 20) <= SPORT_MAX, "UDP source port");
+        check(be32(out, 28) === 0x08000000 && be32(out, 32) === 100 << 8, "VXLAN header");
+        check(be48(out, 42) === W2.mac && be16(out, 48) === 0x86dd, "inner Ethernet");
+        check(be48(out, 36) === info.peers[r.peer].mac, "TX_UNDERLAY vxlan (IPv6): inner destination MAC is not the peer's VTEP MAC");
+      } else {
+        check(out[9] === 41, `outer protocol ${out[9]}`);
+      }
+      const o = vxlan ? 50 : 20;
+      checkTxUnderlay6(info, out, o, r.addr, r.peer, vxlan, { bytes: inp, off: 0, addr: 0, tos: 0 }, -1);
+      checkNat66Forwarded(seen, out.subarray(o), inp, nat66HopDrop(pod, r.verdict, inp.subarray(0, il), out.subarray(o)), "TX_UNDERLAY inner");
+      break;
+    }
+    case abi.VERDICT_TX_DIRECT:
+      checkIpv6(out, "TX_DIRECT");
+      check(r.addr === 0, "TX_DIRECT IPv6 with a next hop (the node's stack routes it)");
+      check(route6Lookup(info, out, 24) < 0, "TX_DIRECT to an IPv6 destination we route");
+      if (r.reason !== 0) {
+        check(pod, "an ICMPv6 error from a decap path");
+        checkOwnError6(info, out, inp, r.reason, "TX_DIRECT (ICMPv6 error)");
+        break;
+      }
+      check([NODE6, SNAT6, CLUSTER6, EMPTY6].some((a) => eq6(out, 8, a)),
+        "TX_DIRECT: a packet leaves the cluster from an address that is none of the node's NAT addresses");
+      checkNat66Forwarded(seen, out, inp, nat66HopDrop(pod, r.verdict, inp.subarray(0, il), out), "TX_DIRECT");
+      break;
+    case abi.VERDICT_TO_DEVICE:
+      check(r.reason === 0, "TO_DEVICE with a reason");
+      checkIpv6(out, "TO_DEVICE");
+      if (pod) check(nhKind(info, route6Lookup(info, out, 24)) === abi.NH_LOCAL, "TO_DEVICE: a pod-side packet to a destination that is not local");
+      checkNat66Forwarded(seen, out, inp, nat66HopDrop(pod, r.verdict, inp.subarray(0, il), out), "TO_DEVICE");
+      break;
+    case abi.VERDICT_REPLY:
+      check(pod, "REPLY from a decap path");
+      check(r.reason !== 0, "ICMPv6 error without a reason");
+      checkOwnError6(info, out, inp, r.reason, "REPLY");
+      break;
+  }
+}
+
+/** harness.c tracked6: some IPv6 flow has `t` as its original or reply tuple. */
+function tracked6(dp: Dataplane, t: Tuple6): boolean {
+  if (!t.ok) return false;
+  const raw = dp.raw;
+  const u8 = dp.u8;
+  const dv = new DataView(u8.buffer);
+  const dport = t.proto === 58 ? 0 : t.dport;
+  const addr = (h: number) => u8.subarray(Number(raw.ct6Addr(h)), Number(raw.ct6Addr(h)) + 16);
+  const high = raw.ctHighWater() >>> 0;
+  for (let f = 0; f < high; f++) {
+    const fp = Number(raw.ctFlowPtr(f));
+    if (fp === 0 || u8[fp + 24] !== (t.proto | CT_PROTO_V6)) continue;
+    for (const a of [fp, fp + 12]) {
+      if (dv.getUint16(a + 8, true) === t.sport && dv.getUint16(a + 10, true) === dport && bytesEqual(addr(dv.getUint32(a, true)), t.src) &&
+        bytesEqual(addr(dv.getUint32(a + 4, true)), t.dst)) return true;
+    }
+  }
+  return false;
+}
+
+function replayNat66(node: Node, data: Uint8Array): void {
+  const { dp } = node;
+  nat66Reset(node);
+  const seen = new Seen6();
+  const steps: NatStep[] = [];
+  const ctrl = data[0];
+  let now = NAT_T0;
+  for (const s of split(data, MAX_STEPS)) {
+    if (s.length < 2) continue;
+    const kind = s[0] & 3;
+    const copies = 1 + ((s[1] >> 4) & 3);
+    const body = s.subarray(2);
+    now += NAT_ADVANCE[s[1] & 7];
+    dp.setNow(now);
+    if (s[1] & 8) dp.ctExpire(now, NAT_FLOWS);
+    let ipPkt: Uint8Array;
+    let side: Side;
+    let patched = false;
+    let ref: NatStep | null = null;
+    if (kind <= 1) {
+      if (body.length < 1 || body[0] >> 4 !== 6 || body.length > dp.slotSize) continue;
+      ipPkt = body.slice();
+      side = kind === 0 ? "pod" : s[0] & 0x20 ? "ipip" : "vxlan";
+    } else {
+      if (steps.length === 0) continue;
+      ref = steps[((s[0] >> 2) & 7) % steps.length];
+      const b = ref.out ?? ref.inp;
+      side = ref.out ? ref.side : "pod";
+      if (kind === 2) {
+        const a = buildAnswer6(b, body);
+        if (!a) continue;
+        ipPkt = a;
+      } else {
+        const e = buildError6(b, body);
+        if (!e) continue;
+        ipPkt = e.pkt;
+        patched = e.patched;
+      }
+    }
+    let hdr = new Uint8Array(0);
+    let addr = 0;
+    if (side === "vxlan") {
+      hdr = Uint8Array.from([0x08, 0, 0, 0, 0, 0, 100, 0, 0x0e, 0, 0, 0, 0x02, 0, 0x0e, 0, 0, 0, 0x03, 0, 0x86, 0xdd]);
+      addr = W3.underlay;
+    } else if (side === "ipip") {
+      hdr = new Uint8Array(20);
+      hdr[0] = 0x45;
+      put16(hdr, 2, 20 + ipPkt.length);
+      hdr[6] = 0x40;
+      hdr[8] = 64;
+      hdr[9] = 41;
+      put32(hdr, 12, W1.underlay);
+      put32(hdr, 16, W2.underlay);
+      put16(hdr, 10, inetChecksum(hdr));
+    }
+    const cin: Uint8Array[] = [];
+    const pkts: Pkt[] = [];
+    for (let j = 0; j < copies; j++) {
+      const c = ipPkt.slice();
+      if (kind <= 1) varyCopy6(c, j);
+      const bytes = new Uint8Array(hdr.length + c.length);
+      bytes.set(hdr);
+      bytes.set(c, hdr.length);
+      if (bytes.length > dp.slotSize - MIN_OFF) break;
+      cin.push(c);
+      pkts.push({ bytes, off: place(ctrl, bytes.length, dp.slotSize), addr, tos: 0 });
+      seen.add(c.subarray(0, ip6Len(c) || c.length), true);
+    }
+    if (pkts.length < copies) continue;
+    const npk = pkts.length;
+    const tr0 = dp.counter(C_NAT_TRANSLATED);
+    const icmp0 = dp.counter(C_NAT_ICMP_TRANSLATED);
+    const { n, before } = loadBatch(dp, pkts);
+    let rxc = abi.C_RX_POD_PKTS;
+    if (side === "pod") dp.processPod(n);
+    else if (side === "vxlan") {
+      dp.processVxlan(n);
+      rxc = abi.C_RX_VXLAN_PKTS;
+    } else {
+      dp.processIpip(n);
+      rxc = abi.C_RX_IPIP_PKTS;
+    }
+    for (let i = 1; i < n; i += 2) {
+      const r = dp.result(i);
+      check(r.verdict === abi.VERDICT_DROP && r.reason === abi.R_BAD_OFFSET, `guard record ${i} not dropped as R_BAD_OFFSET`);
+      check(dp.u8.subarray(dp.slotPtr(i), dp.slotPtr(i) + dp.slotSize).every((b) => b === 0xa5), `guard slot ${i} was written`);
+    }
+    for (let j = 0; j < npk; j++) checkNat66Packet(node, 2 * j, cin[j], side, seen);
+    checkCounters(dp, n, before, rxc);
+    const live = dp.raw.ctCount() >>> 0;
+    check(live <= NAT_FLOWS && dp.raw.ctCapacity() === NAT_FLOWS, `conntrack holds ${live} flows`);
+    check(BigInt(live) === BigInt(dp.raw.ctStat(0)) - ctGone(dp), "conntrack count != inserts - deletes - expired - early drops");
+    checkNames6(node, "after a batch");
+    const dtr = dp.counter(C_NAT_TRANSLATED) - tr0;
+    const dicmp = dp.counter(C_NAT_ICMP_TRANSLATED) - icmp0;
+    check(dtr <= BigInt(npk) && dicmp <= BigInt(npk), "NAT counters moved by more than the packets");
+    if (ref && !patched && ref.out && ref.reason === 0 && ref.tracked && ctGone(dp) === ref.gone) {
+      const ti = tuple6Of(ref.inp);
+      const to = tuple6Of(ref.out);
+      const translated = ti.ok && to.ok && ti.proto === to.proto &&
+        (!bytesEqual(ti.src, to.src) || !bytesEqual(ti.dst, to.dst) || ti.sport !== to.sport || ti.dport !== to.dport);
+      for (let j = 0; translated && j < npk; j++) {
+        const r = dp.result(2 * j);
+        if (r.verdict === abi.VERDICT_DROP || r.reason !== 0) continue;
+        const o = outputIp6(dp, 2 * j).ip;
+        if (kind === 2) {
+          const t = tuple6Of(o);
+          const es = ti.proto === 58 ? ti.sport : ti.dport;
+          const ed = ti.proto === 58 ? ti.dport : ti.sport;
+          check(t.ok && bytesEqual(t.src, ti.dst) && bytesEqual(t.dst, ti.src) && t.sport === es && t.dport === ed, "an answer not translated back exactly");
+        } else {
+          check(o.length >= 88 && o[6] === 58 && icmp6ErrorType(o[40]), "an ICMPv6 error came out as something else");
+          const t = tuple6Of(o.subarray(48));
+          check(t.ok && bytesEqual(t.src, ti.src) && bytesEqual(t.dst, ti.dst) && t.sport === ti.sport && t.dport === ti.dport, "an ICMPv6 error does not quote what the sender sent");
+          check(eq6(o, 8, t.dst) && eq6(o, 24, t.src), "an ICMPv6 error's addresses are not the quoted ones swapped");
+        }
+      }
+      if (translated) {
+        if (kind === 2) check(dtr === BigInt(npk), `answers: ${dtr} of ${npk} translated`);
+        else check(dicmp === BigInt(npk), `ICMPv6 errors: ${dicmp} of ${npk} translated`);
+      }
+    }
+    const r0 = dp.result(0);
+    let out: Uint8Array | null = null;
+    let outSide: Side = "pod";
+    if (r0.verdict !== abi.VERDICT_DROP) {
+      const o = outputIp6(dp, 0);
+      out = o.ip.slice();
+      outSide = o.side;
+    }
+    const inp = cin[0].slice(0, ip6Len(cin[0]) || cin[0].length);
+    steps.push({ inp, out, verdict: r0.verdict, reason: r0.reason, side: outSide, gone: ctGone(dp), tracked: tracked6(dp, tuple6Of(inp)) });
+  }
+}
+
 interface Nodes {
   tun: Node;
   tap: Node;
   w3: Node;
   w1: Node;
   nat: Node;
+  nat66: Node;
 }
 
 function makeNodes(): Nodes {
-  return { tun: fuzzWorker2("tun"), tap: fuzzWorker2("tap"), w3: fuzzWorker3(), w1: worker1(), nat: natWorker2() };
+  return { tun: fuzzWorker2("tun"), tap: fuzzWorker2("tap"), w3: fuzzWorker3(), w1: worker1(), nat: natWorker2(), nat66: nat66Worker2() };
 }
 
 /** vxlan-super (fuzz/harness.c super_run): a VXLAN datagram holding a whole
@@ -1304,6 +1910,10 @@ function replay(nodes: Nodes, target: Target, data: Uint8Array): void {
   const slotSize = nodes.tun.dp.slotSize;
   if (target === "nat") {
     replayNat(nodes.nat, data);
+    return;
+  }
+  if (target === "nat66") {
+    replayNat66(nodes.nat66, data);
     return;
   }
   if (target === "roundtrip") {

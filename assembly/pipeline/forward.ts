@@ -159,6 +159,16 @@ function routeIpv6(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
         untranslateOwnError(m, slot, true);
         return;
       }
+      // A NodePort request (steered, not forwarded) whose backend is
+      // reached through the node's stack: our hop, as toHost takes it for
+      // IPv4 and the tunnel branch below for IPv6 (the fuzzer found it).
+      if (ours) {
+        if (ip6HopLimit(p) <= 1) {
+          drop(m, R_TTL_EXCEEDED);
+          return;
+        }
+        ip6SetHopLimit(p, ip6HopLimit(p) - 1);
+      }
       emitDirect(m, off, len, 0);
       return;
     }
