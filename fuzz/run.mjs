@@ -14,8 +14,8 @@
 // their seed and regression corpora. New inputs go to fuzz/out/corpus/, never
 // into the repository; crashes to fuzz/out/crashes/<target>/. Seeds: the
 // minimised corpus fuzz/corpus/<target>/, the generated fuzz/seeds/<target>/
-// (make_ipv6_seeds.py) and fuzz/regressions/<target>/. Exits non-zero when
-// any target crashes.
+// (make_ipv6_seeds.py, make_nat66_seeds.py) and fuzz/regressions/<target>/.
+// Exits non-zero when any target crashes.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -132,8 +132,9 @@ function dirs(target) {
   const work = join(outDir, "corpus", target);
   const crashes = join(outDir, "crashes", target);
   for (const d of [work, crashes]) mkdirSync(d, { recursive: true });
-  // Generated seeds (fuzz/seeds/make_ipv6_seeds.py), kept apart from the
-  // minimised corpus. libFuzzer refuses a directory that does not exist.
+  // Generated seeds (fuzz/seeds/make_ipv6_seeds.py, make_nat66_seeds.py),
+  // kept apart from the minimised corpus. libFuzzer refuses a directory that
+  // does not exist.
   const generated = join(fuzzDir, "seeds", target);
   const have = (...ds) => ds.filter((d) => existsSync(d));
   return { seeds, sources: have(seeds, generated), inputs: have(seeds, generated, regressions), work, crashes };

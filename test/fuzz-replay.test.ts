@@ -1995,7 +1995,7 @@ function replay(nodes: Nodes, target: Target, data: Uint8Array): void {
 const fuzzDir = join(repoRoot(), "fuzz");
 function files(target: Target): { name: string; path: string }[] {
   const out: { name: string; path: string }[] = [];
-  // The minimised corpus, the generated seeds (make_ipv6_seeds.py), the regressions.
+  // The minimised corpus, the generated seeds (make_ipv6_seeds.py, make_nat66_seeds.py), the regressions.
   for (const kind of ["corpus", "seeds", "regressions"]) {
     const d = join(fuzzDir, kind, target);
     if (!existsSync(d)) continue;

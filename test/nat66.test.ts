@@ -318,3 +318,17 @@ describe("NAT66 backend flush (a UDP backend removed on reload)", () => {
     expect(names(dp)).toBe(6 + 2);
   });
 });
+
+describe("NAT66 NodePort to a backend no route covers (the fuzzer's finding)", () => {
+  it("leaves through the node's stack with our hop taken; hop limit 1 ends here", () => {
+    const { dp } = nat66();
+    const OUT_BE = "2001:2:ff:3::53";
+    dp.setServices([], [{ protocol: "udp", addr: NODE6, port: 30053, nodePort: true, backends: [{ addr: OUT_BE, port: 53 }] }]);
+    const out = run(dp, "pod", udpPkt(OUTSIDE, NODE6, 40000, 30053, 10));
+    expect(out.verdict).toBe(abi.VERDICT_TX_DIRECT);
+    expect(parseIpv6(out.bytes)).toMatchObject({ src: SNAT6, dst: OUT_BE, hlim: 9, l4ok: true });
+    const before = drops(dp, abi.R_TTL_EXCEEDED);
+    expect(run(dp, "pod", udpPkt(OUTSIDE, NODE6, 40001, 30053, 1)).verdict).toBe(abi.VERDICT_DROP);
+    expect(drops(dp, abi.R_TTL_EXCEEDED)).toBe(before + 1);
+  });
+});
