@@ -44,6 +44,8 @@ describe.skipIf(!isRoot && process.env.CI !== "true")("node.json from a running 
     cluster.exec("w1", ["ip", "link", "set", "eth0", "mtu", "1400"]);
     await waitFor(() => readNodeState(nodeJson).mtu === 1350, 15_000, "node.json to follow the link MTU");
     expect(readNodeState(nodeJson)).toMatchObject({ podCIDR: "198.19.1.0/24", overlayAddress: "198.19.1.0" });
+    // Stopped with a reload in flight (the reload's commit used to rewrite node.json after stop removed it).
+    d.kill("SIGHUP");
     expect(await cluster.stopDaemon(d)).toBe(0);
     expect(existsSync(nodeJson)).toBe(false);
   }, 60_000);

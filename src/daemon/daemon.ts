@@ -222,6 +222,7 @@ export class Daemon implements AdminTarget {
     this.setup!.adopt(next, derived, plan.deviceMtu);
     this.applyLogLevel(next);
     this.updateTableGauges(derived);
+    if (!this.running) return []; // stopping: node.json goes (stopNow), never comes back
     try {
       writeNodeState(next.node.stateDir, next, plan.deviceMtu);
       return [];
@@ -317,6 +318,9 @@ export class Daemon implements AdminTarget {
     this.setup?.cancel();
     await this.membership?.stop();
     this.routing?.stop();
+    // A reload in flight commits (and rewrites node.json) when its tables are
+    // applied: let it finish first, so node.json is surely gone after stop.
+    await this.reloads.settled();
     if (this.config && this.locked) removeNodeState(this.config.node.stateDir);
     clearTimeout(this.reloadTimer);
     this.mtu.stop();

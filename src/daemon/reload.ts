@@ -130,11 +130,28 @@ export class Reloads {
   /** The reload running or last run (reloads are serialised on it), and the one queued behind it. */
   private chain: Promise<unknown> = Promise.resolve();
   private queued?: { reasons: string[]; result: Promise<ReloadResult> };
+  private holding = false;
 
   constructor(private readonly host: ReloadHost) {}
 
+  /** Settles when the reload running now (and any queued behind it) has
+   *  finished; never rejects. While start-up holds them none runs yet, and
+   *  those queued find overlayd stopped: nothing to wait for. */
+  settled(): Promise<void> {
+    if (this.holding) return Promise.resolve();
+    return this.chain.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
   /** Reloads asked for until `done` settles wait for it (start-up). */
   holdUntil(done: Promise<unknown>): void {
+    this.holding = true;
+    const end = () => {
+      this.holding = false;
+    };
+    done.then(end, end);
     this.chain = done;
   }
 
