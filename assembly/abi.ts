@@ -14,10 +14,13 @@
 //   Input is written at HEADROOM; encapsulation moves off backwards (prepend
 //   in place), decapsulation moves it forwards.
 // verdict/reason: filled by the pipeline for every packet of a batch.
-// addr: output: outer destination (TX_UNDERLAY) or next hop (TX_DIRECT).
-//       input of decap: outer source address.
+// addr: output: outer destination (TX_UNDERLAY; for a peer over IPv6 its
+//       IPv4 identity, the IPv6 destination is in the packet) or next hop
+//       (TX_DIRECT). input of decap: outer source address (over IPv6: the
+//       sending peer's IPv4 identity).
 // addr2: input of decap: outer destination address.
-// tos: input of VXLAN decap: the outer IPv4 TOS byte (from IP_RECVTOS).
+// tos: input of VXLAN and IPv6 tunnel decap: the outer IPv4 TOS byte (from
+//      IP_RECVTOS) or IPv6 traffic class.
 // peer: output: index of the peer the packet goes to or came from (0xFFFF: none).
 // hash: output: flow hash of the inner packet (queue selection, source port).
 // ---------------------------------------------------------------------------
@@ -36,13 +39,14 @@ export const META_HASH: u32 = 24;
 export const PEER_NONE: u16 = 0xffff;
 
 // Bytes in front of the input in each slot: room for outer IPv4 (20) + UDP (8)
-// + VXLAN (8) + inner Ethernet (14) = 50, and ICMP error wrapping (IPv4 20 +
-// ICMP 8 + Ethernet 14), rounded up to keep the input 64-byte aligned.
+// + VXLAN (8) + inner Ethernet (14) = 50 (70 with an outer IPv6 header), and
+// ICMP error wrapping (IPv4 20 + ICMP 8 + Ethernet 14), rounded up to keep the
+// input 64-byte aligned.
 export const HEADROOM: u32 = 128;
 
 // Verdicts: what the I/O layer does with a packet after a batch.
 export const VERDICT_DROP: u16 = 0;
-export const VERDICT_TX_UNDERLAY: u16 = 1; // bytes are a whole outer IPv4 packet; send to addr
+export const VERDICT_TX_UNDERLAY: u16 = 1; // bytes are a whole outer IPv4 or IPv6 packet (version nibble); addr: the peer's IPv4 underlay
 export const VERDICT_TX_DIRECT: u16 = 2; // bytes are the inner IPv4 packet, unencapsulated; next hop addr
 export const VERDICT_TO_DEVICE: u16 = 3; // write bytes to the tun/tap device (delivered to this node)
 export const VERDICT_REPLY: u16 = 4; // bytes are a reply (ICMP error, ARP reply); write to the device it came from

@@ -9,7 +9,7 @@
 //     setup.ts      init (every region and scratch), configure
 //     ingest.ts     super-frames, UDP GRO trains -> input slots
 //     forward.ts    pod side -> route lookup -> encap / direct / ICMP error
-//     decap.ts      underlay (UDP 4789 / IP proto 4) -> validation -> pod side
+//     decap.ts      underlay (UDP 4789 / IP proto 4, 41; in IPv6 too) -> validation -> pod side
 //     nat.ts        the NAT stage forward.ts and decap.ts call
 //     wholeframe.ts a TCP super-frame in one VXLAN packet, both ways
 //     egress.ts     verdicts -> I/O lists, vnet headers, GRO to the tun
@@ -21,19 +21,19 @@ export * from "./wire/exports";
 export * from "./nat/exports";
 export * from "./offload/exports";
 export {
-  init, configure, configure6, slotBase, slotSize, metaBase, batchMax, countersBase, neighTable, fdbTable, peerAddrTable,
+  init, configure, configure6, configureUnderlay6, slotBase, slotSize, metaBase, batchMax, countersBase, neighTable, fdbTable, peerAddrTable,
   nexthopCapacity, peerCapacity, memoryInUse, abiMetaSize, abiHeadroom, abiCounterCount, abiReasonCount,
   abiVerdictCount, allocScratch,
 } from "./pipeline/setup";
 export { ingestSuperframe, ingestDatagrams, ingestEncapSuperframe, offloadSetup, rearmBatch } from "./pipeline/ingest";
 export { processPodBatch } from "./pipeline/forward";
-export { processVxlanBatch, processIpipBatch } from "./pipeline/decap";
+export { processVxlanBatch, processIpipBatch, processIp6TunnelBatch } from "./pipeline/decap";
 export { collectVerdicts, collectVerdictsGso, prependVnetNone, groDeviceBatch } from "./pipeline/egress";
 export {
   gsoSetup, gsoSegments, gsoRepresentative, gsoBuild, TNL_PREFIX, TNL_VNET_LEN, encapRxSetup, encapRepresentative,
   encapBuild, ENCAP_WRITE_AT,
 } from "./pipeline/wholeframe";
-export { setNexthop, setPeer, clearPeer } from "./pipeline/peers";
+export { setNexthop, setPeer, setPeer6, clearPeer } from "./pipeline/peers";
 export { setClock, setIcmpRateLimit } from "./pipeline/state";
 export { pmtuIcmpBatch, setPeerPmtu, peerPmtu } from "./pipeline/pmtu";
 export { natConfigure, natSetNow, natNow, translateIcmpError } from "./pipeline/nat";

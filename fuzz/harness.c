@@ -7,7 +7,7 @@
 //
 //   byte 0      control: bits 0-1 placement of every packet in its slot
 //               (0, 3: at HEADROOM; 1: flush with the slot's end; 2: at
-//               MIN_OFF = 64, the least headroom a stage accepts)
+//               MIN_OFF = 72, the least headroom a stage accepts)
 //   bytes 1..   up to 4 segments separated by the 4 bytes "\xffPK\xff";
 //               each segment is one packet of the batch, in the target's
 //               segment format:
@@ -87,7 +87,7 @@
 // --- ABI (assembly/abi.ts; scripts/check-abi.mjs checks these at build) ---
 #define META_SIZE 32
 #define HEADROOM 128
-#define MIN_OFF 64
+#define MIN_OFF 72
 #define VERDICT_DROP 0
 #define VERDICT_TX_UNDERLAY 1
 #define VERDICT_TX_DIRECT 2

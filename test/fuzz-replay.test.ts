@@ -17,7 +17,7 @@ import { DEV_MAC, W1, W2, W3, W4, worker2, worker3, type Node } from "./helpers/
 
 const BATCH = 8; // 4 packets, each followed by a guard record
 const MAX_PKTS = 4;
-const MIN_OFF = 64;
+const MIN_OFF = 72;
 const SEP = [0xff, 0x50, 0x4b, 0xff]; // "\xffPK\xff"
 const SPORT_MIN = 32768;
 const SPORT_MAX = 60999;

@@ -1,5 +1,7 @@
-// Underlay -> pod side: VXLAN datagrams from the UDP socket and IPIP packets
-// from the raw socket. Validates the encapsulation, checks that the sender
+// Underlay -> pod side: VXLAN datagrams from the UDP sockets (IPv4 and IPv6
+// underlay alike: the control plane maps an IPv6 source to the peer's IPv4
+// identity), IPIP packets from the raw socket, and IPv4/IPv6 in IPv6 from
+// the AF_INET6 raw sockets (processIp6TunnelBatch). Validates the encapsulation, checks that the sender
 // is a configured peer and that the inner source belongs to that peer
 // (anti-spoofing, like a strict reverse-path check), applies the RFC 6040
 // ECN decapsulation rules and delivers the inner packet to the device.
@@ -17,7 +19,7 @@ import { checkVxlan, vxlanVni, VXLAN_HDR_LEN } from "../wire/vxlan";
 import {
   C_BATCHES, C_RX_IPIP_PKTS, C_RX_VXLAN_PKTS, META_ADDR, META_LEN,
   META_OFF, META_PEER, META_TOS, NH_DIRECT, NH_IPIP, NH_VXLAN, R_BAD_ETHERTYPE, R_DST_MAC_MISMATCH,
-  R_ECN_CE_NOT_ECT, R_NONE, R_NOT_LOCAL_UNDERLAY, R_TTL_EXCEEDED, R_SPOOFED_SOURCE, R_UNKNOWN_PEER, R_VXLAN_BAD_VNI,
+  R_BAD_IP_HEADER, R_ECN_CE_NOT_ECT, R_NONE, R_NOT_LOCAL_UNDERLAY, R_TRUNCATED, R_TTL_EXCEEDED, R_SPOOFED_SOURCE, R_UNKNOWN_PEER, R_VXLAN_BAD_VNI,
 } from "../abi";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
 import { htFind, htValueAt } from "../tables/hash";
@@ -226,6 +228,43 @@ export function processIpipBatch(n: u32): u32 {
   return n;
 }
 
+/** Process `n` IPv4-in-IPv6 / IPv6-in-IPv6 packets (RFC 2473; next header
+ *  4 or 41) from an AF_INET6 raw socket, which hands over the payload only:
+ *  [off, off+len) is the inner packet, IPv4 or IPv6 by its version nibble
+ *  (anything else a counted R_BAD_IP_HEADER, nothing at all R_TRUNCATED);
+ *  metadata addr = the sending peer's IPv4 identity, which the control
+ *  plane mapped from the outer IPv6 source (0 or unknown: R_UNKNOWN_PEER,
+ *  as processIpipBatch), tos = the outer traffic class (RFC 6040). The
+ *  rest is deliverInner/deliverInner6's: anti-spoofing, ECN, NAT. Counted
+ *  as IPIP received. Returns the number processed. */
+export function processIp6TunnelBatch(n: u32): u32 {
+  if (n > batchMax) n = batchMax;
+  count(C_BATCHES);
+  for (let i: u32 = 0; i < n; i++) {
+    const m = metaPtr(metaBase, i);
+    const slot = slotBase + <usize>i * slotSize;
+    const off = load<u32>(m, META_OFF);
+    const len = load<u32>(m, META_LEN);
+    const identity = load<u32>(m, META_ADDR);
+    const outerTos = <u32>load<u8>(m, META_TOS);
+    if (!admit(m, off, len, C_RX_IPIP_PKTS)) continue;
+    const peer = identity != 0 ? peerOf(identity) : -1;
+    if (peer < 0) {
+      drop(m, R_UNKNOWN_PEER);
+      continue;
+    }
+    if (len == 0) {
+      drop(m, R_TRUNCATED);
+      continue;
+    }
+    const p = slot + off;
+    const v = ld8(p) >> 4;
+    if (v == 4) deliverInner(m, off, p, len, <u32>peer, outerTos);
+    else if (v == 6) deliverInner6(m, off, p, len, <u32>peer, outerTos);
+    else drop(m, R_BAD_IP_HEADER);
+  }
+  return n;
+}
 
 /** The IPv6 counterpart of deliverInner: inner IPv6 at `p` (`avail` bytes
  *  up to the end of the datagram) from `peer`. The same anti-spoofing (the

@@ -40,8 +40,8 @@ export function collectVerdicts(n: u32, toUnderlay: usize, toDevice: usize): u32
 }
 
 /** collectVerdicts for UDP GSO: VXLAN packets for the underlay (TX_UNDERLAY
- *  with outer protocol UDP) at `toVxlan`, the other underlay packets (IPIP,
- *  direct) at `toRaw`, device-bound ones at `toDevice`; the three counts as
+ *  with an outer IPv4 header, protocol UDP) at `toVxlan`, the other
+ *  underlay packets (IPIP, direct, anything over IPv6) at `toRaw`, device-bound ones at `toDevice`; the three counts as
  *  u32 at `counts`. */
 export function collectVerdictsGso(n: u32, toVxlan: usize, toRaw: usize, toDevice: usize, counts: usize): void {
   if (n > batchMax) n = batchMax;
@@ -53,7 +53,10 @@ export function collectVerdictsGso(n: u32, toVxlan: usize, toRaw: usize, toDevic
     const v = load<u16>(m, 8);
     if (v == VERDICT_TX_UNDERLAY || v == VERDICT_TX_DIRECT) {
       const p = slotBase + <usize>i * slotSize + load<u32>(m, 0);
-      if (v == VERDICT_TX_UNDERLAY && load<u8>(p, 9) == 17) {
+      // Only IPv4 outer headers go to the UDP socket (its GSO sends IPv4);
+      // VXLAN over IPv6 leaves by the raw socket, whose I/O layer tells
+      // the families apart by the version nibble (encap.ts).
+      if (v == VERDICT_TX_UNDERLAY && load<u8>(p) >> 4 == 4 && load<u8>(p, 9) == 17) {
         store<u16>(toVxlan + (<usize>x << 1), <u16>i);
         x++;
       } else {

@@ -2,7 +2,8 @@
 // or tap (Ethernet) device. This is where a packet's route is looked up.
 //
 // Per packet: validate, answer ARP (tap), look the destination up (LPM),
-// enforce the tunnel MTU or the peer's path MTU (ICMP errors like a router),
+// enforce the tunnel MTU or the peer's path MTU (ICMP errors like a router;
+// one rule for every tunnel path: tunnelAdmits),
 // settle the TTL (below)
 // and hand the packet to the encapsulation its next hop names.
 //
@@ -65,11 +66,11 @@ import {
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
 import { htFind, htValueAt } from "../tables/hash";
 import {
-  batchMax, cfgDevMac, cfgMode, cfgUnderlayMtu, cfgVtepMac, count, fdbTable, metaBase, neighTable, slotBase, slotSize,
+  batchMax, cfgDevMac, cfgHasUnderlay6, cfgMode, cfgUnderlayMtu, cfgVtepMac, count, fdbTable, metaBase, neighTable, slotBase, slotSize,
 } from "./state";
-import { nhGateway, nhKind, nhPeer, peerPtr, peerValid, PEER_VTEP_MAC } from "./peers";
+import { nhGateway, nhKind, nhPeer, peerOver6, peerPtr, peerValid, PEER_VTEP_MAC } from "./peers";
 import { encapIpip, encapSit, encapVxlan, encapVxlan6 } from "./encap";
-import { peerPathMtu } from "./pmtu";
+import { peerInnerMtu, peerPathBinds } from "./pmtu";
 import { flowHash, flowHash6 } from "./flow";
 import { replyIcmp6Error, replyIcmpError } from "./icmperr";
 import { admit, drop, emit, emitDirect, metaPtr, replyToDirect } from "./verdict";
@@ -195,13 +196,7 @@ function routeIpv6(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
     drop(m, kind == NH_DIRECT ? R_NO_ROUTE : R_UNKNOWN_PEER);
     return;
   }
-  const overhead = kind == NH_VXLAN ? VXLAN_OVERHEAD : IPIP_OVERHEAD;
-  const limit = peerPathMtu(peer);
-  if (len + overhead > limit) {
-    replyIcmp6Error(m, off, p, len, ICMP6_PACKET_TOO_BIG, 0, limit - overhead, R_TOO_BIG);
-    if (translated) untranslateOwnError(m, slot, true);
-    return;
-  }
+  if (!tunnelAdmits(m, slot, off, p, len, peer, kind == NH_VXLAN ? VXLAN_OVERHEAD : IPIP_OVERHEAD, true, translated)) return;
   if (ours) {
     // Our hop: a NodePort request on its way to a backend on another node.
     if (ip6HopLimit(p) <= 1) {
@@ -314,12 +309,6 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
     return;
   }
   if (kind == NH_VXLAN) {
-    // Beyond the tunnel MTU no peer can take it (the per-peer path MTU is checked below).
-    if (len + VXLAN_OVERHEAD > cfgUnderlayMtu) {
-      tooBig(m, slot, off, p, len, cfgUnderlayMtu - VXLAN_OVERHEAD);
-      if (translated) untranslateOwnError(m, slot);
-      return;
-    }
     const ns = htFind(neighTable, <u64>nhGateway(nh));
     if (ns < 0) {
       drop(m, R_NO_NEIGH);
@@ -336,15 +325,7 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
       drop(m, R_NO_FDB);
       return;
     }
-    // A path MTU a router on the way reported (pmtu.ts) binds DF packets;
-    // others leave without DF and the underlay may fragment them, as the
-    // kernel's vxlan does.
-    const pmtu = peerPathMtu(peer);
-    if (len + VXLAN_OVERHEAD > pmtu && (ld16(p + IP_FRAG) & IP_FLAG_DF) != 0) {
-      tooBig(m, slot, off, p, len, pmtu - VXLAN_OVERHEAD);
-      if (translated) untranslateOwnError(m, slot);
-      return;
-    }
+    if (!tunnelAdmits(m, slot, off, p, len, peer, VXLAN_OVERHEAD, false, translated)) return;
     if (ours) ipDecTtl(p);
     encapVxlan(m, off, p, len, peer, mac, hash);
   } else if (kind == NH_IPIP) {
@@ -353,13 +334,7 @@ function routeIpv4(m: usize, slot: usize, off: u32, p: usize, len: u32): void {
       drop(m, R_UNKNOWN_PEER);
       return;
     }
-    const pmtu = peerPathMtu(peer);
-    const limit = (ld16(p + IP_FRAG) & IP_FLAG_DF) != 0 ? pmtu : cfgUnderlayMtu; // as for VXLAN
-    if (len + IPIP_OVERHEAD > limit) {
-      tooBig(m, slot, off, p, len, limit - IPIP_OVERHEAD);
-      if (translated) untranslateOwnError(m, slot);
-      return;
-    }
+    if (!tunnelAdmits(m, slot, off, p, len, peer, IPIP_OVERHEAD, false, translated)) return;
     if (ours) ipDecTtl(p);
     encapIpip(m, off, p, len, peer);
   } else if (kind == NH_DIRECT) {
@@ -418,6 +393,32 @@ function untranslateOwnError(m: usize, slot: usize, v6: bool = false): void {
   }
   const to = ipDst(q);
   if (lpmLookup(to) == LPM_MISS) replyToDirect(m, off, n, to);
+}
+
+/** Whether the packet at `p` (`len` bytes, IPv6 when `six`) may be
+ *  encapsulated for `peer` (valid) by a tunnel of IPv4-outer overhead
+ *  `overhead`; when not, it has been answered or dropped:
+ *   - a peer over IPv6 while this node has no IPv6 underlay address
+ *     (configureUnderlay6): no route to it, a counted R_NO_ROUTE drop;
+ *   - larger than pmtu.ts's peerInnerMtu (tunnel MTU, path MTU, IPv6 outer
+ *     header): ICMPv6 packet too big, or ICMP fragmentation needed, with
+ *     the inner size that fits, when the path binds it (peerPathBinds: DF,
+ *     IPv6, an IPv6 underlay); else a counted R_FRAG_NEEDED_NO_DF drop (no
+ *     userspace fragmentation). `translated`: NAT rewrote it (the error is
+ *     turned back to the sender's view). */
+function tunnelAdmits(m: usize, slot: usize, off: u32, p: usize, len: u32, peer: u32, overhead: u32, six: bool, translated: bool): bool {
+  if (peerOver6(peer) && !cfgHasUnderlay6) {
+    drop(m, R_NO_ROUTE);
+    return false;
+  }
+  const df = six || (ld16(p + IP_FRAG) & IP_FLAG_DF) != 0;
+  const mtu = peerInnerMtu(peer, overhead, df);
+  if (len <= mtu) return true;
+  if (six) replyIcmp6Error(m, off, p, len, ICMP6_PACKET_TOO_BIG, 0, mtu, R_TOO_BIG);
+  else if (peerPathBinds(peer, df)) replyIcmpError(m, slot, off, p, len, ICMP_DEST_UNREACH, UNREACH_FRAG_NEEDED, mtu, R_TOO_BIG);
+  else drop(m, R_FRAG_NEEDED_NO_DF);
+  if (translated) untranslateOwnError(m, slot, six);
+  return false;
 }
 
 /** DF set: ICMP fragmentation needed with the tunnel MTU; otherwise a

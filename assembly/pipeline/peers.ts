@@ -14,14 +14,24 @@
 //       template's IPv4 header words with the patched fields zero.
 //   @56 ipip template: outer IPv4 (20), same convention; @76 its partial sum.
 //   @80 path MTU learnt from the underlay (u32, 0: none; pmtu.ts) | @84 until (nowMs, u32)
+//   @88 IPv6 underlay address (16 bytes, network order; setPeer6), the path
+//       towards the peer when @104 says so; the IPv4 `underlay` stays the
+//       peer's identity (META_ADDR, peerAddrTable, setPeerPmtu).
+//   @104 reached over IPv6 (u32, 1) or IPv4 (0); setPeer resets it to 0.
+//   @108 IPv6 pseudo-header partial sum (u32): one's-complement sum of the
+//       node's IPv6 underlay address and the peer's (csumPartial word order,
+//       folded), so the mandatory UDP checksum of VXLAN over IPv6 (RFC 6935,
+//       RFC 6936) only adds length, next header and the datagram per packet.
+//   @112..128 unused.
 import { ld16 } from "../wire/bytes";
+import { csumPartial } from "../wire/checksum";
 import { emitIpv4, PROTO_IPIP, PROTO_UDP } from "../wire/ipv4";
 import { emitUdp } from "../wire/udp";
 import { emitVxlan } from "../wire/vxlan";
 import { carve } from "../layout";
 import { E_NO_MEMORY, E_RANGE, OK } from "../abi";
 import { htDelete, htFind, htPut, htValueAt } from "../tables/hash";
-import { cfgOuterTtl, cfgPort, cfgUnderlay, cfgVni, peerAddrTable } from "./state";
+import { cfgOuterTtl, cfgPort, cfgUnderlay, cfgUnderlay6, cfgVni, peerAddrTable } from "./state";
 
 export const NH_SIZE: u32 = 16;
 export const PEER_SIZE: u32 = 128;
@@ -34,6 +44,9 @@ export const PEER_IPIP_TPL: usize = 56;
 export const PEER_IPIP_SUM: usize = 76;
 export const PEER_PMTU: usize = 80;
 export const PEER_PMTU_UNTIL: usize = 84;
+export const PEER_UNDERLAY6: usize = 88;
+export const PEER_OVER6: usize = 104;
+export const PEER_PSEUDO6_SUM: usize = 108;
 export const VXLAN_TPL_LEN: u32 = 36;
 
 export let nhBase: usize = 0;
@@ -73,6 +86,8 @@ export function setNexthop(i: u32, kind: u32, peer: u32, gateway: u32): i32 {
 @inline export function peerPtr(i: u32): usize { return peerBase + <usize>i * PEER_SIZE; }
 @inline export function peerValid(i: u32): bool { return i < peerMax && load<u32>(peerPtr(i), PEER_VALID) != 0; }
 @inline export function peerUnderlay(i: u32): u32 { return load<u32>(peerPtr(i), PEER_UNDERLAY); }
+/** Peer `i` (valid) is reached over the IPv6 underlay. */
+@inline export function peerOver6(i: u32): bool { return load<u32>(peerPtr(i), PEER_OVER6) != 0; }
 
 /** Sum of the 16-bit big-endian words of a 20-byte IPv4 header (unfolded). */
 function headerWordSum(p: usize): u32 {
@@ -94,6 +109,13 @@ function buildTemplates(i: u32): void {
   emitIpv4(t, 0, 0, 0, 0, cfgOuterTtl, PROTO_IPIP, cfgUnderlay, dst);
   store<u16>(t, 0, 10);
   store<u32>(p, headerWordSum(t), PEER_IPIP_SUM);
+  // Source and destination of the IPv6 pseudo header (RFC 8200 8.1),
+  // folded to 16 bits so a packet's sum cannot overflow the accumulator.
+  let a = csumPartial(cfgUnderlay6, 16, csumPartial(p + PEER_UNDERLAY6, 16, 0));
+  a = (a & 0xffffffff) + (a >> 32);
+  a = (a & 0xffff) + (a >> 16);
+  a = (a & 0xffff) + (a >> 16);
+  store<u32>(p, <u32>a, PEER_PSEUDO6_SUM);
 }
 
 /** Forget that `addr` is peer `i`'s, unless the address-to-peer table has
@@ -118,6 +140,28 @@ export function setPeer(i: u32, underlay: u32, vtepMac: u64): i32 {
   store<u32>(p, underlay, PEER_UNDERLAY);
   store<u32>(p, 1, PEER_VALID);
   store<u64>(p, vtepMac, PEER_VTEP_MAC);
+  // Over IPv4 until setPeer6 says otherwise (callers that never call it
+  // keep IPv4 peers). The IPv6 address stays, so that a reload calling
+  // setPeer and setPeer6 with the same addresses keeps a learnt path MTU.
+  store<u32>(p, 0, PEER_OVER6);
+  buildTemplates(i);
+  return OK;
+}
+
+/** Reach peer `i` (installed by setPeer, called right before) over the IPv6
+ *  underlay at the address whose high and low 64 bits are `hi`, `lo` (as
+ *  configureUnderlay6); 0, 0: over IPv4 again. A changed address (a family
+ *  change included) forgets the learnt path MTU, as setPeer does for a
+ *  changed IPv4 address. E_RANGE when `i` is not a valid peer. */
+export function setPeer6(i: u32, hi: u64, lo: u64): i32 {
+  if (!peerValid(i)) return E_RANGE;
+  const p = peerPtr(i);
+  const nh = bswap<u64>(hi);
+  const nl = bswap<u64>(lo);
+  if (load<u64>(p, PEER_UNDERLAY6) != nh || load<u64>(p, PEER_UNDERLAY6 + 8) != nl) store<u32>(p, 0, PEER_PMTU);
+  store<u64>(p, nh, PEER_UNDERLAY6);
+  store<u64>(p, nl, PEER_UNDERLAY6 + 8);
+  store<u32>(p, (hi | lo) != 0 ? 1 : 0, PEER_OVER6);
   buildTemplates(i);
   return OK;
 }

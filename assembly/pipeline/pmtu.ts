@@ -12,8 +12,9 @@
 // pmtuIcmpBatch. An error counts only if it quotes one of our own outer
 // packets, strictly: ICMP checksum valid, sent to our underlay address,
 // quoting an IPv4 header from our underlay address to a known peer's, UDP to
-// tunnel.port (VXLAN) or protocol 4 with an IPv4 header inside (IPIP), and
-// a lower MTU than the one in force. Anything else of type 3 code 4 that
+// tunnel.port (VXLAN) or protocol 4 with an IPv4 header inside (IPIP), to a
+// peer reached over IPv4 (peers.ts setPeer6), and a lower MTU than the one in
+// force. Anything else of type 3 code 4 that
 // names our address is counted as ignored (a forged or stray error cannot
 // lower a path that is not ours). Other ICMP is not counted.
 import { ld8, ld16 } from "../wire/bytes";
@@ -23,7 +24,7 @@ import { checksumOk } from "../wire/checksum";
 import { C_PMTU_IGNORED, C_PMTU_LOWERED, META_LEN, META_OFF } from "../abi";
 import { htFind, htValueAt } from "../tables/hash";
 import { batchMax, cfgPort, cfgUnderlay, cfgUnderlayMtu, count, metaBase, nowMs, peerAddrTable, slotBase, slotSize } from "./state";
-import { peerPtr, peerValid, PEER_PMTU, PEER_PMTU_UNTIL } from "./peers";
+import { peerOver6, peerPtr, peerValid, PEER_PMTU, PEER_PMTU_UNTIL } from "./peers";
 
 /** How long a learnt path MTU holds (ms). */
 export const PMTU_EXPIRES_MS: u32 = 600_000;
@@ -43,6 +44,33 @@ export const PMTU_RECORD: u32 = 12;
     return cfgUnderlayMtu;
   }
   return pm < cfgUnderlayMtu ? pm : cfgUnderlayMtu;
+}
+
+/** Bytes an outer IPv6 header adds over the outer IPv4 header every
+ *  tunnel overhead constant (VXLAN_OVERHEAD, IPIP_OVERHEAD) counts. */
+export const OUTER6_EXTRA: u32 = 20;
+
+/** Whether an inner packet towards `peer` is bound by the path MTU, and
+ *  answered (ICMP fragmentation needed / packet too big) rather than
+ *  dropped when it does not fit: when its sender forbids fragmentation
+ *  (`df`: IPv4 with DF, and every IPv6 packet), or when the outer packet is
+ *  IPv6, which no router fragments (RFC 8200 5) and we do not fragment at
+ *  the source either (RFC 2473 7: the entry point answers instead, as the
+ *  kernel's ip6tnl sends fragmentation-needed for IPv4 with or without DF).
+ *  Otherwise an IPv4 underlay may fragment it (the kernel's vxlan and ipip
+ *  leave DF clear): only the tunnel MTU binds. */
+@inline export function peerPathBinds(peer: u32, df: bool): bool {
+  return df || peerOver6(peer);
+}
+
+/** The largest inner packet (IP header on) that may go to `peer` through a
+ *  tunnel whose IPv4-outer overhead is `overhead`: the path MTU when the
+ *  packet is bound by it (peerPathBinds), else the tunnel MTU, less the
+ *  outer headers (20 bytes more over IPv6). The one size rule of every
+ *  tunnel path (forward.ts). */
+@inline export function peerInnerMtu(peer: u32, overhead: u32, df: bool): u32 {
+  const limit = peerPathBinds(peer, df) ? peerPathMtu(peer) : cfgUnderlayMtu;
+  return limit - overhead - (peerOver6(peer) ? OUTER6_EXTRA : 0);
 }
 
 /** Set peer `i`'s path MTU to `mtu` for `ttlMs` from now (0 forgets it). */
@@ -95,7 +123,10 @@ export function pmtuIcmpBatch(n: u32, out: usize): u32 {
     const peer = peerByAddr(ipDst(q));
     const proto = ipProto(q);
     const l4 = q + qhl;
-    const ours = peer >= 0 && ((proto == PROTO_UDP && <u32>ld16(l4 + 2) == cfgPort) || (proto == PROTO_IPIP && ld8(l4) >> 4 == 4));
+    // A peer reached over IPv6 gets no IPv4 packets from us: an IPv4 error
+    // quoting one is not about its path (its path MTU comes from ICMPv6,
+    // which the control plane hands to setPeerPmtu).
+    const ours = peer >= 0 && !peerOver6(<u32>peer) && ((proto == PROTO_UDP && <u32>ld16(l4 + 2) == cfgPort) || (proto == PROTO_IPIP && ld8(l4) >> 4 == 4));
     if (!ours) {
       count(C_PMTU_IGNORED);
       continue;

@@ -40,8 +40,10 @@ export function init(batch: u32, slotSize: u32, tbl8Groups: u32, maxNexthops: u3
   st.setHashTables(neigh, fdb, byAddr);
   if (!ingestCarve() || !egressCarve() || !wholeFrameCarve() || !groCarve()) return E_NO_MEMORY;
   const overlay6 = carve(16);
-  if (overlay6 == 0) return E_NO_MEMORY;
+  const underlay6 = carve(16);
+  if (overlay6 == 0 || underlay6 == 0) return E_NO_MEMORY;
   st.setOverlay6Cell(overlay6);
+  st.setUnderlay6Cell(underlay6);
   initialised = true;
   return OK;
 }
@@ -65,6 +67,18 @@ export function configure6(overlayHi: u64, overlayLo: u64): i32 {
   if (!initialised) return E_NOT_INIT;
   store<u64>(st.cfgOverlay6, bswap<u64>(overlayHi));
   store<u64>(st.cfgOverlay6, bswap<u64>(overlayLo), 8);
+  return OK;
+}
+
+/** This node's IPv6 underlay address, as its high and low 64 bits (hi: the
+ *  first 8 bytes, big-endian value): the outer source of the packets for
+ *  peers reached over IPv6 (setPeer6). 0, 0: none, and packets for such
+ *  peers are counted drops. Every peer's IPv6 pseudo-header sum depends on
+ *  it, so they are rebuilt, as configure rebuilds the IPv4 templates. */
+export function configureUnderlay6(hi: u64, lo: u64): i32 {
+  if (!initialised) return E_NOT_INIT;
+  st.setUnderlay6(hi, lo);
+  rebuildAllTemplates();
   return OK;
 }
 

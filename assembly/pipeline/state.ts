@@ -40,6 +40,23 @@ export function setOverlay6Cell(p: usize): void {
   cfgOverlay6 = p;
 }
 
+/** This node's IPv6 underlay address (the outer source towards peers
+ *  reached over IPv6; setup.ts configureUnderlay6), 16 bytes in network
+ *  order, carved by init; cfgHasUnderlay6 false while it is all zero (a
+ *  packet for such a peer is then a counted drop, forward.ts). */
+export let cfgUnderlay6: usize = 0;
+export let cfgHasUnderlay6: bool = false;
+
+export function setUnderlay6Cell(p: usize): void {
+  cfgUnderlay6 = p;
+}
+
+export function setUnderlay6(hi: u64, lo: u64): void {
+  store<u64>(cfgUnderlay6, bswap<u64>(hi));
+  store<u64>(cfgUnderlay6, bswap<u64>(lo), 8);
+  cfgHasUnderlay6 = (hi | lo) != 0;
+}
+
 // --- regions ------------------------------------------------------------------
 export let slotBase: usize = 0;
 export let slotSize: u32 = 0;

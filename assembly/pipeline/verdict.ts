@@ -68,8 +68,9 @@ export function replyToDirect(m: usize, off: u32, len: u32, addr: u32): void {
 }
 
 /** Smallest input offset a stage accepts: room for the largest prepend
- *  (VXLAN's 50 bytes, an ICMP error's 42). */
-export const MIN_OFF: u32 = 64;
+ *  (VXLAN over IPv6's 70 bytes, encap.ts; VXLAN over IPv4 takes 50, an
+ *  ICMP error 42), rounded up to a multiple of 8. */
+export const MIN_OFF: u32 = 72;
 
 /** Start a packet of a batch: reset its outputs, refuse metadata whose
  *  [off, off+len) is not inside the slot (a counted R_BAD_OFFSET drop, never

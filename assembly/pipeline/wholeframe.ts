@@ -34,10 +34,11 @@ import { ld16 } from "../wire/bytes";
 import { ETH_HDR_LEN, ETH_TYPE, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/ethernet";
 import { checkIpv6, ip6Next, ip6PayloadLen, IP6_HDR_LEN } from "../wire/ipv6";
 import { lpmLookup, LPM_MISS } from "../tables/lpm";
-import { nhKind } from "./peers";
+import { nhGateway, nhKind, peerOver6, peerValid } from "./peers";
+import { htFind, htValueAt } from "../tables/hash";
 import { setInput } from "./verdict";
 import { natEnabled } from "./nat";
-import { batchMax, cfgMode, cfgUnderlayMtu, count, metaBase, slotBase, slotSize } from "./state";
+import { batchMax, cfgMode, cfgUnderlayMtu, count, fdbTable, metaBase, neighTable, slotBase, slotSize } from "./state";
 import { carve } from "../layout";
 import { tsoFirstSegment, tsoSegmentCount } from "../offload/tso";
 import { emitVnet, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_TCPV4, VNET_GSO_TCPV6, VNET_HDR_LEN, vnetGsoSize, vnetGsoType } from "../offload/vnet";
@@ -105,8 +106,8 @@ function settle(m: usize, segs: u32, rxC: u32, rxBytes: u64, outC: u32, outBytes
 
 /** The segment count of the super-frame at `src` (vnet header + IPv4/TCP,
  *  `srcLen` bytes) when it can leave as one tunnel GSO packet: a TCPV4 frame
- *  of two segments or more whose destination routes to a VXLAN peer, small
- *  enough for one outer IPv4 packet; else 0.
+ *  of two segments or more whose destination routes to a VXLAN peer over
+ *  IPv4, small enough for one outer IPv4 packet; else 0.
  *  Reads only. */
 export function gsoSegments(src: usize, srcLen: u32): i32 {
   // The outer IPv4 total length must hold the whole frame (a 64 KiB inner
@@ -114,15 +115,32 @@ export function gsoSegments(src: usize, srcLen: u32): i32 {
   if (!gsoOn || srcLen <= VNET_HDR_LEN + 40 || srcLen - VNET_HDR_LEN + VXLAN_OVERHEAD > 0xffff) return 0;
   if ((vnetGsoType(src) & ~VNET_GSO_ECN) != VNET_GSO_TCPV4) return 0;
   const nh = lpmLookup(ipDst(src + VNET_HDR_LEN));
-  if (nh == LPM_MISS || nhKind(nh) != NH_VXLAN) return 0;
+  if (nh == LPM_MISS || nhKind(nh) != NH_VXLAN || vxlanOver6(nh)) return 0;
   const n = tsoSegmentCount(src, srcLen);
   return n < 2 ? 0 : n;
 }
 
+/** The VXLAN next hop `nh` leads to a peer reached over IPv6 (resolved as
+ *  forward.ts does: the gateway's neighbour MAC, its FDB entry). Such a
+ *  frame cannot leave whole (the tap takes IPv4 UDP tunnel GSO only), and
+ *  it must be refused before its representative is taken: gsoBuild
+ *  refusing afterwards would flush the representative alone and lose the
+ *  rest of the frame. Unresolved: false (the representative is dropped
+ *  like any packet of the frame would be). */
+function vxlanOver6(nh: u32): bool {
+  const ns = htFind(neighTable, <u64>nhGateway(nh));
+  if (ns < 0) return false;
+  const fs = htFind(fdbTable, htValueAt(neighTable, ns));
+  if (fs < 0) return false;
+  const peer = <u32>htValueAt(fdbTable, fs);
+  return peerValid(peer) && peerOver6(peer);
+}
+
 /** Put the representative of the super-frame at `src` (vnet header + IPv4/TCP,
  *  `srcLen` bytes) in pod-side input slot `i`. Returns the frame's segment
- *  count when the frame can leave as one tunnel GSO packet (a TCPV4 frame of
- *  two segments or more whose destination routes to a VXLAN peer); 0 when
+ *  count when the frame can leave as one tunnel GSO packet (gsoSegments: a
+ *  TCPV4 frame of two segments or more whose destination routes to a VXLAN
+ *  peer over IPv4); 0 when
  *  it cannot (the caller segments it as usual); nothing is written then. */
 export function gsoRepresentative(src: usize, srcLen: u32, i: u32): i32 {
   if (i >= batchMax || gsoSegments(src, srcLen) == 0) return 0;
@@ -145,7 +163,9 @@ export function gsoBuild(i: u32, src: usize, srcLen: u32, segs: u32): u32 {
   if (load<u16>(m, META_VERDICT) != VERDICT_TX_UNDERLAY) return 0;
   const o = slotBase + <usize>i * slotSize + load<u32>(m, META_OFF);
   const repLen = load<u32>(m, META_LEN);
-  if (ipProto(o) != PROTO_UDP || ipHeaderLen(o) != 20 || repLen < VXLAN_OVERHEAD + 40) return 0;
+  // IPv4 outer only (gsoSegments refuses IPv6 peers; a version check
+  // anyway, as an IPv6 header's byte 9 is an address byte).
+  if (load<u8>(o) >> 4 != 4 || ipProto(o) != PROTO_UDP || ipHeaderLen(o) != 20 || repLen < VXLAN_OVERHEAD + 40) return 0;
   const q = src + VNET_HDR_LEN;
   const ihl = ipHeaderLen(q);
   const hdr = ihl + tcpHeaderLen(q + ihl);
