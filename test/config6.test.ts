@@ -179,3 +179,59 @@ describe("IPv6-only services (ipFamilies: [IPv6])", () => {
     expect(errors(doc({ extra: (d) => { d.services = [{ name: "mixed", clusterIP6: "2001:2:0:250::20", ports: [{ port: 80 }], backends: ["198.19.2.10"] }]; } }))[0]).toMatch(/^services\[0\]\.backends: IPv4 backends need an IPv4 ClusterIP/);
   });
 });
+
+describe("peers[].underlay6: reaching a peer over the IPv6 underlay", () => {
+  const over6 = (extra?: (d: Doc) => void) =>
+    doc({
+      extra: (d) => {
+        d.node.ipv6.underlayAddress = "2001:2:ff::11";
+        d.peers[0].underlay6 = "2001:0002:00ff:0000::12";
+        d.peers[1].underlay6 = "2001:2:ff:1::13";
+        extra?.(d);
+      },
+    });
+
+  it("normalises the address; auto resolves to VXLAN (direct needs the IPv4 underlay); the tables carry it", () => {
+    const c = config(over6());
+    expect(c.peers[0].underlay6).toBe("2001:2:ff::12");
+    const d = deriveTables(c);
+    expect(d.peers[0]).toMatchObject({ underlay6: "2001:2:ff::12", encapsulation: "vxlan", reason: "auto: reached over the IPv6 underlay (2001:2:ff::12)" });
+    expect(d.peers[1]).toMatchObject({ underlay6: "2001:2:ff:1::13", encapsulation: "ipip" });
+    expect(d.peers[2].underlay6).toBeUndefined();
+    // worker4 (198.18.1.14, outside 198.18.0.0/24) is VXLAN over IPv4; worker2 would have been direct.
+    expect(deriveTables(config(doc())).peers[0].encapsulation).toBe("direct");
+    const t = toDataplaneTables(d);
+    expect(t.node.underlay6).toBe(ipv6ToBigint("2001:2:ff::11"));
+    expect(t.peers.map((p) => p.underlay6)).toEqual([ipv6ToBigint("2001:2:ff::12"), ipv6ToBigint("2001:2:ff:1::13"), undefined]);
+    expect(t.peers[0].underlay).toBe(0xc612000c); // its IPv4 name stays
+  });
+
+  it("the device MTU leaves 20 bytes more for an IPv6 outer header", () => {
+    const d = deriveTables(config(over6()));
+    expect(encapOverhead(d.peers)).toBe(70);
+    expect(encapOverhead(deriveTables(config(over6((x) => { delete x.peers[0].underlay6; x.peers[0].encapsulation = "ipip"; x.peers[2].encapsulation = "ipip"; }))).peers)).toBe(40);
+    expect(encapOverhead(deriveTables(config(doc({ extra: (x) => { x.peers[0].encapsulation = "ipip"; x.peers[2].encapsulation = "ipip"; } }))).peers)).toBe(20);
+  });
+
+  it("refuses what cannot work, naming the field", () => {
+    expect(errors(over6((d) => { delete d.node.ipv6.underlayAddress; }))).toEqual([
+      "peers[0].underlay6: an IPv6 underlay needs node.ipv6.underlayAddress (the outer source address)",
+      "peers[1].underlay6: an IPv6 underlay needs node.ipv6.underlayAddress (the outer source address)",
+    ]);
+    expect(errors(over6((d) => { d.peers[1].underlay6 = "2001:2:ff::12"; }))).toEqual(['peers[1].underlay6: IPv6 underlay address "2001:2:ff::12" is also used by peers[0]']);
+    expect(errors(over6((d) => { d.peers[1].underlay6 = "2001:2:ff::11"; }))).toEqual(['peers[1].underlay6: "2001:2:ff::11" is this node\'s own IPv6 underlay address']);
+    expect(errors(over6((d) => { d.peers[0].encapsulation = "direct"; }))).toEqual([
+      "peers[0].encapsulation: direct routing goes over the IPv4 underlay: drop underlay6, or tunnel (vxlan, ipip)",
+    ]);
+    for (const [bad, why] of [["fe80::12", "link-local"], ["ff02::1", "multicast"], ["::1", "loopback"], ["::", "unspecified"], ["::ffff:198.18.0.12", "IPv4-mapped"], ["198.18.0.12", "not an IPv6 address"]]) {
+      const e = errors(over6((d) => { d.peers[0].underlay6 = bad; }));
+      expect(e, bad).toHaveLength(1);
+      expect(e[0]).toMatch(/^peers\[0\]\.underlay6: /);
+      expect(e[0]).toContain(why);
+    }
+  });
+
+  it("a reload may move a peer onto the IPv6 underlay and back (not a restart-only field)", () => {
+    expect(refusedChanges(config(doc({ extra: (d) => { d.node.ipv6.underlayAddress = "2001:2:ff::11"; } })), config(over6()))).toEqual([]);
+  });
+});

@@ -74,6 +74,38 @@ describe("merging etcd peers with the config file", () => {
     expect(r.ok && r.config.node.podCIDR).toBe("198.19.1.0/24");
   });
 
+  it("a record asking for the IPv6 underlay (etcd.underlay6) gets it where this node has an IPv6 underlay address, else IPv4", () => {
+    const six = (peers: unknown[] = []) => ({ ...doc(peers), node: { ...doc().node, ipv6: { podCIDR: "2001:2:0:1::/64", underlayAddress: "2001:2:ff::1" } } });
+    const filePeer = { name: "static", underlay: "198.18.0.50", underlay6: "2001:2:ff::50", podCIDRs: ["198.19.50.0/24"], vtepMac: "0e:00:00:00:00:50" };
+    const records = [
+      live(rec("w2", 2, { underlay6: "2001:2:ff:0::2" })),
+      live(rec("w3", 3)),
+      live(rec("w4", 4, { underlay6: "2001:2:ff::4", encapsulation: "ipip" })),
+      live(rec("w5", 5, { underlay6: "2001:2:ff::5", encapsulation: "direct" })), // direct: IPv4 only
+      live(rec("mine6", 6, { underlay6: "2001:2:ff::1" })),
+      live(rec("dup6", 7, { underlay6: "2001:2:ff::50" })),
+    ];
+    const m = mergePeers(six([filePeer]), "198.19.1.0/24", records);
+    expect(m.peers.map((p) => [p.name, p.underlay6])).toEqual([["w2", "2001:2:ff::2"], ["w3", undefined], ["w4", "2001:2:ff::4"], ["w5", undefined]]);
+    expect(Object.fromEntries(m.dropped.map((d) => [d.node, d.reason]))).toEqual({
+      mine6: "IPv6 underlay 2001:2:ff::1 is this node's",
+      dup6: "IPv6 underlay 2001:2:ff::50 is a config peer's",
+    });
+    const r = validateConfig(composeDocument(six([filePeer]), { endpoints: ["x:1"] }, "198.19.1.0/24", m.peers));
+    expect(r.ok && r.config.peers.map((p) => p.underlay6)).toEqual(["2001:2:ff::50", "2001:2:ff::2", undefined, "2001:2:ff::4", undefined]);
+    // Without an IPv6 underlay address here, the same records come over IPv4 (mine6 and dup6 too).
+    expect(mergePeers(doc(), "198.19.1.0/24", records).peers.map((p) => p.underlay6 ?? "-")).toEqual(["-", "-", "-", "-", "-", "-"]);
+  });
+
+  it("etcd.underlay6 needs node.ipv6.underlayAddress and an encapsulation other than direct", () => {
+    const cfg = (ipv6: object | undefined, encapsulation = "auto") => validateConfig({ ...doc(), node: { ...doc().node, podCIDR: "198.19.1.0/24", ...(ipv6 ? { ipv6 } : {}) }, etcd: { endpoints: ["x:1"], underlay6: true, encapsulation } });
+    expect(cfg({ podCIDR: "2001:2:0:1::/64", underlayAddress: "2001:2:ff::1" }).ok).toBe(true);
+    const e1 = cfg({ podCIDR: "2001:2:0:1::/64" });
+    expect(!e1.ok && e1.errors).toEqual(["etcd.underlay6: needs node.ipv6.underlayAddress (the address peers would tunnel to)"]);
+    const e2 = cfg({ podCIDR: "2001:2:0:1::/64", underlayAddress: "2001:2:ff::1" }, "direct");
+    expect(!e2.ok && e2.errors).toEqual(["etcd.underlay6: direct routing goes over the IPv4 underlay: set etcd.encapsulation to vxlan, ipip or auto"]);
+  });
+
   it("leaves out records that clash with this node or with a config peer (the file wins)", () => {
     const filePeer = { name: "static", underlay: "198.18.0.50", podCIDRs: ["198.19.50.0/24"], vtepMac: "0e:00:00:00:00:50" };
     const m = mergePeers(doc([filePeer]), "198.19.1.0/24", [

@@ -41,6 +41,9 @@ describe.skipIf(skip !== null)(`packet I/O against the kernel${skip ? ` (skipped
     b = topo.ns("b");
     topo.veth(a, "a0", b, "b0", { aAddr: "198.18.0.1/24", bAddr: "198.18.0.2/24", mtu: 1500 });
     b.addr("lo", "198.19.9.1/32");
+    a.exec(["ip", "addr", "add", "2001:2:1::1/64", "dev", "a0", "nodad"]);
+    a.exec(["ip", "addr", "add", "2001:2:1::9/64", "dev", "a0", "nodad"]);
+    b.exec(["ip", "addr", "add", "2001:2:1::2/64", "dev", "b0", "nodad"]);
   });
 
   afterAll(async () => {
@@ -174,6 +177,50 @@ print(json.dumps({"result": {"udp": udp, "ip": ip}}))
     }
     expect(got.ip[0].id).toBe(0);
     expect(got.ip[1].id).not.toBe(0);
+  });
+
+  it("recvVxlan6: VXLAN over UDP/IPv6 with the outer traffic class, named by the sending peer's IPv4 address (0: no peer's)", async () => {
+    const c = child(b, "vxlan6", "2001:2:1::1");
+    await c.waitForLine(isReady);
+    a.exec(["python3", "-c", `
+import socket
+for src, tc in (("2001:2:1::1", 0xb8), ("2001:2:1::1", 0x03), ("2001:2:1::9", 0)):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.bind((src, 40002))
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tc)
+    s.sendto(bytes([8, 0, 0, 0, 0, 0, 100, 0]) + bytes([tc]) * 30, ("2001:2:1::2", 4789))
+    s.close()
+`]);
+    const r = parse<{ n: number; packets: Meta[]; peers: number }>(await c.waitForLine(isDone, 15_000));
+    expect(r.peers).toBe(1);
+    expect(r.n).toBe(3);
+    expect(r.packets.map((p) => [p.addr, p.addr2, p.tos, p.len, p.off])).toEqual([
+      ["198.18.0.1", "0.0.0.0", 0xb8, 38, 128],
+      ["198.18.0.1", "0.0.0.0", 0x03, 38, 128],
+      ["0.0.0.0", "0.0.0.0", 0, 38, 128],
+    ]);
+    expect(r.packets[0].hex).toBe("0800000000006400" + "b8".repeat(30));
+  });
+
+  it("recvIp6Tunnel: IPv4 and IPv6 inside IPv6 (next header 4 and 41) without the ip6_tunnel module, the inner packet alone", async () => {
+    const c = child(b, "ip6tnl", "2001:2:1::1");
+    await c.waitForLine(isReady);
+    const inner4 = "4500001e" + "00004000" + "40110000" + "c6130105" + "c6130901" + "3039270f000a0000" + "6869";
+    const inner6 = "60000000000a1140" + "20010002000000050000000000000005" + "20010002000000090000000000000001" + "3039270f000a0000" + "6869";
+    a.exec(["python3", "-c", `
+import socket
+for proto, tc, inner, src in ((4, 0x04, "${inner4}", "2001:2:1::1"), (41, 0x0a, "${inner6}", "2001:2:1::1"), (4, 0, "${inner4}", "2001:2:1::9")):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, proto)
+    s.bind((src, 0))
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tc)
+    s.sendto(bytes.fromhex(inner), ("2001:2:1::2", 0))
+    s.close()
+`]);
+    const r = parse<{ n: number; packets: Meta[] }>(await c.waitForLine(isDone, 15_000));
+    expect(r.n).toBe(3);
+    const byHex = (h: string) => r.packets.filter((p) => p.hex === h);
+    expect(byHex(inner6).map((p) => [p.addr, p.tos, p.len])).toEqual([["198.18.0.1", 0x0a, inner6.length / 2]]);
+    expect(byHex(inner4).map((p) => [p.addr, p.tos]).sort()).toEqual([["0.0.0.0", 0], ["198.18.0.1", 0x04]]);
   });
 
   it("recvIpip receives a whole protocol-4 packet without the ipip module", async () => {

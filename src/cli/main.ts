@@ -129,8 +129,9 @@ program
     if (checked.leased) console.log(`  ${checked.leased.note}${checked.leased.checkedWith ? `; checked as ${checked.leased.checkedWith}` : ""}; peers come from etcd too`);
     for (const p of d.peers) {
       // IPv6 rides VXLAN to direct peers too (derive.ts), protocol 41 to IPIP ones.
-      const six = p.podCIDRs6 ? `; IPv6 ${p.podCIDRs6.join(", ")} over ${p.encapsulation === "ipip" ? "protocol 41" : "vxlan"}` : "";
-      console.log(`  peer ${p.name.padEnd(12)} ${u32ToIp(p.underlay).padEnd(15)} ${p.encapsulation.padEnd(6)} ${p.reason}${six}`);
+      const six = p.podCIDRs6 ? `; IPv6 ${p.podCIDRs6.join(", ")} over ${p.encapsulation === "ipip" ? `protocol 41` : "vxlan"}` : "";
+      const over6 = p.underlay6 ? `; over the IPv6 underlay to ${p.underlay6} (${p.encapsulation === "ipip" ? "IPv4/IPv6 in IPv6" : "VXLAN in UDP/IPv6"})` : "";
+      console.log(`  peer ${p.name.padEnd(12)} ${u32ToIp(p.underlay).padEnd(15)} ${p.encapsulation.padEnd(6)} ${p.reason}${six}${over6}`);
     }
     if (d.nat.enabled) console.log(`  ${natSummary(d)}`);
   });

@@ -53,6 +53,8 @@ export interface DerivedPeer {
   podCIDRs: string[];
   /** Its IPv6 pod prefixes (peers[].ipv6.podCIDRs), when this node runs IPv6 too. */
   podCIDRs6?: string[];
+  /** peers[].underlay6: tunnels to it go over the IPv6 underlay, to this address. */
+  underlay6?: string;
   encapsulation: ResolvedEncapsulation;
   /** Why this encapsulation (for `check-config` and `show peers`). */
   reason: string;
@@ -153,6 +155,8 @@ export interface DerivedTables {
   routes6: DerivedRoute6[];
   /** This node's IPv6 overlay address (ICMPv6 error source), 0n: no IPv6. */
   overlay6: bigint;
+  /** node.ipv6.underlayAddress: the outer source towards peers reached over IPv6; 0n: none. */
+  underlay6: bigint;
   neigh: Array<{ ip: number; mac: bigint }>;
   fdb: Array<{ mac: bigint; peer: number }>;
   kernelRoutes: KernelRoute[];
@@ -166,6 +170,8 @@ export interface DerivedTables {
  */
 export function resolveEncapsulation(config: Config, peer: PeerConfig): { encapsulation: ResolvedEncapsulation; reason: string } {
   if (peer.encapsulation !== "auto") return { encapsulation: peer.encapsulation, reason: "configured" };
+  // Routing directly needs the IPv4 underlay; a peer reached over IPv6 is tunnelled.
+  if (peer.underlay6 !== undefined) return { encapsulation: "vxlan", reason: `auto: reached over the IPv6 underlay (${peer.underlay6})` };
   const u = config.node.underlay;
   const net = formatCidr({ prefix: (ipToU32(u.address) & maskOf(u.prefixLength)) >>> 0, len: u.prefixLength });
   if (cidrContains(net, peer.underlay)) {
@@ -221,6 +227,7 @@ export function deriveTables(config: Config): DerivedTables {
       vni: t.vni,
       podCIDRs: [...p.podCIDRs],
       ...(config.node.ipv6 && p.ipv6 ? { podCIDRs6: [...p.ipv6.podCIDRs] } : {}),
+      ...(p.underlay6 !== undefined ? { underlay6: p.underlay6 } : {}),
       encapsulation,
       reason,
     };
@@ -327,6 +334,7 @@ export function deriveTables(config: Config): DerivedTables {
   return {
     routes6,
     overlay6: n.ipv6 ? ipv6ToBigint(n.ipv6.overlayAddress) : 0n,
+    underlay6: n.ipv6?.underlayAddress !== undefined ? ipv6ToBigint(n.ipv6.underlayAddress) : 0n,
     node,
     nat,
     services,
@@ -373,14 +381,14 @@ function deriveRoutes6(config: Config, peers: DerivedPeer[], nexthops: DerivedNe
 /** What the workers get of the derived tables (structured-cloned to each). */
 export function toDataplaneTables(d: DerivedTables): DataplaneTables {
   return {
-    node: { ...d.node, overlay6: d.overlay6 },
+    node: { ...d.node, overlay6: d.overlay6, underlay6: d.underlay6 },
     nat: {
       enabled: d.nat.enabled, masquerade: d.nat.masquerade, nodeIp: d.nat.nodeIp, snatAddress: d.nat.snatAddress, portRange: d.nat.portRange, timeouts: d.nat.timeouts,
       ipv6: d.nat.ipv6 && { masquerade: d.nat.ipv6.masquerade, nodeAddress: d.nat.ipv6.underlayAddress, snatAddress: d.nat.ipv6.snatAddress },
     },
     services: d.services.map((f) => ({ protocol: f.protocol, addr: f.addr, port: f.port, nodePort: f.nodePort, backends: f.backends })),
     services6: d.services6.map((f) => ({ protocol: f.protocol, addr: f.addr, port: f.port, nodePort: f.nodePort, backends: f.backends })),
-    peers: d.peers.map((p) => ({ underlay: p.underlay, vtepMac: p.vtepMac })),
+    peers: d.peers.map((p) => ({ underlay: p.underlay, vtepMac: p.vtepMac, ...(p.underlay6 !== undefined ? { underlay6: ipv6ToBigint(p.underlay6) } : {}) })),
     nexthops: d.nexthops.map((n) => ({ kind: n.kind, peer: n.peer ?? 0xffff, gateway: n.gateway ?? 0 })),
     routes: d.routes,
     routes6: d.routes6,

@@ -44,6 +44,22 @@ const cidr = fromParser(tryParseCidr);
 /** IPv6 address (RFC 4291 text; normalised to RFC 5952's compressed form). */
 const ipv6 = fromParser(tryParseIpv6).transform((s) => bigintToIpv6(ipv6ToBigint(s)));
 
+/** An IPv6 address a peer can be reached at on the underlay: global or
+ *  unique-local unicast; not ::, ::1, link-local (it would need a zone),
+ *  multicast or IPv4-mapped. Normalised as `ipv6`. */
+const unicastIpv6 = fromParser((s) => {
+  const r = tryParseIpv6(s);
+  if (!r.ok) return { ok: false as const, reason: r.reason };
+  const v = r.value;
+  const why =
+    v <= 1n ? "the unspecified or loopback address"
+    : v >> 120n === 0xffn ? "multicast"
+    : v >> 118n === 0x3fan ? "link-local (fe80::/10 needs an interface)"
+    : v >> 32n === 0xffffn ? "IPv4-mapped (give the IPv4 address as `underlay`)"
+    : undefined;
+  return why ? { ok: false as const, reason: `${JSON.stringify(s)} is ${why}, not a usable unicast address` } : { ok: true as const, value: s };
+}).transform((s) => bigintToIpv6(ipv6ToBigint(s)));
+
 /** IPv6 CIDR with no host bits set; normalised to the compressed form. */
 const cidr6 = fromParser(tryParseCidr6).transform((s) => formatCidr6(parseCidr6(s)));
 
@@ -206,8 +222,16 @@ const NodeSchema = z.strictObject({
 
 const PeerSchema = z.strictObject({
   name,
-  /** The peer's underlay address (outer destination). */
+  /** The peer's underlay address (outer destination), and its name on the
+   *  underlay: packets from it are the peer's. */
   underlay: unicastIpv4,
+  /** Reach the peer over the IPv6 underlay at this address instead: VXLAN
+   *  in UDP/IPv6 (checksum always computed, RFC 6935), IPIP as IPv4-in-IPv6
+   *  (next header 4) and IPv6 pods as IPv6-in-IPv6 (41), like the kernel's
+   *  vxlan with an IPv6 `remote` and its ip6tnl. The outer source is
+   *  node.ipv6.underlayAddress. Packets from this address are the peer's
+   *  too; `underlay` stays its name. Not with encapsulation `direct`. */
+  underlay6: unicastIpv6.optional(),
   /** Prefixes routed to this peer (its pods). */
   podCIDRs: z.array(cidr).min(1, "needs at least one pod CIDR"),
   /** The peer's VTEP MAC (its `vxlan100` address in Hand CNI-7). */
@@ -326,6 +350,12 @@ export const EtcdSchema = z.strictObject({
   ipv6Network: cidr6.optional(),
   /** Prefix length of each node's IPv6 subnet (default 64, or `<prefix>/config`'s ipv6SubnetLength). */
   ipv6SubnetLength: intIn(1, 128).optional(),
+  /** Ask peers to reach this node over the IPv6 underlay: its record carries
+   *  node.ipv6.underlayAddress, and a peer that has an IPv6 underlay
+   *  address itself tunnels to it over IPv6 (peers[].underlay6); one that
+   *  has none, over IPv4. Needs node.ipv6.underlayAddress and an
+   *  encapsulation other than direct. */
+  underlay6: z.boolean().default(false),
 });
 
 /** Routes a routing daemon (BIRD) installs into a kernel table become peers (src/routing/). */
@@ -390,6 +420,10 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
   const [smin, smax] = tunnel.sourcePortRange;
   if (smin > smax) issue(["tunnel", "sourcePortRange"], `[${smin}, ${smax}]: min is above max`);
   if (c.routing && c.routing.table === c.nat.routeTable) issue(["routing", "table"], `${c.routing.table} is also nat.routeTable (overlayd's own routes): give BIRD another table`);
+  if (c.etcd?.underlay6) {
+    if (c.node.ipv6?.underlayAddress === undefined) issue(["etcd", "underlay6"], "needs node.ipv6.underlayAddress (the address peers would tunnel to)");
+    if (c.etcd.encapsulation === "direct") issue(["etcd", "underlay6"], "direct routing goes over the IPv4 underlay: set etcd.encapsulation to vxlan, ipip or auto");
+  }
 
   const mtu = c.node.device.mtu;
   // Without tunnel.underlayMtu the link's MTU is known only at run time,
@@ -431,7 +465,8 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
 
   const ownVtepMac = vtepMac ?? (tryIpToU32(nodeUnderlay).ok ? formatMac(macFromIp(ipToU32(nodeUnderlay))) : undefined);
   const ownOverlay = c.node.overlayAddress ?? (tryParseCidr(c.node.podCIDR).ok ? u32ToIp(cidrFirst(c.node.podCIDR)) : undefined);
-  const seen = { name: new Map<string, number>(), underlay: new Map<string, number>(), mac: new Map<string, number>(), vtep: new Map<string, number>() };
+  const seen = { name: new Map<string, number>(), underlay: new Map<string, number>(), underlay6: new Map<string, number>(), mac: new Map<string, number>(), vtep: new Map<string, number>() };
+  const ownUnderlay6 = c.node.ipv6?.underlayAddress;
   /** Record a peer's key; false (and an issue) when another peer has it. */
   const dup = (kind: keyof typeof seen, key: string, i: number, field: string, what: string): boolean => {
     const prev = seen[kind].get(key);
@@ -448,6 +483,12 @@ function crossCheck(c: Shape, ctx: z.RefinementCtx): void {
     dup("underlay", p.underlay, i, "underlay", "underlay address");
     dup("mac", p.vtepMac, i, "vtepMac", "VTEP MAC");
     if (p.underlay === nodeUnderlay) issue(["peers", i, "underlay"], `${JSON.stringify(p.underlay)} is this node's own underlay address`);
+    if (p.underlay6 !== undefined) {
+      dup("underlay6", p.underlay6, i, "underlay6", "IPv6 underlay address");
+      if (ownUnderlay6 === undefined) issue(["peers", i, "underlay6"], "an IPv6 underlay needs node.ipv6.underlayAddress (the outer source address)");
+      else if (p.underlay6 === ownUnderlay6) issue(["peers", i, "underlay6"], `${JSON.stringify(p.underlay6)} is this node's own IPv6 underlay address`);
+      if (p.encapsulation === "direct") issue(["peers", i, "encapsulation"], "direct routing goes over the IPv4 underlay: drop underlay6, or tunnel (vxlan, ipip)");
+    }
     if (ownVtepMac !== undefined && p.vtepMac === ownVtepMac) issue(["peers", i, "vtepMac"], `${p.vtepMac} is this node's own VTEP MAC`);
     const firstPod = p.podCIDRs[0];
     const vtep = p.vtepAddress ?? (firstPod !== undefined && tryParseCidr(firstPod).ok ? u32ToIp(cidrFirst(firstPod)) : undefined);

@@ -15,7 +15,7 @@ import type { ConntrackStats, PmtuUpdate } from "../dataplane/dataplane.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
 import { closeQuiet } from "../io/libc.js";
 import { createDataplaneMemory } from "../dataplane/wasm.js";
-import { openIcmpRecvSocket, openIpipRecvSocket, openRawSendSocket, openRawSendSocket6, openVxlanSocket } from "../io/sockets.js";
+import { openIcmpRecvSocket, openIp6TunnelSocket, openIpipRecvSocket, openRawSendSocket, openRawSendSocket6, openVxlanSocket, openVxlanSocket6 } from "../io/sockets.js";
 import { attachSteering } from "../io/steer.js";
 import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
 import type { TunDevice } from "../io/tun.js";
@@ -110,10 +110,27 @@ export class LanePool {
       icmp = openIcmpRecvSocket({ rcvBuf: 1 << 20 });
       this.fds.push(icmp);
     }
+    // The IPv6 underlay (peers[].underlay6), ready whenever the node has an
+    // IPv6 underlay address, so a reload may move peers onto it: VXLAN in
+    // UDP/IPv6 and IPv4/IPv6 in IPv6, received by lane 0 (no flow steering
+    // over IPv6 yet; the connection table is shared anyway).
+    const underlay6 = c.node.ipv6?.underlayAddress !== undefined;
+    let vxlan6 = -1;
+    const ip6tnl: number[] = [];
+    if (underlay6 && q === 0) {
+      vxlan6 = openVxlanSocket6({ port: c.tunnel.port, rcvBuf: 16 << 20 });
+      this.fds.push(vxlan6);
+      for (const proto of [4, 41] as const) {
+        const fd = openIp6TunnelSocket({ proto, rcvBuf: 8 << 20 });
+        this.fds.push(fd);
+        ip6tnl.push(fd);
+      }
+    }
     const send = openRawSendSocket({ sndBuf: 8 << 20 });
     this.fds.push(send);
-    // NAT66 masquerades IPv6 out through the node's stack.
-    const send6 = c.node.ipv6 && c.nat.enabled ? openRawSendSocket6({ sndBuf: 4 << 20 }) : -1;
+    // NAT66 masquerades IPv6 out through the node's stack; tunnel packets to
+    // peers reached over IPv6 leave the same way (header included).
+    const send6 = c.node.ipv6 && (c.nat.enabled || underlay6) ? openRawSendSocket6({ sndBuf: 8 << 20 }) : -1;
     if (send6 >= 0) this.fds.push(send6);
     // Offloads: VXLAN trains leave with UDP GSO from a few UDP sockets (their
     // ports are the outer source ports) and arrive coalesced (UDP GRO).
@@ -128,6 +145,7 @@ export class LanePool {
       this.fds.push(...dfSocks.fds);
       gsoDfFds = dfSocks.fds;
       enableUdpGro(vx);
+      if (vxlan6 >= 0) enableUdpGro(vxlan6);
     }
     const { port1, port2 } = new MessageChannel();
     const config: WorkerConfig = {
@@ -138,6 +156,8 @@ export class LanePool {
       icmpFd: icmp,
       sendFd: send,
       send6Fd: send6,
+      vxlan6Fd: vxlan6,
+      ip6tnlFds: ip6tnl,
       batch: 256,
       slotSize: 2048,
       tbl8Groups: 4096,

@@ -49,13 +49,18 @@ export interface MtuPlan {
 
 export class MtuError extends Error {}
 
+/** What an IPv6 outer header adds to an IPv4 one (peers[].underlay6). */
+export const IPV6_OUTER_EXTRA = 20;
+
 /** The largest overhead among the tunnelled peers' encapsulations; VXLAN's when none is tunnelled.
- *  A direct peer's IPv6 pods are tunnelled in VXLAN (derive.ts). */
-export function encapOverhead(peers: readonly { encapsulation: string; podCIDRs6?: string[] }[]): number {
+ *  A direct peer's IPv6 pods are tunnelled in VXLAN (derive.ts); a peer
+ *  reached over the IPv6 underlay costs IPV6_OUTER_EXTRA more. */
+export function encapOverhead(peers: readonly { encapsulation: string; podCIDRs6?: string[]; underlay6?: string }[]): number {
   const tunnelled = peers.filter((p) => p.encapsulation === "vxlan" || p.encapsulation === "ipip" || (p.encapsulation === "direct" && p.podCIDRs6));
-  if (tunnelled.some((p) => p.encapsulation === "direct")) return ENCAP_OVERHEAD.vxlan;
   if (!tunnelled.length) return ENCAP_OVERHEAD.vxlan;
-  return Math.max(...tunnelled.map((p) => ENCAP_OVERHEAD[p.encapsulation as "vxlan" | "ipip"]));
+  const of = (p: (typeof tunnelled)[number]) =>
+    (p.encapsulation === "direct" ? ENCAP_OVERHEAD.vxlan : ENCAP_OVERHEAD[p.encapsulation as "vxlan" | "ipip"]) + (p.underlay6 !== undefined ? IPV6_OUTER_EXTRA : 0);
+  return Math.max(...tunnelled.map(of));
 }
 
 /**

@@ -12,12 +12,14 @@ export type PeerSource = "config" | "etcd" | "bgp";
 export function peerRows(d: DerivedTables, origin: (name: string) => object) {
   return d.peers.map((p, i) => ({
     index: i, name: p.name, underlay: u32ToIp(p.underlay), vtepMac: formatMac(p.vtepMac), vtepAddress: u32ToIp(p.vtepAddress),
+    ...(p.underlay6 ? { underlay6: p.underlay6 } : {}),
     podCIDRs: p.podCIDRs, ...(p.podCIDRs6?.length ? { podCIDRs6: p.podCIDRs6 } : {}), encapsulation: p.encapsulation, reason: p.reason, ...origin(p.name),
   }));
 }
 
 export function fdbRows(d: DerivedTables) {
-  return d.fdb.map((f) => ({ mac: formatMac(f.mac), peer: d.peers[f.peer]?.name, dst: u32ToIp(d.peers[f.peer]?.underlay ?? 0) }));
+  // As `bridge fdb` shows a VTEP's remote: the IPv6 one for a peer reached over IPv6.
+  return d.fdb.map((f) => ({ mac: formatMac(f.mac), peer: d.peers[f.peer]?.name, dst: d.peers[f.peer]?.underlay6 ?? u32ToIp(d.peers[f.peer]?.underlay ?? 0) }));
 }
 
 export function neighRows(d: DerivedTables) {

@@ -12,6 +12,7 @@ import { TableState, type DataplaneTables } from "../dataplane/tables.js";
 import { BatchIO } from "../io/batch.js";
 import { TunRing } from "../io/uring.js";
 import { IoErrors } from "../io/errors.js";
+import { Underlay6Peers } from "../io/underlay6.js";
 import { Control, nowSec } from "./worker/control.js";
 import { Outbox, type IoContext, type PodDevice, type Receiver, type Stage, type UnderlayBind } from "./worker/io.js";
 import { openBind, openDevice } from "./worker/open.js";
@@ -22,8 +23,11 @@ export interface WorkerConfig {
   ipipFd: number; // -1: none
   /** Raw socket of protocol 41 (IPv6 in IPv4) for dual-stack IPIP peers (lane 0; -1 or absent: none). */
   sitFd?: number;
-  /** AF_INET6 IPPROTO_RAW: NAT66's masqueraded packets (node.ipv6 with NAT on). */
+  /** AF_INET6 IPPROTO_RAW: NAT66's masqueraded packets (node.ipv6 with NAT on), tunnel packets over the IPv6 underlay. */
   send6Fd?: number;
+  /** The IPv6 underlay (lane 0; -1 or absent: none): VXLAN over UDP/IPv6, and raw IPv6 sockets of next header 4 and 41. */
+  vxlan6Fd?: number;
+  ip6tnlFds?: number[];
   /** IPv6 address names in the connection table (NAT66; 0 or absent: none). */
   natNames6?: number;
   /** Raw ICMP socket (destination unreachables only): frag-needed from the underlay (lane 0; -1 or absent: none). */
@@ -156,7 +160,7 @@ function ioContext(cfg: WorkerConfig, dp: Dataplane): IoContext {
   const ring = cfg.ioUring ? new TunRing(256) : undefined;
   if (ring) io.useRing(ring);
   const stats: IoStats = { sendErrors: 0, writeErrors: 0, polls: 0, superframes: 0, refused: 0, groFrames: 0 };
-  return { dp, io, stats, errors, ring, batch: dp.batch, memBase: io.slotAddress(0) - dp.slotBase };
+  return { dp, io, stats, errors, ring, batch: dp.batch, memBase: io.slotAddress(0) - dp.slotBase, underlay6: new Underlay6Peers() };
 }
 
 /** The readable fds in poll order, each with its poll bit. */
@@ -277,6 +281,9 @@ class Lane {
       case "ipip":
         this.dp.processIpip(n);
         return true;
+      case "ip6tnl":
+        this.dp.processIp6Tunnel(n);
+        return true;
       case "icmp": {
         // Fragmentation-needed from routers on the underlay lower peers'
         // path MTUs here; the control plane tells the other lanes.
@@ -298,6 +305,9 @@ class Lane {
 function run(cfg: WorkerConfig, port: MessagePort): void {
   const { dp, state } = startDataplane(cfg, port);
   const ctx = ioContext(cfg, dp);
+  // Who sent what comes in over the IPv6 underlay: follows the peers of every reload.
+  ctx.underlay6.set(state.tables?.peers ?? []);
+  state.onApplied = (t) => ctx.underlay6.set(t.peers);
   const dev = openDevice(cfg, ctx);
   const bind = openBind(cfg, ctx, dev);
   // The lane that carved the connection table answers for it (stats, dumps,

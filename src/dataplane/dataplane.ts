@@ -39,6 +39,9 @@ export interface NodeParams {
   /** This node's IPv6 overlay address (source of ICMPv6 errors), a 128-bit
    *  bigint; 0n or left out: none (ICMPv6 errors are then not sent). */
   overlay6?: bigint;
+  /** This node's IPv6 underlay address (outer source towards peers reached
+   *  over IPv6, setPeer6), a 128-bit bigint; 0n or left out: none. */
+  underlay6?: bigint;
   /** Our MAC on the overlay: inner Ethernet source, ARP answers. */
   vtepMac: bigint;
   /** Tap mode: MAC of the kernel's side of the tap device. */
@@ -291,6 +294,8 @@ export class Dataplane {
       smin, smax, p.outerTtl ?? 64, p.underlayMtu ?? 1500));
     const o6 = p.overlay6 ?? 0n;
     check("configure6", this.raw.configure6(BigInt.asUintN(64, o6 >> 64n), BigInt.asUintN(64, o6)));
+    const u6 = p.underlay6 ?? 0n;
+    check("configureUnderlay6", this.raw.configureUnderlay6(BigInt.asUintN(64, u6 >> 64n), BigInt.asUintN(64, u6)));
   }
 
   /** Stamp the following batches with the time (wrapping u32 milliseconds). */
@@ -542,6 +547,12 @@ export class Dataplane {
     check(`peer ${index}`, this.raw.setPeer(index, underlay >>> 0, vtepMac));
   }
 
+  /** After setPeer: reach peer `index` over the IPv6 underlay at `underlay6`
+   *  (0n: over IPv4 again; setPeer alone leaves it IPv4). */
+  setPeer6(index: number, underlay6: bigint): void {
+    check(`peer ${index} IPv6 underlay`, this.raw.setPeer6(index, BigInt.asUintN(64, underlay6 >> 64n), BigInt.asUintN(64, underlay6)));
+  }
+
   clearPeer(index: number): void {
     check(`peer ${index}`, this.raw.clearPeer(index));
   }
@@ -648,6 +659,11 @@ export class Dataplane {
   }
   processIpip(n: number): number {
     return this.raw.processIpipBatch(n);
+  }
+  /** Protocol 4/41 packets that came over IPv6: each slot holds the inner
+   *  packet, meta addr the sender's IPv4 name, tos the outer traffic class. */
+  processIp6Tunnel(n: number): number {
+    return this.raw.processIp6TunnelBatch(n);
   }
 
   // --- path MTU from the underlay (assembly/pipeline/pmtu.ts) ------------------

@@ -10,7 +10,8 @@ import { bigintToIpv6 } from "../config/net6.js";
 
 export interface DataplaneTables {
   node: NodeParams;
-  peers: Array<{ underlay: number; vtepMac: bigint }>;
+  /** underlay6: reached over the IPv6 underlay at this address (peers[].underlay6). */
+  peers: Array<{ underlay: number; vtepMac: bigint; underlay6?: bigint }>;
   nexthops: Array<{ kind: NexthopKind; peer: number; gateway: number }>;
   routes: Array<{ prefix: number; len: number; nh: number }>;
   /** IPv6 routes (128-bit bigint prefixes); left out: none. */
@@ -36,6 +37,8 @@ export class TableState {
   readonly rules: RouteRules;
   readonly rules6: RouteRules6;
   private current?: DataplaneTables;
+  /** Called after every apply with the tables now in force (the worker keeps what its sockets need in step). */
+  onApplied?: (t: DataplaneTables) => void;
 
   constructor(private readonly dp: Dataplane) {
     this.rules = new RouteRules(dp.lpmBackend);
@@ -60,7 +63,12 @@ export class TableState {
       }
     };
     attempt("node", () => this.dp.configure(next.node));
-    next.peers.forEach((p, i) => attempt(`peer ${i}`, () => this.dp.setPeer(i, p.underlay, p.vtepMac)));
+    next.peers.forEach((p, i) =>
+      attempt(`peer ${i}`, () => {
+        this.dp.setPeer(i, p.underlay, p.vtepMac);
+        if (p.underlay6) this.dp.setPeer6(i, p.underlay6);
+      }),
+    );
     for (let i = next.peers.length; i < (prev?.peers.length ?? 0); i++) attempt(`peer ${i}`, () => this.dp.clearPeer(i));
     next.nexthops.forEach((n, i) => attempt(`next hop ${i}`, () => this.dp.setNexthop(i, n.kind, n.peer, n.gateway)));
     const keepNeigh = new Set(next.neigh.map((n) => n.ip >>> 0));
@@ -78,6 +86,7 @@ export class TableState {
     }
     if (next.nat) attempt("nat", () => this.dp.natConfigure(next.nat!));
     this.current = next;
+    this.onApplied?.(next);
     return { routesAdded: diff.added + diff.changed + diff6.added + diff6.changed, routesRemoved: diff.removed + diff6.removed, peers: next.peers.length, errors };
   }
 }

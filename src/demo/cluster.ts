@@ -158,6 +158,9 @@ export class Cluster {
   private attached = new Set<number>();
   /** addOutside6 ran: configs carry node.ipv6.underlayAddress. */
   private underlayIpv6 = false;
+  /** Configs written afterwards reach every peer over the IPv6 underlay
+   *  (peers[].underlay6 = its underlay6 address). Needs addOutside6. */
+  peersOverIpv6 = false;
   readonly logs = new Map<string, string[]>();
 
   constructor(prefix = `wo${Math.random().toString(36).slice(2, 6)}`, opts: { pods?: PodAttachment; ipv6?: boolean } = {}) {
@@ -304,6 +307,7 @@ export class Cluster {
         vtepMac: vtepMac(w.n),
         encapsulation: encap(w.n),
         ...(this.ipv6 ? { ipv6: { podCIDRs: [podCidr6(w.n)] } } : {}),
+        ...(this.peersOverIpv6 ? { underlay6: underlay6(w) } : {}),
       })),
       // The admin API on its socket in stateDir (adminSocket()); metrics on 127.0.0.1:9469.
       ...extra,

@@ -65,6 +65,59 @@ export function openVxlanSocket(opts: VxlanSocketOptions): number {
   }
 }
 
+/** struct sockaddr_in6. */
+export const SOCKADDR_IN6_SIZE = 28;
+
+/**
+ * The IPv6 underlay's VXLAN socket: nonblocking UDP/IPv6 on [::]:port,
+ * IPv6 only (the IPv4 socket keeps IPv4), reporting each datagram's outer
+ * traffic class (IPV6_RECVTCLASS). The kernel checks the UDP checksum and
+ * drops a datagram whose checksum is 0 (RFC 6935/6936: a zero checksum is
+ * allowed only where both ends agreed to it, as the kernel's vxlan
+ * `udp6zerocsumrx` does; we never send one). Read it with
+ * BatchIO.recvVxlan6. Throws SyscallError on failure.
+ */
+export function openVxlanSocket6(opts: { port?: number; rcvBuf?: number } = {}): number {
+  const port = opts.port ?? 4789;
+  const fd = libc.check("socket(AF_INET6, SOCK_DGRAM)", libc.socket(libc.AF_INET6, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, 0));
+  try {
+    libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+    libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_RECVTCLASS, 1, "IPV6_RECVTCLASS");
+    if (opts.rcvBuf) setBuf(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.rcvBuf);
+    const sa = new libc.Scratch(SOCKADDR_IN6_SIZE);
+    sa.dv.setUint16(0, libc.AF_INET6, true);
+    sa.dv.setUint16(2, port, false); // the rest (flow info, ::, scope) stays 0
+    libc.check(`bind([::]:${port})`, libc.bind(fd, sa.addr, SOCKADDR_IN6_SIZE), (e) =>
+      e === libc.EADDRINUSE ? `port ${port} over IPv6 is taken (a kernel vxlan device with an IPv6 local address, or another overlayd in this namespace?)` : undefined);
+    return fd;
+  } catch (e) {
+    libc.closeQuiet(fd);
+    throw e;
+  }
+}
+
+/**
+ * A nonblocking raw IPv6 socket for next header 4 (IPv4-in-IPv6) or 41
+ * (IPv6-in-IPv6), RFC 2473, the kernel's ip6tnl: each read yields the inner
+ * packet (an IPv6 raw socket never hands over the IPv6 header), with the
+ * source in the address and the outer traffic class as a cmsg
+ * (IPV6_RECVTCLASS). Works without the ip6_tunnel module, as IPIP's does.
+ * Read it with BatchIO.recvIp6Tunnel.
+ */
+export function openIp6TunnelSocket(opts: { proto: 4 | 41; rcvBuf?: number }): number {
+  const fd = libc.check(`socket(AF_INET6, SOCK_RAW, ${opts.proto})`,
+    libc.socket(libc.AF_INET6, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, opts.proto),
+    (e) => (e === libc.EPERM ? "raw sockets need root or CAP_NET_RAW" : undefined));
+  try {
+    libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_RECVTCLASS, 1, "IPV6_RECVTCLASS");
+    if (opts.rcvBuf) setBuf(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.rcvBuf);
+    return fd;
+  } catch (e) {
+    libc.closeQuiet(fd);
+    throw e;
+  }
+}
+
 /**
  * A nonblocking raw socket for IPv4 protocol 4 (IP-in-IP), or with
  * `proto: 41` IPv6-in-IPv4 (the kernel's sit): each read yields a whole

@@ -32,7 +32,8 @@ import * as abi from "../dataplane/abi.js";
 import koffi from "koffi";
 import * as libc from "./libc.js";
 import { E_BAD_SLOT, E_TRUNCATED, IoErrors, OP_RECV, OP_SEND } from "./errors.js";
-import { parseIPv4, SOCKADDR_IN_SIZE, writeSockaddrIn } from "./sockets.js";
+import { parseIPv4, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, writeSockaddrIn } from "./sockets.js";
+import type { Underlay6Peers } from "./underlay6.js";
 import {
   CMSG_HDR, forEachCmsg, IOV_SIZE, MH_CONTROL, MH_CONTROLLEN, MH_FLAGS, MH_IOV, MH_IOVLEN, MH_LEN, MH_NAME, MH_NAMELEN, MMSG_SIZE,
   ScratchLayout, setPtr, waitWritable,
@@ -387,6 +388,9 @@ export interface GroDatagram {
 }
 
 /** Receives coalesced VXLAN trains (UDP_GRO) into buffers in linear memory. */
+/** Room for a sockaddr_in6 (the IPv6 underlay's socket); IPv4 fills 16 bytes of it. */
+const NAME_SIZE = SOCKADDR_IN6_SIZE;
+
 export class UdpGroReceiver {
   readonly bufSize = 65536;
   /** Trains cut short (MSG_TRUNC), and recvmmsg failures other than EAGAIN. */
@@ -403,19 +407,22 @@ export class UdpGroReceiver {
   readonly out: GroDatagram[];
 
   /** `bufs` buffers of 64 KiB each starting at linear-memory offset `bufPtr`;
-   *  failures counted by errno in `errors`. */
-  constructor(private readonly memory: WebAssembly.Memory, private readonly bufPtr: number, private readonly bufs: number, readonly errors: IoErrors = new IoErrors()) {
+   *  failures counted by errno in `errors`. With `peers6` the socket is the
+   *  IPv6 underlay's: `src` is the sending peer's IPv4 name (0: no peer's),
+   *  `tos` the outer traffic class. */
+  constructor(private readonly memory: WebAssembly.Memory, private readonly bufPtr: number, private readonly bufs: number, readonly errors: IoErrors = new IoErrors(),
+    private readonly peers6?: Underlay6Peers) {
     const layout = new ScratchLayout();
     this.msgs = layout.take(bufs * MMSG_SIZE);
     this.iovs = layout.take(bufs * IOV_SIZE);
-    this.names = layout.take(bufs * SOCKADDR_IN_SIZE);
+    this.names = layout.take(bufs * NAME_SIZE);
     this.ctrl = layout.take(bufs * RX_CTRL);
     this.scratch = new libc.Scratch(layout.size);
     this.s = this.scratch.dv;
     const base = this.scratch.addr;
     for (let i = 0; i < bufs; i++) {
       const m = this.msgs + i * MMSG_SIZE;
-      setPtr(this.s, m + MH_NAME, base + this.names + i * SOCKADDR_IN_SIZE);
+      setPtr(this.s, m + MH_NAME, base + this.names + i * NAME_SIZE);
       setPtr(this.s, m + MH_IOV, base + this.iovs + i * IOV_SIZE);
       setPtr(this.s, m + MH_IOVLEN, 1);
       setPtr(this.s, m + MH_CONTROL, base + this.ctrl + i * RX_CTRL);
@@ -435,7 +442,7 @@ export class UdpGroReceiver {
       const iov = this.iovs + i * IOV_SIZE;
       setPtr(s, iov, this.memAddr + this.bufPtr + i * this.bufSize);
       setPtr(s, iov + 8, this.bufSize);
-      s.setUint32(m + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
+      s.setUint32(m + MH_NAMELEN, NAME_SIZE, true);
       setPtr(s, m + MH_CONTROLLEN, RX_CTRL);
     }
     let got = libc.recvmmsg(fd, this.scratch.addr + this.msgs, this.bufs, libc.MSG_DONTWAIT, 0);
@@ -455,13 +462,15 @@ export class UdpGroReceiver {
         this.truncated++;
         this.errors.add(OP_RECV, E_TRUNCATED);
       }
-      o.src = s.getUint32(this.names + i * SOCKADDR_IN_SIZE + 4, false);
-      o.sport = s.getUint16(this.names + i * SOCKADDR_IN_SIZE + 2, false);
+      const name = this.names + i * NAME_SIZE;
+      o.src = !this.peers6 ? s.getUint32(name + 4, false) : s.getUint16(name, true) === libc.AF_INET6 ? this.peers6.lookup(s, name + 8) : 0;
+      o.sport = s.getUint16(name + 2, false);
       o.seg = 0;
       o.tos = 0;
       o.dst = 0;
       forEachCmsg(s, this.ctrl + i * RX_CTRL, s.getUint32(m + MH_CONTROLLEN, true), (level, type, data) => {
         if (level === libc.IPPROTO_IP && type === libc.IP_TOS) o.tos = s.getUint8(data);
+        else if (level === libc.IPPROTO_IPV6 && type === libc.IPV6_TCLASS) o.tos = s.getInt32(data, true) & 0xff;
         else if (level === libc.IPPROTO_IP && type === libc.IP_PKTINFO) o.dst = s.getUint32(data + 8, false);
         else if (level === SOL_UDP && type === UDP_GRO) o.seg = s.getUint16(data, true);
       });

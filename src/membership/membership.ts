@@ -299,6 +299,7 @@ export class Membership {
         encapsulation: this.settings.encapsulation,
         leasedAt: new Date().toISOString(),
         ...(six ? { ipv6PodCIDR: six } : {}),
+        ...(this.settings.underlay6 && loaded.config.node.ipv6?.underlayAddress ? { underlay6: loaded.config.node.ipv6.underlayAddress } : {}),
       };
       if (await this.putRecord(record, leaseId, holder?.kv)) {
         this.podCIDR = cidr;

@@ -12,6 +12,7 @@ import { parse as parseYaml } from "yaml";
 import { cidrOverlaps, formatMac, ipToU32, macFromIp, parseMac, tryIpToU32, tryParseCidr, tryParseMac } from "../config/net.js";
 import type { LoadResult } from "../config/load.js";
 import type { NodeRecord } from "./records.js";
+import { bigintToIpv6, tryParseIpv6 } from "../config/net6.js";
 
 /** A peer entry as the config file would have it. */
 export interface PeerEntry {
@@ -21,6 +22,7 @@ export interface PeerEntry {
   vtepMac: string;
   encapsulation: NodeRecord["encapsulation"];
   ipv6?: { podCIDRs: string[] };
+  underlay6?: string;
 }
 
 /** A live record with the etcd revision it was written at (newer wins). */
@@ -59,8 +61,15 @@ export function mergePeers(doc: Doc, podCIDR: string, live: readonly LiveRecord[
   const selfName = str(node.name);
   const selfUnderlay = str(obj(node.underlay).address);
   const selfMac = ownVtepMac(doc);
+  // A peer asking for the IPv6 underlay gets it where this node has one (else IPv4).
+  const norm6 = (s: string | undefined) => {
+    const p = s === undefined ? undefined : tryParseIpv6(s);
+    return p?.ok ? bigintToIpv6(p.value) : undefined;
+  };
+  const selfUnderlay6 = norm6(str(obj(node.ipv6).underlayAddress));
   const filePeers = Array.isArray(doc.peers) ? doc.peers.map(obj) : [];
   const names = new Set(filePeers.map((p) => str(p.name)).filter((x) => x !== undefined));
+  const underlays6 = new Set(filePeers.map((p) => norm6(str(p.underlay6))).filter((x) => x !== undefined));
   const underlays = new Set(filePeers.map((p) => str(p.underlay)).filter((x) => x !== undefined));
   const macs = new Set(filePeers.map((p) => str(p.vtepMac)).filter((x) => x !== undefined && tryParseMac(x).ok).map((m) => formatMac(parseMac(m!))));
   const claimed: Array<{ cidr: string; owner: string }> = [{ cidr: podCIDR, owner: "this node" }];
@@ -86,6 +95,8 @@ export function mergePeers(doc: Doc, podCIDR: string, live: readonly LiveRecord[
   const sorted = [...newest.values()].sort((a, b) => (a.record.node < b.record.node ? -1 : a.record.node > b.record.node ? 1 : 0));
   for (const { record: r } of sorted) {
     if (r.node === selfName) continue; // our own record (or our previous process's)
+    const r6 = norm6(r.underlay6);
+    const over6 = selfUnderlay6 !== undefined && r6 !== undefined && r.encapsulation !== "direct";
     const clash = (() => {
       if (names.has(r.node)) return `a config peer is also called ${r.node}`;
       if (r.underlay === selfUnderlay) return `underlay ${r.underlay} is this node's`;
@@ -95,6 +106,8 @@ export function mergePeers(doc: Doc, podCIDR: string, live: readonly LiveRecord[
       const over = claimed.find((c) => cidrOverlaps(c.cidr, r.podCIDR));
       if (over) return `pod CIDR ${r.podCIDR} overlaps ${over.cidr} of ${over.owner}`;
       if (routePrefixes.has(r.podCIDR)) return `pod CIDR ${r.podCIDR} is a static route's prefix`;
+      if (over6 && r6 === selfUnderlay6) return `IPv6 underlay ${r6} is this node's`;
+      if (over6 && underlays6.has(r6)) return `IPv6 underlay ${r6} is a config peer's`;
       return undefined;
     })();
     if (clash) {
@@ -104,10 +117,12 @@ export function mergePeers(doc: Doc, podCIDR: string, live: readonly LiveRecord[
     names.add(r.node);
     underlays.add(r.underlay);
     macs.add(r.vtepMac);
+    if (over6) underlays6.add(r6);
     claimed.push({ cidr: r.podCIDR, owner: `etcd peer ${r.node}` });
     peers.push({
       name: r.node, underlay: r.underlay, podCIDRs: [r.podCIDR], vtepMac: r.vtepMac, encapsulation: r.encapsulation,
       ...(six && r.ipv6PodCIDR ? { ipv6: { podCIDRs: [r.ipv6PodCIDR] } } : {}),
+      ...(over6 ? { underlay6: r6 } : {}),
     });
   }
   return { peers, dropped };

@@ -15,7 +15,7 @@
 import { z } from "zod";
 import { ENCAPSULATIONS } from "../config/schema.js";
 import { formatMac, parseMac, tryIpToU32, tryParseCidr, tryParseMac } from "../config/net.js";
-import { tryParseCidr6 } from "../config/net6.js";
+import { bigintToIpv6, tryParseCidr6, tryParseIpv6 } from "../config/net6.js";
 
 const checked = (parse: (s: string) => { ok: boolean; reason?: string }) =>
   z.string().superRefine((v, ctx) => {
@@ -35,6 +35,11 @@ export const NodeRecordSchema = z.object({
   leasedAt: z.string(),
   /** Dual-stack: the node's IPv6 pod prefix (derived from its subnet: allocate.ts ipv6SubnetFor). */
   ipv6PodCIDR: checked(tryParseCidr6).optional(),
+  /** The node asks to be reached over the IPv6 underlay at this address (its etcd.underlay6). */
+  underlay6: checked(tryParseIpv6).transform((s) => {
+    const p = tryParseIpv6(s);
+    return p.ok ? bigintToIpv6(p.value) : s;
+  }).optional(),
 });
 export type NodeRecord = z.output<typeof NodeRecordSchema>;
 

@@ -8,7 +8,9 @@ import { TunRing } from "../../src/io/uring.js";
 import { setSysctl } from "../../src/daemon/system.js";
 import { openTun, configureLink, closeTun, setTunOffload, setVnetHdrSize } from "../../src/io/tun.js";
 import * as libc from "../../src/io/libc.js";
-import { openVxlanSocket, openIpipRecvSocket, openRawSendSocket, parseIPv4, formatIPv4, closeSocket } from "../../src/io/sockets.js";
+import { openVxlanSocket, openIpipRecvSocket, openRawSendSocket, parseIPv4, formatIPv4, closeSocket, openVxlanSocket6, openIp6TunnelSocket } from "../../src/io/sockets.js";
+import { Underlay6Peers } from "../../src/io/underlay6.js";
+import { ipv6ToBigint } from "../../src/config/net6.js";
 import * as abi from "../../src/dataplane/abi.js";
 import { spawn, spawnSync } from "node:child_process";
 
@@ -160,6 +162,25 @@ async function recvMode(kind: "vxlan" | "ipip", bindAddr: string): Promise<void>
   say({ result: { n, packets, again, stats: io.stats } });
 }
 
+/** The IPv6 underlay's sockets: `peer6` is a known peer (named 198.18.0.1); datagrams from anyone else get name 0. */
+async function recv6Mode(kind: "vxlan6" | "ip6tnl", peer6: string): Promise<void> {
+  const peers = new Underlay6Peers();
+  peers.set([{ underlay: parseIPv4("198.18.0.1"), underlay6: ipv6ToBigint(peer6) }, { underlay: parseIPv4("198.18.0.7") }]);
+  const fds = kind === "vxlan6" ? [openVxlanSocket6({ port: 4789 })] : [openIp6TunnelSocket({ proto: 4 }), openIp6TunnelSocket({ proto: 41 })];
+  say({ ready: true });
+  const packets: ReturnType<typeof metaOf>[] = [];
+  const deadline = Date.now() + 8000;
+  while (packets.length < 3 && Date.now() < deadline) {
+    for (const fd of fds) {
+      if (!(await waitReadable(fd, 200))) continue;
+      const n = kind === "vxlan6" ? io.recvVxlan6(fd, BATCH, peers) : io.recvIp6Tunnel(fd, BATCH, peers);
+      for (let i = 0; i < n; i++) packets.push(metaOf(i));
+    }
+  }
+  for (const fd of fds) closeSocket(fd);
+  say({ result: { n: packets.length, packets, peers: peers.size } });
+}
+
 interface RawSpec {
   src: string;
   dst: string;
@@ -280,6 +301,7 @@ async function main(): Promise<void> {
   if (mode === "tun") await tunMode();
   else if (mode === "tunring") await tunRingMode();
   else if (mode === "vxlan" || mode === "ipip") await recvMode(mode, arg ?? "0.0.0.0");
+  else if (mode === "vxlan6" || mode === "ip6tnl") await recv6Mode(mode, arg);
   else if (mode === "sendraw") sendRawMode(arg);
   else if (mode === "tapqueues") tapQueuesMode();
   else say({ error: `unknown mode ${mode}` });

@@ -12,14 +12,17 @@ import * as abi from "../../dataplane/abi.js";
 import { UdpGroReceiver, UdpGsoSender, type GroDatagram } from "../../io/udpgso.js";
 import type { IoContext, Outbox, PodDevice, Receiver, Stage, UnderlayBind } from "./io.js";
 
-/** A socket read with one recvmmsg into slots 0.. (VXLAN, IPIP, ICMP). */
+/** A socket read with one recvmmsg into slots 0.. (VXLAN, IPIP, ICMP;
+ *  `over6`: the IPv6 underlay's VXLAN and IPv4/IPv6-in-IPv6 sockets). */
 class RecvmmsgReceiver implements Receiver {
   more = false;
-  constructor(private readonly ctx: IoContext, readonly fd: number, readonly stage: Stage) {}
+  constructor(private readonly ctx: IoContext, readonly fd: number, readonly stage: Stage, private readonly over6 = false) {}
 
   read(): number {
-    const { io, batch } = this.ctx;
-    const n = this.stage === "vxlan" ? io.recvVxlan(this.fd, batch) : io.recvIpip(this.fd, batch);
+    const { io, batch, underlay6 } = this.ctx;
+    const n = this.over6
+      ? this.stage === "vxlan" ? io.recvVxlan6(this.fd, batch, underlay6) : io.recvIp6Tunnel(this.fd, batch, underlay6)
+      : this.stage === "vxlan" ? io.recvVxlan(this.fd, batch) : io.recvIpip(this.fd, batch);
     this.more = n === batch;
     return n;
   }
@@ -32,19 +35,26 @@ export interface BindFds {
   /** Protocol 41; its packets go through the same stage as IPIP's (decap.ts tells them apart). */
   sitFd: number;
   icmpFd: number;
-  /** AF_INET6 IPPROTO_RAW (-1: none): the IPv6 packets among the underlay-bound ones (NAT66's masqueraded packets). */
+  /** AF_INET6 IPPROTO_RAW (-1: none): the IPv6 packets among the underlay-bound ones (NAT66's
+   *  masqueraded packets, tunnel packets to peers reached over IPv6). */
   send6Fd?: number;
+  /** The IPv6 underlay (node.ipv6.underlayAddress; -1 or absent: none): VXLAN over UDP/IPv6, and raw
+   *  IPv6 sockets of next header 4 and 41 (IPv4/IPv6 in IPv6). */
+  vxlan6Fd?: number;
+  ip6tnlFds?: number[];
 }
 
 export class RawBind implements UnderlayBind {
   readonly receivers: Receiver[] = [];
   readonly splitsVxlan: boolean = false;
 
-  constructor(protected readonly ctx: IoContext, protected readonly fds: BindFds, vxlan: Receiver | undefined = undefined) {
+  constructor(protected readonly ctx: IoContext, protected readonly fds: BindFds, vxlan: Receiver | undefined = undefined, vxlan6: Receiver | undefined = undefined) {
     if (fds.vxlanFd >= 0) this.receivers.push(vxlan ?? new RecvmmsgReceiver(ctx, fds.vxlanFd, "vxlan"));
     if (fds.ipipFd >= 0) this.receivers.push(new RecvmmsgReceiver(ctx, fds.ipipFd, "ipip"));
     if (fds.sitFd >= 0) this.receivers.push(new RecvmmsgReceiver(ctx, fds.sitFd, "ipip"));
     if (fds.icmpFd >= 0) this.receivers.push(new RecvmmsgReceiver(ctx, fds.icmpFd, "icmp"));
+    if ((fds.vxlan6Fd ?? -1) >= 0) this.receivers.push(vxlan6 ?? new RecvmmsgReceiver(ctx, fds.vxlan6Fd!, "vxlan", true));
+    for (const fd of fds.ip6tnlFds ?? []) this.receivers.push(new RecvmmsgReceiver(ctx, fd, "ip6tnl", true));
   }
 
   write(out: Outbox): void {
@@ -54,7 +64,7 @@ export class RawBind implements UnderlayBind {
       this.ctx.stats.sendErrors += this.ctx.io.sendRaw(this.fds.sendFd, out.underlay, out.nUnderlay).errors;
       return;
     }
-    // Every tunnel packet is IPv4 (the underlay); only NAT66 sends IPv6 here.
+    // IPv6 here: NAT66's packets and tunnel packets to peers reached over IPv6.
     const { dp } = this.ctx;
     const mem = new Uint8Array(dp.memory.buffer);
     const meta = new DataView(dp.memory.buffer);
@@ -79,7 +89,8 @@ export class GsoBind extends RawBind {
   private readonly sender: UdpGsoSender;
 
   constructor(ctx: IoContext, fds: BindFds, gsoFds: number[], gsoDfFds: number[] | undefined, fastRx: PodDevice | undefined) {
-    super(ctx, fds, fds.vxlanFd >= 0 ? new GroTrains(ctx, fds.vxlanFd, fastRx) : undefined);
+    super(ctx, fds, fds.vxlanFd >= 0 ? new GroTrains(ctx, fds.vxlanFd, fastRx) : undefined,
+      (fds.vxlan6Fd ?? -1) >= 0 ? new GroTrains(ctx, fds.vxlan6Fd!, fastRx, true) : undefined);
     const dp = ctx.dp;
     const region = { memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch };
     this.sender = new UdpGsoSender(region, gsoFds, ctx.errors, gsoDfFds);
@@ -126,9 +137,10 @@ export class GroTrains implements Receiver {
   private wholeOf: GroDatagram | undefined;
   private wholeSegs = 0;
 
-  constructor(private readonly ctx: IoContext, readonly fd: number, private readonly fastRx: PodDevice | undefined) {
+  /** `over6`: the IPv6 underlay's VXLAN socket (senders named through ctx.underlay6). */
+  constructor(private readonly ctx: IoContext, readonly fd: number, private readonly fastRx: PodDevice | undefined, over6 = false) {
     const raw = ctx.dp.raw;
-    this.rx = new UdpGroReceiver(ctx.dp.memory, Number(raw.allocScratch(GRO_BUFS * 65536)), GRO_BUFS, ctx.errors);
+    this.rx = new UdpGroReceiver(ctx.dp.memory, Number(raw.allocScratch(GRO_BUFS * 65536)), GRO_BUFS, ctx.errors, over6 ? ctx.underlay6 : undefined);
     if (fastRx) raw.encapRxSetup(Number(raw.allocScratch(64)));
     this.writeAt = Number((raw.ENCAP_WRITE_AT as WebAssembly.Global).value);
     this.slotRoom = ctx.dp.slotSize - abi.HEADROOM;

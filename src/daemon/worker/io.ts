@@ -21,9 +21,10 @@ import type { BatchIO } from "../../io/batch.js";
 import type { IoErrors } from "../../io/errors.js";
 import type { TunRing } from "../../io/uring.js";
 import type { IoStats } from "../worker.js";
+import type { Underlay6Peers } from "../../io/underlay6.js";
 
 /** The pipeline stage a receiver's batches go to. */
-export type Stage = "pod" | "vxlan" | "ipip" | "icmp";
+export type Stage = "pod" | "vxlan" | "ipip" | "ip6tnl" | "icmp";
 
 /** One readable fd of the worker and how a batch is read from it. */
 export interface Receiver {
@@ -73,6 +74,8 @@ export interface IoContext {
   ring?: TunRing;
   /** Input slots of one batch. */
   batch: number;
+  /** Peers reached over the IPv6 underlay, by address (kept in step with the tables). */
+  underlay6: Underlay6Peers;
 }
 
 /** The verdicts of a batch as slot lists in linear memory (collectVerdicts fills them in WASM). */

@@ -16,7 +16,10 @@ export function openDevice(cfg: WorkerConfig, ctx: IoContext): PodDevice {
 
 /** UDP GSO/GRO sockets when the daemon opened them (tunnel.udpOffloads), else raw send + recvmmsg. */
 export function openBind(cfg: WorkerConfig, ctx: IoContext, dev: PodDevice): UnderlayBind {
-  const fds = { sendFd: cfg.sendFd, vxlanFd: cfg.vxlanFd, ipipFd: cfg.ipipFd, sitFd: cfg.sitFd ?? -1, icmpFd: cfg.icmpFd ?? -1, send6Fd: cfg.send6Fd ?? -1 };
+  const fds = {
+    sendFd: cfg.sendFd, vxlanFd: cfg.vxlanFd, ipipFd: cfg.ipipFd, sitFd: cfg.sitFd ?? -1, icmpFd: cfg.icmpFd ?? -1, send6Fd: cfg.send6Fd ?? -1,
+    vxlan6Fd: cfg.vxlan6Fd ?? -1, ip6tnlFds: cfg.ip6tnlFds ?? [],
+  };
   if (!cfg.gsoFds?.length) return new RawBind(ctx, fds);
   // Super-frames in one VXLAN datagram go to the tun whole when it takes them.
   return new GsoBind(ctx, fds, cfg.gsoFds, cfg.gsoDfFds, cfg.offloads ? dev : undefined);
