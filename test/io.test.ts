@@ -179,7 +179,7 @@ print(json.dumps({"result": {"udp": udp, "ip": ip}}))
     expect(got.ip[1].id).not.toBe(0);
   });
 
-  it("recvVxlan6: VXLAN over UDP/IPv6 with the outer traffic class, named by the sending peer's IPv4 address (0: no peer's)", async () => {
+  it("recvUnderlay6: VXLAN over UDP/IPv6 with the outer traffic class, named by the sending peer's IPv4 address (0: no peer's)", async () => {
     const c = child(b, "vxlan6", "2001:2:1::1");
     await c.waitForLine(isReady);
     a.exec(["python3", "-c", `
@@ -202,7 +202,7 @@ for src, tc in (("2001:2:1::1", 0xb8), ("2001:2:1::1", 0x03), ("2001:2:1::9", 0)
     expect(r.packets[0].hex).toBe("0800000000006400" + "b8".repeat(30));
   });
 
-  it("recvIp6Tunnel: IPv4 and IPv6 inside IPv6 (next header 4 and 41) without the ip6_tunnel module, the inner packet alone", async () => {
+  it("recvUnderlay6: IPv4 and IPv6 inside IPv6 (next header 4 and 41) without the ip6_tunnel module, the inner packet alone", async () => {
     const c = child(b, "ip6tnl", "2001:2:1::1");
     await c.waitForLine(isReady);
     const inner4 = "4500001e" + "00004000" + "40110000" + "c6130105" + "c6130901" + "3039270f000a0000" + "6869";

@@ -251,27 +251,15 @@ export class BatchIO {
   }
 
   /**
-   * VXLAN over the IPv6 underlay: up to `max` datagrams from the IPv6 VXLAN
-   * socket (openVxlanSocket6), as recvVxlan, except that meta addr is the
-   * sending peer's IPv4 name (`peers`; 0: no peer's) and tos the outer
-   * traffic class (IPV6_TCLASS); addr2 is 0.
+   * The IPv6 underlay's sockets: up to `max` messages with one recvmmsg
+   * into slots 0.. at HEADROOM, each what the socket hands over after the
+   * outer IPv6 header: the VXLAN header onwards (openVxlanSocket6, for
+   * processVxlanBatch), or the inner packet of IPv4/IPv6 in IPv6
+   * (openIp6TunnelSocket, for processIp6TunnelBatch). Meta addr is the
+   * sending peer's IPv4 name (`peers`; 0: no peer's), tos the outer traffic
+   * class (IPV6_TCLASS), addr2 0.
    */
-  recvVxlan6(fd: number, max: number, peers: Underlay6Peers): number {
-    const got = this.recvBatch(fd, max);
-    for (let i = 0; i < got; i++) {
-      const m = this.rxMsgs + i * MMSG_SIZE;
-      this.setInputMeta(i, this.s.getUint32(m + MH_LEN, true), this.sender6(i, peers), 0, this.tclass(i));
-    }
-    return got;
-  }
-
-  /**
-   * IPv4/IPv6 in IPv6 (next header 4 or 41) from a raw IPv6 socket
-   * (openIp6TunnelSocket): each slot holds the inner packet at HEADROOM;
-   * meta addr is the sending peer's IPv4 name (0: no peer's), tos the outer
-   * traffic class, addr2 0. For processIp6TunnelBatch.
-   */
-  recvIp6Tunnel(fd: number, max: number, peers: Underlay6Peers): number {
+  recvUnderlay6(fd: number, max: number, peers: Underlay6Peers): number {
     const got = this.recvBatch(fd, max);
     for (let i = 0; i < got; i++) {
       const m = this.rxMsgs + i * MMSG_SIZE;

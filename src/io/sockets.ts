@@ -75,7 +75,7 @@ export const SOCKADDR_IN6_SIZE = 28;
  * drops a datagram whose checksum is 0 (RFC 6935/6936: a zero checksum is
  * allowed only where both ends agreed to it, as the kernel's vxlan
  * `udp6zerocsumrx` does; we never send one). Read it with
- * BatchIO.recvVxlan6. Throws SyscallError on failure.
+ * BatchIO.recvUnderlay6. Throws SyscallError on failure.
  */
 export function openVxlanSocket6(opts: { port?: number; rcvBuf?: number } = {}): number {
   const port = opts.port ?? 4789;
@@ -102,7 +102,7 @@ export function openVxlanSocket6(opts: { port?: number; rcvBuf?: number } = {}):
  * packet (an IPv6 raw socket never hands over the IPv6 header), with the
  * source in the address and the outer traffic class as a cmsg
  * (IPV6_RECVTCLASS). Works without the ip6_tunnel module, as IPIP's does.
- * Read it with BatchIO.recvIp6Tunnel.
+ * Read it with BatchIO.recvUnderlay6.
  */
 export function openIp6TunnelSocket(opts: { proto: 4 | 41; rcvBuf?: number }): number {
   const fd = libc.check(`socket(AF_INET6, SOCK_RAW, ${opts.proto})`,

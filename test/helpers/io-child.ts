@@ -173,7 +173,7 @@ async function recv6Mode(kind: "vxlan6" | "ip6tnl", peer6: string): Promise<void
   while (packets.length < 3 && Date.now() < deadline) {
     for (const fd of fds) {
       if (!(await waitReadable(fd, 200))) continue;
-      const n = kind === "vxlan6" ? io.recvVxlan6(fd, BATCH, peers) : io.recvIp6Tunnel(fd, BATCH, peers);
+      const n = io.recvUnderlay6(fd, BATCH, peers);
       for (let i = 0; i < n; i++) packets.push(metaOf(i));
     }
   }

@@ -20,9 +20,7 @@ class RecvmmsgReceiver implements Receiver {
 
   read(): number {
     const { io, batch, underlay6 } = this.ctx;
-    const n = this.over6
-      ? this.stage === "vxlan" ? io.recvVxlan6(this.fd, batch, underlay6) : io.recvIp6Tunnel(this.fd, batch, underlay6)
-      : this.stage === "vxlan" ? io.recvVxlan(this.fd, batch) : io.recvIpip(this.fd, batch);
+    const n = this.over6 ? io.recvUnderlay6(this.fd, batch, underlay6) : this.stage === "vxlan" ? io.recvVxlan(this.fd, batch) : io.recvIpip(this.fd, batch);
     this.more = n === batch;
     return n;
   }
