@@ -204,7 +204,8 @@ export async function runE2eBench(seconds = 5, cc?: string, opts: { peers?: bool
     // `udp`: UDP GSO/GRO on the underlay (tunnel.udpOffloads; on by default with tun offloads).
     // `kernelGso`: super-frames leave whole through the tap (tunnel.kernelGso).
     let offl6: Run | undefined;
-    const runOurs = async (offloads: boolean, udp = offloads, ioUring = true, kernelGso = false, six = false): Promise<Run> => {
+    // `tcpOnly`: the TCP row alone (the IPv6 underlay's rows).
+    const runOurs = async (offloads: boolean, udp = offloads, ioUring = true, kernelGso = false, six = false, tcpOnly = false): Promise<Run> => {
       const cfg = (n: number) => {
         let text = c.config(n, () => "vxlan");
         text = text.replace("mode: tun", `mode: tun\n    offloads: ${offloads}\n    ioUring: ${ioUring}`);
@@ -215,6 +216,7 @@ export async function runE2eBench(seconds = 5, cc?: string, opts: { peers?: bool
       try {
         for (const n of [2, 3]) c.exec(`pod${n}`, ["ip", "route", "flush", "cache"]);
         if (!c.ping(2, podIp(3), 2).ok) throw new Error("overlayd path does not work");
+        if (tcpOnly) return measureTcp(c, seconds, cc, [d2.pid!, d3.pid!], false);
         const r = measurePath(c, seconds, cc, [d2.pid!, d3.pid!]);
         if (six) {
           if (!c.ping(2, podIp6(3), 2).ok) throw new Error("overlayd path does not carry IPv6");
@@ -232,6 +234,20 @@ export async function runE2eBench(seconds = 5, cc?: string, opts: { peers?: bool
     const offl = await runOurs(true, true, true, false, true);
     const kgso = await runOurs(true, true, true, true);
     const peers = opts.peers ? await runPeers(c, seconds, cc, kernel) : undefined;
+    // 3. The IPv6 underlay (peers[].underlay6), IPv4 pods: the kernel's vxlan
+    //    with IPv6 local/dst on both ends, then overlayd's default path over it.
+    //    Last, as it adds the IPv6 underlay to the namespaces.
+    c.addOutside();
+    c.addOutside6();
+    const u6: Record<number, string> = { 2: "2001:2:ff::12", 3: "2001:2:ff:1::13" };
+    kernelVxlan(c, 2, 3, u6[2], u6[3]);
+    kernelVxlan(c, 3, 2, u6[3], u6[2]);
+    if (!c.ping(2, podIp(3), 2).ok) throw new Error("kernel vxlan over IPv6 does not work");
+    const kernelU6 = measureTcp(c, seconds, cc, [], false);
+    c.exec("w2", ["ip", "link", "del", "vxlan100"]);
+    c.exec("w3", ["ip", "link", "del", "vxlan100"]);
+    c.peersOverIpv6 = true;
+    const oursU6 = await runOurs(true, true, true, false, false, true);
     const best = Math.max(plain.gbps, offl.gbps, kgso.gbps, udpOnly.gbps);
     const floor = copyFloor(measureMemcpyGBps(), measureSyscallUs(), cpuSecondsPerGbit(kernel.machineCpuSeconds!, kernel.bytesMoved));
     return {
@@ -254,6 +270,11 @@ export async function runE2eBench(seconds = 5, cc?: string, opts: { peers?: bool
       overlaydOffloads6: offl6!,
       ratioOffloads6: offl6!.gbps / kernel6.gbps,
       overlaydOffloads6CpuSecondsPerGbit: cpuSecondsPerGbit(offl6!.cpuSeconds!, offl6!.bytesMoved),
+      /** The IPv6 underlay (issue 16), IPv4 pods: the kernel's vxlan over IPv6, and overlayd's default path with peers[].underlay6. */
+      kernelVxlanUnderlay6: kernelU6,
+      overlaydUnderlay6: oursU6,
+      ratioUnderlay6: oursU6.gbps / kernelU6.gbps,
+      overlaydUnderlay6CpuSecondsPerGbit: cpuSecondsPerGbit(oursU6.cpuSeconds!, oursU6.bytesMoved),
       /** Offloads, and super-frames segmented by the kernel (tunnel.kernelGso). */
       overlaydKernelGso: kgso,
       ratioKernelGso: kgso.gbps / kernel.gbps,
@@ -284,6 +305,8 @@ export function e2eChart(r: E2eResult): string {
     { label: "overlayd + offloads + kernelGso", run: r.overlaydKernelGso, ours: true },
     { label: "kernel vxlan, IPv6 pods", run: r.kernelVxlan6 },
     { label: "overlayd + offloads, IPv6 pods", run: r.overlaydOffloads6, ours: true },
+    { label: "kernel vxlan over IPv6", run: r.kernelVxlanUnderlay6 },
+    { label: "overlayd + offloads over IPv6", run: r.overlaydUnderlay6, ours: true },
     ...(r.peers ?? []).map((p) => ({ label: p.name, run: p.run, note: p.skipped ? `skipped: ${p.skipped}` : p.error ? `failed: ${p.error}` : undefined })),
   ];
   const bar = (x: (typeof rows)[number], v: (run: Run) => number | undefined): Bar => ({ label: x.label, ours: x.ours, value: x.run ? v(x.run) : undefined, note: x.run ? undefined : x.note });
@@ -314,6 +337,7 @@ if (isMain) {
   console.log(`  overlayd + offloads ${r.overlaydOffloads.gbps.toFixed(2).padStart(7)} Gbit/s  (retransmits ${r.overlaydOffloads.retransmits}, ${r.overlaydOffloads.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
   console.log(`  overlayd + offloads + tunnel.kernelGso ${r.overlaydKernelGso.gbps.toFixed(2).padStart(7)} Gbit/s  (${r.ratioKernelGso.toFixed(3)}x; retransmits ${r.overlaydKernelGso.retransmits}, ${r.overlaydKernelGso.cpuSeconds?.toFixed(2)} CPU-s in the two daemons)`);
   console.log(`  IPv6 pods: kernel vxlan ${r.kernelVxlan6.gbps.toFixed(2)} Gbit/s, overlayd + offloads ${r.overlaydOffloads6.gbps.toFixed(2)} Gbit/s (${r.ratioOffloads6.toFixed(3)}x; retransmits ${r.overlaydOffloads6.retransmits}, ${r.overlaydOffloads6CpuSecondsPerGbit.toFixed(2)} CPU-s/Gbit in the two daemons)`);
+  console.log(`  IPv6 underlay, IPv4 pods: kernel vxlan over IPv6 ${r.kernelVxlanUnderlay6.gbps.toFixed(2)} Gbit/s, overlayd + offloads over IPv6 ${r.overlaydUnderlay6.gbps.toFixed(2)} Gbit/s (${r.ratioUnderlay6.toFixed(3)}x; retransmits ${r.overlaydUnderlay6.retransmits}, ${r.overlaydUnderlay6CpuSecondsPerGbit.toFixed(2)} CPU-s/Gbit in the two daemons)`);
   console.log(`  ratio to the kernel: ${r.ratio.toFixed(3)}x without offloads, ${r.ratioOffloads.toFixed(3)}x with (tun TSO/GRO + UDP GSO/GRO)`);
   const pps = (x: Run) => `${x.udp64Kpps?.toFixed(0)} kpps (loss ${x.udp64LossPct?.toFixed(1)}%; ${x.udp64DeliveredKpps?.toFixed(0)} kpps delivered to pod3)`;
   console.log(`  64-byte UDP received: kernel ${pps(r.kernelVxlan)}, overlayd ${pps(r.overlayd)}, with offloads ${pps(r.overlaydOffloads)}, with kernelGso ${pps(r.overlaydKernelGso)}`);
