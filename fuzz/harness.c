@@ -32,11 +32,22 @@
 //                  a valid VXLAN + Ethernet 0x86DD header from worker3)
 //     sit-inner    outer TOS u8, inner IPv6 packet (the harness wraps it in
 //                  a valid outer IPv4 header, protocol 41, from worker1)
+//     ip6tnl       outer traffic class u8, inner IPv4 or IPv6 packet, as an
+//                  AF_INET6 raw socket hands over IPv4/IPv6 in IPv6; the
+//                  sender (META_ADDR) by byte 0's bits 2-3: the peer over
+//                  the IPv6 underlay, an IPv4 peer, 0, an unknown address
 //
 // Every node has IPv6 too (issue 16): an IPv6 LPM, an IPv6 overlay address
 // and routes mirroring the IPv4 ones (see W2_ROUTES6), so the pod targets'
 // IPv6 packets are routed, encapsulated, delivered and answered, and the
 // invariants below cover every IPv6 verdict.
+//
+// IPv6 underlay (issue 16): worker2 also has peer 3 (W6) reached over IPv6
+// (setPeer6; the node's own IPv6 underlay by configureUnderlay6), with a
+// VXLAN and an IPIP next hop, IPv4 and IPv6 routes to both (W2_ROUTES and
+// W2_ROUTES6 past their first 10: not on the nat/nat66 nodes), so the pod
+// targets reach VXLAN in UDP/IPv6 and IPv4/IPv6 in IPv6, checked by
+// check_tx_over6(), and ip6tnl reaches processIp6TunnelBatch.
 //
 // Packet k of a batch sits in slot 2k; the odd slots are guards: their
 // metadata says off 0 (dropped with R_BAD_OFFSET before any byte is read)
@@ -78,9 +89,10 @@
 #define T_VXLAN_INNER6 9
 #define T_SIT_INNER 10
 #define T_NAT66 11
+#define T_IP6TNL 12
 #ifndef FUZZ_TARGET
 #error "compile with -DFUZZ_TARGET=<n>"
-#elif FUZZ_TARGET < T_VXLAN_DECAP || FUZZ_TARGET > T_NAT66
+#elif FUZZ_TARGET < T_VXLAN_DECAP || FUZZ_TARGET > T_IP6TNL
 #error "FUZZ_TARGET out of range"
 #endif
 
@@ -97,6 +109,8 @@
 #define REASON_COUNT 32
 #define R_NO_ROUTE 5
 #define R_TOO_BIG 9
+#define R_FRAG_NEEDED_NO_DF 10
+#define R_UNKNOWN_PEER 13
 #define R_BAD_OFFSET 22
 #define R_CT_INVALID 27
 #define R_SVC_NO_BACKEND 30
@@ -123,11 +137,15 @@
 #define W2_UNDERLAY IP4(198, 18, 0, 12)
 #define W3_UNDERLAY IP4(198, 18, 1, 13)
 #define W4_UNDERLAY IP4(198, 18, 0, 14)
+#define W6_UNDERLAY IP4(198, 18, 0, 16) // peer 3's identity; reached over IPv6
+#define UNKNOWN_UNDERLAY IP4(198, 18, 0, 99)
 #define W1_MAC 0x0e0000000100ull
 #define W2_MAC 0x0e0000000200ull
 #define W3_MAC 0x0e0000000300ull
 #define W4_MAC 0x0e0000000400ull
+#define W6_MAC 0x0e0000000600ull
 #define W8_MAC 0x0e0000000800ull
+#define OUTER_TTL 64
 #define DEV_MAC 0x02000000aa01ull
 #define VNI 100
 #define SPORT_MIN 32768
@@ -140,11 +158,17 @@ static const char SEP[4] = {(char)0xff, 'P', 'K', (char)0xff};
 typedef struct {
   uint32_t kind, peer, gw;
 } nh_t;
-/** A peer as setPeer takes it. */
+/** A peer as setPeer takes it; with a non-zero `u6` (8 hextets) reached
+ *  over the IPv6 underlay at that address (setPeer6). */
 typedef struct {
   uint32_t underlay;
   uint64_t mac;
+  uint16_t u6[8];
 } peer_t;
+/** An IPv4 route as lpmInsert takes it. */
+typedef struct {
+  uint32_t ip, depth, nh;
+} route4_t;
 /** An IPv6 route: the prefix as 8 hextets, its length, the next hop. */
 typedef struct {
   uint16_t h[8];
@@ -166,6 +190,10 @@ typedef struct {
   uint32_t nr6;
   uint8_t r6_bytes[16][16]; // r6's prefixes as bytes
   uint8_t overlay6[16];
+  const route4_t* r4; // NULL: the IPv4 routes are not mirrored (worker3/worker1)
+  uint32_t nr4;
+  uint8_t underlay6[16];   // configureUnderlay6 (zero: none)
+  uint8_t peer6[8][16];    // each peer's setPeer6 address (zero: over IPv4)
 } node_t;
 
 static void fail(const char* fmt, ...) {
@@ -240,11 +268,21 @@ static void route(node_t* n, const char* what, uint32_t ip, uint32_t depth, uint
   must(Z_overlayZ_lpmInsert(&n->w, ip, depth, nh), what);
 }
 
+static void a6_bytes(const uint16_t h[8], uint8_t a[16]);
+static inline int a6_zero(const uint8_t* a);
+
 static void peers_and_nexthops(node_t* n, const peer_t* peers, uint32_t npeers, const nh_t* nh, uint32_t nnh) {
   char what[32];
+  if (npeers > 8) must(-96, "more than 8 peers");
   for (uint32_t i = 0; i < npeers; i++) {
     snprintf(what, sizeof what, "peer %u", i);
     must(Z_overlayZ_setPeer(&n->w, i, peers[i].underlay, peers[i].mac), what);
+    a6_bytes(peers[i].u6, n->peer6[i]);
+    if (a6_zero(n->peer6[i])) continue;
+    uint64_t hi = 0, lo = 0;
+    for (int b = 0; b < 8; b++) hi = hi << 8 | n->peer6[i][b], lo = lo << 8 | n->peer6[i][8 + b];
+    snprintf(what, sizeof what, "setPeer6 %u", i);
+    must(Z_overlayZ_setPeer6(&n->w, i, hi, lo), what);
   }
   for (uint32_t i = 0; i < nnh; i++) {
     snprintf(what, sizeof what, "nh %u", i);
@@ -289,9 +327,14 @@ static void ipv6_setup(node_t* n, uint32_t worker, const route6_t* r, uint32_t n
 
 /** worker2 exactly as test/helpers/topology.ts builds it, plus next hops and
  *  routes that reach the remaining branches (tbl8 prefixes, a vxlan next hop
- *  without a neighbour, one whose neighbour has no FDB entry). Mirrored in
- *  test/fuzz-replay.test.ts (fuzzWorker2). */
-static const peer_t W2_PEERS[] = {{W3_UNDERLAY, W3_MAC}, {W1_UNDERLAY, W1_MAC}, {W4_UNDERLAY, W4_MAC}};
+ *  without a neighbour, one whose neighbour has no FDB entry), and peer 3
+ *  (W6) over the IPv6 underlay 2001:2:0:fe::6 with a VXLAN (7) and an IPIP
+ *  (8) next hop (issue 16). Mirrored in test/fuzz-replay.test.ts
+ *  (fuzzWorker2). */
+#define W2_UNDERLAY6 {0x2001, 2, 0, 0xfe, 0, 0, 0, 2}
+static const peer_t W2_PEERS[] = {
+  {W3_UNDERLAY, W3_MAC}, {W1_UNDERLAY, W1_MAC}, {W4_UNDERLAY, W4_MAC}, {W6_UNDERLAY, W6_MAC, {0x2001, 2, 0, 0xfe, 0, 0, 0, 6}},
+};
 static const nh_t W2_NH[] = {
   {NH_LOCAL, 0xffff, 0},
   {NH_VXLAN, 0, IP4(198, 19, 3, 0)},
@@ -300,6 +343,25 @@ static const nh_t W2_NH[] = {
   {NH_BLACKHOLE, 0xffff, 0},
   {NH_VXLAN, 0, IP4(198, 19, 7, 0)}, // no neighbour (IPv4); IPv6 needs none
   {NH_VXLAN, 0, IP4(198, 19, 8, 0)}, // neighbour without an FDB entry
+  {NH_VXLAN, 3, IP4(198, 19, 9, 0)}, // peer 3 over IPv6: VXLAN in UDP/IPv6
+  {NH_IPIP, 3, 0},                   // peer 3 over IPv6: next header 4 / 41
+};
+/** The IPv4 routes, in insertion order; the last W2_UNDER6_ROUTES go to
+ *  peer 3 (IPv6 underlay) and only the nodes with `under6` get them. */
+#define W2_UNDER6_ROUTES 2
+static const route4_t W2_ROUTES[] = {
+  {IP4(198, 19, 2, 0), 24, 0},   // local
+  {IP4(198, 19, 3, 0), 24, 1},   // worker3, VXLAN
+  {IP4(198, 19, 1, 0), 24, 2},   // worker1, IPIP
+  {IP4(198, 19, 4, 0), 24, 3},   // worker4, direct
+  {IP4(198, 18, 96, 0), 24, 4},  // blackhole
+  {IP4(198, 19, 5, 0), 25, 3},   // tbl8: direct
+  {IP4(198, 19, 5, 128), 26, 1}, // tbl8: VXLAN
+  {IP4(198, 19, 5, 200), 32, 4}, // host blackhole
+  {IP4(198, 19, 7, 0), 24, 5},   // VXLAN without a neighbour
+  {IP4(198, 19, 8, 0), 24, 6},   // VXLAN whose neighbour has no FDB entry
+  {IP4(198, 19, 9, 0), 24, 7},   // peer 3 over IPv6, VXLAN
+  {IP4(198, 19, 10, 0), 24, 8},  // peer 3 over IPv6, IPIP
 };
 /** The IPv4 routes' IPv6 twins: own /64 local, worker3's over VXLAN,
  *  worker1's over IPIP (protocol 41), worker4's direct, a blackhole /112;
@@ -317,27 +379,37 @@ static const route6_t W2_ROUTES6[] = {
   {{0x2001, 2, 0, 5, 0, 0, 0, 0xc8}, 128, 4},
   {A6_NODE(7), 64, 5},
   {A6_NODE(8), 64, 6},
+  {A6_NODE(9), 64, 7},   // peer 3 over IPv6, VXLAN (under6 only)
+  {A6_NODE(0xa), 64, 8}, // peer 3 over IPv6, next header 41 (under6 only)
 };
 #define COUNT(a) (uint32_t)(sizeof(a) / sizeof((a)[0]))
 
-static void worker2(node_t* n, uint32_t mode, int ipv6) {
+/** `ipv6`: the IPv6 LPM and W2_ROUTES6; `under6`: the routes to peer 3
+ *  (IPv6 underlay), both families (the nat and nat66 nodes have none: their
+ *  checks read IPv4 outer headers only). Peer 3, its next hops and the
+ *  node's IPv6 underlay address are set either way. */
+static void worker2(node_t* n, uint32_t mode, int ipv6, int under6) {
   node_new(n, mode, W2_UNDERLAY, IP4(198, 19, 2, 0), W2_MAC);
   Z_overlay_instance_t* w = &n->w;
+  const uint16_t u6[8] = W2_UNDERLAY6;
+  a6_bytes(u6, n->underlay6);
+  uint64_t hi = 0, lo = 0;
+  for (int i = 0; i < 8; i++) hi = hi << 8 | n->underlay6[i], lo = lo << 8 | n->underlay6[8 + i];
+  must(Z_overlayZ_configureUnderlay6(w, hi, lo), "configureUnderlay6");
   peers_and_nexthops(n, W2_PEERS, COUNT(W2_PEERS), W2_NH, COUNT(W2_NH));
   must(Z_overlayZ_htPut(w, Z_overlayZ_neighTable(w), IP4(198, 19, 3, 0), W3_MAC), "neigh");
   must(Z_overlayZ_htPut(w, Z_overlayZ_neighTable(w), IP4(198, 19, 8, 0), W8_MAC), "neigh 8");
+  must(Z_overlayZ_htPut(w, Z_overlayZ_neighTable(w), IP4(198, 19, 9, 0), W6_MAC), "neigh 9");
   must(Z_overlayZ_htPut(w, Z_overlayZ_fdbTable(w), W3_MAC, 0), "fdb");
-  route(n, "route local", IP4(198, 19, 2, 0), 24, 0);
-  route(n, "route w3", IP4(198, 19, 3, 0), 24, 1);
-  route(n, "route w1", IP4(198, 19, 1, 0), 24, 2);
-  route(n, "route w4", IP4(198, 19, 4, 0), 24, 3);
-  route(n, "route blackhole", IP4(198, 18, 96, 0), 24, 4);
-  route(n, "route tbl8 direct", IP4(198, 19, 5, 0), 25, 3);
-  route(n, "route tbl8 vxlan", IP4(198, 19, 5, 128), 26, 1);
-  route(n, "route host blackhole", IP4(198, 19, 5, 200), 32, 4);
-  route(n, "route no neigh", IP4(198, 19, 7, 0), 24, 5);
-  route(n, "route no fdb", IP4(198, 19, 8, 0), 24, 6);
-  if (ipv6) ipv6_setup(n, 2, W2_ROUTES6, COUNT(W2_ROUTES6));
+  must(Z_overlayZ_htPut(w, Z_overlayZ_fdbTable(w), W6_MAC, 3), "fdb w6");
+  n->r4 = W2_ROUTES;
+  n->nr4 = COUNT(W2_ROUTES) - (under6 ? 0 : W2_UNDER6_ROUTES);
+  char what[48];
+  for (uint32_t i = 0; i < n->nr4; i++) {
+    snprintf(what, sizeof what, "IPv4 route %u (/%u -> nh %u)", i, W2_ROUTES[i].depth, W2_ROUTES[i].nh);
+    route(n, what, W2_ROUTES[i].ip, W2_ROUTES[i].depth, W2_ROUTES[i].nh);
+  }
+  if (ipv6) ipv6_setup(n, 2, W2_ROUTES6, COUNT(W2_ROUTES6) - (under6 ? 0 : W2_UNDER6_ROUTES));
   node_ready(n);
 }
 
@@ -436,6 +508,32 @@ static int peer_of(const node_t* n, uint32_t underlay) {
   for (uint32_t i = 0; i < n->npeers; i++) if (n->peers[i].underlay == underlay) return (int)i;
   return -1;
 }
+/** Peer `i` is reached over the IPv6 underlay (setPeer6). */
+static int peer_over6(const node_t* n, uint32_t i) { return i < n->npeers && !a6_zero(n->peer6[i]); }
+
+/** Longest match of `a` among the node's IPv4 routes: the next hop, or -1
+ *  (the slow twin of the LPM, as route6_lookup). */
+static int route4_lookup(const node_t* n, uint32_t a) {
+  int best = -1;
+  uint32_t best_depth = 0;
+  for (uint32_t i = 0; n->r4 && i < n->nr4; i++) {
+    const uint32_t d = n->r4[i].depth, mask = d == 0 ? 0 : ~0u << (32 - d);
+    if ((a & mask) == (n->r4[i].ip & mask) && (best < 0 || d >= best_depth)) best = (int)n->r4[i].nh, best_depth = d;
+  }
+  return best;
+}
+
+/** The largest inner packet the tunnel of next hop `nh` takes (the one MTU
+ *  rule, forward.ts tunnelAdmits, pmtu.ts peerInnerMtu, no path MTU learnt
+ *  in these targets): the underlay MTU less the IPv4-outer overhead, 20
+ *  bytes more for a peer over IPv6; a direct next hop: the underlay MTU;
+ *  0 for anything else. */
+static uint32_t inner_mtu(const node_t* n, int nh) {
+  const uint32_t k = nh_kind(n, nh);
+  if (k == NH_DIRECT) return MTU;
+  if (k != NH_VXLAN && k != NH_IPIP) return 0;
+  return MTU - (k == NH_VXLAN ? 50 : 20) - (peer_over6(n, n->nh[nh].peer) ? 20 : 0);
+}
 
 /** RFC 6040 section 4.2: the inner ECN field after decapsulation, or -1:
  *  drop (CE outside, Not-ECT inside). */
@@ -525,6 +623,7 @@ static void check_ipv6(const uint8_t* p, uint32_t len, const char* what) {
 #define STAGE_POD 0
 #define STAGE_VXLAN 1
 #define STAGE_IPIP 2
+#define STAGE_IP6TNL 3 // processIp6TunnelBatch: the input is the inner packet, addr the sender
 
 /** An encapsulated IPv6 packet (VXLAN 0x86DD or protocol 41; outer checked
  *  by the caller): outer DF always, traffic class as TOS, to the peer the
@@ -550,12 +649,98 @@ static void check_tx_underlay6(node_t* n, const uint8_t* p, uint32_t len, uint32
   }
 }
 
-static void check_tx_underlay(node_t* n, const uint8_t* p, uint32_t len, uint32_t addr, uint16_t peer, const pkt_t* in, int pod_ip_off) {
+/** A TX_UNDERLAY packet to a peer reached over the IPv6 underlay (issue
+ *  16): outer IPv6 (RFC 8200) from the node's IPv6 underlay address to the
+ *  peer's, hop limit the outer TTL, traffic class the inner TOS / traffic
+ *  class (as the IPv4 outer TOS), flow label the flow hash's low 20 bits
+ *  (1 for 0), payload length len - 40; next header 17: UDP to 4789 from the
+ *  source-port range, length len - 40, a checksum over the pseudo header
+ *  verified here from scratch and never 0 (RFC 6935), VXLAN flags and VNI,
+ *  inner Ethernet from our VTEP MAC to the peer's with the inner packet's
+ *  type; next header 4 / 41: the inner packet's version; the inner
+ *  packet's destination routes to a next hop of that kind for this peer;
+ *  meta addr the peer's IPv4 identity; within the underlay MTU (inner +
+ *  IPv4-outer overhead + 20); from a pod, the input's packet byte for byte. */
+static void check_tx_over6(node_t* n, const uint8_t* p, uint32_t len, uint32_t addr, uint16_t peer, uint32_t hash, const pkt_t* in,
+                           int pod_ip_off) {
+  check_ipv6(p, len, "TX_UNDERLAY over IPv6: outer");
+  CHECK(peer_over6(n, peer), "TX_UNDERLAY: an IPv6 outer header to peer %u, not a peer over IPv6", peer);
+  CHECK(addr == n->peers[peer].underlay, "TX_UNDERLAY over IPv6: meta addr %08x, peer %u's identity is %08x", addr, peer, n->peers[peer].underlay);
+  CHECK(memcmp(p + 8, n->underlay6, 16) == 0, "TX_UNDERLAY over IPv6: source is not the node's IPv6 underlay address");
+  CHECK(memcmp(p + 24, n->peer6[peer], 16) == 0, "TX_UNDERLAY over IPv6: destination is not peer %u's IPv6 address", peer);
+  CHECK(p[7] == OUTER_TTL, "TX_UNDERLAY over IPv6: hop limit %u", p[7]);
+  const uint32_t fl = be32(p) & 0xfffff, want_fl = (hash & 0xfffff) ? (hash & 0xfffff) : 1;
+  CHECK(fl == want_fl, "TX_UNDERLAY over IPv6: flow label %05x, hash %08x gives %05x", fl, hash, want_fl);
+  CHECK(len <= MTU, "TX_UNDERLAY over IPv6: %u bytes over the underlay MTU %u (the +20 rule)", len, MTU);
+  const int vxlan = p[6] == 17;
+  const uint8_t* inner;
+  uint32_t ilen;
+  int six;
+  if (vxlan) {
+    CHECK(len >= 40 + 8 + 8 + 14 + 20, "TX_UNDERLAY vxlan over IPv6: %u bytes", len);
+    const uint8_t* u = p + 40;
+    CHECK(be16(u + 4) == len - 40, "TX_UNDERLAY vxlan over IPv6: UDP length %u of %u", be16(u + 4), len - 40);
+    CHECK(be16(u + 2) == 4789, "TX_UNDERLAY vxlan over IPv6: destination port %u", be16(u + 2));
+    CHECK(be16(u) >= SPORT_MIN && be16(u) <= SPORT_MAX, "TX_UNDERLAY vxlan over IPv6: source port %u", be16(u));
+    CHECK(be16(u + 6) != 0, "TX_UNDERLAY vxlan over IPv6: UDP checksum 0 (mandatory over IPv6)");
+    CHECK(l4_sum6(p, 17, u, len - 40) == 0, "TX_UNDERLAY vxlan over IPv6: bad UDP checksum %04x", be16(u + 6));
+    CHECK(be32(u + 8) == 0x08000000, "TX_UNDERLAY vxlan over IPv6: flags %08x", be32(u + 8));
+    CHECK(be32(u + 12) >> 8 == VNI && u[15] == 0, "TX_UNDERLAY vxlan over IPv6: VNI %u", be32(u + 12) >> 8);
+    const uint8_t* e = u + 16;
+    CHECK(be48(e + 6) == n->vtep_mac, "TX_UNDERLAY vxlan over IPv6: inner source MAC");
+    // IPv6: the peer's VTEP MAC; IPv4: the gateway's neighbour entry, the same MAC here.
+    CHECK(be48(e) == n->peers[peer].mac, "TX_UNDERLAY vxlan over IPv6: inner destination MAC %012llx, peer %u's is %012llx",
+          (unsigned long long)be48(e), peer, (unsigned long long)n->peers[peer].mac);
+    CHECK(be16(e + 12) == 0x0800 || be16(e + 12) == 0x86dd, "TX_UNDERLAY vxlan over IPv6: inner ethertype %04x", be16(e + 12));
+    six = be16(e + 12) == 0x86dd;
+    inner = e + 14;
+    ilen = len - 70;
+  } else {
+    CHECK(p[6] == 4 || p[6] == 41, "TX_UNDERLAY over IPv6: next header %u", p[6]);
+    six = p[6] == 41;
+    inner = p + 40;
+    ilen = len - 40;
+  }
+  CHECK(ilen >= 20 && inner[0] >> 4 == (six ? 6 : 4), "TX_UNDERLAY over IPv6: inner version %u, %u bytes, for %s", ilen ? inner[0] >> 4 : 0,
+        ilen, six ? "IPv6" : "IPv4");
+  CHECK(ip6_tclass(p) == (six ? ip6_tclass(inner) : inner[1]), "TX_UNDERLAY over IPv6: traffic class %02x, inner %02x", ip6_tclass(p),
+        six ? ip6_tclass(inner) : inner[1]);
+  int nh;
+  if (six) {
+    check_ipv6(inner, ilen, "TX_UNDERLAY over IPv6: inner IPv6");
+    nh = route6_lookup(n, inner + 24);
+  } else {
+    check_ipv4(n, inner, ilen, "TX_UNDERLAY over IPv6: inner IPv4");
+    nh = route4_lookup(n, be32(inner + 16));
+  }
+  CHECK(nh_kind(n, nh) == (vxlan ? NH_VXLAN : NH_IPIP) && n->nh[nh].peer == peer,
+        "TX_UNDERLAY over IPv6 (%s): the destination routes to next hop %d (kind %u), not to peer %u", vxlan ? "vxlan" : "ip6tnl", nh,
+        nh_kind(n, nh), peer);
+  CHECK(ilen <= inner_mtu(n, nh), "TX_UNDERLAY over IPv6: %u inner bytes over the tunnel's %u", ilen, inner_mtu(n, nh));
+  if (pod_ip_off < 0) return;
+  const uint8_t* q = in->bytes + pod_ip_off;
+  if (six) {
+    CHECK(ip6_len(q, in->len - pod_ip_off) == ilen, "TX_UNDERLAY over IPv6: %u inner IPv6 bytes for an input of %u", ilen,
+          ip6_len(q, in->len - pod_ip_off));
+    const int i = first_diff(inner, q, 0, ilen);
+    CHECK(i < 0, "TX_UNDERLAY over IPv6, inner IPv6: byte %d changed (%02x -> %02x)", i, q[i], inner[i]);
+  } else {
+    check_forwarded(inner, ilen, q, be16(q + 2), "TX_UNDERLAY over IPv6, inner");
+  }
+}
+
+static void check_tx_underlay(node_t* n, const uint8_t* p, uint32_t len, uint32_t addr, uint16_t peer, uint32_t hash, const pkt_t* in,
+                              int pod_ip_off) {
+  CHECK(peer < n->npeers, "TX_UNDERLAY: peer %u", peer);
+  if (len >= 1 && p[0] >> 4 == 6) {
+    check_tx_over6(n, p, len, addr, peer, hash, in, pod_ip_off);
+    return;
+  }
   check_ipv4(n, p, len, "TX_UNDERLAY outer");
+  CHECK(!peer_over6(n, peer), "TX_UNDERLAY: an IPv4 outer header to peer %u, which is reached over IPv6", peer);
   CHECK((p[0] & 15) == 5, "TX_UNDERLAY: outer header has options");
   CHECK(be32(p + 12) == n->underlay, "TX_UNDERLAY: outer source %08x", be32(p + 12));
   CHECK(be32(p + 16) == addr, "TX_UNDERLAY: outer destination %08x != meta addr %08x", be32(p + 16), addr);
-  CHECK(peer < n->npeers, "TX_UNDERLAY: peer %u", peer);
   const uint8_t* inner;
   uint32_t ilen;
   if (p[9] == 17) {
@@ -631,10 +816,11 @@ static void check_icmp6_error(node_t* n, const uint8_t* p, uint32_t len, const u
   if (type == 1) {
     CHECK(code == 0 && reason == R_NO_ROUTE && nh < 0, "%s: destination unreachable code %u reason %u for a destination routed to %d", what, code, reason, nh);
   } else if (type == 2) {
-    const uint32_t k = nh_kind(n, nh), ovh = k == NH_VXLAN ? 50 : 20;
+    // The tunnel's inner MTU: 20 bytes less to a peer over IPv6 (inner_mtu).
+    const uint32_t k = nh_kind(n, nh), mtu = inner_mtu(n, nh);
     CHECK(code == 0 && reason == R_TOO_BIG && (k == NH_VXLAN || k == NH_IPIP), "%s: packet too big code %u reason %u, next hop kind %u", what, code, reason, k);
-    CHECK(be32(p + 44) == MTU - ovh, "%s: packet too big says MTU %u, the tunnel's is %u", what, be32(p + 44), MTU - ovh);
-    CHECK(il + ovh > MTU, "%s: packet too big for %u bytes that fit (MTU %u)", what, il, MTU - ovh);
+    CHECK(be32(p + 44) == mtu, "%s: packet too big says MTU %u, the tunnel's is %u", what, be32(p + 44), mtu);
+    CHECK(il > mtu, "%s: packet too big for %u bytes that fit (MTU %u)", what, il, mtu);
   }
 }
 
@@ -707,7 +893,13 @@ static void check_to_device6(node_t* n, const uint8_t* ipp, uint32_t ilen, const
   }
   const uint8_t* q;
   uint32_t qavail, sender, otos;
-  if (stage == STAGE_VXLAN) {
+  if (stage == STAGE_IP6TNL) {
+    // The raw socket's payload: the inner packet itself.
+    q = in->bytes;
+    qavail = in->len;
+    sender = in->addr;
+    otos = in->tos;
+  } else if (stage == STAGE_VXLAN) {
     CHECK(in->len >= 22 && be16(in->bytes + 20) == 0x86dd, "TO_DEVICE IPv6 from a VXLAN frame of type %04x", in->len >= 22 ? be16(in->bytes + 20) : 0);
     q = in->bytes + 22;
     qavail = in->len - 22;
@@ -750,27 +942,74 @@ static void check_to_device6(node_t* n, const uint8_t* ipp, uint32_t ilen, const
   }
 }
 
+/** An IPv4 packet processIp6TunnelBatch handed to the device: the input
+ *  (the inner packet itself) from a known peer, the metadata's, whose
+ *  source routes back to it (anti-spoofing), the same bytes but for the
+ *  ECN bits RFC 6040 sets, the header checksum, and a TCP/UDP checksum
+ *  field that held a partial (pseudo-header) sum and now holds the
+ *  complete checksum. */
+static void check_to_device4_ip6tnl(node_t* n, const uint8_t* ipp, uint32_t ilen, const pkt_t* in, uint16_t mpeer) {
+  const uint8_t* q = in->bytes;
+  CHECK(in->len >= 20 && q[0] >> 4 == 4 && be16(q + 2) == ilen && ilen <= in->len, "TO_DEVICE IPv4 (ip6tnl): %u bytes for an input of %u", ilen,
+        in->len >= 4 ? be16(q + 2) : 0);
+  const int sp = peer_of(n, in->addr);
+  CHECK(sp >= 0 && mpeer == sp, "TO_DEVICE IPv4 (ip6tnl): sent by %08x (peer %d), metadata says peer %u", in->addr, sp, mpeer);
+  const int nh = route4_lookup(n, be32(q + 12));
+  const uint32_t k = nh_kind(n, nh);
+  CHECK((k == NH_VXLAN || k == NH_IPIP || k == NH_DIRECT) && n->nh[nh].peer == (uint32_t)sp,
+        "TO_DEVICE IPv4 (ip6tnl): spoofed source %08x (routes to next hop %d, kind %u), sent by peer %d", be32(q + 12), nh, k, sp);
+  const int ecn = ecn_decap(q[1] & 3, in->tos & 3);
+  CHECK(ecn >= 0, "TO_DEVICE IPv4 (ip6tnl): outer CE on a Not-ECT packet delivered");
+  CHECK((ipp[1] & 0xfc) == (q[1] & 0xfc) && (ipp[1] & 3) == (uint32_t)ecn, "TO_DEVICE IPv4 (ip6tnl): TOS %02x -> %02x, RFC 6040 says ECN %d",
+        q[1], ipp[1], ecn);
+  const uint32_t hl = (q[0] & 15) * 4u;
+  const int whole = (be16(q + 6) & 0x1fff) == 0 && (be16(q + 6) & 0x2000) == 0;
+  const uint32_t cf = !whole ? 0 : q[9] == 6 ? hl + 16 : q[9] == 17 ? hl + 6 : 0;
+  const int has_cf = cf != 0 && cf + 2 <= ilen;
+  int i = first_diff(ipp, q, 2, 10);
+  if (i < 0) i = first_diff(ipp, q, 12, has_cf ? cf : ilen);
+  if (i < 0 && has_cf) i = first_diff(ipp, q, cf + 2, ilen);
+  CHECK(i < 0, "TO_DEVICE IPv4 (ip6tnl): byte %d changed (%02x -> %02x)", i, q[i], ipp[i]);
+  if (has_cf && be16(ipp + cf) != be16(q + cf)) {
+    const uint32_t l4n = ilen - hl;
+    const uint64_t ps = csum_add(0, q + 12, 8) + q[9] + l4n;
+    CHECK(be16(q + cf) == (~csum_fold(ps) & 0xffff), "TO_DEVICE IPv4 (ip6tnl): checksum %04x -> %04x, but it was not a partial sum",
+          be16(q + cf), be16(ipp + cf));
+    CHECK(csum_fold(csum_add(ps, ipp + hl, l4n)) == 0, "TO_DEVICE IPv4 (ip6tnl): the finished checksum %04x is wrong", be16(ipp + cf));
+  }
+}
+
 static void check_packet(node_t* n, uint32_t slot, const pkt_t* in, int stage) {
   const uint8_t* m = meta_ptr(n, slot);
   uint32_t off = le32(m), len = le32(m + 4), addr = le32(m + 12);
   uint16_t verdict = le16(m + 8), reason = le16(m + 10), peer = le16(m + 22);
   CHECK(verdict < VERDICT_COUNT, "verdict %u out of range", verdict);
   CHECK(reason < REASON_COUNT, "reason %u out of range", reason);
+  int tap = n->mode == 1;
+  const int pod = stage == STAGE_POD;
+  // Where the pod's IP packet started in the input (pod targets only).
+  int ip_off = pod ? (tap ? 14 : 0) : -1;
+  // processIp6TunnelBatch: a sender that is no peer is refused first.
+  CHECK(stage != STAGE_IP6TNL || peer_of(n, in->addr) >= 0 || (verdict == VERDICT_DROP && reason == R_UNKNOWN_PEER),
+        "ip6tnl: sender %08x is no peer, verdict %u reason %u", in->addr, verdict, reason);
   if (verdict == VERDICT_DROP) {
     CHECK(reason != 0, "a drop without a reason");
+    // Too big without DF is dropped only towards an IPv4 underlay: over
+    // IPv6 nothing fragments, so the sender is told (ICMP).
+    if (pod && reason == R_FRAG_NEEDED_NO_DF && in->len >= (uint32_t)ip_off + 20) {
+      const int nh = route4_lookup(n, be32(in->bytes + ip_off + 16));
+      CHECK(!((nh_kind(n, nh) == NH_VXLAN || nh_kind(n, nh) == NH_IPIP) && peer_over6(n, n->nh[nh].peer)),
+            "frag_needed_no_df drop towards peer %u, reached over IPv6 (must answer ICMP)", n->nh[nh].peer);
+    }
     return;
   }
   CHECK((uint64_t)off + len <= SLOT_SIZE, "verdict %u: off %u + len %u beyond the %u-byte slot", verdict, off, len, SLOT_SIZE);
   CHECK(len > 0, "verdict %u with an empty packet", verdict);
   const uint8_t* p = slot_ptr(n, slot) + off;
-  int tap = n->mode == 1;
-  const int pod = stage == STAGE_POD;
-  // Where the pod's IP packet started in the input (pod targets only).
-  int ip_off = pod ? (tap ? 14 : 0) : -1;
   switch (verdict) {
     case VERDICT_TX_UNDERLAY:
       CHECK(reason == 0, "TX_UNDERLAY with reason %u", reason);
-      check_tx_underlay(n, p, len, addr, peer, in, ip_off);
+      check_tx_underlay(n, p, len, addr, peer, le32(m + 24), in, ip_off);
       break;
     case VERDICT_TX_DIRECT:
       CHECK(reason == 0, "TX_DIRECT with reason %u", reason);
@@ -797,6 +1036,7 @@ static void check_packet(node_t* n, uint32_t slot, const pkt_t* in, int stage) {
       }
       check_ipv4(n, ipp, ilen, "TO_DEVICE");
       if (ip_off >= 0) check_forwarded(ipp, ilen, in->bytes + ip_off, ilen, "TO_DEVICE (local)");
+      if (stage == STAGE_IP6TNL) check_to_device4_ip6tnl(n, ipp, ilen, in, peer);
       break;
     }
     case VERDICT_REPLY: {
@@ -828,13 +1068,27 @@ static void check_packet(node_t* n, uint32_t slot, const pkt_t* in, int stage) {
         }
         break;
       }
+      const uint8_t* ip = p;
       if (tap) {
         CHECK(len >= 14 && len <= 576 + 14, "ICMP error frame of %u bytes", len);
         CHECK(be16(p + 12) == 0x0800 && be48(p + 6) == n->vtep_mac, "ICMP error: Ethernet header");
         CHECK(be48(p) == be48(in->bytes + 6), "ICMP error not sent back to the sender's MAC");
         check_icmp_error(n, p + 14, len - 14, "REPLY (tap)");
+        ip = p + 14;
       } else {
         check_icmp_error(n, p, len, "REPLY");
+      }
+      if (reason == R_TOO_BIG) {
+        // Fragmentation needed quoting the MTU of the tunnel (or link) the
+        // destination routes to: the one rule, 20 bytes less over IPv6.
+        const uint8_t* c = ip + (ip[0] & 15) * 4u;
+        const uint8_t* q = in->bytes + ip_off;
+        CHECK(c[0] == 3 && c[1] == 4, "REPLY too_big: ICMP type %u code %u", c[0], c[1]);
+        CHECK(in->len >= (uint32_t)ip_off + 20, "REPLY too_big about a %u-byte input", in->len);
+        const int nh = route4_lookup(n, be32(q + 16));
+        const uint32_t mtu = inner_mtu(n, nh);
+        CHECK(mtu != 0 && be16(c + 6) == mtu, "REPLY too_big says MTU %u, next hop %d (kind %u) takes %u", be16(c + 6), nh, nh_kind(n, nh), mtu);
+        CHECK(be16(q + 2) > mtu, "REPLY too_big for %u bytes that fit (MTU %u)", be16(q + 2), mtu);
       }
       break;
     }
@@ -977,7 +1231,7 @@ static void nat_configure(node_t* n) {
 }
 
 static void nat_worker2(node_t* n) {
-  worker2(n, 0, 0); // IPv4 only: IPv6 has no route here (nat66 is the NAT66 target)
+  worker2(n, 0, 0, 0); // IPv4 only: IPv6 has no route here (nat66 is the NAT66 target)
   Z_overlay_instance_t* w = &n->w;
   must(Z_overlayZ_ctSetup(w, NAT_FLOWS), "ctSetup");
   must(Z_overlayZ_svcSetup(w, 16, 16), "svcSetup");
@@ -1367,7 +1621,7 @@ static void check_nat_packet(node_t* n, uint32_t slot, uint32_t j, int side) {
     case VERDICT_TX_UNDERLAY:
       CHECK(pod, "TX_UNDERLAY from a decap path");
       CHECK(reason == 0, "TX_UNDERLAY with reason %u", reason);
-      check_tx_underlay(n, p, len, addr, peer, NULL, -1);
+      check_tx_underlay(n, p, len, addr, peer, le32(m + 24), NULL, -1);
       {
         uint32_t o = p[9] == 17 ? 50 : 20;
         check_nat_forwarded(p + o, len - o, in, ilen, nat_ttl_drop(pod, verdict, in, ilen, p + o, len - o), "TX_UNDERLAY inner");
@@ -1931,7 +2185,7 @@ static uint32_t pin6(node_t* n, const uint8_t a[16]) {
 }
 
 static void nat66_worker2(node_t* n) {
-  worker2(n, 0, 1);
+  worker2(n, 0, 1, 0);
   Z_overlay_instance_t* w = &n->w;
   a6_bytes(NODE6_H, NODE6);
   a6_bytes(SNAT6_H, SNAT6);
@@ -2368,7 +2622,7 @@ static void check_nat66_packet(node_t* n, uint32_t slot, uint32_t j, int side) {
     case VERDICT_TX_UNDERLAY: {
       CHECK(pod, "TX_UNDERLAY from a decap path");
       CHECK(reason == 0, "TX_UNDERLAY with reason %u", reason);
-      check_tx_underlay(n, p, len, addr, peer, NULL, -1);
+      check_tx_underlay(n, p, len, addr, peer, le32(m + 24), NULL, -1);
       const uint32_t o = p[9] == 17 ? 50 : 20;
       check_nat66_forwarded(p + o, len - o, in, ilen, nat66_hop_drop(pod, verdict, in, il, p + o, len - o), "TX_UNDERLAY inner");
       break;
@@ -2592,13 +2846,13 @@ int LLVMFuzzerInitialize(int* argc, char*** argv) {
     abort();
   }
 #if FUZZ_TARGET == T_POD_TAP
-  worker2(&A, 1, 1);
+  worker2(&A, 1, 1, 1);
 #elif FUZZ_TARGET == T_NAT
   nat_worker2(&A);
 #elif FUZZ_TARGET == T_NAT66
   nat66_worker2(&A);
 #else
-  worker2(&A, 0, 1);
+  worker2(&A, 0, 1, 1);
 #endif
 #if FUZZ_TARGET == T_VXLAN_SUPER
   super_setup(&A);
@@ -2663,6 +2917,12 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     put_be32(hdr + 16, W2_UNDERLAY);
     put_be16(hdr + 10, inet_csum(hdr, 20));
     if (stage(npk, ctrl, hdr, sizeof hdr, s + 1, l - 1, 0, 0)) npk++;
+#elif FUZZ_TARGET == T_IP6TNL
+    // What the AF_INET6 raw socket hands over (the inner packet), the
+    // sender mapped to its IPv4 identity by the control plane.
+    static const uint32_t SENDER[4] = {W6_UNDERLAY, W3_UNDERLAY, 0, UNKNOWN_UNDERLAY};
+    if (l < 1) continue;
+    if (stage(npk, ctrl, NULL, 0, s + 1, l - 1, SENDER[(ctrl >> 2) & 3], s[0])) npk++;
 #else
     if (stage(npk, ctrl, NULL, 0, s, l, 0, 0)) npk++;
 #endif
@@ -2675,6 +2935,9 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 #elif FUZZ_TARGET == T_IPIP_DECAP || FUZZ_TARGET == T_SIT_INNER
   Z_overlayZ_processIpipBatch(&A.w, ns);
   check_batch(&A, ns, C_RX_IPIP_PKTS, STAGE_IPIP);
+#elif FUZZ_TARGET == T_IP6TNL
+  Z_overlayZ_processIp6TunnelBatch(&A.w, ns);
+  check_batch(&A, ns, C_RX_IPIP_PKTS, STAGE_IP6TNL);
 #else
   Z_overlayZ_processPodBatch(&A.w, ns);
   check_batch(&A, ns, C_RX_POD_PKTS, STAGE_POD);

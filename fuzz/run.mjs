@@ -40,6 +40,7 @@ export const TARGETS = {
   "vxlan-inner6": 9,
   "sit-inner": 10,
   nat66: 11,
+  ip6tnl: 12,
 };
 /** Inputs up to this long; vxlan-super needs room for a few segments. */
 const maxLen = (target) => (target === "vxlan-super" ? 8192 : 2048);

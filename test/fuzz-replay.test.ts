@@ -22,20 +22,30 @@ const SEP = [0xff, 0x50, 0x4b, 0xff]; // "\xffPK\xff"
 const SPORT_MIN = 32768;
 const SPORT_MAX = 60999;
 const W8_MAC = mac("0e:00:00:00:08:00");
-const TARGETS = ["vxlan-decap", "vxlan-inner", "ipip-decap", "pod-tun", "pod-tap", "roundtrip", "nat", "vxlan-super", "vxlan-inner6", "sit-inner", "nat66"] as const;
+// Peer 3 of worker2, reached over the IPv6 underlay (harness.c W2_PEERS[3]).
+const W6 = { underlay: ip("198.18.0.16"), mac: mac("0e:00:00:00:06:00"), underlay6: "2001:2:0:fe::6" };
+const W2_UNDERLAY6 = "2001:2:0:fe::2";
+const UNKNOWN_UNDERLAY = ip("198.18.0.99");
+const OUTER_TTL = 64;
+const TARGETS = ["vxlan-decap", "vxlan-inner", "ipip-decap", "pod-tun", "pod-tap", "roundtrip", "nat", "vxlan-super", "vxlan-inner6", "sit-inner", "nat66", "ip6tnl"] as const;
 type Target = (typeof TARGETS)[number];
 const MTU = 1500;
 const LPM6_GROUPS = 64;
 
 // What each node was told, for the invariants (harness.c node_t's nh, peers, r6, overlay6).
 interface Route6 { prefix: Uint8Array; depth: number; nh: number }
+interface Route4 { prefix: number; depth: number; nh: number }
 interface NodeInfo {
   underlay: number;
   vtepMac: bigint;
-  peers: { underlay: number; mac: bigint }[];
+  /** u6: the setPeer6 address (reached over the IPv6 underlay). */
+  peers: { underlay: number; mac: bigint; u6?: Uint8Array }[];
   nh: { kind: number; peer: number }[];
   routes6: Route6[];
   overlay6: Uint8Array;
+  /** The IPv4 routes (harness.c W2_ROUTES), worker2's only. */
+  routes4?: Route4[];
+  underlay6?: Uint8Array;
 }
 const nodeInfo = new WeakMap<Node, NodeInfo>();
 const infoOf = (n: Node) => nodeInfo.get(n)!;
@@ -54,18 +64,29 @@ const K = { vxlan: abi.NH_VXLAN, ipip: abi.NH_IPIP, direct: abi.NH_DIRECT, local
 
 /** worker2 plus the next hops and routes fuzz/harness.c adds (tbl8 prefixes,
  *  a vxlan next hop without a neighbour, one whose neighbour has no FDB
- *  entry), and IPv6 (harness.c W2_ROUTES6) unless `ipv6` is false. */
-function fuzzWorker2(mode: DeviceMode, ipv6 = true): Node {
+ *  entry), peer 3 over the IPv6 underlay with a VXLAN (7) and an IPIP (8)
+ *  next hop, IPv6 (harness.c W2_ROUTES6) unless `ipv6` is false, and the
+ *  routes to peer 3 (both families) when `under6` (harness.c worker2()). */
+function fuzzWorker2(mode: DeviceMode, ipv6 = true, under6 = ipv6): Node {
   const n = worker2(mode, { batch: BATCH, lpm6Groups: LPM6_GROUPS });
+  const params = { mode, underlay: W2.underlay, overlay: W2.vtep, vtepMac: W2.mac, devMac: DEV_MAC, vni: 100, underlayMtu: MTU, underlay6: a6big(W2_UNDERLAY6) };
+  n.dp.configure(params);
+  n.dp.setPeer(3, W6.underlay, W6.mac);
+  n.dp.setPeer6(3, a6big(W6.underlay6));
   n.dp.setNexthop(5, "vxlan", 0, ip("198.19.7.0"));
   n.dp.setNexthop(6, "vxlan", 0, ip("198.19.8.0"));
+  n.dp.setNexthop(7, "vxlan", 3, ip("198.19.9.0"));
+  n.dp.setNexthop(8, "ipip", 3, 0);
   n.dp.neighSet(ip("198.19.8.0"), W8_MAC);
-  n.routes.add("198.19.5.0", 25, 3);
-  n.routes.add("198.19.5.128", 26, 1);
-  n.routes.add("198.19.5.200", 32, 4);
-  n.routes.add("198.19.7.0", 24, 5);
-  n.routes.add("198.19.8.0", 24, 6);
-  const routes6 = !ipv6 ? [] : addIpv6(n, 2, { mode, underlay: W2.underlay, overlay: W2.vtep, vtepMac: W2.mac, devMac: DEV_MAC, vni: 100, underlayMtu: MTU }, [
+  n.dp.neighSet(ip("198.19.9.0"), W6.mac);
+  n.dp.fdbSet(W6.mac, 3);
+  const routes4: [string, number, number][] = [
+    ["198.19.2.0", 24, 0], ["198.19.3.0", 24, 1], ["198.19.1.0", 24, 2], ["198.19.4.0", 24, 3], ["198.18.96.0", 24, 4],
+    ["198.19.5.0", 25, 3], ["198.19.5.128", 26, 1], ["198.19.5.200", 32, 4], ["198.19.7.0", 24, 5], ["198.19.8.0", 24, 6],
+    ...(under6 ? ([["198.19.9.0", 24, 7], ["198.19.10.0", 24, 8]] as [string, number, number][]) : []),
+  ];
+  for (const [prefix, depth, nh] of routes4.slice(5)) n.routes.add(prefix, depth, nh); // the first five: helpers/topology
+  const routes6 = !ipv6 ? [] : addIpv6(n, 2, params, [
     ["2001:2:0:2::", 64, 0],
     ["2001:2:0:3::", 64, 1],
     ["2001:2:0:1::", 64, 2],
@@ -76,15 +97,19 @@ function fuzzWorker2(mode: DeviceMode, ipv6 = true): Node {
     ["2001:2:0:5::c8", 128, 4],
     ["2001:2:0:7::", 64, 5],
     ["2001:2:0:8::", 64, 6],
+    ...(under6 ? ([["2001:2:0:9::", 64, 7], ["2001:2:0:a::", 64, 8]] as [string, number, number][]) : []),
   ]);
   nodeInfo.set(n, {
     underlay: W2.underlay,
     vtepMac: W2.mac,
-    peers: [{ underlay: W3.underlay, mac: W3.mac }, { underlay: W1.underlay, mac: W1.mac }, { underlay: W4.underlay, mac: W4.mac }],
+    peers: [{ underlay: W3.underlay, mac: W3.mac }, { underlay: W1.underlay, mac: W1.mac }, { underlay: W4.underlay, mac: W4.mac },
+      { underlay: W6.underlay, mac: W6.mac, u6: a6(W6.underlay6) }],
     nh: [{ kind: K.local, peer: 0xffff }, { kind: K.vxlan, peer: 0 }, { kind: K.ipip, peer: 1 }, { kind: K.direct, peer: 2 }, { kind: K.blackhole, peer: 0xffff },
-      { kind: K.vxlan, peer: 0 }, { kind: K.vxlan, peer: 0 }],
+      { kind: K.vxlan, peer: 0 }, { kind: K.vxlan, peer: 0 }, { kind: K.vxlan, peer: 3 }, { kind: K.ipip, peer: 3 }],
     routes6,
     overlay6: ipv6 ? a6("2001:2:0:2::") : new Uint8Array(16),
+    routes4: routes4.map(([prefix, depth, nh]) => ({ prefix: ip(prefix) >>> 0, depth, nh })),
+    underlay6: a6(W2_UNDERLAY6),
   });
   return n;
 }
@@ -255,6 +280,27 @@ function route6Lookup(info: NodeInfo, a: Uint8Array, o: number): number {
 }
 const nhKind = (info: NodeInfo, nh: number) => (nh >= 0 && nh < info.nh.length ? info.nh[nh].kind : 0);
 const peerOf = (info: NodeInfo, underlay: number) => info.peers.findIndex((p) => p.underlay === underlay >>> 0);
+const peerOver6 = (info: NodeInfo, i: number) => i < info.peers.length && info.peers[i].u6 !== undefined;
+/** harness.c route4_lookup: longest match among the node's IPv4 routes. */
+function route4Lookup(info: NodeInfo, a: number): number {
+  let best = -1;
+  let bestDepth = 0;
+  for (const r of info.routes4 ?? []) {
+    const mask = r.depth === 0 ? 0 : (~0 << (32 - r.depth)) >>> 0;
+    if (((a & mask) >>> 0) === ((r.prefix & mask) >>> 0) && (best < 0 || r.depth >= bestDepth)) {
+      best = r.nh;
+      bestDepth = r.depth;
+    }
+  }
+  return best;
+}
+/** harness.c inner_mtu: the one MTU rule (20 bytes less to a peer over IPv6). */
+function innerMtu(info: NodeInfo, nh: number): number {
+  const k = nhKind(info, nh);
+  if (k === abi.NH_DIRECT) return MTU;
+  if (k !== abi.NH_VXLAN && k !== abi.NH_IPIP) return 0;
+  return MTU - (k === abi.NH_VXLAN ? 50 : 20) - (peerOver6(info, info.nh[nh].peer) ? 20 : 0);
+}
 
 /** RFC 6040 section 4.2: the inner ECN field after decapsulation, or -1 (drop). */
 function ecnDecap(inner: number, outer: number): number {
@@ -278,6 +324,90 @@ function checkTxUnderlay6(info: NodeInfo, out: Uint8Array, inner: number, addr: 
     const in6 = input.bytes.subarray(podOff);
     check(ip6Len(in6) === ip6.length, `TX_UNDERLAY: ${ip6.length} inner IPv6 bytes for an input of ${ip6Len(in6)}`);
     check(bytesEqual(ip6, in6.subarray(0, ip6.length)), "TX_UNDERLAY inner IPv6: not the input byte for byte");
+  }
+}
+
+/** harness.c check_tx_over6: a TX_UNDERLAY packet to a peer over the IPv6 underlay. */
+function checkTxOver6(dp: Dataplane, info: NodeInfo, at: number, out: Uint8Array, r: { addr: number; peer: number; hash: number }, input: Pkt, podOff: number): void {
+  const { peer } = r;
+  checkIpv6(out, "TX_UNDERLAY over IPv6: outer");
+  check(peerOver6(info, peer), `TX_UNDERLAY: an IPv6 outer header to peer ${peer}, not a peer over IPv6`);
+  check(r.addr >>> 0 === info.peers[peer].underlay, "TX_UNDERLAY over IPv6: meta addr is not the peer's identity");
+  check(a6Equal(out, 8, info.underlay6!, 0), "TX_UNDERLAY over IPv6: source is not the node's IPv6 underlay address");
+  check(a6Equal(out, 24, info.peers[peer].u6!, 0), "TX_UNDERLAY over IPv6: destination is not the peer's IPv6 address");
+  check(out[7] === OUTER_TTL, `TX_UNDERLAY over IPv6: hop limit ${out[7]}`);
+  const fl = be32(out, 0) & 0xfffff;
+  check(fl === ((r.hash & 0xfffff) || 1), `TX_UNDERLAY over IPv6: flow label ${fl.toString(16)} for hash ${r.hash.toString(16)}`);
+  check(out.length <= MTU, `TX_UNDERLAY over IPv6: ${out.length} bytes over the underlay MTU (the +20 rule)`);
+  const vxlan = out[6] === 17;
+  let inner: number;
+  let six: boolean;
+  if (vxlan) {
+    check(out.length >= 90, "TX_UNDERLAY vxlan over IPv6: short");
+    check(be16(out, 44) === out.length - 40, "TX_UNDERLAY vxlan over IPv6: UDP length");
+    check(be16(out, 42) === 4789, "TX_UNDERLAY vxlan over IPv6: UDP destination port");
+    check(be16(out, 40) >= SPORT_MIN && be16(out, 40) <= SPORT_MAX, "TX_UNDERLAY vxlan over IPv6: UDP source port");
+    check(be16(out, 46) !== 0, "TX_UNDERLAY vxlan over IPv6: UDP checksum 0");
+    check(l4Sum6(out, 17, out.length - 40) === 0, "TX_UNDERLAY vxlan over IPv6: bad UDP checksum");
+    check(be32(out, 48) === 0x08000000 && be32(out, 52) === 100 << 8, "TX_UNDERLAY vxlan over IPv6: VXLAN flags / VNI");
+    check(be48(out, 62) === info.vtepMac && be48(out, 56) === info.peers[peer].mac, "TX_UNDERLAY vxlan over IPv6: inner MACs");
+    check(be16(out, 68) === 0x0800 || be16(out, 68) === 0x86dd, "TX_UNDERLAY vxlan over IPv6: inner ethertype");
+    six = be16(out, 68) === 0x86dd;
+    inner = 70;
+  } else {
+    check(out[6] === 4 || out[6] === 41, `TX_UNDERLAY over IPv6: next header ${out[6]}`);
+    six = out[6] === 41;
+    inner = 40;
+  }
+  const q = out.subarray(inner);
+  check(q.length >= 20 && q[0] >> 4 === (six ? 6 : 4), "TX_UNDERLAY over IPv6: inner version");
+  check(tclass(out) === (six ? tclass(q) : q[1]), "TX_UNDERLAY over IPv6: traffic class");
+  let nh: number;
+  if (six) {
+    checkIpv6(q, "TX_UNDERLAY over IPv6: inner IPv6");
+    nh = route6Lookup(info, q, 24);
+  } else {
+    checkIpv4(dp, at + inner, q.length, "TX_UNDERLAY over IPv6: inner IPv4");
+    nh = route4Lookup(info, be32(q, 16));
+  }
+  check(nhKind(info, nh) === (vxlan ? abi.NH_VXLAN : abi.NH_IPIP) && info.nh[nh].peer === peer, `TX_UNDERLAY over IPv6: the destination routes to next hop ${nh}, not to peer ${peer}`);
+  check(q.length <= innerMtu(info, nh), "TX_UNDERLAY over IPv6: inner over the tunnel MTU");
+  if (podOff < 0) return;
+  const inp = input.bytes.subarray(podOff);
+  if (six) {
+    check(ip6Len(inp) === q.length, `TX_UNDERLAY over IPv6: ${q.length} inner IPv6 bytes for an input of ${ip6Len(inp)}`);
+    check(bytesEqual(q, inp.subarray(0, q.length)), "TX_UNDERLAY over IPv6, inner IPv6: not the input byte for byte");
+  } else {
+    checkForwarded(q, inp.subarray(0, be16(inp, 2)), "TX_UNDERLAY over IPv6, inner");
+  }
+}
+
+/** harness.c check_to_device4_ip6tnl: an IPv4 packet processIp6TunnelBatch delivered. */
+function checkToDevice4Ip6tnl(info: NodeInfo, ipp: Uint8Array, input: Pkt, mpeer: number): void {
+  const q = input.bytes;
+  check(q.length >= 20 && q[0] >> 4 === 4 && be16(q, 2) === ipp.length && ipp.length <= q.length, "TO_DEVICE IPv4 (ip6tnl): length");
+  const sp = peerOf(info, input.addr);
+  check(sp >= 0 && mpeer === sp, `TO_DEVICE IPv4 (ip6tnl): sent by peer ${sp}, metadata says ${mpeer}`);
+  const nh = route4Lookup(info, be32(q, 12));
+  const k = nhKind(info, nh);
+  check((k === abi.NH_VXLAN || k === abi.NH_IPIP || k === abi.NH_DIRECT) && info.nh[nh].peer === sp, `TO_DEVICE IPv4 (ip6tnl): spoofed source (next hop ${nh})`);
+  const ecn = ecnDecap(q[1] & 3, input.tos & 3);
+  check(ecn >= 0, "TO_DEVICE IPv4 (ip6tnl): outer CE on a Not-ECT packet delivered");
+  check((ipp[1] & 0xfc) === (q[1] & 0xfc) && (ipp[1] & 3) === ecn, `TO_DEVICE IPv4 (ip6tnl): TOS, RFC 6040 says ECN ${ecn}`);
+  const hl = (q[0] & 15) * 4;
+  const whole = (be16(q, 6) & 0x3fff) === 0;
+  const cf = !whole ? 0 : q[9] === 6 ? hl + 16 : q[9] === 17 ? hl + 6 : 0;
+  const hasCf = cf !== 0 && cf + 2 <= ipp.length;
+  for (let i = 2; i < ipp.length; i++) {
+    if (i === 10 || i === 11 || (hasCf && (i === cf || i === cf + 1))) continue;
+    check(ipp[i] === q[i], `TO_DEVICE IPv4 (ip6tnl): byte ${i} changed`);
+  }
+  if (hasCf && be16(ipp, cf) !== be16(q, cf)) {
+    const l4n = ipp.length - hl;
+    let ps = q[9] + l4n;
+    for (let i = 12; i < 20; i += 2) ps += be16(q, i);
+    check(be16(q, cf) === (~inetChecksum(new Uint8Array(0), ps) & 0xffff), "TO_DEVICE IPv4 (ip6tnl): a checksum changed that was not a partial sum");
+    check(inetChecksum(ipp.subarray(hl), ps) === 0, "TO_DEVICE IPv4 (ip6tnl): the finished checksum is wrong");
   }
 }
 
@@ -305,10 +435,10 @@ function checkIcmp6Error(info: NodeInfo, p: Uint8Array, inp: Uint8Array, reason:
     check(code === 0 && reason === abi.R_NO_ROUTE && nh < 0, `${what}: destination unreachable code ${code} reason ${reason} for a destination routed to ${nh}`);
   } else if (type === 2) {
     const k = nhKind(info, nh);
-    const ovh = k === abi.NH_VXLAN ? 50 : 20;
+    const mtu = innerMtu(info, nh);
     check(code === 0 && reason === abi.R_TOO_BIG && (k === abi.NH_VXLAN || k === abi.NH_IPIP), `${what}: packet too big code ${code} reason ${reason} kind ${k}`);
-    check(be32(p, 44) === MTU - ovh, `${what}: packet too big says MTU ${be32(p, 44)}, the tunnel's is ${MTU - ovh}`);
-    check(il + ovh > MTU, `${what}: packet too big for ${il} bytes that fit`);
+    check(be32(p, 44) === mtu, `${what}: packet too big says MTU ${be32(p, 44)}, the tunnel's is ${mtu}`);
+    check(il > mtu, `${what}: packet too big for ${il} bytes that fit`);
   }
 }
 
@@ -366,7 +496,11 @@ function checkToDevice6(info: NodeInfo, ipp: Uint8Array, input: Pkt, stage: Side
   let q: Uint8Array;
   let sender: number;
   let otos: number;
-  if (stage === "vxlan") {
+  if (stage === "ip6tnl") {
+    q = b;
+    sender = input.addr;
+    otos = input.tos;
+  } else if (stage === "vxlan") {
     check(b.length >= 22 && be16(b, 20) === 0x86dd, "TO_DEVICE IPv6 from a VXLAN frame that is not 0x86DD");
     q = b.subarray(22);
     sender = input.addr;
@@ -409,26 +543,38 @@ function checkPacket(node: Node, mode: DeviceMode, slot: number, input: Pkt, sta
   const r = dp.result(slot);
   check(r.verdict < abi.VERDICT_COUNT, `verdict ${r.verdict} out of range`);
   check(r.reason < abi.REASON_COUNT, `reason ${r.reason} out of range`);
+  const tap = mode === "tap";
+  const pod = stage === "pod";
+  const ipOff = pod ? (tap ? 14 : 0) : -1;
+  check(stage !== "ip6tnl" || peerOf(info, input.addr) >= 0 || (r.verdict === abi.VERDICT_DROP && r.reason === abi.R_UNKNOWN_PEER),
+    `ip6tnl: sender ${input.addr} is no peer, verdict ${r.verdict} reason ${r.reason}`);
   if (r.verdict === abi.VERDICT_DROP) {
     check(r.reason !== 0, "a drop without a reason");
+    if (pod && r.reason === abi.R_FRAG_NEEDED_NO_DF && input.bytes.length >= ipOff + 20) {
+      const nh = route4Lookup(info, be32(input.bytes, ipOff + 16));
+      const k = nhKind(info, nh);
+      check(!((k === abi.NH_VXLAN || k === abi.NH_IPIP) && peerOver6(info, info.nh[nh].peer)), "frag_needed_no_df drop towards a peer over IPv6 (must answer ICMP)");
+    }
     return;
   }
   check(r.off + r.len <= dp.slotSize, `verdict ${r.verdict}: off ${r.off} + len ${r.len} beyond the slot`);
   check(r.len > 0, "an empty packet");
   const at = dp.slotPtr(slot) + r.off;
   const out = dp.readPacket(slot);
-  const tap = mode === "tap";
-  const pod = stage === "pod";
-  const ipOff = pod ? (tap ? 14 : 0) : -1;
   const vtepMac = vtepMacOf(node);
   switch (r.verdict) {
     case abi.VERDICT_TX_UNDERLAY: {
       check(r.reason === 0, "TX_UNDERLAY with a reason");
+      check(r.peer < info.peers.length, `TX_UNDERLAY: peer ${r.peer}`);
+      if (out[0] >> 4 === 6) {
+        checkTxOver6(dp, info, at, out, r, input, ipOff);
+        break;
+      }
       checkIpv4(dp, at, r.len, "TX_UNDERLAY outer");
+      check(!peerOver6(info, r.peer), `TX_UNDERLAY: an IPv4 outer header to peer ${r.peer}, reached over IPv6`);
       check((out[0] & 15) === 5, "outer header has options");
       check(be32(out, 12) === underlayOf(node), "outer source");
       check(be32(out, 16) === r.addr >>> 0, "outer destination != meta addr");
-      check(r.peer < info.peers.length, `TX_UNDERLAY: peer ${r.peer}`);
       let inner: number;
       if (out[9] === 17) {
         check(r.len >= 70, "short vxlan packet");
@@ -481,6 +627,7 @@ function checkPacket(node: Node, mode: DeviceMode, slot: number, input: Pkt, sta
       }
       checkIpv4(dp, at + o, r.len - o, "TO_DEVICE");
       if (pod) checkForwarded(out.subarray(o), podIp(input.bytes, tap), "TO_DEVICE (local)");
+      if (stage === "ip6tnl") checkToDevice4Ip6tnl(info, out.subarray(o), input, r.peer);
       break;
     }
     case abi.VERDICT_REPLY: {
@@ -526,6 +673,16 @@ function checkPacket(node: Node, mode: DeviceMode, slot: number, input: Pkt, sta
       check(len >= hl + 28, "short ICMP error");
       check(inetChecksum(out.subarray(o + hl)) === 0, "bad ICMP checksum");
       check(out[o + hl] === 3 || out[o + hl] === 11, `ICMP type ${out[o + hl]}`);
+      if (r.reason === abi.R_TOO_BIG) {
+        // harness.c: fragmentation needed with the MTU of the route's tunnel (the +20 rule).
+        const c = o + hl;
+        check(out[c] === 3 && out[c + 1] === 4, "REPLY too_big: not fragmentation needed");
+        check(input.bytes.length >= ipOff + 20, "REPLY too_big about a short input");
+        const nh = route4Lookup(info, be32(input.bytes, ipOff + 16));
+        const mtu = innerMtu(info, nh);
+        check(mtu !== 0 && be16(out, c + 6) === mtu, `REPLY too_big says MTU ${be16(out, c + 6)}, next hop ${nh} takes ${mtu}`);
+        check(be16(input.bytes, ipOff + 2) > mtu, "REPLY too_big for a packet that fits");
+      }
       break;
     }
   }
@@ -658,7 +815,7 @@ const C_NAT_TRANSLATED = 66;
 const C_NAT_ICMP_TRANSLATED = 67;
 const NAT_ADVANCE = [0, 1, 11, 31, 61, 121, 601, 432001];
 const NAT_ERRS = [[3, 0], [3, 1], [3, 3], [3, 4], [11, 0], [12, 0], [3, 13], [4, 0]];
-type Side = "pod" | "vxlan" | "ipip";
+type Side = "pod" | "vxlan" | "ipip" | "ip6tnl";
 
 function natConfigure(dp: Dataplane): void {
   dp.natConfigure({ enabled: true, masquerade: true, nodeIp: W2.underlay, snatAddress: SNAT_IP, portRange: [NAT_PORT_MIN, NAT_PORT_MAX], seed: NAT_SEED });
@@ -1216,7 +1373,7 @@ const nat66Pins = new WeakMap<Node, Map<number, number>>();
 
 /** harness.c nat66_worker2(): fuzzWorker2 (IPv6 routes) with NAT66 on. */
 function nat66Worker2(): Node {
-  const n = fuzzWorker2("tun");
+  const n = fuzzWorker2("tun", true, false); // no routes to peer 3: the NAT66 checks read IPv4 outer headers
   n.dp.natSetup({ maxFlows: NAT_FLOWS, names6: NAT66_NAMES, maxFrontends: 16, maxBackends: 16, hashSeed: new Uint8Array(16) });
   nat66Configure(n.dp);
   n.dp.setServices([], NAT66_SERVICES);
@@ -1972,6 +2129,13 @@ function replay(nodes: Nodes, target: Target, data: Uint8Array): void {
       put32(bytes, 16, W2.underlay);
       put16(bytes, 10, inetChecksum(bytes.subarray(0, 20)));
       bytes.set(s.subarray(1), 20);
+    } else if (target === "ip6tnl") {
+      // harness.c: the inner packet as the AF_INET6 raw socket hands it over,
+      // the sender by byte 0's bits 2-3, the segment's first byte the traffic class.
+      if (s.length < 1) continue;
+      addr = [W6.underlay, W3.underlay, 0, UNKNOWN_UNDERLAY][(ctrl >> 2) & 3];
+      tos = s[0];
+      bytes = s.slice(1);
     } else {
       bytes = s.slice();
     }
@@ -1986,6 +2150,9 @@ function replay(nodes: Nodes, target: Target, data: Uint8Array): void {
   } else if (target === "ipip-decap" || target === "sit-inner") {
     node.dp.processIpip(n);
     checkBatch(node, mode, n, before, pkts, abi.C_RX_IPIP_PKTS, "ipip");
+  } else if (target === "ip6tnl") {
+    node.dp.processIp6Tunnel(n);
+    checkBatch(node, mode, n, before, pkts, abi.C_RX_IPIP_PKTS, "ip6tnl");
   } else {
     node.dp.processPod(n);
     checkBatch(node, mode, n, before, pkts, abi.C_RX_POD_PKTS, "pod");
@@ -2069,6 +2236,26 @@ describe("fuzz corpus and regressions replay through the release module", () => 
     expect(verdictOf("vxlan-inner6", "w1-source").reason).toBe(abi.R_SPOOFED_SOURCE);
     expect(verdictOf("sit-inner", "udp-partial-checksum").verdict).toBe(abi.VERDICT_TO_DEVICE);
     expect(verdictOf("sit-inner", "w3-source").reason).toBe(abi.R_SPOOFED_SOURCE);
+    // Peer 3 over the IPv6 underlay (issue 16): encapsulated in IPv6, the +20 rule, processIp6TunnelBatch.
+    const over6 = (name: string) => {
+      const r = verdictOf("pod-tun", name);
+      expect(r.verdict, name).toBe(abi.VERDICT_TX_UNDERLAY);
+      expect(r.peer, name).toBe(3);
+      expect(nodes.tun.dp.readPacket(0)[0] >> 4, name).toBe(6);
+    };
+    for (const name of ["over6-udp-vxlan", "over6-tcp-ip6ip6", "over6-ipv4-vxlan", "over6-ipv4-ipip6", "over6-vxlan-1430-fits", "over6-ipv4-ipip6-1460-fits"]) over6(name);
+    for (const name of ["over6-too-big-vxlan-1431", "over6-too-big-ip6ip6-1461", "over6-ipv4-too-big-df-1431", "over6-ipv4-too-big-no-df-1461"]) {
+      expect(verdictOf("pod-tun", name), name).toMatchObject({ verdict: abi.VERDICT_REPLY, reason: abi.R_TOO_BIG });
+    }
+    for (const name of ["ipv4-udp", "ipv4-partial-checksum", "ipv6-udp", "ipv6-udp-partial-checksum", "ipv6-tcp-ce"]) {
+      expect(verdictOf("ip6tnl", name), name).toMatchObject({ verdict: abi.VERDICT_TO_DEVICE, peer: 3 });
+    }
+    expect(verdictOf("ip6tnl", "ipv4-from-w3")).toMatchObject({ verdict: abi.VERDICT_TO_DEVICE, peer: 0 });
+    expect(verdictOf("ip6tnl", "ipv4-spoofed-w3-source").reason).toBe(abi.R_SPOOFED_SOURCE);
+    expect(verdictOf("ip6tnl", "ipv6-spoofed-w1-source").reason).toBe(abi.R_SPOOFED_SOURCE);
+    expect(verdictOf("ip6tnl", "ipv4-notect-outer-ce").reason).toBe(abi.R_ECN_CE_NOT_ECT);
+    expect(verdictOf("ip6tnl", "no-sender").reason).toBe(abi.R_UNKNOWN_PEER);
+    expect(verdictOf("ip6tnl", "unknown-sender").reason).toBe(abi.R_UNKNOWN_PEER);
   });
 
   it("a violated invariant fails the replay (the checks are live)", () => {

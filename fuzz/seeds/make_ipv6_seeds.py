@@ -17,7 +17,7 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEP = b"\xffPK\xff"
-TARGETS = ("pod-tun", "pod-tap", "vxlan-decap", "vxlan-inner6", "sit-inner", "ipip-decap", "roundtrip", "vxlan-super")
+TARGETS = ("pod-tun", "pod-tap", "vxlan-decap", "vxlan-inner6", "sit-inner", "ipip-decap", "roundtrip", "vxlan-super", "ip6tnl")
 
 W1, W2, W3, W4 = "198.18.0.11", "198.18.0.12", "198.18.1.13", "198.18.0.14"
 W2_MAC, W3_MAC = 0x0E0000000200, 0x0E0000000300
@@ -278,6 +278,61 @@ def super_frames() -> None:
     sup("ipv6-short", 0, tcp_pkt(src, pod, b"")[:50])
 
 
+# Peer 3 (W6) reached over the IPv6 underlay (harness.c W2_PEERS[3]): its
+# pods 198.19.9.0/24 and 2001:2:0:9::/64 over VXLAN in UDP/IPv6, 198.19.10.0/24
+# and 2001:2:0:a::/64 over IPv4/IPv6 in IPv6; outer headers 20 bytes longer.
+POD6_VX, POD6_TNL = "2001:2:0:9::5", "2001:2:0:a::5"
+POD4_VX, POD4_TNL, POD4_W2, POD4_W3 = "198.19.9.5", "198.19.10.5", "198.19.2.7", "198.19.3.5"
+
+
+def ipv4_udp(src: str, dst: str, n=16, tos=0, df=True, partial=False) -> bytes:
+    u = struct.pack("!HHHH", 40000, 53, 8 + n, 0) + b"q" * n
+    ps = sum(struct.unpack("!4H", ip4(src) + ip4(dst))) + 17 + len(u)
+    c = (~csum(b"", ps) & 0xFFFF) if partial else (csum(u, ps) or 0xFFFF)
+    u = u[:6] + struct.pack("!H", c) + u[8:]
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + len(u), 7, 0x4000 if df else 0, 64, 17, 0, ip4(src), ip4(dst))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + u
+
+
+def underlay6() -> None:
+    pod = {
+        "over6-udp-vxlan": udp_pkt(POD2, POD6_VX, tc=0xB8 | 2),
+        "over6-tcp-ip6ip6": tcp_pkt(POD2, POD6_TNL, flags=0x02, tc=0x21),
+        "over6-ipv4-vxlan": ipv4_udp(POD4_W2, POD4_VX, tos=0xB8 | 1),
+        "over6-ipv4-ipip6": ipv4_udp(POD4_W2, POD4_TNL, tos=0x22),
+        "over6-vxlan-1430-fits": udp_pkt(POD2, POD6_VX, 1430 - 48),
+        "over6-too-big-vxlan-1431": udp_pkt(POD2, POD6_VX, 1431 - 48),
+        "over6-too-big-ip6ip6-1461": udp_pkt(POD2, POD6_TNL, 1461 - 48),
+        "over6-ipv4-too-big-df-1431": ipv4_udp(POD4_W2, POD4_VX, 1431 - 28),
+        "over6-ipv4-too-big-no-df-1461": ipv4_udp(POD4_W2, POD4_TNL, 1461 - 28, df=False),
+        "over6-ipv4-ipip6-1460-fits": ipv4_udp(POD4_W2, POD4_TNL, 1460 - 28, df=False),
+    }
+    for name, pkt in pod.items():
+        write("pod-tun", name, batch(pkt))
+        write("pod-tap", name, batch(eth(pkt, etype=0x86DD if pkt[0] >> 4 == 6 else 0x0800)))
+    write("pod-tun", "over6-batch-4", batch(pod["over6-udp-vxlan"], pod["over6-ipv4-ipip6"], pod["over6-tcp-ip6ip6"], pod["over6-ipv4-vxlan"]))
+    # ip6tnl: a segment is the outer traffic class, then the inner packet;
+    # byte 0 bits 2-3 the sender: 0 W6 (over IPv6), 1 W3, 2 none, 3 unknown.
+    tnl = lambda tc, pkt: bytes([tc]) + pkt
+    write("ip6tnl", "ipv4-udp", batch(tnl(0, ipv4_udp(POD4_TNL, POD4_W2))))
+    write("ip6tnl", "ipv4-partial-checksum", batch(tnl(0, ipv4_udp(POD4_VX, POD4_W2, partial=True))))
+    write("ip6tnl", "ipv4-ce-outer-ect0", batch(tnl(3, ipv4_udp(POD4_TNL, POD4_W2, tos=2))))
+    write("ip6tnl", "ipv4-notect-outer-ce", batch(tnl(3, ipv4_udp(POD4_TNL, POD4_W2))))
+    write("ip6tnl", "ipv4-spoofed-w3-source", batch(tnl(0, ipv4_udp(POD4_W3, POD4_W2))))
+    write("ip6tnl", "ipv6-udp", batch(tnl(0xB8, udp_pkt(POD6_TNL, POD2))))
+    write("ip6tnl", "ipv6-udp-partial-checksum", batch(tnl(0, udp_pkt(POD6_VX, POD2, partial=True))))
+    write("ip6tnl", "ipv6-tcp-ce", batch(tnl(3, tcp_pkt(POD6_TNL, POD2, b"data", tc=1))))
+    write("ip6tnl", "ipv6-spoofed-w1-source", batch(tnl(0, udp_pkt(POD1, POD2))))
+    write("ip6tnl", "ipv4-from-w3", batch(tnl(0, ipv4_udp(POD4_W3, POD4_W2)), ctrl=1 << 2))
+    write("ip6tnl", "ipv6-from-w3", batch(tnl(0, udp_pkt(POD3, POD2)), ctrl=1 << 2))
+    write("ip6tnl", "no-sender", batch(tnl(0, ipv4_udp(POD4_TNL, POD4_W2)), ctrl=2 << 2))
+    write("ip6tnl", "unknown-sender", batch(tnl(0, udp_pkt(POD6_TNL, POD2)), ctrl=3 << 2))
+    write("ip6tnl", "not-ip", batch(tnl(0, b"\x55" * 40)))
+    write("ip6tnl", "empty", batch(b"\0"))
+    write("ip6tnl", "batch-4", batch(tnl(0, ipv4_udp(POD4_TNL, POD4_W2)), tnl(1, udp_pkt(POD6_VX, POD2)), tnl(0, echo(POD6_TNL, POD2)),
+                                     tnl(2, ipv4_udp(POD4_VX, POD4_W2, tos=1)), ctrl=1))
+
+
 if __name__ == "__main__":
     for t in TARGETS:  # this script owns these directories
         shutil.rmtree(os.path.join(HERE, t), ignore_errors=True)
@@ -285,6 +340,7 @@ if __name__ == "__main__":
     decap()
     roundtrip()
     super_frames()
+    underlay6()
     for t in TARGETS:
         files = os.listdir(os.path.join(HERE, t))
         print(f"{t}: {len(files)} seeds, {sum(os.path.getsize(os.path.join(HERE, t, f)) for f in files)} bytes")
