@@ -15,7 +15,7 @@ import type { ConntrackStats, PmtuUpdate } from "../dataplane/dataplane.js";
 import type { DataplaneTables } from "../dataplane/tables.js";
 import { closeQuiet } from "../io/libc.js";
 import { createDataplaneMemory } from "../dataplane/wasm.js";
-import { openIcmpRecvSocket, openIp6TunnelSocket, openIpipRecvSocket, openRawSendSocket, openRawSendSocket6, openVxlanSocket, openVxlanSocket6 } from "../io/sockets.js";
+import { openIcmp6RecvSocket, openIcmpRecvSocket, openIp6TunnelSocket, openIpipRecvSocket, openRawSendSocket, openRawSendSocket6, openVxlanSocket, openVxlanSocket6 } from "../io/sockets.js";
 import { attachSteering } from "../io/steer.js";
 import { enableUdpGro, openUdpSendSockets } from "../io/udpgso.js";
 import type { TunDevice } from "../io/tun.js";
@@ -115,9 +115,12 @@ export class LanePool {
     // UDP/IPv6 and IPv4/IPv6 in IPv6, received by lane 0 (no flow steering
     // over IPv6 yet; the connection table is shared anyway).
     const underlay6 = c.node.ipv6?.underlayAddress !== undefined;
-    let vxlan6 = -1;
+    let vxlan6 = -1, icmp6 = -1;
     const ip6tnl: number[] = [];
     if (underlay6 && q === 0) {
+      // Routers' packet too big about our outer IPv6 packets (src/daemon/worker/pmtu6.ts).
+      icmp6 = openIcmp6RecvSocket({ rcvBuf: 1 << 20 });
+      this.fds.push(icmp6);
       vxlan6 = openVxlanSocket6({ port: c.tunnel.port, rcvBuf: 16 << 20 });
       this.fds.push(vxlan6);
       for (const proto of [4, 41] as const) {
@@ -158,6 +161,7 @@ export class LanePool {
       send6Fd: send6,
       vxlan6Fd: vxlan6,
       ip6tnlFds: ip6tnl,
+      icmp6Fd: icmp6,
       batch: 256,
       slotSize: 2048,
       tbl8Groups: 4096,

@@ -210,7 +210,8 @@ export class NodeMtu {
   learn(updates: PmtuUpdate[], peers: readonly { name: string; underlay: number }[]): { peer: number; mtu: number }[] {
     for (const u of updates) {
       const peer = peers.find((p) => p.underlay === u.peer);
-      this.log.info({ peer: peer?.name, underlay: u32ToIp(u.peer), pathMtu: u.mtu, router: u32ToIp(u.from) }, "path MTU lowered by ICMP fragmentation-needed from the underlay");
+      // from 0: an ICMPv6 packet too big (a peer over the IPv6 underlay).
+      this.log.info({ peer: peer?.name, underlay: u32ToIp(u.peer), pathMtu: u.mtu, router: u.from ? u32ToIp(u.from) : undefined }, u.from ? "path MTU lowered by ICMP fragmentation-needed from the underlay" : "path MTU lowered by ICMPv6 packet too big from the IPv6 underlay");
       this.paths.set(u.peer, { mtu: u.mtu, from: u.from, until: Date.now() + PMTU_TTL_MS });
     }
     return updates.map((u) => ({ peer: u.peer, mtu: u.mtu }));

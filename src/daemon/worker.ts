@@ -16,6 +16,10 @@ import { Underlay6Peers } from "../io/underlay6.js";
 import { Control, nowSec } from "./worker/control.js";
 import { Outbox, type IoContext, type PodDevice, type Receiver, type Stage, type UnderlayBind } from "./worker/io.js";
 import { openBind, openDevice } from "./worker/open.js";
+import { parsePacketTooBig } from "./worker/pmtu6.js";
+import { PMTU_TTL_MS } from "./mtu.js";
+import { ipv6ToBytes } from "../config/net6.js";
+import * as abi from "../dataplane/abi.js";
 
 export interface WorkerConfig {
   tunFd: number;
@@ -28,6 +32,8 @@ export interface WorkerConfig {
   /** The IPv6 underlay (lane 0; -1 or absent: none): VXLAN over UDP/IPv6, and raw IPv6 sockets of next header 4 and 41. */
   vxlan6Fd?: number;
   ip6tnlFds?: number[];
+  /** Raw ICMPv6 (packet too big only) for path MTUs over the IPv6 underlay (lane 0; -1 or absent: none). */
+  icmp6Fd?: number;
   /** IPv6 address names in the connection table (NAT66; 0 or absent: none). */
   natNames6?: number;
   /** Raw ICMP socket (destination unreachables only): frag-needed from the underlay (lane 0; -1 or absent: none). */
@@ -185,6 +191,7 @@ class Lane {
     private readonly dev: PodDevice,
     private readonly bind: UnderlayBind,
     private readonly control: Control,
+    private readonly state: TableState,
   ) {
     const rxs = [dev, ...bind.receivers];
     this.fds = rxs.map((r) => r.fd);
@@ -291,7 +298,34 @@ class Lane {
         if (updates.length) this.port.postMessage({ type: "pmtu", updates } satisfies FromWorker);
         return false;
       }
+      case "icmp6": {
+        // Packet too big about our outer IPv6 packets: the same, for peers over IPv6.
+        const updates = this.packetTooBig(n);
+        if (updates.length) this.port.postMessage({ type: "pmtu", updates } satisfies FromWorker);
+        return false;
+      }
     }
+  }
+
+  /** Slots 0..n hold ICMPv6 packets too big (pmtu6.ts): lower the path MTU
+   *  of each peer one names, here and (returned) in the other lanes. */
+  private packetTooBig(n: number): PmtuUpdate[] {
+    const node6 = this.state.tables?.node.underlay6 ?? 0n;
+    if (!node6) return [];
+    const self = new Uint8Array(16);
+    ipv6ToBytes(node6, self);
+    const dv = this.dp.dv, port = this.state.tables?.node.port ?? 4789;
+    const out: PmtuUpdate[] = [];
+    for (let i = 0; i < n; i++) {
+      const m = this.dp.metaBase + i * abi.META_SIZE;
+      const off = dv.getUint32(m + abi.META_OFF, true), len = dv.getUint32(m + abi.META_LEN, true);
+      if (off + len > this.dp.slotSize) continue;
+      const r = parsePacketTooBig(dv, this.dp.slotBase + i * this.dp.slotSize + off, len, self, port, this.ctx.underlay6);
+      const index = this.state.tables?.peers.findIndex((p) => p.underlay >>> 0 === r?.peer) ?? -1;
+      if (!r || index < 0 || r.mtu >= this.dp.peerPmtu(index)) continue;
+      if (this.dp.setPeerPmtu(r.peer, r.mtu, PMTU_TTL_MS)) out.push({ peer: r.peer, mtu: r.mtu, from: 0 });
+    }
+    return out;
   }
 
   private maybeStats(): void {
@@ -314,7 +348,7 @@ function run(cfg: WorkerConfig, port: MessagePort): void {
   // flushes); lanes attached to it have nothing of their own to report.
   const ownsTable = (cfg.natMaxFlows ?? 0) > 0 && cfg.natAttach === undefined;
   const control = new Control(dp, state, port, ctx.stats, ctx.errors, ownsTable, cfg.testHooks === true);
-  const lane = new Lane(cfg, port, dp, ctx, dev, bind, control);
+  const lane = new Lane(cfg, port, dp, ctx, dev, bind, control, state);
   port.postMessage({ type: "ready", ctHeader: dp.ctHeader } satisfies FromWorker);
   lane.run();
 }

@@ -67,6 +67,7 @@ export const SO_REUSEPORT = 15;
 export const SO_RCVBUFFORCE = 33;
 export const SO_SNDBUFFORCE = 32;
 export const IPPROTO_IPV6 = 41;
+export const IPPROTO_ICMPV6 = 58;
 export const IPV6_V6ONLY = 26;
 export const IPV6_RECVTCLASS = 66;
 export const IPV6_TCLASS = 67;

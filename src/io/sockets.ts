@@ -119,6 +119,31 @@ export function openIp6TunnelSocket(opts: { proto: 4 | 41; rcvBuf?: number }): n
 }
 
 /**
+ * A nonblocking raw ICMPv6 socket that sees a copy of every ICMPv6 packet
+ * too big (type 2) the node receives, ICMP6_FILTER blocking every other
+ * type in the kernel, which also checks the checksum: routers' reports
+ * about our outer IPv6 packets (src/daemon/worker/pmtu6.ts). Each read is
+ * the ICMPv6 message from its type on. Read it with BatchIO.recvUnderlay6.
+ */
+export function openIcmp6RecvSocket(opts: { rcvBuf?: number } = {}): number {
+  const fd = libc.check("socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6)",
+    libc.socket(libc.AF_INET6, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, libc.IPPROTO_ICMPV6),
+    (e) => (e === libc.EPERM ? "raw sockets need root or CAP_NET_RAW" : undefined));
+  try {
+    // struct icmp6_filter: 256 bits, a set bit blocks that type (Linux).
+    const f = new libc.Scratch(32);
+    for (let w = 0; w < 8; w++) f.dv.setUint32(w * 4, 0xffffffff, true);
+    f.dv.setUint32(0, ~(1 << 2) >>> 0, true); // pass type 2, packet too big
+    libc.check("setsockopt(ICMP6_FILTER)", libc.setsockopt(fd, libc.IPPROTO_ICMPV6, 1, f.addr, 32));
+    if (opts.rcvBuf) setBuf(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.rcvBuf);
+    return fd;
+  } catch (e) {
+    libc.closeQuiet(fd);
+    throw e;
+  }
+}
+
+/**
  * A nonblocking raw socket for IPv4 protocol 4 (IP-in-IP), or with
  * `proto: 41` IPv6-in-IPv4 (the kernel's sit): each read yields a whole
  * outer IPv4 packet, header included. Read it with BatchIO.recvIpip.

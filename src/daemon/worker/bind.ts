@@ -40,6 +40,8 @@ export interface BindFds {
    *  IPv6 sockets of next header 4 and 41 (IPv4/IPv6 in IPv6). */
   vxlan6Fd?: number;
   ip6tnlFds?: number[];
+  /** Raw ICMPv6, packet too big only: path MTUs over the IPv6 underlay (-1 or absent: none). */
+  icmp6Fd?: number;
 }
 
 export class RawBind implements UnderlayBind {
@@ -53,6 +55,7 @@ export class RawBind implements UnderlayBind {
     if (fds.icmpFd >= 0) this.receivers.push(new RecvmmsgReceiver(ctx, fds.icmpFd, "icmp"));
     if ((fds.vxlan6Fd ?? -1) >= 0) this.receivers.push(vxlan6 ?? new RecvmmsgReceiver(ctx, fds.vxlan6Fd!, "vxlan", true));
     for (const fd of fds.ip6tnlFds ?? []) this.receivers.push(new RecvmmsgReceiver(ctx, fd, "ip6tnl", true));
+    if ((fds.icmp6Fd ?? -1) >= 0) this.receivers.push(new RecvmmsgReceiver(ctx, fds.icmp6Fd!, "icmp6", true));
   }
 
   write(out: Outbox): void {

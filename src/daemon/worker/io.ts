@@ -24,7 +24,7 @@ import type { IoStats } from "../worker.js";
 import type { Underlay6Peers } from "../../io/underlay6.js";
 
 /** The pipeline stage a receiver's batches go to. */
-export type Stage = "pod" | "vxlan" | "ipip" | "ip6tnl" | "icmp";
+export type Stage = "pod" | "vxlan" | "ipip" | "ip6tnl" | "icmp" | "icmp6";
 
 /** One readable fd of the worker and how a batch is read from it. */
 export interface Receiver {

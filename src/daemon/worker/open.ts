@@ -18,7 +18,7 @@ export function openDevice(cfg: WorkerConfig, ctx: IoContext): PodDevice {
 export function openBind(cfg: WorkerConfig, ctx: IoContext, dev: PodDevice): UnderlayBind {
   const fds = {
     sendFd: cfg.sendFd, vxlanFd: cfg.vxlanFd, ipipFd: cfg.ipipFd, sitFd: cfg.sitFd ?? -1, icmpFd: cfg.icmpFd ?? -1, send6Fd: cfg.send6Fd ?? -1,
-    vxlan6Fd: cfg.vxlan6Fd ?? -1, ip6tnlFds: cfg.ip6tnlFds ?? [],
+    vxlan6Fd: cfg.vxlan6Fd ?? -1, ip6tnlFds: cfg.ip6tnlFds ?? [], icmp6Fd: cfg.icmp6Fd ?? -1,
   };
   if (!cfg.gsoFds?.length) return new RawBind(ctx, fds);
   // Super-frames in one VXLAN datagram go to the tun whole when it takes them.
