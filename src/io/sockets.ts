@@ -105,17 +105,10 @@ export function openVxlanSocket6(opts: { port?: number; rcvBuf?: number } = {}):
  * Read it with BatchIO.recvUnderlay6.
  */
 export function openIp6TunnelSocket(opts: { proto: 4 | 41; rcvBuf?: number }): number {
-  const fd = libc.check(`socket(AF_INET6, SOCK_RAW, ${opts.proto})`,
-    libc.socket(libc.AF_INET6, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, opts.proto),
-    (e) => (e === libc.EPERM ? "raw sockets need root or CAP_NET_RAW" : undefined));
-  try {
+  return openRaw(6, opts.proto, String(opts.proto), (fd) => {
     libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_RECVTCLASS, 1, "IPV6_RECVTCLASS");
     if (opts.rcvBuf) setBuf(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.rcvBuf);
-    return fd;
-  } catch (e) {
-    libc.closeQuiet(fd);
-    throw e;
-  }
+  });
 }
 
 /**
@@ -126,21 +119,14 @@ export function openIp6TunnelSocket(opts: { proto: 4 | 41; rcvBuf?: number }): n
  * the ICMPv6 message from its type on. Read it with BatchIO.recvUnderlay6.
  */
 export function openIcmp6RecvSocket(opts: { rcvBuf?: number } = {}): number {
-  const fd = libc.check("socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6)",
-    libc.socket(libc.AF_INET6, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, libc.IPPROTO_ICMPV6),
-    (e) => (e === libc.EPERM ? "raw sockets need root or CAP_NET_RAW" : undefined));
-  try {
+  return openRaw(6, libc.IPPROTO_ICMPV6, "IPPROTO_ICMPV6", (fd) => {
     // struct icmp6_filter: 256 bits, a set bit blocks that type (Linux).
     const f = new libc.Scratch(32);
     for (let w = 0; w < 8; w++) f.dv.setUint32(w * 4, 0xffffffff, true);
     f.dv.setUint32(0, ~(1 << 2) >>> 0, true); // pass type 2, packet too big
     libc.check("setsockopt(ICMP6_FILTER)", libc.setsockopt(fd, libc.IPPROTO_ICMPV6, 1, f.addr, 32));
     if (opts.rcvBuf) setBuf(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.rcvBuf);
-    return fd;
-  } catch (e) {
-    libc.closeQuiet(fd);
-    throw e;
-  }
+  });
 }
 
 /**
@@ -150,16 +136,9 @@ export function openIcmp6RecvSocket(opts: { rcvBuf?: number } = {}): number {
  */
 export function openIpipRecvSocket(opts: { rcvBuf?: number; proto?: 4 | 41 } = {}): number {
   const proto = opts.proto ?? libc.IPPROTO_IPIP;
-  const fd = libc.check(`socket(AF_INET, SOCK_RAW, ${proto})`,
-    libc.socket(libc.AF_INET, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, proto),
-    (e) => (e === libc.EPERM ? "raw sockets need root or CAP_NET_RAW" : undefined));
-  try {
+  return openRaw(4, proto, String(proto), (fd) => {
     if (opts.rcvBuf) setBuf(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.rcvBuf);
-    return fd;
-  } catch (e) {
-    libc.closeQuiet(fd);
-    throw e;
-  }
+  });
 }
 
 /** SOL_RAW / ICMP_FILTER (linux/icmp.h): a bitmask of ICMP types NOT to deliver. */
@@ -175,17 +154,10 @@ const ICMP_DEST_UNREACH = 3;
  * (assembly/pipeline/pmtu.ts). Read it with BatchIO.recvIpip.
  */
 export function openIcmpRecvSocket(opts: { rcvBuf?: number } = {}): number {
-  const fd = libc.check("socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)",
-    libc.socket(libc.AF_INET, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, libc.IPPROTO_ICMP),
-    (e) => (e === libc.EPERM ? "raw sockets need root or CAP_NET_RAW" : undefined));
-  try {
+  return openRaw(4, libc.IPPROTO_ICMP, "IPPROTO_ICMP", (fd) => {
     libc.setIntOpt(fd, SOL_RAW, ICMP_FILTER, ~(1 << ICMP_DEST_UNREACH), "ICMP_FILTER");
     if (opts.rcvBuf) setBuf(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.rcvBuf);
-    return fd;
-  } catch (e) {
-    libc.closeQuiet(fd);
-    throw e;
-  }
+  });
 }
 
 /**
@@ -197,12 +169,19 @@ export function openIcmpRecvSocket(opts: { rcvBuf?: number } = {}): number {
  * refuses (EMSGSIZE) any packet larger than the route's MTU, DF or not.
  */
 export function openRawSendSocket(opts: { sndBuf?: number; family?: 4 | 6 } = {}): number {
-  const six = opts.family === 6;
-  const fd = libc.check(`socket(${six ? "AF_INET6" : "AF_INET"}, SOCK_RAW, IPPROTO_RAW)`,
-    libc.socket(six ? libc.AF_INET6 : libc.AF_INET, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, libc.IPPROTO_RAW),
+  return openRaw(opts.family ?? 4, libc.IPPROTO_RAW, "IPPROTO_RAW", (fd) => {
+    if (opts.sndBuf) setBuf(fd, libc.SO_SNDBUFFORCE, libc.SO_SNDBUF, opts.sndBuf);
+  });
+}
+
+/** A nonblocking raw socket of `family` and `proto` (named `protoName` in
+ *  errors), set up by `setup`; closed again if that throws. */
+function openRaw(family: 4 | 6, proto: number, protoName: string, setup: (fd: number) => void): number {
+  const fd = libc.check(`socket(${family === 6 ? "AF_INET6" : "AF_INET"}, SOCK_RAW, ${protoName})`,
+    libc.socket(family === 6 ? libc.AF_INET6 : libc.AF_INET, libc.SOCK_RAW | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, proto),
     (e) => (e === libc.EPERM ? "raw sockets need root or CAP_NET_RAW" : undefined));
   try {
-    if (opts.sndBuf) setBuf(fd, libc.SO_SNDBUFFORCE, libc.SO_SNDBUF, opts.sndBuf);
+    setup(fd);
     return fd;
   } catch (e) {
     libc.closeQuiet(fd);
