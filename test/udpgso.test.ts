@@ -13,19 +13,24 @@ describe.skipIf(!isRoot)("UDP GSO/GRO on the underlay", () => {
     execFileSync("ip", ["netns", "add", NS]);
     execFileSync("ip", ["-n", NS, "link", "set", "lo", "up"]);
     for (const a of ["198.18.9.1", "198.18.9.2", "198.18.9.3"]) execFileSync("ip", ["-n", NS, "addr", "add", `${a}/32`, "dev", "lo"]);
+    for (const a of ["2001:2:0:ff::1", "2001:2:0:ff::2"]) execFileSync("ip", ["-n", NS, "addr", "add", `${a}/128`, "dev", "lo", "nodad"]);
   });
   afterAll(() => {
     execFileSync("ip", ["netns", "del", NS]);
   });
 
-  it("trains leave as one send and arrive as one buffer, byte for byte, in order, with their TOS", () => {
-    const out = execFileSync("ip", ["netns", "exec", NS, "node", "--import", "tsx", "test/helpers/udpgso-child.ts"], { encoding: "utf8", timeout: 30_000 });
+  // "v6": the two flows over the IPv6 underlay (peers[].underlay6), the three other packets over IPv4 in the same batch.
+  it.each(["v4", "v6"])("trains leave as one send and arrive as one buffer, byte for byte, in order, with their TOS (%s)", (family) => {
+    const out = execFileSync("ip", ["netns", "exec", NS, "node", "--import", "tsx", "test/helpers/udpgso-child.ts", ...(family === "v6" ? ["v6"] : [])],
+      { encoding: "utf8", timeout: 30_000 });
     const line = JSON.parse(out.trim().split("\n").pop()!);
     expect(line.error).toBeUndefined();
     const r = line.result as {
       errors: number; stats: { gsoSends: number; gsoSegments: number }; ports: number[];
-      got: { sport: number; tos: number; seg: number; len: number; datagrams: string[] }[]; expected: string[]; otherCount: number; truncated: number;
+      got: { sport: number; tos: number; seg: number; len: number; src: number; datagrams: string[] }[]; expected: string[]; otherCount: number; truncated: number;
     };
+    // The receiver names the sender: its IPv4 address, or over IPv6 the peer whose underlay6 sent it.
+    for (const g of r.got) expect(g.src).toBe(0xc6120901);
     expect(r.errors).toBe(0);
     expect(r.truncated).toBe(0);
     // 60 datagrams in runs of 10 per flow, one TOS change, two short last ones:

@@ -503,8 +503,8 @@ describe("processIp6TunnelBatch: IPv4/IPv6 in IPv6 received on an AF_INET6 raw s
   });
 });
 
-describe("offload paths stay IPv4", () => {
-  it("collectVerdictsGso: VXLAN over IPv6 goes to the raw list, VXLAN over IPv4 to the UDP GSO list", () => {
+describe("offload paths", () => {
+  it("collectVerdictsGso: VXLAN over either underlay goes to the UDP GSO list, IP in IPv6 and the rest to the raw list", () => {
     const { dp, routes } = node2();
     // A second VXLAN peer (peer 3) over IPv4: worker5.
     const W5 = { underlay: ip("198.18.0.15"), vtep: ip("198.19.5.0"), mac: 0x0e0000000500n };
@@ -523,8 +523,9 @@ describe("offload paths stay IPv4", () => {
     const dv = dp.dv;
     const list = (at: number, n: number) => Array.from({ length: n }, (_, k) => dv.getUint16(at + 2 * k, true));
     const [x, r, d] = [dv.getUint32(counts, true), dv.getUint32(counts + 4, true), dv.getUint32(counts + 8, true)];
-    expect(list(toVxlan, x)).toEqual([1]);
-    expect(list(toRaw, r)).toEqual([0, 2, 3]);
+    expect(outs[0][0] >> 4).toBe(6);
+    expect(list(toVxlan, x)).toEqual([0, 1]);
+    expect(list(toRaw, r)).toEqual([2, 3]);
     expect(list(toDevice, d)).toEqual([4]);
   });
 

@@ -53,10 +53,11 @@ export function collectVerdictsGso(n: u32, toVxlan: usize, toRaw: usize, toDevic
     const v = load<u16>(m, 8);
     if (v == VERDICT_TX_UNDERLAY || v == VERDICT_TX_DIRECT) {
       const p = slotBase + <usize>i * slotSize + load<u32>(m, 0);
-      // Only IPv4 outer headers go to the UDP socket (its GSO sends IPv4);
-      // VXLAN over IPv6 leaves by the raw socket, whose I/O layer tells
-      // the families apart by the version nibble (encap.ts).
-      if (v == VERDICT_TX_UNDERLAY && load<u8>(p) >> 4 == 4 && load<u8>(p, 9) == 17) {
+      // VXLAN goes to the UDP sockets, over either underlay (the sender
+      // tells an IPv4 outer header from an IPv6 one by the version nibble,
+      // as the raw socket's I/O layer does for IP in IP).
+      const ver = load<u8>(p) >> 4;
+      if (v == VERDICT_TX_UNDERLAY && ((ver == 4 && load<u8>(p, 9) == 17) || (ver == 6 && load<u8>(p, 6) == 17))) {
         store<u16>(toVxlan + (<usize>x << 1), <u16>i);
         x++;
       } else {

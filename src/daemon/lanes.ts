@@ -112,17 +112,21 @@ export class LanePool {
     }
     // The IPv6 underlay (peers[].underlay6), ready whenever the node has an
     // IPv6 underlay address, so a reload may move peers onto it: VXLAN in
-    // UDP/IPv6 and IPv4/IPv6 in IPv6, received by lane 0 (no flow steering
-    // over IPv6 yet; the connection table is shared anyway).
-    const underlay6 = c.node.ipv6?.underlayAddress !== undefined;
+    // UDP/IPv6 on every lane (its own SO_REUSEPORT group, steered by the
+    // inner flow as IPv4's: the program reads past the UDP header), IPv4/IPv6
+    // in IPv6 and packets too big on lane 0.
+    const underlay6 = c.node.ipv6?.underlayAddress;
     let vxlan6 = -1, icmp6 = -1;
     const ip6tnl: number[] = [];
-    if (underlay6 && q === 0) {
+    if (underlay6 !== undefined) {
+      vxlan6 = openVxlanSocket6({ port: c.tunnel.port, rcvBuf: 16 << 20, reusePort: shared });
+      this.fds.push(vxlan6);
+      if (shared && q === 0) attachSteering(vxlan6, lanes);
+    }
+    if (underlay6 !== undefined && q === 0) {
       // Routers' packet too big about our outer IPv6 packets (src/daemon/worker/pmtu6.ts).
       icmp6 = openIcmp6RecvSocket({ rcvBuf: 1 << 20 });
       this.fds.push(icmp6);
-      vxlan6 = openVxlanSocket6({ port: c.tunnel.port, rcvBuf: 16 << 20 });
-      this.fds.push(vxlan6);
       for (const proto of [4, 41] as const) {
         const fd = openIp6TunnelSocket({ proto, rcvBuf: 8 << 20 });
         this.fds.push(fd);
@@ -133,12 +137,13 @@ export class LanePool {
     this.fds.push(send);
     // NAT66 masquerades IPv6 out through the node's stack; tunnel packets to
     // peers reached over IPv6 leave the same way (header included).
-    const send6 = c.node.ipv6 && (c.nat.enabled || underlay6) ? openRawSendSocket6({ sndBuf: 8 << 20 }) : -1;
+    const send6 = c.node.ipv6 && (c.nat.enabled || underlay6 !== undefined) ? openRawSendSocket6({ sndBuf: 8 << 20 }) : -1;
     if (send6 >= 0) this.fds.push(send6);
     // Offloads: VXLAN trains leave with UDP GSO from a few UDP sockets (their
     // ports are the outer source ports) and arrive coalesced (UDP GRO).
     let gsoFds: number[] | undefined;
     let gsoDfFds: number[] | undefined;
+    let gso6Fds: number[] | undefined;
     if (c.tunnel.udpOffloads) {
       const socks = openUdpSendSockets(underlay, GSO_SOCKETS, { ttl: c.tunnel.outerTtl, sndBuf: 8 << 20 });
       this.fds.push(...socks.fds);
@@ -147,6 +152,11 @@ export class LanePool {
       const dfSocks = openUdpSendSockets(underlay, GSO_SOCKETS, { ttl: c.tunnel.outerTtl, sndBuf: 8 << 20, df: true });
       this.fds.push(...dfSocks.fds);
       gsoDfFds = dfSocks.fds;
+      if (underlay6 !== undefined) {
+        // Over IPv6 nothing is fragmented at the source: one set.
+        gso6Fds = openUdpSendSockets(underlay6, GSO_SOCKETS, { ttl: c.tunnel.outerTtl, sndBuf: 8 << 20 }).fds;
+        this.fds.push(...gso6Fds);
+      }
       enableUdpGro(vx);
       if (vxlan6 >= 0) enableUdpGro(vxlan6);
     }
@@ -179,6 +189,7 @@ export class LanePool {
       natShared: lanesShare !== undefined && q === 0,
       gsoFds,
       gsoDfFds,
+      gso6Fds,
       gsoTap: dev.gsoTaps[q] ? { fd: dev.gsoTaps[q].fd, mac: dev.gsoTapMac } : undefined,
       heartbeat: new SharedArrayBuffer(4),
       testHooks: testHooksEnabled(),

@@ -29,7 +29,7 @@ export interface WorkerConfig {
   sitFd?: number;
   /** AF_INET6 IPPROTO_RAW: NAT66's masqueraded packets (node.ipv6 with NAT on), tunnel packets over the IPv6 underlay. */
   send6Fd?: number;
-  /** The IPv6 underlay (lane 0; -1 or absent: none): VXLAN over UDP/IPv6, and raw IPv6 sockets of next header 4 and 41. */
+  /** The IPv6 underlay (-1 or absent: none): VXLAN over UDP/IPv6 (every lane, steered as IPv4's), and raw IPv6 sockets of next header 4 and 41 (lane 0). */
   vxlan6Fd?: number;
   ip6tnlFds?: number[];
   /** Raw ICMPv6 (packet too big only) for path MTUs over the IPv6 underlay (lane 0; -1 or absent: none). */
@@ -66,6 +66,8 @@ export interface WorkerConfig {
   gsoFds?: number[];
   /** As many sockets again, with DF set: for datagrams whose inner packet has DF (src/io/udpgso.ts). */
   gsoDfFds?: number[];
+  /** UDP/IPv6 sockets VXLAN over the IPv6 underlay leaves from (node.ipv6.underlayAddress; absent: none). */
+  gso6Fds?: number[];
   /** tunnel.kernelGso: this lane's queue of the tap that takes UDP tunnel GSO frames, and the tap's MAC. */
   gsoTap?: { fd: number; mac: string };
   /** An Int32Array's buffer whose element 0 the loop bumps every turn: the

@@ -19,7 +19,7 @@ import koffi from "koffi";
 import * as libc from "./libc.js";
 import type { TunRing } from "./uring.js";
 import { E_BAD_SLOT, E_TRUNCATED, IoErrors, OP_READ, OP_RECV, OP_SEND, OP_WRITE } from "./errors.js";
-import { SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, writeSockaddrIn } from "./sockets.js";
+import { SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, writeSockaddrIn, writeSockaddrIn6 } from "./sockets.js";
 import type { Underlay6Peers } from "./underlay6.js";
 import {
   forEachCmsg, IOV_SIZE, MH_CONTROL, MH_CONTROLLEN, MH_FLAGS, MH_IOV, MH_IOVLEN, MH_LEN, MH_NAME, MH_NAMELEN, MMSG_SIZE, ScratchLayout,
@@ -319,12 +319,7 @@ export class BatchIO {
         const tm = this.txMsgs + n * MMSG_SIZE;
         setPtr(s, tm + MH_NAME, base + name);
         s.setUint32(tm + MH_NAMELEN, SOCKADDR_IN6_SIZE, true);
-        s.setUint16(name, libc.AF_INET6, true);
-        s.setUint16(name + 2, 0, false);
-        s.setUint32(name + 4, 0, true);
-        const at = addr - this.memAddr + 24;
-        for (let b = 0; b < 16; b += 4) s.setUint32(name + 8 + b, mem.getUint32(at + b, false), false);
-        s.setUint32(name + 24, 0, true);
+        writeSockaddrIn6(s, name, mem, addr - this.memAddr + 24, 0);
       } else {
         s.setUint32(this.txNames + n * SOCKADDR_IN_SIZE + 4, mem.getUint32(this.metaBase + i * abi.META_SIZE + abi.META_ADDR, true), false);
       }

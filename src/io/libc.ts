@@ -71,6 +71,14 @@ export const IPPROTO_ICMPV6 = 58;
 export const IPV6_V6ONLY = 26;
 export const IPV6_RECVTCLASS = 66;
 export const IPV6_TCLASS = 67;
+export const IPV6_UNICAST_HOPS = 16;
+export const IPV6_MTU_DISCOVER = 23;
+/** As IP_PMTUDISC_PROBE: the device MTU, not the route's learnt path MTU (the data path keeps its own). */
+export const IPV6_PMTUDISC_PROBE = 3;
+/** Never fragment at the source: a datagram too big fails (EMSGSIZE). */
+export const IPV6_DONTFRAG = 62;
+/** Flow labels from the flow hash whatever net.ipv6.auto_flowlabels says (RFC 6438). */
+export const IPV6_AUTOFLOWLABEL = 70;
 export const IP_TOS = 1;
 export const IP_HDRINCL = 3;
 export const IP_PKTINFO = 8;

@@ -68,6 +68,16 @@ export function openVxlanSocket(opts: VxlanSocketOptions): number {
 /** struct sockaddr_in6. */
 export const SOCKADDR_IN6_SIZE = 28;
 
+/** Write a struct sockaddr_in6 at `off` of `dv` for port `port` and the
+ *  16-byte address at `from` of `src` (network order; flow info and scope 0). */
+export function writeSockaddrIn6(dv: DataView, off: number, src: DataView, from: number, port: number): void {
+  dv.setUint16(off, libc.AF_INET6, true);
+  dv.setUint16(off + 2, port, false);
+  dv.setUint32(off + 4, 0, true);
+  for (let b = 0; b < 16; b += 4) dv.setUint32(off + 8 + b, src.getUint32(from + b, false), false);
+  dv.setUint32(off + 24, 0, true);
+}
+
 /**
  * The IPv6 underlay's VXLAN socket: nonblocking UDP/IPv6 on [::]:port,
  * IPv6 only (the IPv4 socket keeps IPv4), reporting each datagram's outer
@@ -77,12 +87,13 @@ export const SOCKADDR_IN6_SIZE = 28;
  * `udp6zerocsumrx` does; we never send one). Read it with
  * BatchIO.recvUnderlay6. Throws SyscallError on failure.
  */
-export function openVxlanSocket6(opts: { port?: number; rcvBuf?: number } = {}): number {
+export function openVxlanSocket6(opts: { port?: number; rcvBuf?: number; reusePort?: boolean } = {}): number {
   const port = opts.port ?? 4789;
   const fd = libc.check("socket(AF_INET6, SOCK_DGRAM)", libc.socket(libc.AF_INET6, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, 0));
   try {
     libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_V6ONLY, 1, "IPV6_V6ONLY");
     libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_RECVTCLASS, 1, "IPV6_RECVTCLASS");
+    if (opts.reusePort) libc.setIntOpt(fd, libc.SOL_SOCKET, libc.SO_REUSEPORT, 1, "SO_REUSEPORT");
     if (opts.rcvBuf) setBuf(fd, libc.SO_RCVBUFFORCE, libc.SO_RCVBUF, opts.rcvBuf);
     const sa = new libc.Scratch(SOCKADDR_IN6_SIZE);
     sa.dv.setUint16(0, libc.AF_INET6, true);

@@ -23,6 +23,14 @@
 // set, the kernel's learnt path MTU not applied: the data path keeps its own
 // per peer) sends the datagrams whose outer header has DF.
 //
+// Over the IPv6 underlay (peers[].underlay6) the same, from UDP/IPv6 sockets
+// bound to node.ipv6.underlayAddress: the kernel writes the mandatory UDP
+// checksum (RFC 6935: in hardware where the NIC can) and the flow label
+// (IPV6_AUTOFLOWLABEL: a hash of the outer addresses and ports, so per outer
+// source port, which follows the inner flow); traffic class per send as a
+// cmsg; nothing is fragmented at the source (IPV6_DONTFRAG): the data path
+// never builds a packet larger than its peer's path MTU.
+//
 // A send with UDP_SEGMENT that fails with EIO means the route cannot take a
 // GSO packet (Linux before 6.11 on a device without checksum offload, an
 // xfrm/IPsec route): that socket stops using GSO for good and the train is
@@ -32,7 +40,8 @@ import * as abi from "../dataplane/abi.js";
 import koffi from "koffi";
 import * as libc from "./libc.js";
 import { E_BAD_SLOT, E_TRUNCATED, IoErrors, OP_RECV, OP_SEND } from "./errors.js";
-import { parseIPv4, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, writeSockaddrIn } from "./sockets.js";
+import { parseIPv4, SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, writeSockaddrIn, writeSockaddrIn6 } from "./sockets.js";
+import { ipv6ToBigint, ipv6ToBytes } from "../config/net6.js";
 import type { Underlay6Peers } from "./underlay6.js";
 import {
   CMSG_HDR, forEachCmsg, IOV_SIZE, MH_CONTROL, MH_CONTROLLEN, MH_FLAGS, MH_IOV, MH_IOVLEN, MH_LEN, MH_NAME, MH_NAMELEN, MMSG_SIZE,
@@ -54,6 +63,8 @@ const MAX_GSO_BYTES = 65507;
 
 /** Outer headers in front of the UDP payload in a TX_UNDERLAY VXLAN packet (IPv4 20 + UDP 8). */
 const OUTER = 28;
+/** The same over the IPv6 underlay (IPv6 40 + UDP 8). */
+const OUTER6 = 48;
 
 export interface UdpSendSockets {
   fds: number[];
@@ -61,21 +72,42 @@ export interface UdpSendSockets {
 }
 
 /** `count` nonblocking UDP sockets bound to bindAddr with kernel-chosen
- *  ports, outer TTL `ttl`, DF clear (or, with `df`, set on every datagram),
- *  big send buffers. */
+ *  ports, outer TTL `ttl`, big send buffers. IPv4 (a dotted bindAddr): DF
+ *  clear (or, with `df`, set on every datagram). IPv6 (the IPv6 underlay's
+ *  address): never fragmented at the source (IPV6_DONTFRAG; `df` is
+ *  meaningless there), flow labels from the kernel's flow hash. */
 export function openUdpSendSockets(bindAddr: string, count: number, opts: { ttl?: number; sndBuf?: number; df?: boolean } = {}): UdpSendSockets {
   const fds: number[] = [];
   const ports: number[] = [];
-  const addr = parseIPv4(bindAddr);
+  const v6 = bindAddr.includes(":");
+  const sa = new libc.Scratch(SOCKADDR_IN6_SIZE);
+  if (v6) {
+    const a = new Uint8Array(16);
+    ipv6ToBytes(ipv6ToBigint(bindAddr), a);
+    writeSockaddrIn6(sa.dv, 0, new DataView(a.buffer), 0, 0);
+  } else writeSockaddrIn(sa.dv, 0, parseIPv4(bindAddr), 0);
   try {
     for (let k = 0; k < count; k++) {
-      const fd = libc.check("socket(AF_INET, SOCK_DGRAM)", libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, 0));
+      const fd = v6
+        ? libc.check("socket(AF_INET6, SOCK_DGRAM)", libc.socket(libc.AF_INET6, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, 0))
+        : libc.check("socket(AF_INET, SOCK_DGRAM)", libc.socket(libc.AF_INET, libc.SOCK_DGRAM | libc.SOCK_NONBLOCK | libc.SOCK_CLOEXEC, 0));
       fds.push(fd);
-      libc.setIntOpt(fd, libc.IPPROTO_IP, IP_TTL, opts.ttl ?? 64, "IP_TTL");
-      // Neither kind applies the route's learnt path MTU (the data path keeps
-      // its own per peer): PROBE sets DF, INTERFACE never does (and with DONT
-      // a learnt PMTU below a train's segment size would fail it, EINVAL).
-      libc.setIntOpt(fd, libc.IPPROTO_IP, libc.IP_MTU_DISCOVER, opts.df ? libc.IP_PMTUDISC_PROBE : libc.IP_PMTUDISC_INTERFACE, "IP_MTU_DISCOVER");
+      if (v6) {
+        libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+        libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_UNICAST_HOPS, opts.ttl ?? 64, "IPV6_UNICAST_HOPS");
+        // The device MTU, not the learnt path MTU (the data path keeps its
+        // own per peer), and never fragmented here: the data path sends
+        // nothing larger than its peer's path takes (packet too big instead).
+        libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_MTU_DISCOVER, libc.IPV6_PMTUDISC_PROBE, "IPV6_MTU_DISCOVER");
+        libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_DONTFRAG, 1, "IPV6_DONTFRAG");
+        libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_AUTOFLOWLABEL, 1, "IPV6_AUTOFLOWLABEL");
+      } else {
+        libc.setIntOpt(fd, libc.IPPROTO_IP, IP_TTL, opts.ttl ?? 64, "IP_TTL");
+        // Neither kind applies the route's learnt path MTU (the data path keeps
+        // its own per peer): PROBE sets DF, INTERFACE never does (and with DONT
+        // a learnt PMTU below a train's segment size would fail it, EINVAL).
+        libc.setIntOpt(fd, libc.IPPROTO_IP, libc.IP_MTU_DISCOVER, opts.df ? libc.IP_PMTUDISC_PROBE : libc.IP_PMTUDISC_INTERFACE, "IP_MTU_DISCOVER");
+      }
       if (opts.sndBuf) {
         try {
           libc.setIntOpt(fd, libc.SOL_SOCKET, libc.SO_SNDBUFFORCE, opts.sndBuf, "SO_SNDBUFFORCE");
@@ -83,9 +115,8 @@ export function openUdpSendSockets(bindAddr: string, count: number, opts: { ttl?
           libc.setIntOpt(fd, libc.SOL_SOCKET, libc.SO_SNDBUF, opts.sndBuf, "SO_SNDBUF");
         }
       }
-      const sa = new libc.Scratch(SOCKADDR_IN_SIZE);
-      writeSockaddrIn(sa.dv, 0, addr, 0);
-      libc.check(`bind(${bindAddr}:0)`, libc.bind(fd, sa.addr, SOCKADDR_IN_SIZE));
+      const len = v6 ? SOCKADDR_IN6_SIZE : SOCKADDR_IN_SIZE;
+      libc.check(v6 ? `bind([${bindAddr}]:0)` : `bind(${bindAddr}:0)`, libc.bind(fd, sa.addr, len));
       ports.push(localPort(fd));
     }
     return { fds, ports };
@@ -97,10 +128,11 @@ export function openUdpSendSockets(bindAddr: string, count: number, opts: { ttl?
 
 const getsocknameFn = koffi.load("libc.so.6").func("int getsockname(int fd, intptr_t addr, intptr_t len)") as (fd: number, addr: number, len: number) => number;
 
+/** The local port of a bound socket (either family: the port sits at offset 2 of both). */
 function localPort(fd: number): number {
-  const sa = new libc.Scratch(SOCKADDR_IN_SIZE + 8);
-  sa.dv.setUint32(SOCKADDR_IN_SIZE, SOCKADDR_IN_SIZE, true);
-  libc.check("getsockname", getsocknameFn(fd, sa.addr, sa.addr + SOCKADDR_IN_SIZE));
+  const sa = new libc.Scratch(SOCKADDR_IN6_SIZE + 8);
+  sa.dv.setUint32(SOCKADDR_IN6_SIZE, SOCKADDR_IN6_SIZE, true);
+  libc.check("getsockname", getsocknameFn(fd, sa.addr, sa.addr + SOCKADDR_IN6_SIZE));
   return sa.dv.getUint16(2, false);
 }
 
@@ -131,7 +163,11 @@ export interface GsoStats {
   gsoResent: number;
 }
 
-/** Sends encapsulated VXLAN packets from the slots with UDP_SEGMENT. */
+/** Sends encapsulated VXLAN packets from the slots with UDP_SEGMENT: over
+ *  IPv4 from `fds`/`dfFds`, over the IPv6 underlay (an outer IPv6 header:
+ *  peers[].underlay6) from `fds6`. The kernel writes the outer headers
+ *  again: the socket's port, its own UDP checksum (mandatory over IPv6) and
+ *  flow label; TOS / traffic class go as a cmsg per send. */
 export class UdpGsoSender {
   readonly stats: GsoStats = { gsoSends: 0, gsoSegments: 0, errors: 0, lastErrno: 0, gsoFallbacks: 0, gsoResent: 0 };
   /** Per socket (index into fds): GSO turned off after an EIO. */
@@ -150,21 +186,24 @@ export class UdpGsoSender {
   private mem!: DataView;
   private memAddr = 0;
 
-  /** Every socket: `fds` (DF clear) then `dfFds` (DF set, as many). */
+  /** Every socket: `fds` (DF clear), `dfFds` (DF set, as many), then `fds6`. */
   private readonly all: number[];
 
   /** `fds`: DF-clear sockets; `dfFds` (as many, or none: every datagram
-   *  leaves DF clear): DF-set ones, for datagrams whose outer header has DF.
+   *  leaves DF clear): DF-set ones, for datagrams whose outer header has DF;
+   *  `fds6` (none: a datagram over IPv6 is refused, counted as a bad slot):
+   *  UDP/IPv6 sockets for the IPv6 underlay.
    *  `errors`: where failures are counted by errno (default: its own). */
-  constructor(private readonly r: Region, private readonly fds: number[], readonly errors: IoErrors = new IoErrors(), private readonly dfFds: number[] = []) {
+  constructor(private readonly r: Region, private readonly fds: number[], readonly errors: IoErrors = new IoErrors(), private readonly dfFds: number[] = [],
+    private readonly fds6: number[] = []) {
     if (fds.length === 0) throw new RangeError("no send sockets");
     if (dfFds.length && dfFds.length !== fds.length) throw new RangeError("as many DF sockets as others");
-    this.all = [...fds, ...dfFds];
+    this.all = [...fds, ...dfFds, ...fds6];
     const n = r.batch;
     const layout = new ScratchLayout();
     this.msgs = layout.take(n * MMSG_SIZE);
     this.iovs = layout.take(n * IOV_SIZE);
-    this.names = layout.take(n * SOCKADDR_IN_SIZE);
+    this.names = layout.take(n * SOCKADDR_IN6_SIZE);
     this.ctrl = layout.take(n * TX_CTRL);
     this.singles = layout.take(MAX_SEGMENTS * MMSG_SIZE);
     this.scratch = new libc.Scratch(layout.size);
@@ -186,26 +225,28 @@ export class UdpGsoSender {
     this.memAddr = Number(koffi.address(new Uint8Array(this.buffer)));
   }
 
-  /** Send the VXLAN packets in slots idx[0..count) (whole outer IPv4
-   *  packets, 20-byte header, as the data path builds them). Returns the
-   *  number of datagrams the kernel refused. */
+  /** Send the VXLAN packets in slots idx[0..count) (whole outer packets as
+   *  the data path builds them: IPv4 with a 20-byte header, or IPv6 with a
+   *  40-byte one). Returns the number of datagrams the kernel refused. */
   send(idx: ArrayLike<number>, count: number): number {
     this.sync();
     const s = this.s, mem = this.mem, r = this.r;
     const base = this.scratch.addr;
     let nMsg = 0, nIov = 0, errors = 0;
     let fdOfBatch = -1, firstMsgOfBatch = 0;
-    // The open group.
-    let gDst = 0, gPort = 0, gFd = -1, gTos = -1, gSeg = 0, gSegs = 0, gBytes = 0, gFirstIov = 0, gClosed = true;
+    // The open group (gD0..gD2: the rest of an IPv6 destination, 0 for IPv4;
+    // the socket tells the families apart; gAt: its first packet).
+    let gDst = 0, gD0 = 0, gD1 = 0, gD2 = 0, gAt = 0, gPort = 0, gFd = -1, gTos = -1, gSeg = 0, gSegs = 0, gBytes = 0, gFirstIov = 0, gClosed = true, gV6 = false;
 
     const closeGroup = () => {
       if (gClosed) return;
       gClosed = true;
       const m = this.msgs + nMsg * MMSG_SIZE;
-      const name = this.names + nMsg * SOCKADDR_IN_SIZE;
-      writeSockaddrIn(s, name, gDst, gPort);
+      const name = this.names + nMsg * SOCKADDR_IN6_SIZE;
+      if (gV6) writeSockaddrIn6(s, name, mem, gAt + 24, gPort);
+      else writeSockaddrIn(s, name, gDst, gPort);
       setPtr(this.s, m + MH_NAME, base + name);
-      s.setUint32(m + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
+      s.setUint32(m + MH_NAMELEN, gV6 ? SOCKADDR_IN6_SIZE : SOCKADDR_IN_SIZE, true);
       setPtr(this.s, m + MH_IOV, base + this.iovs + gFirstIov * IOV_SIZE);
       setPtr(this.s, m + MH_IOVLEN, gSegs);
       const c = this.ctrl + nMsg * TX_CTRL;
@@ -219,8 +260,8 @@ export class UdpGsoSender {
       }
       if (gTos !== 0) {
         setPtr(this.s, c + clen, CMSG_HDR + 4);
-        s.setInt32(c + clen + 8, libc.IPPROTO_IP, true);
-        s.setInt32(c + clen + 12, libc.IP_TOS, true);
+        s.setInt32(c + clen + 8, gV6 ? libc.IPPROTO_IPV6 : libc.IPPROTO_IP, true);
+        s.setInt32(c + clen + 12, gV6 ? libc.IPV6_TCLASS : libc.IP_TOS, true);
         s.setInt32(c + clen + CMSG_HDR, gTos, true);
         clen += CMSG_SPACE_SMALL;
       }
@@ -242,21 +283,35 @@ export class UdpGsoSender {
       const meta = r.metaBase + i * abi.META_SIZE;
       const off = mem.getUint32(meta + abi.META_OFF, true);
       const len = mem.getUint32(meta + abi.META_LEN, true);
-      if (off + len > r.slotSize || len <= OUTER) {
+      const p = r.slotBase + i * r.slotSize + off;
+      const v6 = off + len <= r.slotSize && len > OUTER && mem.getUint8(p) >> 4 === 6;
+      const outer = v6 ? OUTER6 : OUTER;
+      if (off + len > r.slotSize || len <= outer || (v6 && this.fds6.length === 0)) {
         errors++;
         this.errors.add(OP_SEND, E_BAD_SLOT);
         continue;
       }
-      const p = r.slotBase + i * r.slotSize + off;
-      const tos = mem.getUint8(p + 1);
-      const dst = mem.getUint32(p + 16, false);
-      const sport = mem.getUint16(p + 20, false);
-      const dport = mem.getUint16(p + 22, false);
-      const df = this.dfFds.length > 0 && (mem.getUint8(p + 6) & 0x40) !== 0;
-      const fdIdx = (df ? this.fds.length : 0) + (sport % this.fds.length);
+      let tos: number, dst: number, d0 = 0, d1 = 0, d2 = 0, sport: number, dport: number, fdIdx: number;
+      if (v6) {
+        tos = ((mem.getUint8(p) & 0x0f) << 4) | (mem.getUint8(p + 1) >> 4);
+        d0 = mem.getUint32(p + 24, false);
+        d1 = mem.getUint32(p + 28, false);
+        d2 = mem.getUint32(p + 32, false);
+        dst = mem.getUint32(p + 36, false);
+        sport = mem.getUint16(p + 40, false);
+        dport = mem.getUint16(p + 42, false);
+        fdIdx = this.fds.length + this.dfFds.length + (sport % this.fds6.length);
+      } else {
+        tos = mem.getUint8(p + 1);
+        dst = mem.getUint32(p + 16, false);
+        sport = mem.getUint16(p + 20, false);
+        dport = mem.getUint16(p + 22, false);
+        const df = this.dfFds.length > 0 && (mem.getUint8(p + 6) & 0x40) !== 0;
+        fdIdx = (df ? this.fds.length : 0) + (sport % this.fds.length);
+      }
       const fd = this.all[fdIdx];
-      const pay = len - OUTER;
-      const fits = !gClosed && dst === gDst && fd === gFd && tos === gTos && dport === gPort && pay <= gSeg &&
+      const pay = len - outer;
+      const fits = !gClosed && dst === gDst && d0 === gD0 && d1 === gD1 && d2 === gD2 && fd === gFd && tos === gTos && dport === gPort && pay <= gSeg &&
         gSegs < MAX_SEGMENTS && gBytes + pay <= MAX_GSO_BYTES && !this.noGso[fdIdx];
       if (!fits) {
         closeGroup();
@@ -264,10 +319,11 @@ export class UdpGsoSender {
           flush();
           fdOfBatch = fd;
         }
-        gDst = dst; gPort = dport; gFd = fd; gTos = tos; gSeg = pay; gSegs = 0; gBytes = 0; gFirstIov = nIov; gClosed = false;
+        gDst = dst; gD0 = d0; gD1 = d1; gD2 = d2; gAt = p; gV6 = v6;
+        gPort = dport; gFd = fd; gTos = tos; gSeg = pay; gSegs = 0; gBytes = 0; gFirstIov = nIov; gClosed = false;
       }
       const iov = this.iovs + nIov * IOV_SIZE;
-      setPtr(this.s, iov, this.memAddr + p + OUTER);
+      setPtr(this.s, iov, this.memAddr + p + outer);
       setPtr(this.s, iov + 8, pay);
       nIov++;
       gSegs++;
@@ -342,7 +398,7 @@ export class UdpGsoSender {
     for (let j = 0; j < segs; j++) {
       const o = this.singles + j * MMSG_SIZE;
       setPtr(s, o + MH_NAME, Number(s.getBigUint64(mm + MH_NAME, true)));
-      s.setUint32(o + MH_NAMELEN, SOCKADDR_IN_SIZE, true);
+      s.setUint32(o + MH_NAMELEN, s.getUint32(mm + MH_NAMELEN, true), true);
       setPtr(s, o + MH_IOV, iov0 + j * IOV_SIZE);
       setPtr(s, o + MH_IOVLEN, 1);
       setPtr(s, o + MH_CONTROL, rest ? ctrl + CMSG_SPACE_SMALL : 0);

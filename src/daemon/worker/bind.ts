@@ -3,9 +3,9 @@
 //   RawBind  sends every encapsulated packet, whole, through one raw
 //            IPPROTO_RAW socket (sendmmsg); receives VXLAN datagrams from a
 //            UDP socket and IPIP packets from a raw one (recvmmsg).
-//   GsoBind  (tunnel.udpOffloads) sends VXLAN as UDP GSO trains from
-//            per-source-port UDP sockets and receives GRO trains; IPIP and
-//            direct packets go as with RawBind.
+//   GsoBind  (tunnel.udpOffloads) sends VXLAN, over either underlay, as
+//            UDP GSO trains from per-source-port UDP sockets and receives GRO
+//            trains; IP in IP and direct packets go as with RawBind.
 // Both take ICMP destination unreachables (frag-needed) from a raw ICMP
 // socket, for path MTUs (assembly/pipeline/pmtu.ts).
 import * as abi from "../../dataplane/abi.js";
@@ -89,12 +89,12 @@ export class GsoBind extends RawBind {
   readonly splitsVxlan = true;
   private readonly sender: UdpGsoSender;
 
-  constructor(ctx: IoContext, fds: BindFds, gsoFds: number[], gsoDfFds: number[] | undefined, fastRx: PodDevice | undefined) {
+  constructor(ctx: IoContext, fds: BindFds, gsoFds: number[], gsoDfFds: number[] | undefined, fastRx: PodDevice | undefined, gso6Fds: number[] = []) {
     super(ctx, fds, fds.vxlanFd >= 0 ? new GroTrains(ctx, fds.vxlanFd, fastRx) : undefined,
       (fds.vxlan6Fd ?? -1) >= 0 ? new GroTrains(ctx, fds.vxlan6Fd!, fastRx, true) : undefined);
     const dp = ctx.dp;
     const region = { memory: dp.memory, slotBase: dp.slotBase, slotSize: dp.slotSize, metaBase: dp.metaBase, batch: dp.batch };
-    this.sender = new UdpGsoSender(region, gsoFds, ctx.errors, gsoDfFds);
+    this.sender = new UdpGsoSender(region, gsoFds, ctx.errors, gsoDfFds, gso6Fds);
     Object.assign(ctx.stats, { gsoSends: 0, gsoSegments: 0, groTrains: 0, groDatagrams: 0, encapSuperframes: 0, encapWhole: 0 });
   }
 

@@ -22,5 +22,5 @@ export function openBind(cfg: WorkerConfig, ctx: IoContext, dev: PodDevice): Und
   };
   if (!cfg.gsoFds?.length) return new RawBind(ctx, fds);
   // Super-frames in one VXLAN datagram go to the tun whole when it takes them.
-  return new GsoBind(ctx, fds, cfg.gsoFds, cfg.gsoDfFds, cfg.offloads ? dev : undefined);
+  return new GsoBind(ctx, fds, cfg.gsoFds, cfg.gsoDfFds, cfg.offloads ? dev : undefined, cfg.gso6Fds);
 }
