@@ -202,24 +202,30 @@ for src, tc in (("2001:2:1::1", 0xb8), ("2001:2:1::1", 0x03), ("2001:2:1::9", 0)
     expect(r.packets[0].hex).toBe("0800000000006400" + "b8".repeat(30));
   });
 
-  it("recvUnderlay6: IPv4 and IPv6 inside IPv6 (next header 4 and 41) without the ip6_tunnel module, the inner packet alone", async () => {
+  // The fourth packet carries a destination options header with the tunnel
+  // encapsulation limit option (RFC 2473 4.1.1), as the kernel's ip6tnl sends
+  // by default (encaplimit 4): the kernel walks it, we get the inner packet.
+  it("recvUnderlay6: IPv4 and IPv6 inside IPv6 (next header 4 and 41, also behind an encapsulation limit option) without the ip6_tunnel module, the inner packet alone", async () => {
     const c = child(b, "ip6tnl", "2001:2:1::1");
     await c.waitForLine(isReady);
     const inner4 = "4500001e" + "00004000" + "40110000" + "c6130105" + "c6130901" + "3039270f000a0000" + "6869";
     const inner6 = "60000000000a1140" + "20010002000000050000000000000005" + "20010002000000090000000000000001" + "3039270f000a0000" + "6869";
     a.exec(["python3", "-c", `
 import socket
-for proto, tc, inner, src in ((4, 0x04, "${inner4}", "2001:2:1::1"), (41, 0x0a, "${inner6}", "2001:2:1::1"), (4, 0, "${inner4}", "2001:2:1::9")):
+for proto, tc, inner, src, limit in ((4, 0x04, "${inner4}", "2001:2:1::1", False), (41, 0x0a, "${inner6}", "2001:2:1::1", False),
+                                     (4, 0, "${inner4}", "2001:2:1::9", False), (41, 0x0c, "${inner6}", "2001:2:1::1", True)):
     s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, proto)
     s.bind((src, 0))
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, tc)
-    s.sendto(bytes.fromhex(inner), ("2001:2:1::2", 0))
+    # Destination options: tunnel encapsulation limit (type 4, length 1, value 4), then PadN.
+    anc = [(socket.IPPROTO_IPV6, socket.IPV6_DSTOPTS, bytes([0, 0, 4, 1, 4, 1, 1, 0]))] if limit else []
+    s.sendmsg([bytes.fromhex(inner)], anc, 0, ("2001:2:1::2", 0))
     s.close()
 `]);
     const r = parse<{ n: number; packets: Meta[] }>(await c.waitForLine(isDone, 15_000));
-    expect(r.n).toBe(3);
+    expect(r.n).toBe(4);
     const byHex = (h: string) => r.packets.filter((p) => p.hex === h);
-    expect(byHex(inner6).map((p) => [p.addr, p.tos, p.len])).toEqual([["198.18.0.1", 0x0a, inner6.length / 2]]);
+    expect(byHex(inner6).map((p) => [p.addr, p.tos, p.len]).sort()).toEqual([["198.18.0.1", 0x0a, inner6.length / 2], ["198.18.0.1", 0x0c, inner6.length / 2]]);
     expect(byHex(inner4).map((p) => [p.addr, p.tos]).sort()).toEqual([["0.0.0.0", 0], ["198.18.0.1", 0x04]]);
   });
 

@@ -170,7 +170,8 @@ async function recv6Mode(kind: "vxlan6" | "ip6tnl", peer6: string): Promise<void
   say({ ready: true });
   const packets: ReturnType<typeof metaOf>[] = [];
   const deadline = Date.now() + 8000;
-  while (packets.length < 3 && Date.now() < deadline) {
+  const want = kind === "ip6tnl" ? 4 : 3;
+  while (packets.length < want && Date.now() < deadline) {
     for (const fd of fds) {
       if (!(await waitReadable(fd, 200))) continue;
       const n = io.recvUnderlay6(fd, BATCH, peers);
