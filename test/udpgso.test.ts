@@ -55,6 +55,26 @@ describe.skipIf(!isRoot)("UDP GSO/GRO on the underlay", () => {
     expect(r.otherCount).toBe(3);
   });
 
+  // A node just booted may still run duplicate address detection on its IPv6
+  // underlay address: bind(2) to a tentative address fails unless freebind.
+  it("UDP/IPv6 send sockets open on an address still tentative (DAD running)", () => {
+    execFileSync("ip", ["-n", NS, "link", "add", "dad0", "type", "veth", "peer", "name", "dad1"]);
+    execFileSync("ip", ["-n", NS, "link", "set", "dad0", "up"]);
+    execFileSync("ip", ["-n", NS, "link", "set", "dad1", "up"]);
+    execFileSync("ip", ["-n", NS, "addr", "add", "2001:2:0:fe::1/64", "dev", "dad0"]); // no nodad: tentative for a while
+    const script = `
+      import { openUdpSendSockets } from "./src/io/udpgso.ts";
+      import { execFileSync } from "node:child_process";
+      const tentative = execFileSync("ip", ["addr", "show", "dev", "dad0"], { encoding: "utf8" }).includes("tentative");
+      const s = openUdpSendSockets("2001:2:0:fe::1", 2, { ttl: 9 });
+      console.log(JSON.stringify({ tentative, ports: s.ports }));`;
+    const out = execFileSync("ip", ["netns", "exec", NS, "node", "--import", "tsx", "--input-type=module", "-e", script], { encoding: "utf8", timeout: 30_000 });
+    const r = JSON.parse(out.trim().split("\n").pop()!);
+    expect(r.tentative).toBe(true);
+    expect(r.ports).toHaveLength(2);
+    expect(r.ports.every((p: number) => p > 0)).toBe(true);
+  });
+
   // No NIC or route here fails GSO with EIO (Linux 6.11+ checksums GSO in
   // software for a device without checksum offload; there is no xfrm/esp4
   // module for an IPsec route), so the kernel's answer is injected

@@ -79,6 +79,8 @@ export const IPV6_PMTUDISC_PROBE = 3;
 export const IPV6_DONTFRAG = 62;
 /** Flow labels from the flow hash whatever net.ipv6.auto_flowlabels says (RFC 6438). */
 export const IPV6_AUTOFLOWLABEL = 70;
+/** Bind to an address not (yet) usable: IPv6's is tentative for a second or two while DAD runs. */
+export const IPV6_FREEBIND = 78;
 export const IP_TOS = 1;
 export const IP_HDRINCL = 3;
 export const IP_PKTINFO = 8;

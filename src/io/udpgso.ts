@@ -101,6 +101,10 @@ export function openUdpSendSockets(bindAddr: string, count: number, opts: { ttl?
         libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_MTU_DISCOVER, libc.IPV6_PMTUDISC_PROBE, "IPV6_MTU_DISCOVER");
         libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_DONTFRAG, 1, "IPV6_DONTFRAG");
         libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_AUTOFLOWLABEL, 1, "IPV6_AUTOFLOWLABEL");
+        // A node that has just come up may still be running duplicate address
+        // detection on its IPv6 underlay address: bind(2) would fail
+        // (EADDRNOTAVAIL) and overlayd with it; sends work meanwhile.
+        libc.setIntOpt(fd, libc.IPPROTO_IPV6, libc.IPV6_FREEBIND, 1, "IPV6_FREEBIND");
       } else {
         libc.setIntOpt(fd, libc.IPPROTO_IP, IP_TTL, opts.ttl ?? 64, "IP_TTL");
         // Neither kind applies the route's learnt path MTU (the data path keeps
