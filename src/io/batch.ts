@@ -23,7 +23,7 @@ import { SOCKADDR_IN6_SIZE, SOCKADDR_IN_SIZE, writeSockaddrIn, writeSockaddrIn6 
 import type { Underlay6Peers } from "./underlay6.js";
 import {
   forEachCmsg, IOV_SIZE, MH_CONTROL, MH_CONTROLLEN, MH_FLAGS, MH_IOV, MH_IOVLEN, MH_LEN, MH_NAME, MH_NAMELEN, MMSG_SIZE, ScratchLayout,
-  setPtr, waitWritable,
+  outerTos, setPtr, waitWritable,
 } from "./msghdr.js";
 
 const CTRL_SIZE = 64; // room for IP_TOS (24) + IP_PKTINFO (32) cmsgs, or IPV6_TCLASS (24)
@@ -221,9 +221,8 @@ export class BatchIO {
       // Walk the control messages: IP_TOS (1 byte) and IP_PKTINFO (ipi_addr).
       let tos = 0, dst = 0;
       forEachCmsg(s, this.rxCtrl + i * CTRL_SIZE, s.getUint32(m + MH_CONTROLLEN, true), (level, type, data) => {
-        if (level !== libc.IPPROTO_IP) return;
-        if (type === libc.IP_TOS) tos = s.getUint8(data);
-        else if (type === libc.IP_PKTINFO) dst = s.getUint32(data + 8, false);
+        tos = outerTos(s, level, type, data) ?? tos;
+        if (level === libc.IPPROTO_IP && type === libc.IP_PKTINFO) dst = s.getUint32(data + 8, false);
       });
       this.setInputMeta(i, s.getUint32(m + MH_LEN, true), src, dst, tos);
     }
@@ -280,7 +279,7 @@ export class BatchIO {
     const s = this.s;
     let tc = 0;
     forEachCmsg(s, this.rxCtrl + i * CTRL_SIZE, s.getUint32(this.rxMsgs + i * MMSG_SIZE + MH_CONTROLLEN, true), (level, type, data) => {
-      if (level === libc.IPPROTO_IPV6 && type === libc.IPV6_TCLASS) tc = s.getInt32(data, true) & 0xff;
+      tc = outerTos(s, level, type, data) ?? tc;
     });
     return tc;
   }

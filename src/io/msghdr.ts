@@ -43,6 +43,14 @@ export function forEachCmsg(dv: DataView, ctrl: number, clen: number, fn: (level
   }
 }
 
+/** The outer TOS a received control message carries: IP_TOS (one byte) or,
+ *  over IPv6, IPV6_TCLASS (an int); undefined for any other message. */
+export function outerTos(dv: DataView, level: number, type: number, data: number): number | undefined {
+  if (level === libc.IPPROTO_IP && type === libc.IP_TOS) return dv.getUint8(data);
+  if (level === libc.IPPROTO_IPV6 && type === libc.IPV6_TCLASS) return dv.getInt32(data, true) & 0xff;
+  return undefined;
+}
+
 const pollScratch = new libc.Scratch(8);
 
 /** Wait up to `ms` for `fd` to become writable (one poll). */

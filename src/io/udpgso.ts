@@ -45,7 +45,7 @@ import { ipv6ToBigint, ipv6ToBytes } from "../config/net6.js";
 import type { Underlay6Peers } from "./underlay6.js";
 import {
   CMSG_HDR, forEachCmsg, IOV_SIZE, MH_CONTROL, MH_CONTROLLEN, MH_FLAGS, MH_IOV, MH_IOVLEN, MH_LEN, MH_NAME, MH_NAMELEN, MMSG_SIZE,
-  ScratchLayout, setPtr, waitWritable,
+  outerTos, ScratchLayout, setPtr, waitWritable,
 } from "./msghdr.js";
 
 export const SOL_UDP = 17;
@@ -529,9 +529,8 @@ export class UdpGroReceiver {
       o.tos = 0;
       o.dst = 0;
       forEachCmsg(s, this.ctrl + i * RX_CTRL, s.getUint32(m + MH_CONTROLLEN, true), (level, type, data) => {
-        if (level === libc.IPPROTO_IP && type === libc.IP_TOS) o.tos = s.getUint8(data);
-        else if (level === libc.IPPROTO_IPV6 && type === libc.IPV6_TCLASS) o.tos = s.getInt32(data, true) & 0xff;
-        else if (level === libc.IPPROTO_IP && type === libc.IP_PKTINFO) o.dst = s.getUint32(data + 8, false);
+        o.tos = outerTos(s, level, type, data) ?? o.tos;
+        if (level === libc.IPPROTO_IP && type === libc.IP_PKTINFO) o.dst = s.getUint32(data + 8, false);
         else if (level === SOL_UDP && type === UDP_GRO) o.seg = s.getUint16(data, true);
       });
     }
