@@ -29,6 +29,14 @@ async function transfer(cluster: Cluster, from: number, to: number, six: boolean
   expect(r.serverSawPeer.address).toBe(six ? podIp6(from) : podIp(from));
 }
 
+/** Build the seed topology with IPv6 underlay addresses; configs written after reach every peer over IPv6. */
+function overIpv6(cluster: Cluster): void {
+  cluster.build();
+  cluster.addOutside();
+  cluster.addOutside6();
+  cluster.peersOverIpv6 = true;
+}
+
 const stats = (cluster: Cluster, n: number) => JSON.parse(cluster.exec(`w${n}`, [process.execPath, CLI, "show", "stats", "--json"]));
 
 describe.skipIf(!isRoot)("three overlayd over the IPv6 underlay (VXLAN in UDP/IPv6, IPv4/IPv6 in IPv6)", () => {
@@ -36,10 +44,7 @@ describe.skipIf(!isRoot)("three overlayd over the IPv6 underlay (VXLAN in UDP/IP
   // worker1 <-> worker3 IPIP (over IPv6: next header 4 and 41); the others VXLAN (auto: a peer over IPv6 is tunnelled).
   const encap = (me: number, peer: number) => ((me === 1 && peer === 3) || (me === 3 && peer === 1) ? "ipip" : "auto");
   beforeAll(async () => {
-    cluster.build();
-    cluster.addOutside();
-    cluster.addOutside6();
-    cluster.peersOverIpv6 = true;
+    overIpv6(cluster);
     // VXLAN leaves by UDP sockets (UDP GSO): on a veth with checksum offload
     // the kernel would leave the UDP checksum to a NIC there is none of, and
     // tshark would see partial sums. Off, the kernel writes it in full: the
@@ -126,10 +131,7 @@ describe.skipIf(!isRoot)("three overlayd over the IPv6 underlay (VXLAN in UDP/IP
 describe.skipIf(!isRoot)("multi-queue over the IPv6 underlay: a UDP/IPv6 VXLAN socket per queue, steered by the inner flow", () => {
   const cluster = new Cluster(undefined, { ipv6: true });
   beforeAll(async () => {
-    cluster.build();
-    cluster.addOutside();
-    cluster.addOutside6();
-    cluster.peersOverIpv6 = true;
+    overIpv6(cluster);
     for (const n of [2, 3]) {
       const text = cluster.config(n, () => "vxlan").replace("mode: tun", "mode: tun\n    queues: 2");
       await cluster.startDaemon(n, cluster.writeConfig(n, text), CLI);
@@ -140,15 +142,11 @@ describe.skipIf(!isRoot)("multi-queue over the IPv6 underlay: a UDP/IPv6 VXLAN s
   });
 
   it("flows spread over both queues on both ends without moving between them; bytes arrive intact in both families", async () => {
-    const srv = cluster.spawnIn("pod3", ["iperf3", "-s", "-1"]);
-    await new Promise((r) => setTimeout(r, 500));
-    const j = JSON.parse(cluster.exec("pod2", ["iperf3", "-c", podIp(3), "-t", "2", "-P", "8", "-J"]));
-    expect(j.end.sum_received.bytes).toBeGreaterThan(0);
+    const f = await cluster.parallelFlows(2, 3);
+    expect(f.bytes).toBeGreaterThan(0);
     // A flow received by two workers in turn arrives reordered: the sender sees duplicate SACKs.
-    const dsacks = Number(cluster.exec("pod2", ["nstat", "-asz", "TcpExtTCPDSACKRecvSegs"]).match(/TcpExtTCPDSACKRecvSegs\s+(\d+)/)![1]);
-    console.log(`8 flows over 2 queues, IPv6 underlay: ${j.end.sum_sent.retransmits} retransmits, ${dsacks} DSACKed segments`);
-    expect(dsacks).toBeLessThan(100);
-    await new Promise((r) => srv.once("exit", r));
+    console.log(`8 flows over 2 queues, IPv6 underlay: ${f.retransmits} retransmits, ${f.dsacks} DSACKed segments`);
+    expect(f.dsacks).toBeLessThan(100);
     await transfer(cluster, 2, 3, false, 4 << 20, 5311);
     await transfer(cluster, 3, 2, true, 4 << 20, 5312);
     for (const n of [2, 3]) {
@@ -165,10 +163,7 @@ describe.skipIf(!isRoot)("multi-queue over the IPv6 underlay: a UDP/IPv6 VXLAN s
 describe.skipIf(!isRoot)("the IPv6 underlay with a narrower link on the way (path MTU from ICMPv6 packet too big)", () => {
   const cluster = new Cluster(undefined, { ipv6: true });
   beforeAll(async () => {
-    cluster.build();
-    cluster.addOutside();
-    cluster.addOutside6();
-    cluster.peersOverIpv6 = true;
+    overIpv6(cluster);
     for (const n of [2, 3]) await cluster.startDaemon(n, cluster.writeConfig(n, cluster.config(n, () => "vxlan")), CLI);
   }, 90_000);
   afterAll(async () => {
@@ -202,10 +197,7 @@ describe.skipIf(!isRoot)("overlayd and the kernel's vxlan over an IPv6 underlay 
   const kernel = 2;
   const ours = 3;
   beforeAll(async () => {
-    cluster.build();
-    cluster.addOutside();
-    cluster.addOutside6();
-    cluster.peersOverIpv6 = true;
+    overIpv6(cluster);
     await cluster.startDaemon(ours, cluster.writeConfig(ours, cluster.config(ours, () => "vxlan")), CLI);
     const x = (args: string[]) => cluster.exec(`w${kernel}`, args);
     x(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);

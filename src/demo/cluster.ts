@@ -394,6 +394,19 @@ export class Cluster {
     return child;
   }
 
+  /** `streams` parallel TCP flows (iperf3) from pod `from` to pod `to` for
+   *  `seconds`: bytes received, the sender's retransmits, and the segments
+   *  its stack saw DSACKed (a flow moved between workers mid-stream arrives
+   *  reordered, and then thousands are). */
+  async parallelFlows(from: number, to: number, streams = 8, seconds = 2): Promise<{ bytes: number; retransmits: number; dsacks: number }> {
+    const srv = this.spawnIn(`pod${to}`, ["iperf3", "-s", "-1"]);
+    await new Promise((r) => setTimeout(r, 500));
+    const j = JSON.parse(this.exec(`pod${from}`, ["iperf3", "-c", podIp(to), "-t", String(seconds), "-P", String(streams), "-J"]));
+    const dsacks = Number(/TcpExtTCPDSACKRecvSegs\s+(\d+)/.exec(this.exec(`pod${from}`, ["nstat", "-asz", "TcpExtTCPDSACKRecvSegs"]))![1]);
+    if (srv.exitCode === null) await new Promise((r) => srv.once("exit", r));
+    return { bytes: j.end.sum_received.bytes, retransmits: j.end.sum_sent.retransmits, dsacks };
+  }
+
   /** TCP transfer of `bytes` pseudo-random bytes from pod `from` to pod `to`
    *  (port 5001), `rateMBps` limiting the sender (0 = unlimited). Resolves
    *  with what each end counted and hashed. */
