@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readNodeState } from "../src/daemon/nodestate.js";
-import { EtcdCluster, ETCD_URL, haveEtcd, sleep, waitUntil, type LogLine } from "./helpers/etcd-cluster.js";
+import { EtcdCluster, ETCD_URL, haveEtcd, sleep, underlay6, waitUntil, type LogLine } from "./helpers/etcd-cluster.js";
 
 const CLI = fileURLToPath(new URL("../dist/src/cli/main.js", import.meta.url));
 const isRoot = process.getuid?.() === 0;
@@ -236,17 +236,6 @@ describe.skipIf(!isRoot || !haveEtcd())("dual-stack membership from etcd (etcd.i
   type Status6 = { etcd?: { podCIDR: string; ipv6PodCIDR?: string } };
   type Peer6 = { name: string; podCIDRs6?: string[] };
   const status = (n: number) => c.admin<Status6>(n, "/status")?.etcd;
-  /** Pod n's IPv6: <subnet>::10/128 on its eth0, the worker's side <subnet>::1 as on-link gateway. */
-  const setupPod6 = (n: number, cidr6: string): string => {
-    const base = cidr6.split("/")[0];
-    const gw = `${base}1`;
-    const ip = `${base}10`;
-    c.exec(`w${n}`, ["ip", "addr", "add", `${gw}/64`, "dev", "veth-pod", "nodad"]);
-    c.exec(`pod${n}`, ["ip", "addr", "add", `${ip}/128`, "dev", "eth0", "nodad"]);
-    c.exec(`pod${n}`, ["ip", "-6", "route", "add", gw, "dev", "eth0"]);
-    c.exec(`pod${n}`, ["ip", "-6", "route", "add", "default", "via", gw, "dev", "eth0"]);
-    return ip;
-  };
 
   beforeAll(async () => {
     c.build();
@@ -275,10 +264,59 @@ describe.skipIf(!isRoot || !haveEtcd())("dual-stack membership from etcd (etcd.i
       await waitUntil(() => c.admin<Peer6[]>(n, "/peers")?.find((p) => p.name === `worker${other}`)?.podCIDRs6?.[0] === six.get(other) || undefined, 5000, `worker${n} to learn worker${other}'s IPv6 subnet`);
       expect(c.exec(`w${n}`, ["ip", "-6", "route", "show"])).toContain(`${six.get(other)} dev wo0`);
     }
-    const ip1 = setupPod6(1, six.get(1)!);
-    const ip3 = setupPod6(3, six.get(3)!);
+    const ip1 = c.setupPod6(1, six.get(1)!);
+    const ip3 = c.setupPod6(3, six.get(3)!);
     expect(c.ping(1, c.podIp(3)).ok).toBe(true);
     expect(c.ping(1, ip3).ok, "pod1 -> pod3 over IPv6").toBe(true);
     expect(c.ping(3, ip1).ok, "pod3 -> pod1 over IPv6").toBe(true);
   }, 30_000);
 });
+
+describe.skipIf(!isRoot || !haveEtcd())("etcd.underlay6: a node publishes its IPv6 underlay address, its peers tunnel to it over IPv6", () => {
+  const c = new EtcdCluster(CLI);
+  const NET6 = "2001:2::/48";
+  type Status6 = { etcd?: { podCIDR: string; ipv6PodCIDR?: string } };
+  type PeerU6 = { name: string; underlay: string; underlay6?: string; encapsulation: string; source: string };
+  const udpOut = (n: number) => {
+    const t = c.exec(`w${n}`, ["nstat", "-asz", "UdpOutDatagrams", "Udp6OutDatagrams"]);
+    const get = (k: string) => Number(new RegExp(`${k}\\s+(\\d+)`).exec(t)?.[1] ?? 0);
+    return { v4: get("UdpOutDatagrams"), v6: get("Udp6OutDatagrams") };
+  };
+
+  beforeAll(async () => {
+    c.build();
+    c.addUnderlay6();
+    await c.startEtcd();
+    const etcd = { endpoints: [ETCD_URL], network: NETWORK, leaseTTL: TTL, ipv6Network: NET6, underlay6: true };
+    // worker1 and worker3 sit on the two underlay subnets, the leaf routing both families between them.
+    await Promise.all([1, 3].map((n) => c.startDaemon(n, c.config(n, etcd, underlay6(n)))));
+  }, 60_000);
+  afterAll(async () => {
+    await c.destroy();
+  }, 30_000);
+
+  it("the records carry the IPv6 underlay addresses; VXLAN between the nodes is UDP/IPv6 only; pods ping in both families and TCP crosses", async () => {
+    const pods = new Map<number, { v4: string; v6: string }>();
+    for (const n of [1, 3]) {
+      const s = c.admin<Status6>(n, "/status")!.etcd!;
+      c.setupPod(n, s.podCIDR);
+      pods.set(n, { v4: c.podIp(n), v6: c.setupPod6(n, s.ipv6PodCIDR!) });
+    }
+    for (const [n, other] of [[1, 3], [3, 1]]) {
+      const peer = await waitUntil(() => c.admin<PeerU6[]>(n, "/peers")?.find((p) => p.name === `worker${other}` && p.underlay6), 5000, `worker${n} to learn worker${other}'s IPv6 underlay`);
+      expect(peer).toMatchObject({ underlay6: underlay6(other), encapsulation: "vxlan", source: "etcd" });
+    }
+    const before = udpOut(1);
+    for (const [a, b] of [[1, 3], [3, 1]]) {
+      expect(c.ping(a, pods.get(b)!.v4).ok, `pod${a} -> pod${b} IPv4`).toBe(true);
+      expect(c.ping(a, pods.get(b)!.v6).ok, `pod${a} -> pod${b} IPv6`).toBe(true);
+    }
+    const after = udpOut(1);
+    // worker1 sent VXLAN (its 4 echo requests and 4 replies) over UDP/IPv6, none over IPv4.
+    expect(after.v6 - before.v6).toBeGreaterThanOrEqual(8);
+    expect(after.v4 - before.v4).toBe(0);
+    const t = await c.startTransfer(1, 3, 2 << 20, 20);
+    expect(t.receivedSha).toBe(t.sentSha);
+  }, 60_000);
+});
+

@@ -24,6 +24,9 @@ export const WORKERS = [
   { n: 4, underlay: "198.18.1.14", subnet: "B" },
 ] as const;
 
+/** Worker n's IPv6 underlay address (addUnderlay6). */
+export const underlay6 = (n: number) => (WORKERS.find((w) => w.n === n)!.subnet === "A" ? `2001:2:ff::1${n}` : `2001:2:ff:1::1${n}`);
+
 export function haveEtcd(): boolean {
   try {
     execFileSync("etcd", ["--version"], { stdio: "ignore" });
@@ -127,6 +130,19 @@ export class EtcdCluster {
     }
   }
 
+  /** IPv6 on the underlay too: brA 2001:2:ff::1/64 and brB 2001:2:ff:1::1/64 on the leaf
+   *  (forwarding between them), worker N underlay6(N) with a route to the other /64. */
+  addUnderlay6(): void {
+    this.exec("leaf", ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    this.exec("leaf", ["ip", "addr", "add", "2001:2:ff::1/64", "dev", "brA", "nodad"]);
+    this.exec("leaf", ["ip", "addr", "add", "2001:2:ff:1::1/64", "dev", "brB", "nodad"]);
+    for (const w of WORKERS) {
+      const [other, gw] = w.subnet === "A" ? ["2001:2:ff:1::/64", "2001:2:ff::1"] : ["2001:2:ff::/64", "2001:2:ff:1::1"];
+      this.exec(`w${w.n}`, ["ip", "addr", "add", `${underlay6(w.n)}/64`, "dev", "eth0", "nodad"]);
+      this.exec(`w${w.n}`, ["ip", "-6", "route", "add", other, "via", gw]);
+    }
+  }
+
   // --- etcd ----------------------------------------------------------------------------
 
   /** Start (or restart, on the same data) etcd in the leaf; resolves once it answers. */
@@ -172,11 +188,15 @@ export class EtcdCluster {
 
   // --- daemons ----------------------------------------------------------------------------
 
-  /** A node config without podCIDR or peers; `etcd` becomes its etcd section (omit to pass it on the command line). */
-  config(n: number, etcd?: Record<string, unknown>): string {
+  /** A node config without podCIDR or peers; `etcd` becomes its etcd section (omit to pass it on the command line).
+   *  `underlayAddress6`: node.ipv6.underlayAddress (its pod prefix then comes from etcd.ipv6Network). */
+  config(n: number, etcd?: Record<string, unknown>, underlayAddress6?: string): string {
     const w = WORKERS.find((x) => x.n === n)!;
     const cfg: Record<string, unknown> = {
-      node: { name: `worker${n}`, underlay: { address: w.underlay, prefixLength: 24, device: "eth0" }, device: { name: "wo0", mode: "tun" }, stateDir: join(this.dir, `state-w${n}`) },
+      node: {
+        name: `worker${n}`, underlay: { address: w.underlay, prefixLength: 24, device: "eth0" }, device: { name: "wo0", mode: "tun" }, stateDir: join(this.dir, `state-w${n}`),
+        ...(underlayAddress6 ? { ipv6: { underlayAddress: underlayAddress6 } } : {}),
+      },
       tunnel: { vni: 100 },
     };
     if (etcd) cfg.etcd = etcd;
@@ -228,6 +248,18 @@ export class EtcdCluster {
   /** The daemon's log lines (pino JSON) so far. */
   logLines(n: number): LogLine[] {
     return (this.logs.get(n) ?? []).join("").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as LogLine);
+  }
+
+  /** Pod n's IPv6 from its node's IPv6 lease: <subnet>::10/128 on its eth0, the worker's side <subnet>::1 as on-link gateway. */
+  setupPod6(n: number, cidr6: string): string {
+    const base = cidr6.split("/")[0];
+    const gw = `${base}1`;
+    const ip = `${base}10`;
+    this.exec(`w${n}`, ["ip", "addr", "add", `${gw}/64`, "dev", "veth-pod", "nodad"]);
+    this.exec(`pod${n}`, ["ip", "addr", "add", `${ip}/128`, "dev", "eth0", "nodad"]);
+    this.exec(`pod${n}`, ["ip", "-6", "route", "add", gw, "dev", "eth0"]);
+    this.exec(`pod${n}`, ["ip", "-6", "route", "add", "default", "via", gw, "dev", "eth0"]);
+    return ip;
   }
 
   /** Address pod n from its node's lease: <subnet>.10, gateway <subnet>.1 on the worker. */
