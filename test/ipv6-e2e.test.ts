@@ -39,13 +39,7 @@ describe.skipIf(!isRoot)("dual-stack pods across three overlayd (VXLAN, IPv6 in 
   });
 
   it("every pair pings over both families", () => {
-    for (const a of [1, 2, 3]) {
-      for (const b of [1, 2, 3]) {
-        if (a === b) continue;
-        expect(cluster.ping(a, podIp(b), 2).ok, `IPv4 ${a} -> ${b}`).toBe(true);
-        expect(cluster.ping(a, podIp6(b), 2).ok, `IPv6 ${a} -> ${b}`).toBe(true);
-      }
-    }
+    expect(cluster.unreachablePairs()).toEqual([]);
   });
 
   it("IPv6 TCP byte for byte over VXLAN, protocol 41 and the direct pair", async () => {

@@ -5,7 +5,7 @@
 // kernel would cut from worker3's write is the pod's stream, byte for byte.
 import { describe, expect, it } from "vitest";
 import * as abi from "../src/dataplane/abi.js";
-import { inetChecksum, ip, ipv4, parseIpv4, tcp } from "./helpers/packets.js";
+import { inetChecksum, ip, ipv4, parseIpv4, tcp, tsoFrame } from "./helpers/packets.js";
 import { DEV_MAC, W2, W3, worker2, worker3 } from "./helpers/topology.js";
 
 const payload = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 13 + seed) & 255);
@@ -15,19 +15,7 @@ const TAP_MAC = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
 
 /** virtio_net_hdr TCPV4 (NEEDS_CSUM) + an IPv4/TCP super-frame, as a tun with TSO hands it over. */
 function superframe(data: Uint8Array, flags = 0x18, dst = DST): Uint8Array {
-  const pkt = ipv4({ src: SRC, dst, proto: 6, ttl: 64, id: 300, payload: tcp(SRC, dst, 40000, 5201, flags, data, 1_000_000, 77) });
-  const v = new Uint8Array(10);
-  const dv = new DataView(v.buffer);
-  v[0] = 1; // NEEDS_CSUM
-  v[1] = 1; // TCPV4
-  dv.setUint16(2, 40, true);
-  dv.setUint16(4, MSS, true);
-  dv.setUint16(6, 20, true);
-  dv.setUint16(8, 16, true);
-  const out = new Uint8Array(10 + pkt.length);
-  out.set(v);
-  out.set(pkt, 10);
-  return out;
+  return tsoFrame(ipv4({ src: SRC, dst, proto: 6, ttl: 64, id: 300, payload: tcp(SRC, dst, 40000, 5201, flags, data, 1_000_000, 77) }), MSS);
 }
 
 /** Sum over the L4 part with the pseudo header (0 when valid); `partial`: the field's expected partial value instead. */

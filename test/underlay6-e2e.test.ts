@@ -57,13 +57,7 @@ describe.skipIf(!isRoot)("three overlayd over the IPv6 underlay (VXLAN in UDP/IP
   });
 
   it("every pair pings over both families", () => {
-    for (const a of [1, 2, 3]) {
-      for (const b of [1, 2, 3]) {
-        if (a === b) continue;
-        expect(cluster.ping(a, podIp(b), 2).ok, `IPv4 ${a} -> ${b}`).toBe(true);
-        expect(cluster.ping(a, podIp6(b), 2).ok, `IPv6 ${a} -> ${b}`).toBe(true);
-      }
-    }
+    expect(cluster.unreachablePairs()).toEqual([]);
   });
 
   it("TCP byte for byte in both families over VXLAN/IPv6 (2 -> 3, 1 -> 2) and IPv4/IPv6 in IPv6 (3 -> 1)", async () => {

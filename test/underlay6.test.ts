@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import * as abi from "../src/dataplane/abi.js";
 import { RouteRules6 } from "../src/dataplane/routes6.js";
-import { inetChecksum, ip, ipStr, ipv4, macBytes, parseIpv4, tcp, udp, vxlanHeader } from "./helpers/packets.js";
+import { inetChecksum, ip, ipStr, ipv4, macBytes, parseIpv4, tcp, tsoFrame, udp, vxlanHeader } from "./helpers/packets.js";
 import { a6, a6big, ipv6, parseIpv6, udp6 } from "./helpers/packets6.js";
 import { haveTshark, tsharkFields } from "./helpers/pcap.js";
 import { DEV_MAC, W1, W2, W3, worker2, worker3, type Node } from "./helpers/topology.js";
@@ -532,19 +532,7 @@ describe("offload paths", () => {
   const TAP_MAC = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
   const MSS = 1360; // segments of 1400 bytes fit VXLAN over IPv6 in 1500
   function superframe(data: Uint8Array): Uint8Array {
-    const pkt = ipv4({ src: "198.19.2.5", dst: "198.19.3.7", proto: 6, ttl: 64, id: 300, df: true, payload: tcp("198.19.2.5", "198.19.3.7", 40000, 5201, 0x18, data, 1_000_000, 77) });
-    const v = new Uint8Array(10);
-    const dv = new DataView(v.buffer);
-    v[0] = 1;
-    v[1] = 1;
-    dv.setUint16(2, 40, true);
-    dv.setUint16(4, MSS, true);
-    dv.setUint16(6, 20, true);
-    dv.setUint16(8, 16, true);
-    const out = new Uint8Array(10 + pkt.length);
-    out.set(v);
-    out.set(pkt, 10);
-    return out;
+    return tsoFrame(ipv4({ src: "198.19.2.5", dst: "198.19.3.7", proto: 6, ttl: 64, id: 300, df: true, payload: tcp("198.19.2.5", "198.19.3.7", 40000, 5201, 0x18, data, 1_000_000, 77) }), MSS);
   }
 
   it("tunnel GSO refuses a super-frame for an IPv6 peer before its representative, and the frame is segmented whole", () => {

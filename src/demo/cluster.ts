@@ -387,6 +387,20 @@ export class Cluster {
     }
   }
 
+  /** Every ordered pair of pods that a ping does not cross, as "IPv4 1 -> 2"
+   *  (IPv6 too on a dual-stack cluster): [] when all of them answer. */
+  unreachablePairs(): string[] {
+    const failed: string[] = [];
+    for (const a of WORKERS) {
+      for (const b of WORKERS) {
+        if (a === b) continue;
+        if (!this.ping(a.n, podIp(b.n), 2).ok) failed.push(`IPv4 ${a.n} -> ${b.n}`);
+        if (this.ipv6 && !this.ping(a.n, podIp6(b.n), 2).ok) failed.push(`IPv6 ${a.n} -> ${b.n}`);
+      }
+    }
+    return failed;
+  }
+
   /** Start a background process in a namespace, tracked for cleanup. */
   spawnIn(ns: string, args: string[]): ChildProcess {
     const child = spawn("ip", ["netns", "exec", this.ns(ns), ...args], { stdio: ["ignore", "pipe", "pipe"] });

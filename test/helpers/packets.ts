@@ -140,6 +140,22 @@ export function vxlanHeader(vni: number, flags = 0x08): Uint8Array {
   return b;
 }
 
+/** `pkt` (IPv4/TCP, 20-byte headers) behind a virtio_net_hdr as a tun with
+ *  TSO hands a super-frame over: NEEDS_CSUM, TCPV4, hdr_len 40, gso_size
+ *  `mss`, checksum start 20 and offset 16. */
+export function tsoFrame(pkt: Uint8Array, mss: number): Uint8Array {
+  const out = new Uint8Array(10 + pkt.length);
+  const dv = new DataView(out.buffer);
+  out[0] = 1; // NEEDS_CSUM
+  out[1] = 1; // TCPV4
+  dv.setUint16(2, 40, true);
+  dv.setUint16(4, mss, true);
+  dv.setUint16(6, 20, true);
+  dv.setUint16(8, 16, true);
+  out.set(pkt, 10);
+  return out;
+}
+
 export function concat(...parts: Uint8Array[]): Uint8Array {
   const n = parts.reduce((a, p) => a + p.length, 0);
   const out = new Uint8Array(n);

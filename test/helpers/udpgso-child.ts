@@ -30,44 +30,34 @@ const DST6 = "2001:2:0:ff::2";
 
 interface Spec { sport: number; tos: number; pay: number; dst: number; v6?: boolean }
 
-/** Packet k: outer IPv4 (or IPv6) + UDP + a payload whose bytes encode k. */
+/** Packet k: outer IPv4 (or IPv6: traffic class `tos`) + UDP (no checksum:
+ *  the kernel writes its own) + a payload whose bytes encode k. */
 function put(i: number, k: number, s: Spec): void {
-  if (s.v6) return put6(i, k, s);
   const off = abi.HEADROOM;
   const p = SLOT_BASE + i * SLOT + off;
   const d = dv();
-  const len = 28 + s.pay;
-  d.setUint8(p, 0x45);
-  d.setUint8(p + 1, s.tos);
-  d.setUint16(p + 2, len);
-  d.setUint8(p + 8, 64);
-  d.setUint8(p + 9, 17);
-  d.setUint32(p + 12, SRC);
-  d.setUint32(p + 16, s.dst);
-  d.setUint16(p + 20, s.sport);
-  d.setUint16(p + 22, 4789);
-  d.setUint16(p + 24, 8 + s.pay);
-  for (let j = 0; j < s.pay; j++) d.setUint8(p + 28 + j, (k * 31 + j) & 255);
-  d.setUint32(META_BASE + i * abi.META_SIZE + abi.META_OFF, off, true);
-  d.setUint32(META_BASE + i * abi.META_SIZE + abi.META_LEN, len, true);
-}
-
-/** The same over IPv6 (traffic class `tos`, no UDP checksum: the kernel writes its own). */
-function put6(i: number, k: number, s: Spec): void {
-  const off = abi.HEADROOM;
-  const p = SLOT_BASE + i * SLOT + off;
-  const d = dv();
-  const len = 48 + s.pay;
-  d.setUint32(p, (6 << 28) | (s.tos << 20) | 0x12345);
-  d.setUint16(p + 4, 8 + s.pay);
-  d.setUint8(p + 6, 17);
-  d.setUint8(p + 7, 64);
-  ipv6ToBytes(ipv6ToBigint(SRC6), u8(), p + 8);
-  ipv6ToBytes(ipv6ToBigint(DST6), u8(), p + 24);
-  d.setUint16(p + 40, s.sport);
-  d.setUint16(p + 42, 4789);
-  d.setUint16(p + 44, 8 + s.pay);
-  for (let j = 0; j < s.pay; j++) d.setUint8(p + 48 + j, (k * 31 + j) & 255);
+  const h = s.v6 ? 40 : 20;
+  const len = h + 8 + s.pay;
+  if (s.v6) {
+    d.setUint32(p, (6 << 28) | (s.tos << 20) | 0x12345);
+    d.setUint16(p + 4, 8 + s.pay);
+    d.setUint8(p + 6, 17);
+    d.setUint8(p + 7, 64);
+    ipv6ToBytes(ipv6ToBigint(SRC6), u8(), p + 8);
+    ipv6ToBytes(ipv6ToBigint(DST6), u8(), p + 24);
+  } else {
+    d.setUint8(p, 0x45);
+    d.setUint8(p + 1, s.tos);
+    d.setUint16(p + 2, len);
+    d.setUint8(p + 8, 64);
+    d.setUint8(p + 9, 17);
+    d.setUint32(p + 12, SRC);
+    d.setUint32(p + 16, s.dst);
+  }
+  d.setUint16(p + h, s.sport);
+  d.setUint16(p + h + 2, 4789);
+  d.setUint16(p + h + 4, 8 + s.pay);
+  for (let j = 0; j < s.pay; j++) d.setUint8(p + h + 8 + j, (k * 31 + j) & 255);
   d.setUint32(META_BASE + i * abi.META_SIZE + abi.META_OFF, off, true);
   d.setUint32(META_BASE + i * abi.META_SIZE + abi.META_LEN, len, true);
 }
